@@ -1,0 +1,68 @@
+"""Checkpoints: everything needed to resume training or to synthesise, in one file.
+
+A checkpoint is a dict of tensors and plain Python values (no classes), saved with ``torch.save``
+and loaded with ``weights_only=True``, which refuses to unpickle anything else: opening a
+checkpoint from a stranger cannot run code. It carries the resolved config, so ``synth`` and
+``info`` need nothing but the file.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config
+from .errors import CheckpointError, ConfigError
+from .files import atomic_open
+from .model import WaveNet
+
+FORMAT = "wavegen-checkpoint"
+VERSION = 1
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (plus format tags) atomically: the previous file survives any crash."""
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    with atomic_open(Path(path), "wb") as handle:
+        torch.save(payload, handle)
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without executing code from it; a bad file gives a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: refused to load, it holds more than weights ({first})") from None
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a wavegen checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported")
+    return payload
+
+
+def config_of(payload: dict[str, Any], path: Path | str = "checkpoint") -> Config:
+    try:
+        return Config.from_dict(payload["config"], source=str(path))
+    except (KeyError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: bad config in checkpoint ({exc})") from None
+
+
+def load_model(path: Path, map_location: str | torch.device = "cpu") -> tuple[WaveNet, dict[str, Any]]:
+    """Rebuild the model from a checkpoint alone (its config gives the shape)."""
+    payload = load(path, map_location)
+    config = config_of(payload, path)
+    model = WaveNet(config.model)
+    try:
+        model.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the model shape in its config ({reason})") from None
+    return model.eval(), payload

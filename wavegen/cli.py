@@ -1,0 +1,171 @@
+"""The ``wavegen`` command line: a thin layer that builds a config and calls the library.
+
+Heavy modules (torch, librosa) are imported inside the commands so ``wavegen --help`` is instant.
+Every ``WavegenError`` becomes a one-line ``Error: ...`` and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import TrainingInterrupted, WavegenError
+
+RUN_OR_CHECKPOINT = [
+    click.option("--run", "run", type=click.Path(path_type=Path), help="Run folder (default: newest under runs/)."),
+    click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint file instead of a run."),
+]
+
+
+def _options(options):
+    def wrap(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return wrap
+
+
+def friendly_errors(fn):
+    """Turn expected failures into one-line messages instead of tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TrainingInterrupted as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(130)
+        except WavegenError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wavegen")
+def main() -> None:
+    """wavegen: train WaveNet models on your recordings and listen to what they generate.
+
+    \b
+      wavegen prepare dataset/      encode a folder of audio files
+      wavegen train                 train (or resume) runs/default on it
+      wavegen synth --seconds 2     write WAVs to samples/ from the newest run
+    """
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
+              help="Folder for the prepared codes and manifest.")
+@click.option("--recipe", default="default", show_default=True, help="Recipe whose [data] settings apply.")
+@click.option("--sample-rate", type=click.IntRange(min=1000), help="Resample to this rate (default: the recipe's).")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), help="Tail of each file held out.")
+@click.option("--trim-silence/--no-trim-silence", default=None, help="Trim leading/trailing silence (reported).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, quiet):
+    """Encode every audio file under DATASET (recursively) for training."""
+    from .config import load_recipe
+    from .data import prepare as run_prepare
+
+    config = load_recipe(recipe).data
+    if sample_rate is not None:
+        config.sample_rate = sample_rate
+    if val_fraction is not None:
+        config.val_fraction = val_fraction
+    if trim_silence is not None:
+        config.trim_silence = trim_silence
+    run_prepare(dataset, out, config, log=_log, progress=not quiet)
+
+
+@main.command()
+@click.option("--data", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
+              help="Prepared data folder.")
+@click.option("--run", type=click.Path(path_type=Path), help="Run folder (default: runs/RECIPE); resumed if it exists.")
+@click.option("--recipe", help="Recipe name in recipes/ or a .toml path (default: 'default', or the run's own).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.lr=3e-4.")
+@click.option("--steps", type=click.IntRange(min=1), help="Train until this step (same as --set train.steps=N).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def train(data, run, recipe, overrides, steps, device, quiet):
+    """Train a model on prepared data, or resume the run if it has a checkpoint."""
+    from .train import resolve_config, train as run_train
+
+    run = run or Path("runs") / Path(recipe or "default").stem
+    config, _ = resolve_config(run, recipe, list(overrides), steps)
+    run_train(config, data, run, device=device, log=_log, progress=not quiet)
+
+
+@main.command()
+@_options(RUN_OR_CHECKPOINT)
+@click.option("--seconds", type=float, default=2.0, show_default=True, help="Length of each output.")
+@click.option("--n", "n", type=int, default=1, show_default=True, help="Number of streams generated together.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Stream i uses seed + i.")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option("--engine", type=click.Choice(["auto", "torch", "reference"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, quiet):
+    """Generate audio from a trained model and write 16-bit WAV files."""
+    from .synth import pick_checkpoint, synthesize
+
+    synthesize(pick_checkpoint(run, checkpoint), out, seconds, n, seed, temperature, engine, device,
+               log=_log, progress=not quiet)
+
+
+@main.command()
+@_options(RUN_OR_CHECKPOINT)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def info(run, checkpoint, as_json):
+    """Show a model's config, parameter count and receptive field."""
+    from .synth import describe_checkpoint, pick_checkpoint
+
+    facts = describe_checkpoint(pick_checkpoint(run, checkpoint))
+    if as_json:
+        click.echo(json.dumps(facts))
+        return
+    best = facts["best_val_bits"]
+    click.echo(f"checkpoint       {facts['checkpoint']} (step {facts['step']}"
+               + (f", best validation {best:.3f} bits/sample)" if best is not None else ")"))
+    click.echo(f"parameters       {facts['parameters']:,}")
+    click.echo(f"receptive field  {facts['receptive_field_samples']} samples "
+               f"({facts['receptive_field_ms']} ms at {facts['config']['data']['sample_rate']} Hz)")
+    for section, values in facts["config"].items():
+        click.echo(f"[{section}]")
+        for key, value in values.items():
+            click.echo(f"  {key} = {value}")
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
+              help="Where the built-in dataset, prepared data and run go.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--seconds", type=float, default=2.0, show_default=True)
+@click.option("--n", "n", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@friendly_errors
+def demo(workdir, out, steps, seconds, n, quiet):
+    """Run the whole pipeline on a built-in dataset of generated melodies (no data needed)."""
+    from .demo import run_demo
+
+    run_demo(workdir, out, steps, seconds, n, log=_log, progress=not quiet)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,228 @@
+"""Configuration: dataclass defaults → a recipe (TOML) → ``--set section.key=value`` overrides.
+
+Every value has one declared type; recipes and overrides are checked against it, and unknown keys
+are refused, so a typo never silently falls back to a default. The resolved configuration is what
+a run saves (``config.toml``) and what every checkpoint carries.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the WaveNet (see ``model.WaveNet``)."""
+
+    classes: int = 256
+    cycles: int = 3
+    layers_per_cycle: int = 10  # dilations 1, 2, ... 2**(layers_per_cycle - 1)
+    kernel_size: int = 2
+    input_kernel_size: int = 2  # taps of the first, type-A layer
+    residual_channels: int = 64
+    gate_channels: int = 128
+    skip_channels: int = 256
+
+
+@dataclass
+class DataConfig:
+    """How ``prepare`` turns recordings into codes."""
+
+    sample_rate: int = 16000
+    val_fraction: float = 0.05  # tail of every file held out for validation
+    trim_silence: bool = False  # trim leading/trailing silence (reported, never silent)
+    trim_db: float = 40.0  # below peak, what counts as silence when trimming
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping for ``train``."""
+
+    batch_size: int = 8
+    segment_length: int = 4000  # predicted samples per window (context comes on top)
+    lr: float = 1e-3
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    steps: int = 100_000
+    grad_clip: float = 1.0
+    input_noise: float = 0.03  # std of noise on input audio before quantising; targets stay clean
+    start_fraction: float = 0.1  # share of windows whose context begins in the silence before a file
+    checkpoint_every: int = 1000
+    val_every: int = 1000
+    val_batches: int = 8
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "Config":
+        """Build a config from nested dicts, checking every key and type."""
+        config = cls()
+        for section, values in raw.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: '{section}' must be a table like [{section}]")
+            for key, value in values.items():
+                _assign(config, f"{section}.{key}", value, source)
+        return config
+
+
+SECTIONS = {f.name for f in dataclasses.fields(Config)}
+
+
+def known_keys() -> list[str]:
+    """Every settable ``section.key``, sorted."""
+    config = Config()
+    return sorted(
+        f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(config, s))
+    )
+
+
+def _field_type(section_obj: Any, key: str) -> type:
+    types = {f.name: f.type for f in dataclasses.fields(section_obj)}
+    return {"int": int, "float": float, "bool": bool, "str": str}[types[key]]
+
+
+def _locate(config: Config, dotted: str, source: str) -> tuple[Any, str]:
+    section, _, key = dotted.partition(".")
+    if section not in SECTIONS or not key or not hasattr(getattr(config, section), key):
+        raise ConfigError(
+            f"{source}: unknown setting '{dotted}' (known: {', '.join(known_keys())})"
+        )
+    return getattr(config, section), key
+
+
+def _assign(config: Config, dotted: str, value: Any, source: str) -> None:
+    """Set a value that already has a Python type (from TOML): only exact types are accepted,
+    except that an int may stand for a float."""
+    obj, key = _locate(config, dotted, source)
+    want = _field_type(obj, key)
+    ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(
+            f"{source}: '{dotted}' must be {want.__name__}, got {type(value).__name__} {value!r}"
+        )
+    setattr(obj, key, value)
+
+
+def _parse(text: str, want: type, dotted: str) -> Any:
+    """Parse a ``--set`` value given as text into the field's type."""
+    text = text.strip()
+    try:
+        if want is bool:
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if want is int:
+            return int(text.replace("_", ""))
+        if want is float:
+            return float(text)
+        return text
+    except ValueError:
+        raise ConfigError(f"--set {dotted}={text}: expected {want.__name__}") from None
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` strings to ``config`` in place (and return it)."""
+    for item in overrides:
+        dotted, sep, text = item.partition("=")
+        dotted = dotted.strip()
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.lr=3e-4")
+        obj, key = _locate(config, dotted, "--set")
+        setattr(obj, key, _parse(text, _field_type(obj, key), dotted))
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Refuse values that are well typed but make no sense."""
+    m, d, t = config.model, config.data, config.train
+    positive = {
+        "model.classes": m.classes, "model.cycles": m.cycles,
+        "model.layers_per_cycle": m.layers_per_cycle, "model.kernel_size": m.kernel_size,
+        "model.input_kernel_size": m.input_kernel_size,
+        "model.residual_channels": m.residual_channels, "model.gate_channels": m.gate_channels,
+        "model.skip_channels": m.skip_channels, "data.sample_rate": d.sample_rate,
+        "train.batch_size": t.batch_size, "train.segment_length": t.segment_length,
+        "train.lr": t.lr, "train.steps": t.steps, "train.checkpoint_every": t.checkpoint_every,
+        "train.val_every": t.val_every, "train.log_every": t.log_every,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"'{name}' must be > 0, got {value}")
+    if m.classes != 256:
+        raise ConfigError("'model.classes' must be 256 (8-bit µ-law)")
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise ConfigError(f"'data.val_fraction' must be in [0, 1), got {d.val_fraction}")
+    if t.warmup_steps < 0 or t.grad_clip < 0 or t.input_noise < 0 or t.val_batches < 0:
+        raise ConfigError("train.warmup_steps, grad_clip, input_noise and val_batches must be >= 0")
+    if not 0.0 <= t.start_fraction <= 1.0:
+        raise ConfigError(f"'train.start_fraction' must be in [0, 1], got {t.start_fraction}")
+    if not 0.0 <= t.min_lr_ratio <= 1.0:
+        raise ConfigError(f"'train.min_lr_ratio' must be in [0, 1], got {t.min_lr_ratio}")
+
+
+def recipe_dirs() -> list[Path]:
+    """Where recipe names are looked up: ./recipes, then the recipes beside the package."""
+    return [Path.cwd() / "recipes", Path(__file__).resolve().parent.parent / "recipes"]
+
+
+def recipe_path(recipe: str) -> Path:
+    """Resolve a recipe given as a path or as a name in ``recipes/``."""
+    path = Path(recipe)
+    if path.suffix == ".toml" or "/" in recipe:
+        if not path.is_file():
+            raise ConfigError(f"{recipe}: recipe file not found")
+        return path
+    for folder in recipe_dirs():
+        candidate = folder / f"{recipe}.toml"
+        if candidate.is_file():
+            return candidate
+    names = sorted({p.stem for folder in recipe_dirs() if folder.is_dir() for p in folder.glob("*.toml")})
+    raise ConfigError(f"unknown recipe '{recipe}' (known: {', '.join(names) or 'none found'})")
+
+
+def load_recipe(recipe: str) -> Config:
+    """Read a recipe (name or path) on top of the dataclass defaults."""
+    path = recipe_path(recipe)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read recipe ({exc})") from None
+    config = Config.from_dict(raw, source=str(path))
+    validate(config)
+    return config
+
+
+def to_toml(config: Config) -> str:
+    return tomli_w.dumps(config.to_dict())
+
+
+def load_toml(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    return Config.from_dict(raw, source=str(path))

@@ -1,0 +1,24 @@
+"""Errors that reach the user as one line (the CLI prints ``Error: <message>`` and exits 1).
+
+Each message names the file or setting at fault and, where there is one, what to do about it.
+"""
+
+
+class WavegenError(Exception):
+    """Base class: anything the user can fix."""
+
+
+class ConfigError(WavegenError):
+    """A recipe or ``--set`` override is unknown, badly typed or out of range."""
+
+
+class DataError(WavegenError):
+    """A dataset or prepared-data folder is missing, empty or unreadable."""
+
+
+class CheckpointError(WavegenError):
+    """A checkpoint or run folder is missing, corrupt or of another shape."""
+
+
+class TrainingInterrupted(WavegenError):
+    """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint."""

@@ -1,0 +1,327 @@
+"""Training: random windows → cross-entropy over 256 classes → Adam, with resumable runs.
+
+A run folder holds everything about one model:
+
+    RUN/config.toml             the resolved config (recipe + overrides)
+    RUN/log.csv                 one row per logged step: loss and validation in bits per sample
+    RUN/checkpoints/latest.pt   model, optimizer, step and every RNG state (resume point)
+    RUN/checkpoints/best.pt     the same, at the lowest validation loss so far
+
+Running ``train`` on a folder that has a checkpoint resumes it, from the saved config.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt
+from .config import Config, ConfigError, apply_overrides, load_recipe, to_toml
+from .data import IGNORE, PreparedData, WindowSampler
+from .errors import CheckpointError, TrainingInterrupted
+from .files import atomic_write_text
+from .model import WaveNet
+from .mulaw import decode, encode
+
+LN2 = math.log(2.0)
+LOG_FIELDS = ["step", "train_bits", "val_bits", "lr", "grad_norm", "samples_per_s", "elapsed_s"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name}: choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def checkpoint_paths(run: Path) -> dict[str, Path]:
+    return {"latest": run / "checkpoints" / "latest.pt", "best": run / "checkpoints" / "best.pt"}
+
+
+def resolve_config(run: Path, recipe: str | None, overrides: list[str], steps: int | None) -> tuple[Config, bool]:
+    """The config a ``train`` call will use, and whether it resumes an existing run.
+
+    A new run starts from the recipe (``default`` if none); an existing run from its own saved
+    config, whose model shape can no longer change.
+    """
+    latest = checkpoint_paths(run)["latest"]
+    resuming = latest.is_file()
+    if resuming:
+        config = ckpt.config_of(ckpt.load(latest), latest)
+        model_before = dict(config.to_dict()["model"])
+        if recipe is not None and load_recipe(recipe).model != config.model:
+            raise ConfigError(
+                f"{run}: this run's model shape differs from recipe '{recipe}'; "
+                "resume without --recipe, or start a new run with --run NEW_DIR"
+            )
+    else:
+        config = load_recipe(recipe or "default")
+    apply_overrides(config, overrides)
+    if steps is not None:
+        apply_overrides(config, [f"train.steps={steps}"])
+    if resuming and config.to_dict()["model"] != model_before:
+        raise ConfigError(f"{run}: cannot change model.* settings of an existing run; use --run NEW_DIR")
+    return config, resuming
+
+
+def lr_at(step: int, config: Config) -> float:
+    """Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at the last step."""
+    t = config.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    span = max(t.steps - t.warmup_steps, 1)
+    progress = min((step - t.warmup_steps) / span, 1.0)
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class TrainResult:
+    step: int
+    train_bits: float
+    val_bits: float | None
+    best_val_bits: float | None
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+    skipped_steps: int = 0
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Owns the model, optimizer, data sampler and RNGs of one run."""
+
+    def __init__(self, config: Config, data: PreparedData, run: Path, device: torch.device) -> None:
+        self.config, self.data, self.run, self.device = config, data, Path(run), device
+        t = config.train
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        torch.manual_seed(t.seed)
+        self.model = WaveNet(config.model).to(device)
+        self.rf = self.model.receptive_field
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.sampler = WindowSampler(data.train, self.rf, t.segment_length, t.seed, t.start_fraction)
+        self.noise = torch.Generator(device=device).manual_seed(t.seed + 1)
+        self.val_batches = self._validation_batches()
+        self.step, self.best_val, self.skipped = 0, None, 0
+        self.val_history: list[tuple[int, float]] = []
+        self.autocast = device.type == "cuda"  # bf16 on GPUs; on CPUs it is many times slower
+
+    def _validation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A fixed set of validation windows, so successive validations are comparable."""
+        t = self.config.train
+        if not self.data.val.spans or t.val_batches == 0:
+            return []
+        sampler = WindowSampler(self.data.val, self.rf, t.segment_length, seed=12345)
+        return [tuple(map(torch.from_numpy, sampler.batch(t.batch_size))) for _ in range(t.val_batches)]
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "best_val_bits": self.best_val,
+            "val_history": [list(v) for v in self.val_history],
+            "skipped_steps": self.skipped,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "noise": self.noise.get_state(),
+                "sampler": self.sampler.state(),
+            },
+        }
+
+    def load_state(self, payload: dict) -> None:
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.step = int(payload["step"])
+            self.best_val = payload["best_val_bits"]
+            self.val_history = [tuple(v) for v in payload["val_history"]]
+            self.skipped = int(payload.get("skipped_steps", 0))
+            torch.set_rng_state(payload["rng"]["torch"])
+            self.noise.set_state(payload["rng"]["noise"])
+            self.sampler.set_state(payload["rng"]["sampler"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{self.run}: checkpoint cannot be resumed ({exc})") from None
+
+    def save(self, which: str = "latest") -> None:
+        ckpt.save(checkpoint_paths(self.run)[which], self.state())
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def _noisy(self, codes: torch.Tensor) -> torch.Tensor:
+        """Inputs with a little noise in the audio domain: robustness to the model's own
+        sampling errors at generation time. Targets stay clean."""
+        sigma = self.config.train.input_noise
+        if sigma == 0:
+            return codes
+        audio = decode(codes) + sigma * torch.randn(codes.shape, generator=self.noise, device=codes.device)
+        return encode(audio)
+
+    def _bits(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy in bits over the targets (B, segment)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.model(inputs, output_from=self.rf)  # (B, classes, segment)
+        return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        if not self.val_batches:
+            return None
+        self.model.eval()
+        total = 0.0
+        for inputs, targets in self.val_batches:
+            total += self._bits(inputs.to(self.device), targets.to(self.device)).item()
+        self.model.train()
+        return total / len(self.val_batches)
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimizer step; returns (loss in bits, gradient norm). Non-finite losses skip it."""
+        t = self.config.train
+        inputs, targets = self.sampler.batch(t.batch_size)
+        inputs, targets = self._to_device(inputs), self._to_device(targets)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.config)
+        bits = self._bits(self._noisy(inputs), targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(bits):
+            self.skipped += 1
+            self.step += 1
+            return float("nan"), float("nan")
+        bits.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
+        self.optimizer.step()
+        self.step += 1
+        return bits.item(), norm.item()
+
+
+def _append_log(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def train(
+    config: Config,
+    data_dir: Path,
+    run: Path,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume) the run in ``run`` on the prepared data in ``data_dir``."""
+    from tqdm import tqdm
+
+    run = Path(run)
+    data = PreparedData(data_dir)
+    if data.sample_rate != config.data.sample_rate:
+        latest = checkpoint_paths(run)["latest"]
+        if latest.is_file():
+            raise ConfigError(
+                f"{data_dir}: prepared at {data.sample_rate} Hz but run {run} is at "
+                f"{config.data.sample_rate} Hz; prepare again with --sample-rate {config.data.sample_rate}"
+            )
+        log(f"using the prepared data's rate, {data.sample_rate} Hz (recipe said {config.data.sample_rate})")
+        config.data.sample_rate = data.sample_rate
+    dev = resolve_device(device)
+    trainer = Trainer(config, data, run, dev)
+    latest = checkpoint_paths(run)["latest"]
+    if latest.is_file():
+        trainer.load_state(ckpt.load(latest, map_location=dev))
+        log(f"resuming {run} at step {trainer.step}")
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run / "config.toml", to_toml(config))
+    t = config.train
+    log(
+        f"training {trainer.model.parameter_count():,} parameters on {dev}, receptive field "
+        f"{trainer.rf} samples ({1000 * trainer.rf / data.sample_rate:.0f} ms), "
+        f"steps {trainer.step}..{t.steps}"
+    )
+    if trainer.step == 0:
+        first = trainer.validate()
+        if first is not None:
+            trainer.val_history.append((0, first))
+            _append_log(run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
+
+    def on_sigterm(signum, frame):  # treat like Ctrl-C: save, then stop
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
+    start, recent = time.perf_counter(), []
+    bar = tqdm(total=t.steps, initial=trainer.step, desc="train", unit="step", disable=not progress)
+    try:
+        while trainer.step < t.steps:
+            tick = time.perf_counter()
+            bits, norm = trainer.train_step()
+            rate = t.batch_size * t.segment_length / (time.perf_counter() - tick)
+            if math.isfinite(bits):
+                recent = (recent + [bits])[-50:]
+            step, val = trainer.step, None
+            if step % t.val_every == 0 or step == t.steps:
+                val = trainer.validate()
+                if val is not None:
+                    trainer.val_history.append((step, val))
+                    if trainer.best_val is None or val < trainer.best_val:
+                        trainer.best_val = val
+                        trainer.save("best")
+            if step % t.log_every == 0 or val is not None:
+                _append_log(run / "log.csv", {
+                    "step": step, "train_bits": round(bits, 4),
+                    "val_bits": "" if val is None else round(val, 4),
+                    "lr": f"{lr_at(step - 1, config):.3g}", "grad_norm": round(norm, 4),
+                    "samples_per_s": round(rate), "elapsed_s": round(time.perf_counter() - start, 1),
+                })
+                postfix = {"bits": f"{np.mean(recent):.3f}" if recent else "nan", "samples/s": f"{rate:,.0f}"}
+                if trainer.val_history:
+                    postfix["val"] = f"{trainer.val_history[-1][1]:.3f}"
+                bar.set_postfix(postfix, refresh=False)
+            if step % t.checkpoint_every == 0 or step == t.steps:
+                trainer.save("latest")
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        trainer.save("latest")
+        raise TrainingInterrupted(
+            f"interrupted at step {trainer.step}; saved {latest}. Run the same command to resume."
+        ) from None
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        bar.close()
+    result = TrainResult(
+        step=trainer.step,
+        train_bits=float(np.mean(recent)) if recent else float("nan"),
+        val_bits=trainer.val_history[-1][1] if trainer.val_history else None,
+        best_val_bits=trainer.best_val,
+        val_history=list(trainer.val_history),
+        skipped_steps=trainer.skipped,
+        seconds=time.perf_counter() - start,
+    )
+    msg = f"done: step {result.step}, train {result.train_bits:.3f} bits/sample"
+    if result.val_bits is not None:
+        msg += f", validation {result.val_bits:.3f} (best {result.best_val_bits:.3f})"
+    if result.skipped_steps:
+        msg += f"; skipped {result.skipped_steps} steps with non-finite loss"
+    log(msg + f"; checkpoints in {run / 'checkpoints'}")
+    return result

@@ -8,6 +8,7 @@ checkpoint from a stranger cannot run code. It carries the resolved config, so `
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,14 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused to load, it holds more than weights ({first})") from None
+        found = re.search(r"unsupported GLOBAL (\S+)", str(exc), re.IGNORECASE)
+        if found:  # a class or function reference: what a code-running pickle needs
+            raise CheckpointError(
+                f"{path}: refused to load, it asks to import {found.group(1)} (checkpoints hold only weights)"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or another format)") from None
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: corrupt or truncated)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a wavegen checkpoint")
     if payload.get("version") != VERSION:

@@ -1,0 +1,81 @@
+import os
+
+import pytest
+import torch
+
+from wavegen import checkpoint as ckpt
+from wavegen.config import Config, ModelConfig
+from wavegen.errors import CheckpointError
+from wavegen.model import WaveNet
+
+SMALL = ModelConfig(cycles=1, layers_per_cycle=3, residual_channels=8, gate_channels=8, skip_channels=8)
+
+
+def small_payload() -> dict:
+    config = Config(model=SMALL)
+    return {"config": config.to_dict(), "model": WaveNet(SMALL).state_dict(), "step": 7}
+
+
+def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
+    payload = small_payload()
+    ckpt.save(tmp_path / "c.pt", payload)
+    model, loaded = ckpt.load_model(tmp_path / "c.pt")
+    assert loaded["step"] == 7 and model.config == SMALL
+    for name, tensor in payload["model"].items():
+        assert torch.equal(model.state_dict()[name], tensor)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary files left behind
+
+
+class Exploit:
+    """Unpickling this would create a marker file: loading must refuse it instead."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_checkpoint_runs_no_code(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = small_payload()
+    payload["extra"] = Exploit(marker)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": ckpt.FORMAT, "version": ckpt.VERSION, **payload}, path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        ckpt.load(path)
+    assert not marker.exists()
+
+
+def test_corrupt_foreign_and_mismatched_files_are_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        ckpt.load(tmp_path / "missing.pt")
+    ckpt.save(tmp_path / "good.pt", small_payload())
+    data = (tmp_path / "good.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        ckpt.load(tmp_path / "cut.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a wavegen checkpoint"):
+        ckpt.load(tmp_path / "foreign.pt")
+    payload = small_payload()
+    payload["config"]["model"]["residual_channels"] = 16  # weights no longer fit the shape
+    ckpt.save(tmp_path / "mismatch.pt", payload)
+    with pytest.raises(CheckpointError, match="do not fit the model shape"):
+        ckpt.load_model(tmp_path / "mismatch.pt")
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "latest.pt"
+    ckpt.save(path, small_payload())
+    before = path.read_bytes()
+
+    def broken_save(obj, handle):
+        handle.write(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        ckpt.save(path, small_payload())
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]

@@ -1,0 +1,98 @@
+"""The real command line, run as a user runs it (a subprocess in a scratch folder)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from conftest import tone
+from wavegen.audio import write_wav
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def wavegen(*args, cwd, ok=True):
+    proc = subprocess.run([sys.executable, "-m", "wavegen", *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def one_line_error(proc, text):
+    """A failure is a non-zero exit with one 'Error:' line naming the problem, no traceback."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and text in errors[0], proc.stderr
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    write_wav(tmp_path / "dataset" / "a.wav", tone(440, 3.0), 16000)
+    write_wav(tmp_path / "dataset" / "more" / "b.wav", tone(330, 2.0, 22050), 22050)
+    return tmp_path
+
+
+def test_prepare_train_resume_synth_info_with_a_real_recipe(workdir):
+    out = wavegen("prepare", "dataset", "--recipe", "tiny", cwd=workdir)
+    assert "prepared 2 files" in out.stderr
+    fast = ["--set", "train.val_every=10", "--set", "train.checkpoint_every=10", "--quiet"]
+    first = wavegen("train", "--recipe", "tiny", "--steps", "20", *fast, cwd=workdir)
+    assert "steps 0..20" in first.stderr and (workdir / "runs" / "tiny" / "config.toml").is_file()
+    second = wavegen("train", "--run", "runs/tiny", "--steps", "30", "--quiet", cwd=workdir)
+    assert "resuming runs/tiny at step 20" in second.stderr
+
+    synth = wavegen("synth", "--seconds", "0.25", "--n", "2", "--seed", "5", "--quiet", cwd=workdir)
+    assert "real time" in synth.stderr and "'torch' engine" in synth.stderr
+    files = sorted((workdir / "samples").glob("*.wav"))
+    assert [f.name for f in files] == ["tiny-step30-seed5.wav", "tiny-step30-seed6.wav"]
+    info = sf.info(files[0])
+    assert (info.samplerate, info.frames, info.subtype) == (16000, 4000, "PCM_16")
+
+    facts = json.loads(wavegen("info", "--json", cwd=workdir).stdout)
+    assert facts["receptive_field_samples"] == 129 and facts["step"] == 30
+    assert facts["config"]["train"]["steps"] == 30
+    text = wavegen("info", "--run", "runs/tiny", cwd=workdir).stdout
+    assert "receptive field  129 samples (8.06 ms at 16000 Hz)" in text
+
+
+def test_bare_commands_chain_with_defaults(workdir):
+    """prepare → train → synth with no options (the default recipe, shrunk to one small step)."""
+    wavegen("prepare", "dataset", cwd=workdir)
+    wavegen("train", "--steps", "1", "--set", "train.batch_size=1", "--set", "train.segment_length=64",
+            "--quiet", cwd=workdir)
+    assert (workdir / "runs" / "default" / "checkpoints" / "latest.pt").is_file()
+    wavegen("synth", "--seconds", "0.005", "--quiet", cwd=workdir)
+    assert [f.name for f in (workdir / "samples").glob("*.wav")] == ["default-step1-seed0.wav"]
+
+
+def test_demo_runs_end_to_end_with_few_steps(tmp_path):
+    out = wavegen("demo", "--steps", "20", "--seconds", "0.1", "--n", "1", "--quiet", cwd=tmp_path)
+    assert "demo finished" in out.stderr
+    assert [p.name for p in (tmp_path / "samples").glob("*.wav")] == ["run-step20-seed0.wav"]
+
+
+def test_mistakes_get_one_line_errors(workdir):
+    one_line_error(wavegen("prepare", "nowhere", cwd=workdir, ok=False), "dataset folder not found")
+    one_line_error(wavegen("train", cwd=workdir, ok=False), "no prepared data here")
+    one_line_error(wavegen("train", "--set", "model.colour=red", cwd=workdir, ok=False), "unknown setting 'model.colour'")
+    one_line_error(wavegen("train", "--set", "train.lr=fast", cwd=workdir, ok=False), "expected float")
+    one_line_error(wavegen("train", "--recipe", "huge", cwd=workdir, ok=False), "unknown recipe 'huge'")
+    one_line_error(wavegen("synth", cwd=workdir, ok=False), "no trained runs found")
+    (workdir / "junk.pt").write_bytes(b"not a checkpoint")
+    one_line_error(wavegen("synth", "--checkpoint", "junk.pt", cwd=workdir, ok=False), "not a readable checkpoint")
+    one_line_error(wavegen("info", "--checkpoint", "junk.pt", cwd=workdir, ok=False), "not a readable checkpoint")
+
+
+def test_synth_refuses_bad_numbers(workdir):
+    wavegen("prepare", "dataset", "--recipe", "tiny", cwd=workdir)
+    wavegen("train", "--recipe", "tiny", "--steps", "2", "--quiet", cwd=workdir)
+    for args, text in [(["--seconds", "0"], "--seconds must be in"), (["--temperature", "0"], "--temperature must be > 0"),
+                       (["--n", "0"], "--n must be at least 1")]:
+        one_line_error(wavegen("synth", *args, cwd=workdir, ok=False), text)
+    Path(workdir / "afile").write_text("x")
+    one_line_error(wavegen("synth", "--out", "afile", cwd=workdir, ok=False), "not a folder")

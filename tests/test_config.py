@@ -1,0 +1,61 @@
+import pytest
+
+from wavegen.config import Config, apply_overrides, known_keys, load_recipe, load_toml, to_toml
+from wavegen.errors import ConfigError
+
+ISSUE_KEYS = [
+    "model.cycles", "model.layers_per_cycle", "model.kernel_size", "model.residual_channels",
+    "model.gate_channels", "model.skip_channels", "train.batch_size", "train.segment_length",
+    "train.lr", "train.steps", "train.checkpoint_every", "train.seed",
+]
+
+
+def test_recipes_load_and_default_matches_the_documented_shape():
+    tiny, default = load_recipe("tiny"), load_recipe("default")
+    assert tiny.model.residual_channels < default.model.residual_channels
+    m = default.model
+    assert (m.cycles, m.layers_per_cycle, m.residual_channels, m.gate_channels, m.skip_channels) == (3, 10, 64, 128, 256)
+
+
+def test_overrides_are_typed():
+    config = apply_overrides(Config(), ["model.cycles=2", "train.lr=3e-4", "data.trim_silence=yes"])
+    assert config.model.cycles == 2 and isinstance(config.model.cycles, int)
+    assert config.train.lr == pytest.approx(3e-4)
+    assert config.data.trim_silence is True
+    assert set(ISSUE_KEYS) <= set(known_keys())
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.colour=3", "unknown setting 'model.colour'"),
+        ("nosection=3", "unknown setting"),
+        ("model.cycles=2.5", "expected int"),
+        ("train.lr=fast", "expected float"),
+        ("data.trim_silence=maybe", "expected bool"),
+        ("train.steps", "expected section.key=value"),
+        ("train.batch_size=0", "must be > 0"),
+    ],
+)
+def test_bad_overrides_are_refused_with_a_clear_message(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(Config(), [override])
+
+
+def test_recipe_with_unknown_or_mistyped_key_is_refused(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\ncycels = 2\n")
+    with pytest.raises(ConfigError, match="unknown setting 'model.cycels'"):
+        load_recipe(str(bad))
+    bad.write_text('[train]\nsteps = "many"\n')
+    with pytest.raises(ConfigError, match="'train.steps' must be int"):
+        load_recipe(str(bad))
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
+        load_recipe("nope")
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    config = apply_overrides(load_recipe("tiny"), ["train.lr=0.01", "model.cycles=2"])
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(config))
+    assert load_toml(path) == config

@@ -1,0 +1,134 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import tone
+from wavegen.config import DataConfig
+from wavegen.data import IGNORE, PreparedData, WindowSampler, prepare
+from wavegen.errors import DataError
+from wavegen.mulaw import SILENCE_CODE
+
+
+def quiet(_message):
+    pass
+
+
+@pytest.fixture
+def mixed_dataset(tmp_path):
+    """Stereo 24-bit 44.1 kHz WAV, 8 kHz FLAC, OGG in a subfolder, a fake WAV and a silent file."""
+    root = tmp_path / "mixed"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    stereo = np.stack([tone(440, 1.0, 44100), tone(660, 1.0, 44100)], axis=1)
+    sf.write(root / "stereo.wav", stereo, 44100, subtype="PCM_24")
+    sf.write(root / "sub" / "low.flac", tone(300, 2.0, 8000), 8000)
+    sf.write(root / "sub" / "deeper" / "clip.ogg", tone(500, 0.5, 22050), 22050)
+    (root / "fake.wav").write_text("this is not audio")
+    (root / "empty.wav").write_bytes(b"")
+    sf.write(root / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (root / "notes.txt").write_text("ignored: not an audio extension")
+    return root
+
+
+def test_prepare_reads_formats_skips_bad_files_and_writes_consistent_output(mixed_dataset, tmp_path):
+    messages = []
+    out = tmp_path / "prepared"
+    manifest = prepare(mixed_dataset, out, DataConfig(val_fraction=0.1), log=messages.append, progress=False)
+    sources = [f["source"] for f in manifest["files"]]
+    assert sources == ["silent.wav", "stereo.wav", "sub/deeper/clip.ogg", "sub/low.flac"]
+    skipped = {s["source"]: s["reason"] for s in manifest["skipped"]}
+    assert set(skipped) == {"fake.wav", "empty.wav"}
+    assert "0 bytes" in skipped["empty.wav"]
+    assert sum("skipped" in m and "fake.wav" in m for m in messages) == 1
+    assert "skipped 2 files" in messages[-1]
+    durations = {f["source"]: f["duration_s"] for f in manifest["files"]}
+    assert durations["stereo.wav"] == pytest.approx(1.0, abs=1e-3)  # resampled 44.1k -> 16k
+    assert durations["sub/low.flac"] == pytest.approx(2.0, abs=1e-3)
+
+    data = PreparedData(out)
+    assert data.sample_rate == 16000
+    assert data.train.samples + data.val.samples == sum(round(d * 16000) for d in durations.values())
+    for entry in manifest["files"]:  # spans tile the flat files in order
+        total = entry["train"][1] + entry["val"][1]
+        assert entry["val"][1] == int(total * 0.1)
+    offset, length = manifest["files"][0]["train"]
+    assert set(np.unique(data.train.codes[offset : offset + length])) == {SILENCE_CODE}
+
+
+def test_trimming_reports_what_it_removed_and_names_files_it_empties(mixed_dataset, tmp_path):
+    messages = []
+    padded = np.concatenate([np.zeros(8000), tone(440, 1.0), np.zeros(4000)]).astype(np.float32)
+    sf.write(mixed_dataset / "padded.wav", padded, 16000)
+    manifest = prepare(mixed_dataset, tmp_path / "p", DataConfig(trim_silence=True), log=messages.append, progress=False)
+    trimmed = {f["source"]: f["trimmed_s"] for f in manifest["files"]}
+    assert 0.5 < trimmed["padded.wav"] <= 0.75  # librosa trims whole frames: a margin stays
+    assert "silent.wav" not in trimmed
+    assert any("silent.wav" in m and "silent throughout" in m for m in messages)
+    assert "trimmed" in messages[-1] and "s of silence" in messages[-1]
+
+
+def test_rerunning_prepare_replaces_the_output_consistently(tone_dataset, tmp_path):
+    out = tmp_path / "prepared"
+    first = prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    second = prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    assert first == second
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train.u8", "val.u8"]
+
+
+def test_missing_empty_or_unusable_folders_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="dataset folder not found"):
+        prepare(tmp_path / "nope", tmp_path / "out", DataConfig(), log=quiet, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no audio files found"):
+        prepare(tmp_path / "empty", tmp_path / "out", DataConfig(), log=quiet, progress=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.wav").write_text("nope")
+    with pytest.raises(DataError, match="none of the 1 audio files could be used"):
+        prepare(tmp_path / "bad", tmp_path / "out", DataConfig(), log=quiet, progress=False)
+    with pytest.raises(DataError, match="no prepared data here"):
+        PreparedData(tmp_path / "out")
+
+
+def test_truncated_code_file_is_detected(tone_dataset, tmp_path):
+    out = tmp_path / "prepared"
+    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    with open(out / "train.u8", "r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(DataError, match="expected .* bytes"):
+        PreparedData(out)
+
+
+def test_windows_pad_the_start_with_silence_and_mask_past_the_end(tone_dataset, tmp_path):
+    out = tmp_path / "prepared"
+    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    split = PreparedData(out).train
+    offset, length = split.spans[0]
+    sampler = WindowSampler(split, context=50, segment=100, seed=0)
+    inputs, targets = sampler.window(0, target_start=20)
+    assert (inputs[:30] == SILENCE_CODE).all()
+    assert np.array_equal(inputs[30:], split.codes[offset : offset + 120])
+    assert np.array_equal(targets, inputs[50:])
+    inputs, targets = sampler.window(0, target_start=length - 40)
+    assert (targets[40:] == IGNORE).all() and (targets[:40] != IGNORE).all()
+
+
+def test_start_fraction_draws_windows_from_the_start_of_files(tone_dataset, tmp_path):
+    out = tmp_path / "prepared"
+    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    split = PreparedData(out).train
+    padded = lambda inputs: (inputs[:, 0] == SILENCE_CODE).mean()  # noqa: E731
+    never = WindowSampler(split, context=100, segment=200, seed=0, start_fraction=0.0)
+    always = WindowSampler(split, context=100, segment=200, seed=0, start_fraction=1.0)
+    assert padded(never.batch(400)[0]) < 0.05
+    assert padded(always.batch(400)[0]) > 0.95
+
+
+def test_sampler_state_restores_the_same_windows(tone_dataset, tmp_path):
+    out = tmp_path / "prepared"
+    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    sampler = WindowSampler(PreparedData(out).train, 10, 20, seed=3, start_fraction=0.5)
+    state = json.loads(json.dumps(sampler.state()))
+    first = sampler.batch(4)
+    sampler.set_state(state)
+    assert all(np.array_equal(a, b) for a, b in zip(first, sampler.batch(4)))

@@ -1,0 +1,90 @@
+import csv
+
+import pytest
+import torch
+
+from wavegen import checkpoint as ckpt
+from wavegen.config import apply_overrides, load_recipe
+from wavegen.data import prepare
+from wavegen.errors import ConfigError, TrainingInterrupted
+from wavegen.train import Trainer, lr_at, resolve_config, train
+
+FAST = ["train.steps=12", "train.batch_size=2", "train.segment_length=200", "train.val_every=4",
+        "train.checkpoint_every=5", "train.log_every=2", "train.warmup_steps=3"]
+
+
+def quiet(_message):
+    pass
+
+
+@pytest.fixture
+def prepared(tone_dataset, tmp_path):
+    config = load_recipe("tiny")
+    prepare(tone_dataset, tmp_path / "prepared", config.data, log=quiet, progress=False)
+    return tmp_path / "prepared"
+
+
+def weights(run):
+    return ckpt.load(run / "checkpoints" / "latest.pt")["model"]
+
+
+def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path, monkeypatch):
+    config = apply_overrides(load_recipe("tiny"), FAST)
+    straight = train(config, prepared, tmp_path / "straight", device="cpu", log=quiet, progress=False)
+    assert straight.step == 12
+
+    original = Trainer.train_step
+
+    def interrupt_at_7(self):
+        if self.step == 7:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupt_at_7)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 7"):
+        train(config, prepared, tmp_path / "resumed", device="cpu", log=quiet, progress=False)
+    assert ckpt.load(tmp_path / "resumed" / "checkpoints" / "latest.pt")["step"] == 7
+    monkeypatch.setattr(Trainer, "train_step", original)
+
+    messages = []
+    config_again, resuming = resolve_config(tmp_path / "resumed", None, [], None)
+    assert resuming and config_again == config
+    train(config_again, prepared, tmp_path / "resumed", device="cpu", log=messages.append, progress=False)
+    assert any("resuming" in m and "step 7" in m for m in messages)
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    saved = ckpt.load(tmp_path / "resumed" / "checkpoints" / "latest.pt")
+    assert saved["optimizer"]["state"]  # Adam moments travel with the checkpoint
+
+
+def test_run_folder_has_config_log_and_best_checkpoint(prepared, tmp_path):
+    config = apply_overrides(load_recipe("tiny"), FAST)
+    result = train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
+    run = tmp_path / "run"
+    assert (run / "config.toml").is_file() and (run / "checkpoints" / "best.pt").is_file()
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [r["step"] for r in rows if r["val_bits"]] == ["0", "4", "8", "12"]
+    assert float(rows[0]["val_bits"]) > 7.5  # an untrained model is close to 8 bits/sample
+    assert result.val_history[0][0] == 0 and len(result.val_history) == 4
+    best = ckpt.load(run / "checkpoints" / "best.pt")
+    assert best["best_val_bits"] == pytest.approx(min(v for _, v in result.val_history))
+
+
+def test_resuming_refuses_a_different_model_shape(prepared, tmp_path):
+    config = apply_overrides(load_recipe("tiny"), FAST)
+    train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
+    with pytest.raises(ConfigError, match="cannot change model"):
+        resolve_config(tmp_path / "run", None, ["model.residual_channels=32"], None)
+    with pytest.raises(ConfigError, match="differs from recipe 'default'"):
+        resolve_config(tmp_path / "run", "default", [], None)
+    extended, resuming = resolve_config(tmp_path / "run", None, [], 20)
+    assert resuming and extended.train.steps == 20
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = apply_overrides(load_recipe("tiny"), ["train.steps=100", "train.warmup_steps=10", "train.lr=1.0",
+                                                  "train.min_lr_ratio=0.1"])
+    lrs = [lr_at(s, config) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(0.1, abs=0.01)

@@ -73,7 +73,7 @@ def test_bare_commands_chain_with_defaults(workdir):
 def test_demo_runs_end_to_end_with_few_steps(tmp_path):
     out = wavegen("demo", "--steps", "20", "--seconds", "0.1", "--n", "1", "--quiet", cwd=tmp_path)
     assert "demo finished" in out.stderr
-    assert [p.name for p in (tmp_path / "samples").glob("*.wav")] == ["run-step20-seed0.wav"]
+    assert [p.name for p in (tmp_path / "samples").glob("*.wav")] == ["melodies-step20-seed0.wav"]
 
 
 def test_mistakes_get_one_line_errors(workdir):

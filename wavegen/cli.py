@@ -167,5 +167,27 @@ def demo(workdir, out, steps, seconds, n, quiet):
     run_demo(workdir, out, steps, seconds, n, log=_log, progress=not quiet)
 
 
+@main.command()
+@click.option("--recipe", default="default", show_default=True, help="Recipe whose model shape is measured.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change the shape, e.g. model.cycles=2.")
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["torch", "reference"]),
+              help="Engines to run (repeatable; default: all).")
+@click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Streams at once (repeatable; default 1 and 32).")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@friendly_errors
+def bench(recipe, overrides, engines, batches, seconds, repeats, device):
+    """Measure sampling speed (random weights): one JSON line per engine and batch size."""
+    from . import bench as benchmark
+    from .config import apply_overrides, load_recipe
+    from .train import resolve_device
+
+    config = apply_overrides(load_recipe(recipe), list(overrides))
+    results = benchmark.run(config.model, list(engines) or ["torch", "reference"], list(batches) or [1, 32],
+                            seconds, config.data.sample_rate, resolve_device(device), repeats)
+    benchmark.print_results(results, click.echo)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

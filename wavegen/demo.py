@@ -70,7 +70,7 @@ def run_demo(
     log("[2/4] prepare")
     prepare(dataset, workdir / "prepared", config.data, log=log, progress=progress)
     log(f"[3/4] train the tiny recipe for {steps} steps")
-    run = workdir / "run"
+    run = workdir / "melodies"
     train(config, workdir / "prepared", run, device="auto", log=log, progress=progress)
     log("[4/4] synth")
     result = synthesize(pick_checkpoint(run), out, seconds=seconds, n=n, seed=0, log=log, progress=progress)

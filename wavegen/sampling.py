@@ -85,7 +85,10 @@ class ReferenceEngine:
 
     @torch.inference_mode()
     def logits(self) -> torch.Tensor:
-        return self.model(self.window, output_from=self.rf)[:, :, 0].float()  # (B, classes)
+        # Full fp32: cuDNN would otherwise use TF32 for the convolutions on recent GPUs, and
+        # the ground truth must not be the less exact side of a comparison.
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            return self.model(self.window, output_from=self.rf)[:, :, 0].float()  # (B, classes)
 
     def append(self, codes: torch.Tensor) -> None:
         self.window = torch.cat([self.window[:, 1:-1], codes[:, None], self.window[:, -1:]], dim=1)

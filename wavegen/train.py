@@ -247,7 +247,7 @@ def train(
     trainer = Trainer(config, data, run, dev)
     latest = checkpoint_paths(run)["latest"]
     if latest.is_file():
-        trainer.load_state(ckpt.load(latest, map_location=dev))
+        trainer.load_state(ckpt.load(latest))  # CPU tensors: RNG states must stay there
         log(f"resuming {run} at step {trainer.step}")
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / "config.toml", to_toml(config))

@@ -88,9 +88,13 @@ def test_mistakes_get_one_line_errors(workdir):
     one_line_error(wavegen("info", "--checkpoint", "junk.pt", cwd=workdir, ok=False), "not a readable checkpoint")
 
 
-def test_synth_refuses_bad_numbers(workdir):
+def test_synth_priming_and_refusals(workdir):
     wavegen("prepare", "dataset", "--recipe", "tiny", cwd=workdir)
     wavegen("train", "--recipe", "tiny", "--steps", "2", "--quiet", cwd=workdir)
+    primed = wavegen("synth", "--prime", "dataset/more/b.wav", "--seconds", "0.05", "--out", "primed", cwd=workdir)
+    assert "continuing the last 0.008 s of dataset/more/b.wav" in primed.stderr  # one receptive field
+    assert len(list((workdir / "primed").glob("*.wav"))) == 1
+    one_line_error(wavegen("synth", "--prime", "nothing.wav", cwd=workdir, ok=False), "cannot use as a prime")
     for args, text in [(["--seconds", "0"], "--seconds must be in"), (["--temperature", "0"], "--temperature must be > 0"),
                        (["--n", "0"], "--n must be at least 1")]:
         one_line_error(wavegen("synth", *args, cwd=workdir, ok=False), text)

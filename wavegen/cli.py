@@ -117,14 +117,15 @@ def train(data, run, recipe, overrides, steps, device, quiet):
 @click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
 @click.option("--engine", type=click.Choice(["auto", "torch", "reference"]), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--prime", type=click.Path(path_type=Path), help="Continue the end of this recording instead of silence.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, quiet):
+def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, prime, quiet):
     """Generate audio from a trained model and write 16-bit WAV files."""
     from .synth import pick_checkpoint, synthesize
 
     synthesize(pick_checkpoint(run, checkpoint), out, seconds, n, seed, temperature, engine, device,
-               log=_log, progress=not quiet)
+               prime=prime, log=_log, progress=not quiet)
 
 
 @main.command()

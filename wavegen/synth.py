@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import checkpoint as ckpt
-from .audio import write_wav
-from .errors import CheckpointError, ConfigError
-from .mulaw import decode
+from .audio import AudioReadError, load_audio, write_wav
+from .errors import CheckpointError, ConfigError, DataError
+from .mulaw import decode, encode
 from .sampling import generate, make_engine
 from .train import checkpoint_paths, resolve_device
 
@@ -54,10 +54,14 @@ def synthesize(
     temperature: float = 1.0,
     engine: str = "auto",
     device: str = "auto",
+    prime: Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> SynthResult:
-    """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``."""
+    """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``.
+
+    Generation starts from silence, or continues the end of the recording ``prime``.
+    """
     if not 0 < seconds <= MAX_SECONDS:
         raise ConfigError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
     if n < 1:
@@ -73,6 +77,14 @@ def synthesize(
     run_name = Path(checkpoint).resolve().parent.parent.name or "model"
     num = max(1, round(seconds * rate))
     gen = make_engine(engine, model, dev)
+    history = None
+    if prime is not None:
+        try:
+            audio = load_audio(Path(prime), rate)[-model.receptive_field :]
+        except (AudioReadError, OSError) as exc:
+            raise DataError(f"{prime}: cannot use as a prime ({exc})") from None
+        history = encode(audio).unsqueeze(0).expand(n, -1)  # (n, P): every stream continues it
+        log(f"continuing the last {len(audio) / rate:.3f} s of {prime}")
     log(f"synthesising {n} × {num / rate:g} s at {rate} Hz with the '{gen.name}' engine on {dev} "
         f"({checkpoint}, step {step})")
     from tqdm import tqdm
@@ -80,7 +92,7 @@ def synthesize(
     seeds = [seed + i for i in range(n)]
     with tqdm(total=num, desc="synth", unit="sample", unit_scale=True, disable=not progress, leave=False) as bar:
         tick = time.perf_counter()
-        codes = generate(gen, num, seeds, temperature, progress=bar.update)
+        codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update)
         elapsed = time.perf_counter() - tick
     audio = decode(codes).numpy()  # (n, num)
     files = []

@@ -41,6 +41,9 @@ def friendly_errors(fn):
             sys.exit(130)
         except WavegenError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # permissions, a full disk, a file where a folder should be...
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

@@ -60,6 +60,8 @@ def prepare(
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir():
         raise DataError(f"{dataset}: dataset folder not found")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: output path exists and is not a folder")
     files = find_audio_files(dataset)
     if not files:
         raise DataError(f"{dataset}: no audio files found (looked for wav, flac, ogg, mp3, aiff)")
@@ -130,6 +132,7 @@ class Split:
 
     codes: np.ndarray
     spans: list[tuple[int, int]]
+    name: str = "split"  # for messages: the file the codes come from
 
     @property
     def samples(self) -> int:
@@ -161,7 +164,7 @@ class PreparedData:
             raise DataError(f"{path}: expected {expected} bytes, found {max(size, 0)}; run `wavegen prepare` again")
         codes = np.memmap(path, dtype=np.uint8, mode="r") if expected else np.zeros(0, np.uint8)
         spans = [tuple(f[name]) for f in self.manifest["files"] if f[name][1] > 0]
-        return Split(codes, spans)
+        return Split(codes, spans, str(path))
 
     @property
     def train(self) -> Split:
@@ -177,7 +180,7 @@ class WindowSampler:
 
     def __init__(self, split: Split, context: int, segment: int, seed: int, start_fraction: float = 0.0) -> None:
         if not split.spans:
-            raise DataError("no samples to draw training windows from")
+            raise DataError(f"{split.name}: no samples to draw windows from (prepare more or longer files)")
         self.split, self.context, self.segment = split, context, segment
         self.start_fraction = start_fraction
         lengths = np.array([length for _, length in split.spans], dtype=np.float64)

@@ -24,6 +24,9 @@ def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
     for name, tensor in payload["model"].items():
         assert torch.equal(model.state_dict()[name], tensor)
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary files left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 class Exploit:

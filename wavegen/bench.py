@@ -28,6 +28,13 @@ def max_logit_diff(engine_name: str, model: WaveNet, device: torch.device, steps
     return worst
 
 
+def same_codes_as_reference(engine_name: str, model: WaveNet, device: torch.device, steps: int = 64) -> bool:
+    """Whether the engine's own generation loop draws exactly the reference's codes."""
+    seeds = [11, 12]
+    fast = generate(make_engine(engine_name, model, device), steps, seeds)
+    return bool(torch.equal(fast, generate(ReferenceEngine(model, device), steps, seeds)))
+
+
 def run(
     config: ModelConfig,
     engines: list[str],
@@ -38,21 +45,24 @@ def run(
     repeats: int = 3,
 ) -> Iterator[dict]:
     """Yield one result per engine and batch size: the median of ``repeats`` timed runs, each
-    generating for about ``seconds`` of wall time (calibrated on a short first run)."""
+    generating for about ``seconds`` of wall time (calibrated on shorter runs first)."""
     torch.manual_seed(0)
     model = WaveNet(config).to(device).eval()
     for name in engines:
         engine = make_engine(name, model, device)
         diff = 0.0 if name == "reference" else max_logit_diff(name, model, device)
+        same = True if name == "reference" else same_codes_as_reference(name, model, device)
         for batch in batches:
             seeds = list(range(batch))
-            timings = []
-            for probe in (8, 40):  # warm-up, then a speed estimate net of the start-up cost
+            count = 16  # double until a run takes a quarter of the budget (warms up as well)
+            while True:
                 tick = time.perf_counter()
-                generate(engine, probe, seeds)
-                timings.append(time.perf_counter() - tick)
-            per_sample = max(timings[1] - timings[0], 1e-9) / 32
-            count = max(16, int(seconds / max(per_sample, 1e-9)))
+                generate(engine, count, seeds)
+                elapsed = time.perf_counter() - tick
+                if elapsed >= seconds / 4 or count >= 1 << 22:
+                    break
+                count *= 2
+            count = max(16, int(count * seconds / elapsed))
             rates = []
             for _ in range(repeats):
                 tick = time.perf_counter()
@@ -66,6 +76,7 @@ def run(
                 "samples_per_s": round(rate, 1),
                 "real_time_factor": round(rate / sample_rate, 4),
                 "max_logit_diff": diff,
+                "same_codes_as_reference": same,
             }
 
 

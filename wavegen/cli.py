@@ -118,7 +118,7 @@ def train(data, run, recipe, overrides, steps, device, quiet):
 @click.option("--seed", type=int, default=0, show_default=True, help="Stream i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
-@click.option("--engine", type=click.Choice(["auto", "torch", "reference"]), default="auto", show_default=True)
+@click.option("--engine", type=click.Choice(["auto", "torch", "reference", "cuda-graph"]), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--prime", type=click.Path(path_type=Path), help="Continue the end of this recording instead of silence.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -174,7 +174,7 @@ def demo(workdir, out, steps, seconds, n, quiet):
 @main.command()
 @click.option("--recipe", default="default", show_default=True, help="Recipe whose model shape is measured.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change the shape, e.g. model.cycles=2.")
-@click.option("--engine", "engines", multiple=True, type=click.Choice(["torch", "reference"]),
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["torch", "reference", "cuda-graph"]),
               help="Engines to run (repeatable; default: all).")
 @click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Streams at once (repeatable; default 1 and 32).")
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement.")
@@ -188,8 +188,10 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device):
     from .train import resolve_device
 
     config = apply_overrides(load_recipe(recipe), list(overrides))
-    results = benchmark.run(config.model, list(engines) or ["torch", "reference"], list(batches) or [1, 32],
-                            seconds, config.data.sample_rate, resolve_device(device), repeats)
+    dev = resolve_device(device)
+    default_engines = (["cuda-graph"] if dev.type == "cuda" else []) + ["torch", "reference"]
+    results = benchmark.run(config.model, list(engines) or default_engines, list(batches) or [1, 32],
+                            seconds, config.data.sample_rate, dev, repeats)
     benchmark.print_results(results, click.echo)
 
 

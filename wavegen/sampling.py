@@ -197,10 +197,15 @@ ENGINES = {"reference": ReferenceEngine, "torch": TorchEngine}
 
 def make_engine(name: str, model: WaveNet, device: torch.device | str = "cpu") -> Engine:
     """Build an engine by name; ``auto`` picks the fastest one available."""
+    device = torch.device(device)
     if name == "auto":
-        name = "torch"
+        name = "cuda-graph" if device.type == "cuda" else "torch"
+    if name == "cuda-graph":  # imported only when asked for
+        from .sampling_cuda import CudaGraphEngine
+
+        return CudaGraphEngine(model, device)
     if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r} (choose from auto, {', '.join(ENGINES)})")
+        raise ValueError(f"unknown engine {name!r} (choose from auto, cuda-graph, {', '.join(ENGINES)})")
     return ENGINES[name](model, device)
 
 
@@ -223,6 +228,9 @@ def generate(
     )
     engine.reset(batch, history)
     rng = StreamRandom(seeds)
+    if hasattr(engine, "generate_codes"):  # an engine with its own loop (no Python per sample)
+        draw = lambda n: torch.stack([rng.next() for _ in range(n)])  # noqa: E731  (n, B)
+        return engine.generate_codes(num_samples, temps, draw, progress)
     out = torch.empty(batch, num_samples, dtype=torch.uint8)
     chunk = []
     for n in range(num_samples):

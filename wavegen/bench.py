@@ -54,15 +54,21 @@ def run(
         same = True if name == "reference" else same_codes_as_reference(name, model, device)
         for batch in batches:
             seeds = list(range(batch))
-            count = 16  # double until a run takes a quarter of the budget (warms up as well)
+            # Double the length until a run takes a quarter of the budget. The first run only
+            # warms up (a graph engine records its graph then), and graph engines generate
+            # whole replays, so their lengths are multiples of one replay.
+            count, runs = getattr(engine, "steps_per_replay", 16), 0
             while True:
                 tick = time.perf_counter()
                 generate(engine, count, seeds)
-                elapsed = time.perf_counter() - tick
+                elapsed, runs = time.perf_counter() - tick, runs + 1
+                if runs == 1:
+                    continue
                 if elapsed >= seconds / 4 or count >= 1 << 22:
                     break
                 count *= 2
-            count = max(16, int(count * seconds / elapsed))
+            unit = getattr(engine, "steps_per_replay", 1)
+            count = max(unit, int(count * seconds / elapsed) // unit * unit)
             rates = []
             for _ in range(repeats):
                 tick = time.perf_counter()

@@ -12,13 +12,15 @@ past inputs — exactly the (k-1)·d values its dilated convolution will read ag
 costs one matrix product per layer instead of a full forward pass. With the same seeds the two
 produce identical codes; the tests hold them to that.
 
-Sampling is inverse-CDF on a float64 softmax with one uniform per stream and sample, drawn from
-that stream's own generator (seed + stream index), so every stream is reproducible on its own.
+Sampling is inverse-CDF on a float64 softmax (``sample_codes``) with one uniform per stream and
+sample from a counter-based generator (``stream_uniforms``): the uniform is a function of the
+stream's seed and the sample's index alone, so every stream is reproducible on its own.
 """
 from __future__ import annotations
 
 from typing import Callable, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,30 +36,63 @@ class Engine(Protocol):
     def append(self, codes: torch.Tensor) -> None: ...
 
 
+# Counter-based random numbers (SplitMix64's finaliser), computed identically in Python and in
+# the native engine: the uniform for stream seed s and sample n is a pure function of (s, n), so
+# a stream is reproducible on its own, whatever the batch, the engine or the thread count.
+GOLDEN = 0x9E3779B97F4A7C15
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (arithmetic mod 2^64)."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def stream_uniforms(seeds: list[int], start: int, count: int) -> np.ndarray:
+    """Uniforms in [0, 1) for samples ``start .. start + count - 1`` of each stream: (B, count) float64.
+
+    u(s, n) = (mix(mix(s + GOLDEN) + (n + 1) * GOLDEN) >> 11) * 2^-53, all mod 2^64.
+    """
+    with np.errstate(over="ignore"):  # wrap-around is the definition, not an accident
+        seed = np.array([int(s) % 2**64 for s in seeds], dtype=np.uint64)
+        key = _mix(seed + np.uint64(GOLDEN))  # (B,)
+        n = np.arange(start + 1, start + count + 1, dtype=np.uint64)  # (count,)
+        bits = _mix(key[:, None] + n[None, :] * np.uint64(GOLDEN)) >> np.uint64(11)
+    return bits.astype(np.float64) * 2.0**-53
+
+
 class StreamRandom:
-    """Uniform draws in [0, 1), one independent generator per stream, drawn ahead in chunks."""
+    """One uniform per stream and sample, counting samples from 0; drawn ahead in chunks."""
 
     def __init__(self, seeds: list[int], chunk: int = 4096) -> None:
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.seeds = [int(s) for s in seeds]
         self.chunk = chunk
-        self.buffer = torch.empty(len(seeds), 0, dtype=torch.float64)
+        self.start = 0  # sample index of buffer[:, 0]
+        self.buffer = np.empty((len(seeds), 0))
         self.used = 0
 
     def next(self) -> torch.Tensor:  # (B,) float64
         if self.used == self.buffer.shape[1]:
-            self.buffer = torch.stack(
-                [torch.rand(self.chunk, generator=g, dtype=torch.float64) for g in self.generators]
-            )  # (B, chunk)
+            self.start += self.used
+            self.buffer = stream_uniforms(self.seeds, self.start, self.chunk)  # (B, chunk)
             self.used = 0
         self.used += 1
-        return self.buffer[:, self.used - 1]
+        return torch.from_numpy(self.buffer[:, self.used - 1].copy())
 
 
 def sample_codes(logits: torch.Tensor, temperature: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-    """Draw one code per row of ``logits`` (B, C) by inverse CDF of softmax(logits / temperature)."""
-    probs = torch.softmax(logits.double() / temperature.to(logits.device)[:, None], dim=-1)
-    cdf = probs.cumsum(dim=-1)  # (B, C)
-    codes = torch.searchsorted(cdf, uniform.to(cdf.device)[:, None].contiguous())  # (B, 1)
+    """Draw one code per row of ``logits`` (B, C) by inverse CDF of softmax(logits / temperature).
+
+    The definition the native engine mirrors step for step: m = max(l); e_i = exp((l_i - m) / T)
+    in float64; cdf = running sum in index order; code = first i with cdf_i >= u * cdf[C-1].
+    """
+    logits = logits.double()  # float32 -> float64 is exact
+    shifted = (logits - logits.max(dim=-1, keepdim=True).values) / temperature.to(logits.device)[:, None]
+    cdf = torch.exp(shifted).cumsum(dim=-1)  # (B, C), unnormalised
+    target = uniform.to(cdf.device) * cdf[:, -1]  # (B,)
+    codes = torch.searchsorted(cdf, target[:, None].contiguous())  # first i with cdf_i >= target
     return codes.squeeze(1).clamp_(max=logits.shape[-1] - 1)
 
 

@@ -18,6 +18,7 @@ stream's seed and the sample's index alone, so every stream is reproducible on i
 """
 from __future__ import annotations
 
+import sys
 from typing import Callable, Protocol
 
 import numpy as np
@@ -100,6 +101,40 @@ def silence(batch: int, length: int, device: torch.device | str = "cpu") -> torc
     return torch.full((batch, length), SILENCE_CODE, dtype=torch.long, device=device)
 
 
+@torch.inference_mode()
+def past_block_inputs(
+    model: WaveNet, batch: int, history: torch.Tensor | None, device: torch.device | str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The codes before the first sample (b, P) and every block's input over them (b, R, P).
+
+    The past is one receptive field of silence, then the last receptive field of the history if
+    given (nothing older can reach the next sample). When every stream has the same past (no
+    history, or the same history for all) it is computed once: b = 1 then, else b = batch.
+    """
+    rf = model.receptive_field
+    if history is not None:
+        history = history[:, -rf:].to(device).long()
+        if torch.equal(history, history[:1].expand_as(history)):
+            history = history[:1]
+    past = silence(1 if history is None else history.shape[0], rf, device)
+    if history is not None:
+        past = torch.cat([past, history], 1)
+    inputs: list[torch.Tensor] = []
+    onehot = F.one_hot(past, model.config.classes).transpose(1, 2).float()  # (b, C, P)
+    model.forward_onehot(onehot, output_from=past.shape[1] - 1, block_inputs=inputs)
+    return past, inputs
+
+
+def ring_of(x: torch.Tensor, length: int, t: int) -> torch.Tensor:
+    """The last ``length`` time steps of ``x`` (b, F, T) as a ring (length, b, F) in which the
+    value of time s sits at slot s mod length; ``t`` is the time just after x's last step."""
+    ring = torch.empty(length, x.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+    if length:
+        times = torch.arange(t - length, t, device=x.device)
+        ring[times % length] = x[:, :, -length:].permute(2, 0, 1)
+    return ring
+
+
 class ReferenceEngine:
     """Full forward over the last receptive field per sample: slow, simple, the ground truth."""
 
@@ -138,6 +173,7 @@ class TorchEngine:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.rf = model.receptive_field
+        self._silence: tuple[torch.Tensor, list[torch.Tensor]] | None = None
         with torch.no_grad():
             self._pack(model)
 
@@ -175,26 +211,18 @@ class TorchEngine:
     @torch.inference_mode()
     def reset(self, batch: int, history: torch.Tensor | None = None) -> None:
         """Fill the rings from a parallel forward pass over the history (silence by default)."""
-        if history is None:  # all streams share the same past: compute it once and expand
-            past = silence(1, self.rf, self.device)
+        if history is None:  # the same for every call: computed on the first
+            self._silence = self._silence or past_block_inputs(self.model, 1, None, self.device)
+            past, inputs = self._silence
         else:
-            past = torch.cat([silence(batch, self.rf, self.device), history.to(self.device).long()], 1)
-        inputs: list[torch.Tensor] = []
-        onehot = F.one_hot(past, self.model.config.classes).transpose(1, 2).float()  # (b, C, P)
-        self.model.forward_onehot(onehot, output_from=past.shape[1] - 1, block_inputs=inputs)
+            past, inputs = past_block_inputs(self.model, batch, history, self.device)
         self.t = past.shape[1]  # time index of the next sample
-        self.rings = []
-        for layer, x in zip(self.layers, inputs):
-            n = layer["ring_length"]
-            ring = torch.empty(n, batch, self.residual, device=self.device)  # (L, B, R)
-            if n:
-                times = torch.arange(self.t - n, self.t, device=self.device)
-                ring[times % n] = x[:, :, -n:].permute(2, 0, 1).float().expand(n, batch, -1)
-            self.rings.append(ring)
+        self.rings = [  # (L, B, R) each
+            ring_of(x, layer["ring_length"], self.t).float().expand(-1, batch, -1).contiguous()
+            for layer, x in zip(self.layers, inputs)
+        ]
         k_in = len(self.in_offsets)
-        self.code_ring = torch.empty(k_in, batch, dtype=torch.long, device=self.device)
-        times = torch.arange(self.t - k_in, self.t, device=self.device)
-        self.code_ring[times % k_in] = past[:, -k_in:].t().expand(k_in, batch)
+        self.code_ring = ring_of(past[:, None, :], k_in, self.t)[:, :, 0].expand(k_in, batch).contiguous()
         self.pending: list[torch.Tensor] = []
 
     @torch.inference_mode()
@@ -227,16 +255,50 @@ class TorchEngine:
         self.t = t + 1
 
 
-ENGINES = {"reference": ReferenceEngine, "torch": TorchEngine}
+def _native_engine(model: WaveNet, device: torch.device | str = "cpu", log: Callable[[str], None] | None = None):
+    from .native import NativeEngine  # imported on demand: it may build a C++ library
+
+    return NativeEngine(model, device, log=log)
 
 
-def make_engine(name: str, model: WaveNet, device: torch.device | str = "cpu") -> Engine:
-    """Build an engine by name; ``auto`` picks the fastest one available."""
+ENGINES = {"native": _native_engine, "torch": TorchEngine, "reference": ReferenceEngine}
+_reported: set[str] = set()  # fallback notices already given in this process
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def make_engine(
+    name: str,
+    model: WaveNet,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> Engine:
+    """Build an engine by name. ``auto`` picks the fastest available on ``device``: the native
+    engine on a CPU when it builds, else ``torch``, saying once (through ``log``) why."""
     if name == "auto":
+        if torch.device(device).type == "cpu":
+            from .native import NativeUnavailable
+
+            try:
+                return _native_engine(model, device, log=log)
+            except NativeUnavailable as exc:
+                notice = f"native engine unavailable: {exc}; using the 'torch' engine"
+                if notice not in _reported:
+                    _reported.add(notice)
+                    (log or _stderr)(notice)
         name = "torch"
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r} (choose from auto, {', '.join(ENGINES)})")
+    if name == "native":
+        return _native_engine(model, device, log=log)
     return ENGINES[name](model, device)
+
+
+def native_steps_per_call(batch: int) -> int:
+    """Samples per native call: about 0.1 s of work, so progress and Ctrl-C stay responsive."""
+    return max(256, min(4096, 32768 // batch))
 
 
 @torch.inference_mode()
@@ -250,15 +312,27 @@ def generate(
 ) -> torch.Tensor:
     """Generate ``num_samples`` codes for ``len(seeds)`` streams; returns (B, N) uint8 on CPU.
 
-    ``progress`` is called with the number of new samples every 1024 samples.
+    Sample n of a stream (n counted from 0 in this call) uses the uniform u(seed, n), whatever
+    the engine. An engine with a native loop (``sample_steps``) generates thousands of samples
+    per call; the others step here, one ``logits``/``append`` per sample. ``progress`` is called
+    with the number of new samples after each chunk (at most 4096 samples).
     """
     batch = len(seeds)
     temps = torch.as_tensor(
         temperature if isinstance(temperature, list) else [temperature] * batch, dtype=torch.float64
     )
     engine.reset(batch, history)
-    rng = StreamRandom(seeds)
     out = torch.empty(batch, num_samples, dtype=torch.uint8)
+    native = getattr(engine, "sample_steps", None)
+    if native is not None:
+        step = native_steps_per_call(batch)
+        for start in range(0, num_samples, step):
+            count = min(step, num_samples - start)
+            native(out, start, count, seeds, temps.numpy())
+            if progress:
+                progress(count)
+        return out
+    rng = StreamRandom(seeds)
     chunk = []
     for n in range(num_samples):
         codes = sample_codes(engine.logits(), temps, rng.next())

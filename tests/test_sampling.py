@@ -245,3 +245,26 @@ def test_the_build_is_cached_by_source_compiler_and_cpu(fresh_native, tmp_path):
     assert first.parent == tmp_path / "cache" and first.is_file() and len(messages) == 1
     assert fresh_native.build(messages.append) == first and len(messages) == 1  # no second build
     assert fresh_native.fingerprint(fresh_native.find_compiler()) in first.name
+
+
+def test_layout_tuner_runs_mostly_on_the_fastest_layout_and_notices_a_change():
+    from wavegen.native import LayoutTuner
+
+    tuner = LayoutTuner(threads=2, batch=1)
+    assert sorted(tuner.layouts) == [(1, 1), (2, 2)]  # for one stream, (2, 1) is (2, 2)
+    speed = {(2, 2): 20000.0, (1, 1): 11000.0}  # steps/s: idle cores
+    spent = {layout: 0.0 for layout in speed}
+
+    def run(total_steps):
+        while total_steps:
+            layout, steps = tuner.next(min(total_steps, 4096))
+            tuner.record(layout, steps, steps / speed[layout])
+            spent[layout] += steps / speed[layout]
+            total_steps -= steps
+
+    run(400_000)
+    assert tuner.best == (2, 2) and spent[(1, 1)] < 0.03 * spent[(2, 2)]
+    speed[(2, 2)] = 700.0  # another process takes a core: lockstep threads crawl
+    spent = {layout: 0.0 for layout in speed}
+    run(400_000)
+    assert tuner.best == (1, 1) and spent[(2, 2)] < 0.1 * spent[(1, 1)]

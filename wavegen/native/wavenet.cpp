@@ -1,6 +1,6 @@
 // The native sampling engine of wavegen: WaveNet's cached incremental step and the softmax
 // sampling in one loop, many samples per call, with no Python in between. Plain C ABI for
-// ctypes (see wavegen/native.py, which builds this file on first use and packs the weights).
+// ctypes (see __init__.py beside it, which builds this file on first use and packs the weights).
 //
 // One step for a batch of b streams at time t (shapes per stream; R residual, G gate, S skip,
 // C classes, k kernel taps, padded sizes G8 = ceil8(G), R16/S16/C16 = ceil16(.)):
@@ -457,7 +457,7 @@ Engine::Engine(Shape shape, const float* weights, int64_t count) : s_(std::move(
   s.S16 = ceil_to(s.skip, kPanel);
   s.C16 = ceil_to(s.classes, kPanel);
   s.KR = s.kernel * s.residual;
-  // Sizes of the packed blocks, in native.py's order; each block starts on 16 floats.
+  // Sizes of the packed blocks, in the order native/__init__.py packs them; each starts on 16 floats.
   std::vector<size_t> sizes;
   auto block = [&](size_t n) { sizes.push_back((n + kPanel - 1) / kPanel * kPanel); };
   block(static_cast<size_t>(s.in_kernel) * s.classes * s.residual);  // in_table

@@ -1,4 +1,5 @@
-"""The ``native`` engine: the C++ sampling loop in ``native/wavenet.cpp``, built on first use.
+"""The ``native`` engine: the C++ sampling loop in ``wavenet.cpp`` beside this file, built on
+first use.
 
 Nothing here runs when ``wavegen`` is imported. ``load()`` compiles the source with the system's
 C++ compiler (``$CXX``, else ``g++``, ``c++`` or ``clang++``) the first time it is needed and
@@ -19,6 +20,7 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 import uuid
 import weakref
 from functools import lru_cache
@@ -28,10 +30,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import WavegenError
-from .model import WaveNet
+from ..errors import WavegenError
+from ..model import WaveNet
 
-SOURCE = Path(__file__).resolve().parent / "native" / "wavenet.cpp"
+SOURCE = Path(__file__).resolve().parent / "wavenet.cpp"
 FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-pthread"]
 ABI_VERSION = 1
 PANEL = 16  # columns per packed panel (wavenet.cpp: kPanel)
@@ -235,6 +237,65 @@ def pack(model: WaveNet) -> tuple[np.ndarray, np.ndarray]:
     return np.array(shape, np.int64), np.concatenate(flat)
 
 
+class LayoutTuner:
+    """Picks how the engine's threads share the streams, from timed runs, and checks again now
+    and then: threads in lockstep are fastest on idle cores but crawl when another process
+    takes one of them, and which layout wins for a batch depends on the machine.
+
+    A layout is (threads, threads per group); the codes are the same whichever runs, so
+    switching between calls of one generation is invisible in the output.
+    """
+
+    FIRST_CHECK_S = 2.0  # seconds on the best layout before its rivals are timed again
+    LAST_CHECK_S = 30.0  # the interval doubles while the best stays the best
+    PROBE_S = 0.02  # length of a timing run
+    CHUNK_S = 0.1  # length of a run on the best layout: each one is a fresh measurement
+    DROP = 0.7  # the best slowing down to this fraction of its last rate: time the others now
+
+    def __init__(self, threads: int, batch: int) -> None:
+        layouts = {(threads, threads), (threads, 1), (1, 1)}
+        # Layouts that make the same groups are one layout (C++ plan(): min(threads // size, batch) groups).
+        unique = {(t, min(t // g, batch)): (t, g) for t, g in sorted(layouts)}
+        self.layouts = list(unique.values())
+        self.batch = batch
+        self.rates: dict[tuple[int, int], float] = {}  # latest samples/s of each layout
+        self.timed: set[tuple[int, int]] = set()  # layouts timed since the last check began
+        self.best: tuple[int, int] | None = None
+        self.on_best = 0.0  # seconds run on the best since the last check
+        self.interval = self.FIRST_CHECK_S
+
+    def next(self, remaining: int) -> tuple[tuple[int, int], int]:
+        """The layout to run next and for how many steps (at most ``remaining``)."""
+        untimed = [layout for layout in self.layouts if layout not in self.timed]
+        if untimed:  # a short run, sized by what the layout did last time
+            layout = untimed[0]
+            steps = self.PROBE_S * self.rates[layout] if layout in self.rates else 64
+            return layout, max(4, min(remaining, int(steps / self.batch)))
+        assert self.best is not None
+        seconds = min(self.CHUNK_S, self.interval - self.on_best)
+        return self.best, max(1, min(remaining, int(seconds * self.rates[self.best] / self.batch) + 1))
+
+    def record(self, layout: tuple[int, int], steps: int, seconds: float) -> None:
+        rate = self.batch * steps / max(seconds, 1e-9)
+        if layout == self.best and rate < self.DROP * self.rates[layout]:  # e.g. a core was taken
+            self._check_again(self.FIRST_CHECK_S)
+        self.rates[layout] = rate
+        self.timed.add(layout)
+        if layout == self.best:
+            self.on_best += seconds
+        if len(self.timed) < len(self.layouts):
+            return
+        best = max(self.layouts, key=self.rates.__getitem__)
+        if best != self.best:
+            self.best, self.on_best, self.interval = best, 0.0, self.FIRST_CHECK_S
+        elif self.on_best >= self.interval:  # time to look at the others again
+            self._check_again(min(2 * self.interval, self.LAST_CHECK_S))
+
+    def _check_again(self, interval: float) -> None:
+        self.timed = {self.best} if self.best else set()
+        self.on_best, self.interval = 0.0, interval
+
+
 def _ptr(array: np.ndarray | torch.Tensor) -> int:
     return array.data_ptr() if isinstance(array, torch.Tensor) else array.ctypes.data
 
@@ -252,6 +313,9 @@ class NativeEngine:
         self.model = model.cpu().eval()
         self.rf = model.receptive_field
         self.threads = threads or default_threads()
+        self.fixed_layout: tuple[int, int] | None = None  # set by set_threads(.., group_size)
+        self.layout = (self.threads, 0)
+        self.tuners: dict[int, LayoutTuner] = {}  # per batch size
         shape, weights = pack(model)
         error = ctypes.create_string_buffer(512)
         handle = self.lib.wg_create(_ptr(shape), len(shape), _ptr(weights), weights.size, self.threads,
@@ -264,9 +328,17 @@ class NativeEngine:
         self.batch = 0
 
     def set_threads(self, threads: int, group_size: int = 0) -> None:
-        """Use ``threads`` threads; ``group_size`` threads share each stream (0: decide by batch)."""
+        """Use up to ``threads`` threads. ``group_size`` fixes how many share each stream;
+        0 lets ``sample_steps`` find the fastest layout by timing (and keep checking)."""
         self.threads = threads
-        self.lib.wg_set_threads(self.handle, threads, group_size)
+        self.fixed_layout = (threads, group_size) if group_size else None
+        self.tuners.clear()
+        self._use((threads, group_size))
+
+    def _use(self, layout: tuple[int, int]) -> None:
+        if layout != self.layout:
+            self.lib.wg_set_threads(self.handle, *layout)
+            self.layout = layout
 
     @torch.inference_mode()
     def reset(self, batch: int, history: torch.Tensor | None = None) -> None:
@@ -284,7 +356,7 @@ class NativeEngine:
     def _initial_state(self, batch: int, history: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray, int]:
         """What ``wg_reset`` reads: every layer's ring (L, b, R) flattened in layer order, the
         code ring (k_in, b) and the time of the next sample; b is 1 when all streams share it."""
-        from .sampling import past_block_inputs, ring_of
+        from ..sampling import past_block_inputs, ring_of
 
         past, inputs = past_block_inputs(self.model, batch, history, "cpu")
         t = past.shape[1]
@@ -312,6 +384,19 @@ class NativeEngine:
         assert out.dtype == torch.uint8 and out.is_contiguous() and out.shape[0] == self.batch
         seeds_u64 = np.array([int(s) % 2**64 for s in seeds], np.uint64)
         temps = np.ascontiguousarray(temperatures, np.float64)
-        column = out.data_ptr() + start
-        if self.lib.wg_generate(self.handle, steps, _ptr(seeds_u64), _ptr(temps), start, column, out.shape[1]):
-            raise RuntimeError("native engine: generate before reset()")
+        tuner = None
+        if self.fixed_layout is None and self.threads > 1:
+            tuner = self.tuners.setdefault(self.batch, LayoutTuner(self.threads, self.batch))
+        done = 0
+        while done < steps:
+            count = steps - done
+            if tuner:
+                layout, count = tuner.next(count)
+                self._use(layout)
+            tick = time.perf_counter()
+            if self.lib.wg_generate(self.handle, count, _ptr(seeds_u64), _ptr(temps), start + done,
+                                    out.data_ptr() + start + done, out.shape[1]):
+                raise RuntimeError("native engine: generate before reset()")
+            if tuner:
+                tuner.record(layout, count, time.perf_counter() - tick)
+            done += count

@@ -105,3 +105,16 @@ def test_synth_priming_and_refusals(workdir):
         one_line_error(wavegen("synth", *args, cwd=workdir, ok=False), text)
     Path(workdir / "afile").write_text("x")
     one_line_error(wavegen("synth", "--out", "afile", cwd=workdir, ok=False), "not a folder")
+
+
+def test_import_and_help_stay_light(tmp_path):
+    """Neither ``import wavegen`` nor ``wavegen --help`` loads torch or builds the native engine."""
+    code = ("import sys, wavegen, wavegen.cli; "
+            "print(sorted(m for m in sys.modules if m in ('torch', 'wavegen.native', 'wavegen.sampling')))")
+    env = {**ENV, "WAVEGEN_CACHE": str(tmp_path / "cache"), "CXX": "no-such-compiler"}
+    loaded = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stderr
+    helped = subprocess.run([sys.executable, "-m", "wavegen", "--help"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "synth" in helped.stdout
+    assert not (tmp_path / "cache").exists()

@@ -28,6 +28,14 @@ def max_logit_diff(engine_name: str, model: WaveNet, device: torch.device, steps
     return worst
 
 
+def _timed(engine, count: int, seeds: list[int], device: torch.device) -> float:
+    tick = time.perf_counter()
+    generate(engine, count, seeds)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - tick
+
+
 def run(
     config: ModelConfig,
     engines: list[str],
@@ -36,36 +44,43 @@ def run(
     sample_rate: int = 16000,
     device: torch.device = torch.device("cpu"),
     repeats: int = 3,
+    threads: int | None = None,
 ) -> Iterator[dict]:
     """Yield one result per engine and batch size: the median of ``repeats`` timed runs, each
-    generating for about ``seconds`` of wall time (calibrated on a short first run)."""
+    generating for about ``seconds`` of wall time (the length found by doubling a short run).
+
+    An engine that cannot run here yields ``{"engine": name, "error": why}`` instead.
+    """
+    from .native import NativeUnavailable
+
+    if threads and device.type == "cpu":
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = WaveNet(config).to(device).eval()
     for name in engines:
-        engine = make_engine(name, model, device)
+        try:
+            engine = make_engine(name, model, device)
+        except NativeUnavailable as exc:
+            yield {"engine": name, "error": str(exc)}
+            continue
+        if threads and hasattr(engine, "set_threads"):
+            engine.set_threads(threads)
         diff = 0.0 if name == "reference" else max_logit_diff(name, model, device)
         for batch in batches:
             seeds = list(range(batch))
-            timings = []
-            for probe in (8, 40):  # warm-up, then a speed estimate net of the start-up cost
-                tick = time.perf_counter()
-                generate(engine, probe, seeds)
-                timings.append(time.perf_counter() - tick)
-            per_sample = max(timings[1] - timings[0], 1e-9) / 32
-            count = max(16, int(seconds / max(per_sample, 1e-9)))
-            rates = []
-            for _ in range(repeats):
-                tick = time.perf_counter()
-                generate(engine, count, seeds)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                rates.append(batch * count / (time.perf_counter() - tick))
+            _timed(engine, 8, seeds, device)  # warm-up: first-call caches, thread start-up
+            count = 8
+            while (took := _timed(engine, count, seeds, device)) < seconds / 4:
+                count *= 2
+            count = max(8, round(count * seconds / took))
+            rates = [batch * count / _timed(engine, count, seeds, device) for _ in range(repeats)]
             rate = sorted(rates)[len(rates) // 2]
             yield {
                 "engine": name, "batch": batch, "device": device.type, "samples": count,
                 "samples_per_s": round(rate, 1),
                 "real_time_factor": round(rate / sample_rate, 4),
                 "max_logit_diff": diff,
+                **({"threads": engine.threads} if hasattr(engine, "threads") else {}),
             }
 
 

@@ -269,6 +269,26 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _fallback_notice(reason: Exception, log: Callable[[str], None] | None) -> None:
+    notice = f"native engine unavailable: {reason}; using the 'torch' engine"
+    if notice not in _reported:  # once per process
+        _reported.add(notice)
+        (log or _stderr)(notice)
+
+
+def native_available(log: Callable[[str], None] | None = None) -> bool:
+    """Whether the native engine builds and loads here (building it if needed); if not, says
+    why once through ``log``."""
+    from .native import NativeUnavailable, load
+
+    try:
+        load(log)
+        return True
+    except NativeUnavailable as exc:
+        _fallback_notice(exc, log)
+        return False
+
+
 def make_engine(
     name: str,
     model: WaveNet,
@@ -284,10 +304,7 @@ def make_engine(
             try:
                 return _native_engine(model, device, log=log)
             except NativeUnavailable as exc:
-                notice = f"native engine unavailable: {exc}; using the 'torch' engine"
-                if notice not in _reported:
-                    _reported.add(notice)
-                    (log or _stderr)(notice)
+                _fallback_notice(exc, log)
         name = "torch"
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r} (choose from auto, {', '.join(ENGINES)})")

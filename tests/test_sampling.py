@@ -1,15 +1,22 @@
+import numpy as np
 import pytest
 import torch
 
 from wavegen.config import ModelConfig
 from wavegen.model import WaveNet
-from wavegen.sampling import ReferenceEngine, StreamRandom, TorchEngine, generate, make_engine, sample_codes
+from wavegen.sampling import (
+    GOLDEN, ReferenceEngine, StreamRandom, TorchEngine, generate, make_engine, sample_codes, stream_uniforms,
+)
 
 SHAPES = {
     "k2": ModelConfig(cycles=2, layers_per_cycle=5, residual_channels=16, gate_channels=16, skip_channels=32),
     "k3": ModelConfig(cycles=1, layers_per_cycle=4, kernel_size=3, input_kernel_size=3,
                       residual_channels=8, gate_channels=16, skip_channels=16),
+    # Sizes that fill no vector or panel, a one-tap input layer, a four-tap kernel.
+    "odd": ModelConfig(cycles=1, layers_per_cycle=3, kernel_size=4, input_kernel_size=1,
+                       residual_channels=5, gate_channels=7, skip_channels=9),
 }
+FAST_ENGINES = ["torch", "native"]  # each is held to the reference engine
 
 
 def random_model(config: ModelConfig, seed: int = 0) -> WaveNet:
@@ -23,30 +30,49 @@ def random_model(config: ModelConfig, seed: int = 0) -> WaveNet:
     return model.eval()
 
 
+def native_or_skip():
+    """The native module, or a skip saying why the engine cannot be built here."""
+    from wavegen import native
+
+    try:
+        native.load()
+    except native.NativeUnavailable as exc:
+        pytest.skip(f"native engine unavailable: {exc}")
+    return native
+
+
+def build_engine(name: str, model: WaveNet, threads: int | None = None):
+    if name == "native":
+        return native_or_skip().NativeEngine(model, threads=threads)
+    return make_engine(name, model)
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_cached_engine_generates_exactly_the_reference_codes(shape):
+def test_fast_engines_generate_exactly_the_reference_codes(shape, engine):
     model = random_model(SHAPES[shape])
     seeds = [3, 4, 5]
     ref = generate(ReferenceEngine(model), 400, seeds, temperature=0.8)
-    fast = generate(TorchEngine(model), 400, seeds, temperature=0.8)
+    fast = generate(build_engine(engine, model), 400, seeds, temperature=0.8)
     assert torch.equal(ref, fast)
     assert len(set(ref[0].tolist())) > 10  # not stuck on one value: the comparison means something
 
 
+@pytest.mark.parametrize("engine", FAST_ENGINES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_cached_step_logits_match_the_full_forward(shape):
+def test_cached_step_logits_match_the_full_forward(shape, engine):
     """Teacher forcing: feed a fixed code sequence step by step and compare every step's logits
     with one parallel forward pass over the whole sequence (history included)."""
     model = random_model(SHAPES[shape], seed=1)
     rf = model.receptive_field
     history = torch.randint(0, 256, (2, 37))
     future = torch.randint(0, 256, (2, 150))
-    engine = TorchEngine(model)
-    engine.reset(2, history)
+    fast = build_engine(engine, model)
+    fast.reset(2, history)
     steps = []
     for n in range(future.shape[1]):
-        steps.append(engine.logits())
-        engine.append(future[:, n])
+        steps.append(fast.logits())
+        fast.append(future[:, n])
     stepped = torch.stack(steps, dim=2)  # (B, classes, N)
     silence = torch.full((2, rf), 128)
     with torch.no_grad():
@@ -54,22 +80,96 @@ def test_cached_step_logits_match_the_full_forward(shape):
     assert (stepped - full).abs().max() < 1e-4
 
 
-def test_each_stream_depends_only_on_its_own_seed():
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_each_stream_depends_only_on_its_own_seed(engine):
     model = random_model(SHAPES["k2"])
-    engine = TorchEngine(model)
-    alone = generate(engine, 200, [7], temperature=1.0)
-    together = generate(engine, 200, [6, 7, 8], temperature=1.0)
-    assert torch.equal(alone[0], together[1])
+    fast = build_engine(engine, model)
+    alone = generate(fast, 200, [7], temperature=1.0)
+    together = generate(fast, 200, [6, 7, 8], temperature=1.0)
+    many = generate(fast, 200, list(range(16)), temperature=1.0)  # the native engine: other threading
+    assert torch.equal(alone[0], together[1]) and torch.equal(alone[0], many[7])
     assert not torch.equal(together[0], together[1])
 
 
-def test_generation_starts_from_a_history_when_given_one():
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_generation_starts_from_a_history_when_given_one(engine):
     model = random_model(SHAPES["k2"])
-    history = torch.randint(0, 256, (1, 100))
-    a = generate(TorchEngine(model), 50, [0], history=history)
-    b = generate(ReferenceEngine(model), 50, [0], history=history)
-    c = generate(TorchEngine(model), 50, [0])
+    history = torch.randint(0, 256, (2, 100))
+    a = generate(build_engine(engine, model), 50, [0, 1], history=history)
+    b = generate(ReferenceEngine(model), 50, [0, 1], history=history)
+    c = generate(build_engine(engine, model), 50, [0, 1])
     assert torch.equal(a, b) and not torch.equal(a, c)
+    # The same history for every stream (what synth --prime gives) is computed once.
+    shared = history[:1].expand(2, -1)
+    assert torch.equal(generate(build_engine(engine, model), 50, [0, 1], history=shared),
+                       generate(ReferenceEngine(model), 50, [0, 1], history=shared))
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_native_codes_do_not_depend_on_the_thread_layout(batch):
+    """Threads split a stream's columns or take streams of their own; every output element is
+    computed the same way either way, so the codes are identical (and the state carries over
+    from call to call when the layout changes in between)."""
+    native = native_or_skip()
+    model = random_model(SHAPES["k2"])
+    seeds = list(range(10, 10 + batch))
+    engine = native.NativeEngine(model, threads=1)
+    expected = generate(engine, 300, seeds, temperature=0.9)
+    for threads, group in [(2, 0), (2, 2), (2, 1), (3, 3)]:
+        engine.set_threads(threads, group)
+        assert torch.equal(generate(engine, 300, seeds, temperature=0.9), expected), (threads, group)
+    # Re-planning between calls in one generation keeps the state.
+    engine.set_threads(1)
+    engine.reset(batch)
+    out = torch.empty(batch, 300, dtype=torch.uint8)
+    for start, threads, group in [(0, 1, 0), (100, 2, 2), (200, 2, 1)]:
+        engine.set_threads(threads, group)
+        engine.sample_steps(out, start, 100, seeds, np.full(batch, 0.9))
+    assert torch.equal(out, expected)
+
+
+def test_native_rng_matches_python():
+    native = native_or_skip()
+    lib = native.load()
+    for seed, n in [(0, 0), (3, 17), (2**64 - 1, 5)]:
+        assert lib.wg_uniform(seed, n) == stream_uniforms([seed], n, 1)[0, 0]
+
+
+def _uniform_by_hand(seed: int, n: int) -> float:
+    """The RNG spec in plain Python integers, to check the vectorised numpy version against."""
+    mask = 2**64 - 1
+
+    def mix(z):
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    key = mix((seed + GOLDEN) & mask)
+    return (mix((key + (n + 1) * GOLDEN) & mask) >> 11) * 2.0**-53
+
+
+def test_counter_rng_pins_known_values_and_looks_uniform():
+    # Pinned: any change here changes every generated sample of every seed (and the native
+    # engine computes the same numbers; its tests compare codes with the reference engine).
+    u = stream_uniforms([0, 1, 2**63 + 5], 0, 1000)
+    assert u[:, [0, 1, 999]].tolist() == [
+        [0.6524484863740322, 0.7012121095215252, 0.5676700093501268],
+        [0.36818951565166946, 0.9435642308648544, 0.442282546239115],
+        [0.9205017241338264, 0.5590596349129345, 0.48118556869569906],
+    ]
+    for seed, n in [(0, 0), (7, 12345), (2**64 - 1, 3), (-1, 3)]:  # negative seeds wrap mod 2^64
+        assert stream_uniforms([seed], n, 1)[0, 0] == _uniform_by_hand(seed % 2**64, n)
+    # A window starting later is the same sequence, shifted.
+    assert np.array_equal(stream_uniforms([3], 10, 5)[0], stream_uniforms([3], 0, 15)[0, 10:])
+    many = stream_uniforms(list(range(8)), 0, 20000)  # (8, 20000)
+    assert ((many >= 0) & (many < 1)).all()
+    assert abs(many.mean() - 0.5) < 0.005 and abs(many.var() - 1 / 12) < 0.002
+    assert abs(np.corrcoef(many[0, :-1], many[0, 1:])[0, 1]) < 0.03  # no lag-1 correlation
+    assert abs(np.corrcoef(many[0], many[1])[0, 1]) < 0.03  # neighbouring seeds differ
+    # StreamRandom walks the same counter, chunk after chunk.
+    draws = StreamRandom([5, 6], chunk=7)
+    walked = torch.stack([draws.next() for _ in range(20)], 1).numpy()
+    assert np.array_equal(walked, stream_uniforms([5, 6], 0, 20))
 
 
 def test_inverse_cdf_sampling_follows_the_softmax():
@@ -86,7 +186,85 @@ def test_inverse_cdf_sampling_follows_the_softmax():
 
 def test_make_engine_names():
     model = random_model(SHAPES["k2"])
-    assert make_engine("auto", model).name == "torch"
+    from wavegen import native
+
+    try:
+        native.load()
+        fastest = "native"
+    except native.NativeUnavailable:
+        fastest = "torch"
+    assert make_engine("auto", model).name == fastest
+    assert make_engine("torch", model).name == "torch"
     assert make_engine("reference", model).name == "reference"
     with pytest.raises(ValueError, match="unknown engine"):
         make_engine("warp", model)
+
+
+@pytest.fixture
+def fresh_native(monkeypatch, tmp_path):
+    """The native module with an empty build cache and nothing loaded yet in this process."""
+    from wavegen import native
+
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
+    return native
+
+
+def test_without_a_compiler_auto_falls_back_to_torch_with_one_notice(fresh_native, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    model = random_model(SHAPES["k2"])
+    notices: list[str] = []
+    assert make_engine("auto", model, log=notices.append).name == "torch"
+    assert make_engine("auto", model, log=notices.append).name == "torch"
+    assert notices == ["native engine unavailable: CXX=no-such-compiler not found; using the 'torch' engine"]
+    with pytest.raises(fresh_native.NativeUnavailable, match="CXX=no-such-compiler not found"):
+        make_engine("native", model)
+
+
+def compiler_or_skip(native):
+    try:
+        native.find_compiler()
+    except native.NativeUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def test_a_compile_error_is_reported_as_unavailable(fresh_native, monkeypatch, tmp_path):
+    compiler_or_skip(fresh_native)
+    broken = tmp_path / "broken.cpp"
+    broken.write_text("this is not C++\n")
+    monkeypatch.setattr(fresh_native, "SOURCE", broken)
+    with pytest.raises(fresh_native.NativeUnavailable, match="compiling broken.cpp failed"):
+        fresh_native.load()
+    assert not list((tmp_path / "cache").glob("*.so"))  # nothing half-built left behind
+
+
+def test_the_build_is_cached_by_source_compiler_and_cpu(fresh_native, tmp_path):
+    compiler_or_skip(fresh_native)
+    messages: list[str] = []
+    first = fresh_native.build(messages.append)
+    assert first.parent == tmp_path / "cache" and first.is_file() and len(messages) == 1
+    assert fresh_native.build(messages.append) == first and len(messages) == 1  # no second build
+    assert fresh_native.fingerprint(fresh_native.find_compiler()) in first.name
+
+
+def test_layout_tuner_runs_mostly_on_the_fastest_layout_and_notices_a_change():
+    from wavegen.native import LayoutTuner
+
+    tuner = LayoutTuner(threads=2, batch=1)
+    assert sorted(tuner.layouts) == [(1, 1), (2, 2)]  # for one stream, (2, 1) is (2, 2)
+    speed = {(2, 2): 20000.0, (1, 1): 11000.0}  # steps/s: idle cores
+    spent = {layout: 0.0 for layout in speed}
+
+    def run(total_steps):
+        while total_steps:
+            layout, steps = tuner.next(min(total_steps, 4096))
+            tuner.record(layout, steps, steps / speed[layout])
+            spent[layout] += steps / speed[layout]
+            total_steps -= steps
+
+    run(400_000)
+    assert tuner.best == (2, 2) and spent[(1, 1)] < 0.03 * spent[(2, 2)]
+    speed[(2, 2)] = 700.0  # another process takes a core: lockstep threads crawl
+    spent = {layout: 0.0 for layout in speed}
+    run(400_000)
+    assert tuner.best == (1, 1) and spent[(2, 2)] < 0.1 * spent[(1, 1)]

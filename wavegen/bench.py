@@ -28,11 +28,19 @@ def max_logit_diff(engine_name: str, model: WaveNet, device: torch.device, steps
     return worst
 
 
-def same_codes_as_reference(engine_name: str, model: WaveNet, device: torch.device, steps: int = 64) -> bool:
+def same_codes_as_reference(engine, model: WaveNet, device: torch.device, steps: int = 64) -> bool:
     """Whether the engine's own generation loop draws exactly the reference's codes."""
     seeds = [11, 12]
-    fast = generate(make_engine(engine_name, model, device), steps, seeds)
-    return bool(torch.equal(fast, generate(ReferenceEngine(model, device), steps, seeds)))
+    ref = generate(ReferenceEngine(model, device), steps, seeds)
+    return bool(torch.equal(generate(engine, steps, seeds), ref))
+
+
+def _timed(engine, count: int, seeds: list[int], device: torch.device) -> float:
+    tick = time.perf_counter()
+    generate(engine, count, seeds)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - tick
 
 
 def run(
@@ -43,39 +51,40 @@ def run(
     sample_rate: int = 16000,
     device: torch.device = torch.device("cpu"),
     repeats: int = 3,
+    threads: int | None = None,
 ) -> Iterator[dict]:
     """Yield one result per engine and batch size: the median of ``repeats`` timed runs, each
-    generating for about ``seconds`` of wall time (calibrated on shorter runs first)."""
+    generating for about ``seconds`` of wall time (the length found by doubling a short run).
+
+    An engine that cannot run here yields ``{"engine": name, "error": why}`` instead.
+    """
+    from .native import NativeUnavailable
+    from .sampling_cuda import EngineUnavailable
+
+    if threads and device.type == "cpu":
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = WaveNet(config).to(device).eval()
     for name in engines:
-        engine = make_engine(name, model, device)
+        try:
+            engine = make_engine(name, model, device)
+        except (NativeUnavailable, EngineUnavailable) as exc:
+            yield {"engine": name, "error": str(exc)}
+            continue
+        if threads and hasattr(engine, "set_threads"):
+            engine.set_threads(threads)
         diff = 0.0 if name == "reference" else max_logit_diff(name, model, device)
-        same = True if name == "reference" else same_codes_as_reference(name, model, device)
+        same = True if name == "reference" else same_codes_as_reference(engine, model, device)
+        # A graph engine generates whole replays: measure it on multiples of one replay.
+        unit = getattr(engine, "steps_per_replay", 8)
         for batch in batches:
             seeds = list(range(batch))
-            # Double the length until a run takes a quarter of the budget. The first run only
-            # warms up (a graph engine records its graph then), and graph engines generate
-            # whole replays, so their lengths are multiples of one replay.
-            count, runs = getattr(engine, "steps_per_replay", 16), 0
-            while True:
-                tick = time.perf_counter()
-                generate(engine, count, seeds)
-                elapsed, runs = time.perf_counter() - tick, runs + 1
-                if runs == 1:
-                    continue
-                if elapsed >= seconds / 4 or count >= 1 << 22:
-                    break
+            _timed(engine, unit, seeds, device)  # warm-up: caches, threads, graph capture
+            count = unit
+            while (took := _timed(engine, count, seeds, device)) < seconds / 4:
                 count *= 2
-            unit = getattr(engine, "steps_per_replay", 1)
-            count = max(unit, int(count * seconds / elapsed) // unit * unit)
-            rates = []
-            for _ in range(repeats):
-                tick = time.perf_counter()
-                generate(engine, count, seeds)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                rates.append(batch * count / (time.perf_counter() - tick))
+            count = max(unit, round(count * seconds / took / unit) * unit)
+            rates = [batch * count / _timed(engine, count, seeds, device) for _ in range(repeats)]
             rate = sorted(rates)[len(rates) // 2]
             yield {
                 "engine": name, "batch": batch, "device": device.type, "samples": count,
@@ -83,6 +92,7 @@ def run(
                 "real_time_factor": round(rate / sample_rate, 4),
                 "max_logit_diff": diff,
                 "same_codes_as_reference": same,
+                **({"threads": engine.threads} if hasattr(engine, "threads") else {}),
             }
 
 

@@ -118,7 +118,8 @@ def train(data, run, recipe, overrides, steps, device, quiet):
 @click.option("--seed", type=int, default=0, show_default=True, help="Stream i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
-@click.option("--engine", type=click.Choice(["auto", "torch", "reference", "cuda-graph"]), default="auto", show_default=True)
+@click.option("--engine", type=click.Choice(["auto", "native", "cuda-graph", "torch", "reference"]), default="auto",
+              show_default=True, help="auto: the fastest that runs here (native on a CPU, cuda-graph on a GPU).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--prime", type=click.Path(path_type=Path), help="Continue the end of this recording instead of silence.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -174,14 +175,15 @@ def demo(workdir, out, steps, seconds, n, quiet):
 @main.command()
 @click.option("--recipe", default="default", show_default=True, help="Recipe whose model shape is measured.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change the shape, e.g. model.cycles=2.")
-@click.option("--engine", "engines", multiple=True, type=click.Choice(["torch", "reference", "cuda-graph"]),
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["native", "cuda-graph", "torch", "reference"]),
               help="Engines to run (repeatable; default: all).")
 @click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Streams at once (repeatable; default 1 and 32).")
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: every core available).")
 @friendly_errors
-def bench(recipe, overrides, engines, batches, seconds, repeats, device):
+def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads):
     """Measure sampling speed (random weights): one JSON line per engine and batch size."""
     from . import bench as benchmark
     from .config import apply_overrides, load_recipe
@@ -189,9 +191,9 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device):
 
     config = apply_overrides(load_recipe(recipe), list(overrides))
     dev = resolve_device(device)
-    default_engines = (["cuda-graph"] if dev.type == "cuda" else []) + ["torch", "reference"]
+    default_engines = ["cuda-graph" if dev.type == "cuda" else "native", "torch", "reference"]
     results = benchmark.run(config.model, list(engines) or default_engines, list(batches) or [1, 32],
-                            seconds, config.data.sample_rate, dev, repeats)
+                            seconds, config.data.sample_rate, dev, repeats, threads)
     benchmark.print_results(results, click.echo)
 
 

@@ -12,13 +12,16 @@ past inputs — exactly the (k-1)·d values its dilated convolution will read ag
 costs one matrix product per layer instead of a full forward pass. With the same seeds the two
 produce identical codes; the tests hold them to that.
 
-Sampling is inverse-CDF on a float64 softmax with one uniform per stream and sample, drawn from
-that stream's own generator (seed + stream index), so every stream is reproducible on its own.
+Sampling is inverse-CDF on a float64 softmax (``sample_codes``) with one uniform per stream and
+sample from a counter-based generator (``stream_uniforms``): the uniform is a function of the
+stream's seed and the sample's index alone, so every stream is reproducible on its own.
 """
 from __future__ import annotations
 
+import sys
 from typing import Callable, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,35 +37,102 @@ class Engine(Protocol):
     def append(self, codes: torch.Tensor) -> None: ...
 
 
+# Counter-based random numbers (SplitMix64's finaliser), computed identically in Python and in
+# the native engine: the uniform for stream seed s and sample n is a pure function of (s, n), so
+# a stream is reproducible on its own, whatever the batch, the engine or the thread count.
+GOLDEN = 0x9E3779B97F4A7C15
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (arithmetic mod 2^64)."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def stream_uniforms(seeds: list[int], start: int, count: int) -> np.ndarray:
+    """Uniforms in [0, 1) for samples ``start .. start + count - 1`` of each stream: (B, count) float64.
+
+    u(s, n) = (mix(mix(s + GOLDEN) + (n + 1) * GOLDEN) >> 11) * 2^-53, all mod 2^64.
+    """
+    with np.errstate(over="ignore"):  # wrap-around is the definition, not an accident
+        seed = np.array([int(s) % 2**64 for s in seeds], dtype=np.uint64)
+        key = _mix(seed + np.uint64(GOLDEN))  # (B,)
+        n = np.arange(start + 1, start + count + 1, dtype=np.uint64)  # (count,)
+        bits = _mix(key[:, None] + n[None, :] * np.uint64(GOLDEN)) >> np.uint64(11)
+    return bits.astype(np.float64) * 2.0**-53
+
+
 class StreamRandom:
-    """Uniform draws in [0, 1), one independent generator per stream, drawn ahead in chunks."""
+    """One uniform per stream and sample, counting samples from 0; drawn ahead in chunks."""
 
     def __init__(self, seeds: list[int], chunk: int = 4096) -> None:
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.seeds = [int(s) for s in seeds]
         self.chunk = chunk
-        self.buffer = torch.empty(len(seeds), 0, dtype=torch.float64)
+        self.start = 0  # sample index of buffer[:, 0]
+        self.buffer = np.empty((len(seeds), 0))
         self.used = 0
 
     def next(self) -> torch.Tensor:  # (B,) float64
         if self.used == self.buffer.shape[1]:
-            self.buffer = torch.stack(
-                [torch.rand(self.chunk, generator=g, dtype=torch.float64) for g in self.generators]
-            )  # (B, chunk)
+            self.start += self.used
+            self.buffer = stream_uniforms(self.seeds, self.start, self.chunk)  # (B, chunk)
             self.used = 0
         self.used += 1
-        return self.buffer[:, self.used - 1]
+        return torch.from_numpy(self.buffer[:, self.used - 1].copy())
 
 
 def sample_codes(logits: torch.Tensor, temperature: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-    """Draw one code per row of ``logits`` (B, C) by inverse CDF of softmax(logits / temperature)."""
-    probs = torch.softmax(logits.double() / temperature.to(logits.device)[:, None], dim=-1)
-    cdf = probs.cumsum(dim=-1)  # (B, C)
-    codes = torch.searchsorted(cdf, uniform.to(cdf.device)[:, None].contiguous())  # (B, 1)
+    """Draw one code per row of ``logits`` (B, C) by inverse CDF of softmax(logits / temperature).
+
+    The definition the native engine mirrors step for step: m = max(l); e_i = exp((l_i - m) / T)
+    in float64; cdf = running sum in index order; code = first i with cdf_i >= u * cdf[C-1].
+    """
+    logits = logits.double()  # float32 -> float64 is exact
+    shifted = (logits - logits.max(dim=-1, keepdim=True).values) / temperature.to(logits.device)[:, None]
+    cdf = torch.exp(shifted).cumsum(dim=-1)  # (B, C), unnormalised
+    target = uniform.to(cdf.device) * cdf[:, -1]  # (B,)
+    codes = torch.searchsorted(cdf, target[:, None].contiguous())  # first i with cdf_i >= target
     return codes.squeeze(1).clamp_(max=logits.shape[-1] - 1)
 
 
 def silence(batch: int, length: int, device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.full((batch, length), SILENCE_CODE, dtype=torch.long, device=device)
+
+
+@torch.inference_mode()
+def past_block_inputs(
+    model: WaveNet, batch: int, history: torch.Tensor | None, device: torch.device | str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The codes before the first sample (b, P) and every block's input over them (b, R, P).
+
+    The past is one receptive field of silence, then the last receptive field of the history if
+    given (nothing older can reach the next sample). When every stream has the same past (no
+    history, or the same history for all) it is computed once: b = 1 then, else b = batch.
+    """
+    rf = model.receptive_field
+    if history is not None:
+        history = history[:, -rf:].to(device).long()
+        if torch.equal(history, history[:1].expand_as(history)):
+            history = history[:1]
+    past = silence(1 if history is None else history.shape[0], rf, device)
+    if history is not None:
+        past = torch.cat([past, history], 1)
+    inputs: list[torch.Tensor] = []
+    onehot = F.one_hot(past, model.config.classes).transpose(1, 2).float()  # (b, C, P)
+    model.forward_onehot(onehot, output_from=past.shape[1] - 1, block_inputs=inputs)
+    return past, inputs
+
+
+def ring_of(x: torch.Tensor, length: int, t: int) -> torch.Tensor:
+    """The last ``length`` time steps of ``x`` (b, F, T) as a ring (length, b, F) in which the
+    value of time s sits at slot s mod length; ``t`` is the time just after x's last step."""
+    ring = torch.empty(length, x.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+    if length:
+        times = torch.arange(t - length, t, device=x.device)
+        ring[times % length] = x[:, :, -length:].permute(2, 0, 1)
+    return ring
 
 
 class ReferenceEngine:
@@ -103,6 +173,7 @@ class TorchEngine:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.rf = model.receptive_field
+        self._silence: tuple[torch.Tensor, list[torch.Tensor]] | None = None
         with torch.no_grad():
             self._pack(model)
 
@@ -140,26 +211,18 @@ class TorchEngine:
     @torch.inference_mode()
     def reset(self, batch: int, history: torch.Tensor | None = None) -> None:
         """Fill the rings from a parallel forward pass over the history (silence by default)."""
-        if history is None:  # all streams share the same past: compute it once and expand
-            past = silence(1, self.rf, self.device)
+        if history is None:  # the same for every call: computed on the first
+            self._silence = self._silence or past_block_inputs(self.model, 1, None, self.device)
+            past, inputs = self._silence
         else:
-            past = torch.cat([silence(batch, self.rf, self.device), history.to(self.device).long()], 1)
-        inputs: list[torch.Tensor] = []
-        onehot = F.one_hot(past, self.model.config.classes).transpose(1, 2).float()  # (b, C, P)
-        self.model.forward_onehot(onehot, output_from=past.shape[1] - 1, block_inputs=inputs)
+            past, inputs = past_block_inputs(self.model, batch, history, self.device)
         self.t = past.shape[1]  # time index of the next sample
-        self.rings = []
-        for layer, x in zip(self.layers, inputs):
-            n = layer["ring_length"]
-            ring = torch.empty(n, batch, self.residual, device=self.device)  # (L, B, R)
-            if n:
-                times = torch.arange(self.t - n, self.t, device=self.device)
-                ring[times % n] = x[:, :, -n:].permute(2, 0, 1).float().expand(n, batch, -1)
-            self.rings.append(ring)
+        self.rings = [  # (L, B, R) each
+            ring_of(x, layer["ring_length"], self.t).float().expand(-1, batch, -1).contiguous()
+            for layer, x in zip(self.layers, inputs)
+        ]
         k_in = len(self.in_offsets)
-        self.code_ring = torch.empty(k_in, batch, dtype=torch.long, device=self.device)
-        times = torch.arange(self.t - k_in, self.t, device=self.device)
-        self.code_ring[times % k_in] = past[:, -k_in:].t().expand(k_in, batch)
+        self.code_ring = ring_of(past[:, None, :], k_in, self.t)[:, :, 0].expand(k_in, batch).contiguous()
         self.pending: list[torch.Tensor] = []
 
     @torch.inference_mode()
@@ -192,21 +255,79 @@ class TorchEngine:
         self.t = t + 1
 
 
-ENGINES = {"reference": ReferenceEngine, "torch": TorchEngine}
+def _native_engine(model: WaveNet, device: torch.device | str = "cpu", log: Callable[[str], None] | None = None):
+    from .native import NativeEngine  # imported on demand: it may build a C++ library
+
+    return NativeEngine(model, device, log=log)
 
 
-def make_engine(name: str, model: WaveNet, device: torch.device | str = "cpu") -> Engine:
-    """Build an engine by name; ``auto`` picks the fastest one available."""
-    device = torch.device(device)
+ENGINES = {"native": _native_engine, "torch": TorchEngine, "reference": ReferenceEngine}
+_reported: set[str] = set()  # fallback notices already given in this process
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _fallback_notice(reason: Exception, log: Callable[[str], None] | None, engine: str = "native") -> None:
+    notice = f"{engine} engine unavailable: {reason}; using the 'torch' engine"
+    if notice not in _reported:  # once per process
+        _reported.add(notice)
+        (log or _stderr)(notice)
+
+
+def native_available(log: Callable[[str], None] | None = None) -> bool:
+    """Whether the native engine builds and loads here (building it if needed); if not, says
+    why once through ``log``."""
+    from .native import NativeUnavailable, load
+
+    try:
+        load(log)
+        return True
+    except NativeUnavailable as exc:
+        _fallback_notice(exc, log)
+        return False
+
+
+def make_engine(
+    name: str,
+    model: WaveNet,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> Engine:
+    """Build an engine by name. ``auto`` picks the fastest available on ``device``: the native
+    engine on a CPU when it builds, the CUDA-graph engine on a GPU, else ``torch``, saying once
+    (through ``log``) why."""
     if name == "auto":
-        name = "cuda-graph" if device.type == "cuda" else "torch"
+        if torch.device(device).type == "cpu":
+            from .native import NativeUnavailable
+
+            try:
+                return _native_engine(model, device, log=log)
+            except NativeUnavailable as exc:
+                _fallback_notice(exc, log)
+        else:
+            from .sampling_cuda import CudaGraphEngine, EngineUnavailable
+
+            try:
+                return CudaGraphEngine(model, device)
+            except EngineUnavailable as exc:
+                _fallback_notice(exc, log, "cuda-graph")
+        name = "torch"
     if name == "cuda-graph":  # imported only when asked for
         from .sampling_cuda import CudaGraphEngine
 
         return CudaGraphEngine(model, device)
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r} (choose from auto, cuda-graph, {', '.join(ENGINES)})")
+    if name == "native":
+        return _native_engine(model, device, log=log)
     return ENGINES[name](model, device)
+
+
+def native_steps_per_call(batch: int) -> int:
+    """Samples per native call: about 0.1 s of work, so progress and Ctrl-C stay responsive."""
+    return max(256, min(4096, 32768 // batch))
 
 
 @torch.inference_mode()
@@ -220,18 +341,39 @@ def generate(
 ) -> torch.Tensor:
     """Generate ``num_samples`` codes for ``len(seeds)`` streams; returns (B, N) uint8 on CPU.
 
-    ``progress`` is called with the number of new samples every 1024 samples.
+    Sample n of a stream (n counted from 0 in this call) uses the uniform u(seed, n), whatever
+    the engine. An engine with a native loop (``sample_steps``) generates thousands of samples
+    per call, a graph engine (``generate_codes``) whole replays on the GPU; the others step
+    here, one ``logits``/``append`` per sample. ``progress`` is called
+    with the number of new samples after each chunk (at most 4096 samples).
     """
     batch = len(seeds)
     temps = torch.as_tensor(
         temperature if isinstance(temperature, list) else [temperature] * batch, dtype=torch.float64
     )
     engine.reset(batch, history)
-    rng = StreamRandom(seeds)
-    if hasattr(engine, "generate_codes"):  # an engine with its own loop (no Python per sample)
-        draw = lambda n: torch.stack([rng.next() for _ in range(n)])  # noqa: E731  (n, B)
-        return engine.generate_codes(num_samples, temps, draw, progress)
     out = torch.empty(batch, num_samples, dtype=torch.uint8)
+    generate_codes = getattr(engine, "generate_codes", None)
+    if generate_codes is not None:  # a loop of its own on the GPU: uniforms go in per replay
+        drawn = 0
+
+        def draw(count: int) -> torch.Tensor:  # (count, B) float64, continuing the counter
+            nonlocal drawn
+            uniforms = stream_uniforms(seeds, drawn, count)
+            drawn += count
+            return torch.from_numpy(np.ascontiguousarray(uniforms.T))
+
+        return generate_codes(num_samples, temps, draw, progress)
+    native = getattr(engine, "sample_steps", None)
+    if native is not None:
+        step = native_steps_per_call(batch)
+        for start in range(0, num_samples, step):
+            count = min(step, num_samples - start)
+            native(out, start, count, seeds, temps.numpy())
+            if progress:
+                progress(count)
+        return out
+    rng = StreamRandom(seeds)
     chunk = []
     for n in range(num_samples):
         codes = sample_codes(engine.logits(), temps, rng.next())

@@ -10,7 +10,7 @@ from . import checkpoint as ckpt
 from .audio import AudioReadError, load_audio, write_wav
 from .errors import CheckpointError, ConfigError, DataError
 from .mulaw import decode, encode
-from .sampling import generate, make_engine
+from .sampling import generate, make_engine, native_available
 from .train import checkpoint_paths, resolve_device
 
 MAX_SECONDS = 3600.0
@@ -45,6 +45,20 @@ class SynthResult:
     engine: str
 
 
+# Up to this many streams the native engine on the CPU outruns the torch engine on a GPU (one
+# stream: ~100×); beyond, a GPU's batching wins.
+NATIVE_OVER_GPU_STREAMS = 64
+
+
+def pick_engine(engine: str, device: str, model, streams: int, log: Callable[[str], None]):
+    """The engine to synthesise with and its device. ``auto`` means the fastest: the native engine
+    when it builds (on the CPU, unless a GPU was asked for or the streams are many), else torch."""
+    dev = resolve_device(device)
+    if engine == "auto" and device == "auto" and dev.type != "cpu" and streams <= NATIVE_OVER_GPU_STREAMS:
+        dev = resolve_device("cpu") if native_available(log) else dev
+    return make_engine(engine, model, dev, log=log), dev
+
+
 def synthesize(
     checkpoint: Path,
     out: Path = Path("samples"),
@@ -70,13 +84,12 @@ def synthesize(
         raise ConfigError(f"--temperature must be > 0, got {temperature:g}")
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"{out}: output path exists and is not a folder")
-    dev = resolve_device(device)
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
     rate = int(payload["config"]["data"]["sample_rate"])
     step = int(payload.get("step", 0))
     run_name = Path(checkpoint).resolve().parent.parent.name or "model"
     num = max(1, round(seconds * rate))
-    gen = make_engine(engine, model, dev)
+    gen, dev = pick_engine(engine, device, model, n, log)
     history = None
     if prime is not None:
         try:

@@ -1,0 +1,883 @@
+// The native sampling engine of wavegen: WaveNet's cached incremental step and the softmax
+// sampling in one loop, many samples per call, with no Python in between. Plain C ABI for
+// ctypes (see __init__.py beside it, which builds this file on first use and packs the weights).
+//
+// One step for a batch of b streams at time t (shapes per stream; R residual, G gate, S skip,
+// C classes, k kernel taps, padded sizes G8 = ceil8(G), R16/S16/C16 = ceil16(.)):
+//
+//   h = in_bias + Σ_i in_table[i][code(t - (k_in - i))]               (R)   type-A input layer
+//   for every residual layer l (dilation d, ring of exactly (k-1)·d past inputs):
+//     x = [h(t-(k-1)d) | … | h(t-d) | h]                              (k·R) taps, last = current
+//     [f | g] = x · conv + conv_bias ;  z = tanh(f) · sigmoid(g)       (G)
+//     h += z · res + res_bias ;  skip += z · skip_w                    (R), (S)
+//   logits = relu(relu(skip + Σ skip_bias) · head1 + b1) · head2 + b2  (C)
+//   code = inverse CDF of softmax(logits / T) at u(seed, n)            see sample_code()
+//
+// Every matrix is packed by Python into column panels of 16 (panel p holds columns 16p..16p+15
+// as [K][16], zero-padded), so a register-blocked kernel streams each panel once per step
+// whatever the batch. The conv panels interleave 8 filter and 8 gate columns of the same
+// channels, so the gated unit is applied to the accumulators directly.
+//
+// Threads: streams are split into groups; a group's threads run its streams in lockstep, each
+// computing a slice of every layer's columns, with one barrier per layer (its latency hidden
+// behind the previous layer's skip product) and three for the head. Every output element is
+// computed by the same sequence of operations whatever the batch, the group or the thread
+// count, so a stream's codes do not depend on how it was scheduled.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define WG_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define WG_PAUSE() asm volatile("yield" ::: "memory")
+#else
+#define WG_PAUSE() ((void)0)
+#endif
+
+namespace {
+
+constexpr int kAbiVersion = 1;
+constexpr int kPanel = 16;  // columns per packed panel: two vectors of 8
+constexpr int kGateGroup = kPanel / 2;  // gate channels per conv panel
+constexpr size_t kAlign = 64;
+
+// GCC/Clang vector extensions: 8 floats, compiled to AVX2/FMA (or AVX-512VL registers, or NEON)
+// by -march=native. Unaligned loads are as fast as aligned ones on the CPUs that matter.
+typedef float vec __attribute__((vector_size(32)));
+typedef float vec_u __attribute__((vector_size(32), aligned(4)));
+
+inline vec load(const float* p) { return *reinterpret_cast<const vec_u*>(p); }
+inline void store(float* p, vec v) { *reinterpret_cast<vec_u*>(p) = v; }
+inline vec splat(float x) { return vec{} + x; }
+inline vec vmin(vec a, vec b) { return a < b ? a : b; }
+inline vec vmax(vec a, vec b) { return a > b ? a : b; }
+
+// ---------------------------------------------------------------------------------------------
+// Math
+// ---------------------------------------------------------------------------------------------
+
+// tanh(x) = p / q, a rational approximation (Eigen's float coefficients), within 3e-7 of the
+// exact value everywhere; returned as a ratio so gated() can share one division.
+inline void tanh_ratio(vec x, vec& p, vec& q) {
+  const vec lim = splat(7.90531110763549805f);  // tanh rounds to ±1 in float beyond this
+  x = vmax(vmin(x, lim), -lim);
+  const vec x2 = x * x;
+  p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+  p = x2 * p + -8.60467152213735e-11f;
+  p = x2 * p + 5.12229709037114e-08f;
+  p = x2 * p + 1.48572235717979e-05f;
+  p = x2 * p + 6.37261928875436e-04f;
+  p = x2 * p + 4.89352455891786e-03f;
+  p = x * p;
+  q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+  q = x2 * q + 2.26843463243900e-03f;
+  q = x2 * q + 4.89352518554385e-03f;
+}
+
+// tanh(f) · sigmoid(g), with sigmoid(g) = (1 + tanh(g/2)) / 2: one division for both.
+__attribute__((always_inline)) inline vec gated(vec f, vec g) {
+  vec pf, qf, pg, qg;
+  tanh_ratio(f, pf, qf);
+  tanh_ratio(g * 0.5f, pg, qg);
+  return (pf * (qg + pg)) / (qf * qg * 2.0f);
+}
+
+// Counter-based uniforms, the same numbers as sampling.stream_uniforms in Python.
+constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
+
+inline uint64_t mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+inline uint64_t stream_key(uint64_t seed) { return mix(seed + kGolden); }
+
+inline double stream_uniform(uint64_t key, uint64_t n) {
+  return static_cast<double>(mix(key + (n + 1) * kGolden) >> 11) * 0x1.0p-53;
+}
+
+// The sampling definition of sampling.sample_codes, operation for operation: m = max(l);
+// e_i = exp((double(l_i) - m) / T); cdf = running sum in index order; the first i with
+// cdf_i >= u · cdf[C-1]. `cdf` is scratch for C doubles.
+int sample_code(const float* logits, int classes, double temperature, double u, double* cdf) {
+  float m = logits[0];
+  for (int i = 1; i < classes; ++i) m = std::max(m, logits[i]);
+  const double md = m;
+  double total = 0.0;
+  for (int i = 0; i < classes; ++i) {
+    const double x = (static_cast<double>(logits[i]) - md) / temperature;
+    // exp underflows to 0 (or a denormal of no consequence) below this; skip glibc's slow path.
+    total += x < -745.2 ? 0.0 : std::exp(x);
+    cdf[i] = total;
+  }
+  const double target = u * total;
+  for (int i = 0; i < classes; ++i)
+    if (cdf[i] >= target) return i;
+  return classes - 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------------------------
+
+struct FreeAligned {
+  void operator()(void* p) const { std::free(p); }
+};
+
+template <class T>
+using Buffer = std::unique_ptr<T[], FreeAligned>;
+
+template <class T>
+Buffer<T> make_buffer(size_t count) {
+  size_t bytes = (count * sizeof(T) + kAlign - 1) / kAlign * kAlign;
+  if (bytes == 0) bytes = kAlign;
+  void* p = std::aligned_alloc(kAlign, bytes);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return Buffer<T>(static_cast<T*>(p));
+}
+
+inline int ceil_to(int x, int m) { return (x + m - 1) / m * m; }
+
+// ---------------------------------------------------------------------------------------------
+// Matrix kernels: Y = X · W for a range of panels, X (rows × K) row-major with stride ldx
+// ---------------------------------------------------------------------------------------------
+
+// One tile: M rows × NP panels, accumulated over the whole K in registers (one accumulator per
+// output element, k in order: the same arithmetic for every tile shape), then handed with the
+// bias added first to out(row, panel, columns 0-7, columns 8-15).
+template <int M, int NP, class Out>
+inline void tile(const float* x, int ldx, const float* w, const float* bias, int K, int p0, int r0,
+                 Out& out) {
+  vec acc[M][2 * NP];
+  for (int p = 0; p < NP; ++p) {
+    const vec lo = bias ? load(bias + (p0 + p) * kPanel) : vec{};
+    const vec hi = bias ? load(bias + (p0 + p) * kPanel + 8) : vec{};
+    for (int m = 0; m < M; ++m) acc[m][2 * p] = lo, acc[m][2 * p + 1] = hi;
+  }
+  const size_t panel = static_cast<size_t>(K) * kPanel;
+  const float* wp = w + p0 * panel;
+  for (int k = 0; k < K; ++k) {
+    vec wv[2 * NP];
+#pragma GCC unroll 16
+    for (int p = 0; p < NP; ++p) {
+      wv[2 * p] = load(wp + p * panel + k * kPanel);
+      wv[2 * p + 1] = load(wp + p * panel + k * kPanel + 8);
+    }
+#pragma GCC unroll 16
+    for (int m = 0; m < M; ++m) {
+      const float xm = x[m * ldx + k];
+#pragma GCC unroll 16
+      for (int j = 0; j < 2 * NP; ++j) acc[m][j] += xm * wv[j];
+    }
+  }
+  for (int m = 0; m < M; ++m)
+    for (int p = 0; p < NP; ++p) out(r0 + m, p0 + p, acc[m][2 * p], acc[m][2 * p + 1]);
+}
+
+// Tile shapes by register budget: accumulators + the panel's weight vectors stay in registers.
+#if defined(__AVX512VL__)
+constexpr int kRowBlock = 6;  // 32 vector registers
+template <int M> constexpr int panels_for() { return M == 1 ? 6 : M == 2 ? 4 : M <= 4 ? 2 : 2; }
+#else
+constexpr int kRowBlock = 6;  // 16 vector registers
+template <int M> constexpr int panels_for() { return M == 1 ? 4 : M == 2 ? 2 : 1; }
+#endif
+
+template <int M, class Out>
+inline void rows_block(const float* x, int ldx, const float* w, const float* bias, int K, int p0,
+                       int p1, int r0, Out& out) {
+  constexpr int NP = panels_for<M>();
+  int p = p0;
+  for (; p + NP <= p1; p += NP) tile<M, NP>(x, ldx, w, bias, K, p, r0, out);
+  if constexpr (NP > 1) {  // the remaining panels, fewer than NP, in one tile
+    switch (p1 - p) {
+      case 5: if constexpr (NP > 5) tile<M, 5>(x, ldx, w, bias, K, p, r0, out); break;
+      case 4: if constexpr (NP > 4) tile<M, 4>(x, ldx, w, bias, K, p, r0, out); break;
+      case 3: if constexpr (NP > 3) tile<M, 3>(x, ldx, w, bias, K, p, r0, out); break;
+      case 2: if constexpr (NP > 2) tile<M, 2>(x, ldx, w, bias, K, p, r0, out); break;
+      case 1: tile<M, 1>(x, ldx, w, bias, K, p, r0, out); break;
+      default: break;
+    }
+  }
+}
+
+// Y[rows, panels p0..p1) = X · W (+ bias), delivered to `out` panel by panel.
+template <class Out>
+void matmul(const float* x, int ldx, int rows, const float* w, const float* bias, int K, int p0,
+            int p1, Out&& out) {
+  if (p0 >= p1) return;
+  int r = 0;
+  for (; r + kRowBlock <= rows; r += kRowBlock)
+    rows_block<kRowBlock>(x + r * ldx, ldx, w, bias, K, p0, p1, r, out);
+  const int rest = rows - r;
+  const float* xr = x + r * ldx;
+  if (rest >= 4) rows_block<4>(xr, ldx, w, bias, K, p0, p1, r, out), xr += 4 * ldx, r += 4;
+  if (rows - r >= 2) rows_block<2>(xr, ldx, w, bias, K, p0, p1, r, out), xr += 2 * ldx, r += 2;
+  if (rows - r >= 1) rows_block<1>(xr, ldx, w, bias, K, p0, p1, r, out);
+}
+
+// Epilogues: what happens to a panel's 16 finished outputs.
+struct GateOut {  // conv panel p = [filter | gate] of channels 8p..8p+7 -> z
+  float* z;
+  int ld;
+  void operator()(int r, int p, vec f, vec g) const { store(z + r * ld + p * kGateGroup, gated(f, g)); }
+};
+struct AddOut {  // y += acc (residual update, skip accumulation)
+  float* y;
+  int ld;
+  void operator()(int r, int p, vec lo, vec hi) const {
+    float* d = y + r * ld + p * kPanel;
+    store(d, load(d) + lo), store(d + 8, load(d + 8) + hi);
+  }
+};
+struct ReluOut {
+  float* y;
+  int ld;
+  void operator()(int r, int p, vec lo, vec hi) const {
+    float* d = y + r * ld + p * kPanel;
+    store(d, vmax(lo, vec{})), store(d + 8, vmax(hi, vec{}));
+  }
+};
+struct StoreOut {
+  float* y;
+  int ld;
+  void operator()(int r, int p, vec lo, vec hi) const {
+    float* d = y + r * ld + p * kPanel;
+    store(d, lo), store(d + 8, hi);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Waiting: spin briefly (barriers are short), then sleep so a core taken by another process does
+// not leave the waiting thread burning the one we need.
+// ---------------------------------------------------------------------------------------------
+
+constexpr auto kSpinFor = std::chrono::microseconds(50);
+
+inline void futex_wait(std::atomic<uint32_t>* word, uint32_t seen) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+#else
+  (void)word, (void)seen;
+  std::this_thread::yield();
+#endif
+}
+
+inline void futex_wake(std::atomic<uint32_t>* word) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#else
+  (void)word;
+#endif
+}
+
+// A 32-bit counter others can wait on until it reaches a target (wrap-around safe).
+struct alignas(64) Signal {
+  std::atomic<uint32_t> value{0};
+  std::atomic<uint32_t> sleepers{0};
+
+  void publish(uint32_t v) {
+    value.store(v, std::memory_order_seq_cst);
+    if (sleepers.load(std::memory_order_seq_cst)) futex_wake(&value);  // pairs with await()
+  }
+
+  bool reached(uint32_t target) const {
+    return static_cast<int32_t>(value.load(std::memory_order_acquire) - target) >= 0;
+  }
+
+  void await(uint32_t target) {
+    if (reached(target)) return;
+    auto start = std::chrono::steady_clock::now();
+    for (unsigned spins = 1;; ++spins) {
+      WG_PAUSE();
+      if (reached(target)) return;
+      if (spins % 256 == 0 && std::chrono::steady_clock::now() - start > kSpinFor) break;
+    }
+    while (!reached(target)) {
+      sleepers.fetch_add(1, std::memory_order_seq_cst);
+      const uint32_t seen = value.load(std::memory_order_seq_cst);
+      if (static_cast<int32_t>(seen - target) < 0) futex_wait(&value, seen);
+      sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    }
+  }
+};
+
+// The threads of a group meet here: arrive() says "my part is written", wait() returns once
+// every member has arrived. Split so independent work can run in between.
+struct Barrier {
+  std::unique_ptr<Signal[]> members;
+  int size = 1;
+
+  explicit Barrier(int n) : members(new Signal[n]), size(n) {}
+  void arrive(int rank, uint32_t epoch) {
+    if (size > 1) members[rank].publish(epoch);
+  }
+  void wait(int rank, uint32_t epoch) {
+    for (int j = 0; j < size; ++j)
+      if (j != rank) members[j].await(epoch);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+// ---------------------------------------------------------------------------------------------
+
+struct Shape {
+  int classes, residual, gate, skip, kernel, in_kernel, layers;
+  std::vector<int> dilations;
+  // derived
+  int G8, R16, S16, C16, KR;
+};
+
+struct Layer {
+  int ring_len;         // (k-1)·d past inputs
+  size_t ring_offset;   // into Engine::rings, in floats
+  const float *conv, *conv_bias, *res, *res_bias, *skip;
+};
+
+struct Group;
+
+// One thread's view: which streams and columns it computes, and its private buffers.
+struct Worker {
+  Group* group = nullptr;
+  int rank = 0;                 // within the group
+  int gate0 = 0, gate1 = 0;     // conv panels (8 gate channels each)
+  int skip0 = 0, skip1 = 0;     // skip panels
+  int head10 = 0, head11 = 0;   // head1 panels
+  int head20 = 0, head21 = 0;   // head2 panels
+  uint32_t epoch = 0;           // barriers passed
+  Buffer<float> h;              // (b, R16) the current block input
+  Buffer<float> x;              // (b, KR) gathered taps
+  Buffer<float> skipacc;        // (b, S16) sum of skip outputs (this worker's columns)
+  Buffer<int32_t> codes;        // (k_in, b) private copy of the last k_in codes (see begin())
+  Buffer<double> cdf;           // (classes)
+  std::vector<int> pos;         // per layer: time mod ring_len, kept by counting not dividing
+  int code_pos = 0;             // time mod k_in
+};
+
+struct Group {
+  int s0 = 0, s1 = 0;           // streams
+  int first = 0, size = 1;      // workers
+  Barrier barrier{1};
+  Buffer<float> z;              // (3, b, G8) gated units, by layer mod 3 (see forward())
+  Buffer<float> skip;           // (b, S16) relu(skip sum)
+  Buffer<float> hidden;         // (b, S16)
+  Buffer<float> logits;         // (b, C16)
+  explicit Group(int n) : barrier(n) {}
+};
+
+struct GenerateArgs {
+  int steps;
+  const uint64_t* seeds;        // (B)
+  const double* temperatures;   // (B)
+  uint64_t counter;             // sample index of the first step
+  uint8_t* out;                 // (B, ld) codes, column i for step i
+  int64_t ld;
+};
+
+class Engine {
+ public:
+  Engine(Shape shape, const float* weights, int64_t count);
+  ~Engine() { stop_pool(); }
+
+  void set_threads(int threads, int group_size);
+  void reset(int batch, const float* rings, const int32_t* codes, int src_batch, int64_t t);
+  void logits(float* out);
+  void append(const int32_t* codes);
+  void generate(const GenerateArgs& args);
+  int batch() const { return batch_; }
+
+ private:
+  void plan();
+  void begin(Worker& w, int64_t t);
+  void advance(Worker& w);
+  void forward(Worker& w, bool commit);
+  void head(Worker& w);
+  void sync(Worker& w) {
+    ++w.epoch;
+    w.group->barrier.arrive(w.rank, w.epoch);
+    w.group->barrier.wait(w.rank, w.epoch);
+  }
+  void run(const std::function<void(Worker&)>& job);
+  void start_pool(int threads);
+  void stop_pool();
+  void worker_loop(int index, uint32_t seen);
+
+  Shape s_;
+  Buffer<float> weights_;
+  const float *in_table_, *in_bias_, *skip_bias_, *head1_, *head1_bias_, *head2_, *head2_bias_;
+  std::vector<Layer> layers_;
+
+  int batch_ = 0;
+  int64_t t_ = 0;
+  Buffer<float> rings_;         // per layer (ring_len, B, R), slot = time mod ring_len
+  Buffer<float> pending_;       // (layers, B, R) block inputs of the last logits() call
+  Buffer<int32_t> codes_;       // (k_in, B) the last k_in codes, slot = time mod k_in
+  size_t ring_floats_ = 0;
+
+  int threads_ = 1, group_size_ = 0;  // threads used, threads per group (0: by batch)
+  std::vector<std::unique_ptr<Group>> groups_;
+  std::vector<Worker> workers_;
+
+  // thread pool: worker i > 0 runs on pool_[i - 1]; the caller is worker 0. The pool may be
+  // larger than threads_: the extra threads skip the jobs.
+  std::vector<std::thread> pool_;
+  const std::function<void(Worker&)>* job_ = nullptr;
+  Signal job_seq_;              // bumped per job
+  Signal done_;                 // count of finished worker jobs
+  uint32_t jobs_ = 0;
+  bool stopping_ = false;
+};
+
+Engine::Engine(Shape shape, const float* weights, int64_t count) : s_(std::move(shape)) {
+  Shape& s = s_;
+  s.G8 = ceil_to(s.gate, kGateGroup);
+  s.R16 = ceil_to(s.residual, kPanel);
+  s.S16 = ceil_to(s.skip, kPanel);
+  s.C16 = ceil_to(s.classes, kPanel);
+  s.KR = s.kernel * s.residual;
+  // Sizes of the packed blocks, in the order native/__init__.py packs them; each starts on 16 floats.
+  std::vector<size_t> sizes;
+  auto block = [&](size_t n) { sizes.push_back((n + kPanel - 1) / kPanel * kPanel); };
+  block(static_cast<size_t>(s.in_kernel) * s.classes * s.residual);  // in_table
+  block(s.residual);                                                // in_bias
+  for (int l = 0; l < s.layers; ++l) {
+    block(static_cast<size_t>(2 * s.G8) * s.KR);  // conv panels
+    block(2 * s.G8);                              // conv bias
+    block(static_cast<size_t>(s.R16) * s.G8);     // res panels
+    block(s.R16);                                 // res bias
+    block(static_cast<size_t>(s.S16) * s.G8);     // skip panels
+  }
+  block(s.S16);                                   // Σ skip biases
+  block(static_cast<size_t>(s.S16) * s.S16);      // head1
+  block(s.S16);
+  block(static_cast<size_t>(s.C16) * s.S16);      // head2
+  block(s.C16);
+  size_t total = 0;
+  for (size_t n : sizes) total += n;
+  if (static_cast<int64_t>(total) != count)
+    throw std::runtime_error("packed weights have " + std::to_string(count) + " floats, expected " +
+                             std::to_string(total));
+  weights_ = make_buffer<float>(total);
+  std::memcpy(weights_.get(), weights, total * sizeof(float));
+
+  const float* p = weights_.get();
+  size_t i = 0;
+  auto next = [&]() { const float* q = p; p += sizes[i++]; return q; };
+  in_table_ = next();
+  in_bias_ = next();
+  size_t ring_offset = 0;
+  for (int l = 0; l < s.layers; ++l) {
+    Layer L;
+    L.ring_len = (s.kernel - 1) * s.dilations[l];
+    L.ring_offset = ring_offset;
+    ring_offset += static_cast<size_t>(L.ring_len);  // times B·R, applied in reset()
+    L.conv = next();
+    L.conv_bias = next();
+    L.res = next();
+    L.res_bias = next();
+    L.skip = next();
+    layers_.push_back(L);
+  }
+  ring_floats_ = ring_offset;
+  skip_bias_ = next();
+  head1_ = next();
+  head1_bias_ = next();
+  head2_ = next();
+  head2_bias_ = next();
+}
+
+// Changing the layout between calls is cheap and leaves the state (rings, codes) untouched, so
+// a caller may re-tune it whenever it likes.
+void Engine::set_threads(int threads, int group_size) {
+  threads_ = std::max(1, threads);
+  group_size_ = std::max(0, group_size);
+  if (static_cast<int>(pool_.size()) + 1 < threads_) {
+    stop_pool();
+    start_pool(threads_);
+  }
+  if (batch_) plan();
+}
+
+// Split the streams into groups and the columns of every layer among a group's threads.
+void Engine::plan() {
+  const int B = batch_, T = threads_;
+  int size = group_size_;
+  if (size == 0) {
+    // Lockstep groups halve each thread's share of the weights but add barriers: worth it
+    // while a thread's own streams are too few to make the weight traffic cheap.
+    size = B >= 4 * T ? 1 : T;
+  }
+  size = std::clamp(size, 1, T);
+  const int ngroups = std::max(1, std::min(T / size, B));
+  groups_.clear();
+  workers_.clear();
+  workers_.resize(T);
+  const Shape& s = s_;
+  auto split = [](int n, int parts, int i) { return static_cast<int>(static_cast<int64_t>(n) * i / parts); };
+  for (int g = 0; g < ngroups; ++g) {
+    const int first = split(T, ngroups, g), last = split(T, ngroups, g + 1);
+    auto grp = std::make_unique<Group>(last - first);
+    grp->s0 = split(B, ngroups, g);
+    grp->s1 = split(B, ngroups, g + 1);
+    grp->first = first;
+    grp->size = last - first;
+    const int b = grp->s1 - grp->s0;
+    grp->z = make_buffer<float>(3 * static_cast<size_t>(b) * s.G8);
+    grp->skip = make_buffer<float>(static_cast<size_t>(b) * s.S16);
+    grp->hidden = make_buffer<float>(static_cast<size_t>(b) * s.S16);
+    grp->logits = make_buffer<float>(static_cast<size_t>(b) * s.C16);
+    for (int r = 0; r < grp->size; ++r) {
+      Worker& w = workers_[first + r];
+      w.group = grp.get();
+      w.rank = r;
+      const int n = grp->size;
+      w.gate0 = split(s.G8 / kGateGroup, n, r), w.gate1 = split(s.G8 / kGateGroup, n, r + 1);
+      w.skip0 = split(s.S16 / kPanel, n, r), w.skip1 = split(s.S16 / kPanel, n, r + 1);
+      w.head10 = w.skip0, w.head11 = w.skip1;
+      w.head20 = split(s.C16 / kPanel, n, r), w.head21 = split(s.C16 / kPanel, n, r + 1);
+      w.epoch = 0;
+      w.h = make_buffer<float>(static_cast<size_t>(b) * s.R16);
+      w.x = make_buffer<float>(static_cast<size_t>(b) * s.KR);
+      w.skipacc = make_buffer<float>(static_cast<size_t>(b) * s.S16);
+      w.codes = make_buffer<int32_t>(static_cast<size_t>(s.in_kernel) * b);
+      w.cdf = make_buffer<double>(s.classes);
+      w.pos.assign(s.layers, 0);
+    }
+    groups_.push_back(std::move(grp));
+  }
+}
+
+void Engine::reset(int batch, const float* rings, const int32_t* codes, int src_batch, int64_t t) {
+  const Shape& s = s_;
+  batch_ = batch;
+  t_ = t;
+  const size_t R = s.residual;
+  rings_ = make_buffer<float>(ring_floats_ * batch * R);
+  pending_ = make_buffer<float>(static_cast<size_t>(s.layers) * batch * R);
+  codes_ = make_buffer<int32_t>(static_cast<size_t>(s.in_kernel) * batch);
+  for (int slot = 0; slot < s.in_kernel; ++slot)
+    for (int b = 0; b < batch; ++b) codes_[slot * batch + b] = codes[slot * src_batch + (src_batch == 1 ? 0 : b)];
+  // Python gives (ring_len, src_batch, R) per layer; src_batch 1 is shared by every stream.
+  const float* src = rings;
+  for (const Layer& L : layers_) {
+    float* dst = rings_.get() + L.ring_offset * batch * R;
+    for (int slot = 0; slot < L.ring_len; ++slot, src += src_batch * R)
+      for (int b = 0; b < batch; ++b)
+        std::memcpy(dst + (static_cast<size_t>(slot) * batch + b) * R, src + (src_batch == 1 ? 0 : b * R),
+                    R * sizeof(float));
+  }
+  plan();
+}
+
+inline int wrap(int64_t t, int64_t n) { return static_cast<int>(((t % n) + n) % n); }
+
+// Start of a job at time t: the worker's private copy of its streams' last codes (every member
+// of a group samples the same codes, so each keeps its own and none waits for another's) and
+// its ring positions.
+void Engine::begin(Worker& w, int64_t t) {
+  const Group& g = *w.group;
+  const int b = g.s1 - g.s0, k_in = s_.in_kernel;
+  for (int slot = 0; slot < k_in; ++slot)
+    std::memcpy(w.codes.get() + slot * b, codes_.get() + slot * batch_ + g.s0, b * sizeof(int32_t));
+  for (int l = 0; l < s_.layers; ++l) w.pos[l] = layers_[l].ring_len ? wrap(t, layers_[l].ring_len) : 0;
+  w.code_pos = wrap(t, k_in);
+}
+
+// Time moves on by one step.
+void Engine::advance(Worker& w) {
+  for (int l = 0; l < s_.layers; ++l)
+    if (++w.pos[l] == layers_[l].ring_len) w.pos[l] = 0;
+  if (++w.code_pos == s_.in_kernel) w.code_pos = 0;
+}
+
+// One step for the worker's group, up to the logits in group->logits. With `commit` the block
+// inputs go straight into the rings (generation); otherwise into pending_ (logits()).
+void Engine::forward(Worker& w, bool commit) {
+  const Shape& s = s_;
+  Group& g = *w.group;
+  const int b = g.s1 - g.s0, R = s.residual;
+
+  // Input layer: one row of each tap's table, chosen by the code that tap reads. Tap i reads
+  // time t - (k_in - i), whose slot is (t + i) mod k_in.
+  for (int r = 0; r < b; ++r) {
+    float* h = w.h.get() + r * s.R16;
+    std::memcpy(h, in_bias_, R * sizeof(float));
+    for (int i = 0; i < s.in_kernel; ++i) {
+      const int slot = (w.code_pos + i) % s.in_kernel;
+      const int code = w.codes[slot * b + r];
+      const float* row = in_table_ + (static_cast<size_t>(i) * s.classes + code) * R;
+      for (int c = 0; c < R; ++c) h[c] += row[c];
+    }
+  }
+  std::memset(w.skipacc.get(), 0, sizeof(float) * b * s.S16);
+
+  const int nl = s.layers;
+  for (int l = 0; l < nl; ++l) {
+    const Layer& L = layers_[l];
+    float* ring = rings_.get() + L.ring_offset * batch_ * R;
+    // x = [taps from the ring, oldest first | h]: tap i reads time t - (k-1-i)·d, whose slot is
+    // (t + i·d) mod (k-1)·d.
+    for (int r = 0; r < b; ++r) {
+      float* x = w.x.get() + r * s.KR;
+      for (int i = 0, slot = w.pos[l]; i + 1 < s.kernel; ++i, slot += s.dilations[l]) {
+        if (slot >= L.ring_len) slot -= L.ring_len;
+        std::memcpy(x + i * R, ring + (static_cast<size_t>(slot) * batch_ + g.s0 + r) * R, R * sizeof(float));
+      }
+      std::memcpy(x + (s.kernel - 1) * R, w.h.get() + r * s.R16, R * sizeof(float));
+    }
+    // z (layer l mod 3; see below) = gated(x · conv) for this worker's gate channels.
+    float* z = g.z.get() + static_cast<size_t>(l % 3) * b * s.G8;
+    matmul(w.x.get(), s.KR, b, L.conv, L.conv_bias, s.KR, w.gate0, w.gate1, GateOut{z, s.G8});
+    ++w.epoch;
+    g.barrier.arrive(w.rank, w.epoch);
+    // While the others finish their z slices: the previous layer's skip product, whose z is
+    // complete. Three z buffers: a thread can be one layer ahead writing while a slower one
+    // still reads the previous layer's.
+    if (l > 0) {
+      const float* zp = g.z.get() + static_cast<size_t>((l - 1) % 3) * b * s.G8;
+      matmul(zp, s.G8, b, layers_[l - 1].skip, nullptr, s.G8, w.skip0, w.skip1, AddOut{w.skipacc.get(), s.S16});
+    }
+    g.barrier.wait(w.rank, w.epoch);
+    // Every member has read the ring for this layer: store this step's input where the step
+    // (k-1)·d later will read it.
+    if (w.rank == 0 && L.ring_len) {
+      float* dst = commit ? ring + (static_cast<size_t>(w.pos[l]) * batch_ + g.s0) * R
+                          : pending_.get() + (static_cast<size_t>(l) * batch_ + g.s0) * R;
+      for (int r = 0; r < b; ++r) std::memcpy(dst + r * R, w.h.get() + r * s.R16, R * sizeof(float));
+    }
+    // Every member updates its own copy of h in full (the same arithmetic, so the copies agree):
+    // cheaper than another barrier to exchange slices.
+    if (l + 1 < nl)
+      matmul(z, s.G8, b, L.res, L.res_bias, s.G8, 0, s.R16 / kPanel, AddOut{w.h.get(), s.R16});
+  }
+  const float* zl = g.z.get() + static_cast<size_t>((nl - 1) % 3) * b * s.G8;
+  matmul(zl, s.G8, b, layers_[nl - 1].skip, nullptr, s.G8, w.skip0, w.skip1, AddOut{w.skipacc.get(), s.S16});
+  head(w);
+}
+
+// relu(skip) -> head1 -> relu -> head2, each split by columns, a barrier after each.
+void Engine::head(Worker& w) {
+  const Shape& s = s_;
+  Group& g = *w.group;
+  const int b = g.s1 - g.s0;
+  for (int r = 0; r < b; ++r)
+    for (int c = w.skip0 * kPanel; c < w.skip1 * kPanel; c += 8) {
+      const vec v = load(w.skipacc.get() + r * s.S16 + c) + load(skip_bias_ + c);
+      store(g.skip.get() + r * s.S16 + c, vmax(v, vec{}));
+    }
+  sync(w);
+  matmul(g.skip.get(), s.S16, b, head1_, head1_bias_, s.S16, w.head10, w.head11, ReluOut{g.hidden.get(), s.S16});
+  sync(w);
+  matmul(g.hidden.get(), s.S16, b, head2_, head2_bias_, s.S16, w.head20, w.head21, StoreOut{g.logits.get(), s.C16});
+  sync(w);
+}
+
+void Engine::logits(float* out) {
+  const int64_t t = t_;
+  run([&](Worker& w) {
+    begin(w, t);
+    forward(w, false);
+    const Group& g = *w.group;
+    if (w.rank == 0)
+      for (int r = 0; r < g.s1 - g.s0; ++r)
+        std::memcpy(out + static_cast<size_t>(g.s0 + r) * s_.classes, g.logits.get() + r * s_.C16,
+                    s_.classes * sizeof(float));
+  });
+}
+
+void Engine::append(const int32_t* codes) {
+  const size_t R = s_.residual;
+  for (int l = 0; l < s_.layers; ++l) {
+    const Layer& L = layers_[l];
+    if (!L.ring_len) continue;
+    float* dst = rings_.get() + (L.ring_offset + wrap(t_, L.ring_len)) * batch_ * R;
+    std::memcpy(dst, pending_.get() + static_cast<size_t>(l) * batch_ * R, batch_ * R * sizeof(float));
+  }
+  std::memcpy(codes_.get() + wrap(t_, s_.in_kernel) * batch_, codes, batch_ * sizeof(int32_t));
+  ++t_;
+}
+
+void Engine::generate(const GenerateArgs& a) {
+  const int64_t t0 = t_;
+  std::vector<uint64_t> keys(batch_);
+  for (int i = 0; i < batch_; ++i) keys[i] = stream_key(a.seeds[i]);
+  run([&](Worker& w) {
+    const Group& g = *w.group;
+    const int b = g.s1 - g.s0;
+    begin(w, t0);
+    for (int i = 0; i < a.steps; ++i) {
+      forward(w, true);
+      // Every member samples every stream of its group (the same numbers), so no barrier is
+      // needed before the next step reads the codes.
+      int32_t* slot = w.codes.get() + w.code_pos * b;
+      for (int r = 0; r < b; ++r) {
+        const int stream = g.s0 + r;
+        const double u = stream_uniform(keys[stream], a.counter + i);
+        const int code = sample_code(g.logits.get() + r * s_.C16, s_.classes, a.temperatures[stream], u, w.cdf.get());
+        slot[r] = code;
+        if (w.rank == 0) a.out[stream * a.ld + i] = static_cast<uint8_t>(code);
+      }
+      advance(w);
+    }
+    if (w.rank == 0)  // back to the shared copy, for the next call
+      for (int slot = 0; slot < s_.in_kernel; ++slot)
+        std::memcpy(codes_.get() + slot * batch_ + g.s0, w.codes.get() + slot * b, b * sizeof(int32_t));
+  });
+  t_ = t0 + a.steps;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread pool (std::thread, not OpenMP: torch brings its own OpenMP runtime into the process)
+// ---------------------------------------------------------------------------------------------
+
+void Engine::start_pool(int threads) {
+  stopping_ = false;
+  for (int i = 1; i < threads; ++i) pool_.emplace_back(&Engine::worker_loop, this, i, jobs_);
+}
+
+void Engine::stop_pool() {
+  if (pool_.empty()) return;
+  stopping_ = true;
+  job_seq_.publish(++jobs_);
+  for (std::thread& th : pool_) th.join();
+  pool_.clear();
+  done_.value.store(0);
+}
+
+void Engine::worker_loop(int index, uint32_t seen) {
+  for (;;) {
+    job_seq_.await(++seen);
+    if (stopping_) return;
+    if (index < static_cast<int>(workers_.size())) (*job_)(workers_[index]);
+    done_.value.fetch_add(1, std::memory_order_acq_rel);
+    if (done_.sleepers.load(std::memory_order_seq_cst)) futex_wake(&done_.value);
+  }
+}
+
+// Run `job` on every worker (the caller is worker 0) and wait for all of them.
+void Engine::run(const std::function<void(Worker&)>& job) {
+  const uint32_t target = done_.value.load() + static_cast<uint32_t>(pool_.size());
+  job_ = &job;
+  job_seq_.publish(++jobs_);
+  job(workers_[0]);
+  done_.await(target);
+}
+
+Shape read_shape(const int64_t* v, int n) {
+  if (n < 7) throw std::runtime_error("shape needs at least 7 numbers");
+  Shape s{};
+  s.classes = static_cast<int>(v[0]), s.residual = static_cast<int>(v[1]), s.gate = static_cast<int>(v[2]);
+  s.skip = static_cast<int>(v[3]), s.kernel = static_cast<int>(v[4]), s.in_kernel = static_cast<int>(v[5]);
+  s.layers = static_cast<int>(v[6]);
+  if (s.classes < 1 || s.residual < 1 || s.gate < 1 || s.skip < 1 || s.kernel < 1 || s.in_kernel < 1 ||
+      s.layers < 1 || n != 7 + s.layers)
+    throw std::runtime_error("bad shape");
+  for (int l = 0; l < s.layers; ++l) {
+    if (v[7 + l] < 1) throw std::runtime_error("bad dilation");
+    s.dilations.push_back(static_cast<int>(v[7 + l]));
+  }
+  return s;
+}
+
+void set_error(char* err, int len, const char* msg) {
+  if (err && len > 0) {
+    std::strncpy(err, msg, len - 1);
+    err[len - 1] = 0;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// C ABI. Functions returning int give 0 on success, -1 on failure (message in `err`).
+// ---------------------------------------------------------------------------------------------
+
+extern "C" {
+
+int wg_abi_version() { return kAbiVersion; }
+
+// shape: [classes, residual, gate, skip, kernel, in_kernel, layers, dilation_0, ...]
+void* wg_create(const int64_t* shape, int nshape, const float* weights, int64_t count, int threads,
+                char* err, int errlen) {
+  try {
+    auto* e = new Engine(read_shape(shape, nshape), weights, count);
+    e->set_threads(threads, 0);
+    return e;
+  } catch (const std::exception& ex) {
+    set_error(err, errlen, ex.what());
+    return nullptr;
+  }
+}
+
+void wg_destroy(void* engine) { delete static_cast<Engine*>(engine); }
+
+int wg_set_threads(void* engine, int threads, int group_size) {
+  static_cast<Engine*>(engine)->set_threads(threads, group_size);
+  return 0;
+}
+
+// rings: per layer (ring_len, src_batch, residual) float32 with slot = time mod ring_len;
+// codes: (in_kernel, src_batch) int32 with slot = time mod in_kernel; t: the next sample's time.
+int wg_reset(void* engine, int batch, const float* rings, const int32_t* codes, int src_batch, int64_t t,
+             char* err, int errlen) {
+  try {
+    static_cast<Engine*>(engine)->reset(batch, rings, codes, src_batch, t);
+    return 0;
+  } catch (const std::exception& ex) {
+    set_error(err, errlen, ex.what());
+    return -1;
+  }
+}
+
+// Logits (batch, classes) for the next sample; the state does not move until wg_append.
+int wg_logits(void* engine, float* out) {
+  auto* e = static_cast<Engine*>(engine);
+  if (!e->batch()) return -1;  // not reset yet
+  e->logits(out);
+  return 0;
+}
+
+// Advance by one sample: codes (batch) int32 are the samples the last wg_logits predicted.
+int wg_append(void* engine, const int32_t* codes) {
+  auto* e = static_cast<Engine*>(engine);
+  if (!e->batch()) return -1;
+  e->append(codes);
+  return 0;
+}
+
+// Generate `steps` samples for every stream: codes to out[stream * ld + i]. The uniform of step
+// i of a stream is u(seed, counter + i); seeds and temperatures have one entry per stream.
+int wg_generate(void* engine, int steps, const uint64_t* seeds, const double* temperatures, uint64_t counter,
+                uint8_t* out, int64_t ld) {
+  auto* e = static_cast<Engine*>(engine);
+  if (!e->batch()) return -1;
+  e->generate(GenerateArgs{steps, seeds, temperatures, counter, out, ld});
+  return 0;
+}
+
+// For tests: the uniform the engine draws for (seed, n).
+double wg_uniform(uint64_t seed, uint64_t n) { return stream_uniform(stream_key(seed), n); }
+
+}  // extern "C"

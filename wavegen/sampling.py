@@ -309,7 +309,12 @@ def make_engine(
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r} (choose from auto, {', '.join(ENGINES)})")
     if name == "native":
-        return _native_engine(model, device, log=log)
+        from .native import NativeUnavailable
+
+        try:
+            return _native_engine(model, device, log=log)
+        except NativeUnavailable as exc:
+            raise NativeUnavailable(f"native engine unavailable: {exc}") from None
     return ENGINES[name](model, device)
 
 

@@ -389,8 +389,9 @@ constexpr int kBlockMaxRows = 4;
 
 struct Group;
 
-// One thread's view: which streams and columns it computes, and its private buffers.
-struct Worker {
+// One thread's view: which streams and columns it computes, and its private buffers (cache-line
+// aligned, like everything a thread writes while others run: no false sharing).
+struct alignas(64) Worker {
   Group* group = nullptr;
   int rank = 0;                 // within the group
   int gate0 = 0, gate1 = 0;     // conv panels (8 gate channels each)
@@ -403,8 +404,8 @@ struct Worker {
   Buffer<float> skipacc;        // (b, S16) sum of skip outputs (this worker's columns)
   Buffer<int32_t> codes;        // (k_in, b) private copy of the last k_in codes (see begin())
   Buffer<double> cdf;           // (classes)
-  std::vector<int> pos;         // per layer: time mod ring_len, kept by counting not dividing
-  std::vector<int> step_in_block; // per layer: time mod block
+  Buffer<int> pos;              // per layer: time mod ring_len, kept by counting not dividing
+  Buffer<int> step_in_block;    // per layer: time mod block
   bool first_step = false;      // of a job: the blocks' past products need computing
   int code_pos = 0;             // time mod k_in
 };
@@ -610,8 +611,8 @@ void Engine::plan() {
       w.skipacc = make_buffer<float>(static_cast<size_t>(b) * s.S16);
       w.codes = make_buffer<int32_t>(static_cast<size_t>(s.in_kernel) * b);
       w.cdf = make_buffer<double>(s.classes);
-      w.pos.assign(s.layers, 0);
-      w.step_in_block.assign(s.layers, 0);
+      w.pos = make_buffer<int>(s.layers);
+      w.step_in_block = make_buffer<int>(s.layers);
     }
     groups_.push_back(std::move(grp));
   }

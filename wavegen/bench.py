@@ -80,7 +80,8 @@ def run(
                 "samples_per_s": round(rate, 1),
                 "real_time_factor": round(rate / sample_rate, 4),
                 "max_logit_diff": diff,
-                **({"threads": engine.threads} if hasattr(engine, "threads") else {}),
+                # the native engine: threads allowed; the layout last used (threads, threads per group)
+                **({"threads": engine.threads, "layout": list(engine.layout)} if name == "native" else {}),
             }
 
 

@@ -14,8 +14,8 @@ from wavegen.audio import write_wav
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def wavegen(*args, cwd, ok=True):
-    proc = subprocess.run([sys.executable, "-m", "wavegen", *args], cwd=cwd, env=ENV,
+def wavegen(*args, cwd, ok=True, env=None):
+    proc = subprocess.run([sys.executable, "-m", "wavegen", *args], cwd=cwd, env={**ENV, **(env or {})},
                           capture_output=True, text=True, timeout=600)
     if ok:
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -105,6 +105,23 @@ def test_synth_priming_and_refusals(workdir):
         one_line_error(wavegen("synth", *args, cwd=workdir, ok=False), text)
     Path(workdir / "afile").write_text("x")
     one_line_error(wavegen("synth", "--out", "afile", cwd=workdir, ok=False), "not a folder")
+
+
+def test_synth_engines_and_the_fallback_without_a_compiler(workdir):
+    wavegen("prepare", "dataset", "--recipe", "tiny", cwd=workdir)
+    wavegen("train", "--recipe", "tiny", "--steps", "2", "--quiet", cwd=workdir)
+    short = ["--seconds", "0.02", "--quiet"]
+    for engine in ("torch", "reference"):
+        assert f"'{engine}' engine" in wavegen("synth", "--engine", engine, *short, cwd=workdir).stderr
+    # No compiler (and nothing built yet): auto says why on one line and runs the torch engine;
+    # asking for the native engine by name is an error that says why.
+    bare = {"CXX": "no-such-compiler", "WAVEGEN_CACHE": str(workdir / "empty-cache")}
+    fallback = wavegen("synth", *short, cwd=workdir, env=bare).stderr
+    notices = [line for line in fallback.splitlines() if "native engine unavailable" in line]
+    assert notices == ["native engine unavailable: CXX=no-such-compiler not found; using the 'torch' engine"]
+    assert "'torch' engine" in fallback
+    one_line_error(wavegen("synth", "--engine", "native", *short, cwd=workdir, ok=False, env=bare),
+                   "native engine unavailable: CXX=no-such-compiler not found")
 
 
 def test_import_and_help_stay_light(tmp_path):

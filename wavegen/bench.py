@@ -92,7 +92,8 @@ def run(
                 "real_time_factor": round(rate / sample_rate, 4),
                 "max_logit_diff": diff,
                 "same_codes_as_reference": same,
-                **({"threads": engine.threads} if hasattr(engine, "threads") else {}),
+                # the native engine: threads allowed; the layout last used (threads, threads per group)
+                **({"threads": engine.threads, "layout": list(engine.layout)} if name == "native" else {}),
             }
 
 

@@ -1,6 +1,6 @@
-"""Autoregressive generation: a cached incremental engine and a slow reference beside it.
+"""Autoregressive generation: three engines behind one interface, one sampling definition.
 
-Both engines expose the same three calls, and ``generate`` drives either of them:
+Every engine exposes the same three calls, and ``generate`` drives any of them:
 
     engine.reset(history)   start from past codes (B, P), or from silence
     engine.logits()         logits (B, classes) for the next sample, from the state
@@ -9,8 +9,10 @@ Both engines expose the same three calls, and ``generate`` drives either of them
 ``ReferenceEngine`` runs the whole network over the last receptive field for every sample (what
 "no cache" costs). ``TorchEngine`` keeps, for every residual block, a ring buffer of that block's
 past inputs — exactly the (k-1)·d values its dilated convolution will read again — so one sample
-costs one matrix product per layer instead of a full forward pass. With the same seeds the two
-produce identical codes; the tests hold them to that.
+costs one matrix product per layer instead of a full forward pass. The native engine
+(``wavegen.native``) does the same in C++ and also offers ``sample_steps``, a loop that samples
+thousands of steps per call; ``generate`` uses it when an engine has it. With the same seeds
+all of them produce identical codes; the tests hold them to that.
 
 Sampling is inverse-CDF on a float64 softmax (``sample_codes``) with one uniform per stream and
 sample from a counter-based generator (``stream_uniforms``): the uniform is a function of the
@@ -256,6 +258,7 @@ class TorchEngine:
 
 
 def _native_engine(model: WaveNet, device: torch.device | str = "cpu", log: Callable[[str], None] | None = None):
+    """The native engine; raises ``NativeUnavailable`` (saying why) where it cannot run."""
     from .native import NativeEngine  # imported on demand: it may build a C++ library
 
     return NativeEngine(model, device, log=log)
@@ -265,15 +268,11 @@ ENGINES = {"native": _native_engine, "torch": TorchEngine, "reference": Referenc
 _reported: set[str] = set()  # fallback notices already given in this process
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def _fallback_notice(reason: Exception, log: Callable[[str], None] | None, engine: str = "native") -> None:
     notice = f"{engine} engine unavailable: {reason}; using the 'torch' engine"
     if notice not in _reported:  # once per process
         _reported.add(notice)
-        (log or _stderr)(notice)
+        (log or (lambda message: print(message, file=sys.stderr)))(notice)
 
 
 def native_available(log: Callable[[str], None] | None = None) -> bool:
@@ -296,14 +295,14 @@ def make_engine(
     log: Callable[[str], None] | None = None,
 ) -> Engine:
     """Build an engine by name. ``auto`` picks the fastest available on ``device``: the native
-    engine on a CPU when it builds, the CUDA-graph engine on a GPU, else ``torch``, saying once
+    engine on a CPU when it can run, the CUDA-graph engine on a GPU, else ``torch``, saying once
     (through ``log``) why."""
+    from .native import NativeUnavailable
+
     if name == "auto":
         if torch.device(device).type == "cpu":
-            from .native import NativeUnavailable
-
             try:
-                return _native_engine(model, device, log=log)
+                return _native_engine(model, device, log)
             except NativeUnavailable as exc:
                 _fallback_notice(exc, log)
         else:
@@ -320,9 +319,12 @@ def make_engine(
         return CudaGraphEngine(model, device)
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r} (choose from auto, cuda-graph, {', '.join(ENGINES)})")
-    if name == "native":
-        return _native_engine(model, device, log=log)
-    return ENGINES[name](model, device)
+    if name != "native":
+        return ENGINES[name](model, device)
+    try:
+        return _native_engine(model, device, log)
+    except NativeUnavailable as exc:
+        raise NativeUnavailable(f"native engine unavailable: {exc}") from None
 
 
 def native_steps_per_call(batch: int) -> int:

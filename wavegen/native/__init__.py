@@ -23,7 +23,6 @@ import subprocess
 import time
 import uuid
 import weakref
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -44,10 +43,16 @@ class NativeUnavailable(WavegenError):
 
 
 def cache_dir() -> Path:
+    """Where built libraries are kept: ``$WAVEGEN_CACHE``, ``$XDG_CACHE_HOME/wavegen`` or
+    ``~/.cache/wavegen``."""
     if os.environ.get("WAVEGEN_CACHE"):
         return Path(os.environ["WAVEGEN_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "wavegen"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "wavegen"
+    try:
+        return Path.home() / ".cache" / "wavegen"
+    except RuntimeError:  # no home directory to be found
+        raise NativeUnavailable("no cache folder for the build (set WAVEGEN_CACHE)") from None
 
 
 def find_compiler() -> str:
@@ -163,8 +168,11 @@ def load(log: Callable[[str], None] | None = None) -> ctypes.CDLL:
 
 def default_threads() -> int:
     """``$WAVEGEN_THREADS`` if set, else the cores this process may run on."""
-    if os.environ.get("WAVEGEN_THREADS"):
-        return max(1, int(os.environ["WAVEGEN_THREADS"]))
+    wanted = os.environ.get("WAVEGEN_THREADS")
+    if wanted:
+        if not wanted.strip().isdigit() or int(wanted) < 1:
+            raise WavegenError(f"WAVEGEN_THREADS={wanted}: expected a number of threads >= 1")
+        return int(wanted)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

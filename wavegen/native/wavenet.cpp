@@ -163,26 +163,45 @@ inline int ceil_to(int x, int m) { return (x + m - 1) / m * m; }
 // Matrix kernels: Y = X · W for a range of panels, X (rows × K) row-major with stride ldx
 // ---------------------------------------------------------------------------------------------
 
-// One tile: M rows × NP panels, accumulated over the whole K in registers (one accumulator per
-// output element, k in order: the same arithmetic for every tile shape), then handed with the
-// bias added first to out(row, panel, columns 0-7, columns 8-15).
+// A packed matrix, or a band of its rows: row k of panel p is at w + p·stride + k·16.
+struct Panels {
+  const float* w;
+  size_t stride;  // floats from one panel to the next
+  int K;          // rows
+
+  static Panels whole(const float* w, int K) { return {w, static_cast<size_t>(K) * kPanel, K}; }
+  Panels rows(int k0, int n) const { return {w + static_cast<size_t>(k0) * kPanel, stride, n}; }
+};
+
+// What the accumulators start from: a partial sum computed earlier (row r, panel p at
+// acc + r·ld + 16p), else the bias of each column (16 per panel), else zero.
+struct Start {
+  const float* bias = nullptr;
+  const float* acc = nullptr;
+  int ld = 0;
+};
+
+// One tile: M rows × NP panels, accumulated over K in registers (one accumulator per output
+// element, k in order: the same arithmetic for every tile shape, and a sum continued from a
+// stored partial sum is the same as one computed in one go), then handed to
+// out(row, panel, columns 0-7, columns 8-15).
 template <int M, int NP, class Out>
-inline void tile(const float* x, int ldx, const float* w, const float* bias, int K, int p0, int r0,
-                 Out& out) {
+inline void tile(const float* x, int ldx, const Panels& W, const Start& start, int p0, int r0, Out& out) {
   vec acc[M][2 * NP];
-  for (int p = 0; p < NP; ++p) {
-    const vec lo = bias ? load(bias + (p0 + p) * kPanel) : vec{};
-    const vec hi = bias ? load(bias + (p0 + p) * kPanel + 8) : vec{};
-    for (int m = 0; m < M; ++m) acc[m][2 * p] = lo, acc[m][2 * p + 1] = hi;
-  }
-  const size_t panel = static_cast<size_t>(K) * kPanel;
-  const float* wp = w + p0 * panel;
-  for (int k = 0; k < K; ++k) {
+  for (int p = 0; p < NP; ++p)
+    for (int m = 0; m < M; ++m) {
+      const float* init = start.acc ? start.acc + (r0 + m) * start.ld + (p0 + p) * kPanel
+                          : start.bias ? start.bias + (p0 + p) * kPanel : nullptr;
+      acc[m][2 * p] = init ? load(init) : vec{};
+      acc[m][2 * p + 1] = init ? load(init + 8) : vec{};
+    }
+  const float* wp = W.w + p0 * W.stride;
+  for (int k = 0; k < W.K; ++k) {
     vec wv[2 * NP];
 #pragma GCC unroll 16
     for (int p = 0; p < NP; ++p) {
-      wv[2 * p] = load(wp + p * panel + k * kPanel);
-      wv[2 * p + 1] = load(wp + p * panel + k * kPanel + 8);
+      wv[2 * p] = load(wp + p * W.stride + k * kPanel);
+      wv[2 * p + 1] = load(wp + p * W.stride + k * kPanel + 8);
     }
 #pragma GCC unroll 16
     for (int m = 0; m < M; ++m) {
@@ -198,43 +217,43 @@ inline void tile(const float* x, int ldx, const float* w, const float* bias, int
 // Tile shapes by register budget: accumulators + the panel's weight vectors stay in registers.
 #if defined(__AVX512VL__)
 constexpr int kRowBlock = 6;  // 32 vector registers
-template <int M> constexpr int panels_for() { return M == 1 ? 6 : M == 2 ? 4 : M <= 4 ? 2 : 2; }
+template <int M> constexpr int panels_for() { return M == 1 ? 6 : M == 2 ? 4 : 2; }
 #else
 constexpr int kRowBlock = 6;  // 16 vector registers
 template <int M> constexpr int panels_for() { return M == 1 ? 4 : M == 2 ? 2 : 1; }
 #endif
 
 template <int M, class Out>
-inline void rows_block(const float* x, int ldx, const float* w, const float* bias, int K, int p0,
-                       int p1, int r0, Out& out) {
+inline void rows_block(const float* x, int ldx, const Panels& W, const Start& start, int p0, int p1, int r0,
+                       Out& out) {
   constexpr int NP = panels_for<M>();
   int p = p0;
-  for (; p + NP <= p1; p += NP) tile<M, NP>(x, ldx, w, bias, K, p, r0, out);
+  for (; p + NP <= p1; p += NP) tile<M, NP>(x, ldx, W, start, p, r0, out);
   if constexpr (NP > 1) {  // the remaining panels, fewer than NP, in one tile
     switch (p1 - p) {
-      case 5: if constexpr (NP > 5) tile<M, 5>(x, ldx, w, bias, K, p, r0, out); break;
-      case 4: if constexpr (NP > 4) tile<M, 4>(x, ldx, w, bias, K, p, r0, out); break;
-      case 3: if constexpr (NP > 3) tile<M, 3>(x, ldx, w, bias, K, p, r0, out); break;
-      case 2: if constexpr (NP > 2) tile<M, 2>(x, ldx, w, bias, K, p, r0, out); break;
-      case 1: tile<M, 1>(x, ldx, w, bias, K, p, r0, out); break;
+      case 5: if constexpr (NP > 5) tile<M, 5>(x, ldx, W, start, p, r0, out); break;
+      case 4: if constexpr (NP > 4) tile<M, 4>(x, ldx, W, start, p, r0, out); break;
+      case 3: if constexpr (NP > 3) tile<M, 3>(x, ldx, W, start, p, r0, out); break;
+      case 2: if constexpr (NP > 2) tile<M, 2>(x, ldx, W, start, p, r0, out); break;
+      case 1: tile<M, 1>(x, ldx, W, start, p, r0, out); break;
       default: break;
     }
   }
 }
 
-// Y[rows, panels p0..p1) = X · W (+ bias), delivered to `out` panel by panel.
+// Y[rows, panels p0..p1) = start + X · W, X (rows × K) row-major with stride ldx, delivered to
+// `out` panel by panel.
 template <class Out>
-void matmul(const float* x, int ldx, int rows, const float* w, const float* bias, int K, int p0,
-            int p1, Out&& out) {
+void matmul(const float* x, int ldx, int rows, const Panels& W, const Start& start, int p0, int p1,
+            Out&& out) {
   if (p0 >= p1) return;
   int r = 0;
   for (; r + kRowBlock <= rows; r += kRowBlock)
-    rows_block<kRowBlock>(x + r * ldx, ldx, w, bias, K, p0, p1, r, out);
-  const int rest = rows - r;
+    rows_block<kRowBlock>(x + r * ldx, ldx, W, start, p0, p1, r, out);
   const float* xr = x + r * ldx;
-  if (rest >= 4) rows_block<4>(xr, ldx, w, bias, K, p0, p1, r, out), xr += 4 * ldx, r += 4;
-  if (rows - r >= 2) rows_block<2>(xr, ldx, w, bias, K, p0, p1, r, out), xr += 2 * ldx, r += 2;
-  if (rows - r >= 1) rows_block<1>(xr, ldx, w, bias, K, p0, p1, r, out);
+  if (rows - r >= 4) rows_block<4>(xr, ldx, W, start, p0, p1, r, out), xr += 4 * ldx, r += 4;
+  if (rows - r >= 2) rows_block<2>(xr, ldx, W, start, p0, p1, r, out), xr += 2 * ldx, r += 2;
+  if (rows - r >= 1) rows_block<1>(xr, ldx, W, start, p0, p1, r, out);
 }
 
 // Epilogues: what happens to a panel's 16 finished outputs.
@@ -351,15 +370,28 @@ struct Shape {
 };
 
 struct Layer {
+  int dilation;
   int ring_len;         // (k-1)·d past inputs
-  size_t ring_offset;   // into Engine::rings, in floats
-  const float *conv, *conv_bias, *res, *res_bias, *skip;
+  size_t ring_offset;   // into Engine::rings, in slots (times B·R floats)
+  int block;            // steps whose past-tap products are computed together (see forward())
+  size_t proj_offset;   // into Group::proj, in slots (times b·2·G8 floats)
+  Panels conv;          // (k·R rows: taps oldest first, 2·G8 columns: filter/gate by 8)
+  Panels res, skip;     // (G8 rows, R16 / S16 columns)
+  const float *conv_bias, *res_bias;
 };
+
+// The past taps' share of the conv, x(t-(k-1)d) … x(t-d) · conv, only reads inputs at least d
+// steps old: it is computed for up to kBlock steps at once (each weight then serves every one of
+// them) and finished with the current input's share at each step. Worth it while weight traffic
+// dominates, i.e. for groups with few streams.
+constexpr int kBlock = 16;
+constexpr int kBlockMaxRows = 4;
 
 struct Group;
 
-// One thread's view: which streams and columns it computes, and its private buffers.
-struct Worker {
+// One thread's view: which streams and columns it computes, and its private buffers (cache-line
+// aligned, like everything a thread writes while others run: no false sharing).
+struct alignas(64) Worker {
   Group* group = nullptr;
   int rank = 0;                 // within the group
   int gate0 = 0, gate1 = 0;     // conv panels (8 gate channels each)
@@ -368,11 +400,13 @@ struct Worker {
   int head20 = 0, head21 = 0;   // head2 panels
   uint32_t epoch = 0;           // barriers passed
   Buffer<float> h;              // (b, R16) the current block input
-  Buffer<float> x;              // (b, KR) gathered taps
+  Buffer<float> x;              // (b, KR) gathered taps, or (kBlock·b, KR - R) past taps
   Buffer<float> skipacc;        // (b, S16) sum of skip outputs (this worker's columns)
   Buffer<int32_t> codes;        // (k_in, b) private copy of the last k_in codes (see begin())
   Buffer<double> cdf;           // (classes)
-  std::vector<int> pos;         // per layer: time mod ring_len, kept by counting not dividing
+  Buffer<int> pos;              // per layer: time mod ring_len, kept by counting not dividing
+  Buffer<int> step_in_block;    // per layer: time mod block
+  bool first_step = false;      // of a job: the blocks' past products need computing
   int code_pos = 0;             // time mod k_in
 };
 
@@ -384,6 +418,8 @@ struct Group {
   Buffer<float> skip;           // (b, S16) relu(skip sum)
   Buffer<float> hidden;         // (b, S16)
   Buffer<float> logits;         // (b, C16)
+  Buffer<float> proj;           // per layer (block, b, 2·G8): conv of the past taps + bias, by step
+  bool deferred = false;        // whether the past taps go through proj
   explicit Group(int n) : barrier(n) {}
 };
 
@@ -413,6 +449,8 @@ class Engine {
   void begin(Worker& w, int64_t t);
   void advance(Worker& w);
   void forward(Worker& w, bool commit);
+  void conv(Worker& w, int l, float* z);
+  void project_past(Worker& w, int l);
   void head(Worker& w);
   void sync(Worker& w) {
     ++w.epoch;
@@ -426,7 +464,9 @@ class Engine {
 
   Shape s_;
   Buffer<float> weights_;
-  const float *in_table_, *in_bias_, *skip_bias_, *head1_, *head1_bias_, *head2_, *head2_bias_;
+  const float *in_table_, *in_bias_, *skip_bias_, *head1_bias_, *head2_bias_;
+  Panels head1_{}, head2_{};
+  size_t proj_slots_ = 0;       // Σ block over layers
   std::vector<Layer> layers_;
 
   int batch_ = 0;
@@ -490,21 +530,25 @@ Engine::Engine(Shape shape, const float* weights, int64_t count) : s_(std::move(
   size_t ring_offset = 0;
   for (int l = 0; l < s.layers; ++l) {
     Layer L;
-    L.ring_len = (s.kernel - 1) * s.dilations[l];
+    L.dilation = s.dilations[l];
+    L.ring_len = (s.kernel - 1) * L.dilation;
     L.ring_offset = ring_offset;
-    ring_offset += static_cast<size_t>(L.ring_len);  // times B·R, applied in reset()
-    L.conv = next();
+    ring_offset += static_cast<size_t>(L.ring_len);
+    L.block = std::min(L.dilation, kBlock);
+    L.proj_offset = proj_slots_;
+    proj_slots_ += L.block;
+    L.conv = Panels::whole(next(), s.KR);
     L.conv_bias = next();
-    L.res = next();
+    L.res = Panels::whole(next(), s.G8);
     L.res_bias = next();
-    L.skip = next();
+    L.skip = Panels::whole(next(), s.G8);
     layers_.push_back(L);
   }
   ring_floats_ = ring_offset;
   skip_bias_ = next();
-  head1_ = next();
+  head1_ = Panels::whole(next(), s.S16);
   head1_bias_ = next();
-  head2_ = next();
+  head2_ = Panels::whole(next(), s.S16);
   head2_bias_ = next();
 }
 
@@ -548,6 +592,10 @@ void Engine::plan() {
     grp->skip = make_buffer<float>(static_cast<size_t>(b) * s.S16);
     grp->hidden = make_buffer<float>(static_cast<size_t>(b) * s.S16);
     grp->logits = make_buffer<float>(static_cast<size_t>(b) * s.C16);
+    grp->deferred = s.kernel > 1 && b <= kBlockMaxRows;
+    if (grp->deferred) grp->proj = make_buffer<float>(proj_slots_ * b * 2 * s.G8);
+    const size_t x_floats = grp->deferred ? static_cast<size_t>(kBlock) * b * (s.KR - s.residual)
+                                          : static_cast<size_t>(b) * s.KR;
     for (int r = 0; r < grp->size; ++r) {
       Worker& w = workers_[first + r];
       w.group = grp.get();
@@ -559,11 +607,12 @@ void Engine::plan() {
       w.head20 = split(s.C16 / kPanel, n, r), w.head21 = split(s.C16 / kPanel, n, r + 1);
       w.epoch = 0;
       w.h = make_buffer<float>(static_cast<size_t>(b) * s.R16);
-      w.x = make_buffer<float>(static_cast<size_t>(b) * s.KR);
+      w.x = make_buffer<float>(x_floats);
       w.skipacc = make_buffer<float>(static_cast<size_t>(b) * s.S16);
       w.codes = make_buffer<int32_t>(static_cast<size_t>(s.in_kernel) * b);
       w.cdf = make_buffer<double>(s.classes);
-      w.pos.assign(s.layers, 0);
+      w.pos = make_buffer<int>(s.layers);
+      w.step_in_block = make_buffer<int>(s.layers);
     }
     groups_.push_back(std::move(grp));
   }
@@ -601,15 +650,73 @@ void Engine::begin(Worker& w, int64_t t) {
   const int b = g.s1 - g.s0, k_in = s_.in_kernel;
   for (int slot = 0; slot < k_in; ++slot)
     std::memcpy(w.codes.get() + slot * b, codes_.get() + slot * batch_ + g.s0, b * sizeof(int32_t));
-  for (int l = 0; l < s_.layers; ++l) w.pos[l] = layers_[l].ring_len ? wrap(t, layers_[l].ring_len) : 0;
+  for (int l = 0; l < s_.layers; ++l) {
+    w.pos[l] = layers_[l].ring_len ? wrap(t, layers_[l].ring_len) : 0;
+    w.step_in_block[l] = wrap(t, layers_[l].block);
+  }
   w.code_pos = wrap(t, k_in);
+  w.first_step = true;
 }
 
 // Time moves on by one step.
 void Engine::advance(Worker& w) {
-  for (int l = 0; l < s_.layers; ++l)
+  for (int l = 0; l < s_.layers; ++l) {
     if (++w.pos[l] == layers_[l].ring_len) w.pos[l] = 0;
+    if (++w.step_in_block[l] == layers_[l].block) w.step_in_block[l] = 0;
+  }
   if (++w.code_pos == s_.in_kernel) w.code_pos = 0;
+  w.first_step = false;
+}
+
+// The past taps' share of layer l's conv (plus its bias) for the steps from now to the end of
+// the current block, this worker's gate channels: proj slot j holds the step with time mod
+// block = j. Reads only ring slots the block will not overwrite before using them.
+void Engine::project_past(Worker& w, int l) {
+  const Shape& s = s_;
+  const Group& g = *w.group;
+  const Layer& L = layers_[l];
+  const int b = g.s1 - g.s0, R = s.residual, KP = s.KR - R;  // KP: past-tap features
+  const int j0 = w.step_in_block[l], steps = L.block - j0;
+  const float* ring = rings_.get() + L.ring_offset * batch_ * R;
+  for (int j = 0; j < steps; ++j)
+    for (int r = 0; r < b; ++r) {
+      float* x = w.x.get() + static_cast<size_t>(j * b + r) * KP;
+      // tap i at step t + j reads time t + j - (k-1-i)·d: slot (t + j + i·d) mod (k-1)·d
+      for (int i = 0, slot = (w.pos[l] + j) % L.ring_len; i + 1 < s.kernel; ++i, slot += L.dilation) {
+        if (slot >= L.ring_len) slot -= L.ring_len;
+        std::memcpy(x + i * R, ring + (static_cast<size_t>(slot) * batch_ + g.s0 + r) * R, R * sizeof(float));
+      }
+    }
+  float* proj = g.proj.get() + (L.proj_offset + j0) * b * 2 * s.G8;
+  matmul(w.x.get(), KP, steps * b, L.conv.rows(0, KP), Start{L.conv_bias}, w.gate0, w.gate1,
+         StoreOut{proj, 2 * s.G8});
+}
+
+// z = gated(conv(x)) for this worker's gate channels, layer l, this step.
+void Engine::conv(Worker& w, int l, float* z) {
+  const Shape& s = s_;
+  const Group& g = *w.group;
+  const Layer& L = layers_[l];
+  const int b = g.s1 - g.s0, R = s.residual;
+  if (g.deferred) {  // the current input's share, continuing the sum of the past taps' share
+    if (w.first_step || w.step_in_block[l] == 0) project_past(w, l);
+    const float* proj = g.proj.get() + (L.proj_offset + w.step_in_block[l]) * b * 2 * s.G8;
+    matmul(w.h.get(), s.R16, b, L.conv.rows(s.KR - R, R), Start{nullptr, proj, 2 * s.G8}, w.gate0, w.gate1,
+           GateOut{z, s.G8});
+    return;
+  }
+  // x = [taps from the ring, oldest first | h]: tap i reads time t - (k-1-i)·d, whose slot is
+  // (t + i·d) mod (k-1)·d.
+  const float* ring = rings_.get() + L.ring_offset * batch_ * R;
+  for (int r = 0; r < b; ++r) {
+    float* x = w.x.get() + r * s.KR;
+    for (int i = 0, slot = w.pos[l]; i + 1 < s.kernel; ++i, slot += L.dilation) {
+      if (slot >= L.ring_len) slot -= L.ring_len;
+      std::memcpy(x + i * R, ring + (static_cast<size_t>(slot) * batch_ + g.s0 + r) * R, R * sizeof(float));
+    }
+    std::memcpy(x + (s.kernel - 1) * R, w.h.get() + r * s.R16, R * sizeof(float));
+  }
+  matmul(w.x.get(), s.KR, b, L.conv, Start{L.conv_bias}, w.gate0, w.gate1, GateOut{z, s.G8});
 }
 
 // One step for the worker's group, up to the logits in group->logits. With `commit` the block
@@ -637,19 +744,8 @@ void Engine::forward(Worker& w, bool commit) {
   for (int l = 0; l < nl; ++l) {
     const Layer& L = layers_[l];
     float* ring = rings_.get() + L.ring_offset * batch_ * R;
-    // x = [taps from the ring, oldest first | h]: tap i reads time t - (k-1-i)·d, whose slot is
-    // (t + i·d) mod (k-1)·d.
-    for (int r = 0; r < b; ++r) {
-      float* x = w.x.get() + r * s.KR;
-      for (int i = 0, slot = w.pos[l]; i + 1 < s.kernel; ++i, slot += s.dilations[l]) {
-        if (slot >= L.ring_len) slot -= L.ring_len;
-        std::memcpy(x + i * R, ring + (static_cast<size_t>(slot) * batch_ + g.s0 + r) * R, R * sizeof(float));
-      }
-      std::memcpy(x + (s.kernel - 1) * R, w.h.get() + r * s.R16, R * sizeof(float));
-    }
-    // z (layer l mod 3; see below) = gated(x · conv) for this worker's gate channels.
-    float* z = g.z.get() + static_cast<size_t>(l % 3) * b * s.G8;
-    matmul(w.x.get(), s.KR, b, L.conv, L.conv_bias, s.KR, w.gate0, w.gate1, GateOut{z, s.G8});
+    float* z = g.z.get() + static_cast<size_t>(l % 3) * b * s.G8;  // layer l mod 3: see below
+    conv(w, l, z);
     ++w.epoch;
     g.barrier.arrive(w.rank, w.epoch);
     // While the others finish their z slices: the previous layer's skip product, whose z is
@@ -657,7 +753,7 @@ void Engine::forward(Worker& w, bool commit) {
     // still reads the previous layer's.
     if (l > 0) {
       const float* zp = g.z.get() + static_cast<size_t>((l - 1) % 3) * b * s.G8;
-      matmul(zp, s.G8, b, layers_[l - 1].skip, nullptr, s.G8, w.skip0, w.skip1, AddOut{w.skipacc.get(), s.S16});
+      matmul(zp, s.G8, b, layers_[l - 1].skip, Start{}, w.skip0, w.skip1, AddOut{w.skipacc.get(), s.S16});
     }
     g.barrier.wait(w.rank, w.epoch);
     // Every member has read the ring for this layer: store this step's input where the step
@@ -670,10 +766,10 @@ void Engine::forward(Worker& w, bool commit) {
     // Every member updates its own copy of h in full (the same arithmetic, so the copies agree):
     // cheaper than another barrier to exchange slices.
     if (l + 1 < nl)
-      matmul(z, s.G8, b, L.res, L.res_bias, s.G8, 0, s.R16 / kPanel, AddOut{w.h.get(), s.R16});
+      matmul(z, s.G8, b, L.res, Start{L.res_bias}, 0, s.R16 / kPanel, AddOut{w.h.get(), s.R16});
   }
   const float* zl = g.z.get() + static_cast<size_t>((nl - 1) % 3) * b * s.G8;
-  matmul(zl, s.G8, b, layers_[nl - 1].skip, nullptr, s.G8, w.skip0, w.skip1, AddOut{w.skipacc.get(), s.S16});
+  matmul(zl, s.G8, b, layers_[nl - 1].skip, Start{}, w.skip0, w.skip1, AddOut{w.skipacc.get(), s.S16});
   head(w);
 }
 
@@ -688,9 +784,9 @@ void Engine::head(Worker& w) {
       store(g.skip.get() + r * s.S16 + c, vmax(v, vec{}));
     }
   sync(w);
-  matmul(g.skip.get(), s.S16, b, head1_, head1_bias_, s.S16, w.head10, w.head11, ReluOut{g.hidden.get(), s.S16});
+  matmul(g.skip.get(), s.S16, b, head1_, Start{head1_bias_}, w.head10, w.head11, ReluOut{g.hidden.get(), s.S16});
   sync(w);
-  matmul(g.hidden.get(), s.S16, b, head2_, head2_bias_, s.S16, w.head20, w.head21, StoreOut{g.logits.get(), s.C16});
+  matmul(g.hidden.get(), s.S16, b, head2_, Start{head2_bias_}, w.head20, w.head21, StoreOut{g.logits.get(), s.C16});
   sync(w);
 }
 

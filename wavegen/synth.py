@@ -47,7 +47,7 @@ class SynthResult:
 
 # Up to this many streams the native engine on the CPU outruns the cuda-graph engine on a GPU
 # (measured on an H200: the graph engine is launch-bound at ~2,000-2,800 samples/s per stream up
-# to 64 streams, the native engine does ~10× that for one stream on 2 cores); beyond, a GPU's
+# to 64 streams, the native engine ~4× that for one stream on one busy CPU core); beyond, a GPU's
 # batching wins (1.5 million samples/s for 1,024 streams).
 NATIVE_OVER_GPU_STREAMS = 16
 

@@ -322,7 +322,7 @@ class NativeEngine:
         self.rf = model.receptive_field
         self.threads = threads or default_threads()
         self.fixed_layout: tuple[int, int] | None = None  # set by set_threads(.., group_size)
-        self.layout = (self.threads, 0)
+        self.layout = (self.threads, 0)  # what wg_create set: the C++ side picks groups by batch
         self.tuners: dict[int, LayoutTuner] = {}  # per batch size
         shape, weights = pack(model)
         error = ctypes.create_string_buffer(512)
@@ -339,6 +339,8 @@ class NativeEngine:
         """Use up to ``threads`` threads. ``group_size`` fixes how many share each stream;
         0 lets ``sample_steps`` find the fastest layout by timing (and keep checking)."""
         self.threads = threads
+        if threads == 1:
+            group_size = 1
         self.fixed_layout = (threads, group_size) if group_size else None
         self.tuners.clear()
         self._use((threads, group_size))

@@ -254,12 +254,15 @@ def test_layout_tuner_runs_mostly_on_the_fastest_layout_and_notices_a_change():
     assert sorted(tuner.layouts) == [(1, 1), (2, 2)]  # for one stream, (2, 1) is (2, 2)
     speed = {(2, 2): 20000.0, (1, 1): 11000.0}  # steps/s: idle cores
     spent = {layout: 0.0 for layout in speed}
+    previous = [None]
 
     def run(total_steps):
         while total_steps:
             layout, steps = tuner.next(min(total_steps, 4096))
-            tuner.record(layout, steps, steps / speed[layout])
-            spent[layout] += steps / speed[layout]
+            seconds = steps / speed[layout] + (0.02 if layout != previous[0] else 0.0)  # waking threads
+            tuner.record(layout, steps, seconds)
+            spent[layout] += seconds
+            previous[0] = layout
             total_steps -= steps
 
     run(400_000)

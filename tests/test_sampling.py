@@ -267,6 +267,9 @@ def test_layout_tuner_runs_mostly_on_the_fastest_layout_and_notices_a_change():
 
     run(400_000)
     assert tuner.best == (2, 2) and spent[(1, 1)] < 0.03 * spent[(2, 2)]
+    for remaining in (1, 2, 3):  # never more steps than asked for, probing or not
+        tuner.timed.clear()
+        assert tuner.next(remaining)[1] == remaining
     speed[(2, 2)] = 700.0  # another process takes a core: lockstep threads crawl
     spent = {layout: 0.0 for layout in speed}
     run(400_000)

@@ -281,7 +281,7 @@ class LayoutTuner:
             steps = self.PROBE_S * self.rates[layout] if layout in self.rates else 64
             if layout != self.last:
                 steps /= 4  # a warm-up run first (see record)
-            return layout, max(4, min(remaining, int(steps / self.batch)))
+            return layout, min(remaining, max(4, int(steps / self.batch)))
         assert self.best is not None
         seconds = min(self.CHUNK_S, self.interval - self.on_best)
         return self.best, max(1, min(remaining, int(seconds * self.rates[self.best] / self.batch) + 1))
@@ -398,6 +398,7 @@ class NativeEngine:
         """Generate ``steps`` samples into ``out[:, start:start + steps]`` ((B, N) uint8, contiguous),
         drawing the uniforms of sample indices ``start ..`` of each stream."""
         assert out.dtype == torch.uint8 and out.is_contiguous() and out.shape[0] == self.batch
+        assert 0 <= start and start + steps <= out.shape[1], "steps beyond the end of out"
         seeds_u64 = np.array([int(s) % 2**64 for s in seeds], np.uint64)
         temps = np.ascontiguousarray(temperatures, np.float64)
         tuner = None
@@ -408,6 +409,7 @@ class NativeEngine:
             count = steps - done
             if tuner:
                 layout, count = tuner.next(count)
+                assert 0 < count <= steps - done
                 self._use(layout)
             tick = time.perf_counter()
             if self.lib.wg_generate(self.handle, count, _ptr(seeds_u64), _ptr(temps), start + done,

@@ -254,16 +254,22 @@ def test_layout_tuner_runs_mostly_on_the_fastest_layout_and_notices_a_change():
     assert sorted(tuner.layouts) == [(1, 1), (2, 2)]  # for one stream, (2, 1) is (2, 2)
     speed = {(2, 2): 20000.0, (1, 1): 11000.0}  # steps/s: idle cores
     spent = {layout: 0.0 for layout in speed}
+    previous = [None]
 
     def run(total_steps):
         while total_steps:
             layout, steps = tuner.next(min(total_steps, 4096))
-            tuner.record(layout, steps, steps / speed[layout])
-            spent[layout] += steps / speed[layout]
+            seconds = steps / speed[layout] + (0.02 if layout != previous[0] else 0.0)  # waking threads
+            tuner.record(layout, steps, seconds)
+            spent[layout] += seconds
+            previous[0] = layout
             total_steps -= steps
 
     run(400_000)
     assert tuner.best == (2, 2) and spent[(1, 1)] < 0.03 * spent[(2, 2)]
+    for remaining in (1, 2, 3):  # never more steps than asked for, probing or not
+        tuner.timed.clear()
+        assert tuner.next(remaining)[1] == remaining
     speed[(2, 2)] = 700.0  # another process takes a core: lockstep threads crawl
     spent = {layout: 0.0 for layout in speed}
     run(400_000)

@@ -269,6 +269,7 @@ class LayoutTuner:
         self.rates: dict[tuple[int, int], float] = {}  # latest samples/s of each layout
         self.timed: set[tuple[int, int]] = set()  # layouts timed since the last check began
         self.best: tuple[int, int] | None = None
+        self.last: tuple[int, int] | None = None  # the layout of the latest run
         self.on_best = 0.0  # seconds run on the best since the last check
         self.interval = self.FIRST_CHECK_S
 
@@ -278,19 +279,24 @@ class LayoutTuner:
         if untimed:  # a short run, sized by what the layout did last time
             layout = untimed[0]
             steps = self.PROBE_S * self.rates[layout] if layout in self.rates else 64
-            return layout, max(4, min(remaining, int(steps / self.batch)))
+            if layout != self.last:
+                steps /= 4  # a warm-up run first (see record)
+            return layout, min(remaining, max(4, int(steps / self.batch)))
         assert self.best is not None
         seconds = min(self.CHUNK_S, self.interval - self.on_best)
         return self.best, max(1, min(remaining, int(seconds * self.rates[self.best] / self.batch) + 1))
 
     def record(self, layout: tuple[int, int], steps: int, seconds: float) -> None:
+        warm, self.last = layout == self.last, layout
+        if layout == self.best:
+            self.on_best += seconds
+        if not warm:  # the first run after a switch pays for waking threads and cold caches
+            return
         rate = self.batch * steps / max(seconds, 1e-9)
         if layout == self.best and rate < self.DROP * self.rates[layout]:  # e.g. a core was taken
             self._check_again(self.FIRST_CHECK_S)
         self.rates[layout] = rate
         self.timed.add(layout)
-        if layout == self.best:
-            self.on_best += seconds
         if len(self.timed) < len(self.layouts):
             return
         best = max(self.layouts, key=self.rates.__getitem__)
@@ -392,6 +398,7 @@ class NativeEngine:
         """Generate ``steps`` samples into ``out[:, start:start + steps]`` ((B, N) uint8, contiguous),
         drawing the uniforms of sample indices ``start ..`` of each stream."""
         assert out.dtype == torch.uint8 and out.is_contiguous() and out.shape[0] == self.batch
+        assert 0 <= start and start + steps <= out.shape[1], "steps beyond the end of out"
         seeds_u64 = np.array([int(s) % 2**64 for s in seeds], np.uint64)
         temps = np.ascontiguousarray(temperatures, np.float64)
         tuner = None
@@ -402,6 +409,7 @@ class NativeEngine:
             count = steps - done
             if tuner:
                 layout, count = tuner.next(count)
+                assert 0 < count <= steps - done
                 self._use(layout)
             tick = time.perf_counter()
             if self.lib.wg_generate(self.handle, count, _ptr(seeds_u64), _ptr(temps), start + done,

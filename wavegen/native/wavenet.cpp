@@ -16,7 +16,9 @@
 // Every matrix is packed by Python into column panels of 16 (panel p holds columns 16p..16p+15
 // as [K][16], zero-padded), so a register-blocked kernel streams each panel once per step
 // whatever the batch. The conv panels interleave 8 filter and 8 gate columns of the same
-// channels, so the gated unit is applied to the accumulators directly.
+// channels, so the gated unit is applied to the accumulators directly. For few streams, the
+// share of the conv that reads the past taps (inputs at least d steps old) is computed for up to
+// 16 steps at once, so those weights are read once per 16 steps (project_past()).
 //
 // Threads: streams are split into groups; a group's threads run its streams in lockstep, each
 // computing a slice of every layer's columns, with one barrier per layer (its latency hidden

@@ -34,3 +34,24 @@ def tone_dataset(tmp_path: Path) -> Path:
     folder = tmp_path / "dataset"
     write_wav(folder / "a440.wav", tone(440, 5.0), 16000)
     return folder
+
+
+def glide(knots_hz: list[float], seconds_per_knot: float, rate: int = 16000, amplitude: float = 0.5) -> np.ndarray:
+    """A tone whose pitch moves log-linearly from knot to knot, with continuous phase."""
+    n = int(seconds_per_knot * (len(knots_hz) - 1) * rate)
+    at = np.linspace(0, n, len(knots_hz))
+    freq = np.exp(np.interp(np.arange(n), at, np.log(knots_hz)))
+    return (amplitude * np.sin(2 * np.pi * np.cumsum(freq) / rate)).astype(np.float32)
+
+
+def pitch_track(audio: np.ndarray, rate: int = 16000, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+    """Dominant frequency above 100 Hz of every spectrogram frame (Hann window, the peak bin
+    refined by a parabola through its log-magnitude neighbours)."""
+    window, track = np.hanning(n_fft), []
+    for start in range(0, len(audio) - n_fft + 1, hop):
+        power = np.abs(np.fft.rfft(audio[start : start + n_fft] * window))
+        power[: int(100 * n_fft / rate)] = 0
+        k = int(power.argmax())
+        a, b, c = np.log(power[k - 1 : k + 2] + 1e-12)
+        track.append((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / n_fft)
+    return np.array(track)

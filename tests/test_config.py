@@ -35,6 +35,11 @@ def test_overrides_are_typed():
         ("data.trim_silence=maybe", "expected bool"),
         ("train.steps", "expected section.key=value"),
         ("train.batch_size=0", "must be > 0"),
+        ("data.labels=speakers", "'data.labels' must be 'none' or 'folders'"),
+        ("data.mel_n_fft=100", "'data.mel_n_fft' \\(100\\) must be >= 'data.mel_hop' \\(256\\)"),
+        ("data.mel_fmax=9000", "mel_fmin/mel_fmax"),
+        ("model.mel_channels=80", "must be set together"),
+        ("model.labels=a,b,a", "repeated names"),
     ],
 )
 def test_bad_overrides_are_refused_with_a_clear_message(override, message):
@@ -54,8 +59,19 @@ def test_recipe_with_unknown_or_mistyped_key_is_refused(tmp_path):
         load_recipe("nope")
 
 
+def test_conditioning_recipes_and_list_settings():
+    vocoder, speakers = load_recipe("vocoder"), load_recipe("speakers")
+    assert (vocoder.data.mels, vocoder.data.mel_hop, vocoder.model.cycles) == (80, 256, 2)
+    assert speakers.data.labels == "folders" and speakers.data.mels == 0
+    config = apply_overrides(Config(), ["model.labels= low, high "])
+    assert config.model.labels == ["low", "high"]
+    with pytest.raises(ConfigError, match="'model.labels' must be list"):
+        Config.from_dict({"model": {"labels": ["a", 3]}})
+
+
 def test_resolved_config_round_trips_through_toml(tmp_path):
-    config = apply_overrides(load_recipe("tiny"), ["train.lr=0.01", "model.cycles=2"])
+    config = apply_overrides(load_recipe("tiny"), ["train.lr=0.01", "model.cycles=2", "model.labels=a,b",
+                                                   "model.mel_channels=20", "model.mel_hop=128"])
     path = tmp_path / "config.toml"
     path.write_text(to_toml(config))
     assert load_toml(path) == config

@@ -132,3 +132,42 @@ def test_sampler_state_restores_the_same_windows(tone_dataset, tmp_path):
     first = sampler.batch(4)
     sampler.set_state(state)
     assert all(np.array_equal(a, b) for a, b in zip(first, sampler.batch(4)))
+
+
+def test_labels_from_folders_and_mels_aligned_with_the_codes(tmp_path):
+    from wavegen.audio import load_audio
+    from wavegen.conditioning import SILENCE, mel_window
+    from wavegen.features import MelSettings, log_mel
+
+    root = tmp_path / "labelled"
+    for label, freqs in {"low": [200, 250], "high": [800]}.items():
+        (root / label).mkdir(parents=True)
+        for f in freqs:
+            sf.write(root / label / f"{f}.wav", tone(f, 1.0), 16000)
+    sf.write(root / "loose.wav", tone(300, 1.0), 16000)  # not in a label folder
+    messages = []
+    config = DataConfig(labels="folders", mels=16, mel_hop=100, mel_n_fft=400, val_fraction=0.25)
+    manifest = prepare(root, tmp_path / "prepared", config, log=messages.append, progress=False)
+    assert manifest["labels"] == ["high", "low"]
+    assert "labels: high (1 file), low (2 files)" in messages
+    assert any("loose.wav" in m and "not inside a label folder" in m for m in messages)
+    data = PreparedData(tmp_path / "prepared")
+    assert data.labels == ["high", "low"] and data.train.labels == [0, 1, 1]
+    settings = MelSettings.from_data(config)
+    assert data.mel == settings.as_dict()
+    # Each part's frames are the features of that part's audio: 12000 training samples -> 120 frames.
+    audio = load_audio(root / "low" / "200.wav", 16000)  # as written: 16-bit
+    offset, count = data.train.mel_spans[1]
+    assert count == 120 and data.val.mel_spans[1][1] == 40
+    assert np.allclose(data.train.mels[offset : offset + count], log_mel(audio[:12000], settings), atol=1e-5)
+    # A window's frames: silence before the file, the file's frames, silence after it.
+    sampler = WindowSampler(data.train, context=50, segment=300, seed=0)
+    mels, start_offset = sampler.window_mels(1, start=-250, length=350)
+    first, n = mel_window(-250, 350, 100)
+    assert mels.shape == (16, n) and start_offset == -250 % 100
+    frames = np.arange(first, first + n)
+    assert np.all(mels[:, frames < 0] == np.float32(SILENCE))
+    assert np.array_equal(mels[:, frames >= 0], data.train.mels[offset : offset + (frames >= 0).sum()].T)
+    batch = sampler.batch(5)
+    assert batch.labels.shape == (5,) and set(batch.labels) <= {0, 1}
+    assert batch.mels.shape == (5, 16, n) and batch.offsets.shape == (5,)

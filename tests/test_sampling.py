@@ -5,7 +5,7 @@ import torch
 from wavegen.config import ModelConfig
 from wavegen.model import WaveNet
 from wavegen.sampling import (
-    GOLDEN, ReferenceEngine, StreamRandom, TorchEngine, generate, make_engine, sample_codes, stream_uniforms,
+    GOLDEN, ReferenceEngine, StreamRandom, generate, make_engine, sample_codes, stream_uniforms,
 )
 
 SHAPES = {

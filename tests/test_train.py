@@ -88,3 +88,28 @@ def test_learning_rate_warms_up_then_decays():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(tone_dataset, tmp_path):
+    from wavegen.audio import write_wav
+    from conftest import tone
+
+    labelled = tmp_path / "labelled"
+    write_wav(labelled / "low" / "a.wav", tone(220, 2.0), 16000)
+    write_wav(labelled / "high" / "b.wav", tone(660, 2.0), 16000)
+    data = load_recipe("tiny").data
+    data.labels, data.mels, data.mel_hop, data.mel_n_fft = "folders", 8, 64, 256
+    prepare(labelled, tmp_path / "conditioned", data, log=quiet, progress=False)
+    config = apply_overrides(load_recipe("tiny"), FAST[:1] + FAST[1:3])
+    messages = []
+    train(config, tmp_path / "conditioned", tmp_path / "run", device="cpu", log=messages.append, progress=False)
+    assert "conditioning on 2 labels (high, low) and 8-band log-mels every 64 samples" in messages
+    saved = ckpt.config_of(ckpt.load(tmp_path / "run" / "checkpoints" / "latest.pt"))
+    assert saved.model.labels == ["high", "low"] and (saved.model.mel_channels, saved.model.mel_hop) == (8, 64)
+    assert (saved.data.mels, saved.data.mel_hop, saved.data.mel_n_fft) == (8, 64, 256)  # vocode needs these
+
+    prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, log=quiet, progress=False)
+    resumed, _ = resolve_config(tmp_path / "run", None, [], 20)
+    with pytest.raises(ConfigError, match="the data has no labels, no mels but the run was trained with "
+                                          "labels \\[high, low\\], 8 mel bands every 64 samples"):
+        train(resumed, tmp_path / "plain", tmp_path / "run", device="cpu", log=quiet, progress=False)

@@ -2,25 +2,64 @@
 
 Prints one JSON object per (engine, batch) so results can be collected and compared; speeds
 should be compared as ratios within one run (shared machines are noisy).
+
+``cond`` measures a conditioned model of the same shape: labels (4 of them, stream i gets
+label i mod 4), log-mel features (80 bands, random values, one frame per 256 samples) or both.
+Its results also give the time the engine's ``reset`` took (the parallel pass over the past,
+per stream when conditioned) and the rate of the generation loop alone.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Callable, Iterator
 
 import torch
 
+from .conditioning import Conditioning
 from .config import ModelConfig
 from .model import WaveNet
 from .sampling import ReferenceEngine, generate, make_engine
+
+COND_KINDS = ("none", "labels", "mels", "both")
+
+
+def conditioned(config: ModelConfig, kind: str | None) -> ModelConfig:
+    """The model shape conditioned as ``kind`` says (None: as the config is)."""
+    if kind is None:
+        return config
+    if kind not in COND_KINDS:
+        raise ValueError(f"unknown conditioning {kind!r} (choose from {', '.join(COND_KINDS)})")
+    labels, mels = kind in ("labels", "both"), kind in ("mels", "both")
+    return dataclasses.replace(
+        config,
+        labels=(config.labels or [f"label{i}" for i in range(4)]) if labels else [],
+        mel_channels=(config.mel_channels or 80) if mels else 0,
+        mel_hop=(config.mel_hop or 256) if mels else 0,
+    )
+
+
+def random_conditioning(model: WaveNet, batch: int, samples: int, seed: int = 0) -> Conditioning | None:
+    """Labels i mod (number of labels) and random log-mel features for ``samples`` samples
+    (None for an unconditioned model)."""
+    c = model.config
+    if not model.conditioned:
+        return None
+    labels = torch.arange(batch) % len(c.labels) if c.labels else None
+    mels = None
+    if c.mel_channels:
+        frames = samples // c.mel_hop + 1
+        mels = torch.randn(batch, c.mel_channels, frames, generator=torch.Generator().manual_seed(seed)) * 2 - 4
+    return Conditioning(model, labels, mels)
 
 
 def max_logit_diff(engine_name: str, model: WaveNet, device: torch.device, steps: int = 64) -> float:
     """Largest |logit| difference from the reference engine, teacher-forced over ``steps``."""
     fast, ref = make_engine(engine_name, model, device), ReferenceEngine(model, device)
     codes = torch.randint(0, 256, (2, steps), generator=torch.Generator().manual_seed(0))
-    fast.reset(2), ref.reset(2)
+    cond = random_conditioning(model, 2, steps)
+    fast.reset(2, None, cond), ref.reset(2, None, cond)
     worst = 0.0
     for n in range(steps):
         worst = max(worst, (fast.logits() - ref.logits()).abs().max().item())
@@ -31,16 +70,36 @@ def max_logit_diff(engine_name: str, model: WaveNet, device: torch.device, steps
 def same_codes_as_reference(engine, model: WaveNet, device: torch.device, steps: int = 64) -> bool:
     """Whether the engine's own generation loop draws exactly the reference's codes."""
     seeds = [11, 12]
-    ref = generate(ReferenceEngine(model, device), steps, seeds)
-    return bool(torch.equal(generate(engine, steps, seeds), ref))
+    cond = random_conditioning(model, 2, steps)
+    ref = generate(ReferenceEngine(model, device), steps, seeds, conditioning=cond)
+    return bool(torch.equal(generate(engine, steps, seeds, conditioning=cond), ref))
 
 
-def _timed(engine, count: int, seeds: list[int], device: torch.device) -> float:
-    tick = time.perf_counter()
-    generate(engine, count, seeds)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - tick
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def _timed(engine, count: int, seeds: list[int], device: torch.device, model: WaveNet) -> tuple[float, float]:
+    """Seconds of one ``generate`` of ``count`` samples per stream, and of its ``reset`` alone."""
+    cond = random_conditioning(model, len(seeds), count)
+    reset, spent = engine.reset, []
+
+    def timed_reset(*args, **kwargs) -> None:
+        tick = time.perf_counter()
+        reset(*args, **kwargs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        spent.append(time.perf_counter() - tick)
+
+    engine.reset = timed_reset  # this call only: the instance attribute hides the method
+    try:
+        tick = time.perf_counter()
+        generate(engine, count, seeds, conditioning=cond)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - tick, sum(spent)
+    finally:
+        del engine.reset
 
 
 def run(
@@ -52,9 +111,11 @@ def run(
     device: torch.device = torch.device("cpu"),
     repeats: int = 3,
     threads: int | None = None,
+    cond: str | None = None,
 ) -> Iterator[dict]:
     """Yield one result per engine and batch size: the median of ``repeats`` timed runs, each
     generating for about ``seconds`` of wall time (the length found by doubling a short run).
+    ``cond`` conditions the model (see ``conditioned``).
 
     An engine that cannot run here yields ``{"engine": name, "error": why}`` instead.
     """
@@ -64,7 +125,8 @@ def run(
     if threads and device.type == "cpu":
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = WaveNet(config).to(device).eval()
+    model = WaveNet(conditioned(config, cond)).to(device).eval()
+    kind = COND_KINDS[bool(model.config.labels) + 2 * bool(model.config.mel_channels)]
     for name in engines:
         try:
             engine = make_engine(name, model, device)
@@ -79,17 +141,23 @@ def run(
         unit = getattr(engine, "steps_per_replay", 8)
         for batch in batches:
             seeds = list(range(batch))
-            _timed(engine, unit, seeds, device)  # warm-up: caches, threads, graph capture
+            _timed(engine, unit, seeds, device, model)  # warm-up: caches, threads, graph capture
             count = unit
-            while (took := _timed(engine, count, seeds, device)) < seconds / 4:
+            while True:  # sized by the loop alone: a conditioned reset can take seconds
+                took, reset = _timed(engine, count, seeds, device, model)
+                if took - reset >= seconds / 4:
+                    break
                 count *= 2
-            count = max(unit, round(count * seconds / took / unit) * unit)
-            rates = [batch * count / _timed(engine, count, seeds, device) for _ in range(repeats)]
-            rate = sorted(rates)[len(rates) // 2]
+            count = max(unit, round(count * seconds / (took - reset) / unit) * unit)
+            runs = [_timed(engine, count, seeds, device, model) for _ in range(repeats)]
+            rate = _median([batch * count / took for took, _ in runs])
             yield {
-                "engine": name, "batch": batch, "device": device.type, "samples": count,
+                "engine": name, "batch": batch, "device": device.type, "cond": kind,
+                "samples": count,
                 "samples_per_s": round(rate, 1),
                 "real_time_factor": round(rate / sample_rate, 4),
+                "reset_s": round(_median([reset for _, reset in runs]), 4),
+                "loop_samples_per_s": round(_median([batch * count / (took - reset) for took, reset in runs]), 1),
                 "max_logit_diff": diff,
                 "same_codes_as_reference": same,
                 # the native engine: threads allowed; the layout last used (threads, threads per group)

@@ -64,6 +64,8 @@ def main() -> None:
       wavegen prepare dataset/      encode a folder of audio files
       wavegen train                 train (or resume) runs/default on it
       wavegen synth --seconds 2     write WAVs to samples/ from the newest run
+      wavegen vocode speech.wav     resynthesise a recording with a vocoder (mel) model
+      wavegen eval                  validation bits/sample (and resynthesis distance)
     """
 
 
@@ -75,20 +77,36 @@ def main() -> None:
 @click.option("--sample-rate", type=click.IntRange(min=1000), help="Resample to this rate (default: the recipe's).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), help="Tail of each file held out.")
 @click.option("--trim-silence/--no-trim-silence", default=None, help="Trim leading/trailing silence (reported).")
+@click.option("--labels", type=click.Choice(["none", "folders"]), default=None,
+              help="folders: label each file by its first-level folder, DATASET/<label>/... (default: the recipe's).")
+@click.option("--mels", type=click.IntRange(min=0), default=None,
+              help="Store this many log-mel bands per frame for a vocoder (0: none; default: the recipe's).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a data.* setting, e.g. data.mel_hop=200.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, quiet):
+def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, labels, mels, overrides, quiet):
     """Encode every audio file under DATASET (recursively) for training."""
-    from .config import load_recipe
+    from .config import ConfigError, apply_overrides, load_recipe
     from .data import prepare as run_prepare
 
-    config = load_recipe(recipe).data
+    for item in overrides:
+        if not item.strip().startswith("data."):
+            raise ConfigError(f"--set {item}: prepare only takes data.* settings")
+    config = apply_overrides(load_recipe(recipe), list(overrides)).data
     if sample_rate is not None:
         config.sample_rate = sample_rate
     if val_fraction is not None:
         config.val_fraction = val_fraction
     if trim_silence is not None:
         config.trim_silence = trim_silence
+    if labels is not None:
+        config.labels = labels
+    if mels is not None:
+        config.mels = mels
+    from .config import Config, validate
+
+    validate(Config(data=config))
     run_prepare(dataset, out, config, log=_log, progress=not quiet)
 
 
@@ -113,8 +131,8 @@ def train(data, run, recipe, overrides, steps, device, quiet):
 
 @main.command()
 @_options(RUN_OR_CHECKPOINT)
-@click.option("--seconds", type=float, default=2.0, show_default=True, help="Length of each output.")
-@click.option("--n", "n", type=int, default=1, show_default=True, help="Number of streams generated together.")
+@click.option("--seconds", type=float, help="Length of each output (default 2; with --mel, the features' length).")
+@click.option("--n", "n", type=int, help="Number of streams generated together (default 1, or one per label).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Stream i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
@@ -122,14 +140,66 @@ def train(data, run, recipe, overrides, steps, device, quiet):
               show_default=True, help="auto: the fastest that runs here (native on a CPU, cuda-graph on a GPU).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--prime", type=click.Path(path_type=Path), help="Continue the end of this recording instead of silence.")
+@click.option("--label", "labels", multiple=True, metavar="NAME",
+              help="Label to generate (labelled models; repeatable: one per stream; default: each label in turn).")
+@click.option("--mel", type=click.Path(path_type=Path), help="Log-mel features (.npy, frames × bands) for a vocoder model.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, prime, quiet):
+def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, prime, labels, mel, quiet):
     """Generate audio from a trained model and write 16-bit WAV files."""
     from .synth import pick_checkpoint, synthesize
 
     synthesize(pick_checkpoint(run, checkpoint), out, seconds, n, seed, temperature, engine, device,
-               prime=prime, log=_log, progress=not quiet)
+               prime=prime, labels=labels, mel=mel, log=_log, progress=not quiet)
+
+
+ENGINE_CHOICE = click.Choice(["auto", "native", "cuda-graph", "torch", "reference"])
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_options(RUN_OR_CHECKPOINT)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Input i uses seed + i.")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
+@click.option("--label", "labels", multiple=True, metavar="NAME", help="Label, for a labelled vocoder (one, or one per input).")
+@click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, device, quiet):
+    """Resynthesise recordings from their log-mel features with a vocoder model."""
+    from .synth import pick_checkpoint
+    from .vocode import vocode as run_vocode
+
+    run_vocode(pick_checkpoint(run, checkpoint), list(inputs), out, seed, temperature, engine, device,
+               labels=labels, log=_log, progress=not quiet)
+
+
+@main.command(name="eval")
+@_options(RUN_OR_CHECKPOINT)
+@click.option("--data", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
+              help="Prepared data whose validation part is scored.")
+@click.option("--seconds", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+              help="Vocoder models: seconds resynthesised per validation file.")
+@click.option("--files", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Vocoder models: validation files resynthesised.")
+@click.option("--max-seconds", type=click.FloatRange(min=0.01), default=600.0, show_default=True,
+              help="Validation audio scored at most (from the first held-out file on).")
+@click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Also print the results as one JSON object.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def evaluate(run, checkpoint, data, seconds, files, max_seconds, engine, device, as_json, quiet):
+    """Score a model: validation bits per sample; for vocoders, the resynthesis log-mel distance."""
+    from .evaluate import evaluate as run_evaluate
+    from .synth import pick_checkpoint
+
+    report = run_evaluate(pick_checkpoint(run, checkpoint), data, seconds, files, max_seconds, engine, device,
+                          log=_log, progress=not quiet)
+    if as_json:
+        click.echo(json.dumps(report))
 
 
 @main.command()
@@ -150,6 +220,15 @@ def info(run, checkpoint, as_json):
     click.echo(f"parameters       {facts['parameters']:,}")
     click.echo(f"receptive field  {facts['receptive_field_samples']} samples "
                f"({facts['receptive_field_ms']} ms at {facts['config']['data']['sample_rate']} Hz)")
+    if facts["labels"]:
+        click.echo(f"labels           {', '.join(facts['labels'])}")
+    before, after = facts["mel_context_frames"]
+    if before:
+        model = facts["config"]["model"]
+        hop, rate = model["mel_hop"], facts["config"]["data"]["sample_rate"]
+        click.echo(f"conditioning     {model['mel_channels']}-band log-mels every {hop} samples; a sample in frame f "
+                   f"depends on mel frames f-{before}..f+{after} ({1000 * before * hop / rate:.0f} ms back, "
+                   f"{1000 * after * hop / rate:.0f} ms ahead)")
     for section, values in facts["config"].items():
         click.echo(f"[{section}]")
         for key, value in values.items():
@@ -182,8 +261,10 @@ def demo(workdir, out, steps, seconds, n, quiet):
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: every core available).")
+@click.option("--cond", type=click.Choice(["none", "labels", "mels", "both"]),
+              help="Condition the model: on 4 labels, on 80 log-mel bands (random), or both (default: as the recipe).")
 @friendly_errors
-def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads):
+def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond):
     """Measure sampling speed (random weights): one JSON line per engine and batch size."""
     from . import bench as benchmark
     from .config import apply_overrides, load_recipe
@@ -193,7 +274,7 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
     dev = resolve_device(device)
     default_engines = ["cuda-graph" if dev.type == "cuda" else "native", "torch", "reference"]
     results = benchmark.run(config.model, list(engines) or default_engines, list(batches) or [1, 32],
-                            seconds, config.data.sample_rate, dev, repeats, threads)
+                            seconds, config.data.sample_rate, dev, repeats, threads, cond)
     benchmark.print_results(results, click.echo)
 
 

@@ -29,6 +29,12 @@ class ModelConfig:
     residual_channels: int = 64
     gate_channels: int = 128
     skip_channels: int = 256
+    # Conditioning. ``train`` fills labels, mel_channels and mel_hop from the prepared data:
+    # a model conditions on whatever its data carries (labels from folders, log-mel features).
+    labels: list[str] = field(default_factory=list)  # global conditioning: one embedding each
+    mel_channels: int = 0  # local conditioning: log-mel bands per frame (0 = none)
+    mel_hop: int = 0  # samples per mel frame
+    cond_channels: int = 128  # width of the frame-rate network that reads the mel features
 
 
 @dataclass
@@ -39,6 +45,12 @@ class DataConfig:
     val_fraction: float = 0.05  # tail of every file held out for validation
     trim_silence: bool = False  # trim leading/trailing silence (reported, never silent)
     trim_db: float = 40.0  # below peak, what counts as silence when trimming
+    labels: str = "none"  # "folders": each file's label is its first-level folder (global conditioning)
+    mels: int = 0  # log-mel bands stored beside the codes for local conditioning (0 = none)
+    mel_hop: int = 256  # samples per mel frame
+    mel_n_fft: int = 1024  # analysis window (Hann) and FFT size
+    mel_fmin: float = 0.0
+    mel_fmax: float = 0.0  # 0 = half the sample rate
 
 
 @dataclass
@@ -96,7 +108,7 @@ def known_keys() -> list[str]:
 
 def _field_type(section_obj: Any, key: str) -> type:
     types = {f.name: f.type for f in dataclasses.fields(section_obj)}
-    return {"int": int, "float": float, "bool": bool, "str": str}[types[key]]
+    return {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list}[types[key]]
 
 
 def _locate(config: Config, dotted: str, source: str) -> tuple[Any, str]:
@@ -116,6 +128,8 @@ def _assign(config: Config, dotted: str, value: Any, source: str) -> None:
     ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
+    if want is list and ok and not all(isinstance(item, str) for item in value):
+        ok = False
     if not ok:
         raise ConfigError(
             f"{source}: '{dotted}' must be {want.__name__}, got {type(value).__name__} {value!r}"
@@ -138,6 +152,8 @@ def _parse(text: str, want: type, dotted: str) -> Any:
             return int(text.replace("_", ""))
         if want is float:
             return float(text)
+        if want is list:  # comma-separated names
+            return [item.strip() for item in text.split(",") if item.strip()]
         return text
     except ValueError:
         raise ConfigError(f"--set {dotted}={text}: expected {want.__name__}") from None
@@ -180,6 +196,18 @@ def validate(config: Config) -> None:
         raise ConfigError("train.warmup_steps, grad_clip, input_noise and val_batches must be >= 0")
     if not 0.0 <= t.start_fraction <= 1.0:
         raise ConfigError(f"'train.start_fraction' must be in [0, 1], got {t.start_fraction}")
+    if d.labels not in ("none", "folders"):
+        raise ConfigError(f"'data.labels' must be 'none' or 'folders', got {d.labels!r}")
+    if d.mels < 0 or m.mel_channels < 0 or m.mel_hop < 0 or m.cond_channels <= 0:
+        raise ConfigError("data.mels, model.mel_channels and model.mel_hop must be >= 0, model.cond_channels > 0")
+    if d.mel_hop <= 0 or d.mel_n_fft < d.mel_hop:
+        raise ConfigError(f"'data.mel_n_fft' ({d.mel_n_fft}) must be >= 'data.mel_hop' ({d.mel_hop}) > 0")
+    if d.mel_fmin < 0 or (d.mel_fmax and d.mel_fmax <= d.mel_fmin) or d.mel_fmax > d.sample_rate / 2:
+        raise ConfigError("data.mel_fmin/mel_fmax must satisfy 0 <= fmin < fmax <= sample_rate / 2")
+    if bool(m.mel_channels) != bool(m.mel_hop):
+        raise ConfigError("'model.mel_channels' and 'model.mel_hop' must be set together")
+    if len(set(m.labels)) != len(m.labels):
+        raise ConfigError("'model.labels' has repeated names")
     if not 0.0 <= t.min_lr_ratio <= 1.0:
         raise ConfigError(f"'train.min_lr_ratio' must be in [0, 1], got {t.min_lr_ratio}")
 

@@ -4,8 +4,12 @@ Layout of a prepared folder (all written atomically, the manifest last):
 
     train.u8        codes of every file's training part, back to back (np.memmap-able)
     val.u8          codes of every file's held-out tail, back to back
-    manifest.json   sample rate, per-file source/duration/trim and [offset, length] spans,
-                    and every skipped file with its reason
+    train.mel       with ``data.mels``: log-mel frames (frames, bands) float32 of every
+    val.mel         training part / held-out tail, back to back (features.py: frame f
+                    covers samples [f·hop, (f+1)·hop) of its part)
+    manifest.json   sample rate, per-file source/duration/trim/label and [offset, length]
+                    spans (samples, and frames for the mels), the label names, the mel
+                    settings, and every skipped file with its reason
 
 A training window is ``context + segment`` codes from one file. Targets are the last ``segment``
 codes; the context before them may run off the start of the file, where it is filled with
@@ -17,14 +21,17 @@ silence, the same state the sampler starts from:
 """
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from .audio import AudioReadError, find_audio_files, load_audio
+from .conditioning import mel_window
 from .config import DataConfig
 from .errors import DataError
 from .files import atomic_open, atomic_write_text
@@ -67,43 +74,69 @@ def prepare(
         raise DataError(f"{dataset}: no audio files found (looked for wav, flac, ogg, mp3, aiff)")
     from tqdm import tqdm
 
+    from .features import MelSettings, frame_count, log_mel
+
+    mel = MelSettings.from_data(config) if config.mels else None
     manifest: dict = {
         "format": FORMAT, "version": 1, "sample_rate": config.sample_rate,
         "dataset": str(dataset.resolve()), "val_fraction": config.val_fraction,
+        "labels": [], "mel": mel.as_dict() if mel else None,
         "files": [], "skipped": [],
     }
-    offsets = {"train": 0, "val": 0}
+    offsets = {"train": 0, "val": 0, "train_frames": 0, "val_frames": 0}
     trimmed_total = 0
-    with atomic_open(out / "train.u8") as train_out, atomic_open(out / "val.u8") as val_out:
+
+    def skip(path: Path, source: str, reason: str) -> None:
+        manifest["skipped"].append({"source": source, "reason": reason})
+        log(f"skipped {path}: {reason}")
+
+    splits = ("train", "val")
+    with contextlib.ExitStack() as stack:
+        codes_out = {split: stack.enter_context(atomic_open(out / f"{split}.u8")) for split in splits}
+        mels_out = {split: stack.enter_context(atomic_open(out / f"{split}.mel")) for split in splits} if mel else {}
         for path in tqdm(files, desc="prepare", unit="file", disable=not progress, leave=False):
             source = str(path.relative_to(dataset))
+            label = None
+            if config.labels == "folders":
+                parts = path.relative_to(dataset).parts
+                if len(parts) < 2:
+                    skip(path, source, "not inside a label folder (with --labels folders, files go in DATASET/<label>/)")
+                    continue
+                label = parts[0]
             try:
                 audio = load_audio(path, config.sample_rate)
             except (AudioReadError, OSError) as exc:
-                manifest["skipped"].append({"source": source, "reason": str(exc)})
-                log(f"skipped {path}: {exc}")
+                skip(path, source, str(exc))
                 continue
             trimmed = 0
             if config.trim_silence:
                 audio, trimmed = _trim(audio, config.trim_db)
                 trimmed_total += trimmed
                 if len(audio) == 0:
-                    reason = f"silent throughout (nothing above -{config.trim_db:g} dB after trimming)"
-                    manifest["skipped"].append({"source": source, "reason": reason})
-                    log(f"skipped {path}: {reason}")
+                    skip(path, source, f"silent throughout (nothing above -{config.trim_db:g} dB after trimming)")
                     continue
             codes = encode_uint8(audio)
             n_val = int(len(codes) * config.val_fraction)
-            parts = {"train": codes[: len(codes) - n_val], "val": codes[len(codes) - n_val :]}
+            cut = len(codes) - n_val
+            parts_audio = {"train": audio[:cut], "val": audio[cut:]}
             entry = {
                 "source": source,
                 "duration_s": round(len(codes) / config.sample_rate, 4),
                 "trimmed_s": round(trimmed / config.sample_rate, 4),
             }
-            for split, handle in (("train", train_out), ("val", val_out)):
-                handle.write(parts[split].tobytes())
-                entry[split] = [offsets[split], len(parts[split])]
-                offsets[split] += len(parts[split])
+            if label is not None:
+                entry["label"] = label
+            for split in splits:
+                part = codes[:cut] if split == "train" else codes[cut:]
+                codes_out[split].write(part.tobytes())
+                entry[split] = [offsets[split], len(part)]
+                offsets[split] += len(part)
+                if mel:
+                    features = log_mel(parts_audio[split], mel)  # (frames, bands)
+                    assert len(features) == frame_count(len(part), mel.hop)
+                    mels_out[split].write(features.tobytes())
+                    entry[f"{split}_frames"] = [offsets[f"{split}_frames"], len(features)]
+                    offsets[f"{split}_frames"] += len(features)
             manifest["files"].append(entry)
         if not manifest["files"]:
             raise DataError(
@@ -111,6 +144,13 @@ def prepare(
                 f"(first: {manifest['skipped'][0]['source']}: {manifest['skipped'][0]['reason']})"
             )
     manifest["train_samples"], manifest["val_samples"] = offsets["train"], offsets["val"]
+    if mel:
+        manifest["train_frames"], manifest["val_frames"] = offsets["train_frames"], offsets["val_frames"]
+    if config.labels == "folders":
+        counts = Counter(entry["label"] for entry in manifest["files"])
+        manifest["labels"] = sorted(counts)
+        log("labels: " + ", ".join(f"{name} ({counts[name]} file{'s' if counts[name] != 1 else ''})"
+                                   for name in manifest["labels"]))
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
 
     seconds = (offsets["train"] + offsets["val"]) / config.sample_rate
@@ -118,6 +158,8 @@ def prepare(
         f"prepared {len(manifest['files'])} files ({seconds / 60:.1f} min at {config.sample_rate} Hz: "
         f"{offsets['train']} train + {offsets['val']} validation samples) into {out}"
     )
+    if mel:
+        summary += f", with {mel.bands}-band log-mel features every {mel.hop} samples"
     if config.trim_silence:
         summary += f"; trimmed {trimmed_total / config.sample_rate:.1f} s of silence"
     if manifest["skipped"]:
@@ -128,11 +170,16 @@ def prepare(
 
 @dataclass
 class Split:
-    """One split's codes and the [offset, length] span of each file in it."""
+    """One split's codes and the [offset, length] span of each file in it; with conditioning,
+    each span's label index and its mel frames ((frames, bands) and [offset, count] spans)."""
 
     codes: np.ndarray
     spans: list[tuple[int, int]]
     name: str = "split"  # for messages: the file the codes come from
+    labels: list[int] | None = None
+    mels: np.ndarray | None = None
+    mel_spans: list[tuple[int, int]] = field(default_factory=list)
+    hop: int = 0
 
     @property
     def samples(self) -> int:
@@ -154,17 +201,32 @@ class PreparedData:
             raise DataError(f"{manifest_path}: not a wavegen manifest; run `wavegen prepare` again") from None
         self.folder, self.manifest = folder, manifest
         self.sample_rate = int(manifest["sample_rate"])
+        self.labels: list[str] = list(manifest.get("labels") or [])  # names, index = label id
+        self.mel: dict | None = manifest.get("mel")  # features.MelSettings fields
         self.splits = {name: self._open(name) for name in ("train", "val")}
 
-    def _open(self, name: str) -> Split:
-        path = self.folder / f"{name}.u8"
-        expected = self.manifest[f"{name}_samples"]
+    def _map(self, path: Path, dtype: type, count: int, width: int = 1) -> np.ndarray:
+        expected = count * width * np.dtype(dtype).itemsize
         size = path.stat().st_size if path.is_file() else -1
         if size != expected:
             raise DataError(f"{path}: expected {expected} bytes, found {max(size, 0)}; run `wavegen prepare` again")
-        codes = np.memmap(path, dtype=np.uint8, mode="r") if expected else np.zeros(0, np.uint8)
-        spans = [tuple(f[name]) for f in self.manifest["files"] if f[name][1] > 0]
-        return Split(codes, spans, str(path))
+        if not count:
+            return np.zeros((0, width) if width > 1 else 0, dtype)
+        return np.memmap(path, dtype=dtype, mode="r", shape=(count, width) if width > 1 else (count,))
+
+    def _open(self, name: str) -> Split:
+        path = self.folder / f"{name}.u8"
+        codes = self._map(path, np.uint8, self.manifest[f"{name}_samples"])
+        files = [f for f in self.manifest["files"] if f[name][1] > 0]
+        split = Split(codes, [tuple(f[name]) for f in files], str(path))
+        if self.labels:
+            split.labels = [self.labels.index(f["label"]) for f in files]
+        if self.mel:
+            split.mels = self._map(self.folder / f"{name}.mel", np.float32, self.manifest[f"{name}_frames"],
+                                   self.mel["bands"])
+            split.mel_spans = [tuple(f[f"{name}_frames"]) for f in files]
+            split.hop = int(self.mel["hop"])
+        return split
 
     @property
     def train(self) -> Split:
@@ -173,6 +235,18 @@ class PreparedData:
     @property
     def val(self) -> Split:
         return self.splits["val"]
+
+
+class Batch(NamedTuple):
+    """Training windows: codes (B, W) int64, targets (B, segment) int64 and, with
+    conditioning, label ids (B,), the mel frames each window depends on (B, bands, n) float32
+    (``conditioning.mel_window``) and the window's first sample's place in its frame (B,)."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    labels: np.ndarray | None = None
+    mels: np.ndarray | None = None
+    offsets: np.ndarray | None = None
 
 
 class WindowSampler:
@@ -198,10 +272,24 @@ class WindowSampler:
         targets[max(hi - target_start, 0) :] = IGNORE  # past the file's end: not a target
         return window, targets
 
-    def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs (B, context + segment) and targets (B, segment), int64."""
+    def window_mels(self, file_index: int, start: int, length: int) -> tuple[np.ndarray, int]:
+        """The mel frames (bands, n) that samples ``start .. start + length - 1`` of a file
+        depend on (silence outside the file), and ``start``'s offset in its frame."""
+        from .conditioning import SILENCE
+
+        offset, count = self.split.mel_spans[file_index]
+        first, n = mel_window(start, length, self.split.hop)
+        out = np.full((n, self.split.mels.shape[1]), SILENCE, np.float32)
+        lo, hi = max(first, 0), min(first + n, count)
+        if hi > lo:
+            out[lo - first : hi - first] = self.split.mels[offset + lo : offset + hi]
+        return out.T, start % self.split.hop
+
+    def batch(self, batch_size: int) -> Batch:
+        """Random windows: inputs (B, context + segment), targets (B, segment), and their
+        conditioning when the data has labels or mels."""
         files = self.rng.choice(len(self.split.spans), size=batch_size, p=self.weights)
-        pairs = []
+        pairs, starts = [], []
         from_start = self.rng.random(batch_size) < self.start_fraction
         for f, at_start in zip(files, from_start):
             length = self.split.spans[f][1]
@@ -211,9 +299,18 @@ class WindowSampler:
             # files they are rare, so a share of windows is drawn from there on purpose.
             high = min(self.context, last) if at_start else last
             start = int(self.rng.integers(0, high + 1))
+            starts.append(start)
             pairs.append(self.window(int(f), start))
         inputs, targets = zip(*pairs)
-        return np.stack(inputs), np.stack(targets)
+        batch = Batch(np.stack(inputs), np.stack(targets))
+        if self.split.labels is not None:
+            batch = batch._replace(labels=np.array([self.split.labels[f] for f in files], np.int64))
+        if self.split.mels is not None:
+            length = self.context + self.segment
+            mels, offsets = zip(*(self.window_mels(int(f), t - self.context, length)
+                                  for f, t in zip(files, starts)))
+            batch = batch._replace(mels=np.stack(mels), offsets=np.array(offsets, np.int64))
+        return batch
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
@@ -224,8 +321,13 @@ class WindowSampler:
 
 def describe(data: PreparedData) -> str:
     rate = data.sample_rate
-    return (
+    text = (
         f"{len(data.manifest['files'])} files, {data.train.samples / rate / 60:.1f} min train, "
         f"{data.val.samples / rate:.1f} s validation at {rate} Hz"
     )
+    if data.labels:
+        text += f", labels {', '.join(data.labels)}"
+    if data.mel:
+        text += f", {data.mel['bands']}-band log-mels every {data.mel['hop']} samples"
+    return text
 

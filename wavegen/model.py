@@ -14,7 +14,9 @@ of a ``WaveNet`` and runs its own incremental step.
     Σ skips ─▶ ReLU ─▶ 1×1 (S→S) ─▶ ReLU ─▶ 1×1 (S→256) ─▶ logits (B, 256, T)
 
 Logits at position t predict code t from codes t-RF .. t-1 only (RF = ``receptive_field``),
-so training needs no shift between inputs and targets.
+so training needs no shift between inputs and targets. A conditioned model adds a term per
+layer to (B, 2G, T) before the gate: a label embedding and/or upsampled mel features
+(``conditioning.py``).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditioning import CONTEXT_FRAMES, Conditioner, LayerTerms
 from .config import ModelConfig
 
 
@@ -74,9 +77,18 @@ class ResidualBlock(nn.Module):
         self.residual = nn.Conv1d(gate, residual, 1)
         self.skip = nn.Conv1d(gate, skip, 1)
 
-    def forward(self, x: torch.Tensor, skip_from: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (next block's input (B, R, T), skip contribution (B, S, T - skip_from))."""
-        filt, gate = self.conv(x).chunk(2, dim=1)  # (B, G, T) each
+    def forward(
+        self, x: torch.Tensor, skip_from: int = 0, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (next block's input (B, R, T), skip contribution (B, S, T - skip_from)).
+
+        ``cond`` (B, 2G, T or 1) is added to the conv's output before the gate: the paper's
+        V·h term of global and local conditioning.
+        """
+        pre = self.conv(x)  # (B, 2G, T)
+        if cond is not None:
+            pre = pre + cond
+        filt, gate = pre.chunk(2, dim=1)  # (B, G, T) each
         z = torch.tanh(filt) * torch.sigmoid(gate)
         return x + self.residual(z), self.skip(z[..., skip_from:])
 
@@ -99,6 +111,8 @@ class WaveNet(nn.Module):
             nn.ReLU(),
             nn.Conv1d(c.skip_channels, c.classes, 1),
         )
+        # Label embedding and mel network, when the config asks for conditioning.
+        self.conditioner = Conditioner(c, len(self.blocks)) if c.labels or c.mel_channels else None
 
     @property
     def dilations(self) -> list[int]:
@@ -111,31 +125,52 @@ class WaveNet(nn.Module):
         k = self.config.kernel_size
         return self.config.input_kernel_size + sum((k - 1) * d for d in self.dilations)
 
+    @property
+    def mel_context(self) -> tuple[int, int]:
+        """Mel frames before and after its own frame that a sample's logits can depend on:
+        those of the positions its residual layers see, each widened by the mel network's
+        ``CONTEXT_FRAMES``. (0, 0) without mel conditioning."""
+        if not self.config.mel_channels:
+            return 0, 0
+        reach = self.receptive_field - self.config.input_kernel_size  # positions back that cond reaches from
+        return -(-reach // self.config.mel_hop) + CONTEXT_FRAMES, CONTEXT_FRAMES
+
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, codes: torch.Tensor, output_from: int = 0) -> torch.Tensor:
+    @property
+    def conditioned(self) -> bool:
+        return self.conditioner is not None
+
+    def forward(self, codes: torch.Tensor, output_from: int = 0, cond: LayerTerms | None = None) -> torch.Tensor:
         """Logits (B, classes, T - output_from) for codes (B, T).
 
         ``output_from`` skips the skip/head work for the first positions, which training only
-        uses as context.
+        uses as context. ``cond`` gives each residual layer's conditioning term, aligned with
+        ``codes`` (see ``conditioning.LayerTerms``); a conditioned model needs it.
         """
         onehot = F.one_hot(codes, self.config.classes).transpose(1, 2)  # (B, classes, T)
-        return self.forward_onehot(onehot.to(self.input.weight.dtype), output_from)
+        return self.forward_onehot(onehot.to(self.input.weight.dtype), output_from, cond=cond)
 
     def forward_onehot(
-        self, onehot: torch.Tensor, output_from: int = 0, block_inputs: list | None = None
+        self,
+        onehot: torch.Tensor,
+        output_from: int = 0,
+        block_inputs: list | None = None,
+        cond: LayerTerms | None = None,
     ) -> torch.Tensor:
         """Same as ``forward`` on a float (B, classes, T) input, so gradients can flow to it.
 
         If ``block_inputs`` is a list, each residual block's input (B, R, T) is appended to it
         (the sampler uses these to start its caches from a given history).
         """
+        if self.conditioned and cond is None:
+            raise ValueError("this model is conditioned: pass cond (labels and/or mel features)")
         x = self.input(onehot)  # (B, R, T)
         skips = None
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
             if block_inputs is not None:
                 block_inputs.append(x)
-            x, skip = block(x, output_from)
+            x, skip = block(x, output_from, None if cond is None else cond.layer(index))
             skips = skip if skips is None else skips + skip
         return self.head(skips)  # (B, classes, T - output_from)

@@ -2,7 +2,7 @@
 
 Every engine exposes the same three calls, and ``generate`` drives any of them:
 
-    engine.reset(history)   start from past codes (B, P), or from silence
+    engine.reset(batch, history, conditioning)   start from past codes (B, P), or from silence
     engine.logits()         logits (B, classes) for the next sample, from the state
     engine.append(codes)    advance the state by the sampled codes (B,)
 
@@ -14,6 +14,15 @@ costs one matrix product per layer instead of a full forward pass. The native en
 thousands of steps per call; ``generate`` uses it when an engine has it. With the same seeds
 all of them produce identical codes; the tests hold them to that.
 
+A conditioned model (``conditioning.py``) adds a term per layer and time to the conv output
+before the gate. Times count from the first generated sample (0); the past — silence, then the
+history, whose last code is at time -1 — sits at negative times. The reference engine asks
+``Conditioning.terms`` for every window it runs. The cached engines take the conditioning apart
+(``engine_state.TermParts``): a fixed term per stream (labels) and frame-rate terms (mel features) that they
+upsample themselves, three multiply-adds per channel and step from rows they fetch a block of
+frames at a time (``FrameBlocks``) — the per-sample terms would cost more memory traffic than
+the step itself.
+
 Sampling is inverse-CDF on a float64 softmax (``sample_codes``) with one uniform per stream and
 sample from a counter-based generator (``stream_uniforms``): the uniform is a function of the
 stream's seed and the sample's index alone, so every stream is reproducible on its own.
@@ -21,20 +30,26 @@ stream's seed and the sample's index alone, so every stream is reproducible on i
 from __future__ import annotations
 
 import sys
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .conditioning import StackedTerms
+from .engine_state import (  # noqa: F401  (re-exported: the engines' shared start state)
+    FrameBlocks, TermParts, check_conditioning, past_block_inputs, ring_of, silence,
+)
 from .model import WaveNet
-from .mulaw import SILENCE_CODE
+
+if TYPE_CHECKING:
+    from .conditioning import Conditioning
 
 
 class Engine(Protocol):
     name: str
 
-    def reset(self, batch: int, history: torch.Tensor | None = None) -> None: ...
+    def reset(self, batch: int, history: torch.Tensor | None = None,
+              conditioning: Conditioning | None = None) -> None: ...
     def logits(self) -> torch.Tensor: ...
     def append(self, codes: torch.Tensor) -> None: ...
 
@@ -99,44 +114,6 @@ def sample_codes(logits: torch.Tensor, temperature: torch.Tensor, uniform: torch
     return codes.squeeze(1).clamp_(max=logits.shape[-1] - 1)
 
 
-def silence(batch: int, length: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    return torch.full((batch, length), SILENCE_CODE, dtype=torch.long, device=device)
-
-
-@torch.inference_mode()
-def past_block_inputs(
-    model: WaveNet, batch: int, history: torch.Tensor | None, device: torch.device | str
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The codes before the first sample (b, P) and every block's input over them (b, R, P).
-
-    The past is one receptive field of silence, then the last receptive field of the history if
-    given (nothing older can reach the next sample). When every stream has the same past (no
-    history, or the same history for all) it is computed once: b = 1 then, else b = batch.
-    """
-    rf = model.receptive_field
-    if history is not None:
-        history = history[:, -rf:].to(device).long()
-        if torch.equal(history, history[:1].expand_as(history)):
-            history = history[:1]
-    past = silence(1 if history is None else history.shape[0], rf, device)
-    if history is not None:
-        past = torch.cat([past, history], 1)
-    inputs: list[torch.Tensor] = []
-    onehot = F.one_hot(past, model.config.classes).transpose(1, 2).float()  # (b, C, P)
-    model.forward_onehot(onehot, output_from=past.shape[1] - 1, block_inputs=inputs)
-    return past, inputs
-
-
-def ring_of(x: torch.Tensor, length: int, t: int) -> torch.Tensor:
-    """The last ``length`` time steps of ``x`` (b, F, T) as a ring (length, b, F) in which the
-    value of time s sits at slot s mod length; ``t`` is the time just after x's last step."""
-    ring = torch.empty(length, x.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
-    if length:
-        times = torch.arange(t - length, t, device=x.device)
-        ring[times % length] = x[:, :, -length:].permute(2, 0, 1)
-    return ring
-
-
 class ReferenceEngine:
     """Full forward over the last receptive field per sample: slow, simple, the ground truth."""
 
@@ -147,23 +124,32 @@ class ReferenceEngine:
         self.device = torch.device(device)
         self.rf = model.receptive_field
 
-    def reset(self, batch: int, history: torch.Tensor | None = None) -> None:
+    def reset(self, batch: int, history: torch.Tensor | None = None,
+              conditioning: Conditioning | None = None) -> None:
+        check_conditioning(self.model, batch, conditioning)
         past = silence(batch, self.rf, self.device)
         if history is not None:
-            past = torch.cat([past, history.to(self.device).long()], dim=1)
+            past = torch.cat([past, history.to(self.device).long().expand(batch, -1)], dim=1)
         # One extra slot for the position being predicted: type-A masking means its value is
         # never read, so a placeholder is fine.
         self.window = torch.cat([past[:, -self.rf :], silence(batch, 1, self.device)], dim=1)
+        self.conditioning = conditioning
+        self.n = 0  # generation time of the next sample: the window covers n - rf .. n
 
     @torch.inference_mode()
     def logits(self) -> torch.Tensor:
+        cond = None
+        if self.conditioning is not None:
+            cond = self.conditioning.terms(self.n - self.rf, self.rf + 1)
+            cond = StackedTerms(cond.terms.to(self.device))
         # Full fp32: cuDNN would otherwise use TF32 for the convolutions on recent GPUs, and
         # the ground truth must not be the less exact side of a comparison.
         with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            return self.model(self.window, output_from=self.rf)[:, :, 0].float()  # (B, classes)
+            return self.model(self.window, output_from=self.rf, cond=cond)[:, :, 0].float()  # (B, classes)
 
     def append(self, codes: torch.Tensor) -> None:
         self.window = torch.cat([self.window[:, 1:-1], codes[:, None], self.window[:, -1:]], dim=1)
+        self.n += 1
 
 
 class TorchEngine:
@@ -211,14 +197,27 @@ class TorchEngine:
         )
 
     @torch.inference_mode()
-    def reset(self, batch: int, history: torch.Tensor | None = None) -> None:
-        """Fill the rings from a parallel forward pass over the history (silence by default)."""
-        if history is None:  # the same for every call: computed on the first
+    def reset(self, batch: int, history: torch.Tensor | None = None,
+              conditioning: Conditioning | None = None) -> None:
+        """Fill the rings from a parallel forward pass over the history (silence by default),
+        conditioned on ``conditioning`` where the model is."""
+        check_conditioning(self.model, batch, conditioning)
+        if history is None and conditioning is None:  # the same for every call: computed on the first
             self._silence = self._silence or past_block_inputs(self.model, 1, None, self.device)
             past, inputs = self._silence
         else:
-            past, inputs = past_block_inputs(self.model, batch, history, self.device)
-        self.t = past.shape[1]  # time index of the next sample
+            past, inputs = past_block_inputs(self.model, batch, history, self.device, conditioning)
+        self.t = self.t0 = past.shape[1]  # time index of the next sample; t0: generation time 0
+        self.parts = None if conditioning is None else TermParts(conditioning)
+        self.fixed_term: torch.Tensor | None = None  # (L, B, 2G): the labels' terms
+        self.frame_blocks: FrameBlocks | None = None  # blocks of (rows, L, B, 2G): the mels' frame terms
+        if self.parts is not None and self.parts.fixed is not None:
+            self.fixed_term = self.parts.fixed.to(self.device).transpose(0, 1).contiguous()
+        if self.parts is not None and self.parts.hop:
+            self.kernel = self.parts.kernel.to(self.device)  # (3, hop)
+            self.frame_blocks = FrameBlocks(
+                self.parts, lambda frames: frames.to(self.device).permute(1, 2, 0, 3).contiguous(),
+                self.parts.layers * self.parts.channels)
         self.rings = [  # (L, B, R) each
             ring_of(x, layer["ring_length"], self.t).float().expand(-1, batch, -1).contiguous()
             for layer, x in zip(self.layers, inputs)
@@ -235,10 +234,13 @@ class TorchEngine:
         )  # (B, R)
         skip = None
         self.pending = []
-        for layer, ring in zip(self.layers, self.rings):
+        terms = self.step_terms()
+        for index, (layer, ring) in enumerate(zip(self.layers, self.rings)):
             n = layer["ring_length"]
             taps = [ring[(t - off) % n] if off else h for off in layer["offsets"]]
             a = torch.addmm(layer["conv_bias"], torch.cat(taps, dim=1), layer["conv"])  # (B, 2G)
+            if terms is not None:
+                a += terms[index]
             z = torch.tanh(a[:, : self.gate]) * torch.sigmoid(a[:, self.gate :])
             rs = torch.addmm(layer["out_bias"], z, layer["out"])  # (B, R + S)
             self.pending.append(h)
@@ -246,6 +248,17 @@ class TorchEngine:
             skip = rs[:, self.residual :] if skip is None else skip + rs[:, self.residual :]
         w1, b1, w2, b2 = self.head
         return torch.addmm(b2, torch.relu(torch.addmm(b1, torch.relu(skip), w1)), w2)
+
+    def step_terms(self) -> torch.Tensor | None:
+        """This step's conditioning (L, B, 2G), or None: ``TermParts``' arithmetic, in the native engine's order."""
+        if self.frame_blocks is None:
+            return self.fixed_term
+        t = self.t - self.t0
+        block, first, _ = self.frame_blocks.at(t)
+        f = t // self.parts.hop
+        rows, k = block[f - 1 - first :], self.kernel[:, t - f * self.parts.hop]
+        term = (rows[0] * k[0] + rows[1] * k[1]) + rows[2] * k[2]
+        return term if self.fixed_term is None else term + self.fixed_term
 
     @torch.inference_mode()
     def append(self, codes: torch.Tensor) -> None:
@@ -340,20 +353,23 @@ def generate(
     temperature: float | list[float] = 1.0,
     history: torch.Tensor | None = None,
     progress: Callable[[int], None] | None = None,
+    conditioning: Conditioning | None = None,
 ) -> torch.Tensor:
     """Generate ``num_samples`` codes for ``len(seeds)`` streams; returns (B, N) uint8 on CPU.
 
     Sample n of a stream (n counted from 0 in this call) uses the uniform u(seed, n), whatever
-    the engine. An engine with a native loop (``sample_steps``) generates thousands of samples
-    per call, a graph engine (``generate_codes``) whole replays on the GPU; the others step
-    here, one ``logits``/``append`` per sample. ``progress`` is called
-    with the number of new samples after each chunk (at most 4096 samples).
+    the engine, and sits at time n of ``conditioning`` (labels and/or mel features for every
+    stream; a conditioned model needs one; the history ends at time -1). An engine with a native
+    loop (``sample_steps``) generates thousands of samples per call, a graph engine
+    (``generate_codes``) whole replays on the GPU; the others step here, one
+    ``logits``/``append`` per sample. ``progress`` is called with the number of new samples after
+    each chunk (at most 4096 samples).
     """
     batch = len(seeds)
     temps = torch.as_tensor(
         temperature if isinstance(temperature, list) else [temperature] * batch, dtype=torch.float64
     )
-    engine.reset(batch, history)
+    engine.reset(batch, history, conditioning)
     out = torch.empty(batch, num_samples, dtype=torch.uint8)
     generate_codes = getattr(engine, "generate_codes", None)
     if generate_codes is not None:  # a loop of its own on the GPU: uniforms go in per replay

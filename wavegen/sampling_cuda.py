@@ -11,6 +11,13 @@ Ring positions inside the graph are fixed numbers, not computed on the device: t
 steps per replay is a multiple of every ring's length, so after each replay every ring is back
 at the position it started from. Before the first replay the rings are rotated so that their
 slot 0 holds "now" (the engine's time origin).
+
+A conditioned model's terms go in like the uniforms: a static buffer (steps, L, B, 2G) filled
+before each replay (upsampled from the mel features' frame-rate terms), or (L, B, 2G) once for
+labels alone.
+
+``use_graph=False`` runs the same body, with the same static buffers and indices, eagerly on
+any device (the CPU included) instead of capturing it: what the tests without a GPU check.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from .sampling import TorchEngine, sample_codes
 
 MIN_STEPS_PER_REPLAY = 256
 MAX_STEPS_PER_REPLAY = 4096
+MAX_TERM_BYTES = 4 << 30  # static buffer of conditioning terms per replay
 
 
 class EngineUnavailable(RuntimeError):
@@ -35,18 +43,19 @@ class CudaGraphEngine(TorchEngine):
 
     name = "cuda-graph"
 
-    def __init__(self, model: WaveNet, device: torch.device | str = "cuda") -> None:
+    def __init__(self, model: WaveNet, device: torch.device | str = "cuda", use_graph: bool = True) -> None:
         device = torch.device(device)
-        if device.type != "cuda" or not torch.cuda.is_available():
+        if use_graph and (device.type != "cuda" or not torch.cuda.is_available()):
             raise EngineUnavailable("the cuda-graph engine needs a CUDA device")
         super().__init__(model, device)
+        self.use_graph = use_graph
         lengths = [layer["ring_length"] for layer in self.layers if layer["ring_length"]]
         period = math.lcm(len(self.in_offsets), *lengths)
         self.steps_per_replay = period * math.ceil(MIN_STEPS_PER_REPLAY / period)
         if self.steps_per_replay > MAX_STEPS_PER_REPLAY:
             raise EngineUnavailable(f"ring lengths need {self.steps_per_replay} steps per replay")
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.graph_batch = 0
+        self.graph_key: tuple[int, str] | None = None  # (batch, conditioning kind) of the buffers
 
     # -- the recorded body ---------------------------------------------------------------------
     def _body(self) -> None:
@@ -58,12 +67,15 @@ class CudaGraphEngine(TorchEngine):
                 table[self.g_codes[(k - off) % k_in]] for table, off in zip(self.in_tables, self.in_offsets)
             )  # (B, R)
             skip = None
-            for layer, ring in zip(self.layers, self.g_rings):
+            terms = self.g_terms if self.g_terms is None or self.g_terms.dim() == 3 else self.g_terms[k]
+            for index, (layer, ring) in enumerate(zip(self.layers, self.g_rings)):
                 n = layer["ring_length"]
                 taps = torch.cat([ring[(k - off) % n] if off else h for off in layer["offsets"]], dim=1)
                 if n:  # after the read above: for kernel 2 the oldest tap and "now" share a slot
                     ring[k % n].copy_(h)
                 a = torch.addmm(layer["conv_bias"], taps, layer["conv"])  # (B, 2G)
+                if terms is not None:
+                    a += terms[index]
                 z = torch.tanh(a[:, :gate]) * torch.sigmoid(a[:, gate:])
                 rs = torch.addmm(layer["out_bias"], z, layer["out"])  # (B, R + S)
                 h = h + rs[:, :residual]
@@ -73,14 +85,22 @@ class CudaGraphEngine(TorchEngine):
             self.g_out[k].copy_(codes)
             self.g_codes[k % k_in].copy_(codes)
 
-    def _capture(self, batch: int) -> None:
-        """Allocate the static buffers for ``batch`` streams and record the graph."""
+    def _capture(self, batch: int, kind: str) -> None:
+        """Allocate the static buffers for ``batch`` streams and record the graph. ``kind``:
+        the conditioning, "none", "fixed" (labels alone) or "steps"."""
         dev, steps = self.device, self.steps_per_replay
+        self.graph, self.graph_key = None, None  # free the old graph's memory first
         self.g_rings = [torch.zeros(r.shape[0], batch, self.residual, device=dev) for r in self.rings]
         self.g_codes = torch.full((len(self.in_offsets), batch), 128, dtype=torch.long, device=dev)
         self.g_temperature = torch.ones(batch, dtype=torch.float64, device=dev)
         self.g_uniform = torch.full((steps, batch), 0.5, dtype=torch.float64, device=dev)
         self.g_out = torch.zeros(steps, batch, dtype=torch.long, device=dev)
+        term_shape = (len(self.layers), batch, 2 * self.gate)
+        self.g_terms = None if kind == "none" else torch.zeros(
+            term_shape if kind == "fixed" else (steps, *term_shape), device=dev)
+        self.graph_key = (batch, kind)
+        if not self.use_graph:
+            return
         side = torch.cuda.Stream(device=dev)
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(side), torch.inference_mode():
@@ -89,7 +109,24 @@ class CudaGraphEngine(TorchEngine):
         self.graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(self.graph):
             self._body()
-        self.graph_batch = batch
+
+    def _fill_terms(self, time: int) -> None:
+        """The static terms (steps, L, B, 2G) of times ``time ..``, upsampled from the frame-rate
+        terms as ``engine_state.TermParts`` says (one gathered copy of the buffer at a time)."""
+        parts, hop, steps = self.parts, self.parts.hop, self.steps_per_replay
+        first = time // hop - 1  # the frame row 0 holds
+        frames = parts.frames(first, (time + steps - 1) // hop + 2 - first)  # (B, n, L, 2G)
+        frames = frames.to(self.device).permute(1, 2, 0, 3)  # (n, L, B, 2G)
+        t = torch.arange(time, time + steps, device=self.device)
+        row = torch.div(t, hop, rounding_mode="floor")
+        column = t - row * hop  # position in the frame
+        row -= first + 1  # the row of frame f - 1
+        weights = self.kernel[:, column].reshape(3, steps, 1, 1, 1)  # (3, steps, 1, 1, 1)
+        torch.mul(frames[row], weights[0], out=self.g_terms)
+        self.g_terms.addcmul_(frames[row + 1], weights[1])
+        self.g_terms.addcmul_(frames[row + 2], weights[2])
+        if self.fixed_term is not None:
+            self.g_terms.add_(self.fixed_term)
 
     # -- generation ----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -106,8 +143,16 @@ class CudaGraphEngine(TorchEngine):
         step-wise ``logits``/``append`` API must not be mixed with this call without a reset.
         """
         batch = self.code_ring.shape[1]
-        if self.graph is None or self.graph_batch != batch:
-            self._capture(batch)
+        steps = self.steps_per_replay
+        kind = "steps" if self.frame_blocks is not None else "fixed" if self.fixed_term is not None else "none"
+        if kind == "steps":
+            size = 4 * steps * batch * len(self.layers) * 2 * self.gate
+            if size > MAX_TERM_BYTES:
+                raise EngineUnavailable(
+                    f"the conditioning terms of {batch} streams need {size / 2**30:.1f} GB per replay of "
+                    f"{steps} steps (at most {MAX_TERM_BYTES / 2**30:g} GB): use fewer streams")
+        if self.graph_key != (batch, kind):
+            self._capture(batch, kind)
         # Rotate the state so that slot j of every ring holds relative time j (mod its length).
         for static, ring in zip(self.g_rings, self.rings):
             if ring.shape[0]:
@@ -115,11 +160,18 @@ class CudaGraphEngine(TorchEngine):
         k_in = self.code_ring.shape[0]
         self.g_codes.copy_(torch.roll(self.code_ring, -(self.t % k_in), dims=0))
         self.g_temperature.copy_(temperature)
-        steps = self.steps_per_replay
+        if kind == "fixed":
+            self.g_terms.copy_(self.fixed_term)
+        n0 = self.t - self.t0  # generation time of the first step
         out = torch.empty(batch, num_samples, dtype=torch.uint8)
         for start in range(0, num_samples, steps):
             self.g_uniform.copy_(draw_uniforms(steps), non_blocking=True)
-            self.graph.replay()
+            if kind == "steps":
+                self._fill_terms(n0 + start)
+            if self.use_graph:
+                self.graph.replay()
+            else:
+                self._body()
             count = min(steps, num_samples - start)
             out[:, start : start + count] = self.g_out[:count].t().to("cpu", torch.uint8)
             if progress:

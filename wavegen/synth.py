@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import torch
+
 from . import checkpoint as ckpt
 from .audio import AudioReadError, load_audio, write_wav
 from .errors import CheckpointError, ConfigError, DataError
@@ -43,6 +46,59 @@ class SynthResult:
     samples_per_s: float
     real_time_factor: float
     engine: str
+    labels: list[str] | None = None  # the label of each stream, for labelled models
+
+
+def stream_labels(model, wanted: list[str], n: int | None) -> tuple[list[str] | None, int]:
+    """The label of each stream and the number of streams.
+
+    No ``--label``: streams go through the model's labels in turn (one each by default). One
+    label: every stream. Several: one per stream (``n`` defaults to their number).
+    """
+    known = list(model.config.labels)
+    if not known:
+        if wanted:
+            raise ConfigError("--label: this model was trained without labels")
+        return None, n or 1
+    for name in wanted:
+        if name not in known:
+            raise ConfigError(f"--label {name}: unknown label (known: {', '.join(known)})")
+    names = wanted or known
+    if n is None:
+        n = len(names) if len(wanted) != 1 else 1
+    if len(wanted) > 1 and n != len(wanted):
+        raise ConfigError(f"--n {n} with {len(wanted)} labels: give one --label, or one per stream")
+    return [names[i % len(names)] for i in range(n)], n
+
+
+def read_mel_file(path: Path, bands: int) -> np.ndarray:
+    """Log-mel features (frames, bands) from a .npy file, as ``prepare`` stores them
+    ((bands, frames) is accepted too)."""
+    try:
+        mels = np.load(Path(path), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read mel features ({exc})") from None
+    if mels.ndim != 2 or bands not in mels.shape:
+        raise DataError(f"{path}: expected log-mel features of shape (frames, {bands}), got {mels.shape}")
+    if mels.shape[1] != bands:
+        mels = mels.T
+    if not np.isfinite(mels).all():
+        raise DataError(f"{path}: mel features contain NaN or infinite values")
+    if len(mels) == 0:
+        raise DataError(f"{path}: no frames")
+    return np.ascontiguousarray(mels, np.float32)
+
+
+def make_conditioning(model, labels: list[str] | None, mels: np.ndarray | None):
+    """The ``Conditioning`` for a batch of streams: label names (one per stream) and/or
+    log-mel features (B, frames, bands); None for an unconditioned model."""
+    from .conditioning import Conditioning
+
+    if not model.conditioned:
+        return None
+    ids = None if labels is None else torch.tensor([model.config.labels.index(x) for x in labels])
+    mel = None if mels is None else torch.from_numpy(np.ascontiguousarray(mels.transpose(0, 2, 1)))
+    return Conditioning(model, ids, mel)
 
 
 # Up to this many streams the native engine on the CPU outruns the cuda-graph engine on a GPU
@@ -65,23 +121,28 @@ def pick_engine(engine: str, device: str, model, streams: int, log: Callable[[st
 def synthesize(
     checkpoint: Path,
     out: Path = Path("samples"),
-    seconds: float = 2.0,
-    n: int = 1,
+    seconds: float | None = None,
+    n: int | None = None,
     seed: int = 0,
     temperature: float = 1.0,
     engine: str = "auto",
     device: str = "auto",
     prime: Path | None = None,
+    labels: list[str] = (),
+    mel: Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> SynthResult:
     """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``.
 
-    Generation starts from silence, or continues the end of the recording ``prime``.
+    Generation starts from silence, or continues the end of the recording ``prime``. A
+    labelled model generates the given ``labels`` (default: each of its labels in turn); a
+    mel-conditioned model needs ``mel``, a .npy file of log-mel features, whose length sets
+    the duration unless ``seconds`` shortens it.
     """
-    if not 0 < seconds <= MAX_SECONDS:
+    if seconds is not None and not 0 < seconds <= MAX_SECONDS:
         raise ConfigError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
-    if n < 1:
+    if n is not None and n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
     if not temperature > 0:
         raise ConfigError(f"--temperature must be > 0, got {temperature:g}")
@@ -91,8 +152,21 @@ def synthesize(
     rate = int(payload["config"]["data"]["sample_rate"])
     step = int(payload.get("step", 0))
     run_name = Path(checkpoint).resolve().parent.parent.name or "model"
-    num = max(1, round(seconds * rate))
+    names, n = stream_labels(model, list(labels), n)
+    mels = None
+    if model.config.mel_channels:
+        if mel is None:
+            raise ConfigError(f"{checkpoint}: this model is conditioned on log-mel features: give --mel FILE.npy, "
+                              "or use `wavegen vocode INPUT.wav`")
+        mels = read_mel_file(mel, model.config.mel_channels)
+        longest = len(mels) * model.config.mel_hop / rate
+        seconds = longest if seconds is None else min(seconds, longest)
+        mels = np.broadcast_to(mels, (n, *mels.shape))
+    elif mel is not None:
+        raise ConfigError("--mel: this model was trained without mel features")
+    num = max(1, round((2.0 if seconds is None else seconds) * rate))
     gen, dev = pick_engine(engine, device, model, n, log)
+    conditioning = make_conditioning(model, names, mels)
     history = None
     if prime is not None:
         try:
@@ -101,26 +175,34 @@ def synthesize(
             raise DataError(f"{prime}: cannot use as a prime ({exc})") from None
         history = encode(audio).unsqueeze(0).expand(n, -1)  # (n, P): every stream continues it
         log(f"continuing the last {len(audio) / rate:.3f} s of {prime}")
-    log(f"synthesising {n} × {num / rate:g} s at {rate} Hz with the '{gen.name}' engine on {dev} "
+    what = f" ({', '.join(sorted(set(names)))})" if names else ""
+    log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the '{gen.name}' engine on {dev} "
         f"({checkpoint}, step {step})")
     from tqdm import tqdm
 
     seeds = [seed + i for i in range(n)]
     with tqdm(total=num, desc="synth", unit="sample", unit_scale=True, disable=not progress, leave=False) as bar:
         tick = time.perf_counter()
-        codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update)
+        codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update,
+                         conditioning=conditioning)
         elapsed = time.perf_counter() - tick
     audio = decode(codes).numpy()  # (n, num)
     files = []
     for i, s in enumerate(seeds):
-        path = Path(out) / f"{run_name}-step{step}-seed{s}.wav"
+        tag = f"-{_safe(names[i])}" if names else ""
+        path = Path(out) / f"{run_name}-step{step}{tag}-seed{s}.wav"
         write_wav(path, audio[i], rate)
         files.append(path)
     sps = n * num / elapsed
-    result = SynthResult(files, sps, sps / rate, gen.name)
+    result = SynthResult(files, sps, sps / rate, gen.name, names)
     log(f"wrote {len(files)} files to {out}: {sps:,.0f} samples/s over {n} streams, "
         f"{result.real_time_factor:.3f}× real time")
     return result
+
+
+def _safe(name: str) -> str:
+    """A label as part of a file name: path separators and odd characters become '_'."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "_"
 
 
 def describe_checkpoint(path: Path) -> dict:
@@ -137,6 +219,8 @@ def describe_checkpoint(path: Path) -> dict:
         "receptive_field_samples": rf,
         "receptive_field_ms": round(1000 * rf / rate, 2),
         "dilations": model.dilations,
+        "labels": list(model.config.labels),
+        "mel_context_frames": list(model.mel_context),
         "config": config,
     }
 

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from .config import Config, ConfigError, apply_overrides, load_recipe, to_toml
-from .data import IGNORE, PreparedData, WindowSampler
+from .conditioning import WindowTerms
+from .data import IGNORE, Batch, PreparedData, WindowSampler
 from .errors import CheckpointError, TrainingInterrupted
 from .files import atomic_write_text
 from .model import WaveNet
@@ -77,6 +78,31 @@ def resolve_config(run: Path, recipe: str | None, overrides: list[str], steps: i
     return config, resuming
 
 
+def condition_on(config: Config, data: PreparedData, data_dir: Path, resuming: bool,
+                 log: Callable[[str], None] = print) -> None:
+    """Make the model condition on what the prepared data carries (label names, log-mel
+    features with their analysis settings); a resumed run's data must carry the same."""
+    m, d = config.model, config.data
+    mel = data.mel or {}
+    wanted = {"labels": list(data.labels), "mel_channels": int(mel.get("bands", 0)),
+              "mel_hop": int(mel.get("hop", 0))}
+    have = {"labels": list(m.labels), "mel_channels": m.mel_channels, "mel_hop": m.mel_hop}
+    if resuming and wanted != have:
+        def said(c):
+            return (f"labels [{', '.join(c['labels'])}]" if c["labels"] else "no labels") + (
+                f", {c['mel_channels']} mel bands every {c['mel_hop']} samples" if c["mel_channels"] else ", no mels")
+        raise ConfigError(f"{data_dir}: the data has {said(wanted)} but the run was trained with {said(have)}; "
+                          "prepare the data the same way or start a new run with --run NEW_DIR")
+    m.labels, m.mel_channels, m.mel_hop = wanted["labels"], wanted["mel_channels"], wanted["mel_hop"]
+    if mel:  # the run keeps the analysis settings, so vocode computes the same features
+        d.mels, d.mel_hop, d.mel_n_fft = int(mel["bands"]), int(mel["hop"]), int(mel["n_fft"])
+        d.mel_fmin, d.mel_fmax = float(mel["fmin"]), float(mel["fmax"])
+    if not resuming and (m.labels or m.mel_channels):
+        parts = [f"{len(m.labels)} labels ({', '.join(m.labels)})"] if m.labels else []
+        parts += [f"{m.mel_channels}-band log-mels every {m.mel_hop} samples"] if m.mel_channels else []
+        log("conditioning on " + " and ".join(parts))
+
+
 def lr_at(step: int, config: Config) -> float:
     """Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at the last step."""
     t = config.train
@@ -123,7 +149,7 @@ class Trainer:
         if not self.data.val.spans or t.val_batches == 0:
             return []
         sampler = WindowSampler(self.data.val, self.rf, t.segment_length, seed=12345)
-        return [tuple(map(torch.from_numpy, sampler.batch(t.batch_size))) for _ in range(t.val_batches)]
+        return [sampler.batch(t.batch_size) for _ in range(t.val_batches)]
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -161,7 +187,7 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(array)
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
@@ -175,10 +201,14 @@ class Trainer:
         audio = decode(codes) + sigma * torch.randn(codes.shape, generator=self.noise, device=codes.device)
         return encode(audio)
 
-    def _bits(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy in bits over the targets (B, segment)."""
+    def _bits(self, batch: Batch, noisy: bool = False) -> torch.Tensor:
+        """Mean cross-entropy in bits over the targets (B, segment) of a batch of windows."""
+        inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
+        if noisy:
+            inputs = self._noisy(inputs)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(inputs, output_from=self.rf)  # (B, classes, segment)
+            cond = window_terms(self.model, batch, self._to_device)
+            logits = self.model(inputs, output_from=self.rf, cond=cond)  # (B, classes, segment)
         return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
 
     @torch.no_grad()
@@ -187,19 +217,18 @@ class Trainer:
             return None
         self.model.eval()
         total = 0.0
-        for inputs, targets in self.val_batches:
-            total += self._bits(inputs.to(self.device), targets.to(self.device)).item()
+        for batch in self.val_batches:
+            total += self._bits(batch).item()
         self.model.train()
         return total / len(self.val_batches)
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step; returns (loss in bits, gradient norm). Non-finite losses skip it."""
         t = self.config.train
-        inputs, targets = self.sampler.batch(t.batch_size)
-        inputs, targets = self._to_device(inputs), self._to_device(targets)
+        batch = self.sampler.batch(t.batch_size)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.config)
-        bits = self._bits(self._noisy(inputs), targets)
+        bits = self._bits(batch, noisy=True)
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(bits):
             self.skipped += 1
@@ -210,6 +239,18 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         return bits.item(), norm.item()
+
+
+def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray], torch.Tensor]) -> WindowTerms | None:
+    """The conditioning of a batch of windows, for a conditioned model (else None)."""
+    if not model.conditioned:
+        return None
+
+    def put(array: np.ndarray | None) -> torch.Tensor | None:
+        return None if array is None else to_device(array)
+
+    return WindowTerms(model.conditioner, batch.inputs.shape[1], labels=put(batch.labels),
+                       mels=put(batch.mels), offsets=put(batch.offsets))
 
 
 def _append_log(path: Path, row: dict) -> None:
@@ -243,6 +284,7 @@ def train(
             )
         log(f"using the prepared data's rate, {data.sample_rate} Hz (recipe said {config.data.sample_rate})")
         config.data.sample_rate = data.sample_rate
+    condition_on(config, data, data_dir, resuming=checkpoint_paths(run)["latest"].is_file(), log=log)
     dev = resolve_device(device)
     trainer = Trainer(config, data, run, dev)
     latest = checkpoint_paths(run)["latest"]

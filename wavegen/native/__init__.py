@@ -10,7 +10,10 @@ Concurrent builds are safe: each compiles to its own temporary file and renames 
 
 ``NativeEngine`` packs a model's weights once into the panel layout the kernels read and then
 offers the engine calls of ``sampling.py`` (reset/logits/append) plus ``sample_steps``, which
-generates many samples per call with the sampling done inside the loop.
+generates many samples per call with the sampling done inside the loop. A conditioned model's
+terms reach the C++ side as ``engine_state.TermParts`` has them, repacked into the conv panels'
+column order (``pack_terms``): the labels' fixed term per stream, and the mel features' terms at
+the frame rate, a block of frames at a time, which the kernel upsamples itself.
 """
 from __future__ import annotations
 
@@ -34,8 +37,9 @@ from ..model import WaveNet
 
 SOURCE = Path(__file__).resolve().parent / "wavenet.cpp"
 FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-pthread"]
-ABI_VERSION = 1
+ABI_VERSION = 2
 PANEL = 16  # columns per packed panel (wavenet.cpp: kPanel)
+MAX_TERM_FRAMES = 256  # frames of frame-rate terms per block (and at most engine_state.TERM_BYTES)
 
 
 class NativeUnavailable(WavegenError):
@@ -124,17 +128,30 @@ def build(log: Callable[[str], None] | None = None) -> Path:
     return target
 
 
+class Cond(ctypes.Structure):
+    """wavenet.cpp's Cond: the conditioning of a call (pointers into tensors the caller keeps)."""
+
+    _fields_ = [
+        ("fixed", ctypes.c_void_p), ("fixed_stream", ctypes.c_int64),
+        ("frames", ctypes.c_void_p), ("frame_stream", ctypes.c_int64), ("frame_step", ctypes.c_int64),
+        ("first_frame", ctypes.c_int64), ("frame_rows", ctypes.c_int64),
+        ("kernel", ctypes.c_void_p), ("hop", ctypes.c_int64),
+        ("time", ctypes.c_int64),
+    ]
+
+
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     p, i32, i64, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_uint64
+    cond = ctypes.POINTER(Cond)
     signatures = {
         "wg_abi_version": ([], i32),
         "wg_create": ([p, i32, p, i64, i32, p, i32], p),
         "wg_destroy": ([p], None),
         "wg_set_threads": ([p, i32, i32], i32),
         "wg_reset": ([p, i32, p, p, i32, i64, p, i32], i32),
-        "wg_logits": ([p, p], i32),
+        "wg_logits": ([p, p, cond], i32),
         "wg_append": ([p, p], i32),
-        "wg_generate": ([p, i32, p, p, u64, p, i64], i32),
+        "wg_generate": ([p, i32, p, p, u64, p, i64, cond], i32),
         "wg_uniform": ([u64, u64], ctypes.c_double),
     }
     for name, (args, result) in signatures.items():
@@ -199,6 +216,20 @@ def _pad(vector: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros(size, np.float32)
     out[: len(vector)] = vector
     return out
+
+
+def pack_terms(bias: torch.Tensor) -> torch.Tensor:
+    """Conditioning terms (B, n, L, 2G) (n steps or frames) -> (B, n, L·2·G8) float32, contiguous,
+    each layer's channels in the order of the conv panels (see ``pack``): [filter 8p..8p+7 |
+    gate 8p..8p+7] for p = 0 .. G8/8 - 1, channels G .. G8 - 1 zero."""
+    batch, steps, layers, channels = bias.shape
+    gate = channels // 2
+    g8 = _ceil(gate, 8)
+    halves = bias.float().reshape(batch, steps, layers, 2, gate)
+    if g8 != gate:
+        halves = torch.nn.functional.pad(halves, (0, g8 - gate))
+    panels = halves.reshape(batch, steps, layers, 2, g8 // 8, 8).transpose(3, 4)
+    return panels.reshape(batch, steps, layers * 2 * g8).contiguous()
 
 
 def pack(model: WaveNet) -> tuple[np.ndarray, np.ndarray]:
@@ -340,6 +371,8 @@ class NativeEngine:
         self._close = weakref.finalize(self, self.lib.wg_destroy, handle)
         self._silence: tuple[np.ndarray, np.ndarray, int] | None = None
         self.batch = 0
+        self.n = 0
+        self.fixed_terms = self.frame_blocks = self.kernel = None
 
     def set_threads(self, threads: int, group_size: int = 0) -> None:
         """Use up to ``threads`` threads. ``group_size`` fixes how many share each stream;
@@ -357,24 +390,56 @@ class NativeEngine:
             self.layout = layout
 
     @torch.inference_mode()
-    def reset(self, batch: int, history: torch.Tensor | None = None) -> None:
-        """Fill the rings from a parallel forward pass over the history (silence by default)."""
-        if history is None:  # the same for every call: computed on the first
+    def reset(self, batch: int, history: torch.Tensor | None = None, conditioning=None) -> None:
+        """Fill the rings from a parallel forward pass over the history (silence by default),
+        conditioned on ``conditioning`` (a ``conditioning.Conditioning``) where the model is."""
+        from ..engine_state import FrameBlocks, TermParts, check_conditioning
+
+        check_conditioning(self.model, batch, conditioning)
+        if history is None and conditioning is None:  # the same for every call: computed on the first
             self._silence = self._silence or self._initial_state(1, None)
             rings, codes, t = self._silence
         else:
-            rings, codes, t = self._initial_state(batch, history)
+            rings, codes, t = self._initial_state(batch, history, conditioning)
         error = ctypes.create_string_buffer(512)
         if self.lib.wg_reset(self.handle, batch, _ptr(rings), _ptr(codes), codes.shape[1], t, error, len(error)):
             raise MemoryError(f"native engine: {error.value.decode()}")
         self.batch = batch
+        self.n = 0  # generation time of the next sample (the conditioning's time)
+        self.fixed_terms = self.frame_blocks = self.kernel = None
+        if conditioning is not None:
+            parts = TermParts(conditioning)
+            if parts.fixed is not None:  # (B, L·2·G8)
+                self.fixed_terms = pack_terms(parts.fixed.cpu()[:, None])[:, 0]
+            if parts.hop:  # blocks of (B, rows, L·2·G8)
+                width = len(self.model.blocks) * 2 * _ceil(self.model.config.gate_channels, 8)
+                self.kernel = parts.kernel.cpu().contiguous()
+                self.frame_blocks = FrameBlocks(parts, lambda frames: pack_terms(frames.cpu()), width,
+                                                max_frames=MAX_TERM_FRAMES)
 
-    def _initial_state(self, batch: int, history: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray, int]:
+    def _cond(self, n: int) -> tuple[Cond | None, int]:
+        """The conditioning from generation time ``n`` on, as wg_logits/wg_generate take it, and
+        for how many steps it serves (the tensors it points into stay referenced by the engine
+        until the next call)."""
+        if self.fixed_terms is None and self.frame_blocks is None:
+            return None, 2**31 - 1
+        cond, steps = Cond(time=n), 2**31 - 1
+        if self.fixed_terms is not None:
+            cond.fixed, cond.fixed_stream = self.fixed_terms.data_ptr(), self.fixed_terms.stride(0)
+        if self.frame_blocks is not None:
+            block, first, steps = self.frame_blocks.at(n)
+            cond.frames, cond.frame_stream, cond.frame_step = block.data_ptr(), block.stride(0), block.stride(1)
+            cond.first_frame, cond.frame_rows = first, block.shape[1]
+            cond.kernel, cond.hop = self.kernel.data_ptr(), self.kernel.shape[1]
+        return cond, steps
+
+    def _initial_state(self, batch: int, history: torch.Tensor | None,
+                       conditioning=None) -> tuple[np.ndarray, np.ndarray, int]:
         """What ``wg_reset`` reads: every layer's ring (L, b, R) flattened in layer order, the
         code ring (k_in, b) and the time of the next sample; b is 1 when all streams share it."""
-        from ..sampling import past_block_inputs, ring_of
+        from ..engine_state import past_block_inputs, ring_of
 
-        past, inputs = past_block_inputs(self.model, batch, history, "cpu")
+        past, inputs = past_block_inputs(self.model, batch, history, "cpu", conditioning)
         t = past.shape[1]
         k = self.model.config.kernel_size
         rings = [ring_of(x, (k - 1) * block.dilation, t).reshape(-1) for x, block in zip(inputs, self.model.blocks)]
@@ -384,14 +449,18 @@ class NativeEngine:
 
     def logits(self) -> torch.Tensor:
         out = torch.empty(self.batch, self.model.config.classes, dtype=torch.float32)
-        if self.lib.wg_logits(self.handle, out.data_ptr()):
+        if not self.batch:
             raise RuntimeError("native engine: logits() before reset()")
+        cond, _ = self._cond(self.n)
+        if self.lib.wg_logits(self.handle, out.data_ptr(), cond):
+            raise RuntimeError("native engine: the conditioning does not cover the step")
         return out
 
     def append(self, codes: torch.Tensor) -> None:
         codes = np.ascontiguousarray(codes.cpu().numpy(), np.int32)
         if self.lib.wg_append(self.handle, _ptr(codes)):
             raise RuntimeError("native engine: append() before reset()")
+        self.n += 1
 
     def sample_steps(self, out: torch.Tensor, start: int, steps: int, seeds: list[int],
                      temperatures: np.ndarray) -> None:
@@ -406,15 +475,18 @@ class NativeEngine:
             tuner = self.tuners.setdefault(self.batch, LayoutTuner(self.threads, self.batch))
         done = 0
         while done < steps:
-            count = steps - done
+            # A call never runs past the block of conditioning terms it is handed.
+            cond, available = self._cond(self.n)
+            count = min(steps - done, available)
             if tuner:
                 layout, count = tuner.next(count)
-                assert 0 < count <= steps - done
+                assert 0 < count <= min(steps - done, available)
                 self._use(layout)
             tick = time.perf_counter()
             if self.lib.wg_generate(self.handle, count, _ptr(seeds_u64), _ptr(temps), start + done,
-                                    out.data_ptr() + start + done, out.shape[1]):
-                raise RuntimeError("native engine: generate before reset()")
+                                    out.data_ptr() + start + done, out.shape[1], cond):
+                raise RuntimeError("native engine: the conditioning does not cover the steps")
             if tuner:
                 tuner.record(layout, count, time.perf_counter() - tick)
             done += count
+            self.n += count

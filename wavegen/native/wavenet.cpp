@@ -8,7 +8,7 @@
 //   h = in_bias + Σ_i in_table[i][code(t - (k_in - i))]               (R)   type-A input layer
 //   for every residual layer l (dilation d, ring of exactly (k-1)·d past inputs):
 //     x = [h(t-(k-1)d) | … | h(t-d) | h]                              (k·R) taps, last = current
-//     [f | g] = x · conv + conv_bias ;  z = tanh(f) · sigmoid(g)       (G)
+//     [f | g] = x · conv + conv_bias (+ cond[l]) ; z = tanh(f)·sigmoid(g) (G)
 //     h += z · res + res_bias ;  skip += z · skip_w                    (R), (S)
 //   logits = relu(relu(skip + Σ skip_bias) · head1 + b1) · head2 + b2  (C)
 //   code = inverse CDF of softmax(logits / T) at u(seed, n)            see sample_code()
@@ -19,6 +19,15 @@
 // channels, so the gated unit is applied to the accumulators directly. For few streams, the
 // share of the conv that reads the past taps (inputs at least d steps old) is computed for up to
 // 16 steps at once, so those weights are read once per 16 steps (project_past()).
+//
+// Conditioning (cond[l] above) is a term per stream, step and layer, the sum of two optional
+// parts that Python precomputes per layer in the conv panels' column order (see Cond):
+//   a fixed term per stream (a label's embedding), and
+//   frame-rate terms (from mel features) upsampled here: sample j of frame f (hop samples per
+//   frame) reads frames f-1, f, f+1 with the weights kernel[0..2][j] (step_terms()),
+// so a mel-conditioned step reads three frame rows instead of a precomputed term per sample.
+// The term is added to the finished conv sums just before the gate (GateTermOut), after every
+// tap, so the deferred and the direct path still do the same arithmetic.
 //
 // Threads: streams are split into groups; a group's threads run its streams in lockstep, each
 // computing a slice of every layer's columns, with one barrier per layer (its latency hidden
@@ -57,7 +66,7 @@
 
 namespace {
 
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 2;
 constexpr int kPanel = 16;  // columns per packed panel: two vectors of 8
 constexpr int kGateGroup = kPanel / 2;  // gate channels per conv panel
 constexpr size_t kAlign = 64;
@@ -264,6 +273,18 @@ struct GateOut {  // conv panel p = [filter | gate] of channels 8p..8p+7 -> z
   int ld;
   void operator()(int r, int p, vec f, vec g) const { store(z + r * ld + p * kGateGroup, gated(f, g)); }
 };
+// The same with a conditioning term added to the finished sums first: row r's term for panel p
+// is at term + r·ld + 16p, laid out like the panel ([filter 8p..8p+7 | gate 8p..8p+7]).
+struct GateTermOut {
+  float* z;
+  int ld;
+  const float* term;
+  ptrdiff_t term_ld;
+  void operator()(int r, int p, vec f, vec g) const {
+    const float* c = term + r * term_ld + p * kPanel;
+    store(z + r * ld + p * kGateGroup, gated(f + load(c), g + load(c + 8)));
+  }
+};
 struct AddOut {  // y += acc (residual update, skip accumulation)
   float* y;
   int ld;
@@ -404,6 +425,7 @@ struct alignas(64) Worker {
   Buffer<float> h;              // (b, R16) the current block input
   Buffer<float> x;              // (b, KR) gathered taps, or (kBlock·b, KR - R) past taps
   Buffer<float> skipacc;        // (b, S16) sum of skip outputs (this worker's columns)
+  Buffer<float> term;           // (b, 2·G8) a layer's conditioning, this worker's columns
   Buffer<int32_t> codes;        // (k_in, b) private copy of the last k_in codes (see begin())
   Buffer<double> cdf;           // (classes)
   Buffer<int> pos;              // per layer: time mod ring_len, kept by counting not dividing
@@ -425,6 +447,53 @@ struct Group {
   explicit Group(int n) : barrier(n) {}
 };
 
+// The conditioning of a call (wg_logits, wg_generate), as Python passes it; every layer's 2·G8
+// floats are in the conv panels' column order ([filter 8p..8p+7 | gate 8p..8p+7] per panel).
+// For stream s at time t (f = floor(t / hop), j = t - f·hop), layer l:
+//   term = k0[j]·F(f-1) + k1[j]·F(f) + k2[j]·F(f+1) + fixed
+//   fixed:  fixed + s·fixed_stream + l·2·G8                   (nullptr: none)
+//   F(g):   frames + s·frame_stream + (g - first_frame)·frame_step + l·2·G8, for
+//           first_frame <= g < first_frame + frame_rows       (nullptr: none)
+//   kq[j]:  kernel[q·hop + j]
+struct Cond {
+  const float* fixed;
+  int64_t fixed_stream;
+  const float* frames;
+  int64_t frame_stream, frame_step, first_frame, frame_rows;
+  const float* kernel;
+  int64_t hop;
+  int64_t time;  // t of the call's first step
+};
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+
+// One step's conditioning for a group of streams (rows from its first stream on).
+struct StepTerms {
+  const float* fixed = nullptr;  // row r at fixed + r·fixed_ld
+  int64_t fixed_ld = 0;
+  const float* rows = nullptr;   // frame f-1 of row r at rows + r·rows_ld; f, f+1 row_step further
+  int64_t rows_ld = 0, row_step = 0;
+  float w0 = 0, w1 = 0, w2 = 0;
+
+  StepTerms(const Cond& c, int s0, int64_t t) {
+    if (c.fixed) fixed = c.fixed + s0 * c.fixed_stream, fixed_ld = c.fixed_stream;
+    if (c.frames) {
+      const int64_t f = floor_div(t, c.hop), j = t - f * c.hop;
+      rows = c.frames + s0 * c.frame_stream + (f - 1 - c.first_frame) * c.frame_step;
+      rows_ld = c.frame_stream, row_step = c.frame_step;
+      w0 = c.kernel[j], w1 = c.kernel[c.hop + j], w2 = c.kernel[2 * c.hop + j];
+    }
+  }
+};
+
+// Whether the frame rows of steps 0 .. steps-1 of a call lie within what Python passed.
+bool frames_cover(const Cond& c, int64_t steps) {
+  if (!c.frames) return true;
+  if (c.hop < 1 || steps < 1) return c.hop >= 1;
+  const int64_t first = floor_div(c.time, c.hop) - 1, last = floor_div(c.time + steps - 1, c.hop) + 1;
+  return first >= c.first_frame && last < c.first_frame + c.frame_rows;
+}
+
 struct GenerateArgs {
   int steps;
   const uint64_t* seeds;        // (B)
@@ -432,6 +501,7 @@ struct GenerateArgs {
   uint64_t counter;             // sample index of the first step
   uint8_t* out;                 // (B, ld) codes, column i for step i
   int64_t ld;
+  const Cond* cond;             // conditioning, or nullptr
 };
 
 class Engine {
@@ -441,7 +511,7 @@ class Engine {
 
   void set_threads(int threads, int group_size);
   void reset(int batch, const float* rings, const int32_t* codes, int src_batch, int64_t t);
-  void logits(float* out);
+  void logits(float* out, const Cond* cond);
   void append(const int32_t* codes);
   void generate(const GenerateArgs& args);
   int batch() const { return batch_; }
@@ -450,8 +520,9 @@ class Engine {
   void plan();
   void begin(Worker& w, int64_t t);
   void advance(Worker& w);
-  void forward(Worker& w, bool commit);
-  void conv(Worker& w, int l, float* z);
+  void forward(Worker& w, bool commit, const StepTerms* terms);
+  void conv(Worker& w, int l, float* z, const StepTerms* terms);
+  void step_terms(Worker& w, int l, const StepTerms& terms);
   void project_past(Worker& w, int l);
   void head(Worker& w);
   void sync(Worker& w) {
@@ -611,6 +682,7 @@ void Engine::plan() {
       w.h = make_buffer<float>(static_cast<size_t>(b) * s.R16);
       w.x = make_buffer<float>(x_floats);
       w.skipacc = make_buffer<float>(static_cast<size_t>(b) * s.S16);
+      w.term = make_buffer<float>(static_cast<size_t>(b) * 2 * s.G8);
       w.codes = make_buffer<int32_t>(static_cast<size_t>(s.in_kernel) * b);
       w.cdf = make_buffer<double>(s.classes);
       w.pos = make_buffer<int>(s.layers);
@@ -694,17 +766,48 @@ void Engine::project_past(Worker& w, int l) {
          StoreOut{proj, 2 * s.G8});
 }
 
-// z = gated(conv(x)) for this worker's gate channels, layer l, this step.
-void Engine::conv(Worker& w, int l, float* z) {
+// Layer l's conditioning of the group's streams at this step, this worker's gate channels, into
+// w.term (b, 2·G8): the one place it is computed, whichever path the conv takes.
+__attribute__((noinline)) void Engine::step_terms(Worker& w, int l, const StepTerms& t) {
+  const int b = w.group->s1 - w.group->s0, width = 2 * s_.G8;
+  const size_t layer = static_cast<size_t>(l) * width;
+  for (int r = 0; r < b; ++r) {
+    const float* f = t.rows + r * t.rows_ld + layer;
+    const float* fixed = t.fixed ? t.fixed + r * t.fixed_ld + layer : nullptr;
+    float* out = w.term.get() + static_cast<size_t>(r) * width;
+    for (int c = w.gate0 * kPanel; c < w.gate1 * kPanel; c += 8) {
+      vec v = load(f + c) * t.w0 + load(f + t.row_step + c) * t.w1;
+      v = v + load(f + 2 * t.row_step + c) * t.w2;
+      if (fixed) v = v + load(fixed + c);
+      store(out + c, v);
+    }
+  }
+}
+
+// z = gated(conv(x) + term) for this worker's gate channels, layer l, this step, with `terms`
+// this step's conditioning of the group's streams (or nullptr).
+void Engine::conv(Worker& w, int l, float* z, const StepTerms* terms) {
   const Shape& s = s_;
   const Group& g = *w.group;
   const Layer& L = layers_[l];
   const int b = g.s1 - g.s0, R = s.residual;
+  const float* term = nullptr;  // row r at term + r·term_ld
+  int64_t term_ld = 0;
+  if (terms && terms->rows) {
+    step_terms(w, l, *terms);
+    term = w.term.get(), term_ld = 2 * s.G8;
+  } else if (terms && terms->fixed) {
+    term = terms->fixed + static_cast<size_t>(l) * 2 * s.G8, term_ld = terms->fixed_ld;
+  }
   if (g.deferred) {  // the current input's share, continuing the sum of the past taps' share
     if (w.first_step || w.step_in_block[l] == 0) project_past(w, l);
     const float* proj = g.proj.get() + (L.proj_offset + w.step_in_block[l]) * b * 2 * s.G8;
-    matmul(w.h.get(), s.R16, b, L.conv.rows(s.KR - R, R), Start{nullptr, proj, 2 * s.G8}, w.gate0, w.gate1,
-           GateOut{z, s.G8});
+    const Panels now = L.conv.rows(s.KR - R, R);
+    const Start start{nullptr, proj, 2 * s.G8};
+    if (term)
+      matmul(w.h.get(), s.R16, b, now, start, w.gate0, w.gate1, GateTermOut{z, s.G8, term, term_ld});
+    else
+      matmul(w.h.get(), s.R16, b, now, start, w.gate0, w.gate1, GateOut{z, s.G8});
     return;
   }
   // x = [taps from the ring, oldest first | h]: tap i reads time t - (k-1-i)·d, whose slot is
@@ -718,12 +821,16 @@ void Engine::conv(Worker& w, int l, float* z) {
     }
     std::memcpy(x + (s.kernel - 1) * R, w.h.get() + r * s.R16, R * sizeof(float));
   }
-  matmul(w.x.get(), s.KR, b, L.conv, Start{L.conv_bias}, w.gate0, w.gate1, GateOut{z, s.G8});
+  if (term)
+    matmul(w.x.get(), s.KR, b, L.conv, Start{L.conv_bias}, w.gate0, w.gate1, GateTermOut{z, s.G8, term, term_ld});
+  else
+    matmul(w.x.get(), s.KR, b, L.conv, Start{L.conv_bias}, w.gate0, w.gate1, GateOut{z, s.G8});
 }
 
 // One step for the worker's group, up to the logits in group->logits. With `commit` the block
-// inputs go straight into the rings (generation); otherwise into pending_ (logits()).
-void Engine::forward(Worker& w, bool commit) {
+// inputs go straight into the rings (generation); otherwise into pending_ (logits()). `terms`:
+// this step's conditioning of the group's streams, or nullptr.
+void Engine::forward(Worker& w, bool commit, const StepTerms* terms) {
   const Shape& s = s_;
   Group& g = *w.group;
   const int b = g.s1 - g.s0, R = s.residual;
@@ -747,7 +854,7 @@ void Engine::forward(Worker& w, bool commit) {
     const Layer& L = layers_[l];
     float* ring = rings_.get() + L.ring_offset * batch_ * R;
     float* z = g.z.get() + static_cast<size_t>(l % 3) * b * s.G8;  // layer l mod 3: see below
-    conv(w, l, z);
+    conv(w, l, z, terms);
     ++w.epoch;
     g.barrier.arrive(w.rank, w.epoch);
     // While the others finish their z slices: the previous layer's skip product, whose z is
@@ -792,12 +899,17 @@ void Engine::head(Worker& w) {
   sync(w);
 }
 
-void Engine::logits(float* out) {
+void Engine::logits(float* out, const Cond* cond) {
   const int64_t t = t_;
   run([&](Worker& w) {
-    begin(w, t);
-    forward(w, false);
     const Group& g = *w.group;
+    begin(w, t);
+    if (cond) {
+      const StepTerms terms(*cond, g.s0, cond->time);
+      forward(w, false, &terms);
+    } else {
+      forward(w, false, nullptr);
+    }
     if (w.rank == 0)
       for (int r = 0; r < g.s1 - g.s0; ++r)
         std::memcpy(out + static_cast<size_t>(g.s0 + r) * s_.classes, g.logits.get() + r * s_.C16,
@@ -826,7 +938,12 @@ void Engine::generate(const GenerateArgs& a) {
     const int b = g.s1 - g.s0;
     begin(w, t0);
     for (int i = 0; i < a.steps; ++i) {
-      forward(w, true);
+      if (a.cond) {
+        const StepTerms terms(*a.cond, g.s0, a.cond->time + i);
+        forward(w, true, &terms);
+      } else {
+        forward(w, true, nullptr);
+      }
       // Every member samples every stream of its group (the same numbers), so no barrier is
       // needed before the next step reads the codes.
       int32_t* slot = w.codes.get() + w.code_pos * b;
@@ -950,10 +1067,13 @@ int wg_reset(void* engine, int batch, const float* rings, const int32_t* codes, 
 }
 
 // Logits (batch, classes) for the next sample; the state does not move until wg_append.
-int wg_logits(void* engine, float* out) {
+// cond: the conditioning (see Cond; its time is the next sample's), or nullptr.
+// Returns -2 if cond's frame rows do not cover the step.
+int wg_logits(void* engine, float* out, const Cond* cond) {
   auto* e = static_cast<Engine*>(engine);
   if (!e->batch()) return -1;  // not reset yet
-  e->logits(out);
+  if (cond && !frames_cover(*cond, 1)) return -2;
+  e->logits(out, cond);
   return 0;
 }
 
@@ -967,11 +1087,14 @@ int wg_append(void* engine, const int32_t* codes) {
 
 // Generate `steps` samples for every stream: codes to out[stream * ld + i]. The uniform of step
 // i of a stream is u(seed, counter + i); seeds and temperatures have one entry per stream.
+// cond: the conditioning (see Cond; its time is the first step's), or nullptr. Returns -2 if
+// cond's frame rows do not cover every step.
 int wg_generate(void* engine, int steps, const uint64_t* seeds, const double* temperatures, uint64_t counter,
-                uint8_t* out, int64_t ld) {
+                uint8_t* out, int64_t ld, const Cond* cond) {
   auto* e = static_cast<Engine*>(engine);
   if (!e->batch()) return -1;
-  e->generate(GenerateArgs{steps, seeds, temperatures, counter, out, ld});
+  if (cond && !frames_cover(*cond, steps)) return -2;
+  e->generate(GenerateArgs{steps, seeds, temperatures, counter, out, ld, cond});
   return 0;
 }
 

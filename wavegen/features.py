@@ -1,0 +1,90 @@
+"""Log-mel features: what a vocoder model is conditioned on, and how resynthesis is scored.
+
+One definition serves ``prepare`` (features stored beside the codes), ``vocode`` (features of
+the input recording) and ``eval`` (the distance between input and resynthesis), so a model
+always hears features computed the way it was trained on.
+
+Frames are aligned with samples: frame f covers samples [f·hop, (f+1)·hop). The audio is first
+padded with zeros to a whole number of hops, then by (n_fft - hop) / 2 zeros on each side, so
+every frame's Hann window is centred on the middle of its hop:
+
+    samples      |--- frame 0 ---|--- frame 1 ---|--- ...          (hop each)
+    window 0  [.....|===============|.....]                       (n_fft, zero-padded)
+    window 1                 [.....|===============|.....]
+
+Values are ln(max(mel magnitude, 1e-5)): digital silence is ln(1e-5) everywhere
+(``conditioning.SILENCE``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .conditioning import SILENCE
+from .config import DataConfig
+
+DB_PER_NEPER = 20 / math.log(10)  # ln-magnitude difference -> dB
+
+
+@dataclass(frozen=True)
+class MelSettings:
+    sample_rate: int
+    bands: int
+    hop: int
+    n_fft: int
+    fmin: float
+    fmax: float
+
+    @classmethod
+    def from_data(cls, config: DataConfig, bands: int | None = None) -> "MelSettings":
+        return cls(config.sample_rate, bands or config.mels, config.mel_hop, config.mel_n_fft,
+                   config.mel_fmin, config.mel_fmax or config.sample_rate / 2)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+_transforms: dict[tuple, torch.nn.Module] = {}
+
+
+def _transform(s: MelSettings) -> torch.nn.Module:
+    import torchaudio
+
+    key = tuple(s.__dict__.values())
+    if key not in _transforms:
+        _transforms[key] = torchaudio.transforms.MelSpectrogram(
+            sample_rate=s.sample_rate, n_fft=s.n_fft, hop_length=s.hop, f_min=s.fmin, f_max=s.fmax,
+            n_mels=s.bands, power=1.0, center=False, norm="slaney", mel_scale="slaney",
+        )
+    return _transforms[key]
+
+
+def frame_count(samples: int, hop: int) -> int:
+    return -(-samples // hop)
+
+
+def log_mel(audio: np.ndarray | torch.Tensor, settings: MelSettings) -> np.ndarray:
+    """Log-mel features (frames, bands) float32 of mono audio (samples,); ceil(samples/hop) frames."""
+    x = torch.as_tensor(np.asarray(audio, dtype=np.float32))
+    frames = frame_count(len(x), settings.hop)
+    if frames == 0:
+        return np.zeros((0, settings.bands), np.float32)
+    side = (settings.n_fft - settings.hop) // 2
+    extra = settings.n_fft - settings.hop - 2 * side  # odd difference: one more on the right
+    x = torch.nn.functional.pad(x, (side, frames * settings.hop - len(x) + side + extra))
+    with torch.no_grad():
+        mel = _transform(settings)(x)  # (bands, frames)
+    assert mel.shape[1] == frames, (mel.shape, frames)
+    return torch.log(mel.clamp(min=math.exp(SILENCE))).T.contiguous().numpy()
+
+
+def mel_distance(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean absolute difference of two log-mel spectrograms (frames, bands), in dB, over the
+    frames both have."""
+    n = min(len(reference), len(other))
+    if n == 0:
+        raise ValueError("no frames to compare")
+    return float(np.mean(np.abs(reference[:n] - other[:n])) * DB_PER_NEPER)

@@ -107,7 +107,7 @@ def evaluate(
     log(f"validation: {bits:.3f} bits/sample over {count / data.sample_rate:.1f} s of held-out audio")
     if not model.config.mel_channels:
         return report
-    settings = mel_settings(model, config.data)
+    settings = mel_settings(model, config.data, checkpoint)
     if MelSettings(**data.mel) != settings:
         raise ConfigError(f"{data_dir}: mel analysis settings differ from the model's run ({data.mel})")
     split, hop = data.val, settings.hop

@@ -27,11 +27,11 @@ from .sampling import generate
 from .synth import _safe, make_conditioning, pick_engine, stream_labels
 
 
-def mel_settings(model, data: DataConfig) -> MelSettings:
+def mel_settings(model, data: DataConfig, source: Path | str = "checkpoint") -> MelSettings:
     """The analysis a vocoder model was trained on (its run's data settings)."""
     if not model.config.mel_channels:
-        raise ConfigError("this model was trained without mel features (prepare the data with a recipe "
-                          "that sets data.mels, e.g. --recipe vocoder, and train on it)")
+        raise ConfigError(f"{source}: this model was trained without mel features (prepare the data with "
+                          "a recipe that sets data.mels, e.g. --recipe vocoder, and train on it)")
     return MelSettings.from_data(data, bands=model.config.mel_channels)
 
 
@@ -102,11 +102,11 @@ def vocode(
         raise ConfigError(f"{out}: output path exists and is not a folder")
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
     config = ckpt.config_of(payload, checkpoint)
-    settings = mel_settings(model, config.data)
+    settings = mel_settings(model, config.data, checkpoint)
     names = None
     if model.config.labels or labels:
         if not labels:
-            raise ConfigError(f"this model has labels ({', '.join(model.config.labels)}): choose one with --label")
+            raise ConfigError(f"{checkpoint}: this model has labels ({', '.join(model.config.labels)}): choose one with --label")
         names, _ = stream_labels(model, list(labels) * (len(inputs) if len(labels) == 1 else 1), len(inputs))
     audios, features = [], []
     for path in inputs:

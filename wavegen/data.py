@@ -289,7 +289,7 @@ class WindowSampler:
         """Random windows: inputs (B, context + segment), targets (B, segment), and their
         conditioning when the data has labels or mels."""
         files = self.rng.choice(len(self.split.spans), size=batch_size, p=self.weights)
-        pairs, starts = [], []
+        starts = []
         from_start = self.rng.random(batch_size) < self.start_fraction
         for f, at_start in zip(files, from_start):
             length = self.split.spans[f][1]
@@ -298,17 +298,20 @@ class WindowSampler:
             # model to begin a sound from silence, which is where generation starts. In long
             # files they are rare, so a share of windows is drawn from there on purpose.
             high = min(self.context, last) if at_start else last
-            start = int(self.rng.integers(0, high + 1))
-            starts.append(start)
-            pairs.append(self.window(int(f), start))
-        inputs, targets = zip(*pairs)
+            starts.append(int(self.rng.integers(0, high + 1)))
+        return self.windows([int(f) for f in files], starts)
+
+    def windows(self, files: list[int], target_starts: list[int]) -> Batch:
+        """The windows whose targets begin at ``target_starts`` in ``files``, with their
+        conditioning when the data has labels or mels."""
+        inputs, targets = zip(*(self.window(f, t) for f, t in zip(files, target_starts)))
         batch = Batch(np.stack(inputs), np.stack(targets))
         if self.split.labels is not None:
             batch = batch._replace(labels=np.array([self.split.labels[f] for f in files], np.int64))
         if self.split.mels is not None:
             length = self.context + self.segment
-            mels, offsets = zip(*(self.window_mels(int(f), t - self.context, length)
-                                  for f, t in zip(files, starts)))
+            mels, offsets = zip(*(self.window_mels(f, t - self.context, length)
+                                  for f, t in zip(files, target_starts)))
             batch = batch._replace(mels=np.stack(mels), offsets=np.array(offsets, np.int64))
         return batch
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
-from .data import IGNORE, Batch, PreparedData, WindowSampler
+from .data import IGNORE, PreparedData, WindowSampler
 from .errors import ConfigError, DataError
 from .features import MelSettings, log_mel, mel_distance
 from .mulaw import decode
@@ -66,13 +66,7 @@ def validation_bits(
     total_bits, total = 0.0, 0
     for i in range(0, len(windows), batch_size):
         chosen = windows[i : i + batch_size]
-        inputs, targets = zip(*(sampler.window(f, s) for f, s in chosen))
-        batch = Batch(np.stack(inputs), np.stack(targets))
-        if split.labels is not None:
-            batch = batch._replace(labels=np.array([split.labels[f] for f, _ in chosen], np.int64))
-        if split.mels is not None:
-            mels, offsets = zip(*(sampler.window_mels(f, s - rf, rf + segment) for f, s in chosen))
-            batch = batch._replace(mels=np.stack(mels), offsets=np.array(offsets, np.int64))
+        batch = sampler.windows([f for f, _ in chosen], [s for _, s in chosen])
 
         def put(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(array)).to(device)

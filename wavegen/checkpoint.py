@@ -61,12 +61,13 @@ def config_of(payload: dict[str, Any], path: Path | str = "checkpoint") -> Confi
 
 
 def load_model(path: Path, map_location: str | torch.device = "cpu") -> tuple[WaveNet, dict[str, Any]]:
-    """Rebuild the model from a checkpoint alone (its config gives the shape)."""
+    """Rebuild the model from a checkpoint alone (its config gives the shape), with the moving
+    average of its weights when the run kept one (``train.ema``)."""
     payload = load(path, map_location)
     config = config_of(payload, path)
     model = WaveNet(config.model)
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(payload["ema"] if "ema" in payload else payload["model"])
     except (KeyError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit the model shape in its config ({reason})") from None

@@ -217,7 +217,7 @@ def info(run, checkpoint, as_json):
     best = facts["best_val_bits"]
     click.echo(f"checkpoint       {facts['checkpoint']} (step {facts['step']}"
                + (f", best validation {best:.3f} bits/sample)" if best is not None else ")"))
-    click.echo(f"parameters       {facts['parameters']:,}")
+    click.echo(f"parameters       {facts['parameters']:,} ({facts['weights']} weights)")
     click.echo(f"receptive field  {facts['receptive_field_samples']} samples "
                f"({facts['receptive_field_ms']} ms at {facts['config']['data']['sample_rate']} Hz)")
     if facts["labels"]:

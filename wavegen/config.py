@@ -66,6 +66,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     input_noise: float = 0.03  # std of noise on input audio before quantising; targets stay clean
     start_fraction: float = 0.1  # share of windows whose context begins in the silence before a file
+    accumulate: int = 1  # micro-batches of batch_size per optimizer step (effective batch = their product)
+    ema: float = 0.0  # decay of a moving average of the weights (e.g. 0.999; 0 = off): validated, saved, synthesised
     checkpoint_every: int = 1000
     val_every: int = 1000
     val_batches: int = 8
@@ -194,6 +196,10 @@ def validate(config: Config) -> None:
         raise ConfigError(f"'data.val_fraction' must be in [0, 1), got {d.val_fraction}")
     if t.warmup_steps < 0 or t.grad_clip < 0 or t.input_noise < 0 or t.val_batches < 0:
         raise ConfigError("train.warmup_steps, grad_clip, input_noise and val_batches must be >= 0")
+    if t.accumulate < 1:
+        raise ConfigError(f"'train.accumulate' must be >= 1, got {t.accumulate}")
+    if not 0.0 <= t.ema < 1.0:
+        raise ConfigError(f"'train.ema' must be in [0, 1), got {t.ema}")
     if not 0.0 <= t.start_fraction <= 1.0:
         raise ConfigError(f"'train.start_fraction' must be in [0, 1], got {t.start_fraction}")
     if d.labels not in ("none", "folders"):

@@ -220,6 +220,7 @@ def describe_checkpoint(path: Path) -> dict:
         "receptive_field_ms": round(1000 * rf / rate, 2),
         "dilations": model.dilations,
         "labels": list(model.config.labels),
+        "weights": f"moving average (train.ema = {config['train'].get('ema')})" if "ema" in payload else "trained",
         "mel_context_frames": list(model.mel_context),
         "config": config,
     }

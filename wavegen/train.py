@@ -142,6 +142,11 @@ class Trainer:
         self.step, self.best_val, self.skipped = 0, None, 0
         self.val_history: list[tuple[int, float]] = []
         self.autocast = device.type == "cuda"  # bf16 on GPUs; on CPUs it is many times slower
+        self.ema = None  # moving average of the weights: what validation, best.pt and synth use
+        if t.ema > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
 
     def _validation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """A fixed set of validation windows, so successive validations are comparable."""
@@ -161,6 +166,8 @@ class Trainer:
             "best_val_bits": self.best_val,
             "val_history": [list(v) for v in self.val_history],
             "skipped_steps": self.skipped,
+            **({"ema": self.ema.module.state_dict(), "ema_updates": int(self.ema.n_averaged)}
+               if self.ema is not None else {}),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "noise": self.noise.get_state(),
@@ -176,6 +183,9 @@ class Trainer:
             self.best_val = payload["best_val_bits"]
             self.val_history = [tuple(v) for v in payload["val_history"]]
             self.skipped = int(payload.get("skipped_steps", 0))
+            if self.ema is not None:  # a run that turns the average on starts it from its weights
+                self.ema.module.load_state_dict(payload.get("ema", payload["model"]))
+                self.ema.n_averaged.fill_(int(payload.get("ema_updates", 0)))
             torch.set_rng_state(payload["rng"]["torch"])
             self.noise.set_state(payload["rng"]["noise"])
             self.sampler.set_state(payload["rng"]["sampler"])
@@ -201,44 +211,51 @@ class Trainer:
         audio = decode(codes) + sigma * torch.randn(codes.shape, generator=self.noise, device=codes.device)
         return encode(audio)
 
-    def _bits(self, batch: Batch, noisy: bool = False) -> torch.Tensor:
+    def _bits(self, batch: Batch, noisy: bool = False, model: WaveNet | None = None) -> torch.Tensor:
         """Mean cross-entropy in bits over the targets (B, segment) of a batch of windows."""
+        model = model or self.model
         inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
         if noisy:
             inputs = self._noisy(inputs)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            cond = window_terms(self.model, batch, self._to_device)
-            logits = self.model(inputs, output_from=self.rf, cond=cond)  # (B, classes, segment)
+            cond = window_terms(model, batch, self._to_device)
+            logits = model(inputs, output_from=self.rf, cond=cond)  # (B, classes, segment)
         return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
 
     @torch.no_grad()
     def validate(self) -> float | None:
         if not self.val_batches:
             return None
-        self.model.eval()
+        model = self.ema.module if self.ema is not None else self.model
+        model.eval()
         total = 0.0
         for batch in self.val_batches:
-            total += self._bits(batch).item()
-        self.model.train()
+            total += self._bits(batch, model=model).item()
+        model.train()
         return total / len(self.val_batches)
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step; returns (loss in bits, gradient norm). Non-finite losses skip it."""
         t = self.config.train
-        batch = self.sampler.batch(t.batch_size)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.config)
-        bits = self._bits(batch, noisy=True)
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(bits):
-            self.skipped += 1
-            self.step += 1
-            return float("nan"), float("nan")
-        bits.backward()
+        total = 0.0
+        for _ in range(t.accumulate):  # gradients of the micro-batches add up (each scaled by 1/n)
+            bits = self._bits(self.sampler.batch(t.batch_size), noisy=True)
+            if not torch.isfinite(bits):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.skipped += 1
+                self.step += 1
+                return float("nan"), float("nan")
+            (bits / t.accumulate).backward()
+            total += bits.item()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.step += 1
-        return bits.item(), norm.item()
+        return total / t.accumulate, norm.item()
 
 
 def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray], torch.Tensor]) -> WindowTerms | None:
@@ -316,7 +333,7 @@ def train(
         while trainer.step < t.steps:
             tick = time.perf_counter()
             bits, norm = trainer.train_step()
-            rate = t.batch_size * t.segment_length / (time.perf_counter() - tick)
+            rate = t.accumulate * t.batch_size * t.segment_length / (time.perf_counter() - tick)
             if math.isfinite(bits):
                 recent = (recent + [bits])[-50:]
             step, val = trainer.step, None

@@ -107,7 +107,7 @@ class Conditioner(nn.Module):
         assert self.frame_net is not None
         return self.frame_net((mels - _MEL_CENTER) / _MEL_SCALE)
 
-    def upsample(self, frames: torch.Tensor, offsets: torch.Tensor | int, length: int) -> torch.Tensor:
+    def upsample(self, frames: torch.Tensor, offsets: list[int] | int, length: int) -> torch.Tensor:
         """Frame-rate terms (B, C, n) -> (B, C, length) at the sample rate.
 
         The output covers frames 1 .. n-2 of the input (each reads its two neighbours),
@@ -120,7 +120,7 @@ class Conditioner(nn.Module):
         full = (neighbours @ self.upsample_kernel.to(neighbours.dtype)).flatten(-2)  # (B, C, (n-2)·hop)
         if isinstance(offsets, int):
             return full[..., offsets : offsets + length]
-        return torch.stack([full[row, :, at : at + length] for row, at in enumerate(offsets.tolist())])
+        return torch.stack([full[row, :, at : at + length] for row, at in enumerate(offsets)])
 
 
 class WindowTerms:
@@ -142,7 +142,8 @@ class WindowTerms:
         self.conditioner, self.length = conditioner, length
         self.labels = None if labels is None else conditioner.label_terms(labels)  # (B, L·2G)
         self.frames = None if mels is None else conditioner.frame_terms(mels)  # (B, L·2G, n-4)
-        self.offsets = offsets
+        # Python ints, read once: on a GPU each read is a device sync, and every layer needs them.
+        self.offsets = None if offsets is None else [int(x) for x in offsets.tolist()]
 
     def layer(self, index: int) -> torch.Tensor:
         c = self.conditioner.channels

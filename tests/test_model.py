@@ -71,3 +71,89 @@ def test_future_codes_do_not_change_past_logits_and_output_from_slices():
         assert not torch.allclose(full[..., 31:], other[..., 31:])
         assert torch.allclose(model(codes, output_from=25), full[..., 25:], atol=1e-6)
         assert full.shape == (2, 256, 60)
+
+
+# -- the trimmed training forward ------------------------------------------------------------
+from wavegen.conditioning import StackedTerms  # noqa: E402
+from wavegen.model import gated  # noqa: E402
+
+
+def padded_logits(model, codes, output_from, cond=None):
+    """The padded, one-hot path: every layer over every position."""
+    onehot = torch.nn.functional.one_hot(codes, 256).transpose(1, 2).float()
+    return model.forward_onehot(onehot, output_from, cond=cond)
+
+
+def grads(model, logits):
+    found = torch.autograd.grad(logits.square().mean(), list(model.parameters()), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(model.parameters(), found)]
+
+
+@pytest.mark.parametrize("config", SHAPES)
+@pytest.mark.parametrize("cond_kind", ["none", "per-sample", "fixed"])
+def test_trimmed_forward_computes_what_the_padded_one_does(config, cond_kind):
+    torch.manual_seed(2)
+    model = WaveNet(config)
+    rf = model.receptive_field
+    codes = torch.randint(0, 256, (3, rf + 40))
+    cond = None
+    if cond_kind != "none":
+        width = codes.shape[1] if cond_kind == "per-sample" else 1
+        cond = StackedTerms(torch.randn(3, len(model.blocks), 2 * config.gate_channels, width))
+    for output_from in (rf, rf + 9):
+        trimmed, padded = model(codes, output_from, cond), padded_logits(model, codes, output_from, cond)
+        assert trimmed.shape == padded.shape == (3, 256, codes.shape[1] - output_from)
+        assert torch.allclose(trimmed, padded, atol=1e-5)
+        for a, b in zip(grads(model, trimmed), grads(model, padded)):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("config", SHAPES)
+def test_trimmed_logits_depend_on_exactly_the_receptive_field(config):
+    """Change one code; exactly the logits at the next RF positions (in the output) move."""
+    torch.manual_seed(3)
+    model = WaveNet(config).eval()
+    rf = model.receptive_field
+    codes = torch.randint(0, 256, (1, 2 * rf + 10))
+    with torch.no_grad():
+        base = model(codes, output_from=rf)
+        for p in (0, rf // 2, rf, rf + 5, codes.shape[1] - 1):
+            changed = codes.clone()
+            changed[0, p] = (changed[0, p] + 128) % 256
+            moved = (model(changed, output_from=rf) - base).abs().amax(dim=1)[0] > 0  # (T - rf,)
+            positions = {rf + i for i in torch.nonzero(moved).flatten().tolist()}
+            assert positions == {t for t in range(rf, codes.shape[1]) if p < t <= p + rf}
+
+
+def test_recomputed_activations_give_identical_gradients_and_keep_less():
+    torch.manual_seed(4)
+    model = WaveNet(SHAPES[0])
+    rf = model.receptive_field
+    codes = torch.randint(0, 256, (2, rf + 300))
+
+    def saved_bytes(**kwargs):
+        storages = {}
+
+        def pack(tensor):
+            storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits = model(codes, rf, **kwargs)
+        return logits, sum(storages.values())
+
+    plain, kept = saved_bytes()
+    again, kept_recomputing = saved_bytes(recompute=True)
+    assert all(torch.equal(a, b) for a, b in zip(grads(model, plain), grads(model, again)))
+    assert kept_recomputing < 0.6 * kept
+
+
+def test_fused_gate_has_the_gradient_of_the_plain_expression():
+    torch.manual_seed(5)
+    pre = torch.randn(2, 16, 50, requires_grad=True)
+    weight = torch.randn(2, 8, 50)
+    fused = torch.autograd.grad((gated(pre) * weight).sum(), pre)[0]
+    filt, gate = pre.chunk(2, dim=1)
+    plain = torch.autograd.grad((torch.tanh(filt) * torch.sigmoid(gate) * weight).sum(), pre)[0]
+    assert torch.equal(gated(pre), torch.tanh(filt) * torch.sigmoid(gate))
+    assert torch.equal(fused, plain)

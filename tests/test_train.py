@@ -149,3 +149,41 @@ def test_synth_uses_the_moving_average_of_the_weights(prepared, tmp_path):
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], payload["ema"][k]) for k in loaded)
     assert not all(torch.equal(payload["ema"][k], payload["model"][k]) for k in loaded)
+
+
+def test_activation_checkpointing_trains_to_identical_weights(prepared, tmp_path):
+    config = apply_overrides(load_recipe("tiny"), FAST)
+    train(config, prepared, tmp_path / "kept", device="cpu", log=quiet, progress=False)
+    recomputing = apply_overrides(load_recipe("tiny"), FAST + ["train.activation_checkpointing=true"])
+    train(recomputing, prepared, tmp_path / "recomputed", device="cpu", log=quiet, progress=False)
+    a, b = weights(tmp_path / "kept"), weights(tmp_path / "recomputed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_compiled_training_matches_eager(prepared, tmp_path):
+    """torch.compile builds its own kernels (about a minute on a small CPU), so: a few steps."""
+    base = ["train.steps=3", "train.batch_size=2", "train.segment_length=200", "train.val_every=100",
+            "train.checkpoint_every=100", "train.warmup_steps=1"]
+    from torch._dynamo.utils import counters
+
+    eager = train(apply_overrides(load_recipe("tiny"), base), prepared, tmp_path / "eager",
+                  device="cpu", log=quiet, progress=False)
+    counters.clear()
+    compiled = train(apply_overrides(load_recipe("tiny"), base + ["train.compile=true"]), prepared,
+                     tmp_path / "compiled", device="cpu", log=quiet, progress=False)
+    assert counters["stats"]["unique_graphs"] >= 1  # it did compile
+    assert compiled.train_bits == pytest.approx(eager.train_bits, rel=1e-4)
+    a, b = weights(tmp_path / "eager"), weights(tmp_path / "compiled")
+    assert set(a) == set(b)  # the checkpoint holds the module's own names, not the compiled wrapper's
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_the_first_step(prepared, tmp_path):
+    from wavegen.errors import OutOfMemory
+
+    config = apply_overrides(load_recipe("default"), ["train.batch_size=100000"])
+    with pytest.raises(OutOfMemory, match=r"largest batch that fits is \d+") as caught:
+        train(config, prepared, tmp_path / "huge", device="cpu", log=quiet, progress=False)
+    fits = int(str(caught.value).split("largest batch that fits is ")[1].split()[0])
+    assert 0 < fits < 100000
+    assert not (tmp_path / "huge" / "checkpoints").exists()

@@ -263,15 +263,33 @@ def demo(workdir, out, steps, seconds, n, quiet):
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: every core available).")
 @click.option("--cond", type=click.Choice(["none", "labels", "mels", "both"]),
               help="Condition the model: on 4 labels, on 80 log-mel bands (random), or both (default: as the recipe).")
+@click.option("--train", "training", is_flag=True,
+              help="Measure training steps instead (forward+backward+Adam), against a plain nn.Conv1d WaveNet.")
+@click.option("--segment", "segments", multiple=True, type=click.IntRange(min=1),
+              help="--train: predicted samples per window (repeatable; default: the recipe's).")
+@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="--train: timed steps (median).")
+@click.option("--compile", "compiled", is_flag=True, help="--train: run wavegen's model through torch.compile.")
+@click.option("--recompute", is_flag=True, help="--train: activation checkpointing (recompute in backward).")
 @friendly_errors
-def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond):
-    """Measure sampling speed (random weights): one JSON line per engine and batch size."""
+def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond, training, segments, steps,
+          compiled, recompute):
+    """Measure sampling speed (random weights): one JSON line per engine and batch size.
+
+    With --train: training speed, one JSON line per implementation, batch and segment length."""
     from . import bench as benchmark
     from .config import apply_overrides, load_recipe
     from .train import resolve_device
 
     config = apply_overrides(load_recipe(recipe), list(overrides))
     dev = resolve_device(device)
+    if training:
+        from . import bench_train
+
+        results = bench_train.run(config.model, list(batches) or [config.train.batch_size],
+                                  list(segments) or [config.train.segment_length], dev, steps, threads,
+                                  compile=compiled, recompute=recompute)
+        benchmark.print_results(results, click.echo)
+        return
     default_engines = ["cuda-graph" if dev.type == "cuda" else "native", "torch", "reference"]
     results = benchmark.run(config.model, list(engines) or default_engines, list(batches) or [1, 32],
                             seconds, config.data.sample_rate, dev, repeats, threads, cond)

@@ -68,6 +68,8 @@ class TrainConfig:
     start_fraction: float = 0.1  # share of windows whose context begins in the silence before a file
     accumulate: int = 1  # micro-batches of batch_size per optimizer step (effective batch = their product)
     ema: float = 0.0  # decay of a moving average of the weights (e.g. 0.999; 0 = off): validated, saved, synthesised
+    compile: bool = False  # run the training forward through torch.compile (pays a compile on the first step)
+    activation_checkpointing: bool = False  # keep only block inputs, recompute the rest in backward (less memory)
     checkpoint_every: int = 1000
     val_every: int = 1000
     val_batches: int = 8

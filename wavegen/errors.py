@@ -22,3 +22,7 @@ class CheckpointError(WavegenError):
 
 class TrainingInterrupted(WavegenError):
     """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint."""
+
+
+class OutOfMemory(WavegenError):
+    """A training step needs more memory than the device has."""

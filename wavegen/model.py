@@ -14,7 +14,19 @@ of a ``WaveNet`` and runs its own incremental step.
     Σ skips ─▶ ReLU ─▶ 1×1 (S→S) ─▶ ReLU ─▶ 1×1 (S→256) ─▶ logits (B, 256, T)
 
 Logits at position t predict code t from codes t-RF .. t-1 only (RF = ``receptive_field``),
-so training needs no shift between inputs and targets. A conditioned model adds a term per
+so training needs no shift between inputs and targets.
+
+Training windows carry a full receptive field of context before the positions they predict
+(``output_from >= receptive_field``). ``forward`` then runs "trimmed": every layer computes only
+the positions that later layers still read, with unpadded convolutions, and the input layer is
+a table lookup instead of a convolution over one-hot vectors. Same numbers, less work:
+
+    window       |<-------- context (RF) -------->|<------ predicted (S) ------>|
+    input layer    ·|──────────────────────────────────────────────────────────| T - k_in
+    block 1 (d=1)    ·|────────────────────────────────────────────────────────| - 1
+    ...                                   ...
+    last block                                     |───────────────────────────| S
+    skips, head                                    |───────────────────────────| S A conditioned model adds a term per
 layer to (B, 2G, T) before the gate: a label embedding and/or upsampled mel features
 (``conditioning.py``).
 """
@@ -24,8 +36,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.utils.checkpoint import checkpoint
+
 from .conditioning import CONTEXT_FRAMES, Conditioner, LayerTerms
 from .config import ModelConfig
+
+
+class GatedTanh(torch.autograd.Function):
+    """``tanh(a) · sigmoid(b)`` of the two halves of (B, 2G, T) as one autograd node.
+
+    Autograd of the plain expression keeps the same two outputs but runs four backward nodes
+    and then concatenates the halves' gradients; here the backward writes both halves straight
+    into one (B, 2G, T) buffer, with the same kernels (so the gradients are bit-identical).
+    """
+
+    @staticmethod
+    def forward(ctx, pre: torch.Tensor) -> torch.Tensor:
+        filt, gate = pre.chunk(2, dim=1)
+        a, s = torch.tanh(filt), torch.sigmoid(gate)
+        ctx.save_for_backward(a, s)
+        return a * s
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        a, s = ctx.saved_tensors
+        out = grad.new_empty(*a.shape[:1], 2 * a.shape[1], *a.shape[2:])
+        g = a.shape[1]
+        torch.ops.aten.tanh_backward.grad_input(grad * s, a, grad_input=out[:, :g])
+        torch.ops.aten.sigmoid_backward.grad_input(grad * a, s, grad_input=out[:, g:])
+        return out
+
+
+def gated(pre: torch.Tensor) -> torch.Tensor:
+    """The gated activation, (B, 2G, T) → (B, G, T)."""
+    return GatedTanh.apply(pre)
 
 
 class CausalConv1d(nn.Conv1d):
@@ -88,9 +132,25 @@ class ResidualBlock(nn.Module):
         pre = self.conv(x)  # (B, 2G, T)
         if cond is not None:
             pre = pre + cond
-        filt, gate = pre.chunk(2, dim=1)  # (B, G, T) each
-        z = torch.tanh(filt) * torch.sigmoid(gate)
+        z = gated(pre)  # (B, G, T)
         return x + self.residual(z), self.skip(z[..., skip_from:])
+
+    def forward_trimmed(
+        self, x: torch.Tensor, keep: int, cond: torch.Tensor | None = None, last: bool = False
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Unpadded: (next input (B, R, T - reach), skip of the last ``keep`` positions).
+
+        ``x`` starts ``reach = (k-1)·d`` positions before the first output this block gives, so
+        no padding is needed; ``cond`` is aligned with the output (its last positions are
+        used). The last block's residual output is never read, so it is not computed.
+        """
+        reach = self.conv.left_pad
+        pre = F.conv1d(x, self.conv.weight, self.conv.bias, dilation=self.dilation)  # (B, 2G, T - reach)
+        if cond is not None:
+            pre = pre + (cond if cond.shape[-1] == 1 else cond[..., cond.shape[-1] - pre.shape[-1]:])
+        z = gated(pre)
+        skip = self.skip(z[..., z.shape[-1] - keep:])
+        return None if last else x[..., reach:] + self.residual(z), skip
 
 
 class WaveNet(nn.Module):
@@ -142,15 +202,55 @@ class WaveNet(nn.Module):
     def conditioned(self) -> bool:
         return self.conditioner is not None
 
-    def forward(self, codes: torch.Tensor, output_from: int = 0, cond: LayerTerms | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        codes: torch.Tensor,
+        output_from: int = 0,
+        cond: LayerTerms | None = None,
+        recompute: bool = False,
+    ) -> torch.Tensor:
         """Logits (B, classes, T - output_from) for codes (B, T).
 
         ``output_from`` skips the skip/head work for the first positions, which training only
-        uses as context. ``cond`` gives each residual layer's conditioning term, aligned with
+        uses as context; from ``receptive_field`` on, every layer is trimmed (see the module
+        docstring). ``cond`` gives each residual layer's conditioning term, aligned with
         ``codes`` (see ``conditioning.LayerTerms``); a conditioned model needs it.
+        ``recompute`` (trimmed only) keeps just each block's input for the backward pass and
+        recomputes the rest there: activation checkpointing, for long windows or deep stacks.
         """
+        if self.conditioned and cond is None:
+            raise ValueError("this model is conditioned: pass cond (labels and/or mel features)")
+        if output_from >= self.receptive_field:
+            return self._forward_trimmed(codes, codes.shape[1] - output_from, cond, recompute)
         onehot = F.one_hot(codes, self.config.classes).transpose(1, 2)  # (B, classes, T)
         return self.forward_onehot(onehot.to(self.input.weight.dtype), output_from, cond=cond)
+
+    def _input_lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """The type-A input layer at positions k_in .. T-1, as table lookups: (B, R, T - k_in).
+
+        Tap i of the convolution multiplies a one-hot vector, so it just picks column
+        ``codes[t - offset_i]`` of ``weight[:, :, i]``.
+        """
+        length = codes.shape[1] - self.config.input_kernel_size
+        x = None
+        for tap, offset in enumerate(self.input.tap_offsets()):
+            start = self.config.input_kernel_size - offset
+            rows = F.embedding(codes[:, start : start + length], self.input.weight[:, :, tap].t())  # (B, T', R)
+            x = rows if x is None else x + rows
+        return (x + self.input.bias).transpose(1, 2)  # (B, R, T - k_in)
+
+    def _forward_trimmed(self, codes: torch.Tensor, keep: int, cond: LayerTerms | None, recompute: bool) -> torch.Tensor:
+        x = self._input_lookup(codes)
+        skips = None
+        for index, block in enumerate(self.blocks):
+            term = None if cond is None else cond.layer(index)
+            last = index == len(self.blocks) - 1
+            if recompute and torch.is_grad_enabled():
+                x, skip = checkpoint(block.forward_trimmed, x, keep, term, last, use_reentrant=False)
+            else:
+                x, skip = block.forward_trimmed(x, keep, term, last)
+            skips = skip if skips is None else skips + skip
+        return self.head(skips)  # (B, classes, keep)
 
     def forward_onehot(
         self,

@@ -28,8 +28,9 @@ from . import checkpoint as ckpt
 from .config import Config, ConfigError, apply_overrides, load_recipe, to_toml
 from .conditioning import WindowTerms
 from .data import IGNORE, Batch, PreparedData, WindowSampler
-from .errors import CheckpointError, TrainingInterrupted
+from .errors import CheckpointError, OutOfMemory, TrainingInterrupted
 from .files import atomic_write_text
+from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .model import WaveNet
 from .mulaw import decode, encode
 
@@ -132,9 +133,14 @@ class Trainer:
         t = config.train
         if t.threads > 0:
             torch.set_num_threads(t.threads)
+        if device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(t.seed)
         self.model = WaveNet(config.model).to(device)
+        # The training forward: compiled on request (the module keeps the weights and state dict).
+        self.forward = torch.compile(self.model) if t.compile else self.model
         self.rf = self.model.receptive_field
+        self.check_memory()  # before anything of batch size is built
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
         self.sampler = WindowSampler(data.train, self.rf, t.segment_length, t.seed, t.start_fraction)
         self.noise = torch.Generator(device=device).manual_seed(t.seed + 1)
@@ -212,14 +218,17 @@ class Trainer:
         return encode(audio)
 
     def _bits(self, batch: Batch, noisy: bool = False, model: WaveNet | None = None) -> torch.Tensor:
-        """Mean cross-entropy in bits over the targets (B, segment) of a batch of windows."""
+        """Mean cross-entropy in bits over the targets (B, segment) of a batch of windows
+        (training: noisy inputs through the training forward; else through ``model``)."""
         model = model or self.model
         inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
         if noisy:
             inputs = self._noisy(inputs)
+        forward = self.forward if noisy else model
+        recompute = noisy and self.config.train.activation_checkpointing
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             cond = window_terms(model, batch, self._to_device)
-            logits = model(inputs, output_from=self.rf, cond=cond)  # (B, classes, segment)
+            logits = forward(inputs, output_from=self.rf, cond=cond, recompute=recompute)  # (B, classes, segment)
         return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
 
     @torch.no_grad()
@@ -233,6 +242,20 @@ class Trainer:
             total += self._bits(batch, model=model).item()
         model.train()
         return total / len(self.val_batches)
+
+    def check_memory(self) -> None:
+        """Refuse, before the first step, a batch whose activations cannot fit (see ``memory``)."""
+        t = self.config.train
+        check_fits(self.model, t.batch_size, t.segment_length, self.device, t.activation_checkpointing, t.ema > 0)
+
+    def out_of_memory(self) -> OutOfMemory:
+        """The error for a step that ran out of memory after all."""
+        t = self.config.train
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        free = free_bytes(self.device) or 0
+        return OutOfMemory(describe_shortfall(self.model, t.batch_size, t.segment_length, self.device, free,
+                                              t.activation_checkpointing, t.ema > 0) + " (ran out during a step)")
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step; returns (loss in bits, gradient norm). Non-finite losses skip it."""
@@ -332,7 +355,14 @@ def train(
     try:
         while trainer.step < t.steps:
             tick = time.perf_counter()
-            bits, norm = trainer.train_step()
+            try:
+                bits, norm = trainer.train_step()
+            except torch.OutOfMemoryError:
+                raise trainer.out_of_memory() from None
+            except RuntimeError as exc:  # a CPU allocation failure
+                if "can't allocate memory" not in str(exc):
+                    raise
+                raise trainer.out_of_memory() from None
             rate = t.accumulate * t.batch_size * t.segment_length / (time.perf_counter() - tick)
             if math.isfinite(bits):
                 recent = (recent + [bits])[-50:]

@@ -1,5 +1,6 @@
 """Data-parallel training in two CPU processes (gloo): the real Trainer in lockstep, and the real
 command line under torchrun, its resumes across a change in process count and its SIGTERM."""
+import csv
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 from conftest import tone
 from wavegen import checkpoint as ckpt
@@ -69,6 +71,13 @@ def _lockstep(rank: int, port: int, prepared: Path, out: Path) -> None:
             return value * float("nan") if rank == 1 and len(calls) == 2 * POISONED_STEP + 2 else value
 
         trainer._bits = poisoned
+        reductions = []  # (step, bucket) of every bucket of gradients DDP averages
+
+        def counting(state, bucket):
+            reductions.append((trainer.step, bucket.index()))
+            return allreduce_hook(state, bucket)
+
+        trainer.net.register_comm_hook(None, counting)
         weights = []
         for _ in range(STEPS):
             trainer.train_step()
@@ -79,8 +88,8 @@ def _lockstep(rank: int, port: int, prepared: Path, out: Path) -> None:
         resumed.load_state(payload)
         trainer.train_step()
         resumed.train_step()
-        torch.save({"weights": weights, "skipped": trainer.skipped, "saved_ranks": len(payload["rng"]["ranks"]),
-                    "inputs": inputs, "targets": [b.targets for b in batches],
+        torch.save({"weights": weights, "inputs": inputs, "targets": [b.targets for b in batches],
+                    "skipped": trainer.skipped, "reductions": reductions, "saved_ranks": len(payload["rng"]["ranks"]),
                     "resumed_same": torch.equal(flat(trainer.model), flat(resumed.model))}, out / f"rank{rank}.pt")
     finally:
         world.close()
@@ -97,7 +106,13 @@ def tones(tmp_path_factory) -> Path:
 
 
 def test_ranks_average_their_gradients_into_identical_weights(tones, tmp_path):
-    torch.multiprocessing.spawn(_lockstep, args=(free_port(), tones, tmp_path), nprocs=2)
+    pair = torch.multiprocessing.spawn(_lockstep, (free_port(), tones, tmp_path), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not pair.join(timeout=1):  # a child's exception is raised here
+        if time.monotonic() > deadline:  # a collective that one rank never reaches waits for 30 min
+            for process in pair.processes:
+                process.kill()
+            pytest.fail("the two processes did not finish within 120 s: they wait for each other")
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     weights = ranks[0]["weights"]
     assert all(torch.equal(a, b) for a, b in weights), "the ranks' weights differ after a step"
@@ -106,6 +121,11 @@ def test_ranks_average_their_gradients_into_identical_weights(tones, tmp_path):
     config = apply_overrides(load_recipe("tiny"), LOCKSTEP)
     alone = WindowSampler(PreparedData(tones).train, 129, 200, config.train.seed, config.train.start_fraction)
     assert (alone.batch(2).targets == ranks[0]["targets"][0]).all()
+    # DDP averaged once per step, the skipped one included: the first micro-batch of each step
+    # only accumulated (no_sync), and the skipped step's reduction did not spill into the next.
+    for step in range(STEPS + 1):
+        buckets = [bucket for at, bucket in ranks[0]["reductions"] if at == step]
+        assert buckets and len(set(buckets)) == len(buckets), (step, ranks[0]["reductions"])
     # A NaN on rank 1 alone made both skip the same step, and training went on after it.
     assert ranks[0]["skipped"] == ranks[1]["skipped"] == 1
     assert torch.equal(weights[POISONED_STEP][0], weights[POISONED_STEP - 1][0])
@@ -124,8 +144,9 @@ def test_ranks_average_their_gradients_into_identical_weights(tones, tmp_path):
             reference.step += 1
         else:
             reference.train_step()
+        # Rounding: ~1e-6. A gradient that is not the average of both ranks': ~lr = 3e-3.
         gap = (flat(reference.model) - weights[step][0]).abs().max().item()
-        assert gap < 1e-5, f"step {step}: weights {gap:.1e} from one process on the union of the windows"
+        assert gap < 1e-4, f"step {step}: weights {gap:.1e} from one process on the union of the windows"
     # A resumed pair of processes continues exactly where the first pair goes.
     assert ranks[0]["saved_ranks"] == 2 and ranks[0]["resumed_same"] and ranks[1]["resumed_same"]
 
@@ -138,17 +159,22 @@ def wavegen(*args, cwd, ok=True):
     return proc
 
 
-def finals(stderr: str) -> tuple[float, float]:
-    """(train, validation) bits of a run's closing line."""
-    found = re.search(r"done: step \d+, train ([\d.]+) bits/sample, validation ([\d.]+)", stderr)
+def mean_train_bits(run: Path) -> float:
+    """The training loss averaged over every step of a run (log.csv, logged at every step)."""
+    rows = [row for row in csv.DictReader(open(run / "log.csv")) if row["train_bits"]]
+    return sum(float(row["train_bits"]) for row in rows) / len(rows)
+
+
+def final_val_bits(stderr: str) -> float:
+    found = re.search(r"done: step \d+, train [\d.]+ bits/sample, validation ([\d.]+)", stderr)
     assert found, stderr[-3000:]
-    return float(found.group(1)), float(found.group(2))
+    return float(found.group(1))
 
 
-# Batch size matters here (Adam at a high rate on four tones with short windows): a batch of 1
-# ends about 0.3-0.6 bits above a batch of 2 after 400 steps, over seeds 0-3.
+# Batch size matters here (Adam at a high rate on four tones, short windows): over seeds 0-3 a
+# batch of 1 averages 0.41-0.59 bits/sample more over the 400 steps than a batch of 2.
 RUN = ["train.steps=400", "train.segment_length=100", "train.warmup_steps=10", "train.lr=2e-2",
-       "train.val_every=400", "train.val_batches=16", "train.checkpoint_every=400", "train.log_every=10"]
+       "train.val_every=400", "train.val_batches=16", "train.checkpoint_every=400", "train.log_every=1"]
 
 
 @pytest.fixture(scope="module")
@@ -159,29 +185,28 @@ def runs(tones, tmp_path_factory):
     sets = [part for item in RUN + ["train.batch_size=1"] for part in ("--set", item)]
     two = wavegen("train", "--data", str(tones), "--run", "two", "--recipe", "tiny", "--device", "cpu", "--quiet",
                   "--nproc", "2", *sets, cwd=root)
-    alone = {}
+    val = {}
     for batch in (2, 1):
         config = apply_overrides(load_recipe("tiny"), RUN + [f"train.batch_size={batch}"])
-        result = train(config, tones, root / f"one-batch{batch}", device="cpu", log=quiet, progress=False)
-        alone[batch] = (result.train_bits, result.val_bits)
-    return root, two.stderr, alone
+        val[batch] = train(config, tones, root / f"one-batch{batch}", device="cpu", log=quiet, progress=False).val_bits
+    return root, two.stderr, val
 
 
 def test_two_processes_train_like_one_with_twice_the_batch(runs):
-    root, stderr, alone = runs
+    root, stderr, val = runs
     assert "2 processes, 2 windows per step (batch_size 1 × accumulate 1 × 2 processes)" in stderr
-    two = finals(stderr)
-    # Within reach of the doubled batch (seeds 0-3 stay within 0.12 bits)...
-    assert abs(two[0] - alone[2][0]) < 0.25 and abs(two[1] - alone[2][1]) < 0.25, (two, alone)
-    # ...and clearly better than batch 1 alone, which is what unaveraged gradients, ranks that
-    # draw the same windows, or rank 0 training alone reproduce (to within rounding).
-    assert two[0] < alone[1][0] - 0.15 and two[1] < alone[1][1] - 0.15, (two, alone)
+    two, double, single = (mean_train_bits(root / name) for name in ("two", "one-batch2", "one-batch1"))
+    assert single - double > 0.3, "the premise: here a batch of 2 learns clearly faster than a batch of 1"
+    # Correct runs stay within 0.12 of the doubled batch (seeds 0-3); unaveraged gradients, ranks
+    # that draw the same windows, or rank 0 training alone were 0.39-0.59 above it (seeds 0-1):
+    # they learn like a batch of 1.
+    assert abs(two - double) < 0.2, (two, double, single)
+    assert abs(final_val_bits(stderr) - val[2]) < 0.25, (final_val_bits(stderr), val)  # correct: within 0.12
     saved = ckpt.load(root / "two" / "checkpoints" / "latest.pt")
     assert not any(k.startswith("module.") for k in saved["model"])  # the bare model's weights
     assert len(saved["rng"]["ranks"]) == 2 and saved["rng"]["sampler"] == saved["rng"]["ranks"][0]["sampler"]
     assert saved["rng"]["ranks"][0]["sampler"] != saved["rng"]["ranks"][1]["sampler"]
-    rows = (root / "two" / "log.csv").read_text().splitlines()
-    assert len(rows) == 1 + 1 + 40  # one header and one row per log step: only rank 0 writes
+    assert len((root / "two" / "log.csv").read_text().splitlines()) == 1 + 1 + 400  # only rank 0 writes
 
 
 def test_a_single_process_run_continues_in_two_processes(runs, tones):

@@ -23,6 +23,7 @@ from wavegen import distributed
 from wavegen.audio import write_wav
 from wavegen.config import apply_overrides, load_recipe
 from wavegen.data import Batch, PreparedData, WindowSampler, prepare
+from wavegen.errors import ConfigError
 from wavegen.train import Trainer, train
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -93,6 +94,21 @@ def _lockstep(rank: int, port: int, prepared: Path, out: Path) -> None:
                     "resumed_same": torch.equal(flat(trainer.model), flat(resumed.model))}, out / f"rank{rank}.pt")
     finally:
         world.close()
+
+
+def test_without_torchrun_a_process_trains_alone_and_bad_variables_are_refused(monkeypatch):
+    world = distributed.start(torch.device("cpu"), environ={})
+    assert (world.size, world.rank, world.is_main, world.distributed) == (1, 0, True, False)
+    assert not dist.is_initialized()  # no process group: one process computes what it always did
+    loss = torch.tensor(3.0)
+    assert world.mean(loss) is loss and world.gather("state") == ["state"] and world.any(True)
+    with pytest.raises(ConfigError, match="need 0 <= RANK < WORLD_SIZE"):
+        distributed.from_env({"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0"})
+    with pytest.raises(ConfigError, match="must be whole numbers"):
+        distributed.from_env({"WORLD_SIZE": "two", "RANK": "0", "LOCAL_RANK": "0"})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="--nproc: this is already one of torchrun's processes"):
+        distributed.launch(2, torch.device("cpu"), ["-m", "wavegen", "train"])
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except TrainingInterrupted as exc:
-            click.echo(str(exc), err=True)
+            if str(exc):  # in a distributed run only rank 0 has something to say
+                click.echo(str(exc), err=True)
             sys.exit(130)
         except WavegenError as exc:
             raise click.ClickException(str(exc)) from None
@@ -113,20 +114,41 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
 @main.command()
 @click.option("--data", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
               help="Prepared data folder.")
-@click.option("--run", type=click.Path(path_type=Path), help="Run folder (default: runs/RECIPE); resumed if it exists.")
+@click.option("--run", "--run-dir", "run", type=click.Path(path_type=Path),
+              help="Run folder (default: runs/RECIPE); resumed if it exists. Under torchrun spell it --run-dir "
+                   "(torchrun takes --run for its own --run-path).")
 @click.option("--recipe", help="Recipe name in recipes/ or a .toml path (default: 'default', or the run's own).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.lr=3e-4.")
 @click.option("--steps", type=click.IntRange(min=1), help="Train until this step (same as --set train.steps=N).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
+              help="Train in N processes on this machine (one per GPU) through torchrun; batch_size is per process.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def train(data, run, recipe, overrides, steps, device, quiet):
-    """Train a model on prepared data, or resume the run if it has a checkpoint."""
-    from .train import resolve_config, train as run_train
+def train(data, run, recipe, overrides, steps, device, nproc, quiet):
+    """Train a model on prepared data, or resume the run if it has a checkpoint.
+
+    Under torchrun (``torchrun --nproc-per-node N -m wavegen train ...``) every process runs this
+    command and they train one model together; ``--nproc N`` starts torchrun for one machine.
+    """
+    from . import distributed
+    from .train import resolve_config, resolve_device, train as run_train
 
     run = run or Path("runs") / Path(recipe or "default").stem
     config, _ = resolve_config(run, recipe, list(overrides), steps)
-    run_train(config, data, run, device=device, log=_log, progress=not quiet)
+    if nproc is not None and nproc > 1:  # this command again, in nproc processes under torchrun
+        from .data import PreparedData
+
+        PreparedData(data)  # a missing folder: one error line here, not one from every process
+        args = ["-m", "wavegen", "train", "--data", str(data), "--run-dir", str(run), "--device", device]
+        args += (["--recipe", recipe] if recipe else []) + [part for item in overrides for part in ("--set", item)]
+        args += (["--steps", str(steps)] if steps else []) + (["--quiet"] if quiet else [])
+        sys.exit(distributed.launch(nproc, resolve_device(device), args))
+    world = distributed.start(resolve_device(device))
+    try:
+        run_train(config, data, run, device=device, log=_log, progress=not quiet, world=world)
+    finally:
+        world.close()
 
 
 @main.command()

@@ -21,7 +21,11 @@ class CheckpointError(WavegenError):
 
 
 class TrainingInterrupted(WavegenError):
-    """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint."""
+    """Training stopped on Ctrl-C or SIGTERM, after saving a checkpoint where it could."""
+
+
+class DistributedError(WavegenError):
+    """A training process of a distributed run failed or lost contact with the others."""
 
 
 class OutOfMemory(WavegenError):

@@ -8,9 +8,14 @@ A run folder holds everything about one model:
     RUN/checkpoints/best.pt     the same, at the lowest validation loss so far
 
 Running ``train`` on a folder that has a checkpoint resumes it, from the saved config.
+
+Under torchrun the same loop runs in every process (``distributed.World``): the model is wrapped
+in DistributedDataParallel, which averages the gradients, each process draws its own windows,
+and only rank 0 logs, validates and writes the run folder.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import signal
@@ -28,6 +33,7 @@ from . import checkpoint as ckpt
 from .config import Config, ConfigError, apply_overrides, load_recipe, to_toml
 from .conditioning import WindowTerms
 from .data import IGNORE, Batch, PreparedData, WindowSampler
+from .distributed import World
 from .errors import CheckpointError, OutOfMemory, TrainingInterrupted
 from .files import atomic_write_text
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
@@ -114,6 +120,20 @@ def lr_at(step: int, config: Config) -> float:
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def rank_seeds(seed: int, rank: int, step: int | None = None) -> tuple[int | np.random.SeedSequence, int]:
+    """Seeds of one process's window sampler and input-noise generator.
+
+    Rank 0 of a new run keeps the single-process seeds (``seed``, ``seed + 1``), so a run in one
+    process draws what it always drew; every other rank derives its own from (seed, rank), and a
+    rank that resumes from a checkpoint without its state (more processes than before) from
+    (seed, rank, step), so it does not replay windows it would have drawn at the start.
+    """
+    if rank == 0 and step is None:
+        return seed, seed + 1
+    sampler, noise = np.random.SeedSequence([seed, rank] + ([] if step is None else [step])).spawn(2)
+    return sampler, int(noise.generate_state(1, np.uint64)[0] >> 1)  # torch takes < 2**63 here
+
+
 @dataclass
 class TrainResult:
     step: int
@@ -126,30 +146,45 @@ class TrainResult:
 
 
 class Trainer:
-    """Owns the model, optimizer, data sampler and RNGs of one run."""
+    """Owns the model, optimizer, data sampler and RNGs of one run (of one process of it, in a
+    distributed run: ``world`` says which; the device is then ``world.device``)."""
 
-    def __init__(self, config: Config, data: PreparedData, run: Path, device: torch.device) -> None:
+    def __init__(self, config: Config, data: PreparedData, run: Path, device: torch.device,
+                 world: World | None = None) -> None:
+        self.world = world or World(device=device)
+        device = self.world.device if self.world.distributed else device
         self.config, self.data, self.run, self.device = config, data, Path(run), device
         t = config.train
         if t.threads > 0:
             torch.set_num_threads(t.threads)
         if device.type == "cpu":
             keep_freed_memory()
-        torch.manual_seed(t.seed)
+        torch.manual_seed(t.seed)  # the same initial weights in every process
         self.model = WaveNet(config.model).to(device)
-        # The training forward: compiled on request (the module keeps the weights and state dict).
-        self.forward = torch.compile(self.model) if t.compile else self.model
         self.rf = self.model.receptive_field
         self.check_memory()  # before anything of batch size is built
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
-        self.sampler = WindowSampler(data.train, self.rf, t.segment_length, t.seed, t.start_fraction)
-        self.noise = torch.Generator(device=device).manual_seed(t.seed + 1)
-        self.val_batches = self._validation_batches()
+        sampler_seed, noise_seed = rank_seeds(t.seed, self.world.rank)
+        self.sampler = WindowSampler(data.train, self.rf, t.segment_length, sampler_seed, t.start_fraction)
+        self.noise = torch.Generator(device=device).manual_seed(noise_seed)
+        # The network the training forward runs through. DDP averages the gradients over the
+        # processes during backward; it holds self.model itself, so the weights, the optimizer
+        # and the checkpoints stay those of the bare model (no "module." prefix). The last
+        # block's residual output feeds nothing, so some weights get no gradient: DDP must look.
+        self.net: torch.nn.Module = self.model
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None,
+                                               find_unused_parameters=True)
+        # The training forward: compiled on request (self.model keeps the weights and state dict).
+        self.forward = torch.compile(self.net) if t.compile else self.net
+        self.val_batches = self._validation_batches() if self.world.is_main else []  # only rank 0 validates
         self.step, self.best_val, self.skipped = 0, None, 0
         self.val_history: list[tuple[int, float]] = []
         self.autocast = device.type == "cuda"  # bf16 on GPUs; on CPUs it is many times slower
         self.ema = None  # moving average of the weights: what validation, best.pt and synth use
-        if t.ema > 0:
+        if t.ema > 0 and self.world.is_main:  # (which only rank 0 runs and writes)
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
@@ -163,7 +198,13 @@ class Trainer:
         return [sampler.batch(t.batch_size) for _ in range(t.val_batches)]
 
     # -- state ---------------------------------------------------------------------------------
-    def state(self) -> dict:
+    def rng_state(self) -> dict:
+        """This process's data RNG states: its window sampler and its input noise."""
+        return {"sampler": self.sampler.state(), "noise": self.noise.get_state()}
+
+    def state(self, ranks: list[dict] | None = None) -> dict:
+        """Everything to resume from. ``ranks``: every process's ``rng_state`` in a distributed
+        run (saved under rng.ranks; rng.sampler and rng.noise stay rank 0's, as in one process)."""
         return {
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
@@ -178,6 +219,7 @@ class Trainer:
                 "torch": torch.get_rng_state(),
                 "noise": self.noise.get_state(),
                 "sampler": self.sampler.state(),
+                **({"ranks": ranks} if ranks is not None and len(ranks) > 1 else {}),
             },
         }
 
@@ -193,13 +235,19 @@ class Trainer:
                 self.ema.module.load_state_dict(payload.get("ema", payload["model"]))
                 self.ema.n_averaged.fill_(int(payload.get("ema_updates", 0)))
             torch.set_rng_state(payload["rng"]["torch"])
-            self.noise.set_state(payload["rng"]["noise"])
-            self.sampler.set_state(payload["rng"]["sampler"])
+            mine = saved_rng(payload["rng"], self.world.rank)
+            if mine is None:  # more processes than the checkpoint has states for
+                sampler_seed, noise_seed = rank_seeds(self.config.train.seed, self.world.rank, self.step)
+                self.sampler.set_state(np.random.default_rng(sampler_seed).bit_generator.state)
+                self.noise.manual_seed(noise_seed)
+            else:
+                self.noise.set_state(mine["noise"])
+                self.sampler.set_state(mine["sampler"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.run}: checkpoint cannot be resumed ({exc})") from None
 
-    def save(self, which: str = "latest") -> None:
-        ckpt.save(checkpoint_paths(self.run)[which], self.state())
+    def save(self, which: str = "latest", ranks: list[dict] | None = None) -> None:
+        ckpt.save(checkpoint_paths(self.run)[which], self.state(ranks))
 
     # -- steps ---------------------------------------------------------------------------------
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
@@ -218,17 +266,18 @@ class Trainer:
         return encode(audio)
 
     def _bits(self, batch: Batch, noisy: bool = False, model: WaveNet | None = None) -> torch.Tensor:
-        """Mean cross-entropy in bits over the targets (B, segment) of a batch of windows
-        (training: noisy inputs through the training forward; else through ``model``)."""
+        """Mean cross-entropy in bits over the targets (B, segment) of a batch of windows, by
+        ``model``, or else by the training forward (through DDP when distributed, compiled on
+        request, with activation checkpointing if asked)."""
+        net = model or self.forward
+        recompute = model is None and self.config.train.activation_checkpointing
         model = model or self.model
         inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
         if noisy:
             inputs = self._noisy(inputs)
-        forward = self.forward if noisy else model
-        recompute = noisy and self.config.train.activation_checkpointing
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             cond = window_terms(model, batch, self._to_device)
-            logits = forward(inputs, output_from=self.rf, cond=cond, recompute=recompute)  # (B, classes, segment)
+            logits = net(inputs, output_from=self.rf, cond=cond, recompute=recompute)  # (B, classes, segment)
         return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
 
     @torch.no_grad()
@@ -258,27 +307,48 @@ class Trainer:
                                               t.activation_checkpointing, t.ema > 0) + " (ran out during a step)")
 
     def train_step(self) -> tuple[float, float]:
-        """One optimizer step; returns (loss in bits, gradient norm). Non-finite losses skip it."""
+        """One optimizer step; returns (loss in bits, averaged over the processes; gradient
+        norm). A non-finite loss in any process makes every process skip the step."""
         t = self.config.train
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.config)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for _ in range(t.accumulate):  # gradients of the micro-batches add up (each scaled by 1/n)
-            bits = self._bits(self.sampler.batch(t.batch_size), noisy=True)
-            if not torch.isfinite(bits):
-                self.optimizer.zero_grad(set_to_none=True)
-                self.skipped += 1
-                self.step += 1
-                return float("nan"), float("nan")
-            (bits / t.accumulate).backward()
-            total += bits.item()
+        for micro in range(t.accumulate):  # gradients of the micro-batches add up (each scaled by 1/n)
+            synced = micro == t.accumulate - 1  # DDP averages the sum once, in the last backward
+            with self._gradient_sync(synced):
+                bits = self._bits(self.sampler.batch(t.batch_size), noisy=True)
+                # Every process must take the same branch here, or DDP's backward waits forever
+                # for a process that skipped it: the mean is finite only if every loss is.
+                mean = self.world.mean(bits)
+                if not torch.isfinite(mean):
+                    if synced and self.world.distributed:
+                        (bits * 0).backward()  # finishes the reduction DDP's forward started; dropped below
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.skipped += 1
+                    self.step += 1
+                    return float("nan"), float("nan")
+                (bits / t.accumulate).backward()
+            total += mean.item()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
         return total / t.accumulate, norm.item()
+
+    def _gradient_sync(self, synced: bool) -> contextlib.AbstractContextManager:
+        """DDP's ``no_sync`` for the micro-batches before the last (nothing in one process)."""
+        if synced or not self.world.distributed:
+            return contextlib.nullcontext()
+        return self.net.no_sync()
+
+
+def saved_rng(rng: dict, rank: int) -> dict | None:
+    """One rank's data RNG states in a checkpoint's ``rng``, or None if it has none: a
+    single-process checkpoint holds rank 0's only, a distributed one those of each rank it ran."""
+    ranks = rng.get("ranks") or [{"sampler": rng["sampler"], "noise": rng["noise"]}]
+    return ranks[rank] if rank < len(ranks) else None
 
 
 def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray], torch.Tensor]) -> WindowTerms | None:
@@ -309,10 +379,18 @@ def train(
     device: str = "auto",
     log: Callable[[str], None] = print,
     progress: bool = True,
+    world: World | None = None,
 ) -> TrainResult:
-    """Train (or resume) the run in ``run`` on the prepared data in ``data_dir``."""
+    """Train (or resume) the run in ``run`` on the prepared data in ``data_dir``.
+
+    ``world``: this process's place in a distributed run (``distributed.start``; its device
+    replaces ``device``). Every process calls ``train``; rank 0 alone logs and writes files.
+    """
     from tqdm import tqdm
 
+    world = world or World(device=resolve_device(device))
+    if not world.is_main:
+        log, progress = _quiet, False
     run = Path(run)
     data = PreparedData(data_dir)
     if data.sample_rate != config.data.sample_rate:
@@ -325,31 +403,49 @@ def train(
         log(f"using the prepared data's rate, {data.sample_rate} Hz (recipe said {config.data.sample_rate})")
         config.data.sample_rate = data.sample_rate
     condition_on(config, data, data_dir, resuming=checkpoint_paths(run)["latest"].is_file(), log=log)
-    dev = resolve_device(device)
-    trainer = Trainer(config, data, run, dev)
+    dev = world.device
+    trainer = Trainer(config, data, run, dev, world)
     latest = checkpoint_paths(run)["latest"]
-    if latest.is_file():
-        trainer.load_state(ckpt.load(latest))  # CPU tensors: RNG states must stay there
+    if latest.is_file():  # every process reads it: the run folder must be visible to all
+        payload = ckpt.load(latest)  # CPU tensors: RNG states must stay there
+        trainer.load_state(payload)
         log(f"resuming {run} at step {trainer.step}")
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / "config.toml", to_toml(config))
+        saved = len(payload["rng"].get("ranks") or [None])
+        if world.size > saved:
+            which = f"rank {saved}" if saved == world.size - 1 else f"ranks {saved}..{world.size - 1}"
+            log(f"{which} draw{'s' if saved == world.size - 1 else ''} windows from new seeds "
+                f"(the checkpoint holds the sampling state of {saved} process{'es' if saved > 1 else ''})")
+    if world.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "config.toml", to_toml(config))
     t = config.train
+    per_step = world.size * t.accumulate * t.batch_size
     log(
         f"training {trainer.model.parameter_count():,} parameters on {dev}, receptive field "
         f"{trainer.rf} samples ({1000 * trainer.rf / data.sample_rate:.0f} ms), "
         f"steps {trainer.step}..{t.steps}"
+        + (f"; {world.size} processes, {per_step} windows per step (batch_size {t.batch_size} × "
+           f"accumulate {t.accumulate} × {world.size} processes)" if world.distributed else "")
     )
-    if trainer.step == 0:
+    if trainer.step == 0 and world.is_main:
         first = trainer.validate()
         if first is not None:
             trainer.val_history.append((0, first))
             _append_log(run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
 
-    def on_sigterm(signum, frame):  # treat like Ctrl-C: save, then stop
-        raise KeyboardInterrupt
+    # One process: SIGTERM is Ctrl-C (save, then stop). Several: either signal (torchrun passes
+    # on the one it gets) only asks to stop; the processes agree on the step after it, rank 0
+    # saves there, and all stop together. A second signal stops at once, without saving.
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if not world.distributed or stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
+    signals = [signal.SIGTERM] + ([signal.SIGINT] if world.distributed else [])
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals} if in_main_thread else {}
     start, recent = time.perf_counter(), []
     bar = tqdm(total=t.steps, initial=trainer.step, desc="train", unit="step", disable=not progress)
     try:
@@ -363,18 +459,23 @@ def train(
                 if "can't allocate memory" not in str(exc):
                     raise
                 raise trainer.out_of_memory() from None
-            rate = t.accumulate * t.batch_size * t.segment_length / (time.perf_counter() - tick)
+            rate = per_step * t.segment_length / (time.perf_counter() - tick)  # every process's samples
             if math.isfinite(bits):
                 recent = (recent + [bits])[-50:]
             step, val = trainer.step, None
-            if step % t.val_every == 0 or step == t.steps:
+            stopping = world.any(stop.is_set())
+            validating = (step % t.val_every == 0 or step == t.steps) and not stopping
+            saving = step % t.checkpoint_every == 0 or step == t.steps or stopping
+            # The checkpoints rank 0 may write now hold every process's sampling state.
+            ranks = world.gather(trainer.rng_state()) if world.distributed and (validating or saving) else None
+            if validating and world.is_main:
                 val = trainer.validate()
                 if val is not None:
                     trainer.val_history.append((step, val))
                     if trainer.best_val is None or val < trainer.best_val:
                         trainer.best_val = val
-                        trainer.save("best")
-            if step % t.log_every == 0 or val is not None:
+                        trainer.save("best", ranks)
+            if (step % t.log_every == 0 or val is not None) and world.is_main:
                 _append_log(run / "log.csv", {
                     "step": step, "train_bits": round(bits, 4),
                     "val_bits": "" if val is None else round(val, 4),
@@ -385,18 +486,29 @@ def train(
                 if trainer.val_history:
                     postfix["val"] = f"{trainer.val_history[-1][1]:.3f}"
                 bar.set_postfix(postfix, refresh=False)
-            if step % t.checkpoint_every == 0 or step == t.steps:
-                trainer.save("latest")
+            if saving and world.is_main:
+                trainer.save("latest", ranks)
+            if stopping:
+                bar.close()
+                world.barrier()  # nobody exits before rank 0 has written latest.pt (torchrun would kill it)
+                raise TrainingInterrupted(
+                    f"interrupted at step {step}; saved {latest}. Run the same command to resume."
+                    if world.is_main else "")
             bar.update(1)
+        world.barrier()  # the run is done when rank 0 has written its last checkpoint
     except KeyboardInterrupt:
         bar.close()
+        if world.distributed:  # saving needs every process (their sampling states), which may be gone
+            raise TrainingInterrupted(
+                f"stopped at step {trainer.step} without saving; {latest} is where a rerun resumes"
+                if world.is_main else "") from None
         trainer.save("latest")
         raise TrainingInterrupted(
             f"interrupted at step {trainer.step}; saved {latest}. Run the same command to resume."
         ) from None
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         bar.close()
     result = TrainResult(
         step=trainer.step,
@@ -414,3 +526,7 @@ def train(
         msg += f"; skipped {result.skipped_steps} steps with non-finite loss"
     log(msg + f"; checkpoints in {run / 'checkpoints'}")
     return result
+
+
+def _quiet(message: str) -> None:
+    """The log of every process but rank 0."""

@@ -141,8 +141,9 @@ def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
     proc = wavegen("bench", "--train", "--recipe", "tiny", "--batch", "2", "--segment", "300", "--segment", "500",
                    "--steps", "2", "--threads", "1", cwd=tmp_path)
     results = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [(r["impl"], r["segment"]) for r in results] == [
-        ("wavegen", 300), ("plain", 300), ("wavegen", 500), ("plain", 500)]
+    assert [(r["allocator"], r["impl"], r["segment"]) for r in results] == [
+        (allocator, impl, segment) for allocator in ("glibc default", "keep freed")
+        for segment in (300, 500) for impl in ("wavegen", "plain")]
     for r in results:
         assert r["device"] == "cpu" and r["batch"] == 2 and r["window"] == 129 + r["segment"]
         assert r["samples_per_s"] == pytest.approx(2 * r["segment"] / r["step_s"], rel=0.01)
@@ -150,3 +151,4 @@ def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
         assert r["max_logit_diff_vs_plain"] < 1e-4  # the baseline computes the same function
     wg, plain = results[0], results[1]
     assert wg["speedup_vs_plain"] == pytest.approx(plain["step_s"] / wg["step_s"], rel=0.01)
+    assert results[4]["speedup_vs_plain_default"] == pytest.approx(plain["step_s"] / results[4]["step_s"], rel=0.01)

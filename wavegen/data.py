@@ -261,14 +261,21 @@ class WindowSampler:
         self.weights = lengths / lengths.sum()  # every target sample equally likely
         self.rng = np.random.default_rng(seed)
 
-    def window(self, file_index: int, target_start: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs (context + segment,) and targets (segment,) for one file and target start."""
+    def window(
+        self, file_index: int, target_start: int, inputs: np.ndarray | None = None, targets: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (context + segment,) and targets (segment,) for one file and target start,
+        written into ``inputs`` and ``targets`` when given (rows of a batch: no second copy)."""
         offset, length = self.split.spans[file_index]
         begin, end = target_start - self.context, target_start + self.segment
-        window = np.full(end - begin, SILENCE_CODE, dtype=np.int64)
+        window = np.empty(end - begin, dtype=np.int64) if inputs is None else inputs
         lo, hi = max(begin, 0), min(end, length)
+        window[: lo - begin] = SILENCE_CODE
         window[lo - begin : hi - begin] = self.split.codes[offset + lo : offset + hi]
-        targets = window[self.context :].copy()
+        window[hi - begin :] = SILENCE_CODE
+        if targets is None:
+            targets = np.empty(self.segment, dtype=np.int64)
+        targets[:] = window[self.context :]
         targets[max(hi - target_start, 0) :] = IGNORE  # past the file's end: not a target
         return window, targets
 
@@ -304,8 +311,11 @@ class WindowSampler:
     def windows(self, files: list[int], target_starts: list[int]) -> Batch:
         """The windows whose targets begin at ``target_starts`` in ``files``, with their
         conditioning when the data has labels or mels."""
-        inputs, targets = zip(*(self.window(f, t) for f, t in zip(files, target_starts)))
-        batch = Batch(np.stack(inputs), np.stack(targets))
+        inputs = np.empty((len(files), self.context + self.segment), np.int64)  # (B, context + segment)
+        targets = np.empty((len(files), self.segment), np.int64)  # (B, segment)
+        for row, (f, t) in enumerate(zip(files, target_starts)):
+            self.window(f, t, inputs[row], targets[row])  # read from the memmap straight into the batch
+        batch = Batch(inputs, targets)
         if self.split.labels is not None:
             batch = batch._replace(labels=np.array([self.split.labels[f] for f in files], np.int64))
         if self.split.mels is not None:

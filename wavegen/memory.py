@@ -113,6 +113,7 @@ def describe_shortfall(model: WaveNet, batch: int, segment: int, device: torch.d
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_kept = False
 
 
 def keep_freed_memory() -> bool:
@@ -126,8 +127,15 @@ def keep_freed_memory() -> bool:
     """
     import ctypes
 
+    global _kept
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 2**30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
+    _kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, 2**30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
+    return _kept
+
+
+def freed_memory_kept() -> bool:
+    """Whether ``keep_freed_memory`` has switched this process over."""
+    return _kept

@@ -11,6 +11,7 @@ it did before there were several.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
@@ -93,7 +94,13 @@ class World:
             raise DistributedError(f"rank {self.rank}: lost contact with the other training processes ({reason})") from None
 
     def close(self) -> None:
-        """Leave the process group that ``start`` created (nothing for a lone process)."""
+        """Leave the process group that ``start`` created (nothing for a lone process).
+
+        With gloo this must free the group itself, not just unregister it: its destructor
+        releases the GIL and joins the worker threads, which may still be freeing the last
+        collective's tensors. A group that outlives it (held by a DDP wrapper, or by module
+        defaults: see ``start``) keeps those threads running into interpreter shutdown, where
+        one that needs the GIL aborts the process after a run that completed."""
         if self.joined and dist.is_initialized():
             dist.destroy_process_group()
         self.joined = False
@@ -131,6 +138,14 @@ def start(device: torch.device, environ: Mapping[str, str] = os.environ) -> Worl
         torch.cuda.set_device(device)  # NCCL and all_gather_object use the current device
     world = World(size, rank, local, device)
     if not dist.is_initialized():
+        # Before the group exists: torch.distributed.nn.functional binds ``group.WORLD`` as a
+        # default argument when first imported, and DDP imports it (through torch._dynamo). Done
+        # later, those defaults would keep the group, and gloo's worker threads, alive past
+        # destroy_process_group into interpreter shutdown, where a worker that frees the last
+        # collective's tensors (Python objects: it needs the GIL) aborts the process ("terminate
+        # called without an active exception"). See ``World.close``.
+        importlib.import_module("torch.distributed.nn")
+
         # MASTER_ADDR/MASTER_PORT (env://) come from torchrun, which also ran the rendezvous.
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=size)
         world.joined = True

@@ -510,6 +510,10 @@ def train(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         bar.close()
+        # Drop DDP (its reducer holds the process group) here, not when ``trainer`` goes: an
+        # exception's traceback keeps ``trainer`` alive through the caller's World.close, and
+        # the group must be freed there (see World.close).
+        trainer.net = trainer.forward = trainer.model
     result = TrainResult(
         step=trainer.step,
         train_bits=float(np.mean(recent)) if recent else float("nan"),

@@ -121,9 +121,9 @@ def keep_freed_memory() -> bool:
 
     By default glibc maps large blocks (a training step's activations are tens of MB each)
     straight from the system and unmaps them on free, so every step faults all its
-    activation memory back in, page by page. On the 2-core VMs this was measured on, that
-    doubled the time of a CPU training step. Process-wide; returns whether it applied
-    (glibc only).
+    activation memory back in, page by page. On the 2-core VM this was measured on, keeping
+    the memory made the plain benchmark model's CPU step 1.17–1.25× faster (``bench --train``).
+    Process-wide; returns whether it applied (glibc only).
     """
     import ctypes
 

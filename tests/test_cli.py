@@ -149,6 +149,7 @@ def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
         assert r["samples_per_s"] == pytest.approx(2 * r["segment"] / r["step_s"], rel=0.01)
         assert r["peak_memory_mb"] > 0
         assert r["max_logit_diff_vs_plain"] < 1e-4  # the baseline computes the same function
+    one_line_error(wavegen("bench", "--train", "--cond", "mels", cwd=tmp_path, ok=False), "--engine and --cond")
     wg, plain = results[0], results[1]
     assert wg["speedup_vs_plain"] == pytest.approx(plain["step_s"] / wg["step_s"], rel=0.01)
     assert results[4]["speedup_vs_plain_default"] == pytest.approx(plain["step_s"] / results[4]["step_s"], rel=0.01)

@@ -306,8 +306,12 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
     dev = resolve_device(device)
     if training:
         from . import bench_train
+        from .config import ConfigError
 
-        results = bench_train.run(config.model, list(batches) or [config.train.batch_size],
+        if engines or cond:
+            raise ConfigError("bench --train measures training steps: --engine and --cond are for sampling")
+        # the recipe's shape without conditioning (the plain model it is compared with has none)
+        results = bench_train.run(benchmark.conditioned(config.model, "none"), list(batches) or [config.train.batch_size],
                                   list(segments) or [config.train.segment_length], dev, steps, threads,
                                   compile=compiled, recompute=recompute)
         benchmark.print_results(results, click.echo)

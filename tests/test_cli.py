@@ -138,18 +138,25 @@ def test_import_and_help_stay_light(tmp_path):
 
 
 def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
+    # bf16 explicitly (emulated where the CPU lacks it), so that every machine runs all three
     proc = wavegen("bench", "--train", "--recipe", "tiny", "--batch", "2", "--segment", "300", "--segment", "500",
-                   "--steps", "2", "--threads", "1", cwd=tmp_path)
+                   "--steps", "2", "--threads", "1", "--set", "train.precision=bf16", cwd=tmp_path)
     results = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [(r["allocator"], r["impl"], r["segment"]) for r in results] == [
-        (allocator, impl, segment) for allocator in ("glibc default", "keep freed")
-        for segment in (300, 500) for impl in ("wavegen", "plain")]
+    assert [(r["allocator"], r["impl"], r["precision"], r["segment"]) for r in results] == [
+        (allocator, impl, precision, segment) for allocator in ("glibc default", "keep freed")
+        for segment in (300, 500) for impl, precision in (("wavegen", "bf16"), ("plain", "fp32"), ("plain+bf16", "bf16"))]
     for r in results:
         assert r["device"] == "cpu" and r["batch"] == 2 and r["window"] == 129 + r["segment"]
         assert r["samples_per_s"] == pytest.approx(2 * r["segment"] / r["step_s"], rel=0.01)
         assert r["peak_memory_mb"] > 0
         assert r["max_logit_diff_vs_plain"] < 1e-4  # the baseline computes the same function
     one_line_error(wavegen("bench", "--train", "--cond", "mels", cwd=tmp_path, ok=False), "--engine and --cond")
-    wg, plain = results[0], results[1]
+    wg, plain, plain_bf16 = results[0], results[1], results[2]
     assert wg["speedup_vs_plain"] == pytest.approx(plain["step_s"] / wg["step_s"], rel=0.01)
-    assert results[4]["speedup_vs_plain_default"] == pytest.approx(plain["step_s"] / results[4]["step_s"], rel=0.01)
+    assert wg["speedup_vs_plain_same_precision"] == pytest.approx(plain_bf16["step_s"] / wg["step_s"], rel=0.01)
+    assert plain["speedup_vs_plain_same_precision"] == plain["speedup_vs_plain"]
+    assert results[6]["speedup_vs_plain_default"] == pytest.approx(plain["step_s"] / results[6]["step_s"], rel=0.01)
+    # float32 asked for: no bf16 contender
+    proc = wavegen("bench", "--train", "--recipe", "tiny", "--batch", "1", "--segment", "100", "--steps", "1",
+                   "--threads", "1", "--set", "train.precision=fp32", cwd=tmp_path)
+    assert {json.loads(line)["impl"] for line in proc.stdout.splitlines()} == {"wavegen", "plain"}

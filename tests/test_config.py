@@ -40,6 +40,7 @@ def test_overrides_are_typed():
         ("data.mel_fmax=9000", "mel_fmin/mel_fmax"),
         ("model.mel_channels=80", "must be set together"),
         ("model.labels=a,b,a", "repeated names"),
+        ("train.precision=fp16", "'train.precision' must be one of auto, fp32, bf16"),
     ],
 )
 def test_bad_overrides_are_refused_with_a_clear_message(override, message):

@@ -14,9 +14,10 @@ TONE_HZ = 440.0
 
 
 @pytest.mark.parametrize("steps", [400])
-def test_tiny_model_learns_a_tone_and_generates_it_back(tmp_path, steps):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: autocast, as train.precision=auto picks where native
+def test_tiny_model_learns_a_tone_and_generates_it_back(tmp_path, steps, precision):
     write_wav(tmp_path / "dataset" / "a440.wav", tone(TONE_HZ, 10.0), 16000)
-    config = apply_overrides(load_recipe("tiny"), [f"train.steps={steps}"])
+    config = apply_overrides(load_recipe("tiny"), [f"train.steps={steps}", f"train.precision={precision}"])
     prepare(tmp_path / "dataset", tmp_path / "prepared", config.data, log=lambda m: None, progress=False)
     result = train(config, tmp_path / "prepared", tmp_path / "run", device="cpu", log=lambda m: None, progress=False)
 

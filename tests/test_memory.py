@@ -12,16 +12,13 @@ REF = ModelConfig(cycles=2, layers_per_cycle=10)
 
 
 def saved_by_autograd(model, batch, segment, **kwargs):
-    """Bytes of the activations autograd keeps for a training loss (weights not counted)."""
+    """Bytes autograd keeps for a training loss over ``batch`` windows (weights included)."""
     rf = model.receptive_field
     codes = torch.randint(0, 256, (batch, rf + segment), generator=torch.Generator().manual_seed(0))
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     storages = {}
 
     def pack(tensor):
-        pointer = tensor.untyped_storage().data_ptr()
-        if pointer not in weights:
-            storages[pointer] = tensor.untyped_storage().nbytes()
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -29,19 +26,44 @@ def saved_by_autograd(model, batch, segment, **kwargs):
     return sum(storages.values())
 
 
+def saved_per_window(model, segment, **kwargs):
+    """What one more window adds: the weights, and under autocast their bf16 copies, drop out."""
+    return (saved_by_autograd(model, 3, segment, **kwargs) - saved_by_autograd(model, 1, segment, **kwargs)) / 2
+
+
 @pytest.mark.parametrize("config", [SMALL, REF])
 @pytest.mark.parametrize("segment", [300, 3000])
 def test_activation_count_matches_what_autograd_keeps(config, segment):
     model = WaveNet(config)
     window = model.receptive_field + segment
-    measured = saved_by_autograd(model, 2, segment) / 2
+    measured = saved_per_window(model, segment)
     assert activation_bytes(model, window, segment) == pytest.approx(measured, rel=0.03)
     # Recomputing keeps the block inputs; the count adds one block rebuilt during backward.
-    kept = saved_by_autograd(model, 2, segment, recompute=True) / 2
+    kept = saved_per_window(model, segment, recompute=True)
     estimate = activation_bytes(model, window, segment, recompute=True)
     assert kept < estimate < kept + 0.5 * measured
     if config is REF:  # (in the small shape the 256-way head outweighs the blocks)
         assert estimate < 0.4 * activation_bytes(model, window, segment)
+
+
+@pytest.mark.parametrize("config", [SMALL, REF])
+@pytest.mark.parametrize("segment", [300, 3000])
+def test_activation_count_under_bf16_autocast(config, segment):
+    """At 2 bytes a value: the convolutions keep bf16 copies, the loss and checkpointed block
+    inputs stay float32. The weights' bf16 copies are a fixed cost, counted in fixed_bytes."""
+    model = WaveNet(config)
+    window = model.receptive_field + segment
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        measured = saved_per_window(model, segment)
+        kept = saved_per_window(model, segment, recompute=True)
+        whole = saved_by_autograd(model, 1, segment)
+    assert activation_bytes(model, window, segment, value_bytes=2) == pytest.approx(measured, rel=0.03)
+    if config is REF:  # about half of float32's (not in the small shape, where the float32 loss dominates)
+        assert activation_bytes(model, window, segment, value_bytes=2) < 0.6 * activation_bytes(model, window, segment)
+    estimate = activation_bytes(model, window, segment, recompute=True, value_bytes=2)
+    assert kept < estimate < kept + 0.5 * measured
+    copies = fixed_bytes(model, value_bytes=2) - fixed_bytes(model)
+    assert 0.5 * copies < whole - measured <= copies  # what a window does not explain: weight copies
 
 
 def test_check_names_the_largest_batch_that_fits():

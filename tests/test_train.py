@@ -28,8 +28,9 @@ def weights(run):
     return ckpt.load(run / "checkpoints" / "latest.pt")["model"]
 
 
-def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path, monkeypatch):
-    config = apply_overrides(load_recipe("tiny"), FAST + ["train.ema=0.9"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path, monkeypatch, precision):
+    config = apply_overrides(load_recipe("tiny"), FAST + ["train.ema=0.9", f"train.precision={precision}"])
     straight = train(config, prepared, tmp_path / "straight", device="cpu", log=quiet, progress=False)
     assert straight.step == 12
 
@@ -121,7 +122,7 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(prepared, 
     from wavegen.data import PreparedData
 
     data = PreparedData(prepared)
-    base = FAST + ["train.input_noise=0", "train.segment_length=300"]
+    base = FAST + ["train.input_noise=0", "train.segment_length=300", "train.precision=fp32"]
     whole = Trainer(apply_overrides(load_recipe("tiny"), base + ["train.batch_size=4"]), data, tmp_path / "a", torch.device("cpu"))
     split = Trainer(apply_overrides(load_recipe("tiny"), base + ["train.batch_size=2", "train.accumulate=2"]),
                     data, tmp_path / "b", torch.device("cpu"))
@@ -151,10 +152,12 @@ def test_synth_uses_the_moving_average_of_the_weights(prepared, tmp_path):
     assert not all(torch.equal(payload["ema"][k], payload["model"][k]) for k in loaded)
 
 
-def test_activation_checkpointing_trains_to_identical_weights(prepared, tmp_path):
-    config = apply_overrides(load_recipe("tiny"), FAST)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_activation_checkpointing_trains_to_identical_weights(prepared, tmp_path, precision):
+    config = apply_overrides(load_recipe("tiny"), FAST + [f"train.precision={precision}"])
     train(config, prepared, tmp_path / "kept", device="cpu", log=quiet, progress=False)
-    recomputing = apply_overrides(load_recipe("tiny"), FAST + ["train.activation_checkpointing=true"])
+    recomputing = apply_overrides(load_recipe("tiny"), FAST + [f"train.precision={precision}",
+                                                                "train.activation_checkpointing=true"])
     train(recomputing, prepared, tmp_path / "recomputed", device="cpu", log=quiet, progress=False)
     a, b = weights(tmp_path / "kept"), weights(tmp_path / "recomputed")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -163,7 +166,7 @@ def test_activation_checkpointing_trains_to_identical_weights(prepared, tmp_path
 def test_compiled_training_matches_eager(prepared, tmp_path):
     """torch.compile builds its own kernels (about a minute on a small CPU), so: a few steps."""
     base = ["train.steps=3", "train.batch_size=2", "train.segment_length=200", "train.val_every=100",
-            "train.checkpoint_every=100", "train.warmup_steps=1"]
+            "train.checkpoint_every=100", "train.warmup_steps=1", "train.precision=fp32"]
     from torch._dynamo.utils import counters
 
     eager = train(apply_overrides(load_recipe("tiny"), base), prepared, tmp_path / "eager",
@@ -187,3 +190,23 @@ def test_a_batch_that_cannot_fit_is_refused_before_the_first_step(prepared, tmp_
     fits = int(str(caught.value).split("largest batch that fits is ")[1].split()[0])
     assert 0 < fits < 100000
     assert not (tmp_path / "huge" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
+def test_precision_sets_the_arithmetic_but_weights_and_optimizer_stay_float32(prepared, tmp_path, precision):
+    from wavegen.data import PreparedData
+    from wavegen.precision import native_bf16
+
+    config = apply_overrides(load_recipe("tiny"), FAST + [f"train.precision={precision}"])
+    trainer = Trainer(config, PreparedData(prepared), tmp_path / "run", torch.device("cpu"))
+    expected = {"fp32": "fp32", "bf16": "bf16", "auto": "bf16" if native_bf16(torch.device("cpu")) else "fp32"}
+    assert trainer.precision == expected[precision]
+    seen = []
+    trainer.model.head.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    bits, norm = trainer.train_step()
+    assert seen == [torch.bfloat16 if trainer.precision == "bf16" else torch.float32]
+    assert 7 < bits < 9 and norm > 0  # an untrained model's cross-entropy: about 8 bits
+    assert all(p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32)
+               for p in trainer.model.parameters())
+    moments = [v for state in trainer.optimizer.state.values() for v in state.values() if v.dim() > 0]
+    assert moments and all(m.dtype == torch.float32 for m in moments)

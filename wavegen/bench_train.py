@@ -1,15 +1,19 @@
 """Training benchmark: audio samples per second through forward + backward + optimizer step.
 
-Every configuration runs two implementations of the same network in the same process, one
-step each in turn (a shared, noisy machine slows both alike), on the same random windows:
+Every configuration runs several implementations of the same network in the same process,
+one step each in turn (a shared, noisy machine slows them alike), on the same random windows:
 
 - ``wavegen``: ``model.WaveNet`` as ``train`` runs it (trimmed layers, table-lookup input,
-  fused gate; bf16 autocast on CUDA; optionally ``torch.compile`` or recomputed activations);
-- ``plain``: a straightforward PyTorch WaveNet (``PlainWaveNet``): ``nn.Conv1d`` layers over
-  the whole window with left padding, a one-hot input, separate tanh and sigmoid, skips and
-  head at every position, the loss taken on the predicted positions.
+  fused gate; ``train.precision``, so bf16 autocast where the device has native bf16;
+  optionally ``torch.compile`` or recomputed activations);
+- ``plain``: a straightforward PyTorch WaveNet (``PlainWaveNet``) in float32: ``nn.Conv1d``
+  layers over the whole window with left padding, a one-hot input, separate tanh and sigmoid,
+  skips and head at every position, the loss taken on the predicted positions;
+- ``plain+bf16``: the same under the same bf16 autocast as wavegen (when wavegen runs in
+  bf16), so that ``speedup_vs_plain_same_precision`` separates what the precision buys from
+  what wavegen's layers buy.
 
-On a CPU both are measured twice, with glibc's default allocator and then keeping freed memory
+On a CPU all are measured twice, with glibc's default allocator and then keeping freed memory
 for the next step as ``train`` does (``memory.keep_freed_memory``; see ``run``). Both see windows of ``receptive_field + segment`` codes and predict the last ``segment``, so
 "audio samples" are predicted (trained) samples. The plain model is loaded with the wavegen
 model's weights, and the largest logit difference between them is reported: it is the same
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import precision as precisions
 from .config import ModelConfig
 from .memory import freed_memory_kept, keep_freed_memory
 from .model import WaveNet
@@ -117,8 +122,9 @@ class _PeakRss:
 class _Contender:
     """One implementation with its optimizer, stepping like ``train`` does."""
 
-    def __init__(self, name: str, model: nn.Module, forward, device: torch.device, lr: float = 1e-4) -> None:
-        self.name, self.model, self.forward, self.device = name, model, forward, device
+    def __init__(self, name: str, model: nn.Module, forward, device: torch.device, precision: str,
+                 lr: float = 1e-4) -> None:
+        self.name, self.model, self.forward, self.device, self.precision = name, model, forward, device, precision
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> float:
@@ -128,7 +134,7 @@ class _Contender:
             torch.cuda.synchronize()
         tick = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cuda):
+        with precisions.autocast(self.device, self.precision):
             logits = self.forward(inputs, output_from)  # (B, classes, segment)
         (F.cross_entropy(logits.float(), targets) / LN2).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -159,6 +165,7 @@ def run(
     compile: bool = False,
     recompute: bool = False,
     plain: bool = True,
+    precision: str = "auto",
 ) -> Iterator[dict]:
     """Yield one result per implementation, batch size and segment length: the median of
     ``steps`` timed steps after one warm-up step (two with ``compile``).
@@ -168,7 +175,8 @@ def run(
     The switch is one-way and process-wide, hence the order; a process that already switched
     measures the second phase only. ``speedup_vs_plain`` compares within one phase;
     ``speedup_vs_plain_default`` (second phase) compares wavegen as ``train`` runs it with the
-    plain model as a plain script runs it.
+    plain model as a plain script runs it. ``precision`` is wavegen's ``train.precision``;
+    ``speedup_vs_plain_same_precision`` compares with the plain model at wavegen's precision.
     """
     if threads and device.type == "cpu":
         torch.set_num_threads(threads)
@@ -178,13 +186,19 @@ def run(
     model = WaveNet(config).to(device)
     rf = model.receptive_field
     forward = torch.compile(model) if compile else model
+    precision = precisions.resolve(precision, device)
     contenders = [_Contender("wavegen" + ("+compile" if compile else "") + ("+recompute" if recompute else ""),
-                             model, lambda codes, start: forward(codes, output_from=start, recompute=recompute), device)]
+                             model, lambda codes, start: forward(codes, output_from=start, recompute=recompute),
+                             device, precision)]
     diff = None
     if plain:
         reference = PlainWaveNet(config).to(device)
         reference.load_state_dict(model.state_dict())
-        contenders.append(_Contender("plain", reference, reference, device))
+        contenders.append(_Contender("plain", reference, reference, device, "fp32"))
+        if precision != "fp32":  # its own copy: the two plain models' Adam steps must not mix
+            same = PlainWaveNet(config).to(device)
+            same.load_state_dict(model.state_dict())
+            contenders.append(_Contender(f"plain+{precision}", same, same, device, precision))
         with torch.no_grad():
             codes = torch.randint(0, config.classes, (2, rf + 64), device=device)
             diff = (model(codes, output_from=rf) - reference(codes, output_from=rf)).abs().max().item()
@@ -212,6 +226,7 @@ def run(
                     seconds = medians[contender.name]
                     result = {
                         "bench": "train", "impl": contender.name, "device": device.type,
+                        "precision": contender.precision,
                         "threads": torch.get_num_threads() if device.type == "cpu" else None,
                         "allocator": phase,
                         "batch": batch, "segment": segment, "window": rf + segment,
@@ -222,6 +237,8 @@ def run(
                     }
                     if plain:
                         result["speedup_vs_plain"] = round(medians["plain"] / seconds, 3)
+                        same = "plain" if contender.precision == "fp32" else f"plain+{contender.precision}"
+                        result["speedup_vs_plain_same_precision"] = round(medians[same] / seconds, 3)
                         if (batch, segment) in plain_by_default and phase == KEEP_FREED:
                             result["speedup_vs_plain_default"] = round(plain_by_default[batch, segment] / seconds, 3)
                         result["max_logit_diff_vs_plain"] = diff

@@ -275,7 +275,7 @@ def demo(workdir, out, steps, seconds, n, quiet):
 
 @main.command()
 @click.option("--recipe", default="default", show_default=True, help="Recipe whose model shape is measured.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change the shape, e.g. model.cycles=2.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change the shape, e.g. model.cycles=2 (with --train also train.precision).")
 @click.option("--engine", "engines", multiple=True, type=click.Choice(["native", "cuda-graph", "torch", "reference"]),
               help="Engines to run (repeatable; default: all).")
 @click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Streams at once (repeatable; default 1 and 32).")
@@ -313,7 +313,7 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
         # the recipe's shape without conditioning (the plain model it is compared with has none)
         results = bench_train.run(benchmark.conditioned(config.model, "none"), list(batches) or [config.train.batch_size],
                                   list(segments) or [config.train.segment_length], dev, steps, threads,
-                                  compile=compiled, recompute=recompute)
+                                  compile=compiled, recompute=recompute, precision=config.train.precision)
         benchmark.print_results(results, click.echo)
         return
     default_engines = ["cuda-graph" if dev.type == "cuda" else "native", "torch", "reference"]

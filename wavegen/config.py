@@ -53,6 +53,9 @@ class DataConfig:
     mel_fmax: float = 0.0  # 0 = half the sample rate
 
 
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see precision.py)
+
+
 @dataclass
 class TrainConfig:
     """Optimisation and bookkeeping for ``train``."""
@@ -70,6 +73,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of a moving average of the weights (e.g. 0.999; 0 = off): validated, saved, synthesised
     compile: bool = False  # run the training forward through torch.compile (pays a compile on the first step)
     activation_checkpointing: bool = False  # keep only block inputs, recompute the rest in backward (less memory)
+    precision: str = "auto"  # fp32, bf16 (autocast) or auto: bf16 where the device multiplies it natively
     checkpoint_every: int = 1000
     val_every: int = 1000
     val_batches: int = 8
@@ -216,6 +220,8 @@ def validate(config: Config) -> None:
         raise ConfigError("'model.mel_channels' and 'model.mel_hop' must be set together")
     if len(set(m.labels)) != len(m.labels):
         raise ConfigError("'model.labels' has repeated names")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"'train.precision' must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     if not 0.0 <= t.min_lr_ratio <= 1.0:
         raise ConfigError(f"'train.min_lr_ratio' must be in [0, 1], got {t.min_lr_ratio}")
 

@@ -25,6 +25,8 @@ def activation_bytes(model: WaveNet, window: int, segment: int, recompute: bool 
     their product (3G × positions out); with ``recompute`` only the input is kept (the rest is
     rebuilt block by block in the backward pass, so one block's worth comes back transiently).
     The head keeps two (S × segment) activations and the (classes × segment) log-softmax.
+    ``value_bytes`` is 2 under bf16 autocast; the log-softmax and the inputs that checkpointing
+    keeps stay float32 even then.
     """
     c = model.config
     residual, gate, skip = c.residual_channels, c.gate_channels, c.skip_channels
@@ -33,19 +35,21 @@ def activation_bytes(model: WaveNet, window: int, segment: int, recompute: bool 
     for block in model.blocks:
         out = length - block.conv.left_pad
         block_bytes = (residual * length + 3 * gate * out) * value_bytes
-        kept += residual * length * value_bytes if recompute else block_bytes
+        kept += residual * length * 4 if recompute else block_bytes
         largest_block = max(largest_block, block_bytes)
         length = out
     if recompute:
         kept += largest_block
-    head = (2 * skip * segment + c.classes * segment) * 4  # the loss runs in float32
+    head = 2 * skip * segment * value_bytes + c.classes * segment * 4  # the loss runs in float32
     lookup = window * c.input_kernel_size * 8  # int64 codes of the table lookups
     return kept + head + lookup
 
 
-def fixed_bytes(model: WaveNet, averaged: bool = False) -> int:
-    """Weights, gradients and Adam's two moments (and a moving average), float32."""
-    return model.parameter_count() * 4 * (4 + int(averaged))
+def fixed_bytes(model: WaveNet, averaged: bool = False, value_bytes: int = 4) -> int:
+    """Weights, gradients and Adam's two moments (and a moving average), float32; under bf16
+    autocast (``value_bytes`` 2) also the bf16 copies of the weights kept for the backward pass."""
+    copies = model.parameter_count() * 2 if value_bytes == 2 else 0
+    return model.parameter_count() * 4 * (4 + int(averaged)) + copies
 
 
 def free_bytes(device: torch.device) -> int | None:
@@ -66,7 +70,7 @@ def largest_batch(model: WaveNet, window: int, segment: int, budget: int, recomp
                   value_bytes: int = 4, averaged: bool = False) -> int:
     """The largest batch whose activations fit in ``budget`` bytes (0 if not even one)."""
     per_window = activation_bytes(model, window, segment, recompute, value_bytes)
-    return max(0, (budget - fixed_bytes(model, averaged)) // per_window)
+    return max(0, (budget - fixed_bytes(model, averaged, value_bytes)) // per_window)
 
 
 def check_fits(
@@ -77,30 +81,28 @@ def check_fits(
     recompute: bool = False,
     averaged: bool = False,
     free: int | None = None,
+    value_bytes: int = 4,
 ) -> None:
     """Raise ``OutOfMemory`` if a step of ``batch`` windows (receptive field + ``segment``)
     clearly cannot fit in the device's free memory (``free`` overrides the reading).
 
-    Activations are counted at 2 bytes a value under CUDA's bf16 autocast, 4 on a CPU. The
-    count is what autograd keeps, a lower bound of the step's peak, so a batch this lets pass
+    Activations are counted at ``value_bytes`` a value (2 under bf16 autocast). The count is what autograd keeps, a lower bound of the step's peak, so a batch this lets pass
     can still run out; ``train`` reports that case the same way.
     """
     free = free_bytes(device) if free is None else free
     if free is None:
         return
     window = model.receptive_field + segment
-    value_bytes = 2 if device.type == "cuda" else 4
-    need = batch * activation_bytes(model, window, segment, recompute, value_bytes) + fixed_bytes(model, averaged)
+    need = batch * activation_bytes(model, window, segment, recompute, value_bytes) + fixed_bytes(model, averaged, value_bytes)
     if need <= free:
         return
-    raise OutOfMemory(describe_shortfall(model, batch, segment, device, free, recompute, averaged, need))
+    raise OutOfMemory(describe_shortfall(model, batch, segment, device, free, recompute, averaged, need, value_bytes))
 
 
 def describe_shortfall(model: WaveNet, batch: int, segment: int, device: torch.device, free: int,
-                       recompute: bool, averaged: bool, need: int | None = None) -> str:
+                       recompute: bool, averaged: bool, need: int | None = None, value_bytes: int = 4) -> str:
     """One line: what the step needs, what the device has, and what would fit instead."""
     window = model.receptive_field + segment
-    value_bytes = 2 if device.type == "cuda" else 4
     fits = largest_batch(model, window, segment, free, recompute, value_bytes, averaged)
     text = (f"train: batch {batch} × {window} samples (receptive field {model.receptive_field} + segment "
             f"{segment}) needs {'about ' + format(need / GIB, '.1f') + ' GiB' if need else 'more memory than'} "

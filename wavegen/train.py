@@ -38,6 +38,7 @@ from .errors import CheckpointError, OutOfMemory, TrainingInterrupted
 from .files import atomic_write_text
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .model import WaveNet
+from . import precision as precisions
 from .mulaw import decode, encode
 
 LN2 = math.log(2.0)
@@ -162,6 +163,7 @@ class Trainer:
         torch.manual_seed(t.seed)  # the same initial weights in every process
         self.model = WaveNet(config.model).to(device)
         self.rf = self.model.receptive_field
+        self.precision = precisions.resolve(t.precision, device)  # fp32 or bf16 (autocast)
         self.check_memory()  # before anything of batch size is built
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
         sampler_seed, noise_seed = rank_seeds(t.seed, self.world.rank)
@@ -182,7 +184,6 @@ class Trainer:
         self.val_batches = self._validation_batches() if self.world.is_main else []  # only rank 0 validates
         self.step, self.best_val, self.skipped = 0, None, 0
         self.val_history: list[tuple[int, float]] = []
-        self.autocast = device.type == "cuda"  # bf16 on GPUs; on CPUs it is many times slower
         self.ema = None  # moving average of the weights: what validation, best.pt and synth use
         if t.ema > 0 and self.world.is_main:  # (which only rank 0 runs and writes)
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -275,7 +276,7 @@ class Trainer:
         inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
         if noisy:
             inputs = self._noisy(inputs)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        with precisions.autocast(self.device, self.precision):
             cond = window_terms(model, batch, self._to_device)
             logits = net(inputs, output_from=self.rf, cond=cond, recompute=recompute)  # (B, classes, segment)
         return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
@@ -295,7 +296,8 @@ class Trainer:
     def check_memory(self) -> None:
         """Refuse, before the first step, a batch whose activations cannot fit (see ``memory``)."""
         t = self.config.train
-        check_fits(self.model, t.batch_size, t.segment_length, self.device, t.activation_checkpointing, t.ema > 0)
+        check_fits(self.model, t.batch_size, t.segment_length, self.device, t.activation_checkpointing, t.ema > 0,
+                   value_bytes=precisions.value_bytes(self.precision))
 
     def out_of_memory(self) -> OutOfMemory:
         """The error for a step that ran out of memory after all."""
@@ -304,7 +306,9 @@ class Trainer:
             torch.cuda.empty_cache()
         free = free_bytes(self.device) or 0
         return OutOfMemory(describe_shortfall(self.model, t.batch_size, t.segment_length, self.device, free,
-                                              t.activation_checkpointing, t.ema > 0) + " (ran out during a step)")
+                                              t.activation_checkpointing, t.ema > 0,
+                                              value_bytes=precisions.value_bytes(self.precision))
+                            + " (ran out during a step)")
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step; returns (loss in bits, averaged over the processes; gradient
@@ -421,7 +425,7 @@ def train(
     t = config.train
     per_step = world.size * t.accumulate * t.batch_size
     log(
-        f"training {trainer.model.parameter_count():,} parameters on {dev}, receptive field "
+        f"training {trainer.model.parameter_count():,} parameters on {dev} in {trainer.precision}, receptive field "
         f"{trainer.rf} samples ({1000 * trainer.rf / data.sample_rate:.0f} ms), "
         f"steps {trainer.step}..{t.steps}"
         + (f"; {world.size} processes, {per_step} windows per step (batch_size {t.batch_size} × "

@@ -20,7 +20,8 @@ def test_labels_choose_the_pitch(tmp_path):
     for name, hz in PITCHES.items():
         write_wav(tmp_path / "dataset" / name / "tone.wav", tone(hz, 3.0), 16000)
     write_wav(tmp_path / "dataset" / "stray.wav", tone(500, 1.0), 16000)  # no label folder: skipped
-    prep = wavegen("prepare", "dataset", "--recipe", "tiny", "--labels", "folders", "--quiet", cwd=tmp_path)
+    prep = wavegen("prepare", "dataset", "--recipe", "tiny", "--labels", "folders", "--quiet", cwd=tmp_path, ok=False)
+    assert prep.returncode == 3, prep.stderr  # prepared, but a file was skipped
     assert "labels: a (1 file), b (1 file), c (1 file), d (1 file)" in prep.stderr
     assert "stray.wav: not inside a label folder" in prep.stderr
     train = wavegen("train", "--recipe", "tiny", "--steps", "400", "--quiet", cwd=tmp_path)

@@ -14,6 +14,8 @@ import click
 
 from .errors import TrainingInterrupted, WavegenError
 
+EXIT_SKIPPED = 3  # prepare: data was prepared, but some files were skipped (each named with its reason)
+
 RUN_OR_CHECKPOINT = [
     click.option("--run", "run", type=click.Path(path_type=Path), help="Run folder (default: newest under runs/)."),
     click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint file instead of a run."),
@@ -87,14 +89,21 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
 def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, labels, mels, overrides, quiet):
-    """Encode every audio file under DATASET (recursively) for training."""
+    """Encode every audio file under DATASET (recursively) for training.
+
+    Files that cannot be used (unreadable, not audio, NaN samples, silent, shorter than the
+    recipe's receptive field) are skipped, each named once with its reason. Exit status: 0 when
+    every file was prepared, 3 when some were skipped, 1 when nothing usable was found.
+    """
     from .config import ConfigError, apply_overrides, load_recipe
     from .data import prepare as run_prepare
+    from .model import receptive_field
 
     for item in overrides:
         if not item.strip().startswith("data."):
             raise ConfigError(f"--set {item}: prepare only takes data.* settings")
-    config = apply_overrides(load_recipe(recipe), list(overrides)).data
+    full = apply_overrides(load_recipe(recipe), list(overrides))
+    config = full.data
     if sample_rate is not None:
         config.sample_rate = sample_rate
     if val_fraction is not None:
@@ -108,7 +117,11 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     from .config import Config, validate
 
     validate(Config(data=config))
-    run_prepare(dataset, out, config, log=_log, progress=not quiet)
+    # a file shorter than the model's context would give it nothing but padding to learn from
+    manifest = run_prepare(dataset, out, config, log=_log, progress=not quiet,
+                           min_samples=receptive_field(full.model))
+    if manifest["skipped"]:
+        sys.exit(EXIT_SKIPPED)
 
 
 @main.command()

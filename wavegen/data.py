@@ -9,7 +9,10 @@ Layout of a prepared folder (all written atomically, the manifest last):
                     covers samples [f·hop, (f+1)·hop) of its part)
     manifest.json   sample rate, per-file source/duration/trim/label and [offset, length]
                     spans (samples, and frames for the mels), the label names, the mel
-                    settings, and every skipped file with its reason
+                    settings, and every skipped file (or folder, ending in /) with its reason
+
+Names are stored as ``audio.display_name`` writes them: bytes of a name that is not UTF-8
+appear as ``\\xe9``-style escapes.
 
 A training window is ``context + segment`` codes from one file. Targets are the last ``segment``
 codes; the context before them may run off the start of the file, where it is filled with
@@ -30,7 +33,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .audio import AudioReadError, find_audio_files, load_audio
+from .audio import AudioReadError, display_name, find_audio_files, load_audio, os_error_reason
 from .conditioning import mel_window
 from .config import DataConfig
 from .errors import DataError
@@ -40,6 +43,11 @@ from .mulaw import SILENCE_CODE, encode_uint8
 MANIFEST = "manifest.json"
 FORMAT = "wavegen-prepared"
 IGNORE = -100  # target value that the loss skips (past the end of a file)
+# A file whose loudest sample is below this is skipped as silent, trimming or not: it would only
+# teach the model more silence (the training windows already start in it), and it is nearly
+# always a mistake (a muted channel, a failed recording). µ-law spends barely 10 of its 256
+# codes on all of it.
+SILENT_DBFS = -60.0
 
 
 def _trim(audio: np.ndarray, top_db: float) -> tuple[np.ndarray, int]:
@@ -58,63 +66,82 @@ def prepare(
     config: DataConfig,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    min_samples: int = 0,
 ) -> dict:
     """Encode every audio file under ``dataset`` into ``out``; return the manifest.
 
-    Unreadable files are skipped and named with their reason; trimming is reported per file and
-    in total. Re-running replaces the previous prepared data only once the new one is complete.
+    Files that cannot be used (unreadable, not audio, NaN samples, silent throughout, or shorter
+    than ``min_samples`` after resampling and trimming: the CLI passes the model's receptive
+    field) are skipped and each is named once with its reason; the manifest lists them under
+    "skipped". Trimming is reported per file and in total. Re-running replaces the previous
+    prepared data only once the new one is complete.
     """
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir():
         raise DataError(f"{dataset}: dataset folder not found")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: output path exists and is not a folder")
-    files = find_audio_files(dataset)
-    if not files:
-        raise DataError(f"{dataset}: no audio files found (looked for wav, flac, ogg, mp3, aiff)")
-    from tqdm import tqdm
-
     from .features import MelSettings, frame_count, log_mel
 
     mel = MelSettings.from_data(config) if config.mels else None
     manifest: dict = {
         "format": FORMAT, "version": 1, "sample_rate": config.sample_rate,
-        "dataset": str(dataset.resolve()), "val_fraction": config.val_fraction,
+        "dataset": display_name(dataset.resolve()), "val_fraction": config.val_fraction,
         "labels": [], "mel": mel.as_dict() if mel else None,
         "files": [], "skipped": [],
     }
     offsets = {"train": 0, "val": 0, "train_frames": 0, "val_frames": 0}
     trimmed_total = 0
 
-    def skip(path: Path, source: str, reason: str) -> None:
+    def skip(path: Path, reason: str) -> None:
+        folder = path.is_dir()  # a folder that could not be listed, or a link not followed
+        source = display_name(path.relative_to(dataset)) + ("/" if folder else "")
         manifest["skipped"].append({"source": source, "reason": reason})
-        log(f"skipped {path}: {reason}")
+        log(f"skipped {display_name(path)}{'/' if folder else ''}: {reason}")
+
+    files = find_audio_files(dataset, skip)
+    if not files:
+        raise DataError(f"{dataset}: no audio files found (looked for wav, flac, ogg, mp3, aiff)")
+    from tqdm import tqdm
 
     splits = ("train", "val")
     with contextlib.ExitStack() as stack:
         codes_out = {split: stack.enter_context(atomic_open(out / f"{split}.u8")) for split in splits}
         mels_out = {split: stack.enter_context(atomic_open(out / f"{split}.mel")) for split in splits} if mel else {}
         for path in tqdm(files, desc="prepare", unit="file", disable=not progress, leave=False):
-            source = str(path.relative_to(dataset))
+            source = display_name(path.relative_to(dataset))
             label = None
             if config.labels == "folders":
                 parts = path.relative_to(dataset).parts
                 if len(parts) < 2:
-                    skip(path, source, "not inside a label folder (with --labels folders, files go in DATASET/<label>/)")
+                    skip(path, "not inside a label folder (with --labels folders, files go in DATASET/<label>/)")
                     continue
-                label = parts[0]
+                label = display_name(parts[0])
             try:
                 audio = load_audio(path, config.sample_rate)
-            except (AudioReadError, OSError) as exc:
-                skip(path, source, str(exc))
+            except AudioReadError as exc:
+                skip(path, str(exc))
+                continue
+            except OSError as exc:  # e.g. the file went away while it was being read
+                skip(path, os_error_reason(exc, path))
+                continue
+            peak = float(np.abs(audio).max())
+            if peak < 10 ** (SILENT_DBFS / 20):
+                level = f"peak {20 * np.log10(peak):.0f} dBFS" if peak else "every sample is 0"
+                skip(path, f"silent throughout ({level}; nothing above {SILENT_DBFS:g} dBFS)")
                 continue
             trimmed = 0
             if config.trim_silence:
                 audio, trimmed = _trim(audio, config.trim_db)
                 trimmed_total += trimmed
                 if len(audio) == 0:
-                    skip(path, source, f"silent throughout (nothing above -{config.trim_db:g} dB after trimming)")
+                    skip(path, f"silent throughout (nothing above -{config.trim_db:g} dB after trimming)")
                     continue
+            if len(audio) < min_samples:
+                skip(path, f"too short: {len(audio)} samples at {config.sample_rate} Hz"
+                           f"{' after trimming' if trimmed else ''}, fewer than the {min_samples} of the "
+                           "model's receptive field")
+                continue
             codes = encode_uint8(audio)
             n_val = int(len(codes) * config.val_fraction)
             cut = len(codes) - n_val
@@ -139,10 +166,8 @@ def prepare(
                     offsets[f"{split}_frames"] += len(features)
             manifest["files"].append(entry)
         if not manifest["files"]:
-            raise DataError(
-                f"{dataset}: none of the {len(files)} audio files could be used "
-                f"(first: {manifest['skipped'][0]['source']}: {manifest['skipped'][0]['reason']})"
-            )
+            # each was named above with its reason: naming one again would count it twice
+            raise DataError(f"{dataset}: none of the {len(files)} audio files could be used (reasons above)")
     manifest["train_samples"], manifest["val_samples"] = offsets["train"], offsets["val"]
     if mel:
         manifest["train_frames"], manifest["val_frames"] = offsets["train_frames"], offsets["val_frames"]
@@ -155,17 +180,28 @@ def prepare(
 
     seconds = (offsets["train"] + offsets["val"]) / config.sample_rate
     summary = (
-        f"prepared {len(manifest['files'])} files ({seconds / 60:.1f} min at {config.sample_rate} Hz: "
-        f"{offsets['train']} train + {offsets['val']} validation samples) into {out}"
+        f"prepared {_plural(len(manifest['files']), 'file')} ({seconds / 60:.1f} min at {config.sample_rate} Hz: "
+        f"{offsets['train']} train + {offsets['val']} validation samples) into {display_name(out)}"
     )
     if mel:
         summary += f", with {mel.bands}-band log-mel features every {mel.hop} samples"
     if config.trim_silence:
         summary += f"; trimmed {trimmed_total / config.sample_rate:.1f} s of silence"
     if manifest["skipped"]:
-        summary += f"; skipped {len(manifest['skipped'])} files (named above)"
+        summary += f"; skipped {_count_skipped(manifest['skipped'])} (named above)"
     log(summary)
     return manifest
+
+
+def _count_skipped(skipped: list[dict]) -> str:
+    """'3 files', '1 file and 1 folder': folders' sources end in /."""
+    folders = sum(entry["source"].endswith("/") for entry in skipped)
+    counts = [(len(skipped) - folders, "file"), (folders, "folder")]
+    return " and ".join(_plural(n, word) for n, word in counts if n)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 @dataclass

@@ -153,6 +153,13 @@ class ResidualBlock(nn.Module):
         return None if last else x[..., reach:] + self.residual(z), skip
 
 
+def receptive_field(config: ModelConfig) -> int:
+    """How many past samples a model of this shape predicts from (``WaveNet.receptive_field``),
+    without building it: ``prepare`` uses it to skip files too short to train on."""
+    dilations = [2**i for _ in range(config.cycles) for i in range(config.layers_per_cycle)]
+    return config.input_kernel_size + sum((config.kernel_size - 1) * d for d in dilations)
+
+
 class WaveNet(nn.Module):
     """Autoregressive model of µ-law codes: ``forward(codes)`` gives logits for every position."""
 
@@ -182,8 +189,7 @@ class WaveNet(nn.Module):
     @property
     def receptive_field(self) -> int:
         """How many past samples the logits at t depend on: codes t-RF .. t-1."""
-        k = self.config.kernel_size
-        return self.config.input_kernel_size + sum((k - 1) * d for d in self.dilations)
+        return receptive_field(self.config)
 
     @property
     def mel_context(self) -> tuple[int, int]:

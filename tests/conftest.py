@@ -1,7 +1,10 @@
 """Shared fixtures: small generated audio, so the tests run anywhere without downloads."""
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -55,3 +58,52 @@ def pitch_track(audio: np.ndarray, rate: int = 16000, n_fft: int = 1024, hop: in
         a, b, c = np.log(power[k - 1 : k + 2] + 1e-12)
         track.append((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / n_fft)
     return np.array(track)
+
+
+class _FillingFile:
+    """A file on a disk with ``disk.room`` bytes left: a write past it stores what fits and
+    raises ENOSPC, as the kernel does."""
+
+    def __init__(self, raw, disk):
+        self._raw, self._disk = raw, disk
+
+    def write(self, data):
+        size = len(data.encode()) if isinstance(data, str) else memoryview(data).nbytes
+        room = self._disk.room
+        if room is not None and size > room:
+            if room and not isinstance(data, str):
+                self._raw.write(memoryview(data).cast("B")[:room])
+            self._disk.room, self._disk.refused = 0, self._disk.refused + 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if room is not None:
+            self._disk.room -= size
+        return self._raw.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._raw.__exit__(*exc)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Files written through ``files.atomic_open`` (checkpoints, WAVs, config.toml, prepared
+    data) land on a disk that fills up: set ``.room`` to the bytes left (None: no limit);
+    ``.refused`` counts the writes that failed. Runs anywhere, unlike a real small filesystem."""
+    from wavegen import files
+
+    disk = SimpleNamespace(room=None, refused=0)
+
+    class FillingOS:  # os for wavegen.files alone, with fdopen on the filling disk
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def fdopen(self, fd, *args, **kwargs):
+            return _FillingFile(os.fdopen(fd, *args, **kwargs), disk)
+
+    monkeypatch.setattr(files, "os", FillingOS())
+    return disk

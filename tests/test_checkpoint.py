@@ -5,7 +5,7 @@ import torch
 
 from wavegen import checkpoint as ckpt
 from wavegen.config import Config, ModelConfig
-from wavegen.errors import CheckpointError
+from wavegen.errors import CheckpointError, WriteError
 from wavegen.model import WaveNet
 
 SMALL = ModelConfig(cycles=1, layers_per_cycle=3, residual_channels=8, gate_channels=8, skip_channels=8)
@@ -75,10 +75,28 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypat
 
     def broken_save(obj, handle):
         handle.write(b"partial")
-        raise OSError("No space left on device")
+        raise RuntimeError("crashed halfway")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(RuntimeError):
         ckpt.save(path, small_payload())
     assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]
+
+
+@pytest.mark.parametrize("room", [0, 5000, 30_000])
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path, full_disk, room):
+    """torch.save turns the ENOSPC of a write into a RuntimeError of its own ("unexpected pos"):
+    the error must still say which file and what happened."""
+    path = tmp_path / "latest.pt"
+    ckpt.save(path, small_payload())
+    before = path.read_bytes()
+    assert len(before) > 30_000 >= room
+    full_disk.room = room
+    with pytest.raises(WriteError, match=f"^{path}: no space left on device \\(the previous file is intact\\)$"):
+        ckpt.save(path, small_payload())
+    assert full_disk.refused and path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]
+    with pytest.raises(WriteError, match="new.pt: no space left on device \\(nothing was written\\)"):
+        ckpt.save(tmp_path / "new.pt", small_payload())
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]

@@ -1,4 +1,5 @@
 import csv
+import math
 
 import pytest
 import torch
@@ -210,3 +211,151 @@ def test_precision_sets_the_arithmetic_but_weights_and_optimizer_stay_float32(pr
                for p in trainer.model.parameters())
     moments = [v for state in trainer.optimizer.state.values() for v in state.values() if v.dim() > 0]
     assert moments and all(m.dtype == torch.float32 for m in moments)
+
+
+def poison(monkeypatch, steps, how="loss"):
+    """Make the steps numbered in ``steps`` (1-based, as logged) go bad: a NaN loss, or a
+    finite loss whose gradient is infinite (an overflow in backward)."""
+    original = Trainer._bits
+
+    class InfiniteGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * float("inf")
+
+    def bits(self, batch, noisy=False, model=None):
+        value = original(self, batch, noisy, model)
+        if model is not None or self.step + 1 not in steps:  # validation, or a good step
+            return value
+        return value * float("nan") if how == "loss" else InfiniteGradient.apply(value)
+
+    monkeypatch.setattr(Trainer, "_bits", bits)
+
+
+def flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("how", ["loss", "gradient"])
+def test_a_bad_step_changes_nothing_and_is_counted(prepared, tmp_path, monkeypatch, how):
+    from wavegen.data import PreparedData
+
+    poison(monkeypatch, {3}, how)
+    config = apply_overrides(load_recipe("tiny"), FAST + ["train.ema=0.9"])
+    trainer = Trainer(config, PreparedData(prepared), tmp_path / "run", torch.device("cpu"))
+    snapshots, history = [(flat(trainer.model), flat(trainer.ema.module))], []
+    for _ in range(4):
+        history.append((*trainer.train_step(), trainer.skipped, trainer.bad_in_a_row))
+        snapshots.append((flat(trainer.model), flat(trainer.ema.module)))
+    bits, norm, skipped, in_a_row = history[2]
+    assert (skipped, in_a_row) == (1, 1) and not math.isfinite(norm)
+    assert math.isfinite(bits) == (how == "gradient")  # the loss of an infinite gradient was finite
+    # Step 3 left the weights, their average and Adam's count as they were; step 4 went on.
+    assert all(torch.equal(a, b) for a, b in zip(snapshots[3], snapshots[2]))
+    assert not torch.equal(snapshots[4][0], snapshots[3][0]) and torch.isfinite(snapshots[4][0]).all()
+    assert trainer.step == 4 and history[3][2:] == (1, 0)
+    assert {int(state["step"]) for state in trainer.optimizer.state.values()} == {3}
+
+
+def test_a_sporadic_nan_is_skipped_counted_and_logged(prepared, tmp_path, monkeypatch):
+    poison(monkeypatch, {5})
+    config = apply_overrides(load_recipe("tiny"), FAST)
+    messages = []
+    result = train(config, prepared, tmp_path / "run", device="cpu", log=messages.append, progress=False)
+    assert result.step == 12 and result.skipped_steps == 1
+    assert "skipped 1 steps with a non-finite loss or gradient" in messages[-1]
+    rows = {r["step"]: r for r in csv.DictReader(open(tmp_path / "run" / "log.csv"))}
+    assert [rows[s]["skipped"] for s in ("2", "4", "6", "12")] == ["0", "0", "1", "1"]
+    saved = ckpt.load(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert saved["skipped_steps"] == 1 and all(torch.isfinite(w).all() for w in saved["model"].values())
+
+
+def test_a_persistent_nan_stops_the_run_keeping_the_last_good_checkpoint(prepared, tmp_path, monkeypatch):
+    from wavegen.errors import TrainingDiverged
+
+    poison(monkeypatch, set(range(7, 100)))  # from step 7 on, every step
+    config = apply_overrides(load_recipe("tiny"), FAST + ["train.max_bad_steps=4", "train.steps=30"])
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as stopped:
+        train(config, prepared, run, device="cpu", log=quiet, progress=False)
+    assert str(stopped.value) == (
+        f"step 10: 4 steps in a row had a non-finite loss or gradient (train.max_bad_steps = 4); stopped, "
+        f"keeping {run}/checkpoints/latest.pt, from step 5. Lower train.lr, or look for broken data")
+    saved = ckpt.load(run / "checkpoints" / "latest.pt")  # step 10 was never saved
+    assert saved["step"] == 5 and all(torch.isfinite(w).all() for w in saved["model"].values())
+
+
+def test_weights_that_are_no_longer_finite_are_never_saved(prepared, tmp_path, monkeypatch):
+    from wavegen.errors import TrainingDiverged
+
+    config = apply_overrides(load_recipe("tiny"), FAST + ["train.val_batches=0"])
+    train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)  # latest.pt at 12
+    before = (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes()
+    original = Trainer.train_step
+
+    def corrupting(self):  # what the skipping above prevents: NaN gradients reaching Adam
+        result = original(self)
+        if self.step == 13:
+            next(self.model.parameters()).data.fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(Trainer, "train_step", corrupting)
+    resumed, _ = resolve_config(tmp_path / "run", None, [], 15)
+    with pytest.raises(TrainingDiverged, match=r"step 15: the weights are no longer finite; not saving them "
+                                               r"\(kept: .*latest.pt, from step 12\)"):
+        train(resumed, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes() == before
+
+
+def test_a_full_disk_stops_training_and_keeps_the_previous_checkpoint(prepared, tmp_path, full_disk):
+    from wavegen.errors import CheckpointError
+
+    config = apply_overrides(load_recipe("tiny"), FAST + ["train.val_batches=0", "train.steps=5"])
+    run = tmp_path / "run"
+    train(config, prepared, run, device="cpu", log=quiet, progress=False)
+    before = (run / "checkpoints" / "latest.pt").read_bytes()
+    full_disk.room = 10_000  # config.toml fits, a checkpoint (~0.5 MB) does not
+    resumed, _ = resolve_config(run, None, [], 12)
+    with pytest.raises(CheckpointError) as stopped:
+        train(resumed, prepared, run, device="cpu", log=quiet, progress=False)
+    assert str(stopped.value) == (f"{run}/checkpoints/latest.pt: no space left on device; training stopped at "
+                                  f"step 10 (kept: {run}/checkpoints/latest.pt, from step 5)")
+    assert (run / "checkpoints" / "latest.pt").read_bytes() == before
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.pt"]  # no temporary file left
+
+
+def test_resuming_drops_the_log_rows_a_killed_run_wrote_past_its_checkpoint(tmp_path):
+    from wavegen.train import LOG_FIELDS, resume_log
+
+    log = tmp_path / "log.csv"
+    old = ["step,train_bits,val_bits,lr,grad_norm,samples_per_s,elapsed_s"]  # a log from before 'skipped'
+    log.write_text("\r\n".join(old + [f"{s},8.0,,0.001,0.5,100,{s}" for s in range(0, 9)]) + "\r\n8,7.9,,0.0")
+    assert resume_log(log, 5) == 3  # 6, 7, 8; and the row the kill cut short
+    rows = list(csv.DictReader(open(log)))
+    assert [r["step"] for r in rows] == ["0", "1", "2", "3", "4", "5"] and list(rows[0]) == LOG_FIELDS
+    assert resume_log(log, 5) == 0 and resume_log(tmp_path / "none.csv", 5) == 0
+    assert resume_log(log, -1) == 6 and log.read_text().splitlines() == [",".join(LOG_FIELDS)]
+
+
+def test_an_interrupt_inside_a_step_saves_nothing_half_done(prepared, tmp_path, monkeypatch):
+    """A second Ctrl-C raises at once, maybe after the step drew its windows or halfway through
+    Adam: that state is no point of any run, so the last checkpoint stays the resume point."""
+    original = Trainer._bits
+
+    def interrupted(self, batch, noisy=False, model=None):
+        if model is None and self.step == 6:  # step 7, its windows drawn
+            raise KeyboardInterrupt
+        return original(self, batch, noisy, model)
+
+    monkeypatch.setattr(Trainer, "_bits", interrupted)
+    config = apply_overrides(load_recipe("tiny"), FAST)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(config, prepared, run, device="cpu", log=quiet, progress=False)
+    assert str(stopped.value) == (f"stopped during step 7 without saving; a rerun resumes from "
+                                  f"{run}/checkpoints/latest.pt (step 5)")
+    assert ckpt.load(run / "checkpoints" / "latest.pt")["step"] == 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import io
 import os
 import stat
 import sys
@@ -192,6 +193,12 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write mono 16-bit PCM atomically: a crash never leaves a half-written file at ``path``."""
+    """Write mono 16-bit PCM atomically: a crash never leaves a half-written file at ``path``.
+
+    The WAV is built in memory, then written in one go: soundfile swallows an error its writes
+    raise (printing a traceback from its callback), so a full disk must meet a plain write.
+    """
+    encoded = io.BytesIO()
+    sf.write(encoded, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     with atomic_open(path, "wb") as handle:
-        sf.write(handle, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        handle.write(encoded.getbuffer())

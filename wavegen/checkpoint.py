@@ -24,7 +24,8 @@ VERSION = 1
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus format tags) atomically: the previous file survives any crash."""
+    """Write ``payload`` (plus format tags) atomically: the previous file survives any crash,
+    and a failed write (a full disk) is a ``WriteError`` naming ``path``."""
     payload = {"format": FORMAT, "version": VERSION, **payload}
     with atomic_open(Path(path), "wb") as handle:
         torch.save(payload, handle)

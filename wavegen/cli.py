@@ -43,6 +43,8 @@ def friendly_errors(fn):
                 click.echo(str(exc), err=True)
             sys.exit(130)
         except WavegenError as exc:
+            if not str(exc):  # another training process's failure: rank 0 has said it
+                sys.exit(1)
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # permissions, a full disk, a file where a folder should be...
             where = f"{exc.filename}: " if exc.filename else ""

@@ -75,6 +75,11 @@ class TrainConfig:
     activation_checkpointing: bool = False  # keep only block inputs, recompute the rest in backward (less memory)
     precision: str = "auto"  # fp32, bf16 (autocast) or auto: bf16 where the device multiplies it natively
     checkpoint_every: int = 1000
+    # Consecutive skipped steps (non-finite loss or gradient norm) that stop the run. A skipped
+    # step changes no weight, so a streak means every fresh batch fails at these weights: the
+    # run has diverged. A sporadic bad window (say 1 step in 100) runs 20 in a row about once
+    # in 10**40 steps, while a broken run stops within seconds instead of burning hours.
+    max_bad_steps: int = 20
     val_every: int = 1000
     val_batches: int = 8
     log_every: int = 10
@@ -191,7 +196,7 @@ def validate(config: Config) -> None:
         "model.skip_channels": m.skip_channels, "data.sample_rate": d.sample_rate,
         "train.batch_size": t.batch_size, "train.segment_length": t.segment_length,
         "train.lr": t.lr, "train.steps": t.steps, "train.checkpoint_every": t.checkpoint_every,
-        "train.val_every": t.val_every, "train.log_every": t.log_every,
+        "train.val_every": t.val_every, "train.log_every": t.log_every, "train.max_bad_steps": t.max_bad_steps,
     }
     for name, value in positive.items():
         if value <= 0:

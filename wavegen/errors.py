@@ -30,3 +30,16 @@ class DistributedError(WavegenError):
 
 class OutOfMemory(WavegenError):
     """A training step needs more memory than the device has."""
+
+
+class TrainingDiverged(WavegenError):
+    """Training stopped: too many steps in a row had a non-finite loss or gradient norm."""
+
+
+class WriteError(WavegenError):
+    """A file could not be written (a full disk, no permission...). ``reason`` says why in
+    words (``no space left on device``); the message adds the path and what was kept."""
+
+    def __init__(self, path, reason: str, outcome: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason} ({outcome})")

@@ -3,11 +3,14 @@
 A run folder holds everything about one model:
 
     RUN/config.toml             the resolved config (recipe + overrides)
-    RUN/log.csv                 one row per logged step: loss and validation in bits per sample
+    RUN/log.csv                 one row per logged step: loss and validation in bits per sample,
+                                and how many steps were skipped so far (non-finite loss or gradient)
     RUN/checkpoints/latest.pt   model, optimizer, step and every RNG state (resume point)
     RUN/checkpoints/best.pt     the same, at the lowest validation loss so far
 
-Running ``train`` on a folder that has a checkpoint resumes it, from the saved config.
+Running ``train`` on a folder that has a checkpoint resumes it, from the saved config, and first
+clears what a killed run left behind: log rows past the checkpoint (they are trained again) and
+half-written temporary files.
 
 Under torchrun the same loop runs in every process (``distributed.World``): the model is wrapped
 in DistributedDataParallel, which averages the gradients, each process draws its own windows,
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import signal
 import threading
@@ -34,15 +38,15 @@ from .config import Config, ConfigError, apply_overrides, load_recipe, to_toml
 from .conditioning import WindowTerms
 from .data import IGNORE, Batch, PreparedData, WindowSampler
 from .distributed import World
-from .errors import CheckpointError, OutOfMemory, TrainingInterrupted
-from .files import atomic_write_text
+from .errors import CheckpointError, OutOfMemory, TrainingDiverged, TrainingInterrupted, WriteError
+from .files import atomic_write_text, reason
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .model import WaveNet
 from . import precision as precisions
 from .mulaw import decode, encode
 
 LN2 = math.log(2.0)
-LOG_FIELDS = ["step", "train_bits", "val_bits", "lr", "grad_norm", "samples_per_s", "elapsed_s"]
+LOG_FIELDS = ["step", "train_bits", "val_bits", "lr", "grad_norm", "samples_per_s", "elapsed_s", "skipped"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -183,6 +187,9 @@ class Trainer:
         self.forward = torch.compile(self.net) if t.compile else self.net
         self.val_batches = self._validation_batches() if self.world.is_main else []  # only rank 0 validates
         self.step, self.best_val, self.skipped = 0, None, 0
+        self.bad_in_a_row = 0  # consecutive skipped steps: too many stop the run (train.max_bad_steps)
+        self.mid_step = False  # inside train_step: an interrupt there leaves a state not to save
+        self.saved_at: dict[str, int | None] = {"latest": None, "best": None}  # step of each checkpoint on disk
         self.val_history: list[tuple[int, float]] = []
         self.ema = None  # moving average of the weights: what validation, best.pt and synth use
         if t.ema > 0 and self.world.is_main:  # (which only rank 0 runs and writes)
@@ -232,6 +239,8 @@ class Trainer:
             self.best_val = payload["best_val_bits"]
             self.val_history = [tuple(v) for v in payload["val_history"]]
             self.skipped = int(payload.get("skipped_steps", 0))
+            self.saved_at["latest"] = self.step
+            self.saved_at["best"] = next((s for s, v in self.val_history if v == self.best_val), None)
             if self.ema is not None:  # a run that turns the average on starts it from its weights
                 self.ema.module.load_state_dict(payload.get("ema", payload["model"]))
                 self.ema.n_averaged.fill_(int(payload.get("ema_updates", 0)))
@@ -248,7 +257,29 @@ class Trainer:
             raise CheckpointError(f"{self.run}: checkpoint cannot be resumed ({exc})") from None
 
     def save(self, which: str = "latest", ranks: list[dict] | None = None) -> None:
-        ckpt.save(checkpoint_paths(self.run)[which], self.state(ranks))
+        """Write a checkpoint. Weights that are no longer finite are never written over a good
+        one, and a failed write (a full disk) stops training, naming what is kept."""
+        path = checkpoint_paths(self.run)[which]
+        if not self.weights_finite():
+            raise TrainingDiverged(f"step {self.step}: the weights are no longer finite; not saving them "
+                                   f"(kept: {self.kept(which)})")
+        try:
+            ckpt.save(path, self.state(ranks))
+        except WriteError as exc:
+            raise CheckpointError(f"{path}: {exc.reason}; training stopped at step {self.step} "
+                                  f"(kept: {self.kept(which)})") from None
+        self.saved_at[which] = self.step
+
+    def kept(self, which: str = "latest") -> str:
+        """What a stopped run leaves of a checkpoint, in words."""
+        path, step = checkpoint_paths(self.run)[which], self.saved_at[which]
+        if not path.is_file():
+            return f"no {which} checkpoint was saved"
+        return f"{path}, from step {step}" if step is not None else f"{path}, as it was"
+
+    def weights_finite(self) -> bool:
+        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        return all(bool(torch.isfinite(p).all()) for m in models for p in m.parameters())
 
     # -- steps ---------------------------------------------------------------------------------
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
@@ -312,7 +343,14 @@ class Trainer:
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step; returns (loss in bits, averaged over the processes; gradient
-        norm). A non-finite loss in any process makes every process skip the step."""
+        norm). A non-finite loss in any process, or a non-finite gradient norm, makes every
+        process skip the step (counted in ``skipped`` and ``bad_in_a_row``)."""
+        self.mid_step = True
+        result = self._step()
+        self.mid_step = False
+        return result
+
+    def _step(self) -> tuple[float, float]:
         t = self.config.train
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.config)
@@ -328,18 +366,29 @@ class Trainer:
                 if not torch.isfinite(mean):
                     if synced and self.world.distributed:
                         (bits * 0).backward()  # finishes the reduction DDP's forward started; dropped below
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.skipped += 1
-                    self.step += 1
-                    return float("nan"), float("nan")
+                    return self._skip(float("nan"), float("nan"))
                 (bits / t.accumulate).backward()
             total += mean.item()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
+        # A finite loss can still have an infinite gradient (an overflow in backward): clipping
+        # would then scale every gradient by 0 * inf = NaN, and Adam write NaN into the weights.
+        # The gradients were averaged over the processes already, so every one sees this norm.
+        if not torch.isfinite(norm):
+            return self._skip(total / t.accumulate, norm.item())
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
+        self.bad_in_a_row = 0
         return total / t.accumulate, norm.item()
+
+    def _skip(self, bits: float, norm: float) -> tuple[float, float]:
+        """A step that changes no weight (nor the moving average): it only counts."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped += 1
+        self.bad_in_a_row += 1
+        self.step += 1
+        return bits, norm
 
     def _gradient_sync(self, synced: bool) -> contextlib.AbstractContextManager:
         """DDP's ``no_sync`` for the micro-batches before the last (nothing in one process)."""
@@ -369,11 +418,54 @@ def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray],
 
 def _append_log(path: Path, row: dict) -> None:
     new = not path.is_file()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    try:
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+    except OSError as exc:  # the error from a write names no file
+        raise WriteError(path, reason(exc), "training stopped; a rerun resumes from the last checkpoint") from None
+
+
+def resume_log(path: Path, step: int) -> int:
+    """Drop the log rows after ``step``, the checkpoint a run resumes from: a killed run logged
+    them, and the resumed one logs them again. A row cut short by the kill goes too, and an
+    older log gains the columns it lacks. Returns the number of rows dropped."""
+    if not path.is_file():
+        return 0
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):  # the last append did not finish
+        lines = lines[:-1]
+    reader = csv.DictReader(lines)
+    rows = list(reader)
+    kept = [row for row in rows if _logged_step(row) is not None and _logged_step(row) <= step]
+    if len(kept) == len(rows) and len(lines) == len(text.splitlines()) and reader.fieldnames == LOG_FIELDS:
+        return 0
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=LOG_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(kept)
+    atomic_write_text(path, table.getvalue())
+    return len(rows) - len(kept)
+
+
+def _logged_step(row: dict) -> int | None:
+    try:
+        return int(row["step"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def clear_leftovers(run: Path) -> list[Path]:
+    """Remove the temporary files of writes a kill interrupted (``atomic_open`` names them
+    ``.NAME.XXXXXXXX.tmp``); they are never read, and a checkpoint's can be large."""
+    written = {run / "checkpoints": ("latest.pt", "best.pt"), run: ("config.toml", "log.csv")}
+    found = sorted(stray for folder, names in written.items() for name in names for stray in folder.glob(f".{name}.*.tmp"))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def train(
@@ -421,6 +513,16 @@ def train(
                 f"(the checkpoint holds the sampling state of {saved} process{'es' if saved > 1 else ''})")
     if world.is_main:
         run.mkdir(parents=True, exist_ok=True)
+        strays = clear_leftovers(run)
+        if strays:
+            log(f"removed {len(strays)} unfinished temporary file{'s' if len(strays) > 1 else ''} of an interrupted "
+                f"write ({', '.join(p.name for p in strays)})")
+        # (a new run keeps no row of an attempt killed before its first checkpoint)
+        dropped = resume_log(run / "log.csv", trainer.step if latest.is_file() else -1)
+        if dropped:
+            rows = f"{dropped} log row{'s' if dropped > 1 else ''}"
+            log(f"dropped {rows} that an interrupted run wrote after step {trainer.step} (its last checkpoint); "
+                "they are trained again" if latest.is_file() else f"dropped {rows} of an attempt that saved no checkpoint")
         atomic_write_text(run / "config.toml", to_toml(config))
     t = config.train
     per_step = world.size * t.accumulate * t.batch_size
@@ -431,24 +533,27 @@ def train(
         + (f"; {world.size} processes, {per_step} windows per step (batch_size {t.batch_size} × "
            f"accumulate {t.accumulate} × {world.size} processes)" if world.distributed else "")
     )
-    if trainer.step == 0 and world.is_main:
+    if trainer.step == 0 and not trainer.val_history and world.is_main:
         first = trainer.validate()
         if first is not None:
             trainer.val_history.append((0, first))
             _append_log(run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
 
-    # One process: SIGTERM is Ctrl-C (save, then stop). Several: either signal (torchrun passes
-    # on the one it gets) only asks to stop; the processes agree on the step after it, rank 0
-    # saves there, and all stop together. A second signal stops at once, without saving.
+    # Ctrl-C (SIGINT) or SIGTERM only asks to stop: the step under way finishes, then the
+    # processes (torchrun passes on the signal it gets) agree on that step, rank 0 saves there,
+    # and all stop together. An interrupt raised inside a step could land anywhere, between the
+    # windows drawn and the step counted or halfway through Adam's update, and save a state that
+    # no uninterrupted run ever had. A second signal stops at once (saving in one process when
+    # it lands between steps).
     stop = threading.Event()
 
     def on_signal(signum, frame):
-        if not world.distributed or stop.is_set():
+        if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 
     in_main_thread = threading.current_thread() is threading.main_thread()
-    signals = [signal.SIGTERM] + ([signal.SIGINT] if world.distributed else [])
+    signals = [signal.SIGTERM, signal.SIGINT]
     previous = {sig: signal.signal(sig, on_signal) for sig in signals} if in_main_thread else {}
     start, recent = time.perf_counter(), []
     bar = tqdm(total=t.steps, initial=trainer.step, desc="train", unit="step", disable=not progress)
@@ -467,6 +572,11 @@ def train(
             if math.isfinite(bits):
                 recent = (recent + [bits])[-50:]
             step, val = trainer.step, None
+            if trainer.bad_in_a_row >= t.max_bad_steps:  # the same count in every process
+                raise TrainingDiverged(
+                    f"step {step}: {trainer.bad_in_a_row} steps in a row had a non-finite loss or gradient "
+                    f"(train.max_bad_steps = {t.max_bad_steps}); stopped, keeping {trainer.kept('latest')}. "
+                    "Lower train.lr, or look for broken data" if world.is_main else "")
             stopping = world.any(stop.is_set())
             validating = (step % t.val_every == 0 or step == t.steps) and not stopping
             saving = step % t.checkpoint_every == 0 or step == t.steps or stopping
@@ -476,7 +586,8 @@ def train(
                 val = trainer.validate()
                 if val is not None:
                     trainer.val_history.append((step, val))
-                    if trainer.best_val is None or val < trainer.best_val:
+                    # (a NaN never becomes the best: nothing would ever beat it afterwards)
+                    if math.isfinite(val) and (trainer.best_val is None or val < trainer.best_val):
                         trainer.best_val = val
                         trainer.save("best", ranks)
             if (step % t.log_every == 0 or val is not None) and world.is_main:
@@ -485,10 +596,13 @@ def train(
                     "val_bits": "" if val is None else round(val, 4),
                     "lr": f"{lr_at(step - 1, config):.3g}", "grad_norm": round(norm, 4),
                     "samples_per_s": round(rate), "elapsed_s": round(time.perf_counter() - start, 1),
+                    "skipped": trainer.skipped,
                 })
                 postfix = {"bits": f"{np.mean(recent):.3f}" if recent else "nan", "samples/s": f"{rate:,.0f}"}
                 if trainer.val_history:
                     postfix["val"] = f"{trainer.val_history[-1][1]:.3f}"
+                if trainer.skipped:
+                    postfix["skipped"] = trainer.skipped
                 bar.set_postfix(postfix, refresh=False)
             if saving and world.is_main:
                 trainer.save("latest", ranks)
@@ -506,6 +620,10 @@ def train(
             raise TrainingInterrupted(
                 f"stopped at step {trainer.step} without saving; {latest} is where a rerun resumes"
                 if world.is_main else "") from None
+        if trainer.mid_step:  # a half-done step: keep the last checkpoint instead
+            resumes = (f"a rerun resumes from {latest} (step {trainer.saved_at['latest']})" if latest.is_file()
+                       else "no checkpoint was saved yet, so a rerun starts afresh")
+            raise TrainingInterrupted(f"stopped during step {trainer.step + 1} without saving; {resumes}") from None
         trainer.save("latest")
         raise TrainingInterrupted(
             f"interrupted at step {trainer.step}; saved {latest}. Run the same command to resume."
@@ -531,7 +649,7 @@ def train(
     if result.val_bits is not None:
         msg += f", validation {result.val_bits:.3f} (best {result.best_val_bits:.3f})"
     if result.skipped_steps:
-        msg += f"; skipped {result.skipped_steps} steps with non-finite loss"
+        msg += f"; skipped {result.skipped_steps} steps with a non-finite loss or gradient"
     log(msg + f"; checkpoints in {run / 'checkpoints'}")
     return result
 

@@ -1,0 +1,95 @@
+"""What a generated WAV leaves beside it: a spectrogram to look at and a metadata JSON.
+
+For every ``NAME.wav`` that ``synth``, ``vocode`` or training's periodic samples write:
+
+    NAME.wav    16-bit mono audio
+    NAME.png    its spectrogram: time in seconds, frequency in Hz (log-magnitude, dB)
+    NAME.json   what made it: {"kind", "run", "checkpoint", "step", "seed", "temperature",
+                "engine", "seconds", "sample_rate", "took_s", "created", ...} plus "wav" and
+                "spectrogram" (the file names beside it); ``vocode`` adds "input" (the
+                recording's copy, NAME.input.wav, with its own .png)
+
+All three are written atomically. ``read_samples`` lists a folder's samples, newest first: what
+``wavegen report`` shows.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import write_wav
+from .files import atomic_open, atomic_write_text
+
+N_FFT, HOP = 1024, 256  # 64 ms windows at 16 kHz: resolves harmonics ~16 Hz apart
+
+
+def spectrogram_png(audio: np.ndarray, sample_rate: int, title: str = "") -> bytes:
+    """A PNG of the log-magnitude spectrogram of ``audio``: seconds across, Hz up, dB in colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    from matplotlib.figure import Figure
+
+    audio = np.asarray(audio, dtype=np.float32)
+    padded = np.pad(audio, (0, max(0, N_FFT - len(audio))))
+    frames = 1 + (len(padded) - N_FFT) // HOP
+    index = np.arange(N_FFT)[None, :] + HOP * np.arange(frames)[:, None]  # (frames, N_FFT)
+    power = np.abs(np.fft.rfft(padded[index] * np.hanning(N_FFT), axis=1)) ** 2  # (frames, bins)
+    db = 10 * np.log10(power.T + 1e-10)  # (bins, frames)
+    top = db.max()
+    figure = Figure(figsize=(8, 3), dpi=100)
+    axes = figure.add_subplot()
+    image = axes.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
+                        extent=(0, len(audio) / sample_rate, 0, sample_rate / 2))
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("frequency (Hz)")
+    if title:
+        axes.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=axes, label="dB")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def write_sample(path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write ``path`` (a .wav) with its spectrogram and metadata beside it; return the metadata."""
+    path = Path(path)
+    write_wav(path, audio, sample_rate)
+    png = path.with_suffix(".png")
+    with atomic_open(png, "wb") as handle:
+        handle.write(spectrogram_png(audio, sample_rate, title=path.name))
+    record = {
+        **meta,
+        "wav": path.name,
+        "spectrogram": png.name,
+        "seconds": round(len(audio) / sample_rate, 4),
+        "sample_rate": sample_rate,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1, ensure_ascii=False))
+    return record
+
+
+def read_samples(folder: Path) -> list[dict[str, Any]]:
+    """The samples in ``folder`` (their metadata, with "folder" added), newest first. JSON files
+    that are not sample metadata, whose WAV is gone, or whose "wav" is not a plain file name in
+    ``folder`` are left out."""
+    found = []
+    for meta_path in Path(folder).glob("*.json"):
+        try:
+            record = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        wav = str(record.get("wav", ""))
+        if not wav or Path(wav).name != wav or not (Path(folder) / wav).is_file():  # (a name only: never ../)
+            continue
+        found.append({**record, "folder": str(folder)})
+    return sorted(found, key=lambda r: (str(r.get("created", "")), str(r["wav"])), reverse=True)

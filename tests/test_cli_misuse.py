@@ -131,6 +131,7 @@ CASES = [
     case("synth", "--run", "afile", phrase="afile: --run is a file, not a run folder"),
     case("synth", "--run", "runs/tiny/checkpoints/best.pt", phrase="give a checkpoint file with --checkpoint"),
     case("synth", "--checkpoint", "runs/tiny", phrase="runs/tiny: --checkpoint is a folder"),
+    case("synth", *TINY, "--checkpoint", "reshaped.pt", phrase="--run runs/tiny and --checkpoint reshaped.pt: give one"),
     case("synth", "--checkpoint", "missing.pt", phrase="missing.pt: checkpoint not found"),
     case("synth", "--checkpoint", "afile", phrase="afile: not a readable checkpoint"),
     case("synth", "--checkpoint", "reshaped.pt", phrase="weights do not fit the model shape in its config"),
@@ -415,6 +416,11 @@ def test_labels_from_a_crafted_checkpoint_name_files_inside_out_only(project, tm
                     "--engine", "torch", "--label", "a/b", cwd=work)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [p.name for p in (work / "one").iterdir()] == ["odd_run-step2-a_b-seed0.wav"]
+    # An error that lists the labels (one has a line break) is still one line.
+    refused = wavegen("synth", "--checkpoint", str(path), "--label", "nope", "--out", "none", cwd=work)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert refused.stderr.startswith("Error: --label nope: unknown label (known: ../../etc/x, a/b, a_b, ..")
+    assert not (work / "none").exists()
 
 
 HOSTILE_INPUTS = ["a.wav", "sub/a.wav", "a-2.wav", "A.wav", ".hidden.wav", "..wav", "new\nline.wav",

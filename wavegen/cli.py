@@ -1,7 +1,10 @@
 """The ``wavegen`` command line: a thin layer that builds a config and calls the library.
 
 Heavy modules (torch, librosa) are imported inside the commands so ``wavegen --help`` is instant.
-Every ``WavegenError`` becomes a one-line ``Error: ...`` and a non-zero exit status.
+Every ``WavegenError`` becomes a one-line ``Error: ...`` and exit status 1; click's usage errors
+(an unknown option, a value out of range) are one line too, with status 2. A command checks its
+own values (lengths, counts, output folders) before it imports torch, so mistakes are answered
+at once.
 """
 from __future__ import annotations
 

@@ -30,6 +30,8 @@ def newest_run(runs: Path = Path("runs")) -> Path:
 def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
     """``--checkpoint`` as given; else the run's best checkpoint (lowest validation loss), or
     its latest when it has no validation data; the run defaults to the newest under ``runs/``."""
+    if checkpoint is not None and run is not None:  # one of them would be ignored
+        raise ConfigError(f"--run {run} and --checkpoint {checkpoint}: give one of them")
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         if checkpoint.is_dir():

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .config import Config
+from .config import Config, validate
 from .errors import CheckpointError, ConfigError
 from .files import atomic_open
 from .model import WaveNet
@@ -55,9 +55,12 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 
 
 def config_of(payload: dict[str, Any], path: Path | str = "checkpoint") -> Config:
+    """The config a checkpoint carries, checked like a recipe (a crafted file can hold anything)."""
     try:
-        return Config.from_dict(payload["config"], source=str(path))
-    except (KeyError, ConfigError) as exc:
+        config = Config.from_dict(payload["config"], source=str(path))
+        validate(config)
+        return config
+    except (KeyError, TypeError, AttributeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: bad config in checkpoint ({exc})") from None
 
 

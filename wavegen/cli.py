@@ -1,7 +1,10 @@
 """The ``wavegen`` command line: a thin layer that builds a config and calls the library.
 
 Heavy modules (torch, librosa) are imported inside the commands so ``wavegen --help`` is instant.
-Every ``WavegenError`` becomes a one-line ``Error: ...`` and a non-zero exit status.
+Every ``WavegenError`` becomes a one-line ``Error: ...`` and exit status 1; click's usage errors
+(an unknown option, a value out of range) are one line too, with status 2. A command checks its
+own values (lengths, counts, output folders) before it imports torch, so mistakes are answered
+at once.
 """
 from __future__ import annotations
 
@@ -31,6 +34,12 @@ def _options(options):
     return wrap
 
 
+def one_line(message: str) -> str:
+    """A message on one line: names from data (a label, a file name) may hold line breaks, and
+    library messages (torch's) may span several lines."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
 def friendly_errors(fn):
     """Turn expected failures into one-line messages instead of tracebacks."""
 
@@ -45,10 +54,10 @@ def friendly_errors(fn):
         except WavegenError as exc:
             if not str(exc):  # another training process's failure: rank 0 has said it
                 sys.exit(1)
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(str(exc))) from None
         except OSError as exc:  # permissions, a full disk, a file where a folder should be...
             where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+            raise click.ClickException(one_line(f"{where}{exc.strerror or exc}")) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -56,11 +65,58 @@ def friendly_errors(fn):
     return wrapper
 
 
+def quick_checks(seconds=None, n=None, temperature=None, out=None) -> None:
+    """A generating command's own values, checked before torch is imported so that a mistake is
+    answered at once (``synthesize`` and ``vocode`` check them again for their other callers)."""
+    from .limits import check_seconds, check_streams, check_temperature
+    from .outputs import writable_folder
+
+    if seconds is not None:
+        check_seconds(seconds)
+    if n is not None:
+        check_streams(n)
+    if temperature is not None:
+        check_temperature(temperature)
+    if out is not None:
+        writable_folder(out)
+
+
 def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineGroup(click.Group):
+    """click's own usage errors (an unknown option, a value out of range) as one ``Error:`` line
+    like every other error, pointing at ``--help`` instead of printing the usage block. They keep
+    click's exit status 2."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+
+
+def _one_line_usage(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `wavegen`: the help
+        return exc
+    names, ctx = [], exc.ctx
+    while ctx is not None and ctx.parent is not None:  # the root's name may be "python -m wavegen"
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    where = " ".join(["wavegen", *names])
+    short = click.UsageError(one_line(f"{exc.format_message().rstrip('.')} (see `{where} --help`)"))
+    short.exit_code = exc.exit_code  # no context: click prints no usage block and no hint
+    return short
+
+
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wavegen")
 def main() -> None:
     """wavegen: train WaveNet models on your recordings and listen to what they generate.
@@ -97,9 +153,9 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     recipe's receptive field) are skipped, each named once with its reason. Exit status: 0 when
     every file was prepared, 3 when some were skipped, 1 when nothing usable was found.
     """
-    from .config import ConfigError, apply_overrides, load_recipe
-    from .data import prepare as run_prepare
+    from .config import Config, ConfigError, apply_overrides, load_recipe, validate
     from .model import receptive_field
+    from .outputs import writable_folder
 
     for item in overrides:
         if not item.strip().startswith("data."):
@@ -116,9 +172,10 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
         config.labels = labels
     if mels is not None:
         config.mels = mels
-    from .config import Config, validate
-
     validate(Config(data=config))
+    writable_folder(out)
+    from .data import prepare as run_prepare
+
     # a file shorter than the model's context would give it nothing but padding to learn from
     manifest = run_prepare(dataset, out, config, log=_log, progress=not quiet,
                            min_samples=receptive_field(full.model))
@@ -146,10 +203,18 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
     Under torchrun (``torchrun --nproc-per-node N -m wavegen train ...``) every process runs this
     command and they train one model together; ``--nproc N`` starts torchrun for one machine.
     """
+    from .config import ConfigError
+    from .outputs import writable_folder
+
+    for item in overrides:  # train sets these from the prepared data: an override would be lost
+        if item.partition("=")[0].strip() in ("model.labels", "model.mel_channels", "model.mel_hop"):
+            raise ConfigError(f"--set {item}: a model conditions on what its data carries; prepare the data "
+                              "with --labels folders or --mels N instead")
+    run = run or Path("runs") / Path(recipe or "default").stem
+    writable_folder(run, "--run")
     from . import distributed
     from .train import resolve_config, resolve_device, train as run_train
 
-    run = run or Path("runs") / Path(recipe or "default").stem
     config, _ = resolve_config(run, recipe, list(overrides), steps)
     if nproc is not None and nproc > 1:  # this command again, in nproc processes under torchrun
         from .data import PreparedData
@@ -184,6 +249,7 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
 @friendly_errors
 def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, prime, labels, mel, quiet):
     """Generate audio from a trained model and write 16-bit WAV files."""
+    quick_checks(seconds=seconds, n=n, temperature=temperature, out=out)
     from .synth import pick_checkpoint, synthesize
 
     synthesize(pick_checkpoint(run, checkpoint), out, seconds, n, seed, temperature, engine, device,
@@ -206,6 +272,7 @@ ENGINE_CHOICE = click.Choice(["auto", "native", "cuda-graph", "torch", "referenc
 @friendly_errors
 def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, device, quiet):
     """Resynthesise recordings from their log-mel features with a vocoder model."""
+    quick_checks(temperature=temperature, out=out)
     from .synth import pick_checkpoint
     from .vocode import vocode as run_vocode
 
@@ -230,6 +297,9 @@ def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, devi
 @friendly_errors
 def evaluate(run, checkpoint, data, seconds, files, max_seconds, engine, device, as_json, quiet):
     """Score a model: validation bits per sample; for vocoders, the resynthesis log-mel distance."""
+    from .limits import check_eval_lengths
+
+    check_eval_lengths(seconds, max_seconds)  # before torch is imported: answered at once
     from .evaluate import evaluate as run_evaluate
     from .synth import pick_checkpoint
 
@@ -313,11 +383,17 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
     """Measure sampling speed (random weights): one JSON line per engine and batch size.
 
     With --train: training speed, one JSON line per implementation, batch and segment length."""
-    from . import bench as benchmark
     from .config import apply_overrides, load_recipe
+    from .limits import check_seconds, check_streams
+
+    check_seconds(seconds, beyond="wall time per measurement")
+    if not training:
+        for batch in batches:
+            check_streams(batch, "--batch", "measure smaller batches")
+    config = apply_overrides(load_recipe(recipe), list(overrides))
+    from . import bench as benchmark
     from .train import resolve_device
 
-    config = apply_overrides(load_recipe(recipe), list(overrides))
     dev = resolve_device(device)
     if training:
         from . import bench_train

@@ -7,6 +7,7 @@ a run saves (``config.toml``) and what every checkpoint carries.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,11 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
 def validate(config: Config) -> None:
     """Refuse values that are well typed but make no sense."""
     m, d, t = config.model, config.data, config.train
+    for section in SECTIONS:  # NaN passes every comparison below: refuse it (and inf) first
+        for f in dataclasses.fields(getattr(config, section)):
+            value = getattr(getattr(config, section), f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"'{section}.{f.name}' must be a finite number, got {value}")
     positive = {
         "model.classes": m.classes, "model.cycles": m.cycles,
         "model.layers_per_cycle": m.layers_per_cycle, "model.kernel_size": m.kernel_size,
@@ -197,6 +203,7 @@ def validate(config: Config) -> None:
         "train.batch_size": t.batch_size, "train.segment_length": t.segment_length,
         "train.lr": t.lr, "train.steps": t.steps, "train.checkpoint_every": t.checkpoint_every,
         "train.val_every": t.val_every, "train.log_every": t.log_every, "train.max_bad_steps": t.max_bad_steps,
+        "data.trim_db": d.trim_db,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -207,6 +214,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"'data.val_fraction' must be in [0, 1), got {d.val_fraction}")
     if t.warmup_steps < 0 or t.grad_clip < 0 or t.input_noise < 0 or t.val_batches < 0:
         raise ConfigError("train.warmup_steps, grad_clip, input_noise and val_batches must be >= 0")
+    if t.threads < 0:
+        raise ConfigError(f"'train.threads' must be >= 0 (0: torch's default), got {t.threads}")
     if t.accumulate < 1:
         raise ConfigError(f"'train.accumulate' must be >= 1, got {t.accumulate}")
     if not 0.0 <= t.ema < 1.0:

@@ -13,6 +13,8 @@ import numpy as np
 
 from .audio import write_wav
 from .config import apply_overrides, load_recipe
+from .limits import check_samples, check_seconds, check_streams
+from .outputs import writable_folder
 
 # A minor pentatonic, A3..A4: pitches whose periods (36-73 samples at 16 kHz) fit well inside
 # the tiny recipe's 129-sample receptive field.
@@ -64,6 +66,12 @@ def run_demo(
     start = time.perf_counter()
     workdir = Path(workdir)
     config = apply_overrides(load_recipe("tiny"), [f"train.steps={steps}"])
+    # What synth would refuse at the end is refused now, not after minutes of training.
+    check_seconds(seconds)
+    check_streams(n)
+    check_samples(n, round(seconds * config.data.sample_rate), config.data.sample_rate)
+    writable_folder(workdir, "--workdir")
+    writable_folder(out)
     dataset = workdir / "dataset"
     make_dataset(dataset, sample_rate=config.data.sample_rate)
     log(f"[1/4] wrote the built-in dataset (melodies of harmonic tones) to {dataset}")

@@ -21,6 +21,7 @@ from . import checkpoint as ckpt
 from .data import IGNORE, PreparedData, WindowSampler
 from .errors import ConfigError, DataError
 from .features import MelSettings, log_mel, mel_distance
+from .limits import check_eval_lengths
 from .mulaw import decode
 from .train import resolve_device, window_terms
 from .vocode import mel_settings, resynthesize
@@ -90,6 +91,7 @@ def evaluate(
     progress: bool = True,
 ) -> dict:
     """Validation bits per sample, and for vocoder models the resynthesis distance."""
+    check_eval_lengths(seconds, max_seconds)
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
     config = ckpt.config_of(payload, checkpoint)
     data = PreparedData(data_dir)

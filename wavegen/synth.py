@@ -12,11 +12,11 @@ import torch
 from . import checkpoint as ckpt
 from .audio import AudioReadError, load_audio, write_wav
 from .errors import CheckpointError, ConfigError, DataError
+from .limits import MAX_STREAMS, check_samples, check_seconds, check_streams, check_temperature, generation_memory
 from .mulaw import decode, encode
+from .outputs import distinct_names, inside, safe_name, writable_folder
 from .sampling import generate, make_engine, native_available
 from .train import checkpoint_paths, resolve_device
-
-MAX_SECONDS = 3600.0
 
 
 def newest_run(runs: Path = Path("runs")) -> Path:
@@ -30,9 +30,18 @@ def newest_run(runs: Path = Path("runs")) -> Path:
 def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
     """``--checkpoint`` as given; else the run's best checkpoint (lowest validation loss), or
     its latest when it has no validation data; the run defaults to the newest under ``runs/``."""
+    if checkpoint is not None and run is not None:  # one of them would be ignored
+        raise ConfigError(f"--run {run} and --checkpoint {checkpoint}: give one of them")
     if checkpoint is not None:
-        return Path(checkpoint)
+        checkpoint = Path(checkpoint)
+        if checkpoint.is_dir():
+            raise CheckpointError(f"{checkpoint}: --checkpoint is a folder; give a checkpoint file "
+                                  f"(RUN/checkpoints/best.pt), or the run folder with --run")
+        return checkpoint
     run = Path(run) if run is not None else newest_run()
+    if run.exists() and not run.is_dir():
+        raise CheckpointError(f"{run}: --run is a file, not a run folder"
+                              + ("; give a checkpoint file with --checkpoint" if run.suffix == ".pt" else ""))
     paths = checkpoint_paths(run)
     for which in ("best", "latest"):
         if paths[which].is_file():
@@ -140,19 +149,23 @@ def synthesize(
     mel-conditioned model needs ``mel``, a .npy file of log-mel features, whose length sets
     the duration unless ``seconds`` shortens it.
     """
-    if seconds is not None and not 0 < seconds <= MAX_SECONDS:
-        raise ConfigError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
-    if n is not None and n < 1:
-        raise ConfigError(f"--n must be at least 1, got {n}")
-    if not temperature > 0:
-        raise ConfigError(f"--temperature must be > 0, got {temperature:g}")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ConfigError(f"{out}: output path exists and is not a folder")
+    # Everything that can be refused is refused before the (long) generation and before any
+    # file is written: a refused call leaves earlier samples as they were.
+    if seconds is not None:
+        check_seconds(seconds)
+    if n is not None:
+        check_streams(n)
+    check_temperature(temperature)
+    writable_folder(out)
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
-    rate = int(payload["config"]["data"]["sample_rate"])
-    step = int(payload.get("step", 0))
-    run_name = Path(checkpoint).resolve().parent.parent.name or "model"
+    rate = ckpt.config_of(payload, checkpoint).data.sample_rate
+    step = _step_of(payload, checkpoint)
+    run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
     names, n = stream_labels(model, list(labels), n)
+    if n > MAX_STREAMS and not labels:  # a stream per label by default
+        raise ConfigError(f"{checkpoint}: {n} labels, a stream each, are more than {MAX_STREAMS} streams at once; "
+                          "choose labels with --label")
+    check_streams(n)
     mels = None
     if model.config.mel_channels:
         if mel is None:
@@ -165,6 +178,7 @@ def synthesize(
     elif mel is not None:
         raise ConfigError("--mel: this model was trained without mel features")
     num = max(1, round((2.0 if seconds is None else seconds) * rate))
+    check_samples(n, num, rate)
     gen, dev = pick_engine(engine, device, model, n, log)
     conditioning = make_conditioning(model, names, mels)
     history = None
@@ -183,15 +197,18 @@ def synthesize(
     seeds = [seed + i for i in range(n)]
     with tqdm(total=num, desc="synth", unit="sample", unit_scale=True, disable=not progress, leave=False) as bar:
         tick = time.perf_counter()
-        codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update,
-                         conditioning=conditioning)
+        with generation_memory(f"{n} × {num / rate:g} s"):
+            codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update,
+                             conditioning=conditioning)
         elapsed = time.perf_counter() - tick
-    audio = decode(codes).numpy()  # (n, num)
+    # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
+    # list, so a label's file name does not depend on which others were asked for.
+    tags = dict(zip(model.config.labels, distinct_names(list(model.config.labels))))
     files = []
     for i, s in enumerate(seeds):
-        tag = f"-{_safe(names[i])}" if names else ""
-        path = Path(out) / f"{run_name}-step{step}{tag}-seed{s}.wav"
-        write_wav(path, audio[i], rate)
+        tag = f"-{tags[names[i]]}" if names else ""
+        path = inside(out, f"{run_name}-step{step}{tag}-seed{s}.wav")
+        write_wav(path, decode(codes[i]).numpy(), rate)  # one stream at a time: 4 bytes a sample, not n × 4
         files.append(path)
     sps = n * num / elapsed
     result = SynthResult(files, sps, sps / rate, gen.name, names)
@@ -200,9 +217,12 @@ def synthesize(
     return result
 
 
-def _safe(name: str) -> str:
-    """A label as part of a file name: path separators and odd characters become '_'."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "_"
+def _step_of(payload: dict, checkpoint: Path) -> int:
+    """The training step a checkpoint was saved at (part of the output names)."""
+    try:
+        return int(payload.get("step", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{checkpoint}: bad step in checkpoint ({payload.get('step')!r})") from None
 
 
 def describe_checkpoint(path: Path) -> dict:

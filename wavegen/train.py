@@ -73,7 +73,8 @@ def resolve_config(run: Path, recipe: str | None, overrides: list[str], steps: i
     latest = checkpoint_paths(run)["latest"]
     resuming = latest.is_file()
     if resuming:
-        config = ckpt.config_of(ckpt.load(latest), latest)
+        payload = ckpt.load(latest)
+        config = ckpt.config_of(payload, latest)
         model_before = dict(config.to_dict()["model"])
         if recipe is not None and load_recipe(recipe).model != config.model:
             raise ConfigError(
@@ -87,6 +88,9 @@ def resolve_config(run: Path, recipe: str | None, overrides: list[str], steps: i
         apply_overrides(config, [f"train.steps={steps}"])
     if resuming and config.to_dict()["model"] != model_before:
         raise ConfigError(f"{run}: cannot change model.* settings of an existing run; use --run NEW_DIR")
+    if resuming and config.train.steps < int(payload.get("step", 0)):  # it would train nothing, silently
+        raise ConfigError(f"{run}: already trained to step {payload.get('step')}; --steps {config.train.steps} is "
+                          f"behind it: give a larger --steps to train on, or --run NEW_DIR to start again")
     return config, resuming
 
 

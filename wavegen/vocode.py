@@ -22,9 +22,11 @@ from .conditioning import SILENCE
 from .config import DataConfig
 from .errors import ConfigError, DataError
 from .features import MelSettings, log_mel, mel_distance
+from .limits import MAX_SECONDS, MAX_STREAMS, check_samples, check_temperature, generation_memory
 from .mulaw import decode, encode
+from .outputs import distinct_names, inside, writable_folder
 from .sampling import generate
-from .synth import _safe, make_conditioning, pick_engine, stream_labels
+from .synth import make_conditioning, pick_engine, stream_labels
 
 
 def mel_settings(model, data: DataConfig, source: Path | str = "checkpoint") -> MelSettings:
@@ -70,7 +72,8 @@ def resynthesize(
     seeds = [seed + i for i in range(len(features))]
     with tqdm(total=num, desc="vocode", unit="sample", unit_scale=True, disable=not progress, leave=False) as bar:
         tick = time.perf_counter()
-        codes = generate(gen, num, seeds, temperature, progress=bar.update, conditioning=conditioning)
+        with generation_memory(f"{len(seeds)} × {num:,} samples"):
+            codes = generate(gen, num, seeds, temperature, progress=bar.update, conditioning=conditioning)
         elapsed = time.perf_counter() - tick
     audio = decode(codes).numpy()
     return Resynthesis([audio[i, :n] for i, n in enumerate(lengths)], len(seeds) * num / elapsed, gen.name)
@@ -96,10 +99,15 @@ def vocode(
     progress: bool = True,
 ) -> VocodeResult:
     """Analyse each recording in ``inputs`` and resynthesise it with the model at ``checkpoint``."""
-    if not temperature > 0:
-        raise ConfigError(f"--temperature must be > 0, got {temperature:g}")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ConfigError(f"{out}: output path exists and is not a folder")
+    # Refusals come before the generation and before any file is written (earlier outputs stay).
+    check_temperature(temperature)
+    if len(inputs) > MAX_STREAMS:
+        raise ConfigError(f"{len(inputs)} inputs: at most {MAX_STREAMS} are vocoded at once (a stream each, held in "
+                          "memory together); run several calls")
+    for path in inputs:
+        if Path(path).is_dir():
+            raise DataError(f"{path}: is a folder; vocode takes recordings (e.g. {Path(path) / '*.wav'})")
+    writable_folder(out)
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
     config = ckpt.config_of(payload, checkpoint)
     settings = mel_settings(model, config.data, checkpoint)
@@ -108,26 +116,29 @@ def vocode(
         if not labels:
             raise ConfigError(f"{checkpoint}: this model has labels ({', '.join(model.config.labels)}): choose one with --label")
         names, _ = stream_labels(model, list(labels) * (len(inputs) if len(labels) == 1 else 1), len(inputs))
-    audios, features = [], []
+    audios = []
     for path in inputs:
         try:
             audio = load_audio(Path(path), settings.sample_rate)
         except (AudioReadError, OSError) as exc:
             raise DataError(f"{path}: cannot vocode ({exc})") from None
+        if len(audio) > MAX_SECONDS * settings.sample_rate:
+            raise DataError(f"{path}: {len(audio) / settings.sample_rate:.0f} s long; vocode takes recordings of "
+                            f"at most {MAX_SECONDS:g} s (generation runs sample by sample): cut it into parts")
         audios.append(audio)
-        features.append(log_mel(audio, settings))
+    check_samples(len(audios), max(len(a) for a in audios), settings.sample_rate, "inputs")
+    features = [log_mel(audio, settings) for audio in audios]
     seconds = sum(len(a) for a in audios) / settings.sample_rate
     log(f"vocoding {len(inputs)} file{'s' if len(inputs) != 1 else ''} ({seconds:.1f} s) with {checkpoint}, "
         f"step {payload.get('step', 0)}")
     result = resynthesize(model, features, [len(a) for a in audios], seed, temperature, engine, device,
                           names, log, progress)
     files, distances = [], []
-    used: set[str] = set()
+    # Named after the inputs, kept inside ``out`` and distinct: inputs with the same name (from
+    # different folders, or given twice) each get their own file.
+    stems = distinct_names([Path(path).stem for path in inputs], share_equal=False)
     for i, (path, audio) in enumerate(zip(inputs, result.audio)):
-        stem = _safe(Path(path).stem)
-        name = f"{stem}-vocoded.wav" if stem not in used else f"{stem}-{i}-vocoded.wav"
-        used.add(stem)
-        target = Path(out) / name
+        target = inside(out, f"{stems[i]}-vocoded.wav")
         write_wav(target, audio, settings.sample_rate)
         distance = mel_distance(log_mel(decode(encode(audios[i])).numpy(), settings), log_mel(audio, settings))
         files.append(target)

@@ -1,0 +1,87 @@
+"""Where commands write: output folders checked before any work, and file names kept inside them.
+
+Names of output files come partly from outside the user's command line: a label (from a dataset's
+folder names, or from a checkpoint, which anyone can craft), an input recording's name, a run
+folder's name. ``safe_name`` turns such text into one harmless file-name part, ``distinct_names``
+keeps names that sanitise alike from overwriting each other, and ``inside`` refuses any path that
+would still land outside the output folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from pathlib import Path
+
+from .errors import ConfigError
+
+# Most file systems allow 255 bytes per name; a name part this long leaves room for the rest of
+# the name (run, step, seed, suffix) even in 4-byte UTF-8 characters.
+NAME_PART_CHARS = 48
+
+
+def writable_folder(path: Path, option: str = "--out") -> Path:
+    """Refuse, before any work is done, an output folder that cannot be created or written to:
+    a file where it (or a folder above it) should be, or a place without write permission.
+    Creates nothing: a command refused later leaves no empty folder behind."""
+    path = Path(path)
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if os.path.lexists(existing) and not existing.is_dir():
+        if existing == path:
+            raise ConfigError(f"{path}: {option} exists and is not a folder; choose another {option}")
+        raise ConfigError(f"{path}: {existing} is a file, not a folder; choose another {option}")
+    try:  # an honest test: permissions, read-only mounts and ACLs all show up here
+        fd, probe = tempfile.mkstemp(prefix=".wavegen-write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = "" if existing == path else f" (in {existing})"
+        raise ConfigError(f"{path}: cannot write there{where}: {exc.strerror or exc}; choose another {option} "
+                          "or make it writable") from None
+    return path
+
+
+def safe_name(text: str, limit: int = NAME_PART_CHARS) -> str:
+    """``text`` as one part of a file name: letters, digits, '-', '_' and inner '.' only (so no
+    path separators, '..', hidden names, NUL or newlines), at most ``limit`` characters, never
+    empty. Different texts can give the same part: ``distinct_names`` separates those."""
+    text = unicodedata.normalize("NFC", str(text))
+    kept = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    return re.sub(r"\.{2,}", ".", kept)[:limit].strip(".") or "_"
+
+
+def distinct_names(texts: list[str], limit: int = NAME_PART_CHARS, share_equal: bool = True) -> list[str]:
+    """``safe_name`` of each text, made distinct (ignoring case, as some file systems do) by a
+    numbered suffix: texts that sanitise alike ('a/b', 'a_b') never share an output file; the
+    first of them keeps the plain name. Equal texts share a name unless ``share_equal`` is
+    false (then every entry gets its own: 'a', 'a-2')."""
+    names: list[str] = []
+    given: dict[str, str] = {}
+    taken: set[str] = set()
+    for text in texts:
+        if share_equal and text in given:
+            names.append(given[text])
+            continue
+        base = name = safe_name(text, limit)
+        number = 1
+        while name.casefold() in taken:
+            number += 1
+            name = f"{base}-{number}"
+        given[text] = name
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refused unless it resolves to a place inside ``folder`` (a last line of
+    defence: ``safe_name`` already keeps separators and '..' out of names)."""
+    path = Path(folder) / name
+    root = Path(folder).resolve()
+    target = path.resolve()
+    if target == root or not target.is_relative_to(root):
+        raise ConfigError(f"{name!r}: refusing to write outside the output folder {folder}")
+    return path

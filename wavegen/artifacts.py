@@ -76,6 +76,13 @@ def write_sample(path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str
     return record
 
 
+def plain_name(name: str, suffix: str) -> bool:
+    """Whether ``name`` (read from a metadata file anyone can edit) is a plain file name in its
+    folder with ``suffix``: no separators, no ``..``, not hidden; never a way out of the folder."""
+    return (isinstance(name, str) and name.endswith(suffix) and Path(name).name == name
+            and not name.startswith(".") and "\\" not in name and "\0" not in name)
+
+
 def read_samples(folder: Path) -> list[dict[str, Any]]:
     """The samples in ``folder`` (their metadata, with "folder" added), newest first. JSON files
     that are not sample metadata, whose WAV is gone, or whose "wav" is not a plain file name in
@@ -89,7 +96,7 @@ def read_samples(folder: Path) -> list[dict[str, Any]]:
         if not isinstance(record, dict):
             continue
         wav = str(record.get("wav", ""))
-        if not wav or Path(wav).name != wav or not (Path(folder) / wav).is_file():  # (a name only: never ../)
+        if not plain_name(wav, ".wav") or not (Path(folder) / wav).is_file():
             continue
         found.append({**record, "folder": str(folder)})
     return sorted(found, key=lambda r: (str(r.get("created", "")), str(r["wav"])), reverse=True)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .audio import AudioReadError, load_audio, write_wav
+from .artifacts import write_sample
+from .audio import AudioReadError, load_audio
 from .errors import CheckpointError, ConfigError, DataError
 from .mulaw import decode, encode
 from .sampling import generate, make_engine, native_available
@@ -133,7 +134,8 @@ def synthesize(
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> SynthResult:
-    """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``.
+    """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``: a WAV
+    each, with its spectrogram (.png) and metadata (.json) beside it (``artifacts``).
 
     Generation starts from silence, or continues the end of the recording ``prime``. A
     labelled model generates the given ``labels`` (default: each of its labels in turn); a
@@ -151,7 +153,7 @@ def synthesize(
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
     rate = int(payload["config"]["data"]["sample_rate"])
     step = int(payload.get("step", 0))
-    run_name = Path(checkpoint).resolve().parent.parent.name or "model"
+    run_name = _safe(Path(checkpoint).resolve().parent.parent.name or "model")
     names, n = stream_labels(model, list(labels), n)
     mels = None
     if model.config.mel_channels:
@@ -191,7 +193,12 @@ def synthesize(
     for i, s in enumerate(seeds):
         tag = f"-{_safe(names[i])}" if names else ""
         path = Path(out) / f"{run_name}-step{step}{tag}-seed{s}.wav"
-        write_wav(path, audio[i], rate)
+        write_sample(path, audio[i], rate, {
+            "kind": "synth", "run": run_name, "checkpoint": str(checkpoint), "step": step,
+            "weights": "moving average" if "ema" in payload else "trained", "seed": s,
+            "temperature": temperature, "engine": gen.name, "device": str(dev),
+            "label": names[i] if names else None, "prime": None if prime is None else str(prime),
+            "mel": None if mel is None else str(mel), "streams": n, "took_s": round(elapsed, 3)})
         files.append(path)
     sps = n * num / elapsed
     result = SynthResult(files, sps, sps / rate, gen.name, names)

@@ -9,8 +9,29 @@ For every ``NAME.wav`` that ``synth``, ``vocode`` or training's periodic samples
                 "spectrogram" (the file names beside it); ``vocode`` adds "input" (the
                 recording's copy, NAME.input.wav, with its own .png)
 
-All three are written atomically. ``read_samples`` lists a folder's samples, newest first: what
-``wavegen report`` shows.
+The keys, one sample each:
+
+    kind          "synth", "vocode" or "train" (a periodic sample written during training)
+    run           the run folder's name; checkpoint: the .pt file (null for "train": the
+                  weights of the moment, which no checkpoint keeps); step: its training step
+    weights       "trained", or "moving average" (train.ema): what generated it
+    seed          the stream's seed (synth and vocode give stream i seed + i); temperature
+    engine        the sampling engine that ran ("native", "torch", "cuda-graph", "reference")
+    device        where it ran ("cpu", "cuda", ...)
+    label         the model label generated, or null; prime: the recording continued, or null
+    mel           synth --mel: the .npy file; train: the validation file whose log-mels
+                  conditioned it; else null
+    streams       how many streams were generated together in one batch
+    took_s        wall time of the batch's generation (all its streams together, so one
+                  stream's share is took_s / streams); writing the files is not counted
+    mel_distance_db  vocode: log-mel distance (dB) between the µ-law input and the output
+    input         vocode: {"source": the recording's path as given, "wav": "NAME.input.wav"
+                  (resampled to the model's rate), "spectrogram": "NAME.input.png"}
+    seconds, sample_rate, created (local time, ISO 8601), wav, spectrogram: added by
+                  ``write_sample``
+
+All three are written atomically, the JSON last: a JSON names only files already complete.
+``read_samples`` lists a folder's samples, newest first: what ``wavegen report`` shows.
 """
 from __future__ import annotations
 
@@ -28,6 +49,23 @@ from .files import atomic_open, atomic_write_text
 N_FFT, HOP = 1024, 256  # 64 ms windows at 16 kHz: resolves harmonics ~16 Hz apart
 
 
+MAX_FRAMES = 4000  # columns of a PNG's spectrogram: long audio gets a longer hop, not a huge array
+
+
+def spectrogram(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-magnitude spectrogram of ``audio``: (dB (bins, frames), bin frequencies in Hz, frame
+    centres in seconds). Hann windows of N_FFT samples every HOP (or more, so that an hour of
+    audio still makes at most MAX_FRAMES frames)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    padded = np.pad(audio, (0, max(0, N_FFT - len(audio))))
+    hop = max(HOP, -(-(len(padded) - N_FFT) // (MAX_FRAMES - 1)))
+    frames = 1 + (len(padded) - N_FFT) // hop
+    index = np.arange(N_FFT)[None, :] + hop * np.arange(frames)[:, None]  # (frames, N_FFT)
+    power = np.abs(np.fft.rfft(padded[index] * np.hanning(N_FFT), axis=1)) ** 2  # (frames, bins)
+    db = 10 * np.log10(power.T + 1e-10)  # (bins, frames)
+    return db, np.fft.rfftfreq(N_FFT, 1 / sample_rate), (hop * np.arange(frames) + N_FFT / 2) / sample_rate
+
+
 def spectrogram_png(audio: np.ndarray, sample_rate: int, title: str = "") -> bytes:
     """A PNG of the log-magnitude spectrogram of ``audio``: seconds across, Hz up, dB in colour."""
     import matplotlib
@@ -35,12 +73,7 @@ def spectrogram_png(audio: np.ndarray, sample_rate: int, title: str = "") -> byt
     matplotlib.use("Agg")  # no display: files only
     from matplotlib.figure import Figure
 
-    audio = np.asarray(audio, dtype=np.float32)
-    padded = np.pad(audio, (0, max(0, N_FFT - len(audio))))
-    frames = 1 + (len(padded) - N_FFT) // HOP
-    index = np.arange(N_FFT)[None, :] + HOP * np.arange(frames)[:, None]  # (frames, N_FFT)
-    power = np.abs(np.fft.rfft(padded[index] * np.hanning(N_FFT), axis=1)) ** 2  # (frames, bins)
-    db = 10 * np.log10(power.T + 1e-10)  # (bins, frames)
+    db, _, _ = spectrogram(audio, sample_rate)
     top = db.max()
     figure = Figure(figsize=(8, 3), dpi=100)
     axes = figure.add_subplot()
@@ -57,13 +90,20 @@ def spectrogram_png(audio: np.ndarray, sample_rate: int, title: str = "") -> byt
     return buffer.getvalue()
 
 
-def write_sample(path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str, Any]) -> dict[str, Any]:
-    """Write ``path`` (a .wav) with its spectrogram and metadata beside it; return the metadata."""
+def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
+    """Write ``path`` (a .wav) and its spectrogram beside it (.png); return the PNG's path."""
     path = Path(path)
     write_wav(path, audio, sample_rate)
     png = path.with_suffix(".png")
     with atomic_open(png, "wb") as handle:
         handle.write(spectrogram_png(audio, sample_rate, title=path.name))
+    return png
+
+
+def write_sample(path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write ``path`` (a .wav) with its spectrogram and metadata beside it; return the metadata."""
+    path = Path(path)
+    png = write_audio(path, audio, sample_rate)
     record = {
         **meta,
         "wav": path.name,

@@ -84,6 +84,11 @@ class TrainConfig:
     val_every: int = 1000
     val_batches: int = 8
     log_every: int = 10
+    # Every this many steps rank 0 writes RUN/samples/stepN.wav (+ .png, .json) and logs it to
+    # TensorBoard: sample_seconds of audio from the weights validation uses (0 = off). See
+    # monitor.py for its cost: about 1 s per 1 s of audio with the default shape on a CPU core.
+    sample_every: int = 0
+    sample_seconds: float = 1.0
     seed: int = 0
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
 
@@ -236,6 +241,10 @@ def validate(config: Config) -> None:
         raise ConfigError("'model.labels' has repeated names")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"'train.precision' must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
+    if t.sample_every < 0:
+        raise ConfigError(f"'train.sample_every' must be >= 0 (0 = no samples), got {t.sample_every}")
+    if not 0.0 < t.sample_seconds <= 60.0:
+        raise ConfigError(f"'train.sample_seconds' must be in (0, 60], got {t.sample_seconds}")
     if not 0.0 <= t.min_lr_ratio <= 1.0:
         raise ConfigError(f"'train.min_lr_ratio' must be in [0, 1], got {t.min_lr_ratio}")
 

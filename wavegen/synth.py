@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .audio import AudioReadError, load_audio, write_wav
+from .artifacts import write_sample
+from .audio import AudioReadError, load_audio
 from .errors import CheckpointError, ConfigError, DataError
 from .limits import MAX_STREAMS, check_samples, check_seconds, check_streams, check_temperature, generation_memory
 from .mulaw import decode, encode
@@ -142,7 +143,8 @@ def synthesize(
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> SynthResult:
-    """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``.
+    """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``: a WAV
+    each, with its spectrogram (.png) and metadata (.json) beside it (``artifacts``).
 
     Generation starts from silence, or continues the end of the recording ``prime``. A
     labelled model generates the given ``labels`` (default: each of its labels in turn); a
@@ -208,7 +210,13 @@ def synthesize(
     for i, s in enumerate(seeds):
         tag = f"-{tags[names[i]]}" if names else ""
         path = inside(out, f"{run_name}-step{step}{tag}-seed{s}.wav")
-        write_wav(path, decode(codes[i]).numpy(), rate)  # one stream at a time: 4 bytes a sample, not n × 4
+        # one stream at a time: 4 bytes a sample, not n × 4
+        write_sample(path, decode(codes[i]).numpy(), rate, {
+            "kind": "synth", "run": run_name, "checkpoint": str(checkpoint), "step": step,
+            "weights": "moving average" if "ema" in payload else "trained", "seed": s,
+            "temperature": temperature, "engine": gen.name, "device": str(dev),
+            "label": names[i] if names else None, "prime": None if prime is None else str(prime),
+            "mel": None if mel is None else str(mel), "streams": n, "took_s": round(elapsed, 3)})
         files.append(path)
     sps = n * num / elapsed
     result = SynthResult(files, sps, sps / rate, gen.name, names)

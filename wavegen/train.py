@@ -7,6 +7,9 @@ A run folder holds everything about one model:
                                 and how many steps were skipped so far (non-finite loss or gradient)
     RUN/checkpoints/latest.pt   model, optimizer, step and every RNG state (resume point)
     RUN/checkpoints/best.pt     the same, at the lowest validation loss so far
+    RUN/samples/stepN.wav       every train.sample_every steps: a sample, with .png and .json
+    RUN/tensorboard/            the logged numbers and samples for TensorBoard, when installed
+                                (``monitor``)
 
 Running ``train`` on a folder that has a checkpoint resumes it, from the saved config, and first
 clears what a killed run left behind: log rows past the checkpoint (they are trained again) and
@@ -465,7 +468,8 @@ def _logged_step(row: dict) -> int | None:
 def clear_leftovers(run: Path) -> list[Path]:
     """Remove the temporary files of writes a kill interrupted (``atomic_open`` names them
     ``.NAME.XXXXXXXX.tmp``); they are never read, and a checkpoint's can be large."""
-    written = {run / "checkpoints": ("latest.pt", "best.pt"), run: ("config.toml", "log.csv")}
+    written = {run / "checkpoints": ("latest.pt", "best.pt"), run: ("config.toml", "log.csv"),
+               run / "samples": ("step*",)}
     found = sorted(stray for folder, names in written.items() for name in names for stray in folder.glob(f".{name}.*.tmp"))
     for path in found:
         path.unlink(missing_ok=True)
@@ -528,6 +532,9 @@ def train(
             log(f"dropped {rows} that an interrupted run wrote after step {trainer.step} (its last checkpoint); "
                 "they are trained again" if latest.is_file() else f"dropped {rows} of an attempt that saved no checkpoint")
         atomic_write_text(run / "config.toml", to_toml(config))
+    from . import monitor
+
+    board = monitor.open_tensorboard(run, trainer.step + 1 if latest.is_file() else None, log) if world.is_main else None
     t = config.train
     per_step = world.size * t.accumulate * t.batch_size
     log(
@@ -542,6 +549,7 @@ def train(
         if first is not None:
             trainer.val_history.append((0, first))
             _append_log(run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
+            monitor.log_scalars(board, 0, {"val_bits": first})
 
     # Ctrl-C (SIGINT) or SIGTERM only asks to stop: the step under way finishes, then the
     # processes (torchrun passes on the signal it gets) agree on that step, rank 0 saves there,
@@ -602,6 +610,8 @@ def train(
                     "samples_per_s": round(rate), "elapsed_s": round(time.perf_counter() - start, 1),
                     "skipped": trainer.skipped,
                 })
+                monitor.log_scalars(board, step, {"train_bits": bits, "val_bits": val, "lr": lr_at(step - 1, config),
+                                                  "grad_norm": norm, "samples_per_s": rate, "skipped": trainer.skipped})
                 postfix = {"bits": f"{np.mean(recent):.3f}" if recent else "nan", "samples/s": f"{rate:,.0f}"}
                 if trainer.val_history:
                     postfix["val"] = f"{trainer.val_history[-1][1]:.3f}"
@@ -610,6 +620,8 @@ def train(
                 bar.set_postfix(postfix, refresh=False)
             if saving and world.is_main:
                 trainer.save("latest", ranks)
+            if t.sample_every and step % t.sample_every == 0 and world.is_main and not stopping:
+                monitor.training_sample(trainer, step, log, board)
             if stopping:
                 bar.close()
                 world.barrier()  # nobody exits before rank 0 has written latest.pt (torchrun would kill it)
@@ -636,6 +648,8 @@ def train(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         bar.close()
+        if board is not None:
+            board.close()
         # Drop DDP (its reducer holds the process group) here, not when ``trainer`` goes: an
         # exception's traceback keeps ``trainer`` alive through the caller's World.close, and
         # the group must be freed there (see World.close).

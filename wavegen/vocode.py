@@ -1,7 +1,9 @@
 """Copy-synthesis with a mel-conditioned model: recording → log-mel features → new waveform.
 
 ``resynthesize`` is the core (features in, audio out, streams generated together); ``vocode``
-reads recordings, writes ``STEM-vocoded.wav`` files and scores each by the log-mel distance
+reads recordings, writes ``STEM-vocoded.wav`` files (each with its spectrogram and metadata, and
+the input as the model heard it beside them, ``STEM-vocoded.input.wav`` and .png: see
+``artifacts``) and scores each by the log-mel distance
 between the input and its resynthesis (``features.mel_distance``). The input side of that
 distance is the µ-law (8-bit) version of the recording, the best any 256-class model can
 produce: against the original, quantisation noise alone scores ~9 dB on speech and ~20 dB on
@@ -17,14 +19,15 @@ from typing import Callable
 import numpy as np
 
 from . import checkpoint as ckpt
-from .audio import AudioReadError, load_audio, write_wav
+from .artifacts import write_audio, write_sample
+from .audio import AudioReadError, load_audio
 from .conditioning import SILENCE
 from .config import DataConfig
 from .errors import ConfigError, DataError
 from .features import MelSettings, log_mel, mel_distance
 from .limits import MAX_SECONDS, MAX_STREAMS, check_samples, check_temperature, generation_memory
 from .mulaw import decode, encode
-from .outputs import distinct_names, inside, writable_folder
+from .outputs import distinct_names, inside, safe_name, writable_folder
 from .sampling import generate
 from .synth import make_conditioning, pick_engine, stream_labels
 
@@ -42,6 +45,8 @@ class Resynthesis:
     audio: list[np.ndarray]  # one per input, each as long as its input
     samples_per_s: float
     engine: str
+    took_s: float = 0.0  # wall time of the generation (every stream together)
+    device: str = "cpu"
 
 
 def resynthesize(
@@ -65,7 +70,7 @@ def resynthesize(
         mels[i, : len(f)] = f
     num = max(lengths)
     assert num <= frames * hop
-    gen, _ = pick_engine(engine, device, model, len(features), log)
+    gen, dev = pick_engine(engine, device, model, len(features), log)
     conditioning = make_conditioning(model, labels, mels)
     from tqdm import tqdm
 
@@ -76,7 +81,8 @@ def resynthesize(
             codes = generate(gen, num, seeds, temperature, progress=bar.update, conditioning=conditioning)
         elapsed = time.perf_counter() - tick
     audio = decode(codes).numpy()
-    return Resynthesis([audio[i, :n] for i, n in enumerate(lengths)], len(seeds) * num / elapsed, gen.name)
+    return Resynthesis([audio[i, :n] for i, n in enumerate(lengths)], len(seeds) * num / elapsed, gen.name,
+                       elapsed, str(dev))
 
 
 @dataclass
@@ -129,8 +135,10 @@ def vocode(
     check_samples(len(audios), max(len(a) for a in audios), settings.sample_rate, "inputs")
     features = [log_mel(audio, settings) for audio in audios]
     seconds = sum(len(a) for a in audios) / settings.sample_rate
+    step = int(payload.get("step", 0))
+    run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
     log(f"vocoding {len(inputs)} file{'s' if len(inputs) != 1 else ''} ({seconds:.1f} s) with {checkpoint}, "
-        f"step {payload.get('step', 0)}")
+        f"step {step}")
     result = resynthesize(model, features, [len(a) for a in audios], seed, temperature, engine, device,
                           names, log, progress)
     files, distances = [], []
@@ -139,8 +147,16 @@ def vocode(
     stems = distinct_names([Path(path).stem for path in inputs], share_equal=False)
     for i, (path, audio) in enumerate(zip(inputs, result.audio)):
         target = inside(out, f"{stems[i]}-vocoded.wav")
-        write_wav(target, audio, settings.sample_rate)
         distance = mel_distance(log_mel(decode(encode(audios[i])).numpy(), settings), log_mel(audio, settings))
+        copy = target.with_suffix(".input.wav")  # first: the output's JSON names complete files only
+        copy_png = write_audio(copy, audios[i], settings.sample_rate)
+        write_sample(target, audio, settings.sample_rate, {
+            "kind": "vocode", "run": run_name, "checkpoint": str(checkpoint), "step": step,
+            "weights": "moving average" if "ema" in payload else "trained", "seed": seed + i,
+            "temperature": temperature, "engine": result.engine, "device": result.device,
+            "label": names[i] if names else None, "prime": None, "mel": None, "streams": len(inputs),
+            "took_s": round(result.took_s, 3), "mel_distance_db": round(float(distance), 3),
+            "input": {"source": str(path), "wav": copy.name, "spectrogram": copy_png.name}})
         files.append(target)
         distances.append(distance)
         log(f"wrote {target}: log-mel distance to {path} {distance:.2f} dB")

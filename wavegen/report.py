@@ -338,7 +338,7 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0
 h1{margin-bottom:.2em} table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.2em .6em;
 text-align:left;vertical-align:top} th{background:#f4f4f4} .sample{border:1px solid #ddd;border-radius:6px;
 padding:.8em;margin:1em 0} .pair{display:flex;gap:1em;flex-wrap:wrap} .pair>figure{flex:1;min-width:300px;margin:0}
-figure img,.curve img{max-width:100%;height:auto} audio{width:100%} .meta{font-size:.9em;color:#444}
+figure{margin:0 0 .5em 0} figure img,.curve img{max-width:100%;height:auto} audio{width:100%} .meta{font-size:.9em;color:#444}
 .missing{color:#b00;font-weight:bold} code{background:#f4f4f4;padding:0 .2em} .empty{color:#666;font-style:italic}
 """
 

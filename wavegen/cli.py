@@ -127,6 +127,7 @@ def main() -> None:
       wavegen synth --seconds 2     write WAVs to samples/ from the newest run
       wavegen vocode speech.wav     resynthesise a recording with a vocoder (mel) model
       wavegen eval                  validation bits/sample (and resynthesis distance)
+      wavegen report                an HTML page of the newest run and its samples
     """
 
 
@@ -340,6 +341,22 @@ def info(run, checkpoint, as_json):
         click.echo(f"[{section}]")
         for key, value in values.items():
             click.echo(f"  {key} = {value}")
+
+
+@main.command()
+@click.option("--run", "run", type=click.Path(path_type=Path), help="Run folder (default: newest under runs/).")
+@click.option("--samples", "sample_dirs", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="Folder of samples to look in (repeatable; default: RUN/samples and samples/).")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder for the page (default: RUN/report).")
+@friendly_errors
+def report(run, sample_dirs, out):
+    """Write a static HTML page about a run: config, curves, validation, every sample with a player.
+
+    The folder holds index.html and every file it shows (relative links, no network): open it
+    from disk, zip it or commit it."""
+    from .report import build_report
+
+    build_report(run, list(sample_dirs), out, log=_log)
 
 
 @main.command()

@@ -1,7 +1,8 @@
-"""The built-in demo: generated melodies of harmonic tones → prepare → train (tiny) → synth.
+"""The built-in demo: generated melodies of harmonic tones → prepare → train (tiny) → synth → report.
 
 It needs no user data and nothing from the network, so a fresh install can hear what wavegen
-does within a few minutes on a CPU.
+does within a few minutes on a CPU. The samples and the page about them (``wavegen report``)
+go into ``out``: ``samples/index.html`` beside the WAVs, the page committed in the repository.
 """
 from __future__ import annotations
 
@@ -58,8 +59,10 @@ def run_demo(
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> list[Path]:
-    """The whole pipeline on the built-in dataset; returns the WAV files written."""
+    """The whole pipeline on the built-in dataset; returns the WAV files written. The page about
+    the run and its samples is ``out/index.html`` (it shows the WAVs where they are)."""
     from .data import prepare
+    from .report import build_report
     from .synth import pick_checkpoint, synthesize
     from .train import train
 
@@ -82,6 +85,7 @@ def run_demo(
     train(config, workdir / "prepared", run, device="auto", log=log, progress=progress)
     log("[4/4] synth")
     result = synthesize(pick_checkpoint(run), out, seconds=seconds, n=n, seed=0, log=log, progress=progress)
+    page = build_report(run, [Path(out)], out, log=log)
     log(f"demo finished in {time.perf_counter() - start:.0f} s; listen to: "
-        + ", ".join(str(p) for p in result.files))
+        + ", ".join(str(p) for p in result.files) + f", or open {page.index} in a browser")
     return result.files

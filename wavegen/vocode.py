@@ -65,10 +65,10 @@ def resynthesize(
     assert num <= frames * hop
     gen, _ = pick_engine(engine, device, model, len(features), log)
     conditioning = make_conditioning(model, labels, mels)
-    from tqdm import tqdm
+    from .progress import bar as progress_bar
 
     seeds = [seed + i for i in range(len(features))]
-    with tqdm(total=num, desc="vocode", unit="sample", unit_scale=True, disable=not progress, leave=False) as bar:
+    with progress_bar(total=num, desc="vocode", unit="sample", unit_scale=True, enabled=progress, leave=False) as bar:
         tick = time.perf_counter()
         codes = generate(gen, num, seeds, temperature, progress=bar.update, conditioning=conditioning)
         elapsed = time.perf_counter() - tick

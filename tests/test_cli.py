@@ -140,7 +140,7 @@ def test_import_and_help_stay_light(tmp_path):
 def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
     # bf16 explicitly (emulated where the CPU lacks it), so that every machine runs all three
     proc = wavegen("bench", "--train", "--recipe", "tiny", "--batch", "2", "--segment", "300", "--segment", "500",
-                   "--steps", "2", "--threads", "1", "--set", "train.precision=bf16", cwd=tmp_path)
+                   "--steps", "2", "--threads", "1", "--set", "train.precision=bf16", "--json", cwd=tmp_path)
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(r["allocator"], r["impl"], r["precision"], r["segment"]) for r in results] == [
         (allocator, impl, precision, segment) for allocator in ("glibc default", "keep freed")
@@ -158,5 +158,5 @@ def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
     assert results[6]["speedup_vs_plain_default"] == pytest.approx(plain["step_s"] / results[6]["step_s"], rel=0.01)
     # float32 asked for: no bf16 contender
     proc = wavegen("bench", "--train", "--recipe", "tiny", "--batch", "1", "--segment", "100", "--steps", "1",
-                   "--threads", "1", "--set", "train.precision=fp32", cwd=tmp_path)
+                   "--threads", "1", "--set", "train.precision=fp32", "--json", cwd=tmp_path)
     assert {json.loads(line)["impl"] for line in proc.stdout.splitlines()} == {"wavegen", "plain"}

@@ -1,7 +1,8 @@
 """Sampling benchmark: samples/s of each engine on a model shape, with random weights.
 
-Prints one JSON object per (engine, batch) so results can be collected and compared; speeds
-should be compared as ratios within one run (shared machines are noisy).
+``wavegen bench`` prints one table row per (engine, batch), or with ``--json`` one JSON object
+per line so results can be collected and compared; speeds should be compared as ratios within
+one run (shared machines are noisy).
 
 ``cond`` measures a conditioned model of the same shape: labels (4 of them, stream i gets
 label i mod 4), log-mel features (80 bands, random values, one frame per 256 samples) or both.
@@ -112,10 +113,11 @@ def run(
     repeats: int = 3,
     threads: int | None = None,
     cond: str | None = None,
+    bar=None,
 ) -> Iterator[dict]:
     """Yield one result per engine and batch size: the median of ``repeats`` timed runs, each
     generating for about ``seconds`` of wall time (the length found by doubling a short run).
-    ``cond`` conditions the model (see ``conditioned``).
+    ``cond`` conditions the model (see ``conditioned``). ``bar`` (a tqdm) counts the results.
 
     An engine that cannot run here yields ``{"engine": name, "error": why}`` instead.
     """
@@ -127,10 +129,14 @@ def run(
     torch.manual_seed(0)
     model = WaveNet(conditioned(config, cond)).to(device).eval()
     kind = COND_KINDS[bool(model.config.labels) + 2 * bool(model.config.mel_channels)]
+    if bar is not None:
+        bar.reset(total=len(engines) * len(batches))
     for name in engines:
         try:
             engine = make_engine(name, model, device)
         except (NativeUnavailable, EngineUnavailable) as exc:
+            if bar is not None:
+                bar.update(len(batches))
             yield {"engine": name, "error": str(exc)}
             continue
         if threads and hasattr(engine, "set_threads"):
@@ -151,6 +157,8 @@ def run(
             count = max(unit, round(count * seconds / (took - reset) / unit) * unit)
             runs = [_timed(engine, count, seeds, device, model) for _ in range(repeats)]
             rate = _median([batch * count / took for took, _ in runs])
+            if bar is not None:
+                bar.update(1)
             yield {
                 "engine": name, "batch": batch, "device": device.type, "cond": kind,
                 "samples": count,
@@ -166,8 +174,66 @@ def run(
 
 
 def print_results(results: Iterator[dict], echo: Callable[[str], None] = print) -> list[dict]:
+    """One JSON object per line, each as soon as it is measured (``bench --json``)."""
     collected = []
     for result in results:
         echo(json.dumps(result))
+        collected.append(result)
+    return collected
+
+
+def _number(spec: str) -> Callable[[object], str]:
+    return lambda value: format(value, spec)
+
+
+# (header, key, width, format): a result without the key shows "-"
+SAMPLING_COLUMNS = [
+    ("engine", "engine", 10, str),
+    ("batch", "batch", 5, str),
+    ("device", "device", 6, str),
+    ("cond", "cond", 6, str),
+    ("samples/s", "samples_per_s", 11, _number(",.0f")),
+    ("× real time", "real_time_factor", 11, _number(".3f")),
+    ("reset s", "reset_s", 7, _number(".3f")),
+    ("loop samples/s", "loop_samples_per_s", 14, _number(",.0f")),
+    ("max logit diff", "max_logit_diff", 14, _number(".1e")),
+    ("same codes", "same_codes_as_reference", 10, lambda same: "yes" if same else "NO"),
+    ("threads", "threads", 7, str),
+]
+TRAINING_COLUMNS = [
+    ("impl", "impl", 16, str),
+    ("device", "device", 6, str),
+    ("precision", "precision", 9, str),
+    ("allocator", "allocator", 13, str),
+    ("batch", "batch", 5, str),
+    ("segment", "segment", 7, str),
+    ("step s", "step_s", 8, _number(".4f")),
+    ("samples/s", "samples_per_s", 11, _number(",.0f")),
+    ("peak MB", "peak_memory_mb", 8, _number(",.1f")),
+    ("× plain", "speedup_vs_plain", 7, _number(".2f")),
+    ("× plain same prec.", "speedup_vs_plain_same_precision", 18, _number(".2f")),
+    ("× plain default", "speedup_vs_plain_default", 15, _number(".2f")),
+]
+
+
+def print_table(results: Iterator[dict], columns: list[tuple], echo: Callable[[str], None] = print) -> list[dict]:
+    """A header, then one aligned row per result as soon as it is measured (``bench``'s
+    default output). Text columns are left-aligned, numbers right-aligned; a result with an
+    ``error`` (an engine that cannot run here) shows it after the first column."""
+    widths = [max(len(header), width) for header, _, width, _ in columns]
+
+    def line(cells: list[str], numeric: list[bool]) -> str:
+        return "  ".join(cell.rjust(w) if right else cell.ljust(w)
+                         for cell, w, right in zip(cells, widths, numeric)).rstrip()
+
+    numeric = [fmt is not str or key in ("batch", "segment", "threads") for _, key, _, fmt in columns]
+    echo(line([header for header, *_ in columns], numeric))
+    collected = []
+    for result in results:
+        if "error" in result:
+            first = columns[0][1]
+            echo(f"{str(result.get(first, '')).ljust(widths[0])}  error: {result['error']}")
+        else:
+            echo(line(["-" if result.get(key) is None else fmt(result[key]) for _, key, _, fmt in columns], numeric))
         collected.append(result)
     return collected

@@ -166,6 +166,7 @@ def run(
     recompute: bool = False,
     plain: bool = True,
     precision: str = "auto",
+    bar=None,
 ) -> Iterator[dict]:
     """Yield one result per implementation, batch size and segment length: the median of
     ``steps`` timed steps after one warm-up step (two with ``compile``).
@@ -177,6 +178,7 @@ def run(
     ``speedup_vs_plain_default`` (second phase) compares wavegen as ``train`` runs it with the
     plain model as a plain script runs it. ``precision`` is wavegen's ``train.precision``;
     ``speedup_vs_plain_same_precision`` compares with the plain model at wavegen's precision.
+    ``bar`` (a tqdm) counts the configurations (phase, batch, segment) measured.
     """
     if threads and device.type == "cpu":
         torch.set_num_threads(threads)
@@ -207,6 +209,8 @@ def run(
         phases = ([] if freed_memory_kept() else [GLIBC_DEFAULT]) + [KEEP_FREED]
     plain_by_default: dict[tuple[int, int], float] = {}
     generator = torch.Generator().manual_seed(1)
+    if bar is not None:
+        bar.reset(total=len(phases) * len(batches) * len(segments))
     for phase in phases:
         if phase == KEEP_FREED:
             keep_freed_memory()
@@ -220,6 +224,8 @@ def run(
                     for contender in contenders:  # in turn, so a busy machine slows both alike
                         times[contender.name].append(contender.step(codes, targets, rf))
                 medians = {name: statistics.median(spent[warmup:]) for name, spent in times.items()}
+                if bar is not None:
+                    bar.update(1)
                 if plain and phase == GLIBC_DEFAULT:
                     plain_by_default[batch, segment] = medians["plain"]
                 for contender in contenders:

@@ -293,7 +293,8 @@ def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, devi
               help="Validation audio scored at most (from the first held-out file on).")
 @click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Also print the results as one JSON object.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Also print the results as one JSON object on stdout (the report lines stay on stderr).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
 def evaluate(run, checkpoint, data, seconds, files, max_seconds, engine, device, as_json, quiet):
@@ -312,7 +313,7 @@ def evaluate(run, checkpoint, data, seconds, files, max_seconds, engine, device,
 
 @main.command()
 @_options(RUN_OR_CHECKPOINT)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the text.")
 @friendly_errors
 def info(run, checkpoint, as_json):
     """Show a model's config, parameter count and receptive field."""
@@ -394,12 +395,15 @@ def demo(workdir, out, steps, seconds, n, quiet):
 @click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="--train: timed steps (median).")
 @click.option("--compile", "compiled", is_flag=True, help="--train: run wavegen's model through torch.compile.")
 @click.option("--recompute", is_flag=True, help="--train: activation checkpointing (recompute in backward).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
 def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond, training, segments, steps,
-          compiled, recompute):
-    """Measure sampling speed (random weights): one JSON line per engine and batch size.
+          compiled, recompute, as_json, quiet):
+    """Measure sampling speed (random weights): one table row per engine and batch size.
 
-    With --train: training speed, one JSON line per implementation, batch and segment length."""
+    With --train: training speed, one row per implementation, batch and segment length.
+    With --json: the same results as JSON lines, each printed as soon as it is measured."""
     from .config import apply_overrides, load_recipe
     from .limits import check_seconds, check_streams
 
@@ -409,9 +413,25 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
             check_streams(batch, "--batch", "measure smaller batches")
     config = apply_overrides(load_recipe(recipe), list(overrides))
     from . import bench as benchmark
+    from .progress import bar as progress_bar
     from .train import resolve_device
 
     dev = resolve_device(device)
+    bar = progress_bar(enabled=not quiet, desc="bench", unit="config", delay=0.5)  # its total: once known
+
+    def show(results, columns):
+        from tqdm import tqdm
+
+        def echo(line):  # a row, with the bar (stderr, the same terminal) cleared and redrawn around it
+            with tqdm.external_write_mode(file=sys.stdout):
+                click.echo(line)
+
+        with bar:
+            if as_json:
+                benchmark.print_results(results, echo)
+            else:
+                benchmark.print_table(results, columns, echo)
+
     if training:
         from . import bench_train
         from .config import ConfigError
@@ -421,13 +441,13 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
         # the recipe's shape without conditioning (the plain model it is compared with has none)
         results = bench_train.run(benchmark.conditioned(config.model, "none"), list(batches) or [config.train.batch_size],
                                   list(segments) or [config.train.segment_length], dev, steps, threads,
-                                  compile=compiled, recompute=recompute, precision=config.train.precision)
-        benchmark.print_results(results, click.echo)
+                                  compile=compiled, recompute=recompute, precision=config.train.precision, bar=bar)
+        show(results, benchmark.TRAINING_COLUMNS)
         return
     default_engines = ["cuda-graph" if dev.type == "cuda" else "native", "torch", "reference"]
     results = benchmark.run(config.model, list(engines) or default_engines, list(batches) or [1, 32],
-                            seconds, config.data.sample_rate, dev, repeats, threads, cond)
-    benchmark.print_results(results, click.echo)
+                            seconds, config.data.sample_rate, dev, repeats, threads, cond, bar=bar)
+    show(results, benchmark.SAMPLING_COLUMNS)
 
 
 if __name__ == "__main__":  # pragma: no cover

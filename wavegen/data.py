@@ -102,13 +102,13 @@ def prepare(
     files = find_audio_files(dataset, skip)
     if not files:
         raise DataError(f"{dataset}: no audio files found (looked for wav, flac, ogg, mp3, aiff)")
-    from tqdm import tqdm
+    from .progress import bar
 
     splits = ("train", "val")
     with contextlib.ExitStack() as stack:
         codes_out = {split: stack.enter_context(atomic_open(out / f"{split}.u8")) for split in splits}
         mels_out = {split: stack.enter_context(atomic_open(out / f"{split}.mel")) for split in splits} if mel else {}
-        for path in tqdm(files, desc="prepare", unit="file", disable=not progress, leave=False):
+        for path in bar(files, enabled=progress, desc="prepare", unit="file", leave=False):
             source = display_name(path.relative_to(dataset))
             label = None
             if config.labels == "folders":

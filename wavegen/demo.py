@@ -39,11 +39,14 @@ def melody(seconds: float, sample_rate: int, rng: np.random.Generator) -> np.nda
     return out.astype(np.float32)
 
 
-def make_dataset(folder: Path, files: int = 24, seconds: float = 4.0, sample_rate: int = 16000, seed: int = 0) -> list[Path]:
+def make_dataset(folder: Path, files: int = 24, seconds: float = 4.0, sample_rate: int = 16000, seed: int = 0,
+                 progress: bool = False) -> list[Path]:
     """Write ``files`` melody WAVs into ``folder`` (deterministic for a given seed)."""
+    from .progress import bar
+
     rng = np.random.default_rng(seed)
     paths = []
-    for i in range(files):
+    for i in bar(range(files), enabled=progress, desc="dataset", unit="file", leave=False):
         path = Path(folder) / f"melody-{i:02d}.wav"
         write_wav(path, melody(seconds, sample_rate, rng), sample_rate)
         paths.append(path)
@@ -76,7 +79,7 @@ def run_demo(
     writable_folder(workdir, "--workdir")
     writable_folder(out)
     dataset = workdir / "dataset"
-    make_dataset(dataset, sample_rate=config.data.sample_rate)
+    make_dataset(dataset, sample_rate=config.data.sample_rate, progress=progress)
     log(f"[1/4] wrote the built-in dataset (melodies of harmonic tones) to {dataset}")
     log("[2/4] prepare")
     prepare(dataset, workdir / "prepared", config.data, log=log, progress=progress)

@@ -45,10 +45,11 @@ def check_compatible(model, sample_rate: int, data: PreparedData) -> None:
 @torch.no_grad()
 def validation_bits(
     model, data: PreparedData, device: torch.device, segment: int = 4000, batch_size: int = 8,
-    max_seconds: float | None = None,
+    max_seconds: float | None = None, progress: bool = False,
 ) -> tuple[float, int]:
     """Mean cross-entropy in bits per sample over the validation split (up to ``max_seconds``
-    of it): every held-out sample predicted once, with its full receptive field of context."""
+    of it): every held-out sample predicted once, with its full receptive field of context
+    (``progress``: a bar over the samples scored)."""
     split = data.val
     if not split.spans:
         raise DataError(f"{data.folder}: no validation data (prepare with --val-fraction > 0)")
@@ -56,26 +57,32 @@ def validation_bits(
     segment = min(segment, max(length for _, length in split.spans))  # no windows of padding
     sampler = WindowSampler(split, rf, segment, seed=0)
     budget = math.inf if max_seconds is None else max_seconds * data.sample_rate
-    windows = []
+    windows, scored = [], []
     for index, (_, length) in enumerate(split.spans):
         for start in range(0, length, segment):
             if budget <= 0:
                 break
             windows.append((index, start))
-            budget -= min(segment, length - start)
+            scored.append(min(segment, length - start))
+            budget -= scored[-1]
     model = model.to(device).eval()
     total_bits, total = 0.0, 0
-    for i in range(0, len(windows), batch_size):
-        chosen = windows[i : i + batch_size]
-        batch = sampler.windows([f for f, _ in chosen], [s for _, s in chosen])
+    from .progress import bar as progress_bar
 
-        def put(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    with progress_bar(total=sum(scored), desc="eval", unit="sample", unit_scale=True, enabled=progress,
+                      leave=False) as bar:
+        for i in range(0, len(windows), batch_size):
+            chosen = windows[i : i + batch_size]
+            batch = sampler.windows([f for f, _ in chosen], [s for _, s in chosen])
 
-        logits = model(put(batch.inputs), output_from=rf, cond=window_terms(model, batch, put))
-        targets = put(batch.targets)
-        total_bits += F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum").item() / math.log(2)
-        total += int((targets != IGNORE).sum())
+            def put(array: np.ndarray) -> torch.Tensor:
+                return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+            logits = model(put(batch.inputs), output_from=rf, cond=window_terms(model, batch, put))
+            targets = put(batch.targets)
+            total_bits += F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum").item() / math.log(2)
+            total += int((targets != IGNORE).sum())
+            bar.update(sum(scored[i : i + batch_size]))
     return total_bits / total, total
 
 
@@ -97,7 +104,7 @@ def evaluate(
     data = PreparedData(data_dir)
     check_compatible(model, config.data.sample_rate, data)
     dev = resolve_device(device)
-    bits, count = validation_bits(model, data, dev, max_seconds=max_seconds)
+    bits, count = validation_bits(model, data, dev, max_seconds=max_seconds, progress=progress)
     report: dict = {"checkpoint": str(checkpoint), "step": payload.get("step"), "data": str(data_dir),
                     "val_bits": round(bits, 4), "val_seconds": round(count / data.sample_rate, 2)}
     log(f"validation: {bits:.3f} bits/sample over {count / data.sample_rate:.1f} s of held-out audio")

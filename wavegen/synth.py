@@ -194,10 +194,10 @@ def synthesize(
     what = f" ({', '.join(sorted(set(names)))})" if names else ""
     log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the '{gen.name}' engine on {dev} "
         f"({checkpoint}, step {step})")
-    from tqdm import tqdm
+    from .progress import bar as progress_bar
 
     seeds = [seed + i for i in range(n)]
-    with tqdm(total=num, desc="synth", unit="sample", unit_scale=True, disable=not progress, leave=False) as bar:
+    with progress_bar(total=num, desc="synth", unit="sample", unit_scale=True, enabled=progress, leave=False) as bar:
         tick = time.perf_counter()
         with generation_memory(f"{n} × {num / rate:g} s"):
             codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update,

@@ -490,7 +490,7 @@ def train(
     ``world``: this process's place in a distributed run (``distributed.start``; its device
     replaces ``device``). Every process calls ``train``; rank 0 alone logs and writes files.
     """
-    from tqdm import tqdm
+    from .progress import bar as progress_bar
 
     world = world or World(device=resolve_device(device))
     if not world.is_main:
@@ -568,7 +568,7 @@ def train(
     signals = [signal.SIGTERM, signal.SIGINT]
     previous = {sig: signal.signal(sig, on_signal) for sig in signals} if in_main_thread else {}
     start, recent = time.perf_counter(), []
-    bar = tqdm(total=t.steps, initial=trainer.step, desc="train", unit="step", disable=not progress)
+    bar = progress_bar(total=t.steps, initial=trainer.step, desc="train", unit="step", enabled=progress)
     try:
         while trainer.step < t.steps:
             tick = time.perf_counter()

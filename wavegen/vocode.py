@@ -72,10 +72,10 @@ def resynthesize(
     assert num <= frames * hop
     gen, dev = pick_engine(engine, device, model, len(features), log)
     conditioning = make_conditioning(model, labels, mels)
-    from tqdm import tqdm
+    from .progress import bar as progress_bar
 
     seeds = [seed + i for i in range(len(features))]
-    with tqdm(total=num, desc="vocode", unit="sample", unit_scale=True, disable=not progress, leave=False) as bar:
+    with progress_bar(total=num, desc="vocode", unit="sample", unit_scale=True, enabled=progress, leave=False) as bar:
         tick = time.perf_counter()
         with generation_memory(f"{len(seeds)} × {num:,} samples"):
             codes = generate(gen, num, seeds, temperature, progress=bar.update, conditioning=conditioning)

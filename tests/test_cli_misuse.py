@@ -348,7 +348,8 @@ def test_refused_commands_write_nothing(outcomes):
     assert sorted(set(after) - set(before)) == []
     assert sorted(set(before) - set(after)) == []
     assert [path for path in before if before[path] != after[path]] == []
-    assert len([p for p in before if p.startswith("samples/")]) == 3  # the earlier synth (2) and vocode (1)
+    wavs = [p for p in before if p.startswith("samples/") and p.endswith(".wav") and not p.endswith(".input.wav")]
+    assert len(wavs) == 3  # the earlier synth (2) and vocode (1), each with its .png and .json beside it
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits (the /proc cases cover it)")
@@ -403,7 +404,9 @@ def test_labels_from_a_crafted_checkpoint_name_files_inside_out_only(project, tm
     assert new == ["work/out"] + written  # one new folder, and files in it only
     assert all(Path(p).parent == Path("work/out") for p in written)
     assert all(before[p] == after[p] for p in before)  # nothing else changed
-    names = [Path(p).name for p in written]
+    # every sample is a .wav with its .png and .json (artifacts), all three named alike
+    names = [Path(p).name for p in written if p.endswith(".wav")]
+    assert sorted(Path(p).name for p in written) == sorted(n[:-4] + ext for n in names for ext in (".json", ".png", ".wav"))
     assert len(names) == len(HOSTILE_LABELS)  # one per label: none overwrote another
     assert len({n.casefold() for n in names}) == len(names)
     tags = {n.rsplit("-seed", 1)[0].casefold() for n in names}  # each label's part of the name
@@ -415,7 +418,7 @@ def test_labels_from_a_crafted_checkpoint_name_files_inside_out_only(project, tm
     again = wavegen("synth", "--checkpoint", str(path), "--seconds", "0.005", "--out", "one", "--quiet",
                     "--engine", "torch", "--label", "a/b", cwd=work)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert [p.name for p in (work / "one").iterdir()] == ["odd_run-step2-a_b-seed0.wav"]
+    assert sorted(p.name for p in (work / "one").iterdir()) == [f"odd_run-step2-a_b-seed0{ext}" for ext in (".json", ".png", ".wav")]
     # An error that lists the labels (one has a line break) is still one line.
     refused = wavegen("synth", "--checkpoint", str(path), "--label", "nope", "--out", "none", cwd=work)
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
@@ -441,7 +444,10 @@ def test_vocode_names_outputs_after_inputs_inside_out_only(project, tmp_path):
     new = sorted(set(after) - set(before))
     assert new[0] == "out" and all(Path(p).parent == Path("out") for p in new[1:])
     assert all(before[p] == after[p] for p in before)
-    names = [Path(p).name for p in new[1:]]
+    # each output .wav comes with its .png and .json, and the input as heard (.input.wav, .input.png)
+    names = [Path(p).name for p in new[1:] if p.endswith("-vocoded.wav")]
+    assert sorted(Path(p).name for p in new[1:]) == sorted(
+        n[:-4] + ext for n in names for ext in (".json", ".png", ".wav", ".input.wav", ".input.png"))
     assert len(names) == len(HOSTILE_INPUTS) + 1  # the same input twice: two files
     assert len({n.casefold() for n in names}) == len(names)
     assert {"a-vocoded.wav", "a-2-vocoded.wav", "a-2-2-vocoded.wav", "hidden-vocoded.wav"} <= set(names)

@@ -329,7 +329,7 @@ def test_a_full_disk_stops_training_and_keeps_the_previous_checkpoint(prepared, 
 
 
 def test_resuming_drops_the_log_rows_a_killed_run_wrote_past_its_checkpoint(tmp_path):
-    from wavegen.train import LOG_FIELDS, resume_log
+    from wavegen.runlog import LOG_FIELDS, resume_log
 
     log = tmp_path / "log.csv"
     old = ["step,train_bits,val_bits,lr,grad_norm,samples_per_s,elapsed_s"]  # a log from before 'skipped'

@@ -22,8 +22,6 @@ and only rank 0 logs, validates and writes the run folder.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import signal
 import threading
@@ -37,19 +35,19 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
+from . import precision as precisions
 from .config import Config, ConfigError, apply_overrides, load_recipe, to_toml
 from .conditioning import WindowTerms
 from .data import IGNORE, Batch, PreparedData, WindowSampler
 from .distributed import World
 from .errors import CheckpointError, OutOfMemory, TrainingDiverged, TrainingInterrupted, WriteError
-from .files import atomic_write_text, reason
+from .files import atomic_write_text
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .model import WaveNet
-from . import precision as precisions
 from .mulaw import decode, encode
+from .runlog import append_row, clear_leftovers, resume_log
 
 LN2 = math.log(2.0)
-LOG_FIELDS = ["step", "train_bits", "val_bits", "lr", "grad_norm", "samples_per_s", "elapsed_s", "skipped"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -423,59 +421,6 @@ def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray],
                        mels=put(batch.mels), offsets=put(batch.offsets))
 
 
-def _append_log(path: Path, row: dict) -> None:
-    new = not path.is_file()
-    try:
-        with open(path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-    except OSError as exc:  # the error from a write names no file
-        raise WriteError(path, reason(exc), "training stopped; a rerun resumes from the last checkpoint") from None
-
-
-def resume_log(path: Path, step: int) -> int:
-    """Drop the log rows after ``step``, the checkpoint a run resumes from: a killed run logged
-    them, and the resumed one logs them again. A row cut short by the kill goes too, and an
-    older log gains the columns it lacks. Returns the number of rows dropped."""
-    if not path.is_file():
-        return 0
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):  # the last append did not finish
-        lines = lines[:-1]
-    reader = csv.DictReader(lines)
-    rows = list(reader)
-    kept = [row for row in rows if _logged_step(row) is not None and _logged_step(row) <= step]
-    if len(kept) == len(rows) and len(lines) == len(text.splitlines()) and reader.fieldnames == LOG_FIELDS:
-        return 0
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=LOG_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(kept)
-    atomic_write_text(path, table.getvalue())
-    return len(rows) - len(kept)
-
-
-def _logged_step(row: dict) -> int | None:
-    try:
-        return int(row["step"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def clear_leftovers(run: Path) -> list[Path]:
-    """Remove the temporary files of writes a kill interrupted (``atomic_open`` names them
-    ``.NAME.XXXXXXXX.tmp``); they are never read, and a checkpoint's can be large."""
-    written = {run / "checkpoints": ("latest.pt", "best.pt"), run: ("config.toml", "log.csv"),
-               run / "samples": ("step*",)}
-    found = sorted(stray for folder, names in written.items() for name in names for stray in folder.glob(f".{name}.*.tmp"))
-    for path in found:
-        path.unlink(missing_ok=True)
-    return found
-
-
 def train(
     config: Config,
     data_dir: Path,
@@ -548,7 +493,7 @@ def train(
         first = trainer.validate()
         if first is not None:
             trainer.val_history.append((0, first))
-            _append_log(run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
+            append_row(run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
             monitor.log_scalars(board, 0, {"val_bits": first})
 
     # Ctrl-C (SIGINT) or SIGTERM only asks to stop: the step under way finishes, then the
@@ -603,7 +548,7 @@ def train(
                         trainer.best_val = val
                         trainer.save("best", ranks)
             if (step % t.log_every == 0 or val is not None) and world.is_main:
-                _append_log(run / "log.csv", {
+                append_row(run / "log.csv", {
                     "step": step, "train_bits": round(bits, 4),
                     "val_bits": "" if val is None else round(val, 4),
                     "lr": f"{lr_at(step - 1, config):.3g}", "grad_norm": round(norm, 4),

@@ -65,7 +65,8 @@ def workdir(tmp_path_factory) -> Path:
     sample(samples, "tiny-hostile.wav", "2024-01-05T00:00:00+0000", kind="synth", label=HOSTILE, temperature=0.9,
            engine="native", took_s=0.01)
     sample(run_samples, "speech-vocoded.wav", "2024-01-04T00:00:00+0000", seconds=0.5, kind="vocode",
-           input="speech-vocoded.input.wav", engine="torch")
+           input={"source": "speech.wav", "wav": "speech-vocoded.input.wav",  # as vocode writes it
+                  "spectrogram": "speech-vocoded.input.png"}, engine="torch")
     write_wav(run_samples / "speech-vocoded.input.wav", tone(330, 0.5), 16000)
     (run_samples / "speech-vocoded.input.png").write_bytes(spectrogram_png(tone(330, 0.5), 16000))
     sample(samples, "tiny take #2.wav", "2024-01-03T00:00:00+0000", kind="synth", seed=2)

@@ -52,12 +52,11 @@ class Page:
 
 
 def plain_name(name: Any, suffix: str) -> str | None:
-    """``name`` when it is a plain file name ending in ``suffix`` (never a path, never ../), else None."""
-    if not isinstance(name, str) or not name.lower().endswith(suffix):
-        return None
-    if name in (".", "..") or "/" in name or "\\" in name or "\0" in name or Path(name).name != name:
-        return None
-    return name
+    """``name`` when it is a plain file name ending in ``suffix`` (never a path, never ../), else
+    None: a name read from metadata anyone can edit (the rule is ``artifacts.plain_name``)."""
+    from .artifacts import plain_name as is_plain
+
+    return name if is_plain(name, suffix) else None
 
 
 def find_run(run: Path | None) -> Path:
@@ -144,25 +143,37 @@ def _timestamp(record: dict, fallback: Path) -> float:
         return 0.0
 
 
+def input_of(record: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A vocode sample's input recording beside it: (WAV name, spectrogram name), each None
+    when absent or not a plain file name. ``input`` is {"wav", "spectrogram", "source"} as
+    vocode writes it (``artifacts``); a bare WAV name is accepted too."""
+    given = record.get("input")
+    wav, png = (given.get("wav"), given.get("spectrogram")) if isinstance(given, dict) else (given, None)
+    return (wav if plain_name(wav, ".wav") else None), (png if plain_name(png, ".png") else None)
+
+
 def find_samples(run_name: str, folders: list[Path]) -> list[dict[str, Any]]:
     """This run's samples in ``folders``, newest first (metadata records with "folder")."""
     from .artifacts import read_samples
 
+    from .outputs import safe_name
+
     found, seen = [], set()
-    pattern = re.compile(rf"{re.escape(run_name)}-step(\d+)(?:-(.+?))?-seed(-?\d+)\.wav")
+    names = {run_name, safe_name(run_name)}  # synth names its files and metadata after the safe one
+    pattern = re.compile(rf"(?:{'|'.join(re.escape(n) for n in names)})-step(\d+)(?:-(.+?))?-seed(-?\d+)\.wav")
     for folder in folders:
         key = folder.resolve()
         if key in seen or not folder.is_dir():
             continue
         seen.add(key)
         records = read_samples(folder)
-        inputs = {r.get("input") for r in records}
+        inputs = {input_of(r)[0] for r in records} - {None}
         described = {r["wav"] for r in records}
         for record in records:
             if record["wav"] in inputs:  # another sample's input recording, shown beside it
                 continue
             run = record.get("run")
-            if isinstance(run, str) and run_name in (run, Path(run).name):
+            if isinstance(run, str) and (run in names or Path(run).name in names):
                 found.append(record)
         for wav in sorted(folder.glob("*.wav")):  # synth's WAVs from before metadata was written
             match = pattern.fullmatch(wav.name)
@@ -315,9 +326,9 @@ def build_report(run: Path | None = None, sample_dirs: list[Path] | None = None,
         folder = Path(record["folder"])
         try:
             shown = {"record": record, "png": _spectrogram(folder, record["wav"], record.get("spectrogram"), page)}
-            source = plain_name(record.get("input"), ".wav")
+            source, source_png = input_of(record)
             if source and (folder / source).is_file():
-                shown["input_png"] = _spectrogram(folder, source, None, page)
+                shown["input_png"] = _spectrogram(folder, source, source_png, page)
                 shown["input_wav"] = page.put(folder / source)
         except (AudioReadError, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors
             log(f"skipped {folder / record['wav']}: cannot read it ({exc})")

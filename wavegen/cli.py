@@ -155,7 +155,6 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     every file was prepared, 3 when some were skipped, 1 when nothing usable was found.
     """
     from .config import Config, ConfigError, apply_overrides, load_recipe, validate
-    from .model import receptive_field
     from .outputs import writable_folder
 
     for item in overrides:
@@ -176,6 +175,7 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     validate(Config(data=config))
     writable_folder(out)
     from .data import prepare as run_prepare
+    from .model import receptive_field  # (torch: after the checks above, which answer at once)
 
     # a file shorter than the model's context would give it nothing but padding to learn from
     manifest = run_prepare(dataset, out, config, log=_log, progress=not quiet,

@@ -76,7 +76,7 @@ def test_synth_writes_a_spectrogram_and_metadata_beside_every_wav(tiny_run):
         assert Path(meta.pop("checkpoint")).name in ("best.pt", "latest.pt")
         assert float(meta.pop("took_s")) > 0 and meta.pop("created")
         assert meta == {
-            "kind": "synth", "run": "tiny", "step": 3, "weights": "trained", "seed": seed, "temperature": 0.9,
+            "kind": "synth", "run": "tiny", "step": 3, "weights": "moving average", "seed": seed, "temperature": 0.9,
             "engine": meta["engine"], "device": "cpu", "label": None, "prime": None, "mel": None, "streams": 2,
             "wav": stem.name + ".wav", "spectrogram": stem.name + ".png", "seconds": 0.25, "sample_rate": 16000,
         }

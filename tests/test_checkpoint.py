@@ -100,3 +100,27 @@ def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path, f
     with pytest.raises(WriteError, match="new.pt: no space left on device \\(nothing was written\\)"):
         ckpt.save(tmp_path / "new.pt", small_payload())
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]
+
+
+def test_a_checkpoint_from_before_the_parameterisation_settings_loads_as_it_was(tmp_path):
+    """Configs written before model.init/weight_norm/scale_sums and train.code_noise/full_context
+    existed meant PyTorch's initialisation, plain weights, no code noise, context windows."""
+    import dataclasses
+
+    from wavegen.config import LEGACY_MODEL, LEGACY_TRAIN
+
+    old_shape = dataclasses.replace(SMALL, **LEGACY_MODEL)
+    old = WaveNet(old_shape)
+    config = Config(model=old_shape).to_dict()
+    for key in LEGACY_MODEL:
+        del config["model"][key]
+    for key in LEGACY_TRAIN:
+        del config["train"][key]
+    ckpt.save(tmp_path / "old.pt", {"config": config, "model": old.state_dict(), "step": 3})
+    model, payload = ckpt.load_model(tmp_path / "old.pt")
+    assert model.config == old_shape
+    loaded = ckpt.config_of(payload)
+    assert (loaded.train.code_noise, loaded.train.full_context) == (0.0, True)
+    codes = torch.randint(0, 256, (1, 40))
+    with torch.no_grad():
+        assert torch.equal(model(codes), old(codes))

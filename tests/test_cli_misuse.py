@@ -385,6 +385,8 @@ def hostile_checkpoint(project: Path, folder: Path) -> Path:
         weights = model.state_dict()
         weights.update({k: v for k, v in payload["model"].items() if k in weights and v.shape == weights[k].shape})
         payload["config"], payload["model"] = config.to_dict(), weights
+        if "ema" in payload:  # what synth loads when the run kept a moving average
+            payload["ema"] = weights
 
     return crafted(latest, folder / "..odd\nrun" / "checkpoints" / "hostile.pt", relabel)
 

@@ -170,3 +170,22 @@ def test_labels_from_folders_and_mels_aligned_with_the_codes(tmp_path):
     batch = sampler.batch(5)
     assert batch.labels.shape == (5,) and set(batch.labels) <= {0, 1}
     assert batch.mels.shape == (5, 16, n) and batch.offsets.shape == (5,)
+
+
+def test_windows_without_context_from_a_file_start_lead_with_silence_that_is_not_a_target(tone_dataset, tmp_path):
+    out = tmp_path / "prepared"
+    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    split = PreparedData(out).train
+    offset, _ = split.spans[0]
+    always = WindowSampler(split, context=0, segment=300, seed=0, start_fraction=1.0, start_silence=129)
+    inputs, targets = always.batch(5)[:2]
+    assert inputs.shape == targets.shape == (5, 300)
+    assert (inputs[:, :129] == SILENCE_CODE).all() and (targets[:, :129] == IGNORE).all()
+    assert (inputs[:, 129:] == split.codes[offset : offset + 171]).all() and (targets[:, 129:] == inputs[:, 129:]).all()
+    # At most half a window of silence; none in windows drawn elsewhere, nor with context.
+    short = WindowSampler(split, context=0, segment=100, seed=0, start_fraction=1.0, start_silence=129)
+    assert (short.batch(3).targets[:, :50] == IGNORE).all() and (short.batch(3).targets[:, 50:] != IGNORE).all()
+    never = WindowSampler(split, context=0, segment=300, seed=0, start_fraction=0.0, start_silence=129)
+    assert (never.batch(50).targets != IGNORE).all()
+    with_context = WindowSampler(split, context=129, segment=300, seed=0, start_fraction=1.0, start_silence=129)
+    assert (with_context.batch(50).targets != IGNORE).all()

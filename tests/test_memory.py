@@ -4,21 +4,25 @@ import torch.nn.functional as F
 
 from wavegen.config import ModelConfig
 from wavegen.errors import OutOfMemory
-from wavegen.memory import activation_bytes, check_fits, fixed_bytes, largest_batch
+from wavegen.memory import activation_bytes, check_fits, fixed_bytes, largest_batch, saved_weight_bytes
 from wavegen.model import WaveNet
 
 SMALL = ModelConfig(cycles=2, layers_per_cycle=3, residual_channels=8, gate_channels=8, skip_channels=16)
 REF = ModelConfig(cycles=2, layers_per_cycle=10)
 
 
-def saved_by_autograd(model, batch, segment, **kwargs):
-    """Bytes autograd keeps for a training loss over ``batch`` windows (weights included)."""
-    rf = model.receptive_field
+def saved_by_autograd(model, batch, segment, context=True, **kwargs):
+    """Bytes autograd keeps for a training loss over ``batch`` windows (new memory: tensors it
+    keeps that are parameters themselves do not count); ``context``: windows of receptive
+    field + segment codes predicting the last segment, else of segment codes, all predicted."""
+    rf = model.receptive_field if context else 0
     codes = torch.randint(0, 256, (batch, rf + segment), generator=torch.Generator().manual_seed(0))
     storages = {}
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
 
     def pack(tensor):
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        if tensor.untyped_storage().data_ptr() not in parameters:
+            storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -47,6 +51,19 @@ def test_activation_count_matches_what_autograd_keeps(config, segment):
 
 
 @pytest.mark.parametrize("config", [SMALL, REF])
+@pytest.mark.parametrize("value_bytes", [4, 2])
+def test_activation_count_of_windows_without_context(config, value_bytes):
+    """train.full_context = false: windows of segment codes through the padded forward."""
+    model, segment = WaveNet(config), 2000
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=value_bytes == 2):
+        measured = saved_per_window(model, segment, context=False)
+        kept = saved_per_window(model, segment, context=False, recompute=True)
+    assert activation_bytes(model, segment, segment, value_bytes=value_bytes) == pytest.approx(measured, rel=0.03)
+    estimate = activation_bytes(model, segment, segment, recompute=True, value_bytes=value_bytes)
+    assert kept < estimate < kept + 0.5 * measured
+
+
+@pytest.mark.parametrize("config", [SMALL, REF])
 @pytest.mark.parametrize("segment", [300, 3000])
 def test_activation_count_under_bf16_autocast(config, segment):
     """At 2 bytes a value: the convolutions keep bf16 copies, the loss and checkpointed block
@@ -62,7 +79,7 @@ def test_activation_count_under_bf16_autocast(config, segment):
         assert activation_bytes(model, window, segment, value_bytes=2) < 0.6 * activation_bytes(model, window, segment)
     estimate = activation_bytes(model, window, segment, recompute=True, value_bytes=2)
     assert kept < estimate < kept + 0.5 * measured
-    copies = fixed_bytes(model, value_bytes=2) - fixed_bytes(model)
+    copies = saved_weight_bytes(model, value_bytes=2)
     assert 0.5 * copies < whole - measured <= copies  # what a window does not explain: weight copies
 
 

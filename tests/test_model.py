@@ -157,3 +157,93 @@ def test_fused_gate_has_the_gradient_of_the_plain_expression():
     plain = torch.autograd.grad((torch.tanh(filt) * torch.sigmoid(gate) * weight).sum(), pre)[0]
     assert torch.equal(gated(pre), torch.tanh(filt) * torch.sigmoid(gate))
     assert torch.equal(fused, plain)
+
+
+def _explicitly_scaled_logits(model: WaveNet, codes: torch.Tensor) -> torch.Tensor:
+    """The field's standard network written out: x_{l+1} = √0.5·(x_l + R_l z_l + r_l), head on
+    √(1/L)·Σ skips, with the raw (unfolded) weights of ``model``'s parameters."""
+    import math
+
+    import torch.nn.functional as F
+
+    half, layers = math.sqrt(0.5), len(model.blocks)
+    x = model.input(F.one_hot(codes, 256).transpose(1, 2).float())  # (B, R, T)
+    skips = 0
+    for index, block in enumerate(model.blocks):
+        pre = F.conv1d(F.pad(x, (block.conv.left_pad, 0)), block.conv.weight / half**index, block.conv.bias,
+                       dilation=block.dilation)
+        filt, gate = pre.chunk(2, dim=1)
+        z = torch.tanh(filt) * torch.sigmoid(gate)
+        x = half * (x + F.conv1d(z, block.residual.weight * half**index, block.residual.bias * half**index))
+        skips = skips + F.conv1d(z, block.skip.weight * math.sqrt(layers), block.skip.bias * math.sqrt(layers))
+    return model.head(skips / math.sqrt(layers))
+
+
+@pytest.mark.parametrize("config", SHAPES)
+def test_scaled_sums_compute_the_standard_network_with_plain_weights(config):
+    """``scale_sums`` folds the √0.5 and √(1/L) factors into the weights the engines read: the
+    model's logits are the explicitly scaled network's, for its own parameters."""
+    torch.manual_seed(1)
+    model = WaveNet(config)
+    assert config.scale_sums and config.weight_norm
+    with torch.no_grad():
+        for p in model.parameters():  # away from the initial values, so every factor matters
+            p.add_(0.1 * torch.randn_like(p))
+        codes = torch.randint(0, 256, (2, model.receptive_field + 30))
+        expected = _explicitly_scaled_logits(model, codes)
+        assert torch.allclose(model(codes), expected, atol=1e-5, rtol=1e-4)
+        rf = model.receptive_field
+        assert torch.allclose(model(codes, output_from=rf), expected[..., rf:], atol=1e-5, rtol=1e-4)
+
+
+def test_plain_state_dict_loads_into_an_unparameterised_model_and_computes_the_same():
+    import dataclasses
+
+    from wavegen.config import LEGACY_MODEL
+
+    torch.manual_seed(2)
+    config = SHAPES[0]
+    model = WaveNet(config)
+    plain = WaveNet(dataclasses.replace(config, **LEGACY_MODEL))
+    plain.load_state_dict(model.plain_state_dict())
+    codes = torch.randint(0, 256, (2, 60))
+    with torch.no_grad():
+        assert torch.allclose(model(codes), plain(codes), atol=1e-5)
+    assert not any(".parametrizations." in key for key in plain.state_dict())
+
+
+@pytest.mark.parametrize("init", ["kaiming", "torch"])
+@pytest.mark.parametrize("weight_norm", [True, False])
+def test_every_parameterisation_keeps_the_receptive_field(init, weight_norm):
+    import dataclasses
+
+    torch.manual_seed(3)
+    model = WaveNet(dataclasses.replace(SHAPES[1], init=init, weight_norm=weight_norm))
+    rf = model.receptive_field
+    onehot = torch.nn.functional.one_hot(torch.randint(0, 256, (1, rf + 10)), 256).transpose(1, 2).float()
+    seen = dependence(lambda x: model.forward_onehot(x)[..., rf + 5], onehot)
+    assert set(torch.nonzero(seen).flatten().tolist()) == set(range(5, rf + 5))
+
+
+def test_recomputing_without_context_gives_identical_gradients_and_keeps_less():
+    """train.full_context = false runs the padded forward; checkpointing works there too."""
+    torch.manual_seed(6)
+    model = WaveNet(SHAPES[0])
+    codes = torch.randint(0, 256, (2, 400))
+
+    def run(**kwargs):
+        storages = {}
+
+        def pack(tensor):
+            storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits = model(codes, 0, **kwargs)
+        return logits, sum(storages.values())
+
+    plain, kept = run()
+    again, kept_recomputing = run(recompute=True)
+    assert torch.equal(plain, again)
+    assert all(torch.equal(a, b) for a, b in zip(grads(model, plain), grads(model, again)))
+    assert kept_recomputing < 0.75 * kept  # (the one-hot input and the head are kept either way)

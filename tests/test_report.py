@@ -166,7 +166,7 @@ def test_page_shows_the_run_its_curves_and_every_sample_newest_first(workdir, re
     assert "tiny%20take%20%232.wav" in text
     assert (report / "tiny-nopng.png").is_file() and not (workdir / "samples" / "tiny-nopng.png").exists()
     # the run: name, step, parameters, receptive field, config, validation history
-    assert "<code>tiny</code>" in text and "129 samples (8.06 ms)" in text and "43,584" in text
+    assert "<code>tiny</code>" in text and "129 samples (8.06 ms)" in text and "44,672" in text
     assert 'id="validation"' in text and "<th>residual_channels</th><td>16</td>" in text
     # hostile metadata is text; the only script is the page's own; other runs and ../ are left out
     assert HOSTILE not in text and html_escaped(HOSTILE) in text and page.scripts == 1

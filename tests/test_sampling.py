@@ -27,6 +27,11 @@ def random_model(config: ModelConfig, seed: int = 0) -> WaveNet:
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
+        # The stack's weights as the engines read them (through weight norm and the folded
+        # scales): N(0, 0.3) each, whatever the parameterisation.
+        for module in model.modules():
+            for name in list(getattr(module, "parametrizations", {}) or {}):
+                setattr(module, name, torch.randn(getattr(module, name).shape) * 0.3)
     return model.eval()
 
 

@@ -123,7 +123,7 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(prepared, 
     from wavegen.data import PreparedData
 
     data = PreparedData(prepared)
-    base = FAST + ["train.input_noise=0", "train.segment_length=300", "train.precision=fp32"]
+    base = FAST + ["train.input_noise=0", "train.code_noise=0", "train.segment_length=300", "train.precision=fp32"]
     whole = Trainer(apply_overrides(load_recipe("tiny"), base + ["train.batch_size=4"]), data, tmp_path / "a", torch.device("cpu"))
     split = Trainer(apply_overrides(load_recipe("tiny"), base + ["train.batch_size=2", "train.accumulate=2"]),
                     data, tmp_path / "b", torch.device("cpu"))
@@ -179,7 +179,9 @@ def test_compiled_training_matches_eager(prepared, tmp_path):
     assert compiled.train_bits == pytest.approx(eager.train_bits, rel=1e-4)
     a, b = weights(tmp_path / "eager"), weights(tmp_path / "compiled")
     assert set(a) == set(b)  # the checkpoint holds the module's own names, not the compiled wrapper's
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    # Rounding differs between the kernels; Adam's normalised step turns it into up to ~5e-5
+    # where a gradient is near zero (weight norm's directions). A different step is ~lr = 3e-3.
+    assert all(torch.allclose(a[k], b[k], atol=2e-4) for k in a)
 
 
 def test_a_batch_that_cannot_fit_is_refused_before_the_first_step(prepared, tmp_path):
@@ -359,3 +361,41 @@ def test_an_interrupt_inside_a_step_saves_nothing_half_done(prepared, tmp_path, 
     assert str(stopped.value) == (f"stopped during step 7 without saving; a rerun resumes from "
                                   f"{run}/checkpoints/latest.pt (step 5)")
     assert ckpt.load(run / "checkpoints" / "latest.pt")["step"] == 5
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0])
+def test_code_noise_is_measured_in_mulaw_steps_so_it_follows_the_level(prepared, tmp_path, sigma):
+    """``code_noise`` jitters input codes by ~sigma µ-law steps at every level, which is little
+    audio near silence and more near full scale; ``input_noise`` is the same audio everywhere."""
+    from wavegen.data import PreparedData
+    from wavegen.mulaw import decode
+
+    data = PreparedData(prepared)
+    trainer = Trainer(apply_overrides(load_recipe("tiny"), FAST + ["train.input_noise=0", f"train.code_noise={sigma}"]),
+                      data, tmp_path / "run", torch.device("cpu"))
+    quiet_codes, loud_codes = torch.full((4, 5000), 130), torch.full((4, 5000), 250)  # near 0 and near full scale
+    for codes in (quiet_codes, loud_codes):
+        noisy = trainer._noisy(codes)
+        assert noisy.dtype == torch.int64 and 0 <= noisy.min() and noisy.max() <= 255
+        assert (noisy - codes).float().std().item() == pytest.approx(sigma, rel=0.15)
+    audio_quiet = (decode(trainer._noisy(quiet_codes)) - decode(quiet_codes)).std().item()
+    audio_loud = (decode(trainer._noisy(loud_codes)) - decode(loud_codes)).std().item()
+    assert audio_loud > 10 * audio_quiet
+    audio = Trainer(apply_overrides(load_recipe("tiny"), FAST + ["train.input_noise=0.03", "train.code_noise=0"]),
+                    data, tmp_path / "audio", torch.device("cpu"))
+    steps_quiet = (audio._noisy(quiet_codes) - quiet_codes).float().std().item()
+    assert steps_quiet > 10  # 0.03 of full scale is tens of µ-law steps near silence
+
+
+def test_the_moving_average_follows_a_young_run_then_settles_at_its_decay():
+    from wavegen.train import ema_update
+
+    update = ema_update(0.999)
+    averaged, current = [torch.zeros(3)], [torch.ones(3)]
+    update(averaged, current, torch.tensor(0))  # first update: decay 1/10
+    assert torch.allclose(averaged[0], torch.full((3,), 0.9))
+    update(averaged, current, torch.tensor(1))  # decay 2/11
+    assert torch.allclose(averaged[0], torch.full((3,), 0.9 * 2 / 11 + 9 / 11))
+    settled = [torch.zeros(1)]
+    update(settled, [torch.ones(1)], torch.tensor(100_000))  # far on: the configured decay
+    assert settled[0].item() == pytest.approx(0.001)

@@ -214,6 +214,17 @@ TRAINING_COLUMNS = [
     ("× plain same prec.", "speedup_vs_plain_same_precision", 18, _number(".2f")),
     ("× plain default", "speedup_vs_plain_default", 15, _number(".2f")),
 ]
+LEARNING_COLUMNS = [
+    ("variant", "variant", 12, str),
+    ("budget", "budget", 9, str),
+    ("steps", "steps", 6, str),
+    ("step s", "step_s", 7, _number(".3f")),
+    ("samples/s", "samples_per_s", 10, _number(",.0f")),
+    ("train bits", "train_bits", 10, _number(".3f")),
+    ("val bits", "val_bits", 8, _number(".3f")),
+    ("precision", "precision", 9, str),
+    ("settings", "settings", 8, str),
+]
 
 
 def print_table(results: Iterator[dict], columns: list[tuple], echo: Callable[[str], None] = print) -> list[dict]:
@@ -226,7 +237,7 @@ def print_table(results: Iterator[dict], columns: list[tuple], echo: Callable[[s
         return "  ".join(cell.rjust(w) if right else cell.ljust(w)
                          for cell, w, right in zip(cells, widths, numeric)).rstrip()
 
-    numeric = [fmt is not str or key in ("batch", "segment", "threads") for _, key, _, fmt in columns]
+    numeric = [fmt is not str or key in ("batch", "segment", "threads", "steps") for _, key, _, fmt in columns]
     echo(line([header for header, *_ in columns], numeric))
     collected = []
     for result in results:

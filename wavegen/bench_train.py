@@ -195,11 +195,11 @@ def run(
     diff = None
     if plain:
         reference = PlainWaveNet(config).to(device)
-        reference.load_state_dict(model.state_dict())
+        reference.load_state_dict(model.plain_state_dict())
         contenders.append(_Contender("plain", reference, reference, device, "fp32"))
         if precision != "fp32":  # its own copy: the two plain models' Adam steps must not mix
             same = PlainWaveNet(config).to(device)
-            same.load_state_dict(model.state_dict())
+            same.load_state_dict(model.plain_state_dict())
             contenders.append(_Contender(f"plain+{precision}", same, same, device, precision))
         with torch.no_grad():
             codes = torch.randint(0, config.classes, (2, rf + 64), device=device)

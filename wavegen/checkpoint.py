@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .config import Config, validate
+from .config import LEGACY_MODEL, LEGACY_TRAIN, Config, validate
 from .errors import CheckpointError, ConfigError
 from .files import atomic_open
 from .model import WaveNet
@@ -57,7 +57,11 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 def config_of(payload: dict[str, Any], path: Path | str = "checkpoint") -> Config:
     """The config a checkpoint carries, checked like a recipe (a crafted file can hold anything)."""
     try:
-        config = Config.from_dict(payload["config"], source=str(path))
+        raw = payload["config"]
+        if isinstance(raw, dict) and isinstance(raw.get("model"), dict):  # written before these keys existed
+            raw = {**raw, "model": {**LEGACY_MODEL, **raw["model"]},
+                   "train": {**LEGACY_TRAIN, **(raw.get("train") or {})}}
+        config = Config.from_dict(raw, source=str(path))
         validate(config)
         return config
     except (KeyError, TypeError, AttributeError, ConfigError) as exc:

@@ -392,17 +392,26 @@ def demo(workdir, out, steps, seconds, n, quiet):
               help="Measure training steps instead (forward+backward+Adam), against a plain nn.Conv1d WaveNet.")
 @click.option("--segment", "segments", multiple=True, type=click.IntRange(min=1),
               help="--train: predicted samples per window (repeatable; default: the recipe's).")
-@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="--train: timed steps (median).")
+@click.option("--learn", "learn_data", type=click.Path(path_type=Path), metavar="DATA",
+              help="Measure learning instead: train variants on prepared DATA for the same budget, score validation.")
+@click.option("--variant", "variants", multiple=True, metavar="NAME[:KEY=VALUE,...]",
+              help="--learn: a variant (repeatable): 'plain' (the field's standard WaveNet), 'default' (the recipe), "
+                   "or NAME:key=value,... on top of the recipe (default: plain and default).")
+@click.option("--minutes", multiple=True, type=click.FloatRange(min=0, min_open=True),
+              help="--learn: wall-clock budget of training per variant (repeatable: scored at each mark).")
+@click.option("--steps", type=click.IntRange(min=1), multiple=True,
+              help="--train: timed steps (median; default 5). --learn: step budget per variant (repeatable).")
 @click.option("--compile", "compiled", is_flag=True, help="--train: run wavegen's model through torch.compile.")
 @click.option("--recompute", is_flag=True, help="--train: activation checkpointing (recompute in backward).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond, training, segments, steps,
-          compiled, recompute, as_json, quiet):
+def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond, training, segments,
+          learn_data, variants, minutes, steps, compiled, recompute, as_json, quiet):
     """Measure sampling speed (random weights): one table row per engine and batch size.
 
     With --train: training speed, one row per implementation, batch and segment length.
+    With --learn DATA: validation bits/sample each variant reaches in the same training budget.
     With --json: the same results as JSON lines, each printed as soon as it is measured."""
     from .config import apply_overrides, load_recipe
     from .limits import check_seconds, check_streams
@@ -432,15 +441,40 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
             else:
                 benchmark.print_table(results, columns, echo)
 
+    from .config import ConfigError
+
+    if learn_data is not None:
+        from . import bench_learn
+
+        if training or engines or cond or segments or compiled or recompute:
+            raise ConfigError("bench --learn trains variants: --train, --engine, --cond, --segment, --compile and "
+                              "--recompute are for the speed benchmarks (set the shape with --set)")
+        if not minutes and not steps:
+            raise ConfigError("bench --learn: give a budget, --minutes M or --steps N (repeatable)")
+        if minutes and steps:
+            raise ConfigError("bench --learn: give --minutes or --steps, not both")
+        if len(batches) > 1:
+            raise ConfigError("bench --learn: one --batch (or --set train.batch_size=N) for every variant")
+        if batches:
+            apply_overrides(config, [f"train.batch_size={batches[0]}"])
+        parsed = [bench_learn.parse_variant(v) for v in variants or (bench_learn.PLAIN, bench_learn.DEFAULT)]
+        if len({v.name for v in parsed}) != len(parsed):
+            raise ConfigError("bench --learn: variant names must differ")
+        click.echo(f"cpu: {bench_learn.cpu_name()}", err=True)
+        results = bench_learn.run(config, learn_data, parsed, minutes=list(minutes), steps=list(steps),
+                                  device=dev, threads=threads, bar=bar)
+        show(results, benchmark.LEARNING_COLUMNS)
+        return
+    if variants or minutes:
+        raise ConfigError("--variant and --minutes are for bench --learn DATA")
     if training:
         from . import bench_train
-        from .config import ConfigError
 
         if engines or cond:
             raise ConfigError("bench --train measures training steps: --engine and --cond are for sampling")
         # the recipe's shape without conditioning (the plain model it is compared with has none)
         results = bench_train.run(benchmark.conditioned(config.model, "none"), list(batches) or [config.train.batch_size],
-                                  list(segments) or [config.train.segment_length], dev, steps, threads,
+                                  list(segments) or [config.train.segment_length], dev, steps[-1] if steps else 5, threads,
                                   compile=compiled, recompute=recompute, precision=config.train.precision, bar=bar)
         show(results, benchmark.TRAINING_COLUMNS)
         return

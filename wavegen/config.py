@@ -30,6 +30,11 @@ class ModelConfig:
     residual_channels: int = 64
     gate_channels: int = 128
     skip_channels: int = 256
+    # How the stack is parameterised and initialised (see ``model.WaveNet``); the function the
+    # sampling engines compute is the same plain stack whatever these say.
+    init: str = "kaiming"  # "kaiming": He-normal weights (ReLU gain), zero biases; "torch": PyTorch's defaults
+    weight_norm: bool = True  # every convolution's weight as g · v / ||v|| (Salimans & Kingma 2016)
+    scale_sums: bool = True  # each residual sum × √0.5, the sum of the skips × √(1/layers)
     # Conditioning. ``train`` fills labels, mel_channels and mel_hop from the prepared data:
     # a model conditions on whatever its data carries (labels from folders, log-mel features).
     labels: list[str] = field(default_factory=list)  # global conditioning: one embedding each
@@ -55,6 +60,11 @@ class DataConfig:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see precision.py)
+INITS = ("kaiming", "torch")  # model.init
+# What checkpoints written before these settings existed were: PyTorch's initialisation, plain
+# weights, unscaled sums (``checkpoint.config_of`` fills them in for a config that lacks them).
+LEGACY_MODEL = {"init": "torch", "weight_norm": False, "scale_sums": False}
+LEGACY_TRAIN = {"code_noise": 0.0, "full_context": True}  # likewise: no code noise, context windows
 
 
 @dataclass
@@ -63,15 +73,21 @@ class TrainConfig:
 
     batch_size: int = 8
     segment_length: int = 4000  # predicted samples per window (context comes on top)
-    lr: float = 1e-3
-    warmup_steps: int = 500
+    lr: float = 4e-3
+    warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
     steps: int = 100_000
     grad_clip: float = 1.0
-    input_noise: float = 0.03  # std of noise on input audio before quantising; targets stay clean
+    input_noise: float = 0.0  # std of noise on input audio before quantising; targets stay clean
+    # std of noise on the input codes, in µ-law steps: relative to the level, as µ-law steps are
+    # (one step is ~0.1 % of full scale near silence, ~2 % near full scale); targets stay clean
+    code_noise: float = 1.0
     start_fraction: float = 0.1  # share of windows whose context begins in the silence before a file
+    # True: windows carry a receptive field of context before the segment they predict. False:
+    # windows of segment codes, every position predicted (the first ones see silence before it).
+    full_context: bool = False
     accumulate: int = 1  # micro-batches of batch_size per optimizer step (effective batch = their product)
-    ema: float = 0.0  # decay of a moving average of the weights (e.g. 0.999; 0 = off): validated, saved, synthesised
+    ema: float = 0.999  # decay of a moving average of the weights (e.g. 0.999; 0 = off): validated, saved, synthesised
     compile: bool = False  # run the training forward through torch.compile (pays a compile on the first step)
     activation_checkpointing: bool = False  # keep only block inputs, recompute the rest in backward (less memory)
     precision: str = "auto"  # fp32, bf16 (autocast) or auto: bf16 where the device multiplies it natively
@@ -217,8 +233,8 @@ def validate(config: Config) -> None:
         raise ConfigError("'model.classes' must be 256 (8-bit µ-law)")
     if not 0.0 <= d.val_fraction < 1.0:
         raise ConfigError(f"'data.val_fraction' must be in [0, 1), got {d.val_fraction}")
-    if t.warmup_steps < 0 or t.grad_clip < 0 or t.input_noise < 0 or t.val_batches < 0:
-        raise ConfigError("train.warmup_steps, grad_clip, input_noise and val_batches must be >= 0")
+    if t.warmup_steps < 0 or t.grad_clip < 0 or t.input_noise < 0 or t.code_noise < 0 or t.val_batches < 0:
+        raise ConfigError("train.warmup_steps, grad_clip, input_noise, code_noise and val_batches must be >= 0")
     if t.threads < 0:
         raise ConfigError(f"'train.threads' must be >= 0 (0: torch's default), got {t.threads}")
     if t.accumulate < 1:
@@ -239,6 +255,8 @@ def validate(config: Config) -> None:
         raise ConfigError("'model.mel_channels' and 'model.mel_hop' must be set together")
     if len(set(m.labels)) != len(m.labels):
         raise ConfigError("'model.labels' has repeated names")
+    if m.init not in INITS:
+        raise ConfigError(f"'model.init' must be one of {', '.join(INITS)}, got {m.init!r}")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"'train.precision' must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     if t.sample_every < 0:

@@ -21,6 +21,13 @@ silence, the same state the sampler starts from:
     file:            |x0 x1 x2 x3 x4 x5 x6 ...
     window: s s s s x0 x1 x2 | x3 x4 x5 x6      (s = silence code)
             └── context ───┘ └─ targets ─┘
+
+Without context (``train.full_context = false``) a window is ``segment`` codes, each a target,
+and the network pads before it. Windows drawn from a file's start then begin with
+``start_silence`` silence codes that are not targets, so that the file's first samples are
+predicted from the state generation starts from:
+
+    window: s s s s x0 x1 x2 x3 x4 x5           targets: - - - - x0 x1 x2 x3 x4 x5
 """
 from __future__ import annotations
 
@@ -288,11 +295,15 @@ class Batch(NamedTuple):
 class WindowSampler:
     """Draws random training windows from one split with its own numpy RNG (state is saveable)."""
 
-    def __init__(self, split: Split, context: int, segment: int, seed: int, start_fraction: float = 0.0) -> None:
+    def __init__(self, split: Split, context: int, segment: int, seed: int, start_fraction: float = 0.0,
+                 start_silence: int = 0) -> None:
         if not split.spans:
             raise DataError(f"{split.name}: no samples to draw windows from (prepare more or longer files)")
         self.split, self.context, self.segment = split, context, segment
         self.start_fraction = start_fraction
+        # windows without context drawn from a file's start lead with this much silence (at
+        # most half the window, so that most of it is still targets)
+        self.start_silence = min(start_silence, segment // 2) if context == 0 else 0
         lengths = np.array([length for _, length in split.spans], dtype=np.float64)
         self.weights = lengths / lengths.sum()  # every target sample equally likely
         self.rng = np.random.default_rng(seed)
@@ -313,6 +324,7 @@ class WindowSampler:
             targets = np.empty(self.segment, dtype=np.int64)
         targets[:] = window[self.context :]
         targets[max(hi - target_start, 0) :] = IGNORE  # past the file's end: not a target
+        targets[: max(-target_start, 0)] = IGNORE  # before the file's start (start_silence): not a target
         return window, targets
 
     def window_mels(self, file_index: int, start: int, length: int) -> tuple[np.ndarray, int]:
@@ -341,7 +353,8 @@ class WindowSampler:
             # model to begin a sound from silence, which is where generation starts. In long
             # files they are rare, so a share of windows is drawn from there on purpose.
             high = min(self.context, last) if at_start else last
-            starts.append(int(self.rng.integers(0, high + 1)))
+            start = int(self.rng.integers(0, high + 1))
+            starts.append(-self.start_silence if at_start and self.start_silence else start)
         return self.windows([int(f) for f in files], starts)
 
     def windows(self, files: list[int], target_starts: list[int]) -> Batch:

@@ -30,6 +30,8 @@ def activation_bytes(model: WaveNet, window: int, segment: int, recompute: bool 
     """
     c = model.config
     residual, gate, skip = c.residual_channels, c.gate_channels, c.skip_channels
+    if window == segment:  # no context (train.full_context = false): the padded forward
+        return _padded_activation_bytes(model, window, recompute, value_bytes)
     length = window - c.input_kernel_size  # positions the first block reads
     kept, largest_block = 0, 0
     for block in model.blocks:
@@ -45,11 +47,32 @@ def activation_bytes(model: WaveNet, window: int, segment: int, recompute: bool 
     return kept + head + lookup
 
 
+def _padded_activation_bytes(model: WaveNet, window: int, recompute: bool, value_bytes: int) -> int:
+    """``activation_bytes`` for a window with no context, every position predicted: the
+    padded forward keeps the one-hot input (padded), and per block its padded input and the
+    gate's three (G × window) outputs; the skips, the head and the loss cover every position."""
+    c = model.config
+    residual, gate, skip = c.residual_channels, c.gate_channels, c.skip_channels
+    onehot = c.classes * (window + c.input_kernel_size) * value_bytes
+    blocks = [(residual * (window + block.conv.left_pad) + 3 * gate * window) * value_bytes for block in model.blocks]
+    kept = len(blocks) * residual * window * 4 + max(blocks) if recompute else sum(blocks)
+    head = 2 * skip * window * value_bytes + c.classes * window * 4
+    return onehot + kept + head
+
+
+def saved_weight_bytes(model: WaveNet, value_bytes: int = 4) -> int:
+    """Bytes of weights a step's backward pass keeps besides the parameters themselves: their
+    bf16 copies under autocast (``value_bytes`` 2), or in float32 the weights that weight
+    normalisation computes from its parameters (``model.weight_norm``)."""
+    if value_bytes == 2:
+        return model.parameter_count() * 2
+    return model.parameter_count() * 4 if model.config.weight_norm else 0
+
+
 def fixed_bytes(model: WaveNet, averaged: bool = False, value_bytes: int = 4) -> int:
-    """Weights, gradients and Adam's two moments (and a moving average), float32; under bf16
-    autocast (``value_bytes`` 2) also the bf16 copies of the weights kept for the backward pass."""
-    copies = model.parameter_count() * 2 if value_bytes == 2 else 0
-    return model.parameter_count() * 4 * (4 + int(averaged)) + copies
+    """Weights, gradients and Adam's two moments (and a moving average), float32, and the
+    weights the backward pass keeps (``saved_weight_bytes``)."""
+    return model.parameter_count() * 4 * (4 + int(averaged)) + saved_weight_bytes(model, value_bytes)
 
 
 def free_bytes(device: torch.device) -> int | None:
@@ -82,9 +105,11 @@ def check_fits(
     averaged: bool = False,
     free: int | None = None,
     value_bytes: int = 4,
+    full_context: bool = True,
 ) -> None:
-    """Raise ``OutOfMemory`` if a step of ``batch`` windows (receptive field + ``segment``)
-    clearly cannot fit in the device's free memory (``free`` overrides the reading).
+    """Raise ``OutOfMemory`` if a step of ``batch`` windows (receptive field + ``segment``, or
+    ``segment`` alone without ``full_context``) clearly cannot fit in the device's free memory
+    (``free`` overrides the reading).
 
     Activations are counted at ``value_bytes`` a value (2 under bf16 autocast). The count is what autograd keeps, a lower bound of the step's peak, so a batch this lets pass
     can still run out; ``train`` reports that case the same way.
@@ -92,20 +117,22 @@ def check_fits(
     free = free_bytes(device) if free is None else free
     if free is None:
         return
-    window = model.receptive_field + segment
+    window = model.receptive_field + segment if full_context else segment
     need = batch * activation_bytes(model, window, segment, recompute, value_bytes) + fixed_bytes(model, averaged, value_bytes)
     if need <= free:
         return
-    raise OutOfMemory(describe_shortfall(model, batch, segment, device, free, recompute, averaged, need, value_bytes))
+    raise OutOfMemory(describe_shortfall(model, batch, segment, device, free, recompute, averaged, need, value_bytes,
+                                         full_context))
 
 
 def describe_shortfall(model: WaveNet, batch: int, segment: int, device: torch.device, free: int,
-                       recompute: bool, averaged: bool, need: int | None = None, value_bytes: int = 4) -> str:
+                       recompute: bool, averaged: bool, need: int | None = None, value_bytes: int = 4,
+                       full_context: bool = True) -> str:
     """One line: what the step needs, what the device has, and what would fit instead."""
-    window = model.receptive_field + segment
+    window = model.receptive_field + segment if full_context else segment
     fits = largest_batch(model, window, segment, free, recompute, value_bytes, averaged)
-    text = (f"train: batch {batch} × {window} samples (receptive field {model.receptive_field} + segment "
-            f"{segment}) needs {'about ' + format(need / GIB, '.1f') + ' GiB' if need else 'more memory than'} "
+    what = f" (receptive field {model.receptive_field} + segment {segment})" if full_context else ""
+    text = (f"train: batch {batch} × {window} samples{what} needs {'about ' + format(need / GIB, '.1f') + ' GiB' if need else 'more memory than'} "
             f"{'but ' if need else ''}{device} has {free / GIB:.1f} GiB free; ")
     text += f"the largest batch that fits is {fits}" if fits else "not even batch 1 fits"
     if not recompute:

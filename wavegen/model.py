@@ -32,10 +32,14 @@ layer to (B, 2G, T) before the gate: a label embedding and/or upsampled mel feat
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
 from torch.utils.checkpoint import checkpoint
 
 from .conditioning import CONTEXT_FRAMES, Conditioner, LayerTerms
@@ -153,6 +157,69 @@ class ResidualBlock(nn.Module):
         return None if last else x[..., reach:] + self.residual(z), skip
 
 
+class Scaled(nn.Module):
+    """A parametrization: a fixed factor on a weight or bias (not a parameter, not saved)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        return value * self.factor
+
+    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
+        """What to store for ``value`` to be read back (``conv.weight = w`` sets the plain weight)."""
+        return value / self.factor
+
+
+def _scale(module: nn.Module, factor: float, names: tuple[str, ...] = ("weight", "bias")) -> None:
+    for name in names:
+        if factor != 1.0:
+            parametrize.register_parametrization(module, name, Scaled(factor))
+
+
+def _convolutions(model: "WaveNet") -> list[nn.Conv1d]:
+    """The stack's convolutions: input layer, each block's dilated conv, residual and skip 1×1,
+    and the head's two 1×1 (the conditioner keeps its own)."""
+    convs = [model.input]
+    for block in model.blocks:
+        convs += [block.conv, block.residual, block.skip]
+    return convs + [layer for layer in model.head if isinstance(layer, nn.Conv1d)]
+
+
+def parameterize(model: "WaveNet") -> None:
+    """Initialise and parameterise the stack as ``model.config`` says (``init``,
+    ``weight_norm``, ``scale_sums``), keeping the function it computes a plain stack.
+
+    ``scale_sums`` makes training follow the field's standard network, where each block
+    returns ``x_{l+1} = c·(x_l + R_l z_l + r_l)`` (c = √0.5, block l = 0, 1, ...) and the head
+    reads ``√(1/L)·Σ skips``. Written for x'_l = x_l / c^l that network is this stack, with
+    its weights read through fixed factors:
+
+        dilated conv l:     W'_l = c^l · W_l          (it reads x_l = c^l · x'_l)
+        residual 1×1 l:     R'_l, r'_l = (R_l, r_l) / c^l
+        skip 1×1 (every l): S'_l, s'_l = √(1/L) · (S_l, s_l)
+
+    The parameters (and so the gradients and Adam's steps) are the standard network's; the
+    factors sit in parametrizations, so ``conv.weight`` and every sampling engine that reads
+    it see the plain stack's weights and need no scaling of their own.
+    """
+    c = model.config
+    if c.init == "kaiming":  # He-normal for the ReLU-like gains of the stack, zero biases
+        for conv in _convolutions(model):
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+    if c.weight_norm:
+        for conv in _convolutions(model):
+            weight_norm(conv)
+    if c.scale_sums:
+        half = math.sqrt(0.5)
+        for index, block in enumerate(model.blocks):
+            _scale(block.conv, half**index, ("weight",))
+            _scale(block.residual, half**-index)
+            _scale(block.skip, math.sqrt(1.0 / len(model.blocks)))
+
+
 def receptive_field(config: ModelConfig) -> int:
     """How many past samples a model of this shape predicts from (``WaveNet.receptive_field``),
     without building it: ``prepare`` uses it to skip files too short to train on."""
@@ -178,6 +245,7 @@ class WaveNet(nn.Module):
             nn.ReLU(),
             nn.Conv1d(c.skip_channels, c.classes, 1),
         )
+        parameterize(self)
         # Label embedding and mel network, when the config asks for conditioning.
         self.conditioner = Conditioner(c, len(self.blocks)) if c.labels or c.mel_channels else None
 
@@ -204,6 +272,20 @@ class WaveNet(nn.Module):
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def plain_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights as a plain stack holds them (``conv.weight``, ``conv.bias``: the
+        parametrizations of ``parameterize`` applied), under the names of an unparameterised
+        model of the same shape."""
+        plain = {}
+        for key, value in self.state_dict().items():
+            owner, found, rest = key.partition(".parametrizations.")
+            if not found:
+                plain[key] = value
+            else:  # e.g. blocks.3.conv.parametrizations.weight.original0 → blocks.3.conv.weight
+                name = rest.split(".")[0]
+                plain[f"{owner}.{name}"] = getattr(self.get_submodule(owner), name).detach()
+        return plain
+
     @property
     def conditioned(self) -> bool:
         return self.conditioner is not None
@@ -221,15 +303,15 @@ class WaveNet(nn.Module):
         uses as context; from ``receptive_field`` on, every layer is trimmed (see the module
         docstring). ``cond`` gives each residual layer's conditioning term, aligned with
         ``codes`` (see ``conditioning.LayerTerms``); a conditioned model needs it.
-        ``recompute`` (trimmed only) keeps just each block's input for the backward pass and
-        recomputes the rest there: activation checkpointing, for long windows or deep stacks.
+        ``recompute`` keeps just each block's input for the backward pass and recomputes the
+        rest there: activation checkpointing, for long windows or deep stacks.
         """
         if self.conditioned and cond is None:
             raise ValueError("this model is conditioned: pass cond (labels and/or mel features)")
         if output_from >= self.receptive_field:
             return self._forward_trimmed(codes, codes.shape[1] - output_from, cond, recompute)
         onehot = F.one_hot(codes, self.config.classes).transpose(1, 2)  # (B, classes, T)
-        return self.forward_onehot(onehot.to(self.input.weight.dtype), output_from, cond=cond)
+        return self.forward_onehot(onehot.to(self.input.weight.dtype), output_from, cond=cond, recompute=recompute)
 
     def _input_lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """The type-A input layer at positions k_in .. T-1, as table lookups: (B, R, T - k_in).
@@ -264,6 +346,7 @@ class WaveNet(nn.Module):
         output_from: int = 0,
         block_inputs: list | None = None,
         cond: LayerTerms | None = None,
+        recompute: bool = False,
     ) -> torch.Tensor:
         """Same as ``forward`` on a float (B, classes, T) input, so gradients can flow to it.
 
@@ -277,6 +360,10 @@ class WaveNet(nn.Module):
         for index, block in enumerate(self.blocks):
             if block_inputs is not None:
                 block_inputs.append(x)
-            x, skip = block(x, output_from, None if cond is None else cond.layer(index))
+            term = None if cond is None else cond.layer(index)
+            if recompute and torch.is_grad_enabled():
+                x, skip = checkpoint(block, x, output_from, term, use_reentrant=False)
+            else:
+                x, skip = block(x, output_from, term)
             skips = skip if skips is None else skips + skip
         return self.head(skips)  # (B, classes, T - output_from)

@@ -176,7 +176,12 @@ class Trainer:
         self.check_memory()  # before anything of batch size is built
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
         sampler_seed, noise_seed = rank_seeds(t.seed, self.world.rank)
-        self.sampler = WindowSampler(data.train, self.rf, t.segment_length, sampler_seed, t.start_fraction)
+        # Full context: windows of receptive field + segment codes, the loss on the last segment
+        # (every prediction sees its whole past). Without: windows of segment codes with the
+        # loss on every position, the first ones seeing silence before the window.
+        context = self.rf if t.full_context else 0
+        self.sampler = WindowSampler(data.train, context, t.segment_length, sampler_seed, t.start_fraction,
+                                     start_silence=self.rf)
         self.noise = torch.Generator(device=device).manual_seed(noise_seed)
         # The network the training forward runs through. DDP averages the gradients over the
         # processes during backward; it holds self.model itself, so the weights, the optimizer
@@ -198,9 +203,9 @@ class Trainer:
         self.val_history: list[tuple[int, float]] = []
         self.ema = None  # moving average of the weights: what validation, best.pt and synth use
         if t.ema > 0 and self.world.is_main:  # (which only rank 0 runs and writes)
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            from torch.optim.swa_utils import AveragedModel
 
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
+            self.ema = AveragedModel(self.model, multi_avg_fn=ema_update(t.ema), use_buffers=True)
 
     def _validation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """A fixed set of validation windows, so successive validations are comparable."""
@@ -294,13 +299,17 @@ class Trainer:
         return tensor
 
     def _noisy(self, codes: torch.Tensor) -> torch.Tensor:
-        """Inputs with a little noise in the audio domain: robustness to the model's own
-        sampling errors at generation time. Targets stay clean."""
-        sigma = self.config.train.input_noise
-        if sigma == 0:
-            return codes
-        audio = decode(codes) + sigma * torch.randn(codes.shape, generator=self.noise, device=codes.device)
-        return encode(audio)
+        """Inputs with a little noise: robustness to the model's own sampling errors at
+        generation time. ``input_noise`` adds it in the audio domain (the same size at every
+        level), ``code_noise`` in µ-law steps (relative to the level). Targets stay clean."""
+        t = self.config.train
+        if t.input_noise:
+            audio = decode(codes) + t.input_noise * torch.randn(codes.shape, generator=self.noise, device=codes.device)
+            codes = encode(audio)
+        if t.code_noise:
+            jitter = t.code_noise * torch.randn(codes.shape, generator=self.noise, device=codes.device)
+            codes = (codes + jitter).round_().clamp_(0, self.config.model.classes - 1).long()
+        return codes
 
     def _bits(self, batch: Batch, noisy: bool = False, model: WaveNet | None = None) -> torch.Tensor:
         """Mean cross-entropy in bits over the targets (B, segment) of a batch of windows, by
@@ -314,7 +323,8 @@ class Trainer:
             inputs = self._noisy(inputs)
         with precisions.autocast(self.device, self.precision):
             cond = window_terms(model, batch, self._to_device)
-            logits = net(inputs, output_from=self.rf, cond=cond, recompute=recompute)  # (B, classes, segment)
+            context = inputs.shape[1] - targets.shape[1]  # rf, or 0 for windows without context
+            logits = net(inputs, output_from=context, cond=cond, recompute=recompute)  # (B, classes, segment)
         return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
 
     @torch.no_grad()
@@ -333,7 +343,7 @@ class Trainer:
         """Refuse, before the first step, a batch whose activations cannot fit (see ``memory``)."""
         t = self.config.train
         check_fits(self.model, t.batch_size, t.segment_length, self.device, t.activation_checkpointing, t.ema > 0,
-                   value_bytes=precisions.value_bytes(self.precision))
+                   value_bytes=precisions.value_bytes(self.precision), full_context=t.full_context)
 
     def out_of_memory(self) -> OutOfMemory:
         """The error for a step that ran out of memory after all."""
@@ -400,6 +410,21 @@ class Trainer:
         if synced or not self.world.distributed:
             return contextlib.nullcontext()
         return self.net.no_sync()
+
+
+def ema_update(decay: float) -> Callable:
+    """The moving average's update for ``AveragedModel``, with a warm-up: the n-th update uses
+    ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's ExponentialMovingAverage does with
+    ``num_updates``), so the average follows the weights of a young run instead of holding on
+    to its first steps (with 0.999 from the start, a run of 500 steps would still be 60 %
+    its initial weights) and reaches ``decay`` after ~9000 updates."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        n = int(updates)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1 + n) / (10 + n)))
+
+    return update
 
 
 def saved_rng(rng: dict, rank: int) -> dict | None:

@@ -96,3 +96,16 @@ def test_check_names_the_largest_batch_that_fits():
     assert "largest batch that fits is 10" in message and "\n" not in message
     assert "activation_checkpointing" in message
     check_fits(model, 11, segment, torch.device("cpu"), recompute=True, free=free)
+
+
+def test_check_of_windows_without_context_counts_segment_codes():
+    model = WaveNet(REF)
+    segment = 8000
+    per_window = activation_bytes(model, segment, segment)
+    assert per_window < activation_bytes(model, model.receptive_field + segment, segment)
+    free = fixed_bytes(model) + 10 * per_window + per_window // 2
+    check_fits(model, 10, segment, torch.device("cpu"), free=free, full_context=False)  # fits: no error
+    with pytest.raises(OutOfMemory) as caught:
+        check_fits(model, 11, segment, torch.device("cpu"), free=free, full_context=False)
+    message = str(caught.value)
+    assert "batch 11 × 8000 samples needs" in message and "largest batch that fits is 10" in message

@@ -125,25 +125,26 @@ def test_trimmed_logits_depend_on_exactly_the_receptive_field(config):
             assert positions == {t for t in range(rf, codes.shape[1]) if p < t <= p + rf}
 
 
+def logits_and_saved_bytes(model, codes, output_from, **kwargs):
+    """The logits, and the bytes autograd keeps for their backward pass."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = model(codes, output_from, **kwargs)
+    return logits, sum(storages.values())
+
+
 def test_recomputed_activations_give_identical_gradients_and_keep_less():
     torch.manual_seed(4)
     model = WaveNet(SHAPES[0])
     rf = model.receptive_field
     codes = torch.randint(0, 256, (2, rf + 300))
-
-    def saved_bytes(**kwargs):
-        storages = {}
-
-        def pack(tensor):
-            storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-            return tensor
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            logits = model(codes, rf, **kwargs)
-        return logits, sum(storages.values())
-
-    plain, kept = saved_bytes()
-    again, kept_recomputing = saved_bytes(recompute=True)
+    plain, kept = logits_and_saved_bytes(model, codes, rf)
+    again, kept_recomputing = logits_and_saved_bytes(model, codes, rf, recompute=True)
     assert all(torch.equal(a, b) for a, b in zip(grads(model, plain), grads(model, again)))
     assert kept_recomputing < 0.6 * kept
 
@@ -230,20 +231,8 @@ def test_recomputing_without_context_gives_identical_gradients_and_keeps_less():
     torch.manual_seed(6)
     model = WaveNet(SHAPES[0])
     codes = torch.randint(0, 256, (2, 400))
-
-    def run(**kwargs):
-        storages = {}
-
-        def pack(tensor):
-            storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-            return tensor
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            logits = model(codes, 0, **kwargs)
-        return logits, sum(storages.values())
-
-    plain, kept = run()
-    again, kept_recomputing = run(recompute=True)
+    plain, kept = logits_and_saved_bytes(model, codes, 0)
+    again, kept_recomputing = logits_and_saved_bytes(model, codes, 0, recompute=True)
     assert torch.equal(plain, again)
     assert all(torch.equal(a, b) for a, b in zip(grads(model, plain), grads(model, again)))
     assert kept_recomputing < 0.75 * kept  # (the one-hot input and the head are kept either way)

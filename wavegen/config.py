@@ -72,7 +72,7 @@ class TrainConfig:
     """Optimisation and bookkeeping for ``train``."""
 
     batch_size: int = 8
-    segment_length: int = 4000  # predicted samples per window (context comes on top)
+    segment_length: int = 4000  # predicted samples per window (with full_context, the context comes on top)
     lr: float = 4e-3
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio

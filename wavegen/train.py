@@ -353,7 +353,8 @@ class Trainer:
         free = free_bytes(self.device) or 0
         return OutOfMemory(describe_shortfall(self.model, t.batch_size, t.segment_length, self.device, free,
                                               t.activation_checkpointing, t.ema > 0,
-                                              value_bytes=precisions.value_bytes(self.precision))
+                                              value_bytes=precisions.value_bytes(self.precision),
+                                              full_context=t.full_context)
                             + " (ran out during a step)")
 
     def train_step(self) -> tuple[float, float]:

@@ -353,7 +353,7 @@ class WindowSampler:
             # model to begin a sound from silence, which is where generation starts. In long
             # files they are rare, so a share of windows is drawn from there on purpose.
             high = min(self.context, last) if at_start else last
-            start = int(self.rng.integers(0, high + 1))
+            start = int(self.rng.integers(0, high + 1))  # drawn either way: the same RNG stream in both modes
             starts.append(-self.start_silence if at_start and self.start_silence else start)
         return self.windows([int(f) for f in files], starts)
 

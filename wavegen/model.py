@@ -37,7 +37,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 from torch.utils.checkpoint import checkpoint

@@ -253,7 +253,9 @@ def test_a_full_tmpfs_is_a_one_line_error_and_keeps_the_checkpoint_and_the_wav(r
     wavegen = [sys.executable, "-m", "wavegen"]
     one_line_error(finish(wavegen + ["train", "--data", str(root / "prepared"), "--run", str(run), "--steps", "4",
                                      "--device", "cpu", "--quiet"], root, ok=False),
-                   f"{latest}: no space left on device; training stopped at step 4 (kept: {latest}, from step 2)")
+                   f"{latest}: no space left on device, so training stopped at step 4. Kept {latest} (step 2); "
+                   "running the same command resumes from the latest. Make room (or fix the folder), then run the "
+                   "same command again")
     one_line_error(finish(wavegen + ["synth", "--run", str(run), "--out", str(samples), "--seconds", "0.3",
                                      "--engine", "torch", "--device", "cpu", "--quiet"], root, ok=False),
                    f"{wav}: no space left on device (the previous file is intact)")

@@ -49,7 +49,7 @@ def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path,
     monkeypatch.setattr(Trainer, "train_step", original)
 
     messages = []
-    config_again, resuming = resolve_config(tmp_path / "resumed", None, [], None)
+    config_again, resuming, _ = resolve_config(tmp_path / "resumed", None, [], None)
     assert resuming and config_again == config
     train(config_again, prepared, tmp_path / "resumed", device="cpu", log=messages.append, progress=False)
     assert any("resuming" in m and "step 7" in m for m in messages)
@@ -77,11 +77,11 @@ def test_run_folder_has_config_log_and_best_checkpoint(prepared, tmp_path):
 def test_resuming_refuses_a_different_model_shape(prepared, tmp_path):
     config = apply_overrides(load_recipe("tiny"), FAST)
     train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
-    with pytest.raises(ConfigError, match="cannot change model"):
+    with pytest.raises(ConfigError, match=r"model.residual_channels = 16, and it cannot change \(the network.s shape"):
         resolve_config(tmp_path / "run", None, ["model.residual_channels=32"], None)
     with pytest.raises(ConfigError, match="differs from recipe 'default'"):
         resolve_config(tmp_path / "run", "default", [], None)
-    extended, resuming = resolve_config(tmp_path / "run", None, [], 20)
+    extended, resuming, _ = resolve_config(tmp_path / "run", None, [], 20)
     assert resuming and extended.train.steps == 20
 
 
@@ -113,7 +113,7 @@ def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(ton
     assert (saved.data.mels, saved.data.mel_hop, saved.data.mel_n_fft) == (8, 64, 256)  # vocode needs these
 
     prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, log=quiet, progress=False)
-    resumed, _ = resolve_config(tmp_path / "run", None, [], 20)
+    resumed, _, _ = resolve_config(tmp_path / "run", None, [], 20)
     with pytest.raises(ConfigError, match="the data has no labels, no mels but the run was trained with "
                                           "labels \\[high, low\\], 8 mel bands every 64 samples"):
         train(resumed, tmp_path / "plain", tmp_path / "run", device="cpu", log=quiet, progress=False)
@@ -285,8 +285,9 @@ def test_a_persistent_nan_stops_the_run_keeping_the_last_good_checkpoint(prepare
     with pytest.raises(TrainingDiverged) as stopped:
         train(config, prepared, run, device="cpu", log=quiet, progress=False)
     assert str(stopped.value) == (
-        f"step 10: 4 steps in a row had a non-finite loss or gradient (train.max_bad_steps = 4); stopped, "
-        f"keeping {run}/checkpoints/latest.pt, from step 5. Lower train.lr, or look for broken data")
+        f"step 10: 4 steps in a row had a non-finite loss or gradient (train.max_bad_steps = 4), so training "
+        f"stopped. Kept {run}/checkpoints/latest.pt (step 5) and {run}/checkpoints/best.pt (step 8); running the "
+        "same command resumes from the latest. Lower train.lr (now 0.003), or look for broken data")
     saved = ckpt.load(run / "checkpoints" / "latest.pt")  # step 10 was never saved
     assert saved["step"] == 5 and all(torch.isfinite(w).all() for w in saved["model"].values())
 
@@ -306,9 +307,10 @@ def test_weights_that_are_no_longer_finite_are_never_saved(prepared, tmp_path, m
         return result
 
     monkeypatch.setattr(Trainer, "train_step", corrupting)
-    resumed, _ = resolve_config(tmp_path / "run", None, [], 15)
-    with pytest.raises(TrainingDiverged, match=r"step 15: the weights are no longer finite; not saving them "
-                                               r"\(kept: .*latest.pt, from step 12\)"):
+    resumed, _, _ = resolve_config(tmp_path / "run", None, [], 15)
+    with pytest.raises(TrainingDiverged, match=r"step 15: the weights are no longer finite, so training stopped "
+                                               r"without saving them. Kept .*latest.pt \(step 12\); running the same "
+                                               r"command resumes from the latest. Lower train.lr"):
         train(resumed, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes() == before
 
@@ -321,11 +323,13 @@ def test_a_full_disk_stops_training_and_keeps_the_previous_checkpoint(prepared, 
     train(config, prepared, run, device="cpu", log=quiet, progress=False)
     before = (run / "checkpoints" / "latest.pt").read_bytes()
     full_disk.room = 10_000  # config.toml fits, a checkpoint (~0.5 MB) does not
-    resumed, _ = resolve_config(run, None, [], 12)
+    resumed, _, _ = resolve_config(run, None, [], 12)
     with pytest.raises(CheckpointError) as stopped:
         train(resumed, prepared, run, device="cpu", log=quiet, progress=False)
-    assert str(stopped.value) == (f"{run}/checkpoints/latest.pt: no space left on device; training stopped at "
-                                  f"step 10 (kept: {run}/checkpoints/latest.pt, from step 5)")
+    assert str(stopped.value) == (f"{run}/checkpoints/latest.pt: no space left on device, so training stopped at "
+                                  f"step 10. Kept {run}/checkpoints/latest.pt (step 5); running the same command "
+                                  "resumes from the latest. Make room (or fix the folder), then run the same command "
+                                  "again")
     assert (run / "checkpoints" / "latest.pt").read_bytes() == before
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.pt"]  # no temporary file left
 

@@ -153,7 +153,7 @@ class Snapshot:
     mark: float  # minutes or steps
     steps: int
     seconds: float
-    train_bits: float
+    train_bits: float | None  # mean loss of the last finite steps (None: none was finite)
     weights: dict
 
 
@@ -214,10 +214,10 @@ def _train_and_score(configs: list[tuple[Variant, Config]], data: PreparedData, 
                     recent = (recent + [bits])[-20:]
                 if bar is not None:
                     bar.update(took if by_time else 1)
-                    bar.set_postfix({"variant": variant.name, "step": step,
-                                     "bits": f"{np.mean(recent):.3f}" if recent else "nan"}, refresh=False)
+                    said = {"bits": f"{np.mean(recent):.3f}"} if recent else {}  # (no number before one is measured)
+                    bar.set_postfix({"variant": variant.name, "step": step, **said}, refresh=False)
             weights = {k: v.detach().to("cpu", copy=True) for k, v in runner.scored_model().state_dict().items()}
-            snapshots.append(Snapshot(mark, step, spent, float(np.mean(recent)) if recent else float("nan"), weights))
+            snapshots.append(Snapshot(mark, step, spent, float(np.mean(recent)) if recent else None, weights))
         model = runner.scored_model()
         for snap in snapshots:
             model.load_state_dict(snap.weights)
@@ -231,7 +231,7 @@ def _train_and_score(configs: list[tuple[Variant, Config]], data: PreparedData, 
                 "steps": snap.steps, "train_s": round(snap.seconds, 3),
                 "step_s": round(statistics.median(times[1 : snap.steps] or times), 3),
                 "samples_per_s": round(snap.steps * per_step / snap.seconds, 1),
-                "train_bits": round(snap.train_bits, 4), "val_bits": round(val_bits, 4),
+                **({"train_bits": round(snap.train_bits, 4)} if snap.train_bits is not None else {}), "val_bits": round(val_bits, 4),
                 "precision": runner.precision, "device": device.type,
                 "threads": torch.get_num_threads() if device.type == "cpu" else None,
                 "parameters": sum(p.numel() for p in model.parameters()), "cpu": cpu_name(),

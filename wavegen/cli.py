@@ -208,16 +208,22 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
     from .outputs import writable_folder
 
     for item in overrides:  # train sets these from the prepared data: an override would be lost
-        if item.partition("=")[0].strip() in ("model.labels", "model.mel_channels", "model.mel_hop"):
+        key = item.partition("=")[0].strip()
+        if key in ("model.labels", "model.mel_channels", "model.mel_hop"):
             raise ConfigError(f"--set {item}: a model conditions on what its data carries; prepare the data "
                               "with --labels folders or --mels N instead")
+        if key.startswith("data."):
+            raise ConfigError(f"--set {item}: data settings are prepare's (a run takes them from its prepared data); "
+                              f"give it to `wavegen prepare DATASET --set {item.strip()}`")
     run = run or Path("runs") / Path(recipe or "default").stem
     writable_folder(run, "--run")
     from . import distributed
     from .train import resolve_config, resolve_device, train as run_train
 
-    config, _ = resolve_config(run, recipe, list(overrides), steps)
-    if nproc is not None and nproc > 1:  # this command again, in nproc processes under torchrun
+    launching = nproc is not None and nproc > 1
+    speaks = not launching and distributed.from_env()[1] == 0  # what the config says, once: by rank 0
+    config, _, changes = resolve_config(run, recipe, list(overrides), steps, log=_log if speaks else lambda _: None)
+    if launching:  # this command again, in nproc processes under torchrun
         from .data import PreparedData
 
         PreparedData(data)  # a missing folder: one error line here, not one from every process
@@ -227,7 +233,7 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
         sys.exit(distributed.launch(nproc, resolve_device(device), args))
     world = distributed.start(resolve_device(device))
     try:
-        run_train(config, data, run, device=device, log=_log, progress=not quiet, world=world)
+        run_train(config, data, run, device=device, log=_log, progress=not quiet, world=world, changes=changes)
     finally:
         world.close()
 

@@ -119,9 +119,10 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "Config":
-        """Build a config from nested dicts, checking every key and type."""
-        config = cls()
+    def from_dict(cls, raw: dict[str, Any], source: str = "config", base: "Config | None" = None) -> "Config":
+        """Build a config from nested dicts, checking every key and type: the dataclass defaults,
+        or a copy of ``base``, with the values ``raw`` sets."""
+        config = cls.from_dict(base.to_dict()) if base is not None else cls()
         for section, values in raw.items():
             if not isinstance(values, dict):
                 raise ConfigError(f"{source}: '{section}' must be a table like [{section}]")
@@ -131,6 +132,14 @@ class Config:
 
 
 SECTIONS = {f.name for f in dataclasses.fields(Config)}
+
+
+def differences(before: Config, after: Config) -> list[tuple[str, Any, Any]]:
+    """Every ``section.key`` whose value differs, with the value before and after, in
+    declaration order."""
+    old, new = before.to_dict(), after.to_dict()
+    return [(f"{section}.{key}", old[section][key], new[section][key])
+            for section in old for key in old[section] if old[section][key] != new[section][key]]
 
 
 def known_keys() -> list[str]:

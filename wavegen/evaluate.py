@@ -20,18 +20,22 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from .data import IGNORE, PreparedData, WindowSampler
 from .errors import ConfigError, DataError
-from .features import MelSettings, log_mel, mel_distance
+from .config import DataConfig
+from .features import check_same_analysis, log_mel, mel_distance
 from .limits import check_eval_lengths
 from .mulaw import decode
+from .run_config import check_unedited
 from .train import resolve_device, window_terms
 from .vocode import mel_settings, resynthesize
 
 
-def check_compatible(model, sample_rate: int, data: PreparedData) -> None:
-    """The prepared data must be what the model was trained on: rate, labels, mel settings."""
+def check_compatible(model, config: DataConfig, data: PreparedData, checkpoint: Path | str = "the model") -> None:
+    """The prepared data must be what the model was trained on: rate, labels and every mel
+    analysis setting (checked before anything is scored)."""
     c = model.config
-    if data.sample_rate != sample_rate:
-        raise ConfigError(f"{data.folder}: prepared at {data.sample_rate} Hz, the model works at {sample_rate} Hz")
+    if data.sample_rate != config.sample_rate:
+        raise ConfigError(f"{data.folder}: prepared at {data.sample_rate} Hz, the model works at {config.sample_rate} "
+                          f"Hz; prepare it again with --sample-rate {config.sample_rate}")
     if list(data.labels) != list(c.labels):
         raise ConfigError(f"{data.folder}: labels [{', '.join(data.labels)}] differ from the model's "
                           f"[{', '.join(c.labels)}]")
@@ -40,6 +44,8 @@ def check_compatible(model, sample_rate: int, data: PreparedData) -> None:
     if (bands, hop) != (c.mel_channels, c.mel_hop):
         raise ConfigError(f"{data.folder}: mel features ({bands} bands every {hop} samples) differ from the "
                           f"model's ({c.mel_channels} every {c.mel_hop})")
+    if data.mel:
+        check_same_analysis(data.mel, mel_settings(model, config, checkpoint), data.folder, f"the model in {checkpoint}")
 
 
 @torch.no_grad()
@@ -102,7 +108,8 @@ def evaluate(
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
     config = ckpt.config_of(payload, checkpoint)
     data = PreparedData(data_dir)
-    check_compatible(model, config.data.sample_rate, data)
+    check_unedited(checkpoint, config)
+    check_compatible(model, config.data, data, checkpoint)
     dev = resolve_device(device)
     bits, count = validation_bits(model, data, dev, max_seconds=max_seconds, progress=progress)
     report: dict = {"checkpoint": str(checkpoint), "step": payload.get("step"), "data": str(data_dir),
@@ -110,9 +117,7 @@ def evaluate(
     log(f"validation: {bits:.3f} bits/sample over {count / data.sample_rate:.1f} s of held-out audio")
     if not model.config.mel_channels:
         return report
-    settings = mel_settings(model, config.data, checkpoint)
-    if MelSettings(**data.mel) != settings:
-        raise ConfigError(f"{data_dir}: mel analysis settings differ from the model's run ({data.mel})")
+    settings = mel_settings(model, config.data, checkpoint)  # (the data's, as check_compatible made sure)
     split, hop = data.val, settings.hop
     want = max(1, round(seconds * data.sample_rate))
     # The longest held-out tails (in file order): short ones say little.

@@ -46,6 +46,34 @@ class MelSettings:
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def mismatch(self, other: "MelSettings") -> list[tuple[str, object, object]]:
+        """The ``data.*`` settings in which ``other`` differs from this, with both values."""
+        return [(SETTING_NAMES[name], mine, theirs) for name, mine, theirs in
+                ((name, getattr(self, name), getattr(other, name)) for name in SETTING_NAMES) if mine != theirs]
+
+
+# Each analysis setting's name in the config (what ``prepare --set`` takes).
+SETTING_NAMES = {"sample_rate": "data.sample_rate", "bands": "data.mels", "hop": "data.mel_hop",
+                 "n_fft": "data.mel_n_fft", "fmin": "data.mel_fmin", "fmax": "data.mel_fmax"}
+
+
+def check_same_analysis(data_mel: dict, trained: MelSettings, folder: object, whose: str) -> None:
+    """Refuse prepared features (``data_mel``: a manifest's mel settings) computed otherwise than
+    those ``whose`` model was trained on: every analysis setting must match, or the model would
+    hear features it never learned. The message names each difference and the prepare options
+    that give the model's features."""
+    from .errors import ConfigError
+
+    found = trained.mismatch(MelSettings(**data_mel))
+    if found:
+        def said(values):
+            return ", ".join(f"{key} = {value:g}" for key, value in values)
+
+        fix = " ".join(f"--set {key}={value:g}" for key, value, _ in found)
+        raise ConfigError(f"{folder}: its log-mel features were computed with {said((k, t) for k, _, t in found)}, "
+                          f"but {whose} was trained on {said((k, m) for k, m, _ in found)}; prepare the data "
+                          f"again with {fix}")
+
 
 _transforms: dict[tuple, torch.nn.Module] = {}
 

@@ -16,6 +16,7 @@ from .errors import CheckpointError, ConfigError, DataError
 from .limits import MAX_STREAMS, check_samples, check_seconds, check_streams, check_temperature, generation_memory
 from .mulaw import decode, encode
 from .outputs import distinct_names, inside, safe_name, writable_folder
+from .run_config import check_unedited
 from .sampling import generate, make_engine, native_available
 from .train import checkpoint_paths, resolve_device
 
@@ -160,7 +161,9 @@ def synthesize(
     check_temperature(temperature)
     writable_folder(out)
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
-    rate = ckpt.config_of(payload, checkpoint).data.sample_rate
+    config = ckpt.config_of(payload, checkpoint)
+    check_unedited(checkpoint, config)  # an edited data.sample_rate would be ignored: refuse it
+    rate = config.data.sample_rate
     step = _step_of(payload, checkpoint)
     run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
     names, n = stream_labels(model, list(labels), n)

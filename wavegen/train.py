@@ -2,7 +2,7 @@
 
 A run folder holds everything about one model:
 
-    RUN/config.toml             the resolved config (recipe + overrides)
+    RUN/config.toml             the resolved config (recipe + overrides), which a user may edit
     RUN/log.csv                 one row per logged step: loss and validation in bits per sample,
                                 and how many steps were skipped so far (non-finite loss or gradient)
     RUN/checkpoints/latest.pt   model, optimizer, step and every RNG state (resume point)
@@ -11,8 +11,10 @@ A run folder holds everything about one model:
     RUN/tensorboard/            the logged numbers and samples for TensorBoard, when installed
                                 (``monitor``)
 
-Running ``train`` on a folder that has a checkpoint resumes it, from the saved config, and first
-clears what a killed run left behind: log rows past the checkpoint (they are trained again) and
+Running ``train`` on a folder that has a checkpoint resumes it, from the checkpoint's config with
+the changes ``run_config`` allows (edits to config.toml, ``--set``, ``--steps``; a changed
+schedule continues from the rate reached, ``continue_schedule``), and first clears what a killed
+run left behind: log rows past the checkpoint (they are trained again) and
 half-written temporary files.
 
 Under torchrun the same loop runs in every process (``distributed.World``): the model is wrapped
@@ -36,18 +38,24 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from . import precision as precisions
-from .config import Config, ConfigError, apply_overrides, load_recipe, to_toml
+from .config import Config, ConfigError, apply_overrides, differences, load_recipe, load_toml, to_toml, validate
 from .conditioning import WindowTerms
 from .data import IGNORE, Batch, PreparedData, WindowSampler
 from .distributed import World
+from .features import MelSettings, check_same_analysis
 from .errors import CheckpointError, OutOfMemory, TrainingDiverged, TrainingInterrupted, WriteError
 from .files import atomic_write_text
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .model import WaveNet
 from .mulaw import decode, encode
+from .run_config import CONFIG_FILE, Change, changes, merge_changes, read_edits, refuse_fixed
 from .runlog import append_row, clear_leftovers, resume_log
 
 LN2 = math.log(2.0)
+
+
+def _quiet(message: str) -> None:
+    """A log that says nothing (every process's but rank 0's)."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -65,34 +73,67 @@ def checkpoint_paths(run: Path) -> dict[str, Path]:
     return {"latest": run / "checkpoints" / "latest.pt", "best": run / "checkpoints" / "best.pt"}
 
 
-def resolve_config(run: Path, recipe: str | None, overrides: list[str], steps: int | None) -> tuple[Config, bool]:
-    """The config a ``train`` call will use, and whether it resumes an existing run.
+# The model settings a recipe gives; a run's own config adds what its data carries (labels, mels).
+SHAPE_KEYS = ("cycles", "layers_per_cycle", "kernel_size", "input_kernel_size", "residual_channels",
+              "gate_channels", "skip_channels", "cond_channels")
 
-    A new run starts from the recipe (``default`` if none); an existing run from its own saved
-    config, whose model shape can no longer change.
+
+def resolve_config(run: Path, recipe: str | None, overrides: list[str], steps: int | None,
+                   log: Callable[[str], None] = _quiet) -> tuple[Config, bool, list[Change]]:
+    """The config a ``train`` call will use, whether it resumes an existing run, and what it
+    changes in that run's settings (``run_config``: edits to RUN/config.toml, ``--set``,
+    ``--steps``; a change to a setting fixed once trained is refused).
+
+    A new run starts from the recipe (``default`` if none), or from the config.toml of an attempt
+    that saved no checkpoint when no recipe is given; an existing run from its checkpoint's
+    config with the user's edits to its config.toml.
     """
     latest = checkpoint_paths(run)["latest"]
+    saved_file = Path(run) / CONFIG_FILE
     resuming = latest.is_file()
+    stages: list[list[Change]] = []
     if resuming:
         payload = ckpt.load(latest)
-        config = ckpt.config_of(payload, latest)
-        model_before = dict(config.to_dict()["model"])
-        if recipe is not None and load_recipe(recipe).model != config.model:
-            raise ConfigError(
-                f"{run}: this run's model shape differs from recipe '{recipe}'; "
-                "resume without --recipe, or start a new run with --run NEW_DIR"
-            )
+        saved = ckpt.config_of(payload, latest)
+        if recipe is not None:
+            _check_recipe(run, recipe, saved, log)
+        config = read_edits(run, saved)
+        stages.append(changes(saved, config, str(saved_file)))
+    elif recipe is None and saved_file.is_file():  # an attempt that saved no checkpoint: its settings, as edited
+        config = load_toml(saved_file)
+        validate(config)
+        log(f"using the settings in {saved_file} (this run has no checkpoint yet)")
     else:
         config = load_recipe(recipe or "default")
-    apply_overrides(config, overrides)
-    if steps is not None:
-        apply_overrides(config, [f"train.steps={steps}"])
-    if resuming and config.to_dict()["model"] != model_before:
-        raise ConfigError(f"{run}: cannot change model.* settings of an existing run; use --run NEW_DIR")
-    if resuming and config.train.steps < int(payload.get("step", 0)):  # it would train nothing, silently
-        raise ConfigError(f"{run}: already trained to step {payload.get('step')}; --steps {config.train.steps} is "
-                          f"behind it: give a larger --steps to train on, or --run NEW_DIR to start again")
-    return config, resuming
+        if saved_file.is_file():
+            log(f"replacing {saved_file} (of an attempt that saved no checkpoint) with recipe '{recipe}'")
+    for source, items in (("--set", overrides), ("--steps", [] if steps is None else [f"train.steps={steps}"])):
+        before = Config.from_dict(config.to_dict())
+        apply_overrides(config, items)
+        stages.append(changes(before, config, source))
+    found = merge_changes(stages)
+    if resuming:
+        refuse_fixed(found, run)
+        if config.train.steps < int(payload.get("step", 0)):  # it would train nothing, silently
+            raise ConfigError(f"{run}: already trained to step {payload.get('step')}; --steps {config.train.steps} "
+                              "is behind it: give a larger --steps to train on, or --run NEW_DIR to start again")
+    return config, resuming, found if resuming else []
+
+
+def _check_recipe(run: Path, recipe: str, saved: Config, log: Callable[[str], None]) -> None:
+    """``--recipe`` given for an existing run: its model shape must be the run's; its other
+    settings do not apply (the run's own do), which is said rather than done silently."""
+    wanted = load_recipe(recipe)
+    shape = {k: getattr(saved.model, k) for k in SHAPE_KEYS}
+    if {k: getattr(wanted.model, k) for k in SHAPE_KEYS} != shape:
+        raise ConfigError(
+            f"{run}: this run's model shape differs from recipe '{recipe}'; "
+            "resume without --recipe, or start a new run with --run NEW_DIR"
+        )
+    other = [key for key, _, _ in differences(saved, wanted) if key.startswith("train.")]
+    if other:
+        log(f"recipe '{recipe}' differs from run {run} in {', '.join(other)}: the run's own settings apply "
+            "(change them with --set or in its config.toml)")
 
 
 def condition_on(config: Config, data: PreparedData, data_dir: Path, resuming: bool,
@@ -110,7 +151,12 @@ def condition_on(config: Config, data: PreparedData, data_dir: Path, resuming: b
                 f", {c['mel_channels']} mel bands every {c['mel_hop']} samples" if c["mel_channels"] else ", no mels")
         raise ConfigError(f"{data_dir}: the data has {said(wanted)} but the run was trained with {said(have)}; "
                           "prepare the data the same way or start a new run with --run NEW_DIR")
+    if resuming and mel:  # the same bands and hop are not enough: every analysis setting must match
+        check_same_analysis(mel, MelSettings.from_data(d, bands=m.mel_channels), data_dir, "this run")
     m.labels, m.mel_channels, m.mel_hop = wanted["labels"], wanted["mel_channels"], wanted["mel_hop"]
+    if not resuming:  # the run records how its data was prepared, not what the recipe would have done
+        d.val_fraction = float(data.manifest.get("val_fraction", d.val_fraction))
+        d.labels = "folders" if data.labels else "none"
     if mel:  # the run keeps the analysis settings, so vocode computes the same features
         d.mels, d.mel_hop, d.mel_n_fft = int(mel["bands"]), int(mel["hop"]), int(mel["n_fft"])
         d.mel_fmin, d.mel_fmax = float(mel["fmin"]), float(mel["fmax"])
@@ -120,14 +166,54 @@ def condition_on(config: Config, data: PreparedData, data_dir: Path, resuming: b
         log("conditioning on " + " and ".join(parts))
 
 
-def lr_at(step: int, config: Config) -> float:
-    """Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at the last step."""
+def lr_at(step: int, config: Config, anchor: tuple[int, float] | None = None) -> float:
+    """The learning rate of step ``step``: a linear warm-up, then a cosine decay to
+    ``lr * min_lr_ratio`` at the last step.
+
+    ``anchor`` (step s, level a): the decay starts at step s from ``a * lr`` instead of from
+    ``lr`` at the end of the warm-up. A run whose schedule changed part-way (``--steps`` raised,
+    say) continues from where its rate was (``continue_schedule``) instead of jumping to where a
+    run planned that long from the start would be.
+    """
     t = config.train
-    if step < t.warmup_steps:
+    if anchor is None and step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
-    span = max(t.steps - t.warmup_steps, 1)
-    progress = min((step - t.warmup_steps) / span, 1.0)
-    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    start, level = anchor or (t.warmup_steps, 1.0)
+    progress = min(max(step - start, 0) / max(t.steps - start, 1), 1.0)
+    floor = t.min_lr_ratio
+    return t.lr * (floor + (level - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+SCHEDULE_KEYS = ("steps", "warmup_steps", "min_lr_ratio")  # what lays out the schedule (lr only scales it)
+
+
+def continue_schedule(step: int, before: Config, after: Config,
+                      anchor: tuple[int, float] | None) -> tuple[int, float] | None:
+    """The ``lr_at`` anchor for a run at ``step`` whose schedule settings change from
+    ``before``'s to ``after``'s: the decay goes on from the level the old schedule had reached
+    at ``step`` (a run still warming up keeps warming up). ``train.lr`` scales the whole curve,
+    so changing it alone keeps the anchor."""
+    old, new = before.train, after.train
+    if all(getattr(old, k) == getattr(new, k) for k in SCHEDULE_KEYS):
+        return anchor
+    if anchor is None and step < new.warmup_steps:
+        return None
+    return step, lr_at(step, before, anchor) / old.lr
+
+
+def describe_schedule(step: int, config: Config, anchor: tuple[int, float] | None, was: float | None = None) -> str:
+    """The schedule from ``step`` on, in words (``was``: the rate the previous settings gave)."""
+    t = config.train
+    now = lr_at(step, config, anchor)
+    text = f"learning rate {now:.3g} at step {step}"
+    if was is not None and not math.isclose(was, now, rel_tol=1e-3):
+        text += f" (it was {was:.3g})"
+    if anchor is None and step < t.warmup_steps:
+        text += f", warming up to {t.lr:.3g} by step {t.warmup_steps}"
+    elif anchor is not None and math.isclose(anchor[1], t.min_lr_ratio, rel_tol=1e-3):
+        return text + (f": the end of its decay, where it stays until step {t.steps} (train.lr scales the whole "
+                       "schedule)")
+    return text + f", then cosine decay to {t.lr * t.min_lr_ratio:.3g} at step {t.steps}"
 
 
 def rank_seeds(seed: int, rank: int, step: int | None = None) -> tuple[int | np.random.SeedSequence, int]:
@@ -147,7 +233,7 @@ def rank_seeds(seed: int, rank: int, step: int | None = None) -> tuple[int | np.
 @dataclass
 class TrainResult:
     step: int
-    train_bits: float
+    train_bits: float | None  # mean of the last steps' losses (None: no step ran)
     val_bits: float | None
     best_val_bits: float | None
     val_history: list[tuple[int, float]] = field(default_factory=list)
@@ -201,6 +287,8 @@ class Trainer:
         self.mid_step = False  # inside train_step: an interrupt there leaves a state not to save
         self.saved_at: dict[str, int | None] = {"latest": None, "best": None}  # step of each checkpoint on disk
         self.val_history: list[tuple[int, float]] = []
+        self.schedule: tuple[int, float] | None = None  # lr_at's anchor: where a changed schedule went on from
+        self.schedule_before: float | None = None  # the rate the checkpoint's own settings gave (when they changed)
         self.ema = None  # moving average of the weights: what validation, best.pt and synth use
         if t.ema > 0 and self.world.is_main:  # (which only rank 0 runs and writes)
             from torch.optim.swa_utils import AveragedModel
@@ -231,6 +319,7 @@ class Trainer:
             "best_val_bits": self.best_val,
             "val_history": [list(v) for v in self.val_history],
             "skipped_steps": self.skipped,
+            "schedule": list(self.schedule) if self.schedule is not None else None,
             **({"ema": self.ema.module.state_dict(), "ema_updates": int(self.ema.n_averaged)}
                if self.ema is not None else {}),
             "rng": {
@@ -249,6 +338,7 @@ class Trainer:
             self.best_val = payload["best_val_bits"]
             self.val_history = [tuple(v) for v in payload["val_history"]]
             self.skipped = int(payload.get("skipped_steps", 0))
+            self._continue_schedule(payload)
             self.saved_at["latest"] = self.step
             self.saved_at["best"] = next((s for s, v in self.val_history if v == self.best_val), None)
             if self.ema is not None:  # a run that turns the average on starts it from its weights
@@ -266,26 +356,45 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.run}: checkpoint cannot be resumed ({exc})") from None
 
+    def _continue_schedule(self, payload: dict) -> None:
+        """Lay the learning-rate schedule out from the checkpoint's: unchanged settings keep
+        it, changed ones continue it from the rate reached (``continue_schedule``)."""
+        saved = payload.get("schedule")
+        anchor = None if saved is None else (int(saved[0]), float(saved[1]))
+        before = ckpt.config_of(payload, self.run)
+        self.schedule = continue_schedule(self.step, before, self.config, anchor)
+        if any(getattr(before.train, key) != getattr(self.config.train, key) for key in SCHEDULE_KEYS + ("lr",)):
+            self.schedule_before = lr_at(self.step, before, anchor)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` in this run's schedule."""
+        return lr_at(step, self.config, self.schedule)
+
     def save(self, which: str = "latest", ranks: list[dict] | None = None) -> None:
         """Write a checkpoint. Weights that are no longer finite are never written over a good
-        one, and a failed write (a full disk) stops training, naming what is kept."""
+        one, and a failed write (a full disk) stops training, saying what is kept."""
         path = checkpoint_paths(self.run)[which]
         if not self.weights_finite():
-            raise TrainingDiverged(f"step {self.step}: the weights are no longer finite; not saving them "
-                                   f"(kept: {self.kept(which)})")
+            raise TrainingDiverged(f"step {self.step}: the weights are no longer finite, so training stopped without "
+                                   f"saving them. {self.on_disk()}. Lower train.lr (now {self.config.train.lr:g}), "
+                                   "or look for broken data")
         try:
             ckpt.save(path, self.state(ranks))
         except WriteError as exc:
-            raise CheckpointError(f"{path}: {exc.reason}; training stopped at step {self.step} "
-                                  f"(kept: {self.kept(which)})") from None
+            raise CheckpointError(f"{path}: {exc.reason}, so training stopped at step {self.step}. {self.on_disk()}. "
+                                  "Make room (or fix the folder), then run the same command again") from None
         self.saved_at[which] = self.step
 
-    def kept(self, which: str = "latest") -> str:
-        """What a stopped run leaves of a checkpoint, in words."""
-        path, step = checkpoint_paths(self.run)[which], self.saved_at[which]
-        if not path.is_file():
-            return f"no {which} checkpoint was saved"
-        return f"{path}, from step {step}" if step is not None else f"{path}, as it was"
+    def on_disk(self) -> str:
+        """What a stopped run leaves on disk and where running it again starts, as a sentence."""
+        paths = checkpoint_paths(self.run)
+        kept = [f"{path} ({'step ' + str(self.saved_at[which]) if self.saved_at[which] is not None else 'as it was'})"
+                for which, path in paths.items() if path.is_file()]
+        if paths["latest"].is_file():
+            return f"Kept {' and '.join(kept)}; running the same command resumes from the latest"
+        if kept:
+            return f"Kept {kept[0]}, but no latest checkpoint, so running the command again starts afresh"
+        return "No checkpoint was saved yet, so running the command again starts afresh"
 
     def weights_finite(self) -> bool:
         models = [self.model] + ([self.ema.module] if self.ema is not None else [])
@@ -355,7 +464,7 @@ class Trainer:
                                               t.activation_checkpointing, t.ema > 0,
                                               value_bytes=precisions.value_bytes(self.precision),
                                               full_context=t.full_context)
-                            + " (ran out during a step)")
+                            + f" (it ran out during step {self.step + 1}). {self.on_disk()}")
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step; returns (loss in bits, averaged over the processes; gradient
@@ -369,7 +478,7 @@ class Trainer:
     def _step(self) -> tuple[float, float]:
         t = self.config.train
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.step, self.config)
+            group["lr"] = self.lr_at(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for micro in range(t.accumulate):  # gradients of the micro-batches add up (each scaled by 1/n)
@@ -455,11 +564,14 @@ def train(
     log: Callable[[str], None] = print,
     progress: bool = True,
     world: World | None = None,
+    changes: list[Change] = (),
 ) -> TrainResult:
     """Train (or resume) the run in ``run`` on the prepared data in ``data_dir``.
 
     ``world``: this process's place in a distributed run (``distributed.start``; its device
     replaces ``device``). Every process calls ``train``; rank 0 alone logs and writes files.
+    ``changes``: what ``resolve_config`` changed in a resumed run's settings, to be named. A run
+    already at ``train.steps`` trains nothing and says how to go on.
     """
     from .progress import bar as progress_bar
 
@@ -484,7 +596,15 @@ def train(
     if latest.is_file():  # every process reads it: the run folder must be visible to all
         payload = ckpt.load(latest)  # CPU tensors: RNG states must stay there
         trainer.load_state(payload)
-        log(f"resuming {run} at step {trainer.step}")
+        log(f"resuming {run} at step {trainer.step}" + (f" with {', '.join(map(str, changes))}" if changes else ""))
+        if trainer.schedule_before is not None:
+            log(describe_schedule(trainer.step, config, trainer.schedule, trainer.schedule_before))
+        if trainer.step >= config.train.steps:
+            log(f"{run} is already at its last step ({trainer.step} of train.steps = {config.train.steps}); nothing "
+                f"to train. To train on, give a larger --steps: wavegen train --run {run} --steps "
+                f"{2 * trainer.step}")
+            return TrainResult(trainer.step, None, trainer.val_history[-1][1] if trainer.val_history else None,
+                               trainer.best_val, list(trainer.val_history), trainer.skipped)
         saved = len(payload["rng"].get("ranks") or [None])
         if world.size > saved:
             which = f"rank {saved}" if saved == world.size - 1 else f"ranks {saved}..{world.size - 1}"
@@ -502,7 +622,8 @@ def train(
             rows = f"{dropped} log row{'s' if dropped > 1 else ''}"
             log(f"dropped {rows} that an interrupted run wrote after step {trainer.step} (its last checkpoint); "
                 "they are trained again" if latest.is_file() else f"dropped {rows} of an attempt that saved no checkpoint")
-        atomic_write_text(run / "config.toml", to_toml(config))
+        if not (run / CONFIG_FILE).is_file() or read_edits(run, config).to_dict() != config.to_dict():
+            atomic_write_text(run / CONFIG_FILE, to_toml(config))  # (a file that says the same is left as written)
     from . import monitor
 
     board = monitor.open_tensorboard(run, trainer.step + 1 if latest.is_file() else None, log) if world.is_main else None
@@ -558,8 +679,8 @@ def train(
             if trainer.bad_in_a_row >= t.max_bad_steps:  # the same count in every process
                 raise TrainingDiverged(
                     f"step {step}: {trainer.bad_in_a_row} steps in a row had a non-finite loss or gradient "
-                    f"(train.max_bad_steps = {t.max_bad_steps}); stopped, keeping {trainer.kept('latest')}. "
-                    "Lower train.lr, or look for broken data" if world.is_main else "")
+                    f"(train.max_bad_steps = {t.max_bad_steps}), so training stopped. {trainer.on_disk()}. "
+                    f"Lower train.lr (now {t.lr:g}), or look for broken data" if world.is_main else "")
             stopping = world.any(stop.is_set())
             validating = (step % t.val_every == 0 or step == t.steps) and not stopping
             saving = step % t.checkpoint_every == 0 or step == t.steps or stopping
@@ -577,13 +698,14 @@ def train(
                 append_row(run / "log.csv", {
                     "step": step, "train_bits": round(bits, 4),
                     "val_bits": "" if val is None else round(val, 4),
-                    "lr": f"{lr_at(step - 1, config):.3g}", "grad_norm": round(norm, 4),
+                    "lr": f"{trainer.lr_at(step - 1):.3g}", "grad_norm": round(norm, 4),
                     "samples_per_s": round(rate), "elapsed_s": round(time.perf_counter() - start, 1),
                     "skipped": trainer.skipped,
                 })
-                monitor.log_scalars(board, step, {"train_bits": bits, "val_bits": val, "lr": lr_at(step - 1, config),
+                monitor.log_scalars(board, step, {"train_bits": bits, "val_bits": val, "lr": trainer.lr_at(step - 1),
                                                   "grad_norm": norm, "samples_per_s": rate, "skipped": trainer.skipped})
-                postfix = {"bits": f"{np.mean(recent):.3f}" if recent else "nan", "samples/s": f"{rate:,.0f}"}
+                postfix = {"bits": f"{np.mean(recent):.3f}"} if recent else {}  # (none measured yet: no number)
+                postfix["samples/s"] = f"{rate:,.0f}"
                 if trainer.val_history:
                     postfix["val"] = f"{trainer.val_history[-1][1]:.3f}"
                 if trainer.skipped:
@@ -627,21 +749,19 @@ def train(
         trainer.net = trainer.forward = trainer.model
     result = TrainResult(
         step=trainer.step,
-        train_bits=float(np.mean(recent)) if recent else float("nan"),
+        train_bits=float(np.mean(recent)) if recent else None,
         val_bits=trainer.val_history[-1][1] if trainer.val_history else None,
         best_val_bits=trainer.best_val,
         val_history=list(trainer.val_history),
         skipped_steps=trainer.skipped,
         seconds=time.perf_counter() - start,
     )
-    msg = f"done: step {result.step}, train {result.train_bits:.3f} bits/sample"
-    if result.val_bits is not None:
-        msg += f", validation {result.val_bits:.3f} (best {result.best_val_bits:.3f})"
+    measured = [f"train {result.train_bits:.3f} bits/sample"] if result.train_bits is not None else []
+    if result.val_bits is not None:  # (the best is finite whenever a finite validation was seen)
+        best = f" (best {result.best_val_bits:.3f})" if result.best_val_bits is not None else ""
+        measured.append(f"validation {result.val_bits:.3f}{best}")
+    msg = f"done: step {result.step}" + "".join(f", {part}" for part in measured)
     if result.skipped_steps:
         msg += f"; skipped {result.skipped_steps} steps with a non-finite loss or gradient"
     log(msg + f"; checkpoints in {run / 'checkpoints'}")
     return result
-
-
-def _quiet(message: str) -> None:
-    """The log of every process but rank 0."""

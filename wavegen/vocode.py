@@ -28,6 +28,7 @@ from .features import MelSettings, log_mel, mel_distance
 from .limits import MAX_SECONDS, MAX_STREAMS, check_samples, check_temperature, generation_memory
 from .mulaw import decode, encode
 from .outputs import distinct_names, inside, safe_name, writable_folder
+from .run_config import check_unedited
 from .sampling import generate
 from .synth import make_conditioning, pick_engine, stream_labels
 
@@ -116,6 +117,7 @@ def vocode(
     writable_folder(out)
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
     config = ckpt.config_of(payload, checkpoint)
+    check_unedited(checkpoint, config)  # edited analysis settings could not take effect: refuse them
     settings = mel_settings(model, config.data, checkpoint)
     names = None
     if model.config.labels or labels:

@@ -355,3 +355,24 @@ def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed):
     with pytest.raises(ConfigError, match="its log-mel features were computed with"):
         evaluate(run / "checkpoints" / "latest.pt", datas["other"], log=said.append, progress=False)
     assert said == []  # refused before any score
+
+
+@pytest.mark.parametrize("failing_row", [0, 2, 7])
+def test_a_log_that_cannot_be_written_stops_the_run_saying_what_is_kept(prepared, tmp_path, monkeypatch, failing_row):
+    from wavegen import train as training
+    from wavegen.errors import WavegenError, WriteError
+
+    original = training.append_row
+
+    def append_row(path, row):
+        if row["step"] == failing_row:
+            raise WriteError(path, "no space left on device", "training stopped")
+        return original(path, row)
+
+    monkeypatch.setattr(training, "append_row", append_row)
+    run = tmp_path / "run"
+    with pytest.raises(WavegenError) as stopped:
+        trained(prepared, run)
+    message = str(stopped.value)
+    assert message.startswith(f"{run}/log.csv: no space left on device, so training stopped at step {failing_row}. ")
+    says_what_is_on_disk(message, run)

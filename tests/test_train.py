@@ -362,8 +362,9 @@ def test_an_interrupt_inside_a_step_saves_nothing_half_done(prepared, tmp_path, 
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as stopped:
         train(config, prepared, run, device="cpu", log=quiet, progress=False)
-    assert str(stopped.value) == (f"stopped during step 7 without saving; a rerun resumes from "
-                                  f"{run}/checkpoints/latest.pt (step 5)")
+    assert str(stopped.value) == (f"stopped during step 7 without saving it. Kept {run}/checkpoints/latest.pt "
+                                  f"(step 5) and {run}/checkpoints/best.pt (step 4); running the same command "
+                                  "resumes from the latest")
     assert ckpt.load(run / "checkpoints" / "latest.pt")["step"] == 5
 
 

@@ -28,7 +28,7 @@ def append_row(path: Path, row: dict) -> None:
                 writer.writeheader()
             writer.writerow(row)
     except OSError as exc:  # the error from a write names no file
-        raise WriteError(path, reason(exc), "training stopped; a rerun resumes from the last checkpoint") from None
+        raise WriteError(path, reason(exc), "training stopped") from None  # (train says what is kept)
 
 
 def resume_log(path: Path, step: int) -> int:

@@ -43,7 +43,7 @@ from .conditioning import WindowTerms
 from .data import IGNORE, Batch, PreparedData, WindowSampler
 from .distributed import World
 from .features import MelSettings, check_same_analysis
-from .errors import CheckpointError, OutOfMemory, TrainingDiverged, TrainingInterrupted, WriteError
+from .errors import CheckpointError, OutOfMemory, TrainingDiverged, TrainingInterrupted, WavegenError, WriteError
 from .files import atomic_write_text
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .model import WaveNet
@@ -385,6 +385,11 @@ class Trainer:
                                   "Make room (or fix the folder), then run the same command again") from None
         self.saved_at[which] = self.step
 
+    def write_failed(self, exc: WriteError) -> WavegenError:
+        """The error for a run stopped by a file it could not write (log.csv, a sample)."""
+        return WavegenError(f"{exc.path}: {exc.reason}, so training stopped at step {self.step}. {self.on_disk()}. "
+                            "Make room (or fix the folder), then run the same command again")
+
     def on_disk(self) -> str:
         """What a stopped run leaves on disk and where running it again starts, as a sentence."""
         paths = checkpoint_paths(self.run)
@@ -640,7 +645,10 @@ def train(
         first = trainer.validate()
         if first is not None:
             trainer.val_history.append((0, first))
-            append_row(run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
+            try:
+                append_row(run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
+            except WriteError as exc:
+                raise trainer.write_failed(exc) from None
             monitor.log_scalars(board, 0, {"val_bits": first})
 
     # Ctrl-C (SIGINT) or SIGTERM only asks to stop: the step under way finishes, then the
@@ -723,16 +731,16 @@ def train(
                     if world.is_main else "")
             bar.update(1)
         world.barrier()  # the run is done when rank 0 has written its last checkpoint
+    except WriteError as exc:  # log.csv or a training sample (a checkpoint's own failure says more)
+        raise trainer.write_failed(exc) from None
     except KeyboardInterrupt:
         bar.close()
         if world.distributed:  # saving needs every process (their sampling states), which may be gone
-            raise TrainingInterrupted(
-                f"stopped at step {trainer.step} without saving; {latest} is where a rerun resumes"
-                if world.is_main else "") from None
+            raise TrainingInterrupted(f"stopped at step {trainer.step} without saving it. {trainer.on_disk()}"
+                                      if world.is_main else "") from None
         if trainer.mid_step:  # a half-done step: keep the last checkpoint instead
-            resumes = (f"a rerun resumes from {latest} (step {trainer.saved_at['latest']})" if latest.is_file()
-                       else "no checkpoint was saved yet, so a rerun starts afresh")
-            raise TrainingInterrupted(f"stopped during step {trainer.step + 1} without saving; {resumes}") from None
+            raise TrainingInterrupted(f"stopped during step {trainer.step + 1} without saving it. "
+                                      f"{trainer.on_disk()}") from None
         trainer.save("latest")
         raise TrainingInterrupted(
             f"interrupted at step {trainer.step}; saved {latest}. Run the same command to resume."

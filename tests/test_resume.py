@@ -232,9 +232,11 @@ def test_edits_to_a_runs_config_are_applied_named_and_kept(prepared, tmp_path):
 def test_set_overrides_an_edit_and_says_which_applied(prepared, tmp_path):
     run = trained(prepared, tmp_path / "run")
     edit(run / "config.toml", lr=0.001)
-    _, said = resume(prepared, run, ["train.lr=0.002"], steps=14)
+    _, said = resume(prepared, run, ["train.lr=0.002", "train.batch_size=3"], steps=14)
     line = next(line for line in said if line.startswith("resuming"))
     assert "train.lr 0.003 → 0.002 (--set)" in line and "train.steps 12 → 14 (--steps)" in line
+    assert any(line.startswith("validation scores other windows from here on (train.batch_size changed)")
+               for line in said)
     assert "lr = 0.002" in (run / "config.toml").read_text()
 
 

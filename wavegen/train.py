@@ -184,6 +184,8 @@ def lr_at(step: int, config: Config, anchor: tuple[int, float] | None = None) ->
     return t.lr * (floor + (level - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+# The fixed validation windows are val_batches batches of batch_size windows of segment_length.
+VALIDATION_KEYS = ("train.batch_size", "train.segment_length", "train.val_batches")
 SCHEDULE_KEYS = ("steps", "warmup_steps", "min_lr_ratio")  # what lays out the schedule (lr only scales it)
 
 
@@ -604,6 +606,11 @@ def train(
         log(f"resuming {run} at step {trainer.step}" + (f" with {', '.join(map(str, changes))}" if changes else ""))
         if trainer.schedule_before is not None:
             log(describe_schedule(trainer.step, config, trainer.schedule, trainer.schedule_before))
+        measure = [c.key for c in changes if c.key in VALIDATION_KEYS]
+        if measure and trainer.val_history:
+            log(f"validation scores other windows from here on ({', '.join(measure)} changed): its figures are not "
+                f"comparable with those before step {trainer.step}, and best.pt is kept only when one beats "
+                f"{trainer.best_val:.3f}")
         if trainer.step >= config.train.steps:
             log(f"{run} is already at its last step ({trainer.step} of train.steps = {config.train.steps}); nothing "
                 f"to train. To train on, give a larger --steps: wavegen train --run {run} --steps "

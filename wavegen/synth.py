@@ -15,7 +15,7 @@ from .audio import AudioReadError, load_audio
 from .errors import CheckpointError, ConfigError, DataError
 from .limits import MAX_STREAMS, check_samples, check_seconds, check_streams, check_temperature, generation_memory
 from .mulaw import decode, encode
-from .outputs import distinct_names, inside, safe_name, writable_folder
+from .outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
 from .sampling import generate, make_engine, native_available
 from .train import checkpoint_paths, resolve_device
 
@@ -128,6 +128,7 @@ def pick_engine(engine: str, device: str, model, streams: int, log: Callable[[st
     return make_engine(engine, model, dev, log=log), dev
 
 
+@leaves_no_empty_folder("out")
 def synthesize(
     checkpoint: Path,
     out: Path = Path("samples"),

@@ -45,6 +45,7 @@ from .files import atomic_write_text
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .model import WaveNet
 from .mulaw import decode, encode
+from .outputs import leaves_no_empty_folder
 from .runlog import append_row, clear_leftovers, resume_log
 
 LN2 = math.log(2.0)
@@ -447,6 +448,7 @@ def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray],
                        mels=put(batch.mels), offsets=put(batch.offsets))
 
 
+@leaves_no_empty_folder("run")
 def train(
     config: Config,
     data_dir: Path,

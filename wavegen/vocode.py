@@ -27,7 +27,7 @@ from .errors import ConfigError, DataError
 from .features import MelSettings, log_mel, mel_distance
 from .limits import MAX_SECONDS, MAX_STREAMS, check_samples, check_temperature, generation_memory
 from .mulaw import decode, encode
-from .outputs import distinct_names, inside, safe_name, writable_folder
+from .outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
 from .sampling import generate
 from .synth import make_conditioning, pick_engine, stream_labels
 
@@ -92,6 +92,7 @@ class VocodeResult:
     samples_per_s: float
 
 
+@leaves_no_empty_folder("out")
 def vocode(
     checkpoint: Path,
     inputs: list[Path],

@@ -255,3 +255,26 @@ def test_every_reason_names_its_true_cause(tmp_path, seed):
         "after trimming silence (16000 before; the rest is more than 40 dB below its peak), fewer than the 3071 of "
         "the model's receptive field; --no-trim-silence keeps the file whole")
     assert [e["source"] for e in manifest(tmp_path / "prepared")["files"]] == ["partly.wav"]
+
+
+@pytest.mark.parametrize("ratio, word", [(1.0, "cancel"), (0.9, "partly cancel")])
+def test_a_prime_or_vocode_input_whose_channels_cancel_is_noted(tmp_path, ratio, word):
+    """synth --prime and vocode mix their input to mono too: a mix that the channels (nearly)
+    cancelled is said, or a silent result would puzzle."""
+    from wavegen import checkpoint as ckpt
+    from wavegen.config import apply_overrides, load_recipe
+    from wavegen.model import WaveNet
+
+    config = apply_overrides(load_recipe("tiny"), ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"])
+    ckpt.save(tmp_path / "voc.pt", {"config": config.to_dict(), "model": WaveNet(config.model).state_dict(),
+                                    "step": 0})
+    left = tone(HZ, 0.02)
+    sf.write(tmp_path / "input.wav", np.stack([left, -ratio * left], 1), RATE, subtype="FLOAT")
+    plain = load_recipe("tiny")
+    ckpt.save(tmp_path / "plain.pt", {"config": plain.to_dict(), "model": WaveNet(plain.model).state_dict(),
+                                      "step": 0})
+    for args in (["vocode", "input.wav", "--checkpoint", "voc.pt"],
+                 ["synth", "--checkpoint", "plain.pt", "--prime", "input.wav", "--seconds", "0.01"]):
+        status, lines = run(*args, "--engine", "torch", "--quiet", cwd=tmp_path)
+        assert status == 0, lines
+        assert f"note: input.wav: its 2 channels {word} when mixed to mono" in "\n".join(lines), lines

@@ -288,6 +288,19 @@ def read_recording(path: Path, sample_rate: int, channel: str = "mix") -> Record
     return Recording(np.clip(mono, -1.0, 1.0).astype(np.float32), channels, peaks, picked, mix_db)
 
 
+# A mix this much quieter than its channels (dB) is named: unrelated channels lose about 3 dB,
+# channels in opposite phase everything.
+CANCEL_NOTE_DB = -12.0
+
+
+def cancel_note(recording: Recording) -> str | None:
+    """Words for a mono mix that its channels cancelled (None when they did not)."""
+    if recording.mix_db >= CANCEL_NOTE_DB:
+        return None
+    return (f"its {recording.channels} channels {'cancel' if recording.mix_db < -60 else 'partly cancel'} when mixed "
+            f"to mono (the mix is {-recording.mix_db:.0f} dB quieter than they are)")
+
+
 def _mix_db(mono: np.ndarray, data: np.ndarray) -> float:
     """How much quieter the mix is than its channels' magnitudes averaged (dB, <= 0)."""
     unmixed = float(np.sqrt(np.mean(np.square(np.abs(data).mean(axis=1, dtype=np.float64)))))

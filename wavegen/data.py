@@ -41,7 +41,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .audio import AudioReadError, display_name, find_audio_files, os_error_reason, read_recording
+from .audio import AudioReadError, cancel_note, display_name, find_audio_files, os_error_reason, read_recording
 from .conditioning import mel_window
 from .config import DataConfig
 from .errors import DataError
@@ -176,9 +176,8 @@ def _prepare(dataset: Path, out: Path, config: DataConfig, log: Callable[[str], 
             if reason:
                 skip(path, reason)
                 continue
-            if recording.mix_db < CANCEL_NOTE_DB:
-                log(f"note: {display_name(path)}: its {recording.channels} channels partly cancel when mixed to mono "
-                    f"(the mix is {-recording.mix_db:.0f} dB quieter than they are); prepared as mixed: "
+            if cancel_note(recording):
+                log(f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
                     f"--channel {_loudest(recording)} would keep one channel")
             audio, trimmed = recording.audio, 0
             if config.trim_silence:
@@ -244,11 +243,6 @@ def _prepare(dataset: Path, out: Path, config: DataConfig, log: Callable[[str], 
         summary += f"; ignored {_count_skipped(others)} (no audio to prepare; named above)"
     log(summary)
     return manifest
-
-
-# A mix this much quieter than its channels (dB) is named in a note: unrelated channels lose
-# about 3 dB, channels in opposite phase everything.
-CANCEL_NOTE_DB = -12.0
 
 
 def _dbfs(level: float) -> str:

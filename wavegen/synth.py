@@ -11,7 +11,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .artifacts import write_sample
-from .audio import AudioReadError, load_audio
+from .audio import AudioReadError, cancel_note, read_recording
 from .errors import CheckpointError, ConfigError, DataError
 from .limits import MAX_STREAMS, check_samples, check_seconds, check_streams, check_temperature, generation_memory
 from .mulaw import decode, encode
@@ -187,9 +187,12 @@ def synthesize(
     history = None
     if prime is not None:
         try:
-            audio = load_audio(Path(prime), rate)[-model.receptive_field :]
+            recording = read_recording(Path(prime), rate)
         except (AudioReadError, OSError) as exc:
             raise DataError(f"{prime}: cannot use as a prime ({exc})") from None
+        if cancel_note(recording):  # a prime that comes out silent would otherwise puzzle: say why
+            log(f"note: {prime}: {cancel_note(recording)}")
+        audio = recording.audio[-model.receptive_field :]
         history = encode(audio).unsqueeze(0).expand(n, -1)  # (n, P): every stream continues it
         log(f"continuing the last {len(audio) / rate:.3f} s of {prime}")
     what = f" ({', '.join(sorted(set(names)))})" if names else ""

@@ -7,9 +7,11 @@ Layout of a prepared folder (all written atomically, the manifest last):
     train.mel       with ``data.mels``: log-mel frames (frames, bands) float32 of every
     val.mel         training part / held-out tail, back to back (features.py: frame f
                     covers samples [f·hop, (f+1)·hop) of its part)
-    manifest.json   sample rate, per-file source/duration/trim/label and [offset, length]
-                    spans (samples, and frames for the mels), the label names, the mel
-                    settings, and every skipped file (or folder, ending in /) with its reason
+    manifest.json   sample rate, channel setting, per-file source/duration/trim/label and
+                    [offset, length] spans (samples, and frames for the mels), the label names,
+                    the mel settings, and every skipped file (or folder, ending in /) with its
+                    reason; entries with "ignored": true are not audio, hidden or prepared data
+                    (not problems: they do not change the exit status)
 
 Names are stored as ``audio.display_name`` writes them: bytes of a name that is not UTF-8
 appear as ``\\xe9``-style escapes.

@@ -103,10 +103,11 @@ def find_audio_files(
             path = Path(root) / name
             target = os.path.realpath(path)
             reason, problem = None, True
+            pruned = None if is_hidden(name) else prune(path)
             if is_hidden(name):
                 reason, problem = "hidden: not searched", False
-            elif prune(path):
-                reason, problem = prune(path), False
+            elif pruned:
+                reason, problem = pruned, False
             elif os.path.islink(path) and (target == inside or target.startswith(inside + os.sep)):
                 if os.path.realpath(root) == target or os.path.realpath(root).startswith(target + os.sep):
                     reason = "link to a folder that contains it (a loop): not followed"

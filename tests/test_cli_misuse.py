@@ -76,7 +76,6 @@ CASES = [
     # -- prepare: missing or empty dataset, output folder, recipe and --set
     case("prepare", "nowhere", phrase="nowhere: dataset folder not found"),
     case("prepare", "emptyds", phrase="emptyds: no audio files found"),
-    case("prepare", "notes", phrase="notes: no audio files found"),
     case("prepare", "afile", phrase="afile: dataset folder not found"),
     case("prepare", phrase="Missing argument 'DATASET'", status=2),
     case("prepare", "dataset", "--out", "afile", phrase="afile: --out exists and is not a folder"),
@@ -90,6 +89,7 @@ CASES = [
     case("prepare", "dataset", "--set", "data.val_fraction=most", phrase="expected float"),
     case("prepare", "dataset", "--set", "data.trim_silence=maybe", phrase="expected bool"),
     case("prepare", "dataset", "--set", "data.labels=speakers", phrase="'data.labels' must be 'none' or 'folders'"),
+    case("prepare", "dataset", "--channel", "left", phrase="'data.channel' must be 'mix' or a channel number"),
     case("prepare", "dataset", "--set", "data.sample_rate=-16000", phrase="'data.sample_rate' must be > 0"),
     case("prepare", "dataset", "--set", "data.trim_db=nan", phrase="'data.trim_db' must be a finite number"),
     case("prepare", "dataset", "--sample-rate", "10", phrase="Invalid value for '--sample-rate'", status=2),
@@ -254,8 +254,6 @@ def project(tmp_path_factory) -> Path:
     write_wav(root / "dataset" / "a.wav", tone(440, 3.0), 16000)
     write_wav(root / "dataset" / "more" / "b.wav", tone(330, 2.0), 16000)
     (root / "emptyds").mkdir()
-    (root / "notes").mkdir()
-    (root / "notes" / "readme.txt").write_text("no audio here")
     (root / "afile").write_text("a file where a folder is expected")
     (root / "empty").mkdir()
     (root / "runs" / "empty" / "checkpoints").mkdir(parents=True)

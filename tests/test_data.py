@@ -27,7 +27,7 @@ def mixed_dataset(tmp_path):
     (root / "fake.wav").write_text("this is not audio")
     (root / "empty.wav").write_bytes(b"")
     sf.write(root / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
-    (root / "notes.txt").write_text("ignored: not an audio extension")
+    (root / "notes.txt").write_text("not audio: named as ignored")
     return root
 
 
@@ -37,8 +37,11 @@ def test_prepare_reads_formats_skips_bad_files_and_writes_consistent_output(mixe
     manifest = prepare(mixed_dataset, out, DataConfig(val_fraction=0.1), log=messages.append, progress=False)
     sources = [f["source"] for f in manifest["files"]]
     assert sources == ["stereo.wav", "sub/deeper/clip.ogg", "sub/low.flac"]
-    skipped = {s["source"]: s["reason"] for s in manifest["skipped"]}
+    skipped = {s["source"]: s["reason"] for s in manifest["skipped"] if not s.get("ignored")}
     assert set(skipped) == {"fake.wav", "empty.wav", "silent.wav"}
+    # not audio by name nor content: named, and listed as ignored
+    assert [s for s in manifest["skipped"] if s.get("ignored")] == [
+        {"source": "notes.txt", "reason": "not audio (looks like text)", "ignored": True}]
     assert "0 bytes" in skipped["empty.wav"]
     assert skipped["silent.wav"].startswith("silent throughout")  # trimming or not
     assert sum("skipped" in m and "fake.wav" in m for m in messages) == 1

@@ -9,6 +9,7 @@ import os
 import stat
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -17,7 +18,19 @@ import soundfile as sf
 
 from .files import atomic_open
 
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
+# Names that say "audio": every container soundfile (libsndfile) reads, under its usual names,
+# and what librosa's fallback decoder (audioread, with ffmpeg) reads. A file with one of these
+# names that cannot be used is a problem to report (exit status 3); a file with any other name
+# is audio only if its content says so (``sniff``), else it is not audio and only named. RAW and
+# MAT are left out: headerless samples need settings a file cannot carry, and .mat is mostly
+# not audio.
+AUDIO_EXTENSIONS = (
+    {f".{name.lower()}" for name in sf.available_formats()} - {".raw", ".mat4", ".mat5", ".wavex", ".svx", ".ircam"}
+    | {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd",
+       ".caf", ".w64", ".rf64", ".sph", ".8svx", ".iff", ".sf", ".m4a", ".aac", ".wma", ".mka"}
+)
+# Headerless samples: audio, but the rate, width and channels are not in the file.
+RAW_EXTENSIONS = {".raw", ".pcm"}
 
 # What other files wearing an audio extension begin with, to say what they are instead of
 # passing on the decoder's "format not recognised".
@@ -51,15 +64,33 @@ def os_error_reason(error: OSError, path: Path) -> str:
     return error.strerror or str(error)
 
 
-def find_audio_files(folder: Path, skip: Callable[[Path, str], None] | None = None) -> list[Path]:
-    """Audio files under ``folder`` (recursively, by extension), sorted for reproducibility.
+def is_hidden(name: str) -> bool:
+    """A hidden name (``.DS_Store``, ``.git``, macOS's ``._x.wav`` resource forks): never data."""
+    return name.startswith(".")
+
+
+def find_audio_files(
+    folder: Path,
+    skip: Callable[[Path, str], None] | None = None,
+    ignore: Callable[[Path, str], None] | None = None,
+    prune: Callable[[Path], str | None] | None = None,
+) -> list[Path]:
+    """Audio files under ``folder`` (recursively), sorted for reproducibility.
+
+    A file is audio when its extension says so (``AUDIO_EXTENSIONS``) or, for any other name,
+    when its content does (``sniff``). Every other entry is accounted for, never dropped
+    silently: files that are not audio, hidden files and folders (not searched), and folders
+    ``prune`` names a reason for (an output folder inside the dataset) go to ``ignore`` with
+    the reason; what is a problem (a folder that cannot be listed, a link not followed, a file
+    whose content cannot be read to tell, headerless samples) goes to ``skip``.
 
     Links to folders outside ``folder`` are followed, each real folder once, so a loop of links
     cannot trap the search. A link to a folder inside ``folder`` (a loop, or a second way to
-    files that are found anyway) is not followed. Such links, and folders that cannot be listed,
-    go to ``skip`` with the reason, so nothing is left out silently.
+    files that are found anyway) is not followed.
     """
     skip = skip or (lambda path, reason: None)
+    ignore = ignore or (lambda path, reason: None)
+    prune = prune or (lambda path: None)
     inside = os.path.realpath(folder)
     searched = {inside}
     found = []
@@ -71,8 +102,13 @@ def find_audio_files(folder: Path, skip: Callable[[Path, str], None] | None = No
         for name in sorted(dirs):
             path = Path(root) / name
             target = os.path.realpath(path)
-            reason = None
-            if os.path.islink(path) and (target == inside or target.startswith(inside + os.sep)):
+            reason, problem = None, True
+            pruned = None if is_hidden(name) else prune(path)
+            if is_hidden(name):
+                reason, problem = "hidden: not searched", False
+            elif pruned:
+                reason, problem = pruned, False
+            elif os.path.islink(path) and (target == inside or target.startswith(inside + os.sep)):
                 if os.path.realpath(root) == target or os.path.realpath(root).startswith(target + os.sep):
                     reason = "link to a folder that contains it (a loop): not followed"
                 else:
@@ -82,13 +118,46 @@ def find_audio_files(folder: Path, skip: Callable[[Path, str], None] | None = No
                 reason = "searched already (through another link): not followed"
             if reason:
                 dirs.remove(name)
-                skip(path, reason)
+                (skip if problem else ignore)(path, reason)
             else:
                 searched.add(target)
-        for name in files:
-            if Path(name).suffix.lower() in AUDIO_EXTENSIONS:
-                found.append(Path(root) / name)
+        for name in sorted(files):
+            path = Path(root) / name
+            suffix = Path(name).suffix.lower()
+            if is_hidden(name):
+                ignore(path, "hidden: not searched")
+            elif suffix in AUDIO_EXTENSIONS:
+                found.append(path)
+            elif suffix in RAW_EXTENSIONS:
+                skip(path, "headerless samples (the file does not say its rate, width or channels): "
+                           "convert it to WAV with the right settings")
+            else:
+                try:
+                    kind = sniff(path)
+                except AudioReadError as exc:  # cannot even look: a problem, not a verdict
+                    skip(path, str(exc))
+                    continue
+                if kind is None:
+                    found.append(path)
+                else:
+                    ignore(path, kind)
     return sorted(found)
+
+
+def sniff(path: Path) -> str | None:
+    """None when ``path`` (of a name that does not say audio) holds audio soundfile can read,
+    found by content; else why it is taken for something else ("not audio (looks like text)").
+    Raises ``AudioReadError`` when the file cannot be read to tell."""
+    head = _read_head(path)
+    if not head:
+        return "not audio (empty file)"
+    try:
+        with _quiet_stderr():
+            sf.info(os.fsencode(path))  # libsndfile recognises every format it reads by content
+        return None
+    except Exception:
+        kind = _looks_like(head)
+        return f"not audio (looks like {kind})" if kind else "not audio (no audio format recognised in its content)"
 
 
 @contextlib.contextmanager
@@ -174,22 +243,82 @@ def _read_head(path: Path) -> bytes:
         raise AudioReadError(os_error_reason(error, path)) from None
 
 
-def load_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Read ``path`` as mono float32 at ``sample_rate`` (channels averaged, resampled if needed)."""
+@dataclass
+class Recording:
+    """A file as ``prepare`` uses it: mono float32 at the asked rate, and what its channels were
+    before they became one (so that a reason for skipping it can name the true cause)."""
+
+    audio: np.ndarray  # mono float32 at the asked rate, clipped to [-1, 1]
+    channels: int  # in the file
+    channel_peaks: list[float]  # each channel's peak (absolute), as decoded
+    picked: int | None = None  # the channel kept (data.channel); None: every channel averaged
+    # The mono mix's RMS against the average channels would have without cancelling (each
+    # sample's mean magnitude), in dB (<= 0): 0 for one channel or channels in phase, -3 or so for
+    # unrelated ones, very negative for channels in opposite phase.
+    mix_db: float = 0.0
+
+
+def read_recording(path: Path, sample_rate: int, channel: str = "mix") -> Recording:
+    """Read ``path`` at ``sample_rate``: every channel averaged (``channel="mix"``) or one kept
+    (its index as text, "0" for the first; a mono file is used as it is). Resampled if needed."""
     head = _read_head(Path(path))
     if not head:
         raise AudioReadError("empty file (0 bytes)")
     data, rate = _decode(Path(path), head)
     if data.size == 0:
         raise AudioReadError("no audio frames")
-    mono = data.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(mono).all():
+    if not np.isfinite(data).all():
         raise AudioReadError("contains NaN or infinite samples")
+    channels = data.shape[1]
+    peaks = [float(p) for p in np.abs(data).max(axis=0)]
+    picked, mix_db = None, 0.0
+    if channel != "mix" and channels > 1:
+        picked = int(channel)
+        if picked >= channels:
+            raise AudioReadError(f"has {_plural(channels, 'channel')} (0-{channels - 1}); data.channel = {picked} "
+                                 "asks for one it does not have: choose another --channel, or mix")
+        mono = np.ascontiguousarray(data[:, picked])
+    else:
+        mono = data.mean(axis=1, dtype=np.float32)
+        if channels > 1:
+            mix_db = _mix_db(mono, data)
     if rate != sample_rate:
         import librosa
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
-    return np.clip(mono, -1.0, 1.0).astype(np.float32)
+    return Recording(np.clip(mono, -1.0, 1.0).astype(np.float32), channels, peaks, picked, mix_db)
+
+
+# A mix this much quieter than its channels (dB) is named: unrelated channels lose about 3 dB,
+# channels in opposite phase everything.
+CANCEL_NOTE_DB = -12.0
+
+
+def cancel_note(recording: Recording) -> str | None:
+    """Words for a mono mix that its channels cancelled (None when they did not)."""
+    if recording.mix_db >= CANCEL_NOTE_DB:
+        return None
+    return (f"its {recording.channels} channels {'cancel' if recording.mix_db < -60 else 'partly cancel'} when mixed "
+            f"to mono (the mix is {-recording.mix_db:.0f} dB quieter than they are)")
+
+
+def _mix_db(mono: np.ndarray, data: np.ndarray) -> float:
+    """How much quieter the mix is than its channels' magnitudes averaged (dB, <= 0)."""
+    unmixed = float(np.sqrt(np.mean(np.square(np.abs(data).mean(axis=1, dtype=np.float64)))))
+    mixed = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64))))
+    if unmixed == 0.0:
+        return 0.0
+    return 20 * np.log10(max(mixed / unmixed, 1e-12))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def load_audio(path: Path, sample_rate: int, channel: str = "mix") -> np.ndarray:
+    """Read ``path`` as mono float32 at ``sample_rate`` (channels averaged, or the one
+    ``channel`` names; resampled if needed)."""
+    return read_recording(path, sample_rate, channel).audio
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:

@@ -143,16 +143,23 @@ def main() -> None:
               help="folders: label each file by its first-level folder, DATASET/<label>/... (default: the recipe's).")
 @click.option("--mels", type=click.IntRange(min=0), default=None,
               help="Store this many log-mel bands per frame for a vocoder (0: none; default: the recipe's).")
+@click.option("--channel", metavar="mix|N", default=None,
+              help="mix: average a file's channels to mono; N: keep channel N alone (0 = first/left), e.g. for "
+                   "channels that cancel when mixed. Mono files are used as they are (default: the recipe's, mix).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a data.* setting, e.g. data.mel_hop=200.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, labels, mels, overrides, quiet):
+def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, labels, mels, channel, overrides, quiet):
     """Encode every audio file under DATASET (recursively) for training.
 
-    Files that cannot be used (unreadable, not audio, NaN samples, silent, shorter than the
-    recipe's receptive field) are skipped, each named once with its reason. Exit status: 0 when
-    every file was prepared, 3 when some were skipped, 1 when nothing usable was found.
+    Audio is found by extension or, for other names, by content. Every other file is named
+    too: audio that cannot be used (unreadable, damaged, NaN samples, silent, channels that
+    cancel, shorter than the recipe's receptive field) is skipped with its reason; files that
+    are not audio (a README, images), hidden ones (.DS_Store, .git/) and the --out folder are
+    ignored, named in a line per reason. Nothing is written when nothing can be prepared.
+    Exit status: 0 when every audio file was prepared (ignored files do not count), 3 when some
+    were skipped, 1 when nothing usable was found.
     """
     from .config import Config, ConfigError, apply_overrides, load_recipe, validate
     from .outputs import writable_folder
@@ -172,15 +179,17 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
         config.labels = labels
     if mels is not None:
         config.mels = mels
+    if channel is not None:
+        config.channel = channel.strip()
     validate(Config(data=config))
     writable_folder(out)
-    from .data import prepare as run_prepare
+    from .data import has_problems, prepare as run_prepare
     from .model import receptive_field  # (torch: after the checks above, which answer at once)
 
     # a file shorter than the model's context would give it nothing but padding to learn from
     manifest = run_prepare(dataset, out, config, log=_log, progress=not quiet,
                            min_samples=receptive_field(full.model))
-    if manifest["skipped"]:
+    if has_problems(manifest):  # files that are not audio (a README beside the recordings) are normal
         sys.exit(EXIT_SKIPPED)
 
 

@@ -52,6 +52,10 @@ class DataConfig:
     trim_silence: bool = False  # trim leading/trailing silence (reported, never silent)
     trim_db: float = 40.0  # below peak, what counts as silence when trimming
     labels: str = "none"  # "folders": each file's label is its first-level folder (global conditioning)
+    # "mix": a file's channels are averaged to mono; "0", "1", ...: that channel alone is kept
+    # (for files whose channels cancel when mixed, or hold different sources). Mono files are
+    # used as they are either way.
+    channel: str = "mix"
     mels: int = 0  # log-mel bands stored beside the codes for local conditioning (0 = none)
     mel_hop: int = 256  # samples per mel frame
     mel_n_fft: int = 1024  # analysis window (Hann) and FFT size
@@ -252,6 +256,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"'train.ema' must be in [0, 1), got {t.ema}")
     if not 0.0 <= t.start_fraction <= 1.0:
         raise ConfigError(f"'train.start_fraction' must be in [0, 1], got {t.start_fraction}")
+    if d.channel != "mix" and not (d.channel.isascii() and d.channel.isdigit()):
+        raise ConfigError(f"'data.channel' must be 'mix' or a channel number (0 for the first), got {d.channel!r}")
     if d.labels not in ("none", "folders"):
         raise ConfigError(f"'data.labels' must be 'none' or 'folders', got {d.labels!r}")
     if d.mels < 0 or m.mel_channels < 0 or m.mel_hop < 0 or m.cond_channels <= 0:

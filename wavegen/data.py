@@ -7,9 +7,11 @@ Layout of a prepared folder (all written atomically, the manifest last):
     train.mel       with ``data.mels``: log-mel frames (frames, bands) float32 of every
     val.mel         training part / held-out tail, back to back (features.py: frame f
                     covers samples [f·hop, (f+1)·hop) of its part)
-    manifest.json   sample rate, per-file source/duration/trim/label and [offset, length]
-                    spans (samples, and frames for the mels), the label names, the mel
-                    settings, and every skipped file (or folder, ending in /) with its reason
+    manifest.json   sample rate, channel setting, per-file source/duration/trim/label and
+                    [offset, length] spans (samples, and frames for the mels), the label names,
+                    the mel settings, and every skipped file (or folder, ending in /) with its
+                    reason; entries with "ignored": true are not audio, hidden or prepared data
+                    (not problems: they do not change the exit status)
 
 Names are stored as ``audio.display_name`` writes them: bytes of a name that is not UTF-8
 appear as ``\\xe9``-style escapes.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +43,13 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .audio import AudioReadError, display_name, find_audio_files, load_audio, os_error_reason
+from .audio import AudioReadError, cancel_note, display_name, find_audio_files, os_error_reason, read_recording
 from .conditioning import mel_window
 from .config import DataConfig
 from .errors import DataError
 from .files import atomic_open, atomic_write_text
 from .mulaw import SILENCE_CODE, encode_uint8
+from .outputs import no_empty_folders_on_failure
 
 MANIFEST = "manifest.json"
 FORMAT = "wavegen-prepared"
@@ -77,22 +81,44 @@ def prepare(
 ) -> dict:
     """Encode every audio file under ``dataset`` into ``out``; return the manifest.
 
-    Files that cannot be used (unreadable, not audio, NaN samples, silent throughout, or shorter
-    than ``min_samples`` after resampling and trimming: the CLI passes the model's receptive
-    field) are skipped and each is named once with its reason; the manifest lists them under
-    "skipped". Trimming is reported per file and in total. Re-running replaces the previous
-    prepared data only once the new one is complete.
+    Every file under ``dataset`` is prepared or named, once, with its reason; the manifest
+    lists the named ones under "skipped":
+
+    - skipped (a problem; ``has_problems`` is true): a file that looks like audio (by name or
+      content) but cannot be used: unreadable, not audio after all, NaN samples, silent (and
+      why: channels that cancel when mixed, a constant offset), shorter than ``min_samples``
+      after resampling and trimming (the CLI passes the model's receptive field), a channel it
+      does not have (``data.channel``); folders that cannot be listed and links not followed.
+    - ignored (entries with ``"ignored": true``; no problem): files that are not audio by name
+      nor content (a README, cover art), hidden files and folders (``.DS_Store``, ``.git/``),
+      and ``out`` or other prepared data inside ``dataset``. They are named grouped by reason,
+      a line per reason.
+
+    Trimming is reported per file and in total. Re-running replaces the previous prepared data
+    only once the new one is complete; a call that prepares nothing leaves no ``out`` folder.
     """
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir():
         raise DataError(f"{dataset}: dataset folder not found")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: output path exists and is not a folder")
+    with no_empty_folders_on_failure(out):
+        return _prepare(dataset, out, config, log, progress, min_samples)
+
+
+def has_problems(manifest: dict) -> bool:
+    """Whether ``prepare`` skipped anything that looked like audio (``ignored`` entries, files
+    that are not audio and hidden ones, are not problems): the CLI's exit status 3."""
+    return any(not entry.get("ignored") for entry in manifest["skipped"])
+
+
+def _prepare(dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool,
+             min_samples: int) -> dict:
     from .features import MelSettings, frame_count, log_mel
 
     mel = MelSettings.from_data(config) if config.mels else None
     manifest: dict = {
-        "format": FORMAT, "version": 1, "sample_rate": config.sample_rate,
+        "format": FORMAT, "version": 1, "sample_rate": config.sample_rate, "channel": config.channel,
         "dataset": display_name(dataset.resolve()), "val_fraction": config.val_fraction,
         "labels": [], "mel": mel.as_dict() if mel else None,
         "files": [], "skipped": [],
@@ -100,15 +126,31 @@ def prepare(
     offsets = {"train": 0, "val": 0, "train_frames": 0, "val_frames": 0}
     trimmed_total = 0
 
-    def skip(path: Path, reason: str) -> None:
+    def entry_for(path: Path, reason: str, ignored: bool = False) -> dict:
         folder = path.is_dir()  # a folder that could not be listed, or a link not followed
-        source = display_name(path.relative_to(dataset)) + ("/" if folder else "")
-        manifest["skipped"].append({"source": source, "reason": reason})
-        log(f"skipped {display_name(path)}{'/' if folder else ''}: {reason}")
+        entry = {"source": display_name(path.relative_to(dataset)) + ("/" if folder else ""), "reason": reason}
+        if ignored:
+            entry["ignored"] = True
+        manifest["skipped"].append(entry)
+        return entry
 
-    files = find_audio_files(dataset, skip)
+    def skip(path: Path, reason: str) -> None:
+        entry_for(path, reason)
+        log(f"skipped {display_name(path)}{'/' if path.is_dir() else ''}: {reason}")
+
+    ignored: dict[str, list[str]] = {}  # reason -> names, logged one line per reason
+
+    def ignore(path: Path, reason: str) -> None:
+        entry_for(path, reason, ignored=True)
+        ignored.setdefault(reason, []).append(display_name(path) + ("/" if path.is_dir() else ""))
+
+    files = find_audio_files(dataset, skip, ignore, prune=_not_searched(out))
+    for reason, names in ignored.items():
+        log(f"ignored {_some(names)}: {reason}")
     if not files:
-        raise DataError(f"{dataset}: no audio files found (looked for wav, flac, ogg, mp3, aiff)")
+        named = len(manifest["skipped"])
+        raise DataError(f"{dataset}: no audio files found" + (
+            f" among its {_plural(named, 'entry', 'entries')} (named above)" if named else " (the folder is empty)"))
     from .progress import bar
 
     splits = ("train", "val")
@@ -125,29 +167,30 @@ def prepare(
                     continue
                 label = display_name(parts[0])
             try:
-                audio = load_audio(path, config.sample_rate)
+                recording = read_recording(path, config.sample_rate, config.channel)
             except AudioReadError as exc:
                 skip(path, str(exc))
                 continue
             except OSError as exc:  # e.g. the file went away while it was being read
                 skip(path, os_error_reason(exc, path))
                 continue
-            peak = float(np.abs(audio).max())
-            if peak < 10 ** (SILENT_DBFS / 20):
-                level = f"peak {20 * np.log10(peak):.0f} dBFS" if peak else "every sample is 0"
-                skip(path, f"silent throughout ({level}; nothing above {SILENT_DBFS:g} dBFS)")
+            reason = _silence(recording)
+            if reason:
+                skip(path, reason)
                 continue
-            trimmed = 0
+            if cancel_note(recording):
+                log(f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
+                    f"--channel {_loudest(recording)} would keep one channel")
+            audio, trimmed = recording.audio, 0
             if config.trim_silence:
                 audio, trimmed = _trim(audio, config.trim_db)
                 trimmed_total += trimmed
                 if len(audio) == 0:
-                    skip(path, f"silent throughout (nothing above -{config.trim_db:g} dB after trimming)")
+                    skip(path, f"nothing left after trimming silence (no part above -{config.trim_db:g} dB "
+                               "from its peak); --no-trim-silence keeps the file whole")
                     continue
             if len(audio) < min_samples:
-                skip(path, f"too short: {len(audio)} samples at {config.sample_rate} Hz"
-                           f"{' after trimming' if trimmed else ''}, fewer than the {min_samples} of the "
-                           "model's receptive field")
+                skip(path, _too_short(len(audio), trimmed, min_samples, config))
                 continue
             codes = encode_uint8(audio)
             n_val = int(len(codes) * config.val_fraction)
@@ -194,10 +237,89 @@ def prepare(
         summary += f", with {mel.bands}-band log-mel features every {mel.hop} samples"
     if config.trim_silence:
         summary += f"; trimmed {trimmed_total / config.sample_rate:.1f} s of silence"
-    if manifest["skipped"]:
-        summary += f"; skipped {_count_skipped(manifest['skipped'])} (named above)"
+    problems = [entry for entry in manifest["skipped"] if not entry.get("ignored")]
+    if problems:
+        summary += f"; skipped {_count_skipped(problems)} (named above)"
+    if len(problems) < len(manifest["skipped"]):
+        others = [entry for entry in manifest["skipped"] if entry.get("ignored")]
+        summary += f"; ignored {_count_skipped(others)} (no audio to prepare; named above)"
     log(summary)
     return manifest
+
+
+def _dbfs(level: float) -> str:
+    return f"{20 * np.log10(level):.0f} dBFS" if level > 0 else "-inf dBFS"
+
+
+def _loudest(recording) -> int:
+    return int(np.argmax(recording.channel_peaks))
+
+
+def _silence(recording) -> str | None:
+    """Why a recording holds no sound to learn from, in its true cause (or None when it has).
+
+    Below ``SILENT_DBFS`` everywhere: every channel silent, channels that cancel when mixed to
+    mono, or a kept channel that is silent while another is not. A constant offset (DC) that
+    varies by less than that is no sound either, however far from 0 it sits.
+    """
+    threshold = 10 ** (SILENT_DBFS / 20)
+    audio, peaks = recording.audio, recording.channel_peaks
+    peak = float(np.abs(audio).max())
+    loudest = _loudest(recording)
+    if peak < threshold:
+        if peaks[loudest] >= threshold and recording.picked is not None:
+            return (f"channel {recording.picked} is silent (peak {_dbfs(peaks[recording.picked])}); the sound is in "
+                    f"channel {loudest} (peak {_dbfs(peaks[loudest])}): use --channel {loudest}, or --channel mix")
+        if peaks[loudest] >= threshold:
+            return (f"silent when mixed to mono: its {recording.channels} channels cancel (channel {loudest} peaks at "
+                    f"{_dbfs(peaks[loudest])}, the mix at {_dbfs(peak)}); keep one channel with --channel {loudest} "
+                    f"(or --set data.channel={loudest})")
+        level = f"peak {_dbfs(peak)}" if peak else "every sample is 0"
+        return f"silent throughout ({level}; nothing above {SILENT_DBFS:g} dBFS)"
+    swing = float(audio.max() - audio.min()) / 2
+    if swing < threshold:
+        offset = float(np.mean(audio))
+        return (f"no sound: a constant offset (DC) of {offset:+.3g} ({_dbfs(abs(offset))}) throughout, varying by "
+                f"less than {SILENT_DBFS:g} dBFS")
+    return None
+
+
+def _too_short(length: int, trimmed: int, min_samples: int, config: DataConfig) -> str:
+    """The reason for a file shorter than the model's receptive field; when trimming made it so,
+    that is the cause to name."""
+    reason = f"too short: {length} samples at {config.sample_rate} Hz"
+    if trimmed and length + trimmed >= min_samples:
+        return (f"{reason} after trimming silence ({length + trimmed} before; the rest is more than "
+                f"{config.trim_db:g} dB below its peak), fewer than the {min_samples} of the model's receptive "
+                "field; --no-trim-silence keeps the file whole")
+    return (f"{reason}{' after trimming' if trimmed else ''}, fewer than the {min_samples} of the model's "
+            "receptive field")
+
+
+def _not_searched(out: Path) -> Callable[[Path], str | None]:
+    """For ``find_audio_files``: this call's own output folder and other prepared data (a
+    dataset folder may hold them) are never read as recordings."""
+    target = os.path.realpath(out)
+
+    def reason(folder: Path) -> str | None:
+        if os.path.realpath(folder) == target:
+            return "the --out folder of this prepare: not searched"
+        manifest = folder / MANIFEST
+        try:
+            if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT:
+                return "prepared data (wavegen): not searched"
+        except (OSError, ValueError, AttributeError):
+            pass
+        return None
+
+    return reason
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """'a', 'a and b', 'a, b, c, d, e and 7 more'."""
+    if len(names) <= shown:
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return ", ".join(names[:shown]) + f" and {len(names) - shown} more"
 
 
 def _count_skipped(skipped: list[dict]) -> str:
@@ -207,8 +329,8 @@ def _count_skipped(skipped: list[dict]) -> str:
     return " and ".join(_plural(n, word) for n, word in counts if n)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
+def _plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word if n == 1 else words or word + 's'}"
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 from .audio import write_wav
 from .config import apply_overrides, load_recipe
 from .limits import check_samples, check_seconds, check_streams
-from .outputs import writable_folder
+from .outputs import leaves_no_empty_folder, writable_folder
 
 # A minor pentatonic, A3..A4: pitches whose periods (36-73 samples at 16 kHz) fit well inside
 # the tiny recipe's 129-sample receptive field.
@@ -53,6 +53,7 @@ def make_dataset(folder: Path, files: int = 24, seconds: float = 4.0, sample_rat
     return paths
 
 
+@leaves_no_empty_folder("workdir", "out")
 def run_demo(
     workdir: Path = Path("demo"),
     out: Path = Path("samples"),

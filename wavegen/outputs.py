@@ -8,11 +8,15 @@ would still land outside the output folder.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import os
 import re
 import tempfile
 import unicodedata
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .errors import ConfigError
 
@@ -42,6 +46,68 @@ def writable_folder(path: Path, option: str = "--out") -> Path:
         raise ConfigError(f"{path}: cannot write there{where}: {exc.strerror or exc}; choose another {option} "
                           "or make it writable") from None
     return path
+
+
+@contextlib.contextmanager
+def no_empty_folders_on_failure(*folders: Path | None) -> Iterator[None]:
+    """Run a command's work; if it fails, remove the folders it created for ``folders`` (each,
+    the parents made for it, and folders made inside them) that are still empty.
+
+    Folders are made where the first file is written (``files.atomic_open``), so a command that
+    fails after that point but before a file is complete (nothing usable to prepare, a full disk)
+    would leave an empty folder, or a chain of them, behind. Whatever was written stays, and so
+    does every folder that existed before, empty or not.
+    """
+    created = [top for top in map(_first_missing, folders) if top is not None]
+    try:
+        yield
+    except BaseException:
+        for top in created:
+            _remove_empty_tree(top)
+        raise
+
+
+def leaves_no_empty_folder(*params: str) -> Callable:
+    """Decorator: the function's folder arguments ``params`` (an output folder, a run) get
+    ``no_empty_folders_on_failure``."""
+
+    def wrap(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            with no_empty_folders_on_failure(*(bound.arguments[name] for name in params)):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return wrap
+
+
+def _first_missing(path: Path | None) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None: it exists)."""
+    if path is None:
+        return None
+    path = Path(os.path.abspath(path))
+    if os.path.lexists(path):
+        return None
+    while path.parent != path and not os.path.lexists(path.parent):
+        path = path.parent
+    return path
+
+
+def _remove_empty_tree(top: Path) -> None:
+    """Remove ``top`` and the folders under it that hold no file, deepest first; a folder with
+    anything in it stays (rmdir refuses it), and links are never followed."""
+    if os.path.islink(top) or not os.path.isdir(top):
+        return
+    for folder, _, _ in os.walk(top, topdown=False):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty (what was written stays), or gone already
+            pass
 
 
 def safe_name(text: str, limit: int = NAME_PART_CHARS) -> str:

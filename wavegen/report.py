@@ -36,6 +36,7 @@ from urllib.parse import quote
 from .audio import AudioReadError
 from .errors import CheckpointError, ConfigError
 from .files import atomic_open, atomic_write_text
+from .outputs import no_empty_folders_on_failure
 
 CURVES = "curves"  # OUT/curves/: the plots of log.csv (sample files end in .wav or .png: no clash)
 SHOWN_META = ["kind", "step", "seed", "temperature", "label", "engine", "seconds", "sample_rate", "took_s",
@@ -309,6 +310,11 @@ def build_report(run: Path | None = None, sample_dirs: list[Path] | None = None,
     out = Path(out) if out is not None else run / "report"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder (give --out a folder for the page)")
+    with no_empty_folders_on_failure(out):
+        return _build_report(run, sample_dirs, out, log)
+
+
+def _build_report(run: Path, sample_dirs: list[Path] | None, out: Path, log: Callable[[str], None]) -> Page:
     if sample_dirs:
         for folder in sample_dirs:
             if not Path(folder).is_dir():

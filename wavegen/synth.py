@@ -11,11 +11,11 @@ import torch
 
 from . import checkpoint as ckpt
 from .artifacts import write_sample
-from .audio import AudioReadError, load_audio
+from .audio import AudioReadError, cancel_note, read_recording
 from .errors import CheckpointError, ConfigError, DataError
 from .limits import MAX_STREAMS, check_samples, check_seconds, check_streams, check_temperature, generation_memory
 from .mulaw import decode, encode
-from .outputs import distinct_names, inside, safe_name, writable_folder
+from .outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
 from .run_config import check_unedited
 from .sampling import generate, make_engine, native_available
 from .train import checkpoint_paths, resolve_device
@@ -129,6 +129,7 @@ def pick_engine(engine: str, device: str, model, streams: int, log: Callable[[st
     return make_engine(engine, model, dev, log=log), dev
 
 
+@leaves_no_empty_folder("out")
 def synthesize(
     checkpoint: Path,
     out: Path = Path("samples"),
@@ -189,9 +190,12 @@ def synthesize(
     history = None
     if prime is not None:
         try:
-            audio = load_audio(Path(prime), rate)[-model.receptive_field :]
+            recording = read_recording(Path(prime), rate)
         except (AudioReadError, OSError) as exc:
             raise DataError(f"{prime}: cannot use as a prime ({exc})") from None
+        if cancel_note(recording):  # a prime that comes out silent would otherwise puzzle: say why
+            log(f"note: {prime}: {cancel_note(recording)}")
+        audio = recording.audio[-model.receptive_field :]
         history = encode(audio).unsqueeze(0).expand(n, -1)  # (n, P): every stream continues it
         log(f"continuing the last {len(audio) / rate:.3f} s of {prime}")
     what = f" ({', '.join(sorted(set(names)))})" if names else ""

@@ -48,6 +48,7 @@ from .files import atomic_write_text
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .model import WaveNet
 from .mulaw import decode, encode
+from .outputs import leaves_no_empty_folder
 from .run_config import CONFIG_FILE, Change, changes, merge_changes, read_edits, refuse_fixed
 from .runlog import append_row, clear_leftovers, resume_log
 
@@ -157,6 +158,7 @@ def condition_on(config: Config, data: PreparedData, data_dir: Path, resuming: b
     if not resuming:  # the run records how its data was prepared, not what the recipe would have done
         d.val_fraction = float(data.manifest.get("val_fraction", d.val_fraction))
         d.labels = "folders" if data.labels else "none"
+        d.channel = str(data.manifest.get("channel", d.channel))
     if mel:  # the run keeps the analysis settings, so vocode computes the same features
         d.mels, d.mel_hop, d.mel_n_fft = int(mel["bands"]), int(mel["hop"]), int(mel["n_fft"])
         d.mel_fmin, d.mel_fmax = float(mel["fmin"]), float(mel["fmax"])
@@ -563,6 +565,7 @@ def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray],
                        mels=put(batch.mels), offsets=put(batch.offsets))
 
 
+@leaves_no_empty_folder("run")
 def train(
     config: Config,
     data_dir: Path,

@@ -20,14 +20,14 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .artifacts import write_audio, write_sample
-from .audio import AudioReadError, load_audio
+from .audio import AudioReadError, cancel_note, read_recording
 from .conditioning import SILENCE
 from .config import DataConfig
 from .errors import ConfigError, DataError
 from .features import MelSettings, log_mel, mel_distance
 from .limits import MAX_SECONDS, MAX_STREAMS, check_samples, check_temperature, generation_memory
 from .mulaw import decode, encode
-from .outputs import distinct_names, inside, safe_name, writable_folder
+from .outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
 from .run_config import check_unedited
 from .sampling import generate
 from .synth import make_conditioning, pick_engine, stream_labels
@@ -93,6 +93,7 @@ class VocodeResult:
     samples_per_s: float
 
 
+@leaves_no_empty_folder("out")
 def vocode(
     checkpoint: Path,
     inputs: list[Path],
@@ -127,9 +128,12 @@ def vocode(
     audios = []
     for path in inputs:
         try:
-            audio = load_audio(Path(path), settings.sample_rate)
+            recording = read_recording(Path(path), settings.sample_rate)
         except (AudioReadError, OSError) as exc:
             raise DataError(f"{path}: cannot vocode ({exc})") from None
+        audio = recording.audio
+        if cancel_note(recording):  # a near-silent input would otherwise puzzle: say why
+            log(f"note: {path}: {cancel_note(recording)}")
         if len(audio) > MAX_SECONDS * settings.sample_rate:
             raise DataError(f"{path}: {len(audio) / settings.sample_rate:.0f} s long; vocode takes recordings of "
                             f"at most {MAX_SECONDS:g} s (generation runs sample by sample): cut it into parts")

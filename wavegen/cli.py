@@ -129,6 +129,9 @@ def main() -> None:
       wavegen eval                  validation bits/sample (and resynthesis distance)
       wavegen report                an HTML page of the newest run and its samples
     """
+    from .noise import quiet_libraries
+
+    quiet_libraries()  # here, not on import: a program using wavegen as a library keeps its logging
 
 
 @main.command()

@@ -88,9 +88,11 @@ def prepare(
         raise DataError(f"{dataset}: dataset folder not found")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: output path exists and is not a folder")
-    from .features import MelSettings, frame_count, log_mel
+    from .features import MelSettings, check_bands, frame_count, log_mel
 
     mel = MelSettings.from_data(config) if config.mels else None
+    if mel:
+        check_bands(mel)
     manifest: dict = {
         "format": FORMAT, "version": 1, "sample_rate": config.sample_rate,
         "dataset": display_name(dataset.resolve()), "val_fraction": config.val_fraction,

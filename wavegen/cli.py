@@ -17,10 +17,11 @@ import click
 
 from .errors import TrainingInterrupted, WavegenError
 
-# What --quiet promises, in every command that has it (tests/test_any_script.py holds it to it):
-# the bars go; the one-line messages stay, and no library's warnings or notices show either way.
+# What --quiet promises in every command that has it: the bars go, the one-line messages stay.
+# No library's warnings or notices show either way (noise.py; tests/test_any_script.py).
 QUIET = ("No progress bars. The one-line messages stay (what was done, results, skipped files); "
          "errors always show.")
+
 EXIT_SKIPPED = 3  # prepare: data was prepared, but some files were skipped (each named with its reason)
 
 RUN_OR_CHECKPOINT = [

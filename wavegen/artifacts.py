@@ -67,22 +67,20 @@ def spectrogram(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.nda
 
 
 def spectrogram_png(audio: np.ndarray, sample_rate: int, title: str = "") -> bytes:
-    """A PNG of the log-magnitude spectrogram of ``audio``: seconds across, Hz up, dB in colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: files only
-    from matplotlib.figure import Figure
+    """A PNG of the log-magnitude spectrogram of ``audio``: seconds across, Hz up, dB in colour.
+    ``title`` (a file name: any script) goes through ``plots.set_title``."""
+    from .plots import figure as new_figure, set_title
 
     db, _, _ = spectrogram(audio, sample_rate)
     top = db.max()
-    figure = Figure(figsize=(8, 3), dpi=100)
+    figure = new_figure(8, 3)
     axes = figure.add_subplot()
     image = axes.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
                         extent=(0, len(audio) / sample_rate, 0, sample_rate / 2))
     axes.set_xlabel("time (s)")
     axes.set_ylabel("frequency (Hz)")
     if title:
-        axes.set_title(title, fontsize=9)
+        set_title(axes, title, fontsize=9)
     figure.colorbar(image, ax=axes, label="dB")
     figure.tight_layout()
     buffer = io.BytesIO()

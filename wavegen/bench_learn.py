@@ -115,6 +115,9 @@ class PlainRunner:
     def scored_model(self) -> torch.nn.Module:
         return self.model
 
+    def close(self) -> None:
+        """Nothing to free: this runner writes no files."""
+
 
 class WavegenRunner:
     """Trains a wavegen variant through ``train.Trainer``, as ``wavegen train`` does (nothing
@@ -131,6 +134,10 @@ class WavegenRunner:
 
     def step(self) -> float:
         return self.trainer.train_step()[0]
+
+    def close(self) -> None:
+        """Remove the temporary run folder."""
+        self._folder.cleanup()
 
     def scored_model(self) -> torch.nn.Module:
         """What validation scores in ``train``: the moving average when there is one."""
@@ -212,8 +219,8 @@ def _train_and_score(configs: list[tuple[Variant, Config]], data: PreparedData, 
                 times.append(took)
                 if math.isfinite(bits):
                     recent = (recent + [bits])[-20:]
-                if bar is not None:
-                    bar.update(took if by_time else 1)
+                if bar is not None:  # by time: up to the budget, not the last step's overshoot past the total
+                    bar.update(min(took, max(0.0, marks[-1] * 60 - (spent - took))) if by_time else 1)
                     said = {"bits": f"{np.mean(recent):.3f}"} if recent else {}  # (no number before one is measured)
                     bar.set_postfix({"variant": variant.name, "step": step, **said}, refresh=False)
             weights = {k: v.detach().to("cpu", copy=True) for k, v in runner.scored_model().state_dict().items()}
@@ -236,4 +243,5 @@ def _train_and_score(configs: list[tuple[Variant, Config]], data: PreparedData, 
                 "threads": torch.get_num_threads() if device.type == "cpu" else None,
                 "parameters": sum(p.numel() for p in model.parameters()), "cpu": cpu_name(),
             }
+        runner.close()  # its temporary run folder goes now, not at exit with a ResourceWarning
         del runner, model, snapshots

@@ -17,6 +17,11 @@ import click
 
 from .errors import TrainingInterrupted, WavegenError
 
+# What --quiet promises in every command that has it: the bars go, the one-line messages stay.
+# No library's warnings or notices show either way (noise.py; tests/test_any_script.py).
+QUIET = ("No progress bars. The one-line messages stay (what was done, results, skipped files); "
+         "errors always show.")
+
 EXIT_SKIPPED = 3  # prepare: data was prepared, but some files were skipped (each named with its reason)
 
 RUN_OR_CHECKPOINT = [
@@ -129,6 +134,9 @@ def main() -> None:
       wavegen eval                  validation bits/sample (and resynthesis distance)
       wavegen report                an HTML page of the newest run and its samples
     """
+    from .noise import quiet_libraries
+
+    quiet_libraries()  # here, not on import: a program using wavegen as a library keeps its logging
 
 
 @main.command()
@@ -148,7 +156,7 @@ def main() -> None:
                    "channels that cancel when mixed. Mono files are used as they are (default: the recipe's, mix).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a data.* setting, e.g. data.mel_hop=200.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, labels, mels, channel, overrides, quiet):
     """Encode every audio file under DATASET (recursively) for training.
@@ -205,7 +213,7 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--nproc", type=click.IntRange(min=1), metavar="N",
               help="Train in N processes on this machine (one per GPU) through torchrun; batch_size is per process.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def train(data, run, recipe, overrides, steps, device, nproc, quiet):
     """Train a model on prepared data, or resume the run if it has a checkpoint.
@@ -261,7 +269,7 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
 @click.option("--label", "labels", multiple=True, metavar="NAME",
               help="Label to generate (labelled models; repeatable: one per stream; default: each label in turn).")
 @click.option("--mel", type=click.Path(path_type=Path), help="Log-mel features (.npy, frames × bands) for a vocoder model.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, prime, labels, mel, quiet):
     """Generate audio from a trained model and write 16-bit WAV files."""
@@ -284,7 +292,7 @@ ENGINE_CHOICE = click.Choice(["auto", "native", "cuda-graph", "torch", "referenc
 @click.option("--label", "labels", multiple=True, metavar="NAME", help="Label, for a labelled vocoder (one, or one per input).")
 @click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, device, quiet):
     """Resynthesise recordings from their log-mel features with a vocoder model."""
@@ -310,7 +318,7 @@ def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, devi
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True,
               help="Also print the results as one JSON object on stdout (the report lines stay on stderr).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def evaluate(run, checkpoint, data, seconds, files, max_seconds, engine, device, as_json, quiet):
     """Score a model: validation bits per sample; for vocoders, the resynthesis log-mel distance."""
@@ -382,7 +390,7 @@ def report(run, sample_dirs, out):
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--seconds", type=float, default=2.0, show_default=True)
 @click.option("--n", "n", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def demo(workdir, out, steps, seconds, n, quiet):
     """Run the whole pipeline on a built-in dataset of generated melodies (no data needed)."""
@@ -419,7 +427,7 @@ def demo(workdir, out, steps, seconds, n, quiet):
 @click.option("--compile", "compiled", is_flag=True, help="--train: run wavegen's model through torch.compile.")
 @click.option("--recompute", is_flag=True, help="--train: activation checkpointing (recompute in backward).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond, training, segments,
           learn_data, variants, minutes, steps, compiled, recompute, as_json, quiet):

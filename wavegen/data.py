@@ -114,9 +114,11 @@ def has_problems(manifest: dict) -> bool:
 
 def _prepare(dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool,
              min_samples: int) -> dict:
-    from .features import MelSettings, frame_count, log_mel
+    from .features import MelSettings, check_bands, frame_count, log_mel
 
     mel = MelSettings.from_data(config) if config.mels else None
+    if mel:
+        check_bands(mel)
     manifest: dict = {
         "format": FORMAT, "version": 1, "sample_rate": config.sample_rate, "channel": config.channel,
         "dataset": display_name(dataset.resolve()), "val_fraction": config.val_fraction,

@@ -174,6 +174,10 @@ def launch(nproc: int, device: torch.device, args: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    # torchrun sets 1 thread per process where OMP_NUM_THREADS is unset, with a banner on stderr
+    # saying so; the same setting made here leaves it nothing to announce (and train.threads, or
+    # the user's own OMP_NUM_THREADS, still decide)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         run(parse_args(["--standalone", "--nproc-per-node", str(nproc), *args]))
     except SignalException:

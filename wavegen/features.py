@@ -18,13 +18,14 @@ Values are ln(max(mel magnitude, 1e-5)): digital silence is ln(1e-5) everywhere
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .conditioning import SILENCE
-from .config import DataConfig
+from .config import ConfigError, DataConfig
 
 DB_PER_NEPER = 20 / math.log(10)  # ln-magnitude difference -> dB
 
@@ -76,6 +77,34 @@ def check_same_analysis(data_mel: dict, trained: MelSettings, folder: object, wh
 
 
 _transforms: dict[tuple, torch.nn.Module] = {}
+# torchaudio's word on what ``empty_bands`` counts: said in wavegen's words by ``check_bands``
+EMPTY_FILTER_WARNING = "At least one mel filterbank has all zero values"
+
+
+def empty_bands(s: MelSettings, bands: int | None = None) -> int:
+    """How many of ``bands`` (default ``s.bands``) mel filters hold no FFT bin: with too many
+    bands for the bins between fmin and fmax, a filter falls between two bins and its band is
+    silence in every frame, whatever the audio."""
+    import torchaudio
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=EMPTY_FILTER_WARNING, category=UserWarning)
+        weights = torchaudio.functional.melscale_fbanks(s.n_fft // 2 + 1, s.fmin, s.fmax, bands or s.bands,
+                                                        s.sample_rate, norm="slaney", mel_scale="slaney")
+    return int((weights.max(dim=0).values == 0).sum())
+
+
+def check_bands(s: MelSettings) -> None:
+    """Refuse settings under which some bands would hold no FFT bin (``empty_bands``), naming
+    the most bands that fit, before any file is read."""
+    empty = empty_bands(s)
+    if not empty:
+        return
+    fits = next((n for n in range(s.bands - 1, 0, -1) if not empty_bands(s, n)), 0)
+    raise ConfigError(f"data.mels = {s.bands}: {empty} of the bands would hold no frequency bin (data.mel_n_fft = "
+                      f"{s.n_fft} gives bins every {s.sample_rate / s.n_fft:g} Hz, and the bands share "
+                      f"{s.fmin:g}-{s.fmax:g} Hz); use at most {fits} bands (--mels {fits}) or a larger "
+                      "data.mel_n_fft")
 
 
 def _transform(s: MelSettings) -> torch.nn.Module:
@@ -83,10 +112,13 @@ def _transform(s: MelSettings) -> torch.nn.Module:
 
     key = tuple(s.__dict__.values())
     if key not in _transforms:
-        _transforms[key] = torchaudio.transforms.MelSpectrogram(
-            sample_rate=s.sample_rate, n_fft=s.n_fft, hop_length=s.hop, f_min=s.fmin, f_max=s.fmax,
-            n_mels=s.bands, power=1.0, center=False, norm="slaney", mel_scale="slaney",
-        )
+        with warnings.catch_warnings():  # prepare refuses such settings (check_bands); data prepared
+            # before it did is used as it is, without the warning on every command
+            warnings.filterwarnings("ignore", message=EMPTY_FILTER_WARNING, category=UserWarning)
+            _transforms[key] = torchaudio.transforms.MelSpectrogram(
+                sample_rate=s.sample_rate, n_fft=s.n_fft, hop_length=s.hop, f_min=s.fmin, f_max=s.fmax,
+                n_mels=s.bands, power=1.0, center=False, norm="slaney", mel_scale="slaney",
+            )
     return _transforms[key]
 
 

@@ -267,10 +267,7 @@ def draw_curves(rows: list[dict], folder: Path) -> list[tuple[str, str]]:
     """PNGs of log.csv under ``folder``: (file name, caption) of each drawn."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from .plots import figure as new_figure
 
     def series(key):
         points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
@@ -284,7 +281,7 @@ def draw_curves(rows: list[dict], folder: Path) -> list[tuple[str, str]]:
         lines = [(label, *series(key)) for key, label in keys]
         if not any(xs for _, xs, _ in lines):
             continue
-        figure = Figure(figsize=(8, 3.2), dpi=100)
+        figure = new_figure(8, 3.2)  # no text from user data on it: the captions are wavegen's
         axes = figure.add_subplot()
         for label, xs, ys in lines:
             if xs:

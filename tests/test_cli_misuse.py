@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -465,6 +466,11 @@ def test_safe_names_and_the_last_line_of_defence(tmp_path):
     names = distinct_names(HOSTILE_LABELS)
     assert len({n.casefold() for n in names}) == len(names)
     assert distinct_names(["a/b", "a_b", "a/b"]) == ["a_b", "a_b-2", "a_b"]
+    # words of any script keep their combining marks; a symbol is named by its code point
+    for word in ("नमस्ते", "مَرْحَبًا", "สวัสดี", "café", "你好", "Ελληνικά"):
+        assert safe_name(word) == unicodedata.normalize("NFC", word)
+    assert safe_name("🎵 tune") == "U1F3B5_tune" and safe_name("👩\u200d💻") == "U1F469U1F4BB"
+    assert safe_name("❤️") == "U2764" and safe_name("a\u0301") == "á"
     assert distinct_names(["a", "a"], share_equal=False) == ["a", "a-2"]
     for escape in ("..", "../x.wav", "/etc/x.wav", "", "."):
         with pytest.raises(Exception, match="outside the output folder"):

@@ -115,8 +115,25 @@ def safe_name(text: str, limit: int = NAME_PART_CHARS) -> str:
     path separators, '..', hidden names, NUL or newlines), at most ``limit`` characters, never
     empty. Different texts can give the same part: ``distinct_names`` separates those."""
     text = unicodedata.normalize("NFC", str(text))
-    kept = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    kept = "".join(map(_name_part, text))
     return re.sub(r"\.{2,}", ".", kept)[:limit].strip(".") or "_"
+
+
+def _name_part(c: str) -> str:
+    """One character of ``safe_name``'s result: letters and digits of any script with their
+    combining marks (a Devanagari vowel sign or virama, Arabic harakat: without them the word is
+    another word), a symbol such as an emoji as its code point (``U1F3B5``, not an anonymous
+    ``_``), invisible format characters and variation selectors dropped, anything else ``_``."""
+    if c.isalnum() or c in "-_.":
+        return c
+    category = unicodedata.category(c)
+    if category == "Cf" or 0xFE00 <= ord(c) <= 0xFE0F:
+        return ""
+    if category.startswith("M"):
+        return c
+    if category == "So":
+        return f"U{ord(c):X}"
+    return "_"
 
 
 def distinct_names(texts: list[str], limit: int = NAME_PART_CHARS, share_equal: bool = True) -> list[str]:

@@ -365,6 +365,8 @@ class Trainer:
         it, changed ones continue it from the rate reached (``continue_schedule``)."""
         saved = payload.get("schedule")
         anchor = None if saved is None else (int(saved[0]), float(saved[1]))
+        if anchor is not None and not (anchor[0] >= 0 and math.isfinite(anchor[1]) and anchor[1] >= 0):
+            raise ValueError(f"bad schedule {saved!r}")  # (a crafted file: refused like any bad field)
         before = ckpt.config_of(payload, self.run)
         self.schedule = continue_schedule(self.step, before, self.config, anchor)
         if any(getattr(before.train, key) != getattr(self.config.train, key) for key in SCHEDULE_KEYS + ("lr",)):
@@ -610,7 +612,7 @@ def train(
         if trainer.schedule_before is not None:
             log(describe_schedule(trainer.step, config, trainer.schedule, trainer.schedule_before))
         measure = [c.key for c in changes if c.key in VALIDATION_KEYS]
-        if measure and trainer.val_history:
+        if measure and trainer.best_val is not None:
             log(f"validation scores other windows from here on ({', '.join(measure)} changed): its figures are not "
                 f"comparable with those before step {trainer.step}, and best.pt is kept only when one beats "
                 f"{trainer.best_val:.3f}")

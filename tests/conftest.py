@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from wavegen.audio import write_wav
+from wavegen.audio.io import write_wav
 
 # Tiny models: one thread is faster than two on a busy 2-core machine, and keeps runs repeatable.
 torch.set_num_threads(1)

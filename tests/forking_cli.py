@@ -42,12 +42,13 @@ def serve(parallel: int) -> None:
     # The slow imports, once, before any fork. Nothing here starts a thread or touches CUDA
     # (a forked process could not use either).
     import torch  # noqa: F401
-    import wavegen.bench  # noqa: F401
+
+    import wavegen.bench.sampling  # noqa: F401
     import wavegen.cli  # noqa: F401
-    import wavegen.evaluate  # noqa: F401
-    import wavegen.synth  # noqa: F401
-    import wavegen.train  # noqa: F401
-    import wavegen.vocode  # noqa: F401
+    import wavegen.commands.eval  # noqa: F401
+    import wavegen.generate.synth  # noqa: F401
+    import wavegen.generate.vocode  # noqa: F401
+    import wavegen.train.loop  # noqa: F401
 
     cases = [json.loads(line) for line in sys.stdin if line.strip()]
     waiting, running = list(enumerate(cases)), {}

@@ -5,12 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import tone
 from test_artifacts import image
 from test_cli import wavegen
-from wavegen import plots
-from wavegen.audio import write_wav
+
+from wavegen.audio import plots
+from wavegen.audio.io import write_wav
 
 # One label folder and file name per script: Chinese, Arabic, Devanagari, an emoji, and Latin
 # with an accent (DejaVu Sans, matplotlib's default font, has the last two scripts only).
@@ -160,8 +160,8 @@ def test_a_title_in_any_script_draws_without_a_warning_on_any_machine():
 # Library warnings with a cause in wavegen: the cause is fixed, nothing is silenced.
 
 def test_mel_settings_with_empty_bands_are_refused_naming_how_many_fit():
+    from wavegen.audio.features import MelSettings, check_bands, empty_bands, log_mel
     from wavegen.config import ConfigError
-    from wavegen.features import MelSettings, check_bands, empty_bands, log_mel
 
     crowded = MelSettings(16000, 128, 128, 256, 0.0, 8000.0)  # 129 bins for 128 bands
     assert empty_bands(crowded) > 0
@@ -181,9 +181,9 @@ def test_bench_learn_closes_its_run_and_keeps_its_bar_within_the_total(tmp_path)
 
     from tqdm import tqdm
 
-    from wavegen import bench_learn
+    from wavegen.bench import learning as bench_learn
     from wavegen.config import apply_overrides, load_recipe
-    from wavegen.data import prepare
+    from wavegen.data.prepare import prepare
 
     write_wav(tmp_path / "dataset" / "a.wav", tone(330, 2.0), 16000)
     config = apply_overrides(load_recipe("tiny"), ["train.batch_size=2", "train.segment_length=200"])

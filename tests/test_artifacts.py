@@ -8,15 +8,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import tone
 from test_cli import wavegen
-from wavegen import checkpoint as ckpt
-from wavegen.artifacts import MAX_FRAMES, read_samples, spectrogram, spectrogram_png
-from wavegen.audio import write_wav
+
+from wavegen.audio.artifacts import (
+    MAX_FRAMES,
+    read_samples,
+    spectrogram,
+    spectrogram_png,
+)
+from wavegen.audio.io import write_wav
 from wavegen.config import apply_overrides, load_recipe
-from wavegen.data import prepare
-from wavegen.train import train
+from wavegen.data.prepare import prepare
+from wavegen.model import checkpoint as ckpt
+from wavegen.train.loop import train
 
 SMALL = ["train.batch_size=2", "train.segment_length=200", "train.warmup_steps=2", "train.log_every=1",
          "train.val_every=2", "train.val_batches=1"]
@@ -94,7 +99,7 @@ def mel_data(tmp_path):
 
 
 def test_vocode_keeps_the_input_as_heard_beside_the_output(mel_data, tmp_path):
-    from wavegen.vocode import vocode
+    from wavegen.generate.vocode import vocode
 
     config = apply_overrides(load_recipe("tiny"), MELS + SMALL + ["train.steps=2", "train.sample_every=2"])
     train(config, mel_data, tmp_path / "run", device="cpu", log=quiet, progress=False)

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
-
 from conftest import tone
 from test_cli import one_line_error, wavegen
-from wavegen.audio import write_wav
-from wavegen.baseline import StandardWaveNet
-from wavegen.bench_learn import parse_variant
+
+from wavegen.audio.io import write_wav
+from wavegen.bench.learning import parse_variant
 from wavegen.config import ConfigError, ModelConfig
+from wavegen.model.baseline import StandardWaveNet
 
 SHAPE = ModelConfig(cycles=2, layers_per_cycle=3, residual_channels=8, gate_channels=8, skip_channels=16)
 

@@ -3,10 +3,10 @@ import os
 import pytest
 import torch
 
-from wavegen import checkpoint as ckpt
 from wavegen.config import Config, ModelConfig
 from wavegen.errors import CheckpointError, WriteError
-from wavegen.model import WaveNet
+from wavegen.model import checkpoint as ckpt
+from wavegen.model.network import WaveNet
 
 SMALL = ModelConfig(cycles=1, layers_per_cycle=3, residual_channels=8, gate_channels=8, skip_channels=8)
 

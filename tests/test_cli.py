@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from conftest import tone
-from wavegen.audio import write_wav
+
+from wavegen.audio.io import write_wav
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
@@ -127,7 +127,7 @@ def test_synth_engines_and_the_fallback_without_a_compiler(workdir):
 def test_import_and_help_stay_light(tmp_path):
     """Neither ``import wavegen`` nor ``wavegen --help`` loads torch or builds the native engine."""
     code = ("import sys, wavegen, wavegen.cli; "
-            "print(sorted(m for m in sys.modules if m in ('torch', 'wavegen.native', 'wavegen.sampling')))")
+            "print(sorted(m for m in sys.modules if m in ('torch', 'wavegen.generate.native', 'wavegen.generate.engines')))")
     env = {**ENV, "WAVEGEN_CACHE": str(tmp_path / "cache"), "CXX": "no-such-compiler"}
     loaded = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stderr

@@ -26,17 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import tone
-from wavegen import checkpoint as ckpt
-from wavegen.audio import write_wav
+
+from wavegen.audio.io import write_wav
 from wavegen.config import Config, apply_overrides, load_recipe
-from wavegen.data import prepare
-from wavegen.model import WaveNet
+from wavegen.data.prepare import prepare
+from wavegen.generate.synth import synthesize
+from wavegen.generate.vocode import vocode
+from wavegen.model import checkpoint as ckpt
+from wavegen.model.network import WaveNet
 from wavegen.outputs import distinct_names, inside, safe_name
-from wavegen.synth import synthesize
-from wavegen.train import train
-from wavegen.vocode import vocode
+from wavegen.train.loop import train
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 NO_CUDA = {"CUDA_VISIBLE_DEVICES": ""}  # so that --device cuda fails the same way on a GPU machine

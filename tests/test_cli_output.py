@@ -12,11 +12,11 @@ import sys
 import termios
 
 import pytest
-
 from conftest import tone
 from test_cli import ENV
-from wavegen import checkpoint as ckpt
-from wavegen.audio import write_wav
+
+from wavegen.audio.io import write_wav
+from wavegen.model import checkpoint as ckpt
 
 # bars on a captured (non-terminal) stderr too, redrawn at every update (so even a short step shows a rate)
 BARS = {"WAVEGEN_PROGRESS": "always", "TQDM_MININTERVAL": "0"}

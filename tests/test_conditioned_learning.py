@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import glide, pitch_track, spectrum_peak, tone
 from test_cli import one_line_error, wavegen
-from wavegen.audio import write_wav
-from wavegen.features import MelSettings, log_mel, mel_distance
-from wavegen.mulaw import decode, encode
+
+from wavegen.audio.features import MelSettings, log_mel, mel_distance
+from wavegen.audio.io import write_wav
+from wavegen.audio.mulaw import decode, encode
 
 PITCHES = {"a": 220.0, "b": 330.0, "c": 440.0, "d": 660.0}
 

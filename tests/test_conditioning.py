@@ -2,12 +2,18 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import tone
-from wavegen.conditioning import CONTEXT_FRAMES, SILENCE, Conditioning, WindowTerms, mel_window, slice_frames
+
+from wavegen.audio.features import SILENCE, MelSettings, log_mel, mel_distance
 from wavegen.config import DataConfig, ModelConfig
-from wavegen.features import MelSettings, log_mel, mel_distance
-from wavegen.model import WaveNet
+from wavegen.model.conditioning import (
+    CONTEXT_FRAMES,
+    Conditioning,
+    WindowTerms,
+    mel_window,
+    slice_frames,
+)
+from wavegen.model.network import WaveNet
 
 HOP = 16
 CONFIG = ModelConfig(cycles=1, layers_per_cycle=4, residual_channels=8, gate_channels=8, skip_channels=16,

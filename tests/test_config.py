@@ -1,6 +1,13 @@
 import pytest
 
-from wavegen.config import Config, apply_overrides, known_keys, load_recipe, load_toml, to_toml
+from wavegen.config import (
+    Config,
+    apply_overrides,
+    known_keys,
+    load_recipe,
+    load_toml,
+    to_toml,
+)
 from wavegen.errors import ConfigError
 
 ISSUE_KEYS = [

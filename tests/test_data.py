@@ -3,12 +3,14 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import tone
+
+from wavegen.audio.mulaw import SILENCE_CODE
 from wavegen.config import DataConfig
-from wavegen.data import IGNORE, PreparedData, WindowSampler, prepare
+from wavegen.data.prepare import prepare
+from wavegen.data.prepared import PreparedData
+from wavegen.data.windows import IGNORE, WindowSampler
 from wavegen.errors import DataError
-from wavegen.mulaw import SILENCE_CODE
 
 
 def quiet(_message):
@@ -137,9 +139,9 @@ def test_sampler_state_restores_the_same_windows(tone_dataset, tmp_path):
 
 
 def test_labels_from_folders_and_mels_aligned_with_the_codes(tmp_path):
-    from wavegen.audio import load_audio
-    from wavegen.conditioning import SILENCE, mel_window
-    from wavegen.features import MelSettings, log_mel
+    from wavegen.audio.features import SILENCE, MelSettings, log_mel
+    from wavegen.audio.io import load_audio
+    from wavegen.model.conditioning import mel_window
 
     root = tmp_path / "labelled"
     for label, freqs in {"low": [200, 250], "high": [800]}.items():

@@ -15,16 +15,18 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import tone
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
-from conftest import tone
-from wavegen import checkpoint as ckpt
-from wavegen import distributed
-from wavegen.audio import write_wav
+from wavegen.audio.io import write_wav
 from wavegen.config import apply_overrides, load_recipe
-from wavegen.data import Batch, PreparedData, WindowSampler, prepare
+from wavegen.data.prepare import prepare
+from wavegen.data.prepared import PreparedData
+from wavegen.data.windows import Batch, WindowSampler
 from wavegen.errors import ConfigError
-from wavegen.train import Trainer, train
+from wavegen.model import checkpoint as ckpt
+from wavegen.train import distributed
+from wavegen.train.loop import Trainer, train
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")

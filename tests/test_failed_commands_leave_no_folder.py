@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-
 from conftest import tone
-from wavegen import checkpoint as ckpt
+
 from wavegen.cli import main
 from wavegen.config import apply_overrides, load_recipe, to_toml
-from wavegen.data import prepare
-from wavegen.model import WaveNet
+from wavegen.data.prepare import prepare
+from wavegen.model import checkpoint as ckpt
+from wavegen.model.network import WaveNet
 
 
 def quiet(_message: str) -> None:

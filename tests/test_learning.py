@@ -7,13 +7,13 @@ seed each: one fixed pitch hid octave errors at others. ``-m slow`` runs the who
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import spectrum_peak, tone
-from wavegen.audio import write_wav
+
+from wavegen.audio.io import write_wav
 from wavegen.config import apply_overrides, load_recipe
-from wavegen.data import prepare
-from wavegen.synth import pick_checkpoint, synthesize
-from wavegen.train import train
+from wavegen.data.prepare import prepare
+from wavegen.generate.synth import pick_checkpoint, synthesize
+from wavegen.train.loop import train
 
 STEPS = 400
 

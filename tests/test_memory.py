@@ -4,8 +4,14 @@ import torch.nn.functional as F
 
 from wavegen.config import ModelConfig
 from wavegen.errors import OutOfMemory
-from wavegen.memory import activation_bytes, check_fits, fixed_bytes, largest_batch, saved_weight_bytes
-from wavegen.model import WaveNet
+from wavegen.model.network import WaveNet
+from wavegen.train.memory import (
+    activation_bytes,
+    check_fits,
+    fixed_bytes,
+    largest_batch,
+    saved_weight_bytes,
+)
 
 SMALL = ModelConfig(cycles=2, layers_per_cycle=3, residual_channels=8, gate_channels=8, skip_channels=16)
 REF = ModelConfig(cycles=2, layers_per_cycle=10)

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from wavegen import mulaw
+from wavegen.audio import mulaw
 
 
 def test_every_code_survives_decode_then_encode():

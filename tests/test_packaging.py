@@ -24,4 +24,4 @@ def test_the_wheel_carries_the_native_source(tmp_path):
     assert "Package would be ignored" not in built.stderr  # every folder is a declared package
     (wheel,) = (tmp_path / "dist").glob("wavegen-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "wavegen/native/wavenet.cpp" in names and "wavegen/native/__init__.py" in names
+    assert "wavegen/generate/native/wavenet.cpp" in names and "wavegen/generate/native/__init__.py" in names

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import spectrum_peak, tone
 from test_cli import ENV, one_line_error, wavegen
+
+from wavegen.audio.mulaw import decode
 from wavegen.config import load_recipe
-from wavegen.model import WaveNet, receptive_field
-from wavegen.mulaw import decode
+from wavegen.model.network import WaveNet, receptive_field
 
 RATE = 16000
 TINY_RF = 129  # the tiny recipe's receptive field: the shortest file it prepares

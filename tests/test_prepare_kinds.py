@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-
 from conftest import tone
+
 from wavegen.cli import main
 
 RATE = 16000
@@ -197,7 +197,7 @@ def test_channels_that_cancel_are_named_as_such_and_one_can_be_kept(tmp_path, ch
         assert kept["channel"] == option[-1].rpartition("=")[2]
         assert len(kept["files"]) == 2  # the mono file is used as it is
         codes = np.fromfile(tmp_path / "prepared" / "train.u8", np.uint8)
-        from wavegen.mulaw import decode
+        from wavegen.audio.mulaw import decode
 
         offset, length = next(e["train"] for e in kept["files"] if e["source"] == "cancels.wav")
         level = np.abs(opposite(signal, channels)[:, int(option[-1][-1])]).max()
@@ -261,9 +261,9 @@ def test_every_reason_names_its_true_cause(tmp_path, seed):
 def test_a_prime_or_vocode_input_whose_channels_cancel_is_noted(tmp_path, ratio, word):
     """synth --prime and vocode mix their input to mono too: a mix that the channels (nearly)
     cancelled is said, or a silent result would puzzle."""
-    from wavegen import checkpoint as ckpt
     from wavegen.config import apply_overrides, load_recipe
-    from wavegen.model import WaveNet
+    from wavegen.model import checkpoint as ckpt
+    from wavegen.model.network import WaveNet
 
     config = apply_overrides(load_recipe("tiny"), ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"])
     ckpt.save(tmp_path / "voc.pt", {"config": config.to_dict(), "model": WaveNet(config.model).state_dict(),

@@ -13,11 +13,11 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-
 from conftest import tone
-from wavegen.artifacts import spectrogram_png, write_sample
-from wavegen.audio import write_wav
-from wavegen.demo import make_dataset
+
+from wavegen.audio.artifacts import spectrogram_png, write_sample
+from wavegen.audio.io import write_wav
+from wavegen.data.builtin import make_dataset
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 HOSTILE = "<script>alert(1)</script>"

@@ -6,14 +6,14 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from conftest import tone
-from wavegen import checkpoint as ckpt
-from wavegen.audio import write_wav
+
+from wavegen.audio.io import write_wav
 from wavegen.config import apply_overrides, load_recipe
-from wavegen.data import prepare
+from wavegen.data.prepare import prepare
 from wavegen.errors import CheckpointError, ConfigError, OutOfMemory, TrainingDiverged
-from wavegen.train import Trainer, continue_schedule, lr_at, resolve_config, train
+from wavegen.model import checkpoint as ckpt
+from wavegen.train.loop import Trainer, continue_schedule, lr_at, resolve_config, train
 
 FAST = ["train.steps=12", "train.batch_size=2", "train.segment_length=200", "train.val_every=4",
         "train.checkpoint_every=5", "train.log_every=1", "train.warmup_steps=3", "train.val_batches=1"]
@@ -263,9 +263,9 @@ def test_an_edit_to_a_fixed_setting_is_refused_and_the_file_left_alone(prepared,
 
 
 def test_synth_vocode_and_eval_refuse_a_run_whose_data_settings_were_edited(prepared, tmp_path):
-    from wavegen.evaluate import evaluate
-    from wavegen.synth import synthesize
-    from wavegen.vocode import vocode
+    from wavegen.commands.eval import evaluate
+    from wavegen.generate.synth import synthesize
+    from wavegen.generate.vocode import vocode
 
     run = trained(prepared, tmp_path / "run")
     latest = run / "checkpoints" / "latest.pt"
@@ -309,7 +309,7 @@ def test_train_refuses_data_settings_and_keeps_a_checkpointless_runs_edits(prepa
 
 
 def test_a_broken_config_toml_is_one_line_naming_it(prepared, tmp_path):
-    from wavegen.synth import synthesize
+    from wavegen.generate.synth import synthesize
 
     run = trained(prepared, tmp_path / "run")
     for text, phrase in [("steps = [", "cannot read the run's settings"),
@@ -336,7 +336,7 @@ MEL = {"data.mels": 8, "data.mel_hop": 64, "data.mel_n_fft": 256, "data.mel_fmin
     {"data.mel_n_fft": 128, "data.mel_fmax": 6000.0},
 ])
 def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed):
-    from wavegen.evaluate import evaluate
+    from wavegen.commands.eval import evaluate
 
     folder = tmp_path / "dataset"
     write_wav(folder / "a.wav", tone(330, 2.0), 16000)
@@ -361,8 +361,8 @@ def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed):
 
 @pytest.mark.parametrize("failing_row", [0, 2, 7])
 def test_a_log_that_cannot_be_written_stops_the_run_saying_what_is_kept(prepared, tmp_path, monkeypatch, failing_row):
-    from wavegen import train as training
     from wavegen.errors import WavegenError, WriteError
+    from wavegen.train import loop as training
 
     original = training.append_row
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tone
-from wavegen import checkpoint as ckpt
-from wavegen.audio import write_wav
+
+from wavegen.audio.io import write_wav
 from wavegen.config import apply_overrides, load_recipe
-from wavegen.data import prepare
+from wavegen.data.prepare import prepare
 from wavegen.errors import WriteError
+from wavegen.model import checkpoint as ckpt
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 STEPS = 60  # ~20 ms each (after ~4 s to start): long enough to be stopped halfway
@@ -56,7 +56,7 @@ def finish(command: list[str], cwd: Path, ok: bool = True) -> subprocess.Complet
 def uninterrupted(root):
     """The run each interrupted one must end up as: the same settings, never stopped (one per
     precision, made when first asked for; here, which saves a process start)."""
-    from wavegen.train import train
+    from wavegen.train.loop import train
 
     runs = {}
 
@@ -178,8 +178,8 @@ def test_a_signal_saves_where_training_stopped_and_the_rerun_finishes_the_same_r
 # the WAV must meet the full disk through a plain write.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_a_full_disk_while_writing_a_wav_keeps_the_previous_one(root, tmp_path, full_disk):
-    from wavegen.synth import synthesize
-    from wavegen.train import train
+    from wavegen.generate.synth import synthesize
+    from wavegen.train.loop import train
 
     config = apply_overrides(load_recipe("tiny"), ["train.steps=2", "train.batch_size=2", "train.segment_length=200"])
     train(config, root / "prepared", tmp_path / "run", device="cpu", log=quiet, progress=False)
@@ -238,8 +238,8 @@ def one_line_error(proc: subprocess.CompletedProcess, expected: str) -> None:
 
 
 def test_a_full_tmpfs_is_a_one_line_error_and_keeps_the_checkpoint_and_the_wav(root, small_disk):
-    from wavegen.synth import synthesize
-    from wavegen.train import train
+    from wavegen.generate.synth import synthesize
+    from wavegen.train.loop import train
 
     run, samples = small_disk / "run", small_disk / "samples"
     settings = ["train.batch_size=2", "train.segment_length=200", "train.val_batches=0", "train.log_every=1000"]

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from wavegen.config import ModelConfig
-from wavegen.model import WaveNet
-from wavegen.sampling import (
-    GOLDEN, ReferenceEngine, StreamRandom, generate, make_engine, sample_codes, stream_uniforms,
-)
+from wavegen.generate.engine import GOLDEN, StreamRandom, sample_codes, stream_uniforms
+from wavegen.generate.engines import generate, make_engine
+from wavegen.generate.reference import ReferenceEngine
+from wavegen.model.network import WaveNet
 
 SHAPES = {
     "k2": ModelConfig(cycles=2, layers_per_cycle=5, residual_channels=16, gate_channels=16, skip_channels=32),
@@ -37,7 +37,7 @@ def random_model(config: ModelConfig, seed: int = 0) -> WaveNet:
 
 def native_or_skip():
     """The native module, or a skip saying why the engine cannot be built here."""
-    from wavegen import native
+    from wavegen.generate import native
 
     try:
         native.load()
@@ -191,7 +191,7 @@ def test_inverse_cdf_sampling_follows_the_softmax():
 
 def test_make_engine_names():
     model = random_model(SHAPES["k2"])
-    from wavegen import native
+    from wavegen.generate import native
 
     try:
         native.load()
@@ -208,7 +208,7 @@ def test_make_engine_names():
 @pytest.fixture
 def fresh_native(monkeypatch, tmp_path):
     """The native module with an empty build cache and nothing loaded yet in this process."""
-    from wavegen import native
+    from wavegen.generate import native
 
     monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
@@ -253,7 +253,7 @@ def test_the_build_is_cached_by_source_compiler_and_cpu(fresh_native, tmp_path):
 
 
 def test_layout_tuner_runs_mostly_on_the_fastest_layout_and_notices_a_change():
-    from wavegen.native import LayoutTuner
+    from wavegen.generate.native import LayoutTuner
 
     tuner = LayoutTuner(threads=2, batch=1)
     assert sorted(tuner.layouts) == [(1, 1), (2, 2)]  # for one stream, (2, 1) is (2, 2)

@@ -6,13 +6,15 @@ import functools
 import numpy as np
 import pytest
 import torch
-
 from test_sampling import native_or_skip, random_model
-from wavegen import engine_state, sampling
-from wavegen.conditioning import Conditioning
+
 from wavegen.config import ModelConfig
-from wavegen.sampling import ReferenceEngine, TorchEngine, generate
-from wavegen.sampling_cuda import CudaGraphEngine
+from wavegen.generate import state as engine_state
+from wavegen.generate.cuda_graph import CudaGraphEngine
+from wavegen.generate.engines import generate
+from wavegen.generate.reference import ReferenceEngine
+from wavegen.generate.torch_engine import TorchEngine
+from wavegen.model.conditioning import Conditioning, StackedTerms
 
 COND = dict(labels=["a", "b", "c"], mel_channels=5, mel_hop=16, cond_channels=12)
 SHAPES = {
@@ -111,7 +113,7 @@ def test_cached_step_logits_match_the_full_conditioned_forward(engine, shape, ki
     assert (stepped - full).abs().max() < 1e-4
     # The conditioning is in there: the same steps without it (zero terms) are far off.
     with torch.no_grad():
-        zero = sampling.StackedTerms(torch.zeros(2, len(model.blocks), 2 * model.config.gate_channels, 1))
+        zero = StackedTerms(torch.zeros(2, len(model.blocks), 2 * model.config.gate_channels, 1))
         assert (model(codes, output_from=past, cond=zero) - full).abs().max() > 0.1
 
 
@@ -162,7 +164,7 @@ def test_the_conditioning_changes_the_codes(engine):
 @pytest.mark.parametrize("kind", ["mels", "both"])
 def test_before_the_mel_features_reach_every_stream_with_a_label_has_the_same_terms(kind):
     """What the shared past rests on: terms before -CONTEXT_FRAMES·hop read silence frames only."""
-    from wavegen.conditioning import CONTEXT_FRAMES
+    from wavegen.model.conditioning import CONTEXT_FRAMES
 
     model = model_for("k2", kind)
     cond = conditioning_for(model, [0, 2, 0])
@@ -180,7 +182,7 @@ def test_a_shared_past_with_mel_features_is_computed_once_up_to_where_they_reach
     model = model_for("k2", kind)
     cond = conditioning_for(model, LABELS)
     hist = history_for(history)
-    past, split = sampling.past_block_inputs(model, 3, hist, "cpu", cond)
+    past, split = engine_state.past_block_inputs(model, 3, hist, "cpu", cond)
     length = past.shape[1]
     full = engine_state._forward_past(model, past, engine_state.TermParts(cond).window(-length, length))
     assert len(split) == len(full) == len(model.blocks)
@@ -191,9 +193,9 @@ def test_a_shared_past_with_mel_features_is_computed_once_up_to_where_they_reach
 def test_one_label_for_every_stream_is_one_shared_past():
     model = model_for("k2", "labels")
     cond = conditioning_for(model, [1, 1, 1])
-    past, inputs = sampling.past_block_inputs(model, 3, None, "cpu", cond)
+    past, inputs = engine_state.past_block_inputs(model, 3, None, "cpu", cond)
     assert past.shape[0] == 1 and all(x.shape[0] == 1 for x in inputs)
-    past, inputs = sampling.past_block_inputs(model, 3, None, "cpu", conditioning_for(model, LABELS))
+    past, inputs = engine_state.past_block_inputs(model, 3, None, "cpu", conditioning_for(model, LABELS))
     assert past.shape[0] == 3 and torch.equal(inputs[-1][0], inputs[-1][2])  # labels 0, 2, 0
     for name in ["torch", "native"]:
         fast = generate(engine_for(name, model), 100, SEEDS, conditioning=cond)
@@ -303,7 +305,7 @@ def test_conditioning_must_fit_the_model(engine):
 
 
 def test_graph_engine_refuses_a_term_buffer_too_large(monkeypatch):
-    from wavegen import sampling_cuda
+    from wavegen.generate import cuda_graph as sampling_cuda
 
     model = model_for("k2", "mels")
     monkeypatch.setattr(sampling_cuda, "MAX_TERM_BYTES", 1000)
@@ -312,7 +314,7 @@ def test_graph_engine_refuses_a_term_buffer_too_large(monkeypatch):
 
 
 def test_bench_measures_a_conditioned_model():
-    from wavegen import bench
+    from wavegen.bench import sampling as bench
 
     config = dataclasses.replace(SHAPES["k2"], labels=[], mel_channels=0, mel_hop=0)
     for kind in ["labels", "both"]:

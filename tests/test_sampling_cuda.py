@@ -2,10 +2,11 @@
 on a GPU (where one is present; skipped elsewhere)."""
 import pytest
 import torch
-
 from test_sampling import SHAPES, random_model
-from wavegen.sampling import ReferenceEngine, generate, make_engine
-from wavegen.sampling_cuda import CudaGraphEngine, EngineUnavailable
+
+from wavegen.generate.cuda_graph import CudaGraphEngine, EngineUnavailable
+from wavegen.generate.engines import generate, make_engine
+from wavegen.generate.reference import ReferenceEngine
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -56,7 +57,13 @@ def test_graph_engine_streams_are_independent_of_batch():
 @needs_cuda
 @pytest.mark.parametrize("kind", ["labels", "mels", "both"])
 def test_graph_engine_generates_exactly_the_reference_codes_when_conditioned(kind):
-    from test_sampling_conditioned import LABELS, SEEDS, conditioning_for, history_for, model_for
+    from test_sampling_conditioned import (
+        LABELS,
+        SEEDS,
+        conditioning_for,
+        history_for,
+        model_for,
+    )
 
     model = model_for("k2", kind).cuda()
     engine = make_engine("cuda-graph", model, "cuda")

@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from wavegen import checkpoint as ckpt
 from wavegen.config import apply_overrides, load_recipe
-from wavegen.data import prepare
+from wavegen.data.prepare import prepare
 from wavegen.errors import ConfigError, TrainingInterrupted
-from wavegen.train import Trainer, lr_at, resolve_config, train
+from wavegen.model import checkpoint as ckpt
+from wavegen.train.loop import Trainer, lr_at, resolve_config, train
 
 FAST = ["train.steps=12", "train.batch_size=2", "train.segment_length=200", "train.val_every=4",
         "train.checkpoint_every=5", "train.log_every=2", "train.warmup_steps=3"]
@@ -95,8 +95,9 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(tone_dataset, tmp_path):
-    from wavegen.audio import write_wav
     from conftest import tone
+
+    from wavegen.audio.io import write_wav
 
     labelled = tmp_path / "labelled"
     write_wav(labelled / "low" / "a.wav", tone(220, 2.0), 16000)
@@ -120,7 +121,7 @@ def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(ton
 
 
 def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(prepared, tmp_path):
-    from wavegen.data import PreparedData
+    from wavegen.data.prepared import PreparedData
 
     data = PreparedData(prepared)
     base = FAST + ["train.input_noise=0", "train.code_noise=0", "train.segment_length=300", "train.precision=fp32"]
@@ -197,8 +198,8 @@ def test_a_batch_that_cannot_fit_is_refused_before_the_first_step(prepared, tmp_
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
 def test_precision_sets_the_arithmetic_but_weights_and_optimizer_stay_float32(prepared, tmp_path, precision):
-    from wavegen.data import PreparedData
-    from wavegen.precision import native_bf16
+    from wavegen.data.prepared import PreparedData
+    from wavegen.train.precision import native_bf16
 
     config = apply_overrides(load_recipe("tiny"), FAST + [f"train.precision={precision}"])
     trainer = Trainer(config, PreparedData(prepared), tmp_path / "run", torch.device("cpu"))
@@ -244,7 +245,7 @@ def flat(model):
 
 @pytest.mark.parametrize("how", ["loss", "gradient"])
 def test_a_bad_step_changes_nothing_and_is_counted(prepared, tmp_path, monkeypatch, how):
-    from wavegen.data import PreparedData
+    from wavegen.data.prepared import PreparedData
 
     poison(monkeypatch, {3}, how)
     config = apply_overrides(load_recipe("tiny"), FAST + ["train.ema=0.9"])
@@ -335,7 +336,7 @@ def test_a_full_disk_stops_training_and_keeps_the_previous_checkpoint(prepared, 
 
 
 def test_resuming_drops_the_log_rows_a_killed_run_wrote_past_its_checkpoint(tmp_path):
-    from wavegen.runlog import LOG_FIELDS, resume_log
+    from wavegen.runs import LOG_FIELDS, resume_log
 
     log = tmp_path / "log.csv"
     old = ["step,train_bits,val_bits,lr,grad_norm,samples_per_s,elapsed_s"]  # a log from before 'skipped'
@@ -372,8 +373,8 @@ def test_an_interrupt_inside_a_step_saves_nothing_half_done(prepared, tmp_path, 
 def test_code_noise_is_measured_in_mulaw_steps_so_it_follows_the_level(prepared, tmp_path, sigma):
     """``code_noise`` jitters input codes by ~sigma µ-law steps at every level, which is little
     audio near silence and more near full scale; ``input_noise`` is the same audio everywhere."""
-    from wavegen.data import PreparedData
-    from wavegen.mulaw import decode
+    from wavegen.audio.mulaw import decode
+    from wavegen.data.prepared import PreparedData
 
     data = PreparedData(prepared)
     trainer = Trainer(apply_overrides(load_recipe("tiny"), FAST + ["train.input_noise=0", f"train.code_noise={sigma}"]),
@@ -393,7 +394,7 @@ def test_code_noise_is_measured_in_mulaw_steps_so_it_follows_the_level(prepared,
 
 
 def test_the_moving_average_follows_a_young_run_then_settles_at_its_decay():
-    from wavegen.train import ema_update
+    from wavegen.train.loop import ema_update
 
     update = ema_update(0.999)
     averaged, current = [torch.zeros(3)], [torch.ones(3)]

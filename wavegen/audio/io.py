@@ -1,0 +1,336 @@
+"""Reading and writing audio files: any format in, mono float32 at a chosen rate; 16-bit WAV out."""
+from __future__ import annotations
+
+import codecs
+import contextlib
+import errno
+import io
+import os
+import stat
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+
+from ..files import atomic_open
+
+# Names that say "audio": every container soundfile (libsndfile) reads, under its usual names,
+# and what librosa's fallback decoder (audioread, with ffmpeg) reads. A file with one of these
+# names that cannot be used is a problem to report (exit status 3); a file with any other name
+# is audio only if its content says so (``sniff``), else it is not audio and only named. RAW and
+# MAT are left out: headerless samples need settings a file cannot carry, and .mat is mostly
+# not audio.
+AUDIO_EXTENSIONS = (
+    {f".{name.lower()}" for name in sf.available_formats()} - {".raw", ".mat4", ".mat5", ".wavex", ".svx", ".ircam"}
+    | {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd",
+       ".caf", ".w64", ".rf64", ".sph", ".8svx", ".iff", ".sf", ".m4a", ".aac", ".wma", ".mka"}
+)
+
+
+# Headerless samples: audio, but the rate, width and channels are not in the file.
+RAW_EXTENSIONS = {".raw", ".pcm"}
+
+
+# What other files wearing an audio extension begin with, to say what they are instead of
+# passing on the decoder's "format not recognised".
+SIGNATURES = {
+    b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive",
+}
+
+
+class AudioReadError(Exception):
+    """A file that cannot be used; the message says why (the caller adds the file name)."""
+
+
+def display_name(path: Path | str) -> str:
+    """``path`` as text that can always be printed and stored as UTF-8 JSON.
+
+    A name in another system's encoding (bytes that are not UTF-8, which Python keeps as lone
+    surrogates) would break both; its bytes appear as ``\\xe9``-style escapes instead.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def os_error_reason(error: OSError, path: Path) -> str:
+    """A short reason for an OSError about ``path``, without repeating the path."""
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if error.errno == errno.ENOENT and os.path.islink(path):
+        return f"broken symbolic link (to {display_name(os.readlink(path))}, which does not exist)"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return error.strerror or str(error)
+
+
+def is_hidden(name: str) -> bool:
+    """A hidden name (``.DS_Store``, ``.git``, macOS's ``._x.wav`` resource forks): never data."""
+    return name.startswith(".")
+
+
+def find_audio_files(
+    folder: Path,
+    skip: Callable[[Path, str], None] | None = None,
+    ignore: Callable[[Path, str], None] | None = None,
+    prune: Callable[[Path], str | None] | None = None,
+) -> list[Path]:
+    """Audio files under ``folder`` (recursively), sorted for reproducibility.
+
+    A file is audio when its extension says so (``AUDIO_EXTENSIONS``) or, for any other name,
+    when its content does (``sniff``). Every other entry is accounted for, never dropped
+    silently: files that are not audio, hidden files and folders (not searched), and folders
+    ``prune`` names a reason for (an output folder inside the dataset) go to ``ignore`` with
+    the reason; what is a problem (a folder that cannot be listed, a link not followed, a file
+    whose content cannot be read to tell, headerless samples) goes to ``skip``.
+
+    Links to folders outside ``folder`` are followed, each real folder once, so a loop of links
+    cannot trap the search. A link to a folder inside ``folder`` (a loop, or a second way to
+    files that are found anyway) is not followed.
+    """
+    skip = skip or (lambda path, reason: None)
+    ignore = ignore or (lambda path, reason: None)
+    prune = prune or (lambda path: None)
+    inside = os.path.realpath(folder)
+    searched = {inside}
+    found = []
+
+    def cannot_list(error: OSError) -> None:
+        skip(Path(error.filename), f"cannot list this folder ({os_error_reason(error, Path(error.filename))})")
+
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=cannot_list):
+        for name in sorted(dirs):
+            path = Path(root) / name
+            target = os.path.realpath(path)
+            reason, problem = None, True
+            pruned = None if is_hidden(name) else prune(path)
+            if is_hidden(name):
+                reason, problem = "hidden: not searched", False
+            elif pruned:
+                reason, problem = pruned, False
+            elif os.path.islink(path) and (target == inside or target.startswith(inside + os.sep)):
+                if os.path.realpath(root) == target or os.path.realpath(root).startswith(target + os.sep):
+                    reason = "link to a folder that contains it (a loop): not followed"
+                else:
+                    where = display_name(os.path.relpath(target, inside))
+                    reason = f"link to {where}, inside the dataset: not followed (its files are read there)"
+            elif target in searched:
+                reason = "searched already (through another link): not followed"
+            if reason:
+                dirs.remove(name)
+                (skip if problem else ignore)(path, reason)
+            else:
+                searched.add(target)
+        for name in sorted(files):
+            path = Path(root) / name
+            suffix = Path(name).suffix.lower()
+            if is_hidden(name):
+                ignore(path, "hidden: not searched")
+            elif suffix in AUDIO_EXTENSIONS:
+                found.append(path)
+            elif suffix in RAW_EXTENSIONS:
+                skip(path, "headerless samples (the file does not say its rate, width or channels): "
+                           "convert it to WAV with the right settings")
+            else:
+                try:
+                    kind = sniff(path)
+                except AudioReadError as exc:  # cannot even look: a problem, not a verdict
+                    skip(path, str(exc))
+                    continue
+                if kind is None:
+                    found.append(path)
+                else:
+                    ignore(path, kind)
+    return sorted(found)
+
+
+def sniff(path: Path) -> str | None:
+    """None when ``path`` (of a name that does not say audio) holds audio soundfile can read,
+    found by content; else why it is taken for something else ("not audio (looks like text)").
+    Raises ``AudioReadError`` when the file cannot be read to tell."""
+    head = _read_head(path)
+    if not head:
+        return "not audio (empty file)"
+    try:
+        with _quiet_stderr():
+            sf.info(os.fsencode(path))  # libsndfile recognises every format it reads by content
+        return None
+    except Exception:
+        kind = _looks_like(head)
+        return f"not audio (looks like {kind})" if kind else "not audio (no audio format recognised in its content)"
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for a while.
+
+    The C decoders behind soundfile (mpg123, libvorbis) print their own notes about damaged data
+    there ("Illegal Audio-MPEG-Header", "Trying to resync..."): noise around the one line that
+    names the file and its problem. Not thread-safe; ``prepare`` decodes one file at a time.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to protect
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _looks_like(head: bytes) -> str | None:
+    """What a file that failed to decode appears to be, from its first bytes (or None)."""
+    for magic, kind in SIGNATURES.items():
+        if head.startswith(magic):
+            return kind
+    try:  # an incremental decoder accepts a character cut off at the end of ``head``
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        return None
+    if text and all(c.isprintable() or c.isspace() for c in text):
+        return "text"
+    return None
+
+
+def _decode_failure(error: Exception, head: bytes) -> str:
+    kind = _looks_like(head)
+    if kind:
+        return f"not audio (looks like {kind})"
+    why = str(getattr(error, "error_string", None) or error).removeprefix("Error : ").rstrip(".")
+    if "does not exist" in why:  # libsndfile's MP3 reader says this of any data it cannot parse
+        why = "no audio stream found"
+    return f"cannot decode ({why})"
+
+
+def _decode(path: Path, head: bytes) -> tuple[np.ndarray, int]:
+    """Decode to float32 (frames, channels); soundfile first, librosa (audioread) for the rest.
+
+    Any exception from a decoder means the same thing (it could not make audio of these bytes),
+    so all become an ``AudioReadError``; decoder chatter on stderr is silenced.
+    """
+    try:
+        with _quiet_stderr():
+            # bytes, not str: soundfile encodes a str name strictly as UTF-8, which fails for
+            # names in another encoding
+            data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
+        return data, int(rate)
+    except Exception as first_error:
+        try:
+            import librosa  # slow to import: only when soundfile cannot decode the file
+
+            with warnings.catch_warnings(), _quiet_stderr():
+                warnings.simplefilter("ignore")
+                mono, rate = librosa.load(path, sr=None, mono=True)
+            return mono[:, None].astype(np.float32), int(rate)
+        except Exception:
+            raise AudioReadError(_decode_failure(first_error, head)) from None
+
+
+def _read_head(path: Path) -> bytes:
+    """The first bytes of ``path``, or an ``AudioReadError`` saying why it cannot be read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the read forever
+            raise AudioReadError("not a regular file")
+        with open(path, "rb") as handle:
+            return handle.read(512)
+    except OSError as error:
+        raise AudioReadError(os_error_reason(error, path)) from None
+
+
+@dataclass
+class Recording:
+    """A file as ``prepare`` uses it: mono float32 at the asked rate, and what its channels were
+    before they became one (so that a reason for skipping it can name the true cause)."""
+
+    audio: np.ndarray  # mono float32 at the asked rate, clipped to [-1, 1]
+    channels: int  # in the file
+    channel_peaks: list[float]  # each channel's peak (absolute), as decoded
+    picked: int | None = None  # the channel kept (data.channel); None: every channel averaged
+    # The mono mix's RMS against the average channels would have without cancelling (each
+    # sample's mean magnitude), in dB (<= 0): 0 for one channel or channels in phase, -3 or so for
+    # unrelated ones, very negative for channels in opposite phase.
+    mix_db: float = 0.0
+
+
+def read_recording(path: Path, sample_rate: int, channel: str = "mix") -> Recording:
+    """Read ``path`` at ``sample_rate``: every channel averaged (``channel="mix"``) or one kept
+    (its index as text, "0" for the first; a mono file is used as it is). Resampled if needed."""
+    head = _read_head(Path(path))
+    if not head:
+        raise AudioReadError("empty file (0 bytes)")
+    data, rate = _decode(Path(path), head)
+    if data.size == 0:
+        raise AudioReadError("no audio frames")
+    if not np.isfinite(data).all():
+        raise AudioReadError("contains NaN or infinite samples")
+    channels = data.shape[1]
+    peaks = [float(p) for p in np.abs(data).max(axis=0)]
+    picked, mix_db = None, 0.0
+    if channel != "mix" and channels > 1:
+        picked = int(channel)
+        if picked >= channels:
+            raise AudioReadError(f"has {_plural(channels, 'channel')} (0-{channels - 1}); data.channel = {picked} "
+                                 "asks for one it does not have: choose another --channel, or mix")
+        mono = np.ascontiguousarray(data[:, picked])
+    else:
+        mono = data.mean(axis=1, dtype=np.float32)
+        if channels > 1:
+            mix_db = _mix_db(mono, data)
+    if rate != sample_rate:
+        import librosa
+
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+    return Recording(np.clip(mono, -1.0, 1.0).astype(np.float32), channels, peaks, picked, mix_db)
+
+
+# A mix this much quieter than its channels (dB) is named: unrelated channels lose about 3 dB,
+# channels in opposite phase everything.
+CANCEL_NOTE_DB = -12.0
+
+
+def cancel_note(recording: Recording) -> str | None:
+    """Words for a mono mix that its channels cancelled (None when they did not)."""
+    if recording.mix_db >= CANCEL_NOTE_DB:
+        return None
+    return (f"its {recording.channels} channels {'cancel' if recording.mix_db < -60 else 'partly cancel'} when mixed "
+            f"to mono (the mix is {-recording.mix_db:.0f} dB quieter than they are)")
+
+
+def _mix_db(mono: np.ndarray, data: np.ndarray) -> float:
+    """How much quieter the mix is than its channels' magnitudes averaged (dB, <= 0)."""
+    unmixed = float(np.sqrt(np.mean(np.square(np.abs(data).mean(axis=1, dtype=np.float64)))))
+    mixed = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64))))
+    if unmixed == 0.0:
+        return 0.0
+    return 20 * np.log10(max(mixed / unmixed, 1e-12))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def load_audio(path: Path, sample_rate: int, channel: str = "mix") -> np.ndarray:
+    """Read ``path`` as mono float32 at ``sample_rate`` (channels averaged, or the one
+    ``channel`` names; resampled if needed)."""
+    return read_recording(path, sample_rate, channel).audio
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write mono 16-bit PCM atomically: a crash never leaves a half-written file at ``path``.
+
+    The WAV is built in memory, then written in one go: soundfile swallows an error its writes
+    raise (printing a traceback from its callback), so a full disk must meet a plain write.
+    """
+    encoded = io.BytesIO()
+    sf.write(encoded, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    with atomic_open(path, "wb") as handle:
+        handle.write(encoded.getbuffer())

@@ -1,0 +1,253 @@
+"""Training benchmark: audio samples per second through forward + backward + optimizer step.
+
+Every configuration runs several implementations of the same network in the same process,
+one step each in turn (a shared, noisy machine slows them alike), on the same random windows:
+
+- ``wavegen``: ``model.WaveNet`` as ``train`` runs it (trimmed layers, table-lookup input,
+  fused gate; ``train.precision``, so bf16 autocast where the device has native bf16;
+  optionally ``torch.compile`` or recomputed activations);
+- ``plain``: a straightforward PyTorch WaveNet (``PlainWaveNet``) in float32: ``nn.Conv1d``
+  layers over the whole window with left padding, a one-hot input, separate tanh and sigmoid,
+  skips and head at every position, the loss taken on the predicted positions;
+- ``plain+bf16``: the same under the same bf16 autocast as wavegen (when wavegen runs in
+  bf16), so that ``speedup_vs_plain_same_precision`` separates what the precision buys from
+  what wavegen's layers buy.
+
+On a CPU all are measured twice, with glibc's default allocator and then keeping freed memory
+for the next step as ``train`` does (``memory.keep_freed_memory``; see ``run``). Both see windows of ``receptive_field + segment`` codes and predict the last ``segment``, so
+"audio samples" are predicted (trained) samples. The plain model is loaded with the wavegen
+model's weights, and the largest logit difference between them is reported: it is the same
+function, computed two ways.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import statistics
+import threading
+import time
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from ..model.network import WaveNet
+from ..train import precision as precisions
+from ..train.memory import freed_memory_kept, keep_freed_memory
+
+LN2 = math.log(2.0)
+
+
+GLIBC_DEFAULT, KEEP_FREED = "glibc default", "keep freed"  # the CPU allocator phases
+
+
+class PlainBlock(nn.Module):
+    """Padded causal conv → tanh, sigmoid → residual and skip 1×1, at every position."""
+
+    def __init__(self, residual: int, gate: int, skip: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.pad = (kernel_size - 1) * dilation
+        self.conv = nn.Conv1d(residual, 2 * gate, kernel_size, dilation=dilation)
+        self.residual = nn.Conv1d(gate, residual, 1)
+        self.skip = nn.Conv1d(gate, skip, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        filt, gate = self.conv(F.pad(x, (self.pad, 0))).chunk(2, dim=1)  # (B, G, T) each
+        z = torch.tanh(filt) * torch.sigmoid(gate)
+        return x + self.residual(z), self.skip(z)
+
+
+class PlainWaveNet(nn.Module):
+    """The straightforward implementation the benchmark compares against (same parameters
+    and names as ``WaveNet``, so it loads its state dict; unconditioned shapes only)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c = config
+        self.classes, self.k_in = c.classes, c.input_kernel_size
+        self.input = nn.Conv1d(c.classes, c.residual_channels, c.input_kernel_size)
+        dilations = [2**i for _ in range(c.cycles) for i in range(c.layers_per_cycle)]
+        self.blocks = nn.ModuleList(
+            PlainBlock(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d) for d in dilations
+        )
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(c.skip_channels, c.skip_channels, 1), nn.ReLU(),
+                                  nn.Conv1d(c.skip_channels, c.classes, 1))
+
+    def forward(self, codes: torch.Tensor, output_from: int) -> torch.Tensor:
+        onehot = F.one_hot(codes, self.classes).transpose(1, 2).float()  # (B, classes, T)
+        # type A: pad k_in on the left and drop the last output, so output t sees t-k_in .. t-1
+        x = self.input(F.pad(onehot, (self.k_in, 0)))[..., :-1]  # (B, R, T)
+        skips = 0
+        for block in self.blocks:
+            x, skip = block(x)
+            skips = skips + skip
+        return self.head(skips)[..., output_from:]  # (B, classes, T - output_from)
+
+
+class _PeakRss:
+    """Peak resident memory of this process while the block runs, sampled every 2 ms (CPU).
+
+    Freed memory is handed back to the system first (glibc ``malloc_trim``), so the peak
+    reflects this step rather than what an earlier one left cached."""
+
+    def __enter__(self) -> "_PeakRss":
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+        self.start = self.peak = self._rss()
+        self._running = True
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._running = False
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.002)
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            with open("/proc/self/statm") as handle:
+                return int(handle.read().split()[1]) * 4096
+        except OSError:  # not Linux: no measurement
+            return 0
+
+
+class _Contender:
+    """One implementation with its optimizer, stepping like ``train`` does."""
+
+    def __init__(self, name: str, model: nn.Module, forward, device: torch.device, precision: str,
+                 lr: float = 1e-4) -> None:
+        self.name, self.model, self.forward, self.device, self.precision = name, model, forward, device, precision
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> float:
+        """One optimizer step; returns its wall time (synchronised on CUDA)."""
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+        tick = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        with precisions.autocast(self.device, self.precision):
+            logits = self.forward(inputs, output_from)  # (B, classes, segment)
+        (F.cross_entropy(logits.float(), targets) / LN2).backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - tick
+
+    def peak_memory(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> int:
+        """Bytes a step takes at its peak: the CUDA allocator's peak, or on a CPU how far the
+        process's resident memory grows during the step (an untimed step: watching costs)."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            self.step(inputs, targets, output_from)
+            return torch.cuda.max_memory_allocated()
+        with _PeakRss() as rss:
+            self.step(inputs, targets, output_from)
+        return rss.peak - rss.start
+
+
+def run(
+    config: ModelConfig,
+    batches: list[int],
+    segments: list[int],
+    device: torch.device = torch.device("cpu"),
+    steps: int = 5,
+    threads: int | None = None,
+    compile: bool = False,
+    recompute: bool = False,
+    plain: bool = True,
+    precision: str = "auto",
+    bar=None,
+) -> Iterator[dict]:
+    """Yield one result per implementation, batch size and segment length: the median of
+    ``steps`` timed steps after one warm-up step (two with ``compile``).
+
+    On a CPU everything runs twice: first with glibc's default allocator (how a plain PyTorch
+    script runs), then keeping freed memory as ``train`` does (``allocator`` in each result).
+    The switch is one-way and process-wide, hence the order; a process that already switched
+    measures the second phase only. ``speedup_vs_plain`` compares within one phase;
+    ``speedup_vs_plain_default`` (second phase) compares wavegen as ``train`` runs it with the
+    plain model as a plain script runs it. ``precision`` is wavegen's ``train.precision``;
+    ``speedup_vs_plain_same_precision`` compares with the plain model at wavegen's precision.
+    ``bar`` (a tqdm) counts the configurations (phase, batch, segment) measured.
+    """
+    if threads and device.type == "cpu":
+        torch.set_num_threads(threads)
+    if config.labels or config.mel_channels:
+        raise ValueError("bench --train measures unconditioned shapes")
+    torch.manual_seed(0)
+    model = WaveNet(config).to(device)
+    rf = model.receptive_field
+    forward = torch.compile(model) if compile else model
+    precision = precisions.resolve(precision, device)
+    contenders = [_Contender("wavegen" + ("+compile" if compile else "") + ("+recompute" if recompute else ""),
+                             model, lambda codes, start: forward(codes, output_from=start, recompute=recompute),
+                             device, precision)]
+    diff = None
+    if plain:
+        reference = PlainWaveNet(config).to(device)
+        reference.load_state_dict(model.plain_state_dict())
+        contenders.append(_Contender("plain", reference, reference, device, "fp32"))
+        if precision != "fp32":  # its own copy: the two plain models' Adam steps must not mix
+            same = PlainWaveNet(config).to(device)
+            same.load_state_dict(model.plain_state_dict())
+            contenders.append(_Contender(f"plain+{precision}", same, same, device, precision))
+        with torch.no_grad():
+            codes = torch.randint(0, config.classes, (2, rf + 64), device=device)
+            diff = (model(codes, output_from=rf) - reference(codes, output_from=rf)).abs().max().item()
+    phases = ["cuda caching allocator"]
+    if device.type == "cpu":
+        phases = ([] if freed_memory_kept() else [GLIBC_DEFAULT]) + [KEEP_FREED]
+    plain_by_default: dict[tuple[int, int], float] = {}
+    generator = torch.Generator().manual_seed(1)
+    if bar is not None:
+        bar.reset(total=len(phases) * len(batches) * len(segments))
+    for phase in phases:
+        if phase == KEEP_FREED:
+            keep_freed_memory()
+        for batch in batches:
+            for segment in segments:
+                times: dict[str, list[float]] = {c.name: [] for c in contenders}
+                warmup = 2 if compile else 1
+                for index in range(warmup + steps):
+                    codes = torch.randint(0, config.classes, (batch, rf + segment), generator=generator).to(device)
+                    targets = torch.randint(0, config.classes, (batch, segment), generator=generator).to(device)
+                    for contender in contenders:  # in turn, so a busy machine slows both alike
+                        times[contender.name].append(contender.step(codes, targets, rf))
+                medians = {name: statistics.median(spent[warmup:]) for name, spent in times.items()}
+                if bar is not None:
+                    bar.update(1)
+                if plain and phase == GLIBC_DEFAULT:
+                    plain_by_default[batch, segment] = medians["plain"]
+                for contender in contenders:
+                    seconds = medians[contender.name]
+                    result = {
+                        "bench": "train", "impl": contender.name, "device": device.type,
+                        "precision": contender.precision,
+                        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+                        "allocator": phase,
+                        "batch": batch, "segment": segment, "window": rf + segment,
+                        "step_s": round(seconds, 4),
+                        "samples_per_s": round(batch * segment / seconds, 1),
+                        "peak_memory_mb": round(contender.peak_memory(codes, targets, rf) / 2**20, 1),
+                        "memory": "cuda allocator peak" if device.type == "cuda" else "process rss growth in a step",
+                    }
+                    if plain:
+                        result["speedup_vs_plain"] = round(medians["plain"] / seconds, 3)
+                        same = "plain" if contender.precision == "fp32" else f"plain+{contender.precision}"
+                        result["speedup_vs_plain_same_precision"] = round(medians[same] / seconds, 3)
+                        if (batch, segment) in plain_by_default and phase == KEEP_FREED:
+                            result["speedup_vs_plain_default"] = round(plain_by_default[batch, segment] / seconds, 3)
+                        result["max_logit_diff_vs_plain"] = diff
+                    yield result

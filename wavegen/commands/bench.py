@@ -1,0 +1,117 @@
+"""``wavegen bench``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .common import QUIET, friendly_errors
+
+
+@click.command()
+@click.option("--recipe", default="default", show_default=True, help="Recipe whose model shape is measured.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change the shape, e.g. model.cycles=2 (with --train also train.precision).")
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["native", "cuda-graph", "torch", "reference"]),
+              help="Engines to run (repeatable; default: all).")
+@click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Streams at once (repeatable; default 1 and 32).")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: every core available).")
+@click.option("--cond", type=click.Choice(["none", "labels", "mels", "both"]),
+              help="Condition the model: on 4 labels, on 80 log-mel bands (random), or both (default: as the recipe).")
+@click.option("--train", "training", is_flag=True,
+              help="Measure training steps instead (forward+backward+Adam), against a plain nn.Conv1d WaveNet.")
+@click.option("--segment", "segments", multiple=True, type=click.IntRange(min=1),
+              help="--train: predicted samples per window (repeatable; default: the recipe's).")
+@click.option("--learn", "learn_data", type=click.Path(path_type=Path), metavar="DATA",
+              help="Measure learning instead: train variants on prepared DATA for the same budget, score validation.")
+@click.option("--variant", "variants", multiple=True, metavar="NAME[:KEY=VALUE,...]",
+              help="--learn: a variant (repeatable): 'plain' (the field's standard WaveNet), 'default' (the recipe), "
+                   "or NAME:key=value,... on top of the recipe (default: plain and default).")
+@click.option("--minutes", multiple=True, type=click.FloatRange(min=0, min_open=True),
+              help="--learn: wall-clock budget of training per variant (repeatable: scored at each mark).")
+@click.option("--steps", type=click.IntRange(min=1), multiple=True,
+              help="--train: timed steps (median; default 5). --learn: step budget per variant (repeatable).")
+@click.option("--compile", "compiled", is_flag=True, help="--train: run wavegen's model through torch.compile.")
+@click.option("--recompute", is_flag=True, help="--train: activation checkpointing (recompute in backward).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table.")
+@click.option("--quiet", is_flag=True, help=QUIET)
+@friendly_errors
+def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond, training, segments,
+          learn_data, variants, minutes, steps, compiled, recompute, as_json, quiet):
+    """Measure sampling speed (random weights): one table row per engine and batch size.
+
+    With --train: training speed, one row per implementation, batch and segment length.
+    With --learn DATA: validation bits/sample each variant reaches in the same training budget.
+    With --json: the same results as JSON lines, each printed as soon as it is measured."""
+    from ..config import apply_overrides, load_recipe
+    from ..limits import check_seconds, check_streams
+
+    check_seconds(seconds, beyond="wall time per measurement")
+    if not training:
+        for batch in batches:
+            check_streams(batch, "--batch", "measure smaller batches")
+    config = apply_overrides(load_recipe(recipe), list(overrides))
+    from ..bench import sampling as benchmark
+    from ..devices import resolve_device
+    from ..progress import bar as progress_bar
+
+    dev = resolve_device(device)
+    bar = progress_bar(enabled=not quiet, desc="bench", unit="config", delay=0.5)  # its total: once known
+
+    def show(results, columns):
+        from tqdm import tqdm
+
+        def echo(line):  # a row, with the bar (stderr, the same terminal) cleared and redrawn around it
+            with tqdm.external_write_mode(file=sys.stdout):
+                click.echo(line)
+
+        with bar:
+            if as_json:
+                benchmark.print_results(results, echo)
+            else:
+                benchmark.print_table(results, columns, echo)
+
+    from ..config import ConfigError
+
+    if learn_data is not None:
+        from ..bench import learning as bench_learn
+
+        if training or engines or cond or segments or compiled or recompute:
+            raise ConfigError("bench --learn trains variants: --train, --engine, --cond, --segment, --compile and "
+                              "--recompute are for the speed benchmarks (set the shape with --set)")
+        if not minutes and not steps:
+            raise ConfigError("bench --learn: give a budget, --minutes M or --steps N (repeatable)")
+        if minutes and steps:
+            raise ConfigError("bench --learn: give --minutes or --steps, not both")
+        if len(batches) > 1:
+            raise ConfigError("bench --learn: one --batch (or --set train.batch_size=N) for every variant")
+        if batches:
+            apply_overrides(config, [f"train.batch_size={batches[0]}"])
+        parsed = [bench_learn.parse_variant(v) for v in variants or (bench_learn.PLAIN, bench_learn.DEFAULT)]
+        if len({v.name for v in parsed}) != len(parsed):
+            raise ConfigError("bench --learn: variant names must differ")
+        click.echo(f"cpu: {bench_learn.cpu_name()}", err=True)
+        results = bench_learn.run(config, learn_data, parsed, minutes=list(minutes), steps=list(steps),
+                                  device=dev, threads=threads, bar=bar)
+        show(results, benchmark.LEARNING_COLUMNS)
+        return
+    if variants or minutes:
+        raise ConfigError("--variant and --minutes are for bench --learn DATA")
+    if training:
+        from ..bench import training as bench_train
+
+        if engines or cond:
+            raise ConfigError("bench --train measures training steps: --engine and --cond are for sampling")
+        # the recipe's shape without conditioning (the plain model it is compared with has none)
+        results = bench_train.run(benchmark.conditioned(config.model, "none"), list(batches) or [config.train.batch_size],
+                                  list(segments) or [config.train.segment_length], dev, steps[-1] if steps else 5, threads,
+                                  compile=compiled, recompute=recompute, precision=config.train.precision, bar=bar)
+        show(results, benchmark.TRAINING_COLUMNS)
+        return
+    default_engines = ["cuda-graph" if dev.type == "cuda" else "native", "torch", "reference"]
+    results = benchmark.run(config.model, list(engines) or default_engines, list(batches) or [1, 32],
+                            seconds, config.data.sample_rate, dev, repeats, threads, cond, bar=bar)
+    show(results, benchmark.SAMPLING_COLUMNS)

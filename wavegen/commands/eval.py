@@ -1,0 +1,46 @@
+"""``wavegen eval``: score a trained model on prepared data (``train.evaluate``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import (
+    ENGINE_CHOICE,
+    QUIET,
+    RUN_OR_CHECKPOINT,
+    friendly_errors,
+    log,
+    options,
+)
+
+
+@click.command(name="eval")
+@options(RUN_OR_CHECKPOINT)
+@click.option("--data", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
+              help="Prepared data whose validation part is scored.")
+@click.option("--seconds", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+              help="Vocoder models: seconds resynthesised per validation file.")
+@click.option("--files", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Vocoder models: validation files resynthesised.")
+@click.option("--max-seconds", type=click.FloatRange(min=0.01), default=600.0, show_default=True,
+              help="Validation audio scored at most (from the first held-out file on).")
+@click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Also print the results as one JSON object on stdout (the report lines stay on stderr).")
+@click.option("--quiet", is_flag=True, help=QUIET)
+@friendly_errors
+def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine, device, as_json, quiet):
+    """Score a model: validation bits per sample; for vocoders, the resynthesis log-mel distance."""
+    from ..limits import check_eval_lengths
+
+    check_eval_lengths(seconds, max_seconds)  # before torch is imported: answered at once
+    from ..generate.synth import pick_checkpoint
+    from ..train.evaluate import evaluate as run_evaluate
+
+    report = run_evaluate(pick_checkpoint(run, checkpoint), data, seconds, files, max_seconds, engine, device,
+                          log=log, progress=not quiet)
+    if as_json:
+        click.echo(json.dumps(report))

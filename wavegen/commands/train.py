@@ -1,0 +1,65 @@
+"""``wavegen train``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .common import QUIET, friendly_errors, log
+
+
+@click.command()
+@click.option("--data", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
+              help="Prepared data folder.")
+@click.option("--run", "--run-dir", "run", type=click.Path(path_type=Path),
+              help="Run folder (default: runs/RECIPE); resumed if it exists. Under torchrun spell it --run-dir "
+                   "(torchrun takes --run for its own --run-path).")
+@click.option("--recipe", help="Recipe name in recipes/ or a .toml path (default: 'default', or the run's own).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.lr=3e-4.")
+@click.option("--steps", type=click.IntRange(min=1), help="Train until this step (same as --set train.steps=N).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
+              help="Train in N processes on this machine (one per GPU) through torchrun; batch_size is per process.")
+@click.option("--quiet", is_flag=True, help=QUIET)
+@friendly_errors
+def train(data, run, recipe, overrides, steps, device, nproc, quiet):
+    """Train a model on prepared data, or resume the run if it has a checkpoint.
+
+    Under torchrun (``torchrun --nproc-per-node N -m wavegen train ...``) every process runs this
+    command and they train one model together; ``--nproc N`` starts torchrun for one machine.
+    """
+    from ..config import ConfigError
+    from ..outputs import writable_folder
+
+    for item in overrides:  # train sets these from the prepared data: an override would be lost
+        key = item.partition("=")[0].strip()
+        if key in ("model.labels", "model.mel_channels", "model.mel_hop"):
+            raise ConfigError(f"--set {item}: a model conditions on what its data carries; prepare the data "
+                              "with --labels folders or --mels N instead")
+        if key.startswith("data."):
+            raise ConfigError(f"--set {item}: data settings are prepare's (a run takes them from its prepared data); "
+                              f"give it to `wavegen prepare DATASET --set {item.strip()}`")
+    run = run or Path("runs") / Path(recipe or "default").stem
+    writable_folder(run, "--run")
+    from ..devices import resolve_device
+    from ..train import distributed
+    from ..train.loop import resolve_config
+    from ..train.loop import train as run_train
+
+    launching = nproc is not None and nproc > 1
+    speaks = not launching and distributed.from_env()[1] == 0  # what the config says, once: by rank 0
+    config, _, changes = resolve_config(run, recipe, list(overrides), steps, log=log if speaks else lambda _: None)
+    if launching:  # this command again, in nproc processes under torchrun
+        from ..data.prepared import PreparedData
+
+        PreparedData(data)  # a missing folder: one error line here, not one from every process
+        args = ["-m", "wavegen", "train", "--data", str(data), "--run-dir", str(run), "--device", device]
+        args += (["--recipe", recipe] if recipe else []) + [part for item in overrides for part in ("--set", item)]
+        args += (["--steps", str(steps)] if steps else []) + (["--quiet"] if quiet else [])
+        sys.exit(distributed.launch(nproc, resolve_device(device), args))
+    world = distributed.start(resolve_device(device))
+    try:
+        run_train(config, data, run, device=device, log=log, progress=not quiet, world=world, changes=changes)
+    finally:
+        world.close()

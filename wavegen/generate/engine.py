@@ -1,0 +1,79 @@
+"""What every sampling engine is: the protocol, and the one definition of a sample (counter-based random numbers per stream, inverse-CDF draw) they all share."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from ..model.conditioning import Conditioning
+
+
+class Engine(Protocol):
+    name: str
+
+    def reset(self, batch: int, history: torch.Tensor | None = None,
+              conditioning: Conditioning | None = None) -> None: ...
+    def logits(self) -> torch.Tensor: ...
+    def append(self, codes: torch.Tensor) -> None: ...
+
+
+# Counter-based random numbers (SplitMix64's finaliser), computed identically in Python and in
+# the native engine: the uniform for stream seed s and sample n is a pure function of (s, n), so
+# a stream is reproducible on its own, whatever the batch, the engine or the thread count.
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (arithmetic mod 2^64)."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def stream_uniforms(seeds: list[int], start: int, count: int) -> np.ndarray:
+    """Uniforms in [0, 1) for samples ``start .. start + count - 1`` of each stream: (B, count) float64.
+
+    u(s, n) = (mix(mix(s + GOLDEN) + (n + 1) * GOLDEN) >> 11) * 2^-53, all mod 2^64.
+    """
+    with np.errstate(over="ignore"):  # wrap-around is the definition, not an accident
+        seed = np.array([int(s) % 2**64 for s in seeds], dtype=np.uint64)
+        key = _mix(seed + np.uint64(GOLDEN))  # (B,)
+        n = np.arange(start + 1, start + count + 1, dtype=np.uint64)  # (count,)
+        bits = _mix(key[:, None] + n[None, :] * np.uint64(GOLDEN)) >> np.uint64(11)
+    return bits.astype(np.float64) * 2.0**-53
+
+
+class StreamRandom:
+    """One uniform per stream and sample, counting samples from 0; drawn ahead in chunks."""
+
+    def __init__(self, seeds: list[int], chunk: int = 4096) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self.chunk = chunk
+        self.start = 0  # sample index of buffer[:, 0]
+        self.buffer = np.empty((len(seeds), 0))
+        self.used = 0
+
+    def next(self) -> torch.Tensor:  # (B,) float64
+        if self.used == self.buffer.shape[1]:
+            self.start += self.used
+            self.buffer = stream_uniforms(self.seeds, self.start, self.chunk)  # (B, chunk)
+            self.used = 0
+        self.used += 1
+        return torch.from_numpy(self.buffer[:, self.used - 1].copy())
+
+
+def sample_codes(logits: torch.Tensor, temperature: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Draw one code per row of ``logits`` (B, C) by inverse CDF of softmax(logits / temperature).
+
+    The definition the native engine mirrors step for step: m = max(l); e_i = exp((l_i - m) / T)
+    in float64; cdf = running sum in index order; code = first i with cdf_i >= u * cdf[C-1].
+    """
+    logits = logits.double()  # float32 -> float64 is exact
+    shifted = (logits - logits.max(dim=-1, keepdim=True).values) / temperature.to(logits.device)[:, None]
+    cdf = torch.exp(shifted).cumsum(dim=-1)  # (B, C), unnormalised
+    target = uniform.to(cdf.device) * cdf[:, -1]  # (B,)
+    codes = torch.searchsorted(cdf, target[:, None].contiguous())  # first i with cdf_i >= target
+    return codes.squeeze(1).clamp_(max=logits.shape[-1] - 1)

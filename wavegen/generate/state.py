@@ -1,0 +1,241 @@
+"""What a sampling engine reads besides its weights: the state it starts from and the
+conditioning terms of every step.
+
+- ``past_block_inputs``: every residual block's input over the past (one receptive field of
+  silence, then the history), computed by one parallel pass, which the engines turn into their
+  ring buffers (``ring_of``). Streams that share codes and conditioning share the pass.
+- ``TermParts``: a ``Conditioning`` taken apart the way the cached engines use it (a fixed
+  label term per stream, frame-rate mel terms they upsample themselves), ``FrameBlocks`` the
+  frame-rate terms a block of frames at a time, at fixed places so that the numbers a step
+  reads do not depend on how a generation is split into calls.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..audio.mulaw import SILENCE_CODE
+from ..model.conditioning import CONTEXT_FRAMES, StackedTerms, mel_window, slice_frames
+from ..model.network import WaveNet
+
+if TYPE_CHECKING:
+    from ..model.conditioning import Conditioning
+
+
+def silence(batch: int, length: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.full((batch, length), SILENCE_CODE, dtype=torch.long, device=device)
+
+
+def check_conditioning(model: WaveNet, batch: int, conditioning: Conditioning | None) -> None:
+    """Refuse a conditioning that does not fit the model (or its absence where one is needed)."""
+    if conditioning is None:
+        if model.conditioned:
+            raise ValueError("this model is conditioned: pass conditioning (labels and/or mel features)")
+        return
+    if not model.conditioned:
+        raise ValueError("this model is not conditioned: generate without conditioning")
+    if conditioning.layers != len(model.blocks) or conditioning.channels != 2 * model.config.gate_channels:
+        raise ValueError("the conditioning was made for another model")
+    if conditioning.batch != batch:
+        raise ValueError(f"the conditioning is for {conditioning.batch} streams, not {batch}")
+
+
+class TermParts:
+    """A ``Conditioning`` taken apart the way the cached engines use it. The term of stream s at
+    time t, with f = floor(t / hop) and j = t - f·hop, is
+
+        ((k[0, j]·F(f-1) + k[1, j]·F(f)) + k[2, j]·F(f+1)) + fixed
+
+    ``fixed`` (B, L, 2G): the label terms (None without labels); F(g) (B, L, 2G): the frame-rate
+    terms of mel frame g (``frames``); k = ``kernel`` (3, hop). Without mel features ``hop`` is 0
+    and the term is ``fixed`` at every step. This is ``Conditioning.bias``'s arithmetic in the
+    order every cached engine uses (the tests hold the two together to rounding); it reads the conditioning's fields (``label_terms``,
+    ``mels``, ``conditioner``), which is why it lives beside the engines that need it.
+    """
+
+    def __init__(self, conditioning: Conditioning, streams: torch.Tensor | None = None) -> None:
+        """``streams``: the conditioning of these streams only (indices), else of every stream."""
+        self.conditioner = conditioning.conditioner
+        self.layers, self.channels = conditioning.layers, conditioning.channels
+        labels, self.mels = conditioning.label_terms, conditioning.mels  # (B, L·2G), (B, M, frames)
+        if streams is not None:
+            labels = None if labels is None else labels[streams.to(labels.device)]
+            self.mels = None if self.mels is None else self.mels[streams.to(self.mels.device)]
+        self.batch = conditioning.batch if streams is None else len(streams)
+        self.fixed = None if labels is None else labels.view(self.batch, self.layers, self.channels)
+        self.hop = 0 if self.mels is None else self.conditioner.hop
+        self.kernel = None if not self.hop else self.conditioner.upsample_kernel.detach().float()  # (3, hop)
+        self.conditioning = conditioning
+
+    @torch.inference_mode()
+    def frames(self, first: int, count: int) -> torch.Tensor:
+        """F(first) .. F(first + count - 1): (B, count, L, 2G) float32."""
+        mels = slice_frames(self.mels, first - 2, count + 4)  # the frame net reads ±2 frames
+        terms = self.conditioner.frame_terms(mels).float()  # (B, L·2G, count)
+        return terms.view(self.batch, self.layers, self.channels, count).permute(0, 3, 1, 2)
+
+    def window(self, start: int, count: int) -> PartsWindow:
+        """The terms of times ``start .. start + count - 1`` for ``WaveNet.forward``, upsampled
+        layer by layer when asked (all at once, (B, L, 2G, count), could take gigabytes)."""
+        return PartsWindow(self, start, count)
+
+
+class PartsWindow:
+    """``TermParts.window``: per-layer terms (B, 2G, count), or (B, 2G, 1) for labels alone."""
+
+    def __init__(self, parts: TermParts, start: int, count: int) -> None:
+        self.parts, self.start, self.count = parts, start, count
+        self.frames = None
+        if parts.hop:
+            first, frames = mel_window(start, count, parts.hop)
+            with torch.inference_mode():  # (B, L·2G, frames - 4)
+                self.frames = parts.conditioner.frame_terms(slice_frames(parts.mels, first, frames))
+
+    @torch.inference_mode()
+    def layer(self, index: int) -> torch.Tensor:
+        parts, term = self.parts, None
+        if self.frames is not None:  # what Conditioning.bias does, for this layer's channels only
+            columns = self.frames[:, index * parts.channels : (index + 1) * parts.channels]
+            term = parts.conditioner.upsample(columns, self.start % parts.hop, self.count).float()
+        if parts.fixed is not None:
+            label = parts.fixed[:, index, :, None]
+            term = label if term is None else term + label
+        return term
+
+
+def _forward_past(model: WaveNet, past: torch.Tensor, cond: StackedTerms | None) -> list[torch.Tensor]:
+    """Every block's input over the last (k-1)·d times of ``past`` (b, P), what its ring holds."""
+    inputs: list[torch.Tensor] = []
+    onehot = F.one_hot(past, model.config.classes).transpose(1, 2).float()  # (b, C, P)
+    model.forward_onehot(onehot, output_from=past.shape[1] - 1, block_inputs=inputs, cond=cond)
+    k = model.config.kernel_size
+    return [x[:, :, x.shape[2] - (k - 1) * block.dilation :].clone() for x, block in zip(inputs, model.blocks)]
+
+
+@torch.inference_mode()
+def past_block_inputs(
+    model: WaveNet,
+    batch: int,
+    history: torch.Tensor | None,
+    device: torch.device | str,
+    conditioning: Conditioning | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The codes before the first sample (b, P) and every block's input over the last (k-1)·d of
+    them (b, R, (k-1)·d): what the block's ring holds when generation starts.
+
+    The past is one receptive field of silence, then the last receptive field of the history if
+    given (nothing older can reach the next sample), at times -P .. -1 of the conditioning. When
+    every stream has the same past (the same history or none, the same conditioning or none) it
+    is computed once: b = 1 then, else b = batch.
+
+    Conditioned streams with the same codes (no history, or one for all) share what their
+    conditioning lets them: with labels alone, the streams of a label share the whole pass; with
+    mel features, the times before -CONTEXT_FRAMES·hop, where every stream's features are
+    silence, are run once per label and only the rest for each stream.
+    """
+    rf = model.receptive_field
+    if history is not None:
+        history = history[:, -rf:].to(device).long()
+        if torch.equal(history, history[:1].expand_as(history)):
+            history = history[:1]
+    past = silence(1 if history is None else history.shape[0], rf, device)
+    if history is not None:
+        past = torch.cat([past, history], 1)
+    if conditioning is None:
+        return past, _forward_past(model, past, None)
+    length, shared = past.shape[1], past.shape[0] == 1
+    past = past.expand(batch, -1)
+    parts = TermParts(conditioning)
+    # The distinct label terms: stream s has those of streams[which[s]].
+    streams, which = torch.zeros(1, dtype=torch.long), torch.zeros(batch, dtype=torch.long)
+    if parts.fixed is not None:
+        _, first, which = np.unique(parts.fixed.flatten(1).double().cpu().numpy(), axis=0,
+                                    return_index=True, return_inverse=True)
+        streams, which = torch.from_numpy(first), torch.from_numpy(which.reshape(-1))
+    if not parts.hop:
+        if not shared:
+            streams, which = torch.arange(batch), torch.arange(batch)
+        terms = StackedTerms(TermParts(conditioning, streams).fixed.to(device)[:, :, :, None])
+        inputs = _forward_past(model, past[streams.to(device)], terms)
+        return (past[:1], inputs) if len(streams) == 1 else (past, [x[which.to(device)] for x in inputs])
+    suffix = CONTEXT_FRAMES * parts.hop  # before, every stream's mel frames are silence
+    if not shared or suffix >= length:
+        return past, _forward_past(model, past, parts.window(-length, length))
+    return past, _forward_past_split(model, past, TermParts(conditioning, streams), which, parts, suffix)
+
+
+@torch.inference_mode()
+def _forward_past_split(model: WaveNet, past: torch.Tensor, common: TermParts, which: torch.Tensor,
+                        parts: TermParts, suffix: int) -> list[torch.Tensor]:
+    """``_forward_past`` for streams that share their codes and whose conditioning differs in the
+    last ``suffix`` times only: the rest is run for the distinct streams of ``common`` (stream s
+    is ``which[s]`` of them), the suffix for every stream of ``parts``, continuing from it."""
+    length = past.shape[1]
+    split = length - suffix
+    device = past.device
+    which = which.to(device)
+    inputs: list[torch.Tensor] = []
+    onehot = F.one_hot(past[:1], model.config.classes).transpose(1, 2).float()  # (1, C, P)
+    model.forward_onehot(onehot[:, :, :split].expand(common.batch, -1, -1), output_from=split - 1,
+                         block_inputs=inputs, cond=common.window(-length, split))
+    x = model.input(onehot)[:, :, split:].expand(parts.batch, -1, -1)  # the same codes: the same input
+    terms = parts.window(-suffix, suffix)
+    rings, k = [], model.config.kernel_size
+    for index, (block, before) in enumerate(zip(model.blocks, inputs)):
+        keep = (k - 1) * block.dilation  # what the conv reads before the suffix (and the ring's length)
+        before = F.pad(before[:, :, max(0, split - keep) :], (max(0, keep - split), 0))  # zeros before the past
+        x = torch.cat([before[which], x], dim=2)  # (B, R, keep + suffix)
+        rings.append(x[:, :, x.shape[2] - keep :].clone())
+        # The block's own forward; its first `keep` outputs read its zero padding and are dropped.
+        x, _ = block(x, x.shape[2] - 1, F.pad(terms.layer(index), (keep, 0)))
+        x = x[:, :, keep:]
+    return rings
+
+
+def ring_of(x: torch.Tensor, length: int, t: int) -> torch.Tensor:
+    """The last ``length`` time steps of ``x`` (b, F, T) as a ring (length, b, F) in which the
+    value of time s sits at slot s mod length; ``t`` is the time just after x's last step."""
+    ring = torch.empty(length, x.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+    if length:
+        times = torch.arange(t - length, t, device=x.device)
+        ring[times % length] = x[:, :, -length:].permute(2, 0, 1)
+    return ring
+
+
+# Frame-rate conditioning terms held at once by a cached engine: blocks of frames are sized to this.
+TERM_BYTES = 32 << 20
+
+
+class FrameBlocks:
+    """The frame-rate terms F(g) of ``TermParts`` for the generated steps, a block of frames at a
+    time; one block is kept.
+
+    Block k serves the times of frames k·F .. (k+1)·F - 1 and holds F(k·F - 1) .. F((k+1)·F),
+    the rows those times read (F = ``frames``, at most ``max_frames`` and so that a block takes at
+    most ``max_bytes``). The blocks sit at fixed places, so the numbers a step reads do not depend
+    on how a generation is split into calls. ``pack`` turns (B, rows, L, 2G) into an engine's
+    layout of ``width`` floats per stream and row.
+    """
+
+    def __init__(self, parts: TermParts, pack: Callable[[torch.Tensor], torch.Tensor], width: int,
+                 max_frames: int = 256, max_bytes: int | None = None) -> None:
+        self.parts, self.pack, self.hop = parts, pack, parts.hop
+        budget = TERM_BYTES if max_bytes is None else max_bytes
+        self.frames = max(1, min(max_frames, budget // (4 * width * parts.batch) - 2))
+        self.first: int | None = None  # frame of the block's row 0
+        self.block: torch.Tensor | None = None
+
+    def at(self, t: int) -> tuple[torch.Tensor, int, int]:
+        """The block serving time ``t``, the frame of its row 0, and how many steps from t on it
+        serves."""
+        frame = t // self.hop
+        k = frame // self.frames
+        first = k * self.frames - 1
+        if first != self.first:
+            self.block = None  # let the old block go before the new one is made
+            self.block = self.pack(self.parts.frames(first, self.frames + 2))
+            self.first = first
+        return self.block, first, (k + 1) * self.frames * self.hop - t

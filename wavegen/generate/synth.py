@@ -1,0 +1,246 @@
+"""Synthesis from a checkpoint: pick the run, build the engine, generate, write WAVs."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..audio.artifacts import write_sample
+from ..audio.io import AudioReadError, cancel_note, read_recording
+from ..audio.mulaw import decode, encode
+from ..devices import resolve_device
+from ..errors import CheckpointError, ConfigError, DataError
+from ..limits import (
+    MAX_STREAMS,
+    check_samples,
+    check_seconds,
+    check_streams,
+    check_temperature,
+    generation_memory,
+)
+from ..model import checkpoint as ckpt
+from ..outputs import (
+    distinct_names,
+    inside,
+    leaves_no_empty_folder,
+    safe_name,
+    writable_folder,
+)
+from ..run_config import check_unedited
+from ..runs import checkpoint_paths, newest_run
+from .engines import generate, make_engine, native_available
+
+
+def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
+    """``--checkpoint`` as given; else the run's best checkpoint (lowest validation loss), or
+    its latest when it has no validation data; the run defaults to the newest under ``runs/``."""
+    if checkpoint is not None and run is not None:  # one of them would be ignored
+        raise ConfigError(f"--run {run} and --checkpoint {checkpoint}: give one of them")
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if checkpoint.is_dir():
+            raise CheckpointError(f"{checkpoint}: --checkpoint is a folder; give a checkpoint file "
+                                  f"(RUN/checkpoints/best.pt), or the run folder with --run")
+        return checkpoint
+    run = Path(run) if run is not None else newest_run()
+    if run.exists() and not run.is_dir():
+        raise CheckpointError(f"{run}: --run is a file, not a run folder"
+                              + ("; give a checkpoint file with --checkpoint" if run.suffix == ".pt" else ""))
+    paths = checkpoint_paths(run)
+    for which in ("best", "latest"):
+        if paths[which].is_file():
+            return paths[which]
+    raise CheckpointError(f"{run}: no checkpoints in {run / 'checkpoints'} (train it first)")
+
+
+@dataclass
+class SynthResult:
+    files: list[Path]
+    samples_per_s: float
+    real_time_factor: float
+    engine: str
+    labels: list[str] | None = None  # the label of each stream, for labelled models
+
+
+def stream_labels(model, wanted: list[str], n: int | None) -> tuple[list[str] | None, int]:
+    """The label of each stream and the number of streams.
+
+    No ``--label``: streams go through the model's labels in turn (one each by default). One
+    label: every stream. Several: one per stream (``n`` defaults to their number).
+    """
+    known = list(model.config.labels)
+    if not known:
+        if wanted:
+            raise ConfigError("--label: this model was trained without labels")
+        return None, n or 1
+    for name in wanted:
+        if name not in known:
+            raise ConfigError(f"--label {name}: unknown label (known: {', '.join(known)})")
+    names = wanted or known
+    if n is None:
+        n = len(names) if len(wanted) != 1 else 1
+    if len(wanted) > 1 and n != len(wanted):
+        raise ConfigError(f"--n {n} with {len(wanted)} labels: give one --label, or one per stream")
+    return [names[i % len(names)] for i in range(n)], n
+
+
+def read_mel_file(path: Path, bands: int) -> np.ndarray:
+    """Log-mel features (frames, bands) from a .npy file, as ``prepare`` stores them
+    ((bands, frames) is accepted too)."""
+    try:
+        mels = np.load(Path(path), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read mel features ({exc})") from None
+    if mels.ndim != 2 or bands not in mels.shape:
+        raise DataError(f"{path}: expected log-mel features of shape (frames, {bands}), got {mels.shape}")
+    if mels.shape[1] != bands:
+        mels = mels.T
+    if not np.isfinite(mels).all():
+        raise DataError(f"{path}: mel features contain NaN or infinite values")
+    if len(mels) == 0:
+        raise DataError(f"{path}: no frames")
+    return np.ascontiguousarray(mels, np.float32)
+
+
+def make_conditioning(model, labels: list[str] | None, mels: np.ndarray | None):
+    """The ``Conditioning`` for a batch of streams: label names (one per stream) and/or
+    log-mel features (B, frames, bands); None for an unconditioned model."""
+    from ..model.conditioning import Conditioning
+
+    if not model.conditioned:
+        return None
+    ids = None if labels is None else torch.tensor([model.config.labels.index(x) for x in labels])
+    mel = None if mels is None else torch.from_numpy(np.ascontiguousarray(mels.transpose(0, 2, 1)))
+    return Conditioning(model, ids, mel)
+
+
+# Up to this many streams the native engine on the CPU outruns the cuda-graph engine on a GPU
+# (measured on an H200: the graph engine is launch-bound at ~2,000-2,800 samples/s per stream up
+# to 64 streams, the native engine ~4× that for one stream on one busy CPU core); beyond, a GPU's
+# batching wins (1.5 million samples/s for 1,024 streams).
+NATIVE_OVER_GPU_STREAMS = 16
+
+
+def pick_engine(engine: str, device: str, model, streams: int, log: Callable[[str], None]):
+    """The engine to synthesise with and its device. ``auto`` means the fastest: the native engine
+    when it builds (on the CPU, unless a GPU was asked for or the streams are many), the
+    cuda-graph engine on a GPU, else torch."""
+    dev = resolve_device(device)
+    if engine == "auto" and device == "auto" and dev.type != "cpu" and streams <= NATIVE_OVER_GPU_STREAMS:
+        dev = resolve_device("cpu") if native_available(log) else dev
+    return make_engine(engine, model, dev, log=log), dev
+
+
+@leaves_no_empty_folder("out")
+def synthesize(
+    checkpoint: Path,
+    out: Path = Path("samples"),
+    seconds: float | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    temperature: float = 1.0,
+    engine: str = "auto",
+    device: str = "auto",
+    prime: Path | None = None,
+    labels: list[str] = (),
+    mel: Path | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> SynthResult:
+    """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``: a WAV
+    each, with its spectrogram (.png) and metadata (.json) beside it (``artifacts``).
+
+    Generation starts from silence, or continues the end of the recording ``prime``. A
+    labelled model generates the given ``labels`` (default: each of its labels in turn); a
+    mel-conditioned model needs ``mel``, a .npy file of log-mel features, whose length sets
+    the duration unless ``seconds`` shortens it.
+    """
+    # Everything that can be refused is refused before the (long) generation and before any
+    # file is written: a refused call leaves earlier samples as they were.
+    if seconds is not None:
+        check_seconds(seconds)
+    if n is not None:
+        check_streams(n)
+    check_temperature(temperature)
+    writable_folder(out)
+    model, payload = ckpt.load_model(checkpoint, map_location="cpu")
+    config = ckpt.config_of(payload, checkpoint)
+    check_unedited(checkpoint, config)  # an edited data.sample_rate would be ignored: refuse it
+    rate = config.data.sample_rate
+    step = _step_of(payload, checkpoint)
+    run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
+    names, n = stream_labels(model, list(labels), n)
+    if n > MAX_STREAMS and not labels:  # a stream per label by default
+        raise ConfigError(f"{checkpoint}: {n} labels, a stream each, are more than {MAX_STREAMS} streams at once; "
+                          "choose labels with --label")
+    check_streams(n)
+    mels = None
+    if model.config.mel_channels:
+        if mel is None:
+            raise ConfigError(f"{checkpoint}: this model is conditioned on log-mel features: give --mel FILE.npy, "
+                              "or use `wavegen vocode INPUT.wav`")
+        mels = read_mel_file(mel, model.config.mel_channels)
+        longest = len(mels) * model.config.mel_hop / rate
+        seconds = longest if seconds is None else min(seconds, longest)
+        mels = np.broadcast_to(mels, (n, *mels.shape))
+    elif mel is not None:
+        raise ConfigError("--mel: this model was trained without mel features")
+    num = max(1, round((2.0 if seconds is None else seconds) * rate))
+    check_samples(n, num, rate)
+    gen, dev = pick_engine(engine, device, model, n, log)
+    conditioning = make_conditioning(model, names, mels)
+    history = None
+    if prime is not None:
+        try:
+            recording = read_recording(Path(prime), rate)
+        except (AudioReadError, OSError) as exc:
+            raise DataError(f"{prime}: cannot use as a prime ({exc})") from None
+        if cancel_note(recording):  # a prime that comes out silent would otherwise puzzle: say why
+            log(f"note: {prime}: {cancel_note(recording)}")
+        audio = recording.audio[-model.receptive_field :]
+        history = encode(audio).unsqueeze(0).expand(n, -1)  # (n, P): every stream continues it
+        log(f"continuing the last {len(audio) / rate:.3f} s of {prime}")
+    what = f" ({', '.join(sorted(set(names)))})" if names else ""
+    log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the '{gen.name}' engine on {dev} "
+        f"({checkpoint}, step {step})")
+    from ..progress import bar as progress_bar
+
+    seeds = [seed + i for i in range(n)]
+    with progress_bar(total=num, desc="synth", unit="sample", unit_scale=True, enabled=progress, leave=False) as bar:
+        tick = time.perf_counter()
+        with generation_memory(f"{n} × {num / rate:g} s"):
+            codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update,
+                             conditioning=conditioning)
+        elapsed = time.perf_counter() - tick
+    # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
+    # list, so a label's file name does not depend on which others were asked for.
+    tags = dict(zip(model.config.labels, distinct_names(list(model.config.labels))))
+    files = []
+    for i, s in enumerate(seeds):
+        tag = f"-{tags[names[i]]}" if names else ""
+        path = inside(out, f"{run_name}-step{step}{tag}-seed{s}.wav")
+        # one stream at a time: 4 bytes a sample, not n × 4
+        write_sample(path, decode(codes[i]).numpy(), rate, {
+            "kind": "synth", "run": run_name, "checkpoint": str(checkpoint), "step": step,
+            "weights": "moving average" if "ema" in payload else "trained", "seed": s,
+            "temperature": temperature, "engine": gen.name, "device": str(dev),
+            "label": names[i] if names else None, "prime": None if prime is None else str(prime),
+            "mel": None if mel is None else str(mel), "streams": n, "took_s": round(elapsed, 3)})
+        files.append(path)
+    sps = n * num / elapsed
+    result = SynthResult(files, sps, sps / rate, gen.name, names)
+    log(f"wrote {len(files)} files to {out}: {sps:,.0f} samples/s over {n} streams, "
+        f"{result.real_time_factor:.3f}× real time")
+    return result
+
+
+def _step_of(payload: dict, checkpoint: Path) -> int:
+    """The training step a checkpoint was saved at (part of the output names)."""
+    try:
+        return int(payload.get("step", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{checkpoint}: bad step in checkpoint ({payload.get('step')!r})") from None

@@ -1,0 +1,105 @@
+"""Checkpoints: everything needed to resume training or to synthesise, in one file.
+
+A checkpoint is a dict of tensors and plain Python values (no classes), saved with ``torch.save``
+and loaded with ``weights_only=True``, which refuses to unpickle anything else: opening a
+checkpoint from a stranger cannot run code. It carries the resolved config, so ``synth`` and
+``info`` need nothing but the file.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import LEGACY_MODEL, LEGACY_TRAIN, Config, validate
+from ..errors import CheckpointError, ConfigError
+from ..files import atomic_open
+from .network import WaveNet
+
+FORMAT = "wavegen-checkpoint"
+
+
+VERSION = 1
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (plus format tags) atomically: the previous file survives any crash,
+    and a failed write (a full disk) is a ``WriteError`` naming ``path``."""
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    with atomic_open(Path(path), "wb") as handle:
+        torch.save(payload, handle)
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without executing code from it; a bad file gives a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"unsupported GLOBAL (\S+)", str(exc), re.IGNORECASE)
+        if found:  # a class or function reference: what a code-running pickle needs
+            raise CheckpointError(
+                f"{path}: refused to load, it asks to import {found.group(1)} (checkpoints hold only weights)"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or another format)") from None
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: corrupt or truncated)") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a wavegen checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported")
+    return payload
+
+
+def config_of(payload: dict[str, Any], path: Path | str = "checkpoint") -> Config:
+    """The config a checkpoint carries, checked like a recipe (a crafted file can hold anything)."""
+    try:
+        raw = payload["config"]
+        if isinstance(raw, dict) and isinstance(raw.get("model"), dict):  # written before these keys existed
+            raw = {**raw, "model": {**LEGACY_MODEL, **raw["model"]},
+                   "train": {**LEGACY_TRAIN, **(raw.get("train") or {})}}
+        config = Config.from_dict(raw, source=str(path))
+        validate(config)
+        return config
+    except (KeyError, TypeError, AttributeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: bad config in checkpoint ({exc})") from None
+
+
+def load_model(path: Path, map_location: str | torch.device = "cpu") -> tuple[WaveNet, dict[str, Any]]:
+    """Rebuild the model from a checkpoint alone (its config gives the shape), with the moving
+    average of its weights when the run kept one (``train.ema``)."""
+    payload = load(path, map_location)
+    config = config_of(payload, path)
+    model = WaveNet(config.model)
+    try:
+        model.load_state_dict(payload["ema"] if "ema" in payload else payload["model"])
+    except (KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the model shape in its config ({reason})") from None
+    return model.eval(), payload
+
+
+def describe_checkpoint(path: Path) -> dict:
+    """What ``wavegen info`` shows: config, size, receptive field, training state."""
+    model, payload = load_model(path)
+    config = payload["config"]
+    rate = config["data"]["sample_rate"]
+    rf = model.receptive_field
+    return {
+        "checkpoint": str(path),
+        "step": payload.get("step"),
+        "best_val_bits": payload.get("best_val_bits"),
+        "parameters": model.parameter_count(),
+        "receptive_field_samples": rf,
+        "receptive_field_ms": round(1000 * rf / rate, 2),
+        "dilations": model.dilations,
+        "labels": list(model.config.labels),
+        "weights": f"moving average (train.ema = {config['train'].get('ema')})" if "ema" in payload else "trained",
+        "mel_context_frames": list(model.mel_context),
+        "config": config,
+    }

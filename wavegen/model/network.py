@@ -1,0 +1,368 @@
+"""The WaveNet network: causal dilated convolutions, gated units, residual and skip paths.
+
+This module is the network only. It holds no sampling state; ``sampling.py`` reads the weights
+of a ``WaveNet`` and runs its own incremental step.
+
+    codes (B, T) ──one-hot──▶ type-A causal conv (k_in taps, sees t-k_in .. t-1)
+                                   │ x (B, R, T)
+            ┌──────────────────────▼──────────────────────────────────┐
+            │ residual block, dilation d (×cycles×layers_per_cycle)   │
+            │   x ─▶ causal conv k, d (type B) ─▶ (B, 2G, T)          │
+            │        tanh(a) · sigmoid(b) = z (B, G, T)               │
+            │   x + 1×1(z) ─▶ next block      1×1(z) ─▶ skip (B, S, T) │
+            └──────────────────────────────────────────────────────────┘
+    Σ skips ─▶ ReLU ─▶ 1×1 (S→S) ─▶ ReLU ─▶ 1×1 (S→256) ─▶ logits (B, 256, T)
+
+Logits at position t predict code t from codes t-RF .. t-1 only (RF = ``receptive_field``),
+so training needs no shift between inputs and targets.
+
+Training windows carry a full receptive field of context before the positions they predict
+(``output_from >= receptive_field``). ``forward`` then runs "trimmed": every layer computes only
+the positions that later layers still read, with unpadded convolutions, and the input layer is
+a table lookup instead of a convolution over one-hot vectors. Same numbers, less work:
+
+    window       |<-------- context (RF) -------->|<------ predicted (S) ------>|
+    input layer    ·|──────────────────────────────────────────────────────────| T - k_in
+    block 1 (d=1)    ·|────────────────────────────────────────────────────────| - 1
+    ...                                   ...
+    last block                                     |───────────────────────────| S
+    skips, head                                    |───────────────────────────| S A conditioned model adds a term per
+layer to (B, 2G, T) before the gate: a label embedding and/or upsampled mel features
+(``conditioning.py``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+from torch.utils.checkpoint import checkpoint
+
+from ..config import ModelConfig
+from .conditioning import CONTEXT_FRAMES, Conditioner, LayerTerms
+
+
+class GatedTanh(torch.autograd.Function):
+    """``tanh(a) · sigmoid(b)`` of the two halves of (B, 2G, T) as one autograd node.
+
+    Autograd of the plain expression keeps the same two outputs but runs four backward nodes
+    and then concatenates the halves' gradients; here the backward writes both halves straight
+    into one (B, 2G, T) buffer, with the same kernels (so the gradients are bit-identical).
+    """
+
+    @staticmethod
+    def forward(ctx, pre: torch.Tensor) -> torch.Tensor:
+        filt, gate = pre.chunk(2, dim=1)
+        a, s = torch.tanh(filt), torch.sigmoid(gate)
+        ctx.save_for_backward(a, s)
+        return a * s
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        a, s = ctx.saved_tensors
+        out = grad.new_empty(*a.shape[:1], 2 * a.shape[1], *a.shape[2:])
+        g = a.shape[1]
+        torch.ops.aten.tanh_backward.grad_input(grad * s, a, grad_input=out[:, :g])
+        torch.ops.aten.sigmoid_backward.grad_input(grad * a, s, grad_input=out[:, g:])
+        return out
+
+
+def gated(pre: torch.Tensor) -> torch.Tensor:
+    """The gated activation, (B, 2G, T) → (B, G, T)."""
+    return GatedTanh.apply(pre)
+
+
+class CausalConv1d(nn.Conv1d):
+    """A 1-D convolution that only looks back in time (left padding, nothing on the right).
+
+    ``mask_type="B"`` lets output t see the input at t; ``"A"`` shifts the kernel one dilation
+    further back, so output t never sees input t (used by the first layer, on the codes being
+    predicted). Example with kernel 2, dilation 2, input x0..x3, pad p = 0:
+
+        type B: pad (k-1)·d = 2     p  p  x0 x1 x2 x3     y[t] = w0·x[t-2] + w1·x[t]
+                                    └──┼──┘
+                                       y0 ...
+        type A: pad k·d = 4, drop the last d outputs
+                              p  p  p  p  x0 x1 x2 x3     y[t] = w0·x[t-4] + w1·x[t-2]
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        dilation: int = 1,
+        mask_type: str = "B",
+    ) -> None:
+        if mask_type not in ("A", "B"):
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation)
+        self.mask_type = mask_type
+        self.left_pad = kernel_size * dilation if mask_type == "A" else (kernel_size - 1) * dilation
+
+    def tap_offsets(self) -> list[int]:
+        """How far back in time ``weight[:, :, i]`` reads, for each tap i."""
+        k, d = self.kernel_size[0], self.dilation[0]
+        shift = 1 if self.mask_type == "A" else 0
+        return [(k - 1 - i + shift) * d for i in range(k)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, C_out, T)
+        length = x.shape[-1]
+        return super().forward(F.pad(x, (self.left_pad, 0)))[..., :length]
+
+
+class ResidualBlock(nn.Module):
+    """Dilated causal conv → gated tanh·sigmoid → residual 1×1 and skip 1×1."""
+
+    def __init__(self, residual: int, gate: int, skip: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.dilation = dilation
+        self.conv = CausalConv1d(residual, 2 * gate, kernel_size, dilation, mask_type="B")
+        self.residual = nn.Conv1d(gate, residual, 1)
+        self.skip = nn.Conv1d(gate, skip, 1)
+
+    def forward(
+        self, x: torch.Tensor, skip_from: int = 0, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (next block's input (B, R, T), skip contribution (B, S, T - skip_from)).
+
+        ``cond`` (B, 2G, T or 1) is added to the conv's output before the gate: the paper's
+        V·h term of global and local conditioning.
+        """
+        pre = self.conv(x)  # (B, 2G, T)
+        if cond is not None:
+            pre = pre + cond
+        z = gated(pre)  # (B, G, T)
+        return x + self.residual(z), self.skip(z[..., skip_from:])
+
+    def forward_trimmed(
+        self, x: torch.Tensor, keep: int, cond: torch.Tensor | None = None, last: bool = False
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Unpadded: (next input (B, R, T - reach), skip of the last ``keep`` positions).
+
+        ``x`` starts ``reach = (k-1)·d`` positions before the first output this block gives, so
+        no padding is needed; ``cond`` is aligned with the output (its last positions are
+        used). The last block's residual output is never read, so it is not computed.
+        """
+        reach = self.conv.left_pad
+        pre = F.conv1d(x, self.conv.weight, self.conv.bias, dilation=self.dilation)  # (B, 2G, T - reach)
+        if cond is not None:
+            pre = pre + (cond if cond.shape[-1] == 1 else cond[..., cond.shape[-1] - pre.shape[-1]:])
+        z = gated(pre)
+        skip = self.skip(z[..., z.shape[-1] - keep:])
+        return None if last else x[..., reach:] + self.residual(z), skip
+
+
+class Scaled(nn.Module):
+    """A parametrization: a fixed factor on a weight or bias (not a parameter, not saved)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        return value * self.factor
+
+    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
+        """What to store for ``value`` to be read back (``conv.weight = w`` sets the plain weight)."""
+        return value / self.factor
+
+
+def _scale(module: nn.Module, factor: float, names: tuple[str, ...] = ("weight", "bias")) -> None:
+    for name in names:
+        if factor != 1.0:
+            parametrize.register_parametrization(module, name, Scaled(factor))
+
+
+def _convolutions(model: "WaveNet") -> list[nn.Conv1d]:
+    """The stack's convolutions: input layer, each block's dilated conv, residual and skip 1×1,
+    and the head's two 1×1 (the conditioner keeps its own)."""
+    convs = [model.input]
+    for block in model.blocks:
+        convs += [block.conv, block.residual, block.skip]
+    return convs + [layer for layer in model.head if isinstance(layer, nn.Conv1d)]
+
+
+def parameterize(model: "WaveNet") -> None:
+    """Initialise and parameterise the stack as ``model.config`` says (``init``,
+    ``weight_norm``, ``scale_sums``), keeping the function it computes a plain stack.
+
+    ``scale_sums`` makes training follow the field's standard network, where each block
+    returns ``x_{l+1} = c·(x_l + R_l z_l + r_l)`` (c = √0.5, block l = 0, 1, ...) and the head
+    reads ``√(1/L)·Σ skips``. Written for x'_l = x_l / c^l that network is this stack, with
+    its weights read through fixed factors:
+
+        dilated conv l:     W'_l = c^l · W_l          (it reads x_l = c^l · x'_l)
+        residual 1×1 l:     R'_l, r'_l = (R_l, r_l) / c^l
+        skip 1×1 (every l): S'_l, s'_l = √(1/L) · (S_l, s_l)
+
+    The parameters (and so the gradients and Adam's steps) are the standard network's; the
+    factors sit in parametrizations, so ``conv.weight`` and every sampling engine that reads
+    it see the plain stack's weights and need no scaling of their own.
+    """
+    c = model.config
+    if c.init == "kaiming":  # He-normal for the ReLU-like gains of the stack, zero biases
+        for conv in _convolutions(model):
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+    if c.weight_norm:
+        for conv in _convolutions(model):
+            weight_norm(conv)
+    if c.scale_sums:
+        half = math.sqrt(0.5)
+        for index, block in enumerate(model.blocks):
+            _scale(block.conv, half**index, ("weight",))
+            _scale(block.residual, half**-index)
+            _scale(block.skip, math.sqrt(1.0 / len(model.blocks)))
+
+
+def receptive_field(config: ModelConfig) -> int:
+    """How many past samples a model of this shape predicts from (``WaveNet.receptive_field``),
+    without building it: ``prepare`` uses it to skip files too short to train on."""
+    dilations = [2**i for _ in range(config.cycles) for i in range(config.layers_per_cycle)]
+    return config.input_kernel_size + sum((config.kernel_size - 1) * d for d in dilations)
+
+
+class WaveNet(nn.Module):
+    """Autoregressive model of µ-law codes: ``forward(codes)`` gives logits for every position."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.input = CausalConv1d(c.classes, c.residual_channels, c.input_kernel_size, 1, "A")
+        self.blocks = nn.ModuleList(
+            ResidualBlock(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d)
+            for d in self.dilations
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv1d(c.skip_channels, c.skip_channels, 1),
+            nn.ReLU(),
+            nn.Conv1d(c.skip_channels, c.classes, 1),
+        )
+        parameterize(self)
+        # Label embedding and mel network, when the config asks for conditioning.
+        self.conditioner = Conditioner(c, len(self.blocks)) if c.labels or c.mel_channels else None
+
+    @property
+    def dilations(self) -> list[int]:
+        c = self.config
+        return [2**i for _ in range(c.cycles) for i in range(c.layers_per_cycle)]
+
+    @property
+    def receptive_field(self) -> int:
+        """How many past samples the logits at t depend on: codes t-RF .. t-1."""
+        return receptive_field(self.config)
+
+    @property
+    def mel_context(self) -> tuple[int, int]:
+        """Mel frames before and after its own frame that a sample's logits can depend on:
+        those of the positions its residual layers see, each widened by the mel network's
+        ``CONTEXT_FRAMES``. (0, 0) without mel conditioning."""
+        if not self.config.mel_channels:
+            return 0, 0
+        reach = self.receptive_field - self.config.input_kernel_size  # positions back that cond reaches from
+        return -(-reach // self.config.mel_hop) + CONTEXT_FRAMES, CONTEXT_FRAMES
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def plain_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights as a plain stack holds them (``conv.weight``, ``conv.bias``: the
+        parametrizations of ``parameterize`` applied), under the names of an unparameterised
+        model of the same shape."""
+        plain = {}
+        for key, value in self.state_dict().items():
+            owner, found, rest = key.partition(".parametrizations.")
+            if not found:
+                plain[key] = value
+            else:  # e.g. blocks.3.conv.parametrizations.weight.original0 → blocks.3.conv.weight
+                name = rest.split(".")[0]
+                plain[f"{owner}.{name}"] = getattr(self.get_submodule(owner), name).detach()
+        return plain
+
+    @property
+    def conditioned(self) -> bool:
+        return self.conditioner is not None
+
+    def forward(
+        self,
+        codes: torch.Tensor,
+        output_from: int = 0,
+        cond: LayerTerms | None = None,
+        recompute: bool = False,
+    ) -> torch.Tensor:
+        """Logits (B, classes, T - output_from) for codes (B, T).
+
+        ``output_from`` skips the skip/head work for the first positions, which training only
+        uses as context; from ``receptive_field`` on, every layer is trimmed (see the module
+        docstring). ``cond`` gives each residual layer's conditioning term, aligned with
+        ``codes`` (see ``conditioning.LayerTerms``); a conditioned model needs it.
+        ``recompute`` keeps just each block's input for the backward pass and recomputes the
+        rest there: activation checkpointing, for long windows or deep stacks.
+        """
+        if self.conditioned and cond is None:
+            raise ValueError("this model is conditioned: pass cond (labels and/or mel features)")
+        if output_from >= self.receptive_field:
+            return self._forward_trimmed(codes, codes.shape[1] - output_from, cond, recompute)
+        onehot = F.one_hot(codes, self.config.classes).transpose(1, 2)  # (B, classes, T)
+        return self.forward_onehot(onehot.to(self.input.weight.dtype), output_from, cond=cond, recompute=recompute)
+
+    def _input_lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """The type-A input layer at positions k_in .. T-1, as table lookups: (B, R, T - k_in).
+
+        Tap i of the convolution multiplies a one-hot vector, so it just picks column
+        ``codes[t - offset_i]`` of ``weight[:, :, i]``.
+        """
+        length = codes.shape[1] - self.config.input_kernel_size
+        x = None
+        for tap, offset in enumerate(self.input.tap_offsets()):
+            start = self.config.input_kernel_size - offset
+            rows = F.embedding(codes[:, start : start + length], self.input.weight[:, :, tap].t())  # (B, T', R)
+            x = rows if x is None else x + rows
+        return (x + self.input.bias).transpose(1, 2)  # (B, R, T - k_in)
+
+    def _forward_trimmed(self, codes: torch.Tensor, keep: int, cond: LayerTerms | None, recompute: bool) -> torch.Tensor:
+        x = self._input_lookup(codes)
+        skips = None
+        for index, block in enumerate(self.blocks):
+            term = None if cond is None else cond.layer(index)
+            last = index == len(self.blocks) - 1
+            if recompute and torch.is_grad_enabled():
+                x, skip = checkpoint(block.forward_trimmed, x, keep, term, last, use_reentrant=False)
+            else:
+                x, skip = block.forward_trimmed(x, keep, term, last)
+            skips = skip if skips is None else skips + skip
+        return self.head(skips)  # (B, classes, keep)
+
+    def forward_onehot(
+        self,
+        onehot: torch.Tensor,
+        output_from: int = 0,
+        block_inputs: list | None = None,
+        cond: LayerTerms | None = None,
+        recompute: bool = False,
+    ) -> torch.Tensor:
+        """Same as ``forward`` on a float (B, classes, T) input, so gradients can flow to it.
+
+        If ``block_inputs`` is a list, each residual block's input (B, R, T) is appended to it
+        (the sampler uses these to start its caches from a given history).
+        """
+        if self.conditioned and cond is None:
+            raise ValueError("this model is conditioned: pass cond (labels and/or mel features)")
+        x = self.input(onehot)  # (B, R, T)
+        skips = None
+        for index, block in enumerate(self.blocks):
+            if block_inputs is not None:
+                block_inputs.append(x)
+            term = None if cond is None else cond.layer(index)
+            if recompute and torch.is_grad_enabled():
+                x, skip = checkpoint(block, x, output_from, term, use_reentrant=False)
+            else:
+                x, skip = block(x, output_from, term)
+            skips = skip if skips is None else skips + skip
+        return self.head(skips)  # (B, classes, T - output_from)

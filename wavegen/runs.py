@@ -1,0 +1,85 @@
+"""A run folder's bookkeeping files: ``RUN/log.csv`` and what a killed run leaves behind.
+
+``log.csv`` has one row per logged step (``LOG_FIELDS``); it is what ``wavegen report`` reads
+and the complete record of a run (TensorBoard is a view of it). A run resumed after a kill
+first drops the rows logged after its checkpoint (``resume_log``) and the temporary files of
+writes the kill interrupted (``clear_leftovers``), so the resumed run's files read as if it had
+never stopped.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from .errors import CheckpointError, WriteError
+from .files import atomic_write_text, reason
+
+LOG_FIELDS = ["step", "train_bits", "val_bits", "lr", "grad_norm", "samples_per_s", "elapsed_s", "skipped"]
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append one row to ``log.csv`` (its header first when the file is new)."""
+    new = not path.is_file()
+    try:
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+    except OSError as exc:  # the error from a write names no file
+        raise WriteError(path, reason(exc), "training stopped") from None  # (train says what is kept)
+
+
+def resume_log(path: Path, step: int) -> int:
+    """Drop the log rows after ``step``, the checkpoint a run resumes from: a killed run logged
+    them, and the resumed one logs them again. A row cut short by the kill goes too, and an
+    older log gains the columns it lacks. Returns the number of rows dropped."""
+    if not path.is_file():
+        return 0
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):  # the last append did not finish
+        lines = lines[:-1]
+    reader = csv.DictReader(lines)
+    rows = list(reader)
+    kept = [row for row in rows if _logged_step(row) is not None and _logged_step(row) <= step]
+    if len(kept) == len(rows) and len(lines) == len(text.splitlines()) and reader.fieldnames == LOG_FIELDS:
+        return 0
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=LOG_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(kept)
+    atomic_write_text(path, table.getvalue())
+    return len(rows) - len(kept)
+
+
+def _logged_step(row: dict) -> int | None:
+    try:
+        return int(row["step"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def clear_leftovers(run: Path) -> list[Path]:
+    """Remove the temporary files of writes a kill interrupted (``atomic_open`` names them
+    ``.NAME.XXXXXXXX.tmp``); they are never read, and a checkpoint's can be large."""
+    written = {run / "checkpoints": ("latest.pt", "best.pt"), run: ("config.toml", "log.csv"),
+               run / "samples": ("step*",)}
+    found = sorted(stray for folder, names in written.items() for name in names for stray in folder.glob(f".{name}.*.tmp"))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
+
+
+def newest_run(runs: Path = Path("runs")) -> Path:
+    """The run under ``runs/`` whose latest checkpoint was written most recently."""
+    candidates = [p.parent.parent for p in Path(runs).glob("*/checkpoints/latest.pt")]
+    if not candidates:
+        raise CheckpointError(f"{runs}: no trained runs found (run `wavegen train` first, or pass --run/--checkpoint)")
+    return max(candidates, key=lambda run: checkpoint_paths(run)["latest"].stat().st_mtime)
+
+
+def checkpoint_paths(run: Path) -> dict[str, Path]:
+    """Where a run keeps its checkpoints: ``latest`` (the resume point) and ``best``."""
+    return {"latest": run / "checkpoints" / "latest.pt", "best": run / "checkpoints" / "best.pt"}

@@ -26,7 +26,8 @@ from wavegen.data.windows import Batch, WindowSampler
 from wavegen.errors import ConfigError
 from wavegen.model import checkpoint as ckpt
 from wavegen.train import distributed
-from wavegen.train.loop import Trainer, train
+from wavegen.train.loop import train
+from wavegen.train.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")

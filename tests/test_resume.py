@@ -13,7 +13,10 @@ from wavegen.config import apply_overrides, load_recipe
 from wavegen.data.prepare import prepare
 from wavegen.errors import CheckpointError, ConfigError, OutOfMemory, TrainingDiverged
 from wavegen.model import checkpoint as ckpt
-from wavegen.train.loop import Trainer, continue_schedule, lr_at, resolve_config, train
+from wavegen.train.loop import train
+from wavegen.train.schedule import continue_schedule, lr_at
+from wavegen.train.settings import resolve_config
+from wavegen.train.trainer import Trainer
 
 FAST = ["train.steps=12", "train.batch_size=2", "train.segment_length=200", "train.val_every=4",
         "train.checkpoint_every=5", "train.log_every=1", "train.warmup_steps=3", "train.val_batches=1"]
@@ -263,9 +266,9 @@ def test_an_edit_to_a_fixed_setting_is_refused_and_the_file_left_alone(prepared,
 
 
 def test_synth_vocode_and_eval_refuse_a_run_whose_data_settings_were_edited(prepared, tmp_path):
-    from wavegen.commands.eval import evaluate
     from wavegen.generate.synth import synthesize
     from wavegen.generate.vocode import vocode
+    from wavegen.train.evaluate import evaluate
 
     run = trained(prepared, tmp_path / "run")
     latest = run / "checkpoints" / "latest.pt"
@@ -336,7 +339,7 @@ MEL = {"data.mels": 8, "data.mel_hop": 64, "data.mel_n_fft": 256, "data.mel_fmin
     {"data.mel_n_fft": 128, "data.mel_fmax": 6000.0},
 ])
 def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed):
-    from wavegen.commands.eval import evaluate
+    from wavegen.train.evaluate import evaluate
 
     folder = tmp_path / "dataset"
     write_wav(folder / "a.wav", tone(330, 2.0), 16000)

@@ -8,7 +8,10 @@ from wavegen.config import apply_overrides, load_recipe
 from wavegen.data.prepare import prepare
 from wavegen.errors import ConfigError, TrainingInterrupted
 from wavegen.model import checkpoint as ckpt
-from wavegen.train.loop import Trainer, lr_at, resolve_config, train
+from wavegen.train.loop import train
+from wavegen.train.schedule import lr_at
+from wavegen.train.settings import resolve_config
+from wavegen.train.trainer import Trainer
 
 FAST = ["train.steps=12", "train.batch_size=2", "train.segment_length=200", "train.val_every=4",
         "train.checkpoint_every=5", "train.log_every=2", "train.warmup_steps=3"]
@@ -394,7 +397,7 @@ def test_code_noise_is_measured_in_mulaw_steps_so_it_follows_the_level(prepared,
 
 
 def test_the_moving_average_follows_a_young_run_then_settles_at_its_decay():
-    from wavegen.train.loop import ema_update
+    from wavegen.train.trainer import ema_update
 
     update = ema_update(0.999)
     averaged, current = [torch.zeros(3)], [torch.ones(3)]

@@ -127,7 +127,7 @@ class WavegenRunner:
     is written: the run folder is a temporary one that no checkpoint reaches)."""
 
     def __init__(self, config: Config, data: PreparedData, device: torch.device) -> None:
-        from ..train.loop import Trainer
+        from ..train.trainer import Trainer
 
         config.train.val_batches = 0  # the benchmark scores the snapshots itself, on the whole split
         self._folder = tempfile.TemporaryDirectory(prefix="wavegen-bench-learn-")

@@ -44,8 +44,8 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
     writable_folder(run, "--run")
     from ..devices import resolve_device
     from ..train import distributed
-    from ..train.loop import resolve_config
     from ..train.loop import train as run_train
+    from ..train.settings import resolve_config
 
     launching = nproc is not None and nproc > 1
     speaks = not launching and distributed.from_env()[1] == 0  # what the config says, once: by rank 0

@@ -1,0 +1,384 @@
+"""One process's training state and step: the model, optimizer, moving average, window sampler
+and RNGs of a run, what a checkpoint holds of them, and what a stopped run says it kept."""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..audio.mulaw import decode, encode
+from ..config import Config
+from ..data.prepared import PreparedData
+from ..data.windows import IGNORE, Batch, WindowSampler
+from ..errors import (
+    CheckpointError,
+    OutOfMemory,
+    TrainingDiverged,
+    WavegenError,
+    WriteError,
+)
+from ..model import checkpoint as ckpt
+from ..model.conditioning import WindowTerms
+from ..model.network import WaveNet
+from ..runs import checkpoint_paths
+from . import precision as precisions
+from .distributed import World
+from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
+from .schedule import SCHEDULE_KEYS, continue_schedule, lr_at
+
+LN2 = math.log(2.0)
+
+
+def rank_seeds(seed: int, rank: int, step: int | None = None) -> tuple[int | np.random.SeedSequence, int]:
+    """Seeds of one process's window sampler and input-noise generator.
+
+    Rank 0 of a new run keeps the single-process seeds (``seed``, ``seed + 1``), so a run in one
+    process draws what it always drew; every other rank derives its own from (seed, rank), and a
+    rank that resumes from a checkpoint without its state (more processes than before) from
+    (seed, rank, step), so it does not replay windows it would have drawn at the start.
+    """
+    if rank == 0 and step is None:
+        return seed, seed + 1
+    sampler, noise = np.random.SeedSequence([seed, rank] + ([] if step is None else [step])).spawn(2)
+    return sampler, int(noise.generate_state(1, np.uint64)[0] >> 1)  # torch takes < 2**63 here
+
+
+@dataclass
+class TrainResult:
+    step: int
+    train_bits: float | None  # mean of the last steps' losses (None: no step ran)
+    val_bits: float | None
+    best_val_bits: float | None
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+    skipped_steps: int = 0
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Owns the model, optimizer, data sampler and RNGs of one run (of one process of it, in a
+    distributed run: ``world`` says which; the device is then ``world.device``)."""
+
+    def __init__(self, config: Config, data: PreparedData, run: Path, device: torch.device,
+                 world: World | None = None) -> None:
+        self.world = world or World(device=device)
+        device = self.world.device if self.world.distributed else device
+        self.config, self.data, self.run, self.device = config, data, Path(run), device
+        t = config.train
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        if device.type == "cpu":
+            keep_freed_memory()
+        torch.manual_seed(t.seed)  # the same initial weights in every process
+        self.model = WaveNet(config.model).to(device)
+        self.rf = self.model.receptive_field
+        self.precision = precisions.resolve(t.precision, device)  # fp32 or bf16 (autocast)
+        self.check_memory()  # before anything of batch size is built
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        sampler_seed, noise_seed = rank_seeds(t.seed, self.world.rank)
+        # Full context: windows of receptive field + segment codes, the loss on the last segment
+        # (every prediction sees its whole past). Without: windows of segment codes with the
+        # loss on every position, the first ones seeing silence before the window.
+        context = self.rf if t.full_context else 0
+        self.sampler = WindowSampler(data.train, context, t.segment_length, sampler_seed, t.start_fraction,
+                                     start_silence=self.rf)
+        self.noise = torch.Generator(device=device).manual_seed(noise_seed)
+        # The network the training forward runs through. DDP averages the gradients over the
+        # processes during backward; it holds self.model itself, so the weights, the optimizer
+        # and the checkpoints stay those of the bare model (no "module." prefix). The last
+        # block's residual output feeds nothing, so some weights get no gradient: DDP must look.
+        self.net: torch.nn.Module = self.model
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None,
+                                               find_unused_parameters=True)
+        # The training forward: compiled on request (self.model keeps the weights and state dict).
+        self.forward = torch.compile(self.net) if t.compile else self.net
+        self.val_batches = self._validation_batches() if self.world.is_main else []  # only rank 0 validates
+        self.step, self.best_val, self.skipped = 0, None, 0
+        self.bad_in_a_row = 0  # consecutive skipped steps: too many stop the run (train.max_bad_steps)
+        self.mid_step = False  # inside train_step: an interrupt there leaves a state not to save
+        self.saved_at: dict[str, int | None] = {"latest": None, "best": None}  # step of each checkpoint on disk
+        self.val_history: list[tuple[int, float]] = []
+        self.schedule: tuple[int, float] | None = None  # lr_at's anchor: where a changed schedule went on from
+        self.schedule_before: float | None = None  # the rate the checkpoint's own settings gave (when they changed)
+        self.ema = None  # moving average of the weights: what validation, best.pt and synth use
+        if t.ema > 0 and self.world.is_main:  # (which only rank 0 runs and writes)
+            from torch.optim.swa_utils import AveragedModel
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=ema_update(t.ema), use_buffers=True)
+
+    def _validation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A fixed set of validation windows, so successive validations are comparable."""
+        t = self.config.train
+        if not self.data.val.spans or t.val_batches == 0:
+            return []
+        sampler = WindowSampler(self.data.val, self.rf, t.segment_length, seed=12345)
+        return [sampler.batch(t.batch_size) for _ in range(t.val_batches)]
+
+    # -- state ---------------------------------------------------------------------------------
+    def rng_state(self) -> dict:
+        """This process's data RNG states: its window sampler and its input noise."""
+        return {"sampler": self.sampler.state(), "noise": self.noise.get_state()}
+
+    def state(self, ranks: list[dict] | None = None) -> dict:
+        """Everything to resume from. ``ranks``: every process's ``rng_state`` in a distributed
+        run (saved under rng.ranks; rng.sampler and rng.noise stay rank 0's, as in one process)."""
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "best_val_bits": self.best_val,
+            "val_history": [list(v) for v in self.val_history],
+            "skipped_steps": self.skipped,
+            "schedule": list(self.schedule) if self.schedule is not None else None,
+            **({"ema": self.ema.module.state_dict(), "ema_updates": int(self.ema.n_averaged)}
+               if self.ema is not None else {}),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "noise": self.noise.get_state(),
+                "sampler": self.sampler.state(),
+                **({"ranks": ranks} if ranks is not None and len(ranks) > 1 else {}),
+            },
+        }
+
+    def load_state(self, payload: dict) -> None:
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.step = int(payload["step"])
+            self.best_val = payload["best_val_bits"]
+            self.val_history = [tuple(v) for v in payload["val_history"]]
+            self.skipped = int(payload.get("skipped_steps", 0))
+            self._continue_schedule(payload)
+            self.saved_at["latest"] = self.step
+            self.saved_at["best"] = next((s for s, v in self.val_history if v == self.best_val), None)
+            if self.ema is not None:  # a run that turns the average on starts it from its weights
+                self.ema.module.load_state_dict(payload.get("ema", payload["model"]))
+                self.ema.n_averaged.fill_(int(payload.get("ema_updates", 0)))
+            torch.set_rng_state(payload["rng"]["torch"])
+            mine = saved_rng(payload["rng"], self.world.rank)
+            if mine is None:  # more processes than the checkpoint has states for
+                sampler_seed, noise_seed = rank_seeds(self.config.train.seed, self.world.rank, self.step)
+                self.sampler.set_state(np.random.default_rng(sampler_seed).bit_generator.state)
+                self.noise.manual_seed(noise_seed)
+            else:
+                self.noise.set_state(mine["noise"])
+                self.sampler.set_state(mine["sampler"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{self.run}: checkpoint cannot be resumed ({exc})") from None
+
+    def _continue_schedule(self, payload: dict) -> None:
+        """Lay the learning-rate schedule out from the checkpoint's: unchanged settings keep
+        it, changed ones continue it from the rate reached (``continue_schedule``)."""
+        saved = payload.get("schedule")
+        anchor = None if saved is None else (int(saved[0]), float(saved[1]))
+        if anchor is not None and not (anchor[0] >= 0 and math.isfinite(anchor[1]) and anchor[1] >= 0):
+            raise ValueError(f"bad schedule {saved!r}")  # (a crafted file: refused like any bad field)
+        before = ckpt.config_of(payload, self.run)
+        self.schedule = continue_schedule(self.step, before, self.config, anchor)
+        if any(getattr(before.train, key) != getattr(self.config.train, key) for key in SCHEDULE_KEYS + ("lr",)):
+            self.schedule_before = lr_at(self.step, before, anchor)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` in this run's schedule."""
+        return lr_at(step, self.config, self.schedule)
+
+    def save(self, which: str = "latest", ranks: list[dict] | None = None) -> None:
+        """Write a checkpoint. Weights that are no longer finite are never written over a good
+        one, and a failed write (a full disk) stops training, saying what is kept."""
+        path = checkpoint_paths(self.run)[which]
+        if not self.weights_finite():
+            raise TrainingDiverged(f"step {self.step}: the weights are no longer finite, so training stopped without "
+                                   f"saving them. {self.on_disk()}. Lower train.lr (now {self.config.train.lr:g}), "
+                                   "or look for broken data")
+        try:
+            ckpt.save(path, self.state(ranks))
+        except WriteError as exc:
+            raise CheckpointError(f"{path}: {exc.reason}, so training stopped at step {self.step}. {self.on_disk()}. "
+                                  "Make room (or fix the folder), then run the same command again") from None
+        self.saved_at[which] = self.step
+
+    def write_failed(self, exc: WriteError) -> WavegenError:
+        """The error for a run stopped by a file it could not write (log.csv, a sample)."""
+        return WavegenError(f"{exc.path}: {exc.reason}, so training stopped at step {self.step}. {self.on_disk()}. "
+                            "Make room (or fix the folder), then run the same command again")
+
+    def on_disk(self) -> str:
+        """What a stopped run leaves on disk and where running it again starts, as a sentence."""
+        paths = checkpoint_paths(self.run)
+        kept = [f"{path} ({'step ' + str(self.saved_at[which]) if self.saved_at[which] is not None else 'as it was'})"
+                for which, path in paths.items() if path.is_file()]
+        if paths["latest"].is_file():
+            return f"Kept {' and '.join(kept)}; running the same command resumes from the latest"
+        if kept:
+            return f"Kept {kept[0]}, but no latest checkpoint, so running the command again starts afresh"
+        return "No checkpoint was saved yet, so running the command again starts afresh"
+
+    def weights_finite(self) -> bool:
+        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        return all(bool(torch.isfinite(p).all()) for m in models for p in m.parameters())
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def _noisy(self, codes: torch.Tensor) -> torch.Tensor:
+        """Inputs with a little noise: robustness to the model's own sampling errors at
+        generation time. ``input_noise`` adds it in the audio domain (the same size at every
+        level), ``code_noise`` in µ-law steps (relative to the level). Targets stay clean."""
+        t = self.config.train
+        if t.input_noise:
+            audio = decode(codes) + t.input_noise * torch.randn(codes.shape, generator=self.noise, device=codes.device)
+            codes = encode(audio)
+        if t.code_noise:
+            jitter = t.code_noise * torch.randn(codes.shape, generator=self.noise, device=codes.device)
+            codes = (codes + jitter).round_().clamp_(0, self.config.model.classes - 1).long()
+        return codes
+
+    def _bits(self, batch: Batch, noisy: bool = False, model: WaveNet | None = None) -> torch.Tensor:
+        """Mean cross-entropy in bits over the targets (B, segment) of a batch of windows, by
+        ``model``, or else by the training forward (through DDP when distributed, compiled on
+        request, with activation checkpointing if asked)."""
+        net = model or self.forward
+        recompute = model is None and self.config.train.activation_checkpointing
+        model = model or self.model
+        inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
+        if noisy:
+            inputs = self._noisy(inputs)
+        with precisions.autocast(self.device, self.precision):
+            cond = window_terms(model, batch, self._to_device)
+            context = inputs.shape[1] - targets.shape[1]  # rf, or 0 for windows without context
+            logits = net(inputs, output_from=context, cond=cond, recompute=recompute)  # (B, classes, segment)
+        return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        if not self.val_batches:
+            return None
+        model = self.ema.module if self.ema is not None else self.model
+        model.eval()
+        total = 0.0
+        for batch in self.val_batches:
+            total += self._bits(batch, model=model).item()
+        model.train()
+        return total / len(self.val_batches)
+
+    def check_memory(self) -> None:
+        """Refuse, before the first step, a batch whose activations cannot fit (see ``memory``)."""
+        t = self.config.train
+        check_fits(self.model, t.batch_size, t.segment_length, self.device, t.activation_checkpointing, t.ema > 0,
+                   value_bytes=precisions.value_bytes(self.precision), full_context=t.full_context)
+
+    def out_of_memory(self) -> OutOfMemory:
+        """The error for a step that ran out of memory after all."""
+        t = self.config.train
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        free = free_bytes(self.device) or 0
+        return OutOfMemory(describe_shortfall(self.model, t.batch_size, t.segment_length, self.device, free,
+                                              t.activation_checkpointing, t.ema > 0,
+                                              value_bytes=precisions.value_bytes(self.precision),
+                                              full_context=t.full_context)
+                            + f" (it ran out during step {self.step + 1}). {self.on_disk()}")
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimizer step; returns (loss in bits, averaged over the processes; gradient
+        norm). A non-finite loss in any process, or a non-finite gradient norm, makes every
+        process skip the step (counted in ``skipped`` and ``bad_in_a_row``)."""
+        self.mid_step = True
+        result = self._step()
+        self.mid_step = False
+        return result
+
+    def _step(self) -> tuple[float, float]:
+        t = self.config.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(t.accumulate):  # gradients of the micro-batches add up (each scaled by 1/n)
+            synced = micro == t.accumulate - 1  # DDP averages the sum once, in the last backward
+            with self._gradient_sync(synced):
+                bits = self._bits(self.sampler.batch(t.batch_size), noisy=True)
+                # Every process must take the same branch here, or DDP's backward waits forever
+                # for a process that skipped it: the mean is finite only if every loss is.
+                mean = self.world.mean(bits)
+                if not torch.isfinite(mean):
+                    if synced and self.world.distributed:
+                        (bits * 0).backward()  # finishes the reduction DDP's forward started; dropped below
+                    return self._skip(float("nan"), float("nan"))
+                (bits / t.accumulate).backward()
+            total += mean.item()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
+        # A finite loss can still have an infinite gradient (an overflow in backward): clipping
+        # would then scale every gradient by 0 * inf = NaN, and Adam write NaN into the weights.
+        # The gradients were averaged over the processes already, so every one sees this norm.
+        if not torch.isfinite(norm):
+            return self._skip(total / t.accumulate, norm.item())
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.step += 1
+        self.bad_in_a_row = 0
+        return total / t.accumulate, norm.item()
+
+    def _skip(self, bits: float, norm: float) -> tuple[float, float]:
+        """A step that changes no weight (nor the moving average): it only counts."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped += 1
+        self.bad_in_a_row += 1
+        self.step += 1
+        return bits, norm
+
+    def _gradient_sync(self, synced: bool) -> contextlib.AbstractContextManager:
+        """DDP's ``no_sync`` for the micro-batches before the last (nothing in one process)."""
+        if synced or not self.world.distributed:
+            return contextlib.nullcontext()
+        return self.net.no_sync()
+
+
+def ema_update(decay: float) -> Callable:
+    """The moving average's update for ``AveragedModel``, with a warm-up: the n-th update uses
+    ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's ExponentialMovingAverage does with
+    ``num_updates``), so the average follows the weights of a young run instead of holding on
+    to its first steps (with 0.999 from the start, a run of 500 steps would still be 60 %
+    its initial weights) and reaches ``decay`` after ~9000 updates."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        n = int(updates)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1 + n) / (10 + n)))
+
+    return update
+
+
+def saved_rng(rng: dict, rank: int) -> dict | None:
+    """One rank's data RNG states in a checkpoint's ``rng``, or None if it has none: a
+    single-process checkpoint holds rank 0's only, a distributed one those of each rank it ran."""
+    ranks = rng.get("ranks") or [{"sampler": rng["sampler"], "noise": rng["noise"]}]
+    return ranks[rank] if rank < len(ranks) else None
+
+
+def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray], torch.Tensor]) -> WindowTerms | None:
+    """The conditioning of a batch of windows, for a conditioned model (else None)."""
+    if not model.conditioned:
+        return None
+
+    def put(array: np.ndarray | None) -> torch.Tensor | None:
+        return None if array is None else to_device(array)
+
+    return WindowTerms(model.conditioner, batch.inputs.shape[1], labels=put(batch.labels),
+                       mels=put(batch.mels), offsets=put(batch.offsets))
+
+

@@ -1,0 +1,153 @@
+"""The code's layout rules: rooms whose imports point one way, no cycles, commands apart, and
+modules and functions small enough to read (a budget that may only shrink for the few over it).
+
+Every import counts, also those inside functions (a cycle hidden in a function is still a
+cycle: it only waits for the first call to show)."""
+import ast
+import itertools
+from pathlib import Path
+
+import wavegen
+
+PACKAGE = Path(wavegen.__file__).parent
+
+# Which rooms a room may import from. Foundations (the root modules: config, errors, files,
+# runs, devices, outputs, limits, progress, noise, run_config) import foundations only.
+FOUNDATIONS = {"config", "errors", "files", "runs", "devices", "outputs", "limits", "progress", "noise", "run_config"}
+MAY_IMPORT = {
+    "audio": set(),
+    "model": {"audio"},
+    "data": {"audio", "model"},  # (mel_window: which frames a window of samples depends on)
+    "generate": {"audio", "model"},
+    "train": {"audio", "data", "model", "generate"},  # (monitor: samples during training)
+    "report": {"audio", "model"},
+    "bench": {"audio", "data", "model", "generate", "train"},
+    "commands": {"audio", "data", "model", "generate", "train", "report", "bench"},
+    "cli": {"commands"},
+    "__main__": {"cli"},
+}
+# Modules over the budgets below, each at most its size today: they may shrink, never grow.
+MODULE_LINES, FUNCTION_LINES = 300, 60
+KERNELS = {"wavegen.generate.native"}  # the native engine's build, ABI and packing beside its C++ kernel
+OVER_MODULE = {
+    "wavegen.audio.io": 340, "wavegen.config": 330, "wavegen.data.prepare": 310, "wavegen.model.network": 370,
+    "wavegen.report.page": 480, "wavegen.train.loop": 380, "wavegen.train.trainer": 385,
+}
+OVER_FUNCTION = {
+    "wavegen.data.prepare._prepare": 135, "wavegen.generate.synth.synthesize": 100, "wavegen.bench.training.run": 94,
+    "wavegen.commands.bench.bench": 76, "wavegen.generate.vocode.vocode": 75, "wavegen.audio.io.find_audio_files": 73,
+    "wavegen.bench.sampling.run": 68, "wavegen.report.page.render": 63,
+}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The wavegen modules ``name`` imports, anywhere in it."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            for candidate in [target] + [f"{target}.{alias.name}" for alias in node.names]:
+                if candidate in known and candidate != name:
+                    found.add(candidate)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name in known}
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(name, path, known) for name, path in known.items()}
+
+
+def room(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else "wavegen"
+
+
+def test_the_import_graph_has_no_cycles():
+    edges, index, low, stack, on_stack, cycles = graph(), {}, {}, [], set(), []
+    counter = itertools.count()
+
+    def visit(node):  # Tarjan: a strongly connected component of more than one module is a cycle
+        index[node] = low[node] = next(counter)
+        stack.append(node)
+        on_stack.add(node)
+        for other in edges[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while not component or component[-1] != node:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in edges:
+        if node not in index:
+            visit(node)
+    assert not cycles, cycles
+
+
+def test_imports_point_one_way_between_rooms():
+    wrong = []
+    for name, targets in graph().items():
+        here = room(name)
+        for target in targets:
+            there = room(target)
+            if there == here or there in FOUNDATIONS or there == "wavegen":
+                continue
+            if here in FOUNDATIONS or there not in MAY_IMPORT.get(here, set()):
+                wrong.append(f"{name} imports {target}")
+    assert not wrong, wrong
+    assert MAY_IMPORT["cli"] == {"commands"}  # nothing but the CLI reaches a command
+
+
+def test_commands_do_not_import_each_other_and_nothing_imports_them():
+    for name, targets in graph().items():
+        for target in targets:
+            if target.startswith("wavegen.commands.") and target != "wavegen.commands.common":
+                assert name == "wavegen.cli", f"{name} imports the command {target}"
+            if target == "wavegen.cli":
+                assert name == "wavegen.__main__", f"{name} imports the CLI"
+
+
+def test_modules_and_functions_keep_within_their_budget():
+    over = []
+    for name, path in modules().items():
+        if any(name == kernel or name.startswith(kernel + ".") for kernel in KERNELS):
+            continue
+        source = path.read_text()
+        lines = len(source.splitlines())
+        if lines > OVER_MODULE.get(name, MODULE_LINES):
+            over.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length, qualified = node.end_lineno - node.lineno + 1, f"{name}.{node.name}"
+                if length > OVER_FUNCTION.get(qualified, FUNCTION_LINES):
+                    over.append(f"{qualified}: {length} lines")
+    assert not over, over
+
+
+def test_the_allowances_name_what_exists():
+    """An allowance for a module or function that is gone (or split) must go too."""
+    known = modules()
+    assert set(OVER_MODULE) <= set(known)
+    for qualified in OVER_FUNCTION:
+        module, _, function = qualified.rpartition(".")
+        assert module in known and f"def {function}(" in known[module].read_text(), qualified

@@ -24,12 +24,7 @@ from ..errors import DataError
 from ..files import atomic_open, atomic_write_text
 from ..outputs import no_empty_folders_on_failure
 from .prepared import FORMAT, MANIFEST
-
-# A file whose loudest sample is below this is skipped as silent, trimming or not: it would only
-# teach the model more silence (the training windows already start in it), and it is nearly
-# always a mistake (a muted channel, a failed recording). µ-law spends barely 10 of its 256
-# codes on all of it.
-SILENT_DBFS = -60.0
+from .reasons import loudest_channel, silence, too_short
 
 
 def _trim(audio: np.ndarray, top_db: float) -> tuple[np.ndarray, int]:
@@ -85,188 +80,165 @@ def has_problems(manifest: dict) -> bool:
 
 def _prepare(dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool,
              min_samples: int) -> dict:
-    from ..audio.features import MelSettings, check_bands, frame_count, log_mel
+    from ..audio.features import MelSettings, check_bands
+    from ..progress import bar
 
     mel = MelSettings.from_data(config) if config.mels else None
     if mel:
         check_bands(mel)
-    manifest: dict = {
-        "format": FORMAT, "version": 1, "sample_rate": config.sample_rate, "channel": config.channel,
-        "dataset": display_name(dataset.resolve()), "val_fraction": config.val_fraction,
-        "labels": [], "mel": mel.as_dict() if mel else None,
-        "files": [], "skipped": [],
-    }
-    offsets = {"train": 0, "val": 0, "train_frames": 0, "val_frames": 0}
-    trimmed_total = 0
-
-    def entry_for(path: Path, reason: str, ignored: bool = False) -> dict:
-        folder = path.is_dir()  # a folder that could not be listed, or a link not followed
-        entry = {"source": display_name(path.relative_to(dataset)) + ("/" if folder else ""), "reason": reason}
-        if ignored:
-            entry["ignored"] = True
-        manifest["skipped"].append(entry)
-        return entry
-
-    def skip(path: Path, reason: str) -> None:
-        entry_for(path, reason)
-        log(f"skipped {display_name(path)}{'/' if path.is_dir() else ''}: {reason}")
-
-    ignored: dict[str, list[str]] = {}  # reason -> names, logged one line per reason
-
-    def ignore(path: Path, reason: str) -> None:
-        entry_for(path, reason, ignored=True)
-        ignored.setdefault(reason, []).append(display_name(path) + ("/" if path.is_dir() else ""))
-
-    files = find_audio_files(dataset, skip, ignore, prune=_not_searched(out))
-    for reason, names in ignored.items():
-        log(f"ignored {_some(names)}: {reason}")
+    job = _Preparation(dataset, out, config, mel, log, min_samples)
+    files = find_audio_files(dataset, job.skip, job.ignore, prune=_not_searched(out))
+    job.say_ignored()
     if not files:
-        named = len(manifest["skipped"])
+        named = len(job.manifest["skipped"])
         raise DataError(f"{dataset}: no audio files found" + (
             f" among its {_plural(named, 'entry', 'entries')} (named above)" if named else " (the folder is empty)"))
-    from ..progress import bar
-
-    splits = ("train", "val")
     with contextlib.ExitStack() as stack:
-        codes_out = {split: stack.enter_context(atomic_open(out / f"{split}.u8")) for split in splits}
-        mels_out = {split: stack.enter_context(atomic_open(out / f"{split}.mel")) for split in splits} if mel else {}
+        job.open(stack)
         for path in bar(files, enabled=progress, desc="prepare", unit="file", leave=False):
-            source = display_name(path.relative_to(dataset))
-            label = None
-            if config.labels == "folders":
-                parts = path.relative_to(dataset).parts
-                if len(parts) < 2:
-                    skip(path, "not inside a label folder (with --labels folders, files go in DATASET/<label>/)")
-                    continue
-                label = display_name(parts[0])
-            try:
-                recording = read_recording(path, config.sample_rate, config.channel)
-            except AudioReadError as exc:
-                skip(path, str(exc))
-                continue
-            except OSError as exc:  # e.g. the file went away while it was being read
-                skip(path, os_error_reason(exc, path))
-                continue
-            reason = _silence(recording)
-            if reason:
-                skip(path, reason)
-                continue
-            if cancel_note(recording):
-                log(f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
-                    f"--channel {_loudest(recording)} would keep one channel")
-            audio, trimmed = recording.audio, 0
-            if config.trim_silence:
-                audio, trimmed = _trim(audio, config.trim_db)
-                trimmed_total += trimmed
-                if len(audio) == 0:
-                    skip(path, f"nothing left after trimming silence (no part above -{config.trim_db:g} dB "
-                               "from its peak); --no-trim-silence keeps the file whole")
-                    continue
-            if len(audio) < min_samples:
-                skip(path, _too_short(len(audio), trimmed, min_samples, config))
-                continue
-            codes = encode_uint8(audio)
-            n_val = int(len(codes) * config.val_fraction)
-            cut = len(codes) - n_val
-            parts_audio = {"train": audio[:cut], "val": audio[cut:]}
-            entry = {
-                "source": source,
-                "duration_s": round(len(codes) / config.sample_rate, 4),
-                "trimmed_s": round(trimmed / config.sample_rate, 4),
-            }
-            if label is not None:
-                entry["label"] = label
-            for split in splits:
-                part = codes[:cut] if split == "train" else codes[cut:]
-                codes_out[split].write(part.tobytes())
-                entry[split] = [offsets[split], len(part)]
-                offsets[split] += len(part)
-                if mel:
-                    features = log_mel(parts_audio[split], mel)  # (frames, bands)
-                    assert len(features) == frame_count(len(part), mel.hop)
-                    mels_out[split].write(features.tobytes())
-                    entry[f"{split}_frames"] = [offsets[f"{split}_frames"], len(features)]
-                    offsets[f"{split}_frames"] += len(features)
-            manifest["files"].append(entry)
-        if not manifest["files"]:
+            usable = job.usable(path)
+            if usable is not None:
+                job.add(path, *usable)
+        if not job.manifest["files"]:
             # each was named above with its reason: naming one again would count it twice
             raise DataError(f"{dataset}: none of the {len(files)} audio files could be used (reasons above)")
-    manifest["train_samples"], manifest["val_samples"] = offsets["train"], offsets["val"]
-    if mel:
-        manifest["train_frames"], manifest["val_frames"] = offsets["train_frames"], offsets["val_frames"]
-    if config.labels == "folders":
-        counts = Counter(entry["label"] for entry in manifest["files"])
-        manifest["labels"] = sorted(counts)
-        log("labels: " + ", ".join(f"{name} ({counts[name]} file{'s' if counts[name] != 1 else ''})"
-                                   for name in manifest["labels"]))
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
-
-    seconds = (offsets["train"] + offsets["val"]) / config.sample_rate
-    summary = (
-        f"prepared {_plural(len(manifest['files']), 'file')} ({seconds / 60:.1f} min at {config.sample_rate} Hz: "
-        f"{offsets['train']} train + {offsets['val']} validation samples) into {display_name(out)}"
-    )
-    if mel:
-        summary += f", with {mel.bands}-band log-mel features every {mel.hop} samples"
-    if config.trim_silence:
-        summary += f"; trimmed {trimmed_total / config.sample_rate:.1f} s of silence"
-    problems = [entry for entry in manifest["skipped"] if not entry.get("ignored")]
-    if problems:
-        summary += f"; skipped {_count_skipped(problems)} (named above)"
-    if len(problems) < len(manifest["skipped"]):
-        others = [entry for entry in manifest["skipped"] if entry.get("ignored")]
-        summary += f"; ignored {_count_skipped(others)} (no audio to prepare; named above)"
-    log(summary)
-    return manifest
+    job.finish()
+    return job.manifest
 
 
-def _dbfs(level: float) -> str:
-    return f"{20 * np.log10(level):.0f} dBFS" if level > 0 else "-inf dBFS"
+SPLITS = ("train", "val")
 
 
-def _loudest(recording) -> int:
-    return int(np.argmax(recording.channel_peaks))
+class _Preparation:
+    """One ``prepare`` call under way: the manifest it builds, the files its splits' codes and
+    mel frames go to (and where the next ones start), and what it names as skipped or ignored."""
 
+    def __init__(self, dataset: Path, out: Path, config: DataConfig, mel, log: Callable[[str], None],
+                 min_samples: int) -> None:
+        self.dataset, self.out, self.config, self.mel, self.log = dataset, out, config, mel, log
+        self.min_samples, self.trimmed_total = min_samples, 0
+        self.manifest: dict = {
+            "format": FORMAT, "version": 1, "sample_rate": config.sample_rate, "channel": config.channel,
+            "dataset": display_name(dataset.resolve()), "val_fraction": config.val_fraction,
+            "labels": [], "mel": mel.as_dict() if mel else None, "files": [], "skipped": [],
+        }
+        self.offsets = {"train": 0, "val": 0, "train_frames": 0, "val_frames": 0}
+        self.ignored: dict[str, list[str]] = {}  # reason -> names, said in one line per reason
+        self.codes_out: dict = {}
+        self.mels_out: dict = {}
 
-def _silence(recording) -> str | None:
-    """Why a recording holds no sound to learn from, in its true cause (or None when it has).
+    def _entry(self, path: Path, reason: str, ignored: bool = False) -> None:
+        folder = path.is_dir()  # a folder that could not be listed, or a link not followed
+        entry = {"source": display_name(path.relative_to(self.dataset)) + ("/" if folder else ""), "reason": reason}
+        if ignored:
+            entry["ignored"] = True
+        self.manifest["skipped"].append(entry)
 
-    Below ``SILENT_DBFS`` everywhere: every channel silent, channels that cancel when mixed to
-    mono, or a kept channel that is silent while another is not. A constant offset (DC) that
-    varies by less than that is no sound either, however far from 0 it sits.
-    """
-    threshold = 10 ** (SILENT_DBFS / 20)
-    audio, peaks = recording.audio, recording.channel_peaks
-    peak = float(np.abs(audio).max())
-    loudest = _loudest(recording)
-    if peak < threshold:
-        if peaks[loudest] >= threshold and recording.picked is not None:
-            return (f"channel {recording.picked} is silent (peak {_dbfs(peaks[recording.picked])}); the sound is in "
-                    f"channel {loudest} (peak {_dbfs(peaks[loudest])}): use --channel {loudest}, or --channel mix")
-        if peaks[loudest] >= threshold:
-            return (f"silent when mixed to mono: its {recording.channels} channels cancel (channel {loudest} peaks at "
-                    f"{_dbfs(peaks[loudest])}, the mix at {_dbfs(peak)}); keep one channel with --channel {loudest} "
-                    f"(or --set data.channel={loudest})")
-        level = f"peak {_dbfs(peak)}" if peak else "every sample is 0"
-        return f"silent throughout ({level}; nothing above {SILENT_DBFS:g} dBFS)"
-    swing = float(audio.max() - audio.min()) / 2
-    if swing < threshold:
-        offset = float(np.mean(audio))
-        return (f"no sound: a constant offset (DC) of {offset:+.3g} ({_dbfs(abs(offset))}) throughout, varying by "
-                f"less than {SILENT_DBFS:g} dBFS")
-    return None
+    def skip(self, path: Path, reason: str) -> None:
+        """A file that looked like audio but cannot be used: named now, with its reason."""
+        self._entry(path, reason)
+        self.log(f"skipped {display_name(path)}{'/' if path.is_dir() else ''}: {reason}")
 
+    def ignore(self, path: Path, reason: str) -> None:
+        """An entry with no audio to prepare (a README, a hidden file): named with its kind."""
+        self._entry(path, reason, ignored=True)
+        self.ignored.setdefault(reason, []).append(display_name(path) + ("/" if path.is_dir() else ""))
 
-def _too_short(length: int, trimmed: int, min_samples: int, config: DataConfig) -> str:
-    """The reason for a file shorter than the model's receptive field; when trimming made it so,
-    that is the cause to name."""
-    reason = f"too short: {length} samples at {config.sample_rate} Hz"
-    if trimmed and length + trimmed >= min_samples:
-        return (f"{reason} after trimming silence ({length + trimmed} before; the rest is more than "
-                f"{config.trim_db:g} dB below its peak), fewer than the {min_samples} of the model's receptive "
-                "field; --no-trim-silence keeps the file whole")
-    return (f"{reason}{' after trimming' if trimmed else ''}, fewer than the {min_samples} of the model's "
-            "receptive field")
+    def say_ignored(self) -> None:
+        for reason, names in self.ignored.items():
+            self.log(f"ignored {_some(names)}: {reason}")
+
+    def open(self, stack: contextlib.ExitStack) -> None:
+        """The split files, written atomically: they replace earlier ones only once complete."""
+        self.codes_out = {split: stack.enter_context(atomic_open(self.out / f"{split}.u8")) for split in SPLITS}
+        if self.mel:
+            self.mels_out = {split: stack.enter_context(atomic_open(self.out / f"{split}.mel")) for split in SPLITS}
+
+    def usable(self, path: Path) -> tuple[np.ndarray, int, str | None] | None:
+        """The file's audio (mono, at the rate, trimmed if asked), samples trimmed, and label;
+        None when it cannot be used (then named with its reason)."""
+        config, label = self.config, None
+        if config.labels == "folders":
+            parts = path.relative_to(self.dataset).parts
+            if len(parts) < 2:
+                self.skip(path, "not inside a label folder (with --labels folders, files go in DATASET/<label>/)")
+                return None
+            label = display_name(parts[0])
+        try:
+            recording = read_recording(path, config.sample_rate, config.channel)
+        except AudioReadError as exc:
+            return self.skip(path, str(exc))
+        except OSError as exc:  # e.g. the file went away while it was being read
+            return self.skip(path, os_error_reason(exc, path))
+        reason = silence(recording)
+        if reason:
+            return self.skip(path, reason)
+        if cancel_note(recording):
+            self.log(f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
+                     f"--channel {loudest_channel(recording)} would keep one channel")
+        audio, trimmed = recording.audio, 0
+        if config.trim_silence:
+            audio, trimmed = _trim(audio, config.trim_db)
+            self.trimmed_total += trimmed
+            if len(audio) == 0:
+                return self.skip(path, f"nothing left after trimming silence (no part above -{config.trim_db:g} dB "
+                                       "from its peak); --no-trim-silence keeps the file whole")
+        if len(audio) < self.min_samples:
+            return self.skip(path, too_short(len(audio), trimmed, self.min_samples, config))
+        return audio, trimmed, label
+
+    def add(self, path: Path, audio: np.ndarray, trimmed: int, label: str | None) -> None:
+        """Append a file's codes (and mel frames) to the splits: its tail is held out."""
+        from ..audio.features import frame_count, log_mel
+
+        rate, mel = self.config.sample_rate, self.mel
+        codes = encode_uint8(audio)
+        cut = len(codes) - int(len(codes) * self.config.val_fraction)
+        entry = {"source": display_name(path.relative_to(self.dataset)), "duration_s": round(len(codes) / rate, 4),
+                 "trimmed_s": round(trimmed / rate, 4)}
+        if label is not None:
+            entry["label"] = label
+        for split, part, part_audio in (("train", codes[:cut], audio[:cut]), ("val", codes[cut:], audio[cut:])):
+            self.codes_out[split].write(part.tobytes())
+            entry[split] = [self.offsets[split], len(part)]
+            self.offsets[split] += len(part)
+            if mel:
+                features = log_mel(part_audio, mel)  # (frames, bands)
+                assert len(features) == frame_count(len(part), mel.hop)
+                self.mels_out[split].write(features.tobytes())
+                entry[f"{split}_frames"] = [self.offsets[f"{split}_frames"], len(features)]
+                self.offsets[f"{split}_frames"] += len(features)
+        self.manifest["files"].append(entry)
+
+    def finish(self) -> None:
+        """The totals and labels into the manifest, the manifest written last, the summary said."""
+        manifest, offsets = self.manifest, self.offsets
+        manifest["train_samples"], manifest["val_samples"] = offsets["train"], offsets["val"]
+        if self.mel:
+            manifest["train_frames"], manifest["val_frames"] = offsets["train_frames"], offsets["val_frames"]
+        if self.config.labels == "folders":
+            counts = Counter(entry["label"] for entry in manifest["files"])
+            manifest["labels"] = sorted(counts)
+            self.log("labels: " + ", ".join(f"{name} ({_plural(counts[name], 'file')})" for name in manifest["labels"]))
+        atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
+        self.log(self.summary())
+
+    def summary(self) -> str:
+        config, offsets, skipped = self.config, self.offsets, self.manifest["skipped"]
+        seconds = (offsets["train"] + offsets["val"]) / config.sample_rate
+        text = (f"prepared {_plural(len(self.manifest['files']), 'file')} ({seconds / 60:.1f} min at "
+                f"{config.sample_rate} Hz: {offsets['train']} train + {offsets['val']} validation samples) into "
+                f"{display_name(self.out)}")
+        if self.mel:
+            text += f", with {self.mel.bands}-band log-mel features every {self.mel.hop} samples"
+        if config.trim_silence:
+            text += f"; trimmed {self.trimmed_total / config.sample_rate:.1f} s of silence"
+        problems = [entry for entry in skipped if not entry.get("ignored")]
+        if problems:
+            text += f"; skipped {_count_skipped(problems)} (named above)"
+        if len(problems) < len(skipped):
+            text += f"; ignored {_count_skipped([e for e in skipped if e.get('ignored')])} (no audio to prepare; named above)"
+        return text
 
 
 def _not_searched(out: Path) -> Callable[[Path], str | None]:

@@ -30,12 +30,12 @@ MAY_IMPORT = {
 MODULE_LINES, FUNCTION_LINES = 300, 60
 KERNELS = {"wavegen.generate.native"}  # the native engine's build, ABI and packing beside its C++ kernel
 OVER_MODULE = {
-    "wavegen.audio.io": 340, "wavegen.config": 330, "wavegen.model.network": 370,
+    "wavegen.config": 330, "wavegen.model.network": 370,
     "wavegen.report.page": 480, "wavegen.train.loop": 380, "wavegen.train.trainer": 385,
 }
 OVER_FUNCTION = {
 "wavegen.generate.synth.synthesize": 100, "wavegen.bench.training.run": 94,
-    "wavegen.commands.bench.bench": 76, "wavegen.generate.vocode.vocode": 75, "wavegen.audio.io.find_audio_files": 73,
+    "wavegen.commands.bench.bench": 76, "wavegen.generate.vocode.vocode": 75,
     "wavegen.bench.sampling.run": 68, "wavegen.report.page.render": 63,
 }
 

@@ -11,29 +11,12 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
 
 from ..files import atomic_open
-
-# Names that say "audio": every container soundfile (libsndfile) reads, under its usual names,
-# and what librosa's fallback decoder (audioread, with ffmpeg) reads. A file with one of these
-# names that cannot be used is a problem to report (exit status 3); a file with any other name
-# is audio only if its content says so (``sniff``), else it is not audio and only named. RAW and
-# MAT are left out: headerless samples need settings a file cannot carry, and .mat is mostly
-# not audio.
-AUDIO_EXTENSIONS = (
-    {f".{name.lower()}" for name in sf.available_formats()} - {".raw", ".mat4", ".mat5", ".wavex", ".svx", ".ircam"}
-    | {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd",
-       ".caf", ".w64", ".rf64", ".sph", ".8svx", ".iff", ".sf", ".m4a", ".aac", ".wma", ".mka"}
-)
-
-
-# Headerless samples: audio, but the rate, width and channels are not in the file.
-RAW_EXTENSIONS = {".raw", ".pcm"}
-
 
 # What other files wearing an audio extension begin with, to say what they are instead of
 # passing on the decoder's "format not recognised".
@@ -67,104 +50,8 @@ def os_error_reason(error: OSError, path: Path) -> str:
     return error.strerror or str(error)
 
 
-def is_hidden(name: str) -> bool:
-    """A hidden name (``.DS_Store``, ``.git``, macOS's ``._x.wav`` resource forks): never data."""
-    return name.startswith(".")
-
-
-def find_audio_files(
-    folder: Path,
-    skip: Callable[[Path, str], None] | None = None,
-    ignore: Callable[[Path, str], None] | None = None,
-    prune: Callable[[Path], str | None] | None = None,
-) -> list[Path]:
-    """Audio files under ``folder`` (recursively), sorted for reproducibility.
-
-    A file is audio when its extension says so (``AUDIO_EXTENSIONS``) or, for any other name,
-    when its content does (``sniff``). Every other entry is accounted for, never dropped
-    silently: files that are not audio, hidden files and folders (not searched), and folders
-    ``prune`` names a reason for (an output folder inside the dataset) go to ``ignore`` with
-    the reason; what is a problem (a folder that cannot be listed, a link not followed, a file
-    whose content cannot be read to tell, headerless samples) goes to ``skip``.
-
-    Links to folders outside ``folder`` are followed, each real folder once, so a loop of links
-    cannot trap the search. A link to a folder inside ``folder`` (a loop, or a second way to
-    files that are found anyway) is not followed.
-    """
-    skip = skip or (lambda path, reason: None)
-    ignore = ignore or (lambda path, reason: None)
-    prune = prune or (lambda path: None)
-    inside = os.path.realpath(folder)
-    searched = {inside}
-    found = []
-
-    def cannot_list(error: OSError) -> None:
-        skip(Path(error.filename), f"cannot list this folder ({os_error_reason(error, Path(error.filename))})")
-
-    for root, dirs, files in os.walk(folder, followlinks=True, onerror=cannot_list):
-        for name in sorted(dirs):
-            path = Path(root) / name
-            target = os.path.realpath(path)
-            reason, problem = None, True
-            pruned = None if is_hidden(name) else prune(path)
-            if is_hidden(name):
-                reason, problem = "hidden: not searched", False
-            elif pruned:
-                reason, problem = pruned, False
-            elif os.path.islink(path) and (target == inside or target.startswith(inside + os.sep)):
-                if os.path.realpath(root) == target or os.path.realpath(root).startswith(target + os.sep):
-                    reason = "link to a folder that contains it (a loop): not followed"
-                else:
-                    where = display_name(os.path.relpath(target, inside))
-                    reason = f"link to {where}, inside the dataset: not followed (its files are read there)"
-            elif target in searched:
-                reason = "searched already (through another link): not followed"
-            if reason:
-                dirs.remove(name)
-                (skip if problem else ignore)(path, reason)
-            else:
-                searched.add(target)
-        for name in sorted(files):
-            path = Path(root) / name
-            suffix = Path(name).suffix.lower()
-            if is_hidden(name):
-                ignore(path, "hidden: not searched")
-            elif suffix in AUDIO_EXTENSIONS:
-                found.append(path)
-            elif suffix in RAW_EXTENSIONS:
-                skip(path, "headerless samples (the file does not say its rate, width or channels): "
-                           "convert it to WAV with the right settings")
-            else:
-                try:
-                    kind = sniff(path)
-                except AudioReadError as exc:  # cannot even look: a problem, not a verdict
-                    skip(path, str(exc))
-                    continue
-                if kind is None:
-                    found.append(path)
-                else:
-                    ignore(path, kind)
-    return sorted(found)
-
-
-def sniff(path: Path) -> str | None:
-    """None when ``path`` (of a name that does not say audio) holds audio soundfile can read,
-    found by content; else why it is taken for something else ("not audio (looks like text)").
-    Raises ``AudioReadError`` when the file cannot be read to tell."""
-    head = _read_head(path)
-    if not head:
-        return "not audio (empty file)"
-    try:
-        with _quiet_stderr():
-            sf.info(os.fsencode(path))  # libsndfile recognises every format it reads by content
-        return None
-    except Exception:
-        kind = _looks_like(head)
-        return f"not audio (looks like {kind})" if kind else "not audio (no audio format recognised in its content)"
-
-
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null for a while.
 
     The C decoders behind soundfile (mpg123, libvorbis) print their own notes about damaged data
@@ -187,7 +74,7 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _looks_like(head: bytes) -> str | None:
+def looks_like(head: bytes) -> str | None:
     """What a file that failed to decode appears to be, from its first bytes (or None)."""
     for magic, kind in SIGNATURES.items():
         if head.startswith(magic):
@@ -202,7 +89,7 @@ def _looks_like(head: bytes) -> str | None:
 
 
 def _decode_failure(error: Exception, head: bytes) -> str:
-    kind = _looks_like(head)
+    kind = looks_like(head)
     if kind:
         return f"not audio (looks like {kind})"
     why = str(getattr(error, "error_string", None) or error).removeprefix("Error : ").rstrip(".")
@@ -218,7 +105,7 @@ def _decode(path: Path, head: bytes) -> tuple[np.ndarray, int]:
     so all become an ``AudioReadError``; decoder chatter on stderr is silenced.
     """
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             # bytes, not str: soundfile encodes a str name strictly as UTF-8, which fails for
             # names in another encoding
             data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
@@ -227,7 +114,7 @@ def _decode(path: Path, head: bytes) -> tuple[np.ndarray, int]:
         try:
             import librosa  # slow to import: only when soundfile cannot decode the file
 
-            with warnings.catch_warnings(), _quiet_stderr():
+            with warnings.catch_warnings(), quiet_stderr():
                 warnings.simplefilter("ignore")
                 mono, rate = librosa.load(path, sr=None, mono=True)
             return mono[:, None].astype(np.float32), int(rate)
@@ -235,7 +122,7 @@ def _decode(path: Path, head: bytes) -> tuple[np.ndarray, int]:
             raise AudioReadError(_decode_failure(first_error, head)) from None
 
 
-def _read_head(path: Path) -> bytes:
+def read_head(path: Path) -> bytes:
     """The first bytes of ``path``, or an ``AudioReadError`` saying why it cannot be read."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the read forever
@@ -264,7 +151,7 @@ class Recording:
 def read_recording(path: Path, sample_rate: int, channel: str = "mix") -> Recording:
     """Read ``path`` at ``sample_rate``: every channel averaged (``channel="mix"``) or one kept
     (its index as text, "0" for the first; a mono file is used as it is). Resampled if needed."""
-    head = _read_head(Path(path))
+    head = read_head(Path(path))
     if not head:
         raise AudioReadError("empty file (0 bytes)")
     data, rate = _decode(Path(path), head)

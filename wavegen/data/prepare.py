@@ -14,11 +14,11 @@ from ..audio.io import (
     AudioReadError,
     cancel_note,
     display_name,
-    find_audio_files,
     os_error_reason,
     read_recording,
 )
 from ..audio.mulaw import encode_uint8
+from ..audio.search import find_audio_files
 from ..config import DataConfig
 from ..errors import DataError
 from ..files import atomic_open, atomic_write_text

@@ -1,8 +1,7 @@
 """The WaveNet network: causal dilated convolutions, gated units, residual and skip paths.
 
-This module is the network only. It holds no sampling state; the engines (``generate``) read
-the weights of a ``WaveNet`` and run their own incremental step. How the stack is initialised
-and parameterised (weight norm, the scaled sums) is ``parameterize``'s.
+The network only: no sampling state (the engines read its weights and run their own step), and
+its initialisation and parameterisation in ``parameterize``.
 
     codes (B, T) ──one-hot──▶ type-A causal conv (k_in taps, sees t-k_in .. t-1)
                                    │ x (B, R, T)
@@ -27,9 +26,10 @@ a table lookup instead of a convolution over one-hot vectors. Same numbers, less
     block 1 (d=1)    ·|────────────────────────────────────────────────────────| - 1
     ...                                   ...
     last block                                     |───────────────────────────| S
-    skips, head                                    |───────────────────────────| S A conditioned model adds a term per
-layer to (B, 2G, T) before the gate: a label embedding and/or upsampled mel features
-(``conditioning.py``).
+    skips, head                                    |───────────────────────────| S
+
+A conditioned model adds a term per layer to (B, 2G, T) before the gate: a label embedding
+and/or upsampled mel features (``conditioning``).
 """
 from __future__ import annotations
 

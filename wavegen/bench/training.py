@@ -186,26 +186,7 @@ def run(
         torch.set_num_threads(threads)
     if config.labels or config.mel_channels:
         raise ValueError("bench --train measures unconditioned shapes")
-    torch.manual_seed(0)
-    model = WaveNet(config).to(device)
-    rf = model.receptive_field
-    forward = torch.compile(model) if compile else model
-    precision = precisions.resolve(precision, device)
-    contenders = [_Contender("wavegen" + ("+compile" if compile else "") + ("+recompute" if recompute else ""),
-                             model, lambda codes, start: forward(codes, output_from=start, recompute=recompute),
-                             device, precision)]
-    diff = None
-    if plain:
-        reference = PlainWaveNet(config).to(device)
-        reference.load_state_dict(model.plain_state_dict())
-        contenders.append(_Contender("plain", reference, reference, device, "fp32"))
-        if precision != "fp32":  # its own copy: the two plain models' Adam steps must not mix
-            same = PlainWaveNet(config).to(device)
-            same.load_state_dict(model.plain_state_dict())
-            contenders.append(_Contender(f"plain+{precision}", same, same, device, precision))
-        with torch.no_grad():
-            codes = torch.randint(0, config.classes, (2, rf + 64), device=device)
-            diff = (model(codes, output_from=rf) - reference(codes, output_from=rf)).abs().max().item()
+    contenders, rf, diff = _contenders(config, device, compile, recompute, plain, precisions.resolve(precision, device))
     phases = ["cuda caching allocator"]
     if device.type == "cpu":
         phases = ([] if freed_memory_kept() else [GLIBC_DEFAULT]) + [KEEP_FREED]
@@ -218,32 +199,16 @@ def run(
             keep_freed_memory()
         for batch in batches:
             for segment in segments:
-                times: dict[str, list[float]] = {c.name: [] for c in contenders}
-                warmup = 2 if compile else 1
-                for index in range(warmup + steps):
-                    codes = torch.randint(0, config.classes, (batch, rf + segment), generator=generator).to(device)
-                    targets = torch.randint(0, config.classes, (batch, segment), generator=generator).to(device)
-                    for contender in contenders:  # in turn, so a busy machine slows both alike
-                        times[contender.name].append(contender.step(codes, targets, rf))
-                medians = {name: statistics.median(spent[warmup:]) for name, spent in times.items()}
+                medians, example = _medians(contenders, config, batch, rf, segment, steps, 2 if compile else 1,
+                                            generator, device)
                 if bar is not None:
                     bar.update(1)
                 if plain and phase == GLIBC_DEFAULT:
                     plain_by_default[batch, segment] = medians["plain"]
                 for contender in contenders:
-                    seconds = medians[contender.name]
-                    result = {
-                        "bench": "train", "impl": contender.name, "device": device.type,
-                        "precision": contender.precision,
-                        "threads": torch.get_num_threads() if device.type == "cpu" else None,
-                        "allocator": phase,
-                        "batch": batch, "segment": segment, "window": rf + segment,
-                        "step_s": round(seconds, 4),
-                        "samples_per_s": round(batch * segment / seconds, 1),
-                        "peak_memory_mb": round(contender.peak_memory(codes, targets, rf) / 2**20, 1),
-                        "memory": "cuda allocator peak" if device.type == "cuda" else "process rss growth in a step",
-                    }
+                    result = _result(contender, medians[contender.name], example, phase, batch, segment, rf, device)
                     if plain:
+                        seconds = medians[contender.name]
                         result["speedup_vs_plain"] = round(medians["plain"] / seconds, 3)
                         same = "plain" if contender.precision == "fp32" else f"plain+{contender.precision}"
                         result["speedup_vs_plain_same_precision"] = round(medians[same] / seconds, 3)
@@ -251,3 +216,57 @@ def run(
                             result["speedup_vs_plain_default"] = round(plain_by_default[batch, segment] / seconds, 3)
                         result["max_logit_diff_vs_plain"] = diff
                     yield result
+
+
+def _contenders(config: ModelConfig, device: torch.device, compile: bool, recompute: bool, plain: bool,
+                precision: str) -> tuple[list["_Contender"], int, float | None]:
+    """wavegen's model as ``train`` runs it, and the plain model with the same weights (in fp32,
+    and at wavegen's precision when that differs); the receptive field; the largest logit
+    difference between the two models."""
+    torch.manual_seed(0)
+    model = WaveNet(config).to(device)
+    rf = model.receptive_field
+    forward = torch.compile(model) if compile else model
+    contenders = [_Contender("wavegen" + ("+compile" if compile else "") + ("+recompute" if recompute else ""),
+                             model, lambda codes, start: forward(codes, output_from=start, recompute=recompute),
+                             device, precision)]
+    if not plain:
+        return contenders, rf, None
+    reference = PlainWaveNet(config).to(device)
+    reference.load_state_dict(model.plain_state_dict())
+    contenders.append(_Contender("plain", reference, reference, device, "fp32"))
+    if precision != "fp32":  # its own copy: the two plain models' Adam steps must not mix
+        same = PlainWaveNet(config).to(device)
+        same.load_state_dict(model.plain_state_dict())
+        contenders.append(_Contender(f"plain+{precision}", same, same, device, precision))
+    with torch.no_grad():
+        codes = torch.randint(0, config.classes, (2, rf + 64), device=device)
+        diff = (model(codes, output_from=rf) - reference(codes, output_from=rf)).abs().max().item()
+    return contenders, rf, diff
+
+
+def _medians(contenders: list["_Contender"], config: ModelConfig, batch: int, rf: int, segment: int, steps: int,
+             warmup: int, generator: torch.Generator, device: torch.device) -> tuple[dict[str, float], tuple]:
+    """Each contender's median step time over ``steps`` steps after ``warmup``, the contenders
+    taking turns (a busy machine slows them alike); and the last batch (codes, targets)."""
+    times: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for _ in range(warmup + steps):
+        codes = torch.randint(0, config.classes, (batch, rf + segment), generator=generator).to(device)  # (B, rf + S)
+        targets = torch.randint(0, config.classes, (batch, segment), generator=generator).to(device)  # (B, S)
+        for contender in contenders:
+            times[contender.name].append(contender.step(codes, targets, rf))
+    return {name: statistics.median(spent[warmup:]) for name, spent in times.items()}, (codes, targets)
+
+
+def _result(contender: "_Contender", seconds: float, example: tuple, phase: str, batch: int, segment: int, rf: int,
+            device: torch.device) -> dict:
+    """One row of the table for one contender (its memory measured on ``example``)."""
+    codes, targets = example
+    return {
+        "bench": "train", "impl": contender.name, "device": device.type, "precision": contender.precision,
+        "threads": torch.get_num_threads() if device.type == "cpu" else None, "allocator": phase,
+        "batch": batch, "segment": segment, "window": rf + segment, "step_s": round(seconds, 4),
+        "samples_per_s": round(batch * segment / seconds, 1),
+        "peak_memory_mb": round(contender.peak_memory(codes, targets, rf) / 2**20, 1),
+        "memory": "cuda allocator peak" if device.type == "cuda" else "process rss growth in a step",
+    }

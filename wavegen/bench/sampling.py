@@ -147,16 +147,7 @@ def run(
         # A graph engine generates whole replays: measure it on multiples of one replay.
         unit = getattr(engine, "steps_per_replay", 8)
         for batch in batches:
-            seeds = list(range(batch))
-            _timed(engine, unit, seeds, device, model)  # warm-up: caches, threads, graph capture
-            count = unit
-            while True:  # sized by the loop alone: a conditioned reset can take seconds
-                took, reset = _timed(engine, count, seeds, device, model)
-                if took - reset >= seconds / 4:
-                    break
-                count *= 2
-            count = max(unit, round(count * seconds / (took - reset) / unit) * unit)
-            runs = [_timed(engine, count, seeds, device, model) for _ in range(repeats)]
+            count, runs = _measure(engine, unit, list(range(batch)), seconds, repeats, device, model)
             rate = _median([batch * count / took for took, _ in runs])
             if bar is not None:
                 bar.update(1)
@@ -172,6 +163,21 @@ def run(
                 # the native engine: threads allowed; the layout last used (threads, threads per group)
                 **({"threads": engine.threads, "layout": list(engine.layout)} if name == "native" else {}),
             }
+
+
+def _measure(engine, unit: int, seeds: list[int], seconds: float, repeats: int, device: torch.device,
+             model: WaveNet) -> tuple[int, list[tuple[float, float]]]:
+    """The length (a multiple of ``unit`` samples) that takes about ``seconds`` to generate,
+    found by doubling a short run, and ``repeats`` timed runs of it: (seconds, of which reset)."""
+    _timed(engine, unit, seeds, device, model)  # warm-up: caches, threads, graph capture
+    count = unit
+    while True:  # sized by the loop alone: a conditioned reset can take seconds
+        took, reset = _timed(engine, count, seeds, device, model)
+        if took - reset >= seconds / 4:
+            break
+        count *= 2
+    count = max(unit, round(count * seconds / (took - reset) / unit) * unit)
+    return count, [_timed(engine, count, seeds, device, model) for _ in range(repeats)]
 
 
 def print_results(results: Iterator[dict], echo: Callable[[str], None] = print) -> list[dict]:

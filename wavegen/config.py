@@ -122,6 +122,12 @@ class Config:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
+    def override(self, *items: str) -> "Config":
+        """Apply ``"section.key=value"`` strings in place, parsed and checked as ``--set`` does
+        (an unknown key is refused with the nearest known ones); returns ``self``. Raises
+        ``ConfigError``."""
+        return apply_overrides(self, list(items))
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config", base: "Config | None" = None) -> "Config":
         """Build a config from nested dicts, checking every key and type: the dataclass defaults,

@@ -29,17 +29,10 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
     Under torchrun (``torchrun --nproc-per-node N -m wavegen train ...``) every process runs this
     command and they train one model together; ``--nproc N`` starts torchrun for one machine.
     """
-    from ..config import ConfigError
     from ..outputs import writable_folder
+    from ..run_config import check_train_overrides
 
-    for item in overrides:  # train sets these from the prepared data: an override would be lost
-        key = item.partition("=")[0].strip()
-        if key in ("model.labels", "model.mel_channels", "model.mel_hop"):
-            raise ConfigError(f"--set {item}: a model conditions on what its data carries; prepare the data "
-                              "with --labels folders or --mels N instead")
-        if key.startswith("data."):
-            raise ConfigError(f"--set {item}: data settings are prepare's (a run takes them from its prepared data); "
-                              f"give it to `wavegen prepare DATASET --set {item.strip()}`")
+    check_train_overrides(list(overrides))  # before torch is imported: answered at once
     run = run or Path("runs") / Path(recipe or "default").stem
     writable_folder(run, "--run")
     from ..devices import resolve_device

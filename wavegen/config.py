@@ -7,6 +7,7 @@ a run saves (``config.toml``) and what every checkpoint carries.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -165,12 +166,31 @@ def _field_type(section_obj: Any, key: str) -> type:
     return {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list}[types[key]]
 
 
+def nearest_keys(dotted: str, count: int = 3) -> list[str]:
+    """The known ``section.key`` names closest to a mistyped one, best first: by the key within
+    a known section (``train.lrr`` → ``train.lr``), else by the whole name or the key alone
+    (``lrr``). Only near misses count (difflib's ratio >= 0.75), so an unrelated name gets none."""
+    keys = known_keys()
+    section, _, key = dotted.partition(".")
+    if section in SECTIONS and key:
+        candidates = {k.partition(".")[2]: k for k in keys if k.startswith(section + ".")}
+        word = key
+    else:
+        candidates = {k: k for k in keys}
+        word = dotted
+        if "." not in dotted:  # a key without its section: compare it with the keys' names
+            candidates = {k.partition(".")[2]: k for k in keys}
+    return [candidates[name] for name in difflib.get_close_matches(word, list(candidates), n=count, cutoff=0.75)]
+
+
 def _locate(config: Config, dotted: str, source: str) -> tuple[Any, str]:
+    """The section object and key ``dotted`` names; an unknown one is refused with the nearest
+    known keys (all of them when none is close)."""
     section, _, key = dotted.partition(".")
     if section not in SECTIONS or not key or not hasattr(getattr(config, section), key):
-        raise ConfigError(
-            f"{source}: unknown setting '{dotted}' (known: {', '.join(known_keys())})"
-        )
+        close = nearest_keys(dotted)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known_keys())}"
+        raise ConfigError(f"{source}: unknown setting '{dotted}' ({hint})")
     return getattr(config, section), key
 
 

@@ -557,6 +557,39 @@ class Trainer:
         return self.net.no_sync()
 
 
+# A step slower than this on a CPU is a recipe sized for a GPU (the default takes ~10 s a step on
+# a laptop CPU, the tiny one ~0.05 s): say once what the whole run would take, and train on.
+SLOW_CPU_STEP_S = 2.0
+SLOW_STEPS_MEASURED = 3  # steps timed after the first (which pays one-time costs: allocation, threads)
+
+
+class SlowStepNote:
+    """Watches the first steps of a session on a CPU and, when the median of steps 2..4 takes
+    more than ``SLOW_CPU_STEP_S`` seconds, logs once how long a step takes, what the rest of
+    ``train.steps`` would take in hours, and how to train something smaller."""
+
+    def __init__(self, device: torch.device, step: int, steps: int, log: Callable[[str], None]) -> None:
+        self.watching = device.type == "cpu"
+        self.start, self.steps, self.log = step, steps, log
+        self.times: list[float] = []
+
+    def after(self, step: int, seconds: float) -> None:
+        """Record that ``step`` (counted from 1, the run's own count) took ``seconds``."""
+        if not self.watching or step == self.start + 1:  # (the first step of a session is not typical)
+            return
+        self.times.append(seconds)
+        if len(self.times) < SLOW_STEPS_MEASURED:
+            return
+        self.watching = False
+        each = float(np.median(self.times))
+        if each > SLOW_CPU_STEP_S:
+            hours = each * (self.steps - step) / 3600
+            self.log(f"a training step takes {each:.1f} s on this CPU: the {self.steps - step:,} steps left to "
+                     f"train.steps = {self.steps:,} would take about {hours:,.1f} hours. To try things out, train "
+                     "--recipe tiny, or a smaller model or window (--set model.cycles=1, --set "
+                     "train.segment_length=1000); training goes on")
+
+
 def ema_update(decay: float) -> Callable:
     """The moving average's update for ``AveragedModel``, with a warm-up: the n-th update uses
     ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's ExponentialMovingAverage does with
@@ -705,6 +738,7 @@ def train(
     previous = {sig: signal.signal(sig, on_signal) for sig in signals} if in_main_thread else {}
     start, recent = time.perf_counter(), []
     bar = progress_bar(total=t.steps, initial=trainer.step, desc="train", unit="step", enabled=progress)
+    slow = SlowStepNote(dev, trainer.step, t.steps, log)
     try:
         while trainer.step < t.steps:
             tick = time.perf_counter()
@@ -716,7 +750,9 @@ def train(
                 if "can't allocate memory" not in str(exc):
                     raise
                 raise trainer.out_of_memory() from None
-            rate = per_step * t.segment_length / (time.perf_counter() - tick)  # every process's samples
+            took = time.perf_counter() - tick
+            rate = per_step * t.segment_length / took  # every process's samples
+            slow.after(trainer.step, took)
             if math.isfinite(bits):
                 recent = (recent + [bits])[-50:]
             step, val = trainer.step, None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from .config import Config, _locate, load_recipe, validate
+from .config import Config, load_recipe, unknown_setting, validate
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def checked(config: Config) -> Config:
         known = {f.name for f in dataclasses.fields(obj)}
         for name in vars(obj):
             if name not in known:
-                _locate(config, f"{section.name}.{name}", "config")  # raises, naming the nearest keys
+                raise unknown_setting(f"{section.name}.{name}", "config")
     copy = Config.from_dict(config.to_dict(), source="config")  # type checks, as a recipe's
     validate(copy)
     return copy

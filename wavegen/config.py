@@ -188,10 +188,15 @@ def _locate(config: Config, dotted: str, source: str) -> tuple[Any, str]:
     known keys (all of them when none is close)."""
     section, _, key = dotted.partition(".")
     if section not in SECTIONS or not key or not hasattr(getattr(config, section), key):
-        close = nearest_keys(dotted)
-        hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known_keys())}"
-        raise ConfigError(f"{source}: unknown setting '{dotted}' ({hint})")
+        raise unknown_setting(dotted, source)
     return getattr(config, section), key
+
+
+def unknown_setting(dotted: str, source: str) -> ConfigError:
+    """The error for a key no config has: the nearest known keys, or all of them when none is close."""
+    close = nearest_keys(dotted)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known_keys())}"
+    return ConfigError(f"{source}: unknown setting '{dotted}' ({hint})")
 
 
 def _assign(config: Config, dotted: str, value: Any, source: str) -> None:

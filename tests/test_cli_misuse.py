@@ -194,7 +194,7 @@ CASES = [
     # -- demo: refused before the dataset is written or anything is trained
     case("demo", "--seconds", "0", phrase="--seconds must be in (0, 3600], got 0"),
     case("demo", "--seconds", "1e9", phrase="--seconds must be in (0, 3600]"),
-    case("demo", "--n", "0", phrase="Invalid value for '--n'", status=2),
+    case("demo", "--n", "0", phrase="Invalid value for '-n' / '--n'", status=2),
     case("demo", "--n", "100000", phrase="--n 100000: at most 4096 streams"),
     case("demo", "--steps", "0", phrase="Invalid value for '--steps'", status=2),
     case("demo", "--out", "afile", phrase="afile: --out exists and is not a folder"),

@@ -86,3 +86,41 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(to_toml(config))
     assert load_toml(path) == config
+
+
+@pytest.mark.parametrize("typo, nearest", [
+    ("train.lrr", "train.lr"), ("train.stepz", "train.steps"), ("model.cycels", "model.cycles"),
+    ("trian.lr", "train.lr"), ("train.batchsize", "train.batch_size"), ("lrr", "train.lr"),
+])
+def test_a_mistyped_setting_is_answered_with_the_nearest_key(typo, nearest):
+    with pytest.raises(ConfigError) as refused:
+        apply_overrides(Config(), [f"{typo}=1"])
+    assert str(refused.value) == f"--set: unknown setting '{typo}' (did you mean {nearest}?)"
+
+
+def test_an_unrelated_setting_lists_every_key():
+    with pytest.raises(ConfigError) as refused:
+        apply_overrides(Config(), ["model.colour=red"])
+    assert "did you mean" not in str(refused.value)
+    assert f"(known: {', '.join(known_keys())})" in str(refused.value)
+
+
+def test_recipe_files_and_run_config_edits_get_the_nearest_key_too(tmp_path):
+    from wavegen.run_config import read_edits
+
+    (tmp_path / "typo.toml").write_text("[train]\nlrr = 0.1\n")
+    with pytest.raises(ConfigError, match=r"typo.toml: unknown setting 'train.lrr' \(did you mean train.lr\?\)"):
+        load_recipe(str(tmp_path / "typo.toml"))
+    (tmp_path / "config.toml").write_text("[model]\ncycels = 2\n")
+    with pytest.raises(ConfigError, match=r"config.toml: unknown setting 'model.cycels' \(did you mean model.cycles\?\)"):
+        read_edits(tmp_path, Config())
+
+
+def test_config_override_checks_as_set_does():
+    config = load_recipe("tiny")
+    assert config.override("train.lr=1e-3", "model.cycles=2") is config
+    assert (config.train.lr, config.model.cycles) == (1e-3, 2)
+    with pytest.raises(ConfigError, match=r"did you mean train.lr\?"):
+        config.override("train.lrr=1")
+    with pytest.raises(ConfigError, match="expected float"):
+        config.override("train.lr=fast")

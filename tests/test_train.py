@@ -408,3 +408,42 @@ def test_the_moving_average_follows_a_young_run_then_settles_at_its_decay():
     settled = [torch.zeros(1)]
     update(settled, [torch.ones(1)], torch.tensor(100_000))  # far on: the configured decay
     assert settled[0].item() == pytest.approx(0.001)
+
+
+def test_slow_cpu_steps_are_named_once_with_the_hours_and_a_smaller_recipe(prepared, tmp_path, monkeypatch):
+    """A GPU-sized recipe on a CPU: one line after the first steps, then training goes on. The
+    steps are made to look slow by lowering the threshold (a slow recipe would take minutes)."""
+    from wavegen.train import slow
+
+    config = apply_overrides(load_recipe("tiny"), ["train.steps=8", "train.val_every=100"])
+    said = []
+    train(config, prepared, tmp_path / "fast", device="cpu", log=said.append, progress=False)
+    assert not [line for line in said if "a training step takes" in line]  # tiny steps are fast
+
+    monkeypatch.setattr(slow, "SLOW_CPU_STEP_S", 1e-9)
+    said = []
+    result = train(config, prepared, tmp_path / "slow", device="cpu", log=said.append, progress=False)
+    notes = [line for line in said if "a training step takes" in line]
+    assert len(notes) == 1 and result.step == 8
+    assert "s on this CPU: the 4 steps left to train.steps = 8 would take about" in notes[0]
+    assert "hours" in notes[0] and "--recipe tiny" in notes[0] and "\n" not in notes[0]
+
+
+def test_the_slow_step_note_uses_the_median_after_the_first_step_and_only_on_a_cpu():
+    from wavegen.train.slow import SlowStepNote
+
+    said = []
+    note = SlowStepNote(torch.device("cpu"), 0, 3604, said.append)
+    for step, seconds in [(1, 60.0), (2, 3.0), (3, 100.0), (4, 2.5)]:  # the first step's 60 s does not count
+        note.after(step, seconds)
+    assert len(said) == 1 and said[0].startswith("a training step takes 3.0 s on this CPU: the 3,600 steps left")
+    assert "about 3.0 hours" in said[0]
+    note.after(5, 10.0)
+    assert len(said) == 1  # once
+    quick = SlowStepNote(torch.device("cpu"), 10, 100, said.append)  # resumed at step 10: steps 12..14 timed
+    for step in range(11, 20):
+        quick.after(step, 1.0)
+    gpu = SlowStepNote(torch.device("cuda"), 0, 100, said.append)
+    for step in range(1, 10):
+        gpu.after(step, 10.0)
+    assert len(said) == 1

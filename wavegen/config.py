@@ -7,6 +7,7 @@ a run saves (``config.toml``) and what every checkpoint carries.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -122,6 +123,12 @@ class Config:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
+    def override(self, *items: str) -> "Config":
+        """Apply ``"section.key=value"`` strings in place, parsed and checked as ``--set`` does
+        (an unknown key is refused with the nearest known ones); returns ``self``. Raises
+        ``ConfigError``."""
+        return apply_overrides(self, list(items))
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config", base: "Config | None" = None) -> "Config":
         """Build a config from nested dicts, checking every key and type: the dataclass defaults,
@@ -159,13 +166,37 @@ def _field_type(section_obj: Any, key: str) -> type:
     return {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list}[types[key]]
 
 
+def nearest_keys(dotted: str, count: int = 3) -> list[str]:
+    """The known ``section.key`` names closest to a mistyped one, best first: by the key within
+    a known section (``train.lrr`` → ``train.lr``), else by the whole name or the key alone
+    (``lrr``). Only near misses count (difflib's ratio >= 0.75), so an unrelated name gets none."""
+    keys = known_keys()
+    section, _, key = dotted.partition(".")
+    if section in SECTIONS and key:
+        candidates = {k.partition(".")[2]: k for k in keys if k.startswith(section + ".")}
+        word = key
+    else:
+        candidates = {k: k for k in keys}
+        word = dotted
+        if "." not in dotted:  # a key without its section: compare it with the keys' names
+            candidates = {k.partition(".")[2]: k for k in keys}
+    return [candidates[name] for name in difflib.get_close_matches(word, list(candidates), n=count, cutoff=0.75)]
+
+
 def _locate(config: Config, dotted: str, source: str) -> tuple[Any, str]:
+    """The section object and key ``dotted`` names; an unknown one is refused with the nearest
+    known keys (all of them when none is close)."""
     section, _, key = dotted.partition(".")
     if section not in SECTIONS or not key or not hasattr(getattr(config, section), key):
-        raise ConfigError(
-            f"{source}: unknown setting '{dotted}' (known: {', '.join(known_keys())})"
-        )
+        raise unknown_setting(dotted, source)
     return getattr(config, section), key
+
+
+def unknown_setting(dotted: str, source: str) -> ConfigError:
+    """The error for a key no config has: the nearest known keys, or all of them when none is close."""
+    close = nearest_keys(dotted)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known_keys())}"
+    return ConfigError(f"{source}: unknown setting '{dotted}' ({hint})")
 
 
 def _assign(config: Config, dotted: str, value: Any, source: str) -> None:

@@ -2,12 +2,14 @@
 
 Every command passes ``enabled=not quiet``. An enabled bar is drawn when stderr is a terminal
 and left out when stderr is a file or a pipe (a log or CI keeps its one-line messages instead
-of thousands of redraws), as tqdm's ``disable=None`` does. ``WAVEGEN_PROGRESS=always`` draws
-bars on any stderr, ``never`` on none (``--quiet`` wins over both).
+of thousands of redraws), as tqdm's ``disable=None`` does; in a Jupyter notebook it is a widget
+(``tqdm.auto``). ``WAVEGEN_PROGRESS=always`` draws bars on any stderr, ``never`` on none
+(``--quiet`` wins over both).
 """
 from __future__ import annotations
 
 import os
+import sys
 
 ENV = "WAVEGEN_PROGRESS"
 
@@ -24,10 +26,21 @@ def disabled(enabled: bool = True) -> bool | None:
     return None
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel: its stderr is no terminal, yet a widget bar shows there."""
+    ipython = sys.modules.get("IPython")  # (never imported here: a kernel has it already)
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def bar(iterable=None, *, enabled: bool = True, **kwargs):
-    """A tqdm bar on stderr (``kwargs`` as tqdm's: total, desc, unit, unit_scale, leave...)."""
-    import sys
+    """A tqdm bar on stderr (``kwargs`` as tqdm's: total, desc, unit, unit_scale, leave...).
 
-    from tqdm import tqdm
+    ``tqdm.auto``: a widget in a Jupyter notebook (where the text bar would print a new line per
+    redraw), the text bar elsewhere."""
+    from tqdm.auto import tqdm
 
-    return tqdm(iterable, disable=disabled(enabled), file=sys.stderr, dynamic_ncols=True, **kwargs)
+    disable = disabled(enabled)
+    if disable is None and in_notebook():
+        disable = False
+    return tqdm(iterable, disable=disable, file=sys.stderr, dynamic_ncols=True, **kwargs)

@@ -132,3 +132,16 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def check_train_overrides(overrides: list[str]) -> None:
+    """Refuse ``--set`` items that ``train`` cannot honour: conditioning comes from the prepared
+    data and ``data.*`` settings are ``prepare``'s (either would be silently lost)."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key in ("model.labels", "model.mel_channels", "model.mel_hop"):
+            raise ConfigError(f"--set {item}: a model conditions on what its data carries; prepare the data "
+                              "with --labels folders or --mels N instead")
+        if key.startswith("data."):
+            raise ConfigError(f"--set {item}: data settings are prepare's (a run takes them from its prepared data); "
+                              f"give it to `wavegen prepare DATASET --set {item.strip()}`")

@@ -14,7 +14,7 @@ from .common import QUIET, friendly_errors
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change the shape, e.g. model.cycles=2 (with --train also train.precision).")
 @click.option("--engine", "engines", multiple=True, type=click.Choice(["native", "cuda-graph", "torch", "reference"]),
               help="Engines to run (repeatable; default: all).")
-@click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Streams at once (repeatable; default 1 and 32).")
+@click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Streams at once (repeatable; default: 1 and 32, with --train the recipe's batch_size).")
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
@@ -33,11 +33,11 @@ from .common import QUIET, friendly_errors
 @click.option("--minutes", multiple=True, type=click.FloatRange(min=0, min_open=True),
               help="--learn: wall-clock budget of training per variant (repeatable: scored at each mark).")
 @click.option("--steps", type=click.IntRange(min=1), multiple=True,
-              help="--train: timed steps (median; default 5). --learn: step budget per variant (repeatable).")
+              help="--train: timed steps (median). --learn: step budget per variant (repeatable) (default: 5 with --train).")
 @click.option("--compile", "compiled", is_flag=True, help="--train: run wavegen's model through torch.compile.")
 @click.option("--recompute", is_flag=True, help="--train: activation checkpointing (recompute in backward).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table.")
-@click.option("--quiet", is_flag=True, help=QUIET)
+@click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond, training, segments,
           learn_data, variants, minutes, steps, compiled, recompute, as_json, quiet):

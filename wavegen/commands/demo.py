@@ -64,11 +64,11 @@ def run_demo(
 @click.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
               help="Where the built-in dataset, prepared data and run go.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--seconds", type=float, default=2.0, show_default=True)
-@click.option("--n", "n", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--quiet", is_flag=True, help=QUIET)
+@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def demo(workdir, out, steps, seconds, n, quiet):
     """Run the whole pipeline on a built-in dataset of generated melodies (no data needed)."""

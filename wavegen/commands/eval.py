@@ -30,7 +30,7 @@ from .common import (
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True,
               help="Also print the results as one JSON object on stdout (the report lines stay on stderr).")
-@click.option("--quiet", is_flag=True, help=QUIET)
+@click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine, device, as_json, quiet):
     """Score a model: validation bits per sample; for vocoders, the resynthesis log-mel distance."""

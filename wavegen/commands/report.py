@@ -12,7 +12,7 @@ from .common import friendly_errors, log
 @click.option("--run", "run", type=click.Path(path_type=Path), help="Run folder (default: newest under runs/).")
 @click.option("--samples", "sample_dirs", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Folder of samples to look in (repeatable; default: RUN/samples and samples/).")
-@click.option("--out", type=click.Path(path_type=Path), help="Folder for the page (default: RUN/report).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Folder for the page (default: RUN/report).")
 @friendly_errors
 def report(run, sample_dirs, out):
     """Write a static HTML page about a run: config, curves, validation, every sample with a player.

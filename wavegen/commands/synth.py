@@ -17,11 +17,11 @@ from .common import (
 
 @click.command()
 @options(RUN_OR_CHECKPOINT)
-@click.option("--seconds", type=float, help="Length of each output (default 2; with --mel, the features' length).")
-@click.option("--n", "n", type=int, help="Number of streams generated together (default 1, or one per label).")
+@click.option("--seconds", type=float, help="Length of each output in seconds (default: 2; with --mel, the features' length).")
+@click.option("-n", "--n", "n", type=int, help="Number of streams generated together (default: 1, or one per label).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Stream i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
 @click.option("--engine", type=click.Choice(["auto", "native", "cuda-graph", "torch", "reference"]), default="auto",
               show_default=True, help="auto: the fastest that runs here (native on a CPU, cuda-graph on a GPU).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -29,7 +29,7 @@ from .common import (
 @click.option("--label", "labels", multiple=True, metavar="NAME",
               help="Label to generate (labelled models; repeatable: one per stream; default: each label in turn).")
 @click.option("--mel", type=click.Path(path_type=Path), help="Log-mel features (.npy, frames × bands) for a vocoder model.")
-@click.option("--quiet", is_flag=True, help=QUIET)
+@click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, prime, labels, mel, quiet):
     """Generate audio from a trained model and write 16-bit WAV files."""

@@ -13,15 +13,15 @@ from .common import QUIET, friendly_errors, log
 @click.option("--data", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
               help="Prepared data folder.")
 @click.option("--run", "--run-dir", "run", type=click.Path(path_type=Path),
-              help="Run folder (default: runs/RECIPE); resumed if it exists. Under torchrun spell it --run-dir "
-                   "(torchrun takes --run for its own --run-path).")
+              help="Run folder; resumed if it exists. Under torchrun spell it --run-dir (torchrun takes --run for "
+                   "its own --run-path) (default: runs/RECIPE).")
 @click.option("--recipe", help="Recipe name in recipes/ or a .toml path (default: 'default', or the run's own).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.lr=3e-4.")
-@click.option("--steps", type=click.IntRange(min=1), help="Train until this step (same as --set train.steps=N).")
+@click.option("--steps", type=click.IntRange(min=1), help="Train until this step, as --set train.steps=N (default: the recipe's or the run's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--nproc", type=click.IntRange(min=1), metavar="N",
               help="Train in N processes on this machine (one per GPU) through torchrun; batch_size is per process.")
-@click.option("--quiet", is_flag=True, help=QUIET)
+@click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def train(data, run, recipe, overrides, steps, device, nproc, quiet):
     """Train a model on prepared data, or resume the run if it has a checkpoint.
@@ -29,17 +29,10 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
     Under torchrun (``torchrun --nproc-per-node N -m wavegen train ...``) every process runs this
     command and they train one model together; ``--nproc N`` starts torchrun for one machine.
     """
-    from ..config import ConfigError
     from ..outputs import writable_folder
+    from ..run_config import check_train_overrides
 
-    for item in overrides:  # train sets these from the prepared data: an override would be lost
-        key = item.partition("=")[0].strip()
-        if key in ("model.labels", "model.mel_channels", "model.mel_hop"):
-            raise ConfigError(f"--set {item}: a model conditions on what its data carries; prepare the data "
-                              "with --labels folders or --mels N instead")
-        if key.startswith("data."):
-            raise ConfigError(f"--set {item}: data settings are prepare's (a run takes them from its prepared data); "
-                              f"give it to `wavegen prepare DATASET --set {item.strip()}`")
+    check_train_overrides(list(overrides))  # before torch is imported: answered at once
     run = run or Path("runs") / Path(recipe or "default").stem
     writable_folder(run, "--run")
     from ..devices import resolve_device

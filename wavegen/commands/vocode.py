@@ -19,13 +19,13 @@ from .common import (
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @options(RUN_OR_CHECKPOINT)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Input i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
 @click.option("--label", "labels", multiple=True, metavar="NAME", help="Label, for a labelled vocoder (one, or one per input).")
 @click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--quiet", is_flag=True, help=QUIET)
+@click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, device, quiet):
     """Resynthesise recordings from their log-mel features with a vocoder model."""

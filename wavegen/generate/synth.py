@@ -90,19 +90,26 @@ def stream_labels(model, wanted: list[str], n: int | None) -> tuple[list[str] | 
 
 def read_mel_file(path: Path, bands: int) -> np.ndarray:
     """Log-mel features (frames, bands) from a .npy file, as ``prepare`` stores them
-    ((bands, frames) is accepted too)."""
+    ((bands, frames) is accepted too). Raises ``DataError`` for an unreadable file or bad features."""
     try:
         mels = np.load(Path(path), allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read mel features ({exc})") from None
+    return check_mels(mels, bands, str(path))
+
+
+def check_mels(mels: np.ndarray, bands: int, source: str = "mel") -> np.ndarray:
+    """``mels`` as contiguous float32 (frames, bands); (bands, frames) is transposed. Raises
+    ``DataError`` naming ``source`` for another shape, no frames, or NaN/infinite values."""
+    mels = np.asarray(mels)
     if mels.ndim != 2 or bands not in mels.shape:
-        raise DataError(f"{path}: expected log-mel features of shape (frames, {bands}), got {mels.shape}")
+        raise DataError(f"{source}: expected log-mel features of shape (frames, {bands}), got {mels.shape}")
     if mels.shape[1] != bands:
         mels = mels.T
-    if not np.isfinite(mels).all():
-        raise DataError(f"{path}: mel features contain NaN or infinite values")
+    if not np.issubdtype(mels.dtype, np.number) or not np.isfinite(mels).all():
+        raise DataError(f"{source}: mel features contain NaN or infinite values")
     if len(mels) == 0:
-        raise DataError(f"{path}: no frames")
+        raise DataError(f"{source}: no frames")
     return np.ascontiguousarray(mels, np.float32)
 
 
@@ -135,6 +142,126 @@ def pick_engine(engine: str, device: str, model, streams: int, log: Callable[[st
     return make_engine(engine, model, dev, log=log), dev
 
 
+@dataclass
+class Generated:
+    """What ``generate_streams`` made: µ-law codes, not yet decoded nor written."""
+
+    codes: torch.Tensor  # (streams, samples) uint8 µ-law codes, on the CPU
+    sample_rate: int  # Hz
+    seeds: list[int]  # stream i's seed
+    labels: list[str] | None  # the label of each stream, for labelled models
+    engine: str  # the engine that ran
+    device: str
+    seconds_taken: float  # wall time of the generation itself
+
+    @property
+    def samples_per_s(self) -> float:
+        """Samples generated per second of wall time, over every stream."""
+        return self.codes.numel() / max(self.seconds_taken, 1e-9)
+
+
+def load_checkpoint(checkpoint: Path):
+    """``(model, payload, config, step)`` of a checkpoint file: the model rebuilt from it alone
+    (moving-average weights when it has them), on the CPU. Raises ``CheckpointError`` for an
+    unreadable file and ``ConfigError`` when the run's config.toml changes a fixed setting."""
+    model, payload = ckpt.load_model(checkpoint, map_location="cpu")
+    config = ckpt.config_of(payload, checkpoint)
+    check_unedited(checkpoint, config)  # an edited data.sample_rate would be ignored: refuse it
+    return model, payload, config, _step_of(payload, checkpoint)
+
+
+def generate_streams(
+    model,
+    rate: int,
+    where: str,
+    seconds: float | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    temperature: float = 1.0,
+    engine: str = "auto",
+    device: str = "auto",
+    prime: Path | np.ndarray | None = None,
+    labels: list[str] = (),
+    mel: Path | np.ndarray | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    step: int | None = None,
+) -> Generated:
+    """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) with ``model`` (a
+    ``WaveNet``) trained at ``rate`` Hz; nothing is written.
+
+    ``where`` names the model in messages (its checkpoint). Generation starts from silence, or
+    continues the end of ``prime``: a recording's path, or mono float audio in [-1, 1] at the
+    model's rate. A labelled model generates ``labels`` (default: each of its labels in turn);
+    a mel-conditioned model needs ``mel``: log-mel features (frames, bands), as an array or a
+    .npy file, whose length sets the duration unless ``seconds`` shortens it. Seconds default
+    to 2. Raises ``ConfigError`` for values out of range or conditioning the model lacks,
+    ``DataError`` for an unusable prime or mel file, ``OutOfMemory`` when it cannot fit.
+    """
+    if seconds is not None:
+        check_seconds(seconds)
+    if n is not None:
+        check_streams(n)
+    check_temperature(temperature)
+    names, n = stream_labels(model, list(labels), n)
+    if n > MAX_STREAMS and not labels:  # a stream per label by default
+        raise ConfigError(f"{where}: {n} labels, a stream each, are more than {MAX_STREAMS} streams at once; "
+                          "choose labels with --label")
+    check_streams(n)
+    mels = None
+    if model.config.mel_channels:
+        if mel is None:
+            raise ConfigError(f"{where}: this model is conditioned on log-mel features: give --mel FILE.npy, "
+                              "or use `wavegen vocode INPUT.wav`")
+        mels = (read_mel_file(mel, model.config.mel_channels) if isinstance(mel, (str, Path))
+                else check_mels(mel, model.config.mel_channels))
+        longest = len(mels) * model.config.mel_hop / rate
+        seconds = longest if seconds is None else min(seconds, longest)
+        mels = np.broadcast_to(mels, (n, *mels.shape))
+    elif mel is not None:
+        raise ConfigError("--mel: this model was trained without mel features")
+    num = max(1, round((2.0 if seconds is None else seconds) * rate))
+    check_samples(n, num, rate)
+    history = None if prime is None else _prime_codes(model, rate, prime, n, log)
+    gen, dev = pick_engine(engine, device, model, n, log)
+    conditioning = make_conditioning(model, names, mels)
+    what = f" ({', '.join(sorted(set(names)))})" if names else ""
+    at = "" if step is None else f", step {step}"
+    log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the '{gen.name}' engine on {dev} "
+        f"({where}{at})")
+    from ..progress import bar as progress_bar
+
+    seeds = [seed + i for i in range(n)]
+    with progress_bar(total=num, desc="synth", unit="sample", unit_scale=True, enabled=progress, leave=False) as bar:
+        tick = time.perf_counter()
+        with generation_memory(f"{n} × {num / rate:g} s"):
+            codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update,
+                             conditioning=conditioning)
+        elapsed = time.perf_counter() - tick
+    return Generated(codes, rate, seeds, names, gen.name, str(dev), elapsed)
+
+
+def _prime_codes(model, rate: int, prime: Path | np.ndarray, n: int, log: Callable[[str], None]) -> torch.Tensor:
+    """The codes (n, P) every stream continues: the last receptive field of ``prime`` (a file,
+    read at the model's rate, or mono float audio already at it)."""
+    if isinstance(prime, (str, Path)):
+        try:
+            recording = read_recording(Path(prime), rate)
+        except (AudioReadError, OSError) as exc:
+            raise DataError(f"{prime}: cannot use as a prime ({exc})") from None
+        if cancel_note(recording):  # a prime that comes out silent would otherwise puzzle: say why
+            log(f"note: {prime}: {cancel_note(recording)}")
+        audio, name = recording.audio, str(prime)
+    else:
+        audio, name = np.asarray(prime, np.float32), "the prime"
+        if audio.ndim != 1 or not len(audio) or not np.isfinite(audio).all():
+            raise DataError(f"prime: expected mono audio (samples,) of finite values, got shape {audio.shape}")
+        audio = np.clip(audio, -1.0, 1.0)
+    audio = audio[-model.receptive_field :]
+    log(f"continuing the last {len(audio) / rate:.3f} s of {name}")
+    return encode(torch.from_numpy(np.ascontiguousarray(audio))).unsqueeze(0).expand(n, -1)
+
+
 @leaves_no_empty_folder("out")
 def synthesize(
     checkpoint: Path,
@@ -151,14 +278,8 @@ def synthesize(
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> SynthResult:
-    """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``: a WAV
-    each, with its spectrogram (.png) and metadata (.json) beside it (``artifacts``).
-
-    Generation starts from silence, or continues the end of the recording ``prime``. A
-    labelled model generates the given ``labels`` (default: each of its labels in turn); a
-    mel-conditioned model needs ``mel``, a .npy file of log-mel features, whose length sets
-    the duration unless ``seconds`` shortens it.
-    """
+    """``generate_streams`` from a checkpoint, into ``out``: a WAV each, with its spectrogram
+    (.png) and metadata (.json) beside it (``artifacts``)."""
     # Everything that can be refused is refused before the (long) generation and before any
     # file is written: a refused call leaves earlier samples as they were.
     if seconds is not None:
@@ -167,72 +288,28 @@ def synthesize(
         check_streams(n)
     check_temperature(temperature)
     writable_folder(out)
-    model, payload = ckpt.load_model(checkpoint, map_location="cpu")
-    config = ckpt.config_of(payload, checkpoint)
-    check_unedited(checkpoint, config)  # an edited data.sample_rate would be ignored: refuse it
-    rate = config.data.sample_rate
-    step = _step_of(payload, checkpoint)
+    model, payload, config, step = load_checkpoint(checkpoint)
     run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
-    names, n = stream_labels(model, list(labels), n)
-    if n > MAX_STREAMS and not labels:  # a stream per label by default
-        raise ConfigError(f"{checkpoint}: {n} labels, a stream each, are more than {MAX_STREAMS} streams at once; "
-                          "choose labels with --label")
-    check_streams(n)
-    mels = None
-    if model.config.mel_channels:
-        if mel is None:
-            raise ConfigError(f"{checkpoint}: this model is conditioned on log-mel features: give --mel FILE.npy, "
-                              "or use `wavegen vocode INPUT.wav`")
-        mels = read_mel_file(mel, model.config.mel_channels)
-        longest = len(mels) * model.config.mel_hop / rate
-        seconds = longest if seconds is None else min(seconds, longest)
-        mels = np.broadcast_to(mels, (n, *mels.shape))
-    elif mel is not None:
-        raise ConfigError("--mel: this model was trained without mel features")
-    num = max(1, round((2.0 if seconds is None else seconds) * rate))
-    check_samples(n, num, rate)
-    gen, dev = pick_engine(engine, device, model, n, log)
-    conditioning = make_conditioning(model, names, mels)
-    history = None
-    if prime is not None:
-        try:
-            recording = read_recording(Path(prime), rate)
-        except (AudioReadError, OSError) as exc:
-            raise DataError(f"{prime}: cannot use as a prime ({exc})") from None
-        if cancel_note(recording):  # a prime that comes out silent would otherwise puzzle: say why
-            log(f"note: {prime}: {cancel_note(recording)}")
-        audio = recording.audio[-model.receptive_field :]
-        history = encode(audio).unsqueeze(0).expand(n, -1)  # (n, P): every stream continues it
-        log(f"continuing the last {len(audio) / rate:.3f} s of {prime}")
-    what = f" ({', '.join(sorted(set(names)))})" if names else ""
-    log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the '{gen.name}' engine on {dev} "
-        f"({checkpoint}, step {step})")
-    from ..progress import bar as progress_bar
-
-    seeds = [seed + i for i in range(n)]
-    with progress_bar(total=num, desc="synth", unit="sample", unit_scale=True, enabled=progress, leave=False) as bar:
-        tick = time.perf_counter()
-        with generation_memory(f"{n} × {num / rate:g} s"):
-            codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update,
-                             conditioning=conditioning)
-        elapsed = time.perf_counter() - tick
+    made = generate_streams(model, config.data.sample_rate, str(checkpoint), seconds, n, seed, temperature, engine, device, prime=prime,
+                            labels=labels, mel=mel, log=log, progress=progress, step=step)
+    names, rate, n = made.labels, made.sample_rate, len(made.seeds)
     # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
     # list, so a label's file name does not depend on which others were asked for.
     tags = dict(zip(model.config.labels, distinct_names(list(model.config.labels))))
     files = []
-    for i, s in enumerate(seeds):
+    for i, s in enumerate(made.seeds):
         tag = f"-{tags[names[i]]}" if names else ""
         path = inside(out, f"{run_name}-step{step}{tag}-seed{s}.wav")
         # one stream at a time: 4 bytes a sample, not n × 4
-        write_sample(path, decode(codes[i]).numpy(), rate, {
+        write_sample(path, decode(made.codes[i]).numpy(), rate, {
             "kind": "synth", "run": run_name, "checkpoint": str(checkpoint), "step": step,
             "weights": "moving average" if "ema" in payload else "trained", "seed": s,
-            "temperature": temperature, "engine": gen.name, "device": str(dev),
+            "temperature": temperature, "engine": made.engine, "device": made.device,
             "label": names[i] if names else None, "prime": None if prime is None else str(prime),
-            "mel": None if mel is None else str(mel), "streams": n, "took_s": round(elapsed, 3)})
+            "mel": None if mel is None else str(mel), "streams": n, "took_s": round(made.seconds_taken, 3)})
         files.append(path)
-    sps = n * num / elapsed
-    result = SynthResult(files, sps, sps / rate, gen.name, names)
+    sps = made.samples_per_s
+    result = SynthResult(files, sps, sps / rate, made.engine, names)
     log(f"wrote {len(files)} files to {out}: {sps:,.0f} samples/s over {n} streams, "
         f"{result.real_time_factor:.3f}× real time")
     return result

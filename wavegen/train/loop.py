@@ -53,6 +53,7 @@ from . import monitor
 from .distributed import World
 from .schedule import VALIDATION_KEYS, describe_schedule
 from .settings import condition_on
+from .slow import SlowStepNote
 from .trainer import Trainer, TrainResult
 
 
@@ -207,6 +208,7 @@ class _Progress:
     started, and the progress bar."""
 
     bar: object
+    slow: SlowStepNote
     start: float = field(default_factory=time.perf_counter)
     recent: list[float] = field(default_factory=list)
 
@@ -242,7 +244,8 @@ def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) 
 
     t, world = trainer.config.train, trainer.world
     latest = checkpoint_paths(trainer.run)["latest"]
-    state = _Progress(progress_bar(total=t.steps, initial=trainer.step, desc="train", unit="step", enabled=progress))
+    state = _Progress(progress_bar(total=t.steps, initial=trainer.step, desc="train", unit="step", enabled=progress),
+                      SlowStepNote(trainer.device, trainer.step, t.steps, log))
     try:
         with _stop_requests() as stop:
             while trainer.step < t.steps:
@@ -286,7 +289,9 @@ def _one_step(trainer: Trainer, state: _Progress) -> tuple[float, float, float]:
         if "can't allocate memory" not in str(exc):
             raise
         raise trainer.out_of_memory() from None
-    rate = world.size * t.accumulate * t.batch_size * t.segment_length / (time.perf_counter() - tick)
+    took = time.perf_counter() - tick
+    rate = world.size * t.accumulate * t.batch_size * t.segment_length / took  # every process's samples
+    state.slow.after(trainer.step, took)
     if math.isfinite(bits):
         state.recent = (state.recent + [bits])[-50:]
     if trainer.bad_in_a_row >= t.max_bad_steps:  # the same count in every process

@@ -36,7 +36,17 @@ SHAPE_KEYS = ("cycles", "layers_per_cycle", "kernel_size", "input_kernel_size", 
               "gate_channels", "skip_channels", "cond_channels")
 
 
-def resolve_config(run: Path, recipe: str | None, overrides: list[str], steps: int | None,
+def _recipe(recipe: str | Config | None) -> Config:
+    """A fresh copy of the recipe's config: a name or path (``default`` if None), or a ``Config``
+    given in Python (checked like a recipe: types, then ``validate``)."""
+    if isinstance(recipe, Config):
+        config = Config.from_dict(recipe.to_dict(), source="config")
+        validate(config)
+        return config
+    return load_recipe(recipe or "default")
+
+
+def resolve_config(run: Path, recipe: str | Config | None, overrides: list[str], steps: int | None,
                    log: Callable[[str], None] = _quiet) -> tuple[Config, bool, list[Change]]:
     """The config a ``train`` call will use, whether it resumes an existing run, and what it
     changes in that run's settings (``run_config``: edits to RUN/config.toml, ``--set``,
@@ -62,9 +72,10 @@ def resolve_config(run: Path, recipe: str | None, overrides: list[str], steps: i
         validate(config)
         log(f"using the settings in {saved_file} (this run has no checkpoint yet)")
     else:
-        config = load_recipe(recipe or "default")
+        config = _recipe(recipe)
         if saved_file.is_file():
-            log(f"replacing {saved_file} (of an attempt that saved no checkpoint) with recipe '{recipe}'")
+            what = "the given config" if isinstance(recipe, Config) else f"recipe '{recipe}'"
+            log(f"replacing {saved_file} (of an attempt that saved no checkpoint) with {what}")
     for source, items in (("--set", overrides), ("--steps", [] if steps is None else [f"train.steps={steps}"])):
         before = Config.from_dict(config.to_dict())
         apply_overrides(config, items)
@@ -78,19 +89,20 @@ def resolve_config(run: Path, recipe: str | None, overrides: list[str], steps: i
     return config, resuming, found if resuming else []
 
 
-def _check_recipe(run: Path, recipe: str, saved: Config, log: Callable[[str], None]) -> None:
+def _check_recipe(run: Path, recipe: str | Config, saved: Config, log: Callable[[str], None]) -> None:
     """``--recipe`` given for an existing run: its model shape must be the run's; its other
     settings do not apply (the run's own do), which is said rather than done silently."""
-    wanted = load_recipe(recipe)
+    wanted = _recipe(recipe)
+    what = "the given config" if isinstance(recipe, Config) else f"recipe '{recipe}'"
     shape = {k: getattr(saved.model, k) for k in SHAPE_KEYS}
     if {k: getattr(wanted.model, k) for k in SHAPE_KEYS} != shape:
         raise ConfigError(
-            f"{run}: this run's model shape differs from recipe '{recipe}'; "
+            f"{run}: this run's model shape differs from {what}; "
             "resume without --recipe, or start a new run with --run NEW_DIR"
         )
     other = [key for key, _, _ in differences(saved, wanted) if key.startswith("train.")]
     if other:
-        log(f"recipe '{recipe}' differs from run {run} in {', '.join(other)}: the run's own settings apply "
+        log(f"{what} differs from run {run} in {', '.join(other)}: the run's own settings apply "
             "(change them with --set or in its config.toml)")
 
 

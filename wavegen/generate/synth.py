@@ -150,9 +150,11 @@ def synthesize(
     mel: Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    timings: bool = True,
 ) -> SynthResult:
     """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) into ``out``: a WAV
     each, with its spectrogram (.png) and metadata (.json) beside it (``artifacts``).
+    ``timings=False`` leaves took_s and created out of the metadata (the speed is still logged).
 
     Generation starts from silence, or continues the end of the recording ``prime``. A
     labelled model generates the given ``labels`` (default: each of its labels in turn); a
@@ -229,7 +231,8 @@ def synthesize(
             "weights": "moving average" if "ema" in payload else "trained", "seed": s,
             "temperature": temperature, "engine": gen.name, "device": str(dev),
             "label": names[i] if names else None, "prime": None if prime is None else str(prime),
-            "mel": None if mel is None else str(mel), "streams": n, "took_s": round(elapsed, 3)})
+            "mel": None if mel is None else str(mel), "streams": n,
+            **({"took_s": round(elapsed, 3)} if timings else {})}, timings=timings)
         files.append(path)
     sps = n * num / elapsed
     result = SynthResult(files, sps, sps / rate, gen.name, names)

@@ -154,3 +154,10 @@ def test_bad_extends_is_one_line_naming_the_file(tmp_path, files, message):
     with pytest.raises(ConfigError, match=message) as caught:
         load_recipe(str(tmp_path / "a.toml"))
     assert "\n" not in str(caught.value)
+
+
+def test_a_cycle_through_a_link_is_refused(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "b"\n')
+    (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
+    with pytest.raises(ConfigError, match="'extends' makes a cycle"):
+        load_recipe(str(tmp_path / "a.toml"))

@@ -360,12 +360,12 @@ def _read_recipe(path: Traversable) -> dict[str, Any]:
 def _resolve(path: Traversable, chain: tuple[str, ...] = ()) -> Config:
     """The config a recipe file says: the recipe it extends (or the dataclass defaults) with the
     values it sets. ``chain`` holds the files already being resolved, to refuse a cycle."""
-    name = str(path)
+    name = str(path.resolve() if isinstance(path, Path) else path)  # one name per file, however reached
     if name in chain:
         raise ConfigError(f"{chain[0]}: 'extends' makes a cycle ({' → '.join((*chain, name))})")
     raw = _read_recipe(path)
     base = _resolve(_base_path(raw.pop("extends"), path), (*chain, name)) if "extends" in raw else None
-    return Config.from_dict(raw, source=name, base=base)
+    return Config.from_dict(raw, source=str(path), base=base)
 
 
 def load_recipe(recipe: str) -> Config:

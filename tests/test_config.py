@@ -1,11 +1,15 @@
+import tomllib
+
 import pytest
 
 from wavegen.config import (
     Config,
     apply_overrides,
+    differences,
     known_keys,
     load_recipe,
     load_toml,
+    shipped_recipes,
     to_toml,
 )
 from wavegen.errors import ConfigError
@@ -124,3 +128,74 @@ def test_config_override_checks_as_set_does():
         config.override("train.lrr=1")
     with pytest.raises(ConfigError, match="expected float"):
         config.override("train.lr=fast")
+
+
+# What each shipped recipe resolved to before the recipes extended default (captured from the
+# standalone files), as the settings that differ from the dataclass defaults.
+SHIPPED = {
+    "default": {},
+    "tiny": {"model.cycles": 1, "model.layers_per_cycle": 7, "model.residual_channels": 16,
+             "model.gate_channels": 32, "model.skip_channels": 32, "train.segment_length": 1000,
+             "train.lr": 0.003, "train.warmup_steps": 50, "train.steps": 600, "train.checkpoint_every": 200,
+             "train.val_every": 100, "train.val_batches": 4, "train.log_every": 10, "train.sample_every": 0,
+             "train.threads": 1},
+    "speakers": {"data.labels": "folders"},
+    "vocoder": {"model.cycles": 2, "data.mels": 80, "data.mel_fmax": 8000.0},
+}
+
+
+def test_default_recipe_says_what_the_dataclass_defaults_say():
+    raw = tomllib.loads((shipped_recipes() / "default.toml").read_text(encoding="utf-8"))
+    defaults = Config().to_dict()
+    for section, values in raw.items():
+        for key, value in values.items():
+            assert defaults[section][key] == value, f"default.toml {section}.{key}"
+    assert load_recipe("default") == Config()
+
+
+def test_every_shipped_recipe_resolves_as_before():
+    shipped = sorted(p.name[:-5] for p in shipped_recipes().iterdir() if p.name.endswith(".toml"))
+    assert shipped == sorted(SHIPPED)
+    for name in shipped:
+        changed = {key: after for key, _, after in differences(Config(), load_recipe(name))}
+        assert changed == SHIPPED[name], name
+    assert "extends" in (shipped_recipes() / "speakers.toml").read_text()  # variations say only what differs
+
+
+def test_extends_chains_and_the_working_folder_takes_precedence(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "default.toml").write_text("[train]\nlr = 0.5\n")  # shadows the shipped one
+    (tmp_path / "recipes" / "mine.toml").write_text('extends = "small"\n[train]\nsteps = 7\n')
+    (tmp_path / "recipes" / "small.toml").write_text('extends = "default"\n[model]\ncycles = 1\n')
+    mine = load_recipe("mine")
+    assert (mine.train.steps, mine.model.cycles, mine.train.lr) == (7, 1, 0.5)
+    assert load_recipe("default").train.lr == 0.5
+    # a shipped recipe extends the shipped default, whatever ./recipes holds
+    assert load_recipe("speakers").train.lr == Config().train.lr
+    assert load_recipe(str(tmp_path / "recipes" / "mine.toml")) == mine  # --recipe FILE.toml
+    with pytest.raises(ConfigError, match=r"unknown recipe 'nope' \(known: default, mine, small, speakers, tiny, vocoder\)"):
+        load_recipe("nope")
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a": 'extends = "b"', "b": 'extends = "a"'}, r"a\.toml: 'extends' makes a cycle \(.*a\.toml → .*b\.toml → .*a\.toml\)"),
+    ({"a": 'extends = "a"'}, r"a\.toml: 'extends' makes a cycle"),
+    ({"a": 'extends = "nobody"'}, r"a\.toml: extends unknown recipe 'nobody' \(known: .*tiny"),
+    ({"a": 'extends = "gone.toml"'}, r"a\.toml: extends 'gone\.toml', which is not a file"),
+    ({"a": "extends = 3"}, r"a\.toml: 'extends' must be a recipe name or file, got 3"),
+    ({"a": 'extends = "b"', "b": "[model]\ncycels = 2"}, r"b\.toml: unknown setting 'model\.cycels'"),
+])
+def test_bad_extends_is_one_line_naming_the_file(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / f"{name}.toml").write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_recipe(str(tmp_path / "a.toml"))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_cycle_through_a_link_is_refused(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "b"\n')
+    (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
+    with pytest.raises(ConfigError, match="'extends' makes a cycle"):
+        load_recipe(str(tmp_path / "a.toml"))

@@ -206,6 +206,16 @@ def test_demo_writes_its_page_beside_its_samples(tmp_path):
     assert [a["src"] for a in page.audio] == ["melodies-step10-seed0.wav"]  # shown in place, not copied
     assert (samples / page.images[0]["src"]).is_file() and len(page.curves) == 2
     assert sorted(p.name for p in samples.glob("*.wav")) == ["melodies-step10-seed0.wav"]
+    # The demo's samples are committed: made again (elsewhere, later), not a byte may differ.
+    again = tmp_path / "again"
+    again.mkdir()
+    wavegen("demo", "--steps", "10", "--seconds", "0.1", "--n", "1", "--quiet", cwd=again)
+    files = sorted(p.relative_to(samples) for p in samples.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again / "samples") for p in (again / "samples").rglob("*") if p.is_file())
+    for name in files:
+        assert (samples / name).read_bytes() == (again / "samples" / name).read_bytes(), name
+    meta = json.loads((samples / "melodies-step10-seed0.json").read_text())
+    assert meta["engine"] and not {"took_s", "created"} & set(meta)
 
 
 # --- in a real browser -----------------------------------------------------------------------------

@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -279,3 +282,60 @@ def test_layout_tuner_runs_mostly_on_the_fastest_layout_and_notices_a_change():
     spent = {layout: 0.0 for layout in speed}
     run(400_000)
     assert tuner.best == (1, 1) and spent[(2, 2)] < 0.1 * spent[(1, 1)]
+
+
+def test_the_build_name_does_not_depend_on_the_terminal_width(fresh_native, monkeypatch):
+    compiler_or_skip(fresh_native)
+    compiler = fresh_native.find_compiler()
+    names = set()
+    for columns in ("40", "80", "250"):  # GCC wraps its --help output at $COLUMNS
+        monkeypatch.setenv("COLUMNS", columns)
+        names.add(fresh_native.fingerprint(compiler))
+    monkeypatch.delenv("COLUMNS")
+    names.add(fresh_native.fingerprint(compiler))
+    assert len(names) == 1
+
+
+FAKE_COMPILER = """#!{python}
+import os, sys, time
+args = sys.argv[1:]
+if "-o" in args:  # a build: logged, slow enough for two processes to overlap
+    with open(os.environ["FAKE_CXX_LOG"], "a") as log:
+        log.write("build\\n")
+    time.sleep(0.5)
+    with open(args[args.index("-o") + 1], "wb") as out:
+        out.write(b"not really a library")
+else:
+    print("fake c++ 1.0")
+"""
+
+
+def _build_after(barrier, results) -> None:
+    from wavegen.generate import native
+
+    barrier.wait()
+    results.put(str(native.build()))
+
+
+def test_concurrent_first_builds_build_once(fresh_native, monkeypatch, tmp_path):
+    """Two processes that need the library at once: one builds it, the other waits for the
+    lock and uses it (a fake compiler that only logs, so this takes a second)."""
+    import multiprocessing
+
+    compiler = tmp_path / "fake-c++"
+    compiler.write_text(FAKE_COMPILER.format(python=sys.executable))
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CXX", str(compiler))
+    monkeypatch.setenv("FAKE_CXX_LOG", str(tmp_path / "builds.log"))
+    context = multiprocessing.get_context("fork")  # the children inherit the patched module and env
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_build_after, args=(barrier, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    built = {results.get(timeout=5), results.get(timeout=5)}
+    assert len(built) == 1 and Path(built.pop()).read_bytes() == b"not really a library"
+    assert (tmp_path / "builds.log").read_text() == "build\n"  # once, not once per process
+    assert (tmp_path / "cache" / "build.lock").is_file() and not list((tmp_path / "cache").glob(".wavenet-*"))

@@ -110,8 +110,8 @@ def train(
         run = Path("runs") / ("custom" if config is not None else Path(recipe or "default").stem)
     run = Path(run)
     writable_folder(run, "run")
-    from .train.settings import resolve_config
     from .train.loop import train as run_train
+    from .train.settings import resolve_config
 
     log = log or _silent
     base = checked(config) if config is not None else recipe

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import math
 import tomllib
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +79,11 @@ class TrainConfig:
     """Optimisation and bookkeeping for ``train``."""
 
     batch_size: int = 8
-    segment_length: int = 4000  # predicted samples per window (with full_context, the context comes on top)
+    segment_length: int = 8000  # predicted samples per window (with full_context, the context comes on top)
     lr: float = 4e-3
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
-    steps: int = 100_000
+    steps: int = 200_000
     grad_clip: float = 1.0
     input_noise: float = 0.0  # std of noise on input audio before quantising; targets stay clean
     # std of noise on the input codes, in µ-law steps: relative to the level, as µ-law steps are
@@ -96,19 +98,19 @@ class TrainConfig:
     compile: bool = False  # run the training forward through torch.compile (pays a compile on the first step)
     activation_checkpointing: bool = False  # keep only block inputs, recompute the rest in backward (less memory)
     precision: str = "auto"  # fp32, bf16 (autocast) or auto: bf16 where the device multiplies it natively
-    checkpoint_every: int = 1000
+    checkpoint_every: int = 2000
     # Consecutive skipped steps (non-finite loss or gradient norm) that stop the run. A skipped
     # step changes no weight, so a streak means every fresh batch fails at these weights: the
     # run has diverged. A sporadic bad window (say 1 step in 100) runs 20 in a row about once
     # in 10**40 steps, while a broken run stops within seconds instead of burning hours.
     max_bad_steps: int = 20
-    val_every: int = 1000
-    val_batches: int = 8
-    log_every: int = 10
+    val_every: int = 2000
+    val_batches: int = 16
+    log_every: int = 50
     # Every this many steps rank 0 writes RUN/samples/stepN.wav (+ .png, .json) and logs it to
     # TensorBoard: sample_seconds of audio from the weights validation uses (0 = off). See
     # monitor.py for its cost: about 1 s per 1 s of audio with the default shape on a CPU core.
-    sample_every: int = 0
+    sample_every: int = 2000
     sample_seconds: float = 1.0
     seed: int = 0
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
@@ -313,34 +315,93 @@ def validate(config: Config) -> None:
         raise ConfigError(f"'train.min_lr_ratio' must be in [0, 1], got {t.min_lr_ratio}")
 
 
-def recipe_dirs() -> list[Path]:
-    """Where recipe names are looked up: ./recipes, then the recipes beside the package."""
-    return [Path.cwd() / "recipes", Path(__file__).resolve().parent.parent / "recipes"]
+RECIPE_PACKAGE = "wavegen.recipes"  # the repository's recipes/ folder, mapped in by the build
 
 
-def recipe_path(recipe: str) -> Path:
+def shipped_recipes() -> Traversable | None:
+    """The recipes that come with wavegen. From a source tree (a checkout run with PYTHONPATH, or
+    installed editable) that is its recipes/ folder, read directly so that another install's
+    mapping of ``wavegen.recipes`` never shadows the tree being run; otherwise the installed
+    package ``wavegen.recipes``, through ``importlib.resources``."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "recipes").is_dir():
+        return root / "recipes"
+    try:
+        return importlib.resources.files(RECIPE_PACKAGE)
+    except ModuleNotFoundError:  # a partial install: say "none found" rather than crash
+        return None
+
+
+def recipe_dirs() -> list[Traversable]:
+    """Where recipe names are looked up, in order: ./recipes, then the shipped recipes."""
+    shipped = shipped_recipes()
+    return [Path.cwd() / "recipes", *([shipped] if shipped is not None else [])]
+
+
+def recipe_names() -> list[str]:
+    """Every recipe name the lookup knows, sorted."""
+    return sorted({entry.name[:-len(".toml")] for folder in recipe_dirs() if folder.is_dir()
+                   for entry in folder.iterdir() if entry.name.endswith(".toml") and entry.is_file()})
+
+
+def _named(recipe: str) -> bool:
+    """A bare name (looked up in the recipe folders) rather than a path to a file."""
+    return not (recipe.endswith(".toml") or "/" in recipe)
+
+
+def recipe_path(recipe: str) -> Traversable:
     """Resolve a recipe given as a path or as a name in ``recipes/``."""
-    path = Path(recipe)
-    if path.suffix == ".toml" or "/" in recipe:
+    if not _named(recipe):
+        path = Path(recipe)
         if not path.is_file():
             raise ConfigError(f"{recipe}: recipe file not found")
         return path
     for folder in recipe_dirs():
-        candidate = folder / f"{recipe}.toml"
+        candidate = folder.joinpath(f"{recipe}.toml")
         if candidate.is_file():
             return candidate
-    names = sorted({p.stem for folder in recipe_dirs() if folder.is_dir() for p in folder.glob("*.toml")})
-    raise ConfigError(f"unknown recipe '{recipe}' (known: {', '.join(names) or 'none found'})")
+    raise ConfigError(f"unknown recipe '{recipe}' (known: {', '.join(recipe_names()) or 'none found'})")
+
+
+def _base_path(base: Any, path: Traversable) -> Traversable:
+    """The recipe that ``extends = base`` in ``path`` names: a file path is relative to the
+    extending recipe's folder; a name is looked up first beside it (so a shipped recipe always
+    extends a shipped one, whatever ./recipes holds), then as ``--recipe`` would look it up."""
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: 'extends' must be a recipe name or file, got {base!r}")
+    folder = getattr(path, "parent", None)
+    beside = folder.joinpath(base if not _named(base) else f"{base}.toml") if folder is not None else None
+    if beside is not None and beside.is_file():
+        return beside
+    if not _named(base):
+        raise ConfigError(f"{path}: extends '{base}', which is not a file")
+    try:
+        return recipe_path(base)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: extends {exc}") from None
+
+
+def _read_recipe(path: Traversable) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read recipe ({exc})") from None
+
+
+def _resolve(path: Traversable, chain: tuple[str, ...] = ()) -> Config:
+    """The config a recipe file says: the recipe it extends (or the dataclass defaults) with the
+    values it sets. ``chain`` holds the files already being resolved, to refuse a cycle."""
+    name = str(path.resolve() if isinstance(path, Path) else path)  # one name per file, however reached
+    if name in chain:
+        raise ConfigError(f"{chain[0]}: 'extends' makes a cycle ({' → '.join((*chain, name))})")
+    raw = _read_recipe(path)
+    base = _resolve(_base_path(raw.pop("extends"), path), (*chain, name)) if "extends" in raw else None
+    return Config.from_dict(raw, source=str(path), base=base)
 
 
 def load_recipe(recipe: str) -> Config:
-    """Read a recipe (name or path) on top of the dataclass defaults."""
-    path = recipe_path(recipe)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read recipe ({exc})") from None
-    config = Config.from_dict(raw, source=str(path))
+    """Read a recipe (name or path) on top of the recipe it extends, else the dataclass defaults."""
+    config = _resolve(recipe_path(recipe))
     validate(config)
     return config
 

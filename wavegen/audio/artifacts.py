@@ -30,6 +30,9 @@ The keys, one sample each:
     seconds, sample_rate, created (local time, ISO 8601), wav, spectrogram: added by
                   ``write_sample``
 
+took_s and created are the only keys that change when the same sample is made again on the same
+machine: ``timings=False`` (``wavegen demo``, whose samples are committed) leaves them out.
+
 All three are written atomically, the JSON last: a JSON names only files already complete.
 ``read_samples`` lists a folder's samples, newest first: what ``wavegen report`` shows.
 """
@@ -99,8 +102,10 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
     return png
 
 
-def write_sample(path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str, Any]) -> dict[str, Any]:
-    """Write ``path`` (a .wav) with its spectrogram and metadata beside it; return the metadata."""
+def write_sample(path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str, Any],
+                 timings: bool = True) -> dict[str, Any]:
+    """Write ``path`` (a .wav) with its spectrogram and metadata beside it; return the metadata.
+    ``timings=False``: no "created" stamp, so the same sample makes the same bytes."""
     path = Path(path)
     png = write_audio(path, audio, sample_rate)
     record = {
@@ -109,8 +114,9 @@ def write_sample(path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str
         "spectrogram": png.name,
         "seconds": round(len(audio) / sample_rate, 4),
         "sample_rate": sample_rate,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if timings:
+        record["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1, ensure_ascii=False))
     return record
 

@@ -277,9 +277,11 @@ def synthesize(
     mel: Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    timings: bool = True,
 ) -> SynthResult:
     """``generate_streams`` from a checkpoint, into ``out``: a WAV each, with its spectrogram
-    (.png) and metadata (.json) beside it (``artifacts``)."""
+    (.png) and metadata (.json) beside it (``artifacts``). ``timings=False`` leaves took_s and
+    created out of the metadata (the speed is still logged)."""
     # Everything that can be refused is refused before the (long) generation and before any
     # file is written: a refused call leaves earlier samples as they were.
     if seconds is not None:
@@ -306,7 +308,8 @@ def synthesize(
             "weights": "moving average" if "ema" in payload else "trained", "seed": s,
             "temperature": temperature, "engine": made.engine, "device": made.device,
             "label": names[i] if names else None, "prime": None if prime is None else str(prime),
-            "mel": None if mel is None else str(mel), "streams": n, "took_s": round(made.seconds_taken, 3)})
+            "mel": None if mel is None else str(mel), "streams": n,
+            **({"took_s": round(made.seconds_taken, 3)} if timings else {})}, timings=timings)
         files.append(path)
     sps = made.samples_per_s
     result = SynthResult(files, sps, sps / rate, made.engine, names)

@@ -43,6 +43,9 @@ CURVES = "curves"  # OUT/curves/: the plots of log.csv (sample files end in .wav
 
 SHOWN_META = ["kind", "step", "seed", "temperature", "label", "engine", "seconds", "sample_rate", "took_s",
               "created", "checkpoint"]
+# What changes when the same page is made again (when, and how fast this machine was): left out of
+# a page built with timings=False, such as the demo's committed samples/index.html.
+TIMING_META = {"took_s", "created"}
 
 
 HIDDEN_META = {"wav", "spectrogram", "input", "folder", "run", "inferred"}
@@ -304,17 +307,20 @@ def draw_curves(rows: list[dict], folder: Path) -> list[tuple[str, str]]:
 
 
 def build_report(run: Path | None = None, sample_dirs: list[Path] | None = None, out: Path | None = None,
-                 log: Callable[[str], None] = print) -> Page:
-    """Write the page about ``run`` (default: the newest) into ``out`` (default RUN/report)."""
+                 log: Callable[[str], None] = print, timings: bool = True) -> Page:
+    """Write the page about ``run`` (default: the newest) into ``out`` (default RUN/report).
+    ``timings=False``: no date, elapsed times or generation times (``TIMING_META``) on the page,
+    so that the same run and samples make the same bytes."""
     run = find_run(run)
     out = Path(out) if out is not None else run / "report"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder (give --out a folder for the page)")
     with no_empty_folders_on_failure(out):
-        return _build_report(run, sample_dirs, out, log)
+        return _build_report(run, sample_dirs, out, log, timings)
 
 
-def _build_report(run: Path, sample_dirs: list[Path] | None, out: Path, log: Callable[[str], None]) -> Page:
+def _build_report(run: Path, sample_dirs: list[Path] | None, out: Path, log: Callable[[str], None],
+                  timings: bool = True) -> Page:
     if sample_dirs:
         for folder in sample_dirs:
             if not Path(folder).is_dir():
@@ -342,7 +348,7 @@ def _build_report(run: Path, sample_dirs: list[Path] | None, out: Path, log: Cal
         shown["wav"] = page.put(folder / record["wav"])
         samples.append(shown)
     index = out / "index.html"
-    atomic_write_text(index, render(facts, rows, curves, samples))  # last: the page appears complete
+    atomic_write_text(index, render(facts, rows, curves, samples, timings))  # last: the page appears complete
     log(f"wrote {index}: {len(samples)} sample{'s' * (len(samples) != 1)}, "
         f"{'curves of ' + str(len(rows)) + ' log rows' if rows else 'no training log yet'}")
     return Page(index, [s["record"] for s in samples], [name for name, _ in curves])
@@ -398,10 +404,11 @@ def _media(wav: str, png: str, caption: str, role: str) -> str:
             f'<img class="spectrogram" src="{_src(png)}" alt="spectrogram of {_e(wav)}"></figure>')
 
 
-def _sample(shown: dict) -> str:
+def _sample(shown: dict, timings: bool = True) -> str:
     record = shown["record"]
     keys = [k for k in SHOWN_META if k in record] + sorted(
         k for k in record if k not in SHOWN_META and k not in HIDDEN_META and isinstance(k, str))
+    keys = [k for k in keys if timings or k not in TIMING_META]
     meta = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_number(record[k]))}</td></tr>"
                    for k in keys if isinstance(record[k], (str, int, float, bool)) or record[k] is None)
     if record.get("inferred"):
@@ -415,7 +422,8 @@ def _sample(shown: dict) -> str:
             f'{body}<table class="meta">{meta}</table></section>')
 
 
-def render(facts: dict, rows: list[dict], curves: list[tuple[str, str]], samples: list[dict]) -> str:
+def render(facts: dict, rows: list[dict], curves: list[tuple[str, str]], samples: list[dict],
+           timings: bool = True) -> str:
     name = facts["name"]
     rf = facts["receptive_field"]
     summary = [("run", name), ("step", facts["step"] if facts["step"] is not None else "not trained yet")]
@@ -428,8 +436,9 @@ def render(facts: dict, rows: list[dict], curves: list[tuple[str, str]], samples
     parts = [f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>wavegen report: {_e(name)}</title><style>{STYLE}</style></head><body>",
              f"<h1>wavegen run <code>{_e(name)}</code></h1>",
-             f"<p class=\"meta\">made by <code>wavegen report</code> on {_e(time.strftime('%Y-%m-%d %H:%M'))}; "
-             "everything it shows is in this folder.</p>",
+             "<p class=\"meta\">made by <code>wavegen report</code>"
+             + (f" on {_e(time.strftime('%Y-%m-%d %H:%M'))}" if timings else "")
+             + "; everything it shows is in this folder.</p>",
              "<table id=\"summary\">" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary)
              + "</table>"]
 
@@ -450,15 +459,16 @@ def render(facts: dict, rows: list[dict], curves: list[tuple[str, str]], samples
             elapsed = "" if r.get("elapsed_s") is None else f"{r['elapsed_s']:g}"
             mark = " ← best" if r["val_bits"] == best else ""
             cells.append(f"<tr><td>{int(r['step'])}</td><td>{r['val_bits']:.4f}{mark}</td><td>{train}</td>"
-                         f"<td>{elapsed}</td></tr>")
+                         + (f"<td>{elapsed}</td>" if timings else "") + "</tr>")
         parts.append('<table id="validation"><tr><th>step</th><th>validation bits/sample</th>'
-                     "<th>training bits/sample</th><th>elapsed (s)</th></tr>" + "".join(cells) + "</table>")
+                     "<th>training bits/sample</th>" + ("<th>elapsed (s)</th>" if timings else "") + "</tr>"
+                     + "".join(cells) + "</table>")
     else:
         parts.append('<p class="empty">No validation yet.</p>')
 
     parts.append(f"<h2>Samples ({len(samples)}, newest first)</h2>")
     if samples:
-        parts += [_sample(s) for s in samples]
+        parts += [_sample(s, timings) for s in samples]
     else:
         parts.append('<p class="empty" id="no-samples">No samples of this run yet: <code>wavegen synth</code> or '
                      "<code>wavegen vocode</code> writes them (to <code>samples/</code>), then run "

@@ -6,7 +6,10 @@ C++ compiler (``$CXX``, else ``g++``, ``c++`` or ``clang++``) the first time it 
 caches the library in ``$WAVEGEN_CACHE``, else ``$XDG_CACHE_HOME/wavegen``, else
 ``~/.cache/wavegen``, under a name that hashes the source, the compiler and what
 ``-march=native`` means on this CPU (a library built for one CPU is never loaded on another).
-Concurrent builds are safe: each compiles to its own temporary file and renames it into place.
+The name does not depend on the terminal or the language: the compiler is asked with a fixed
+``COLUMNS`` and the C locale. Concurrent first builds are serialised by a lock file in the cache
+folder (``fcntl.flock``), so a second process waits and loads what the first built; each build
+still compiles to its own temporary file and renames it into place.
 
 ``NativeEngine`` packs a model's weights once into the panel layout the kernels read and then
 offers the engine calls of ``sampling.py`` (reset/logits/append) plus ``sample_steps``, which
@@ -17,6 +20,7 @@ the frame rate, a block of frames at a time, which the kernel upsamples itself.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -27,7 +31,7 @@ import time
 import uuid
 import weakref
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -74,9 +78,16 @@ def find_compiler() -> str:
     raise NativeUnavailable("no C++ compiler found (install g++ or set CXX)")
 
 
+# GCC wraps --help output at $COLUMNS (a tmux pane and a plain shell would name two libraries)
+# and translates it by locale: what the fingerprint reads must not depend on either.
+STABLE_ENV = {"COLUMNS": "1000", "LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
+
+
 def _output(command: list[str]) -> str:
+    """What ``command`` prints (stdout and stderr) under STABLE_ENV, or "" when it fails."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **STABLE_ENV})
     except (OSError, subprocess.SubprocessError):
         return ""
     return done.stdout + done.stderr if done.returncode == 0 else ""
@@ -111,12 +122,44 @@ def build(log: Callable[[str], None] | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NativeUnavailable(f"cannot create the cache folder {folder} ({exc.strerror or exc})") from None
+    with _build_lock(folder):
+        if target.is_file():  # built by another process while this one waited for the lock
+            return target
+        _compile(compiler, target, log)
+    return target
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/build.lock`` (released when the file closes, or the
+    holder dies). Where nothing can be locked (no fcntl on Windows, no locks on some network
+    filesystems), the atomic rename still keeps concurrent builds safe, only wasteful."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        handle = open(folder / "build.lock", "a+b")
+    except OSError as exc:
+        raise NativeUnavailable(f"cannot lock the cache folder {folder} ({exc.strerror or exc})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+
+
+def _compile(compiler: str, target: Path, log: Callable[[str], None] | None) -> None:
+    """Compile SOURCE into ``target`` through a temporary file beside it."""
+    folder = target.parent
     if log:
         log(f"building the native engine with {Path(compiler).name} (once per machine, a few seconds)")
     temporary = folder / f".wavenet-{os.getpid()}-{uuid.uuid4().hex[:8]}.so"
     try:
         done = subprocess.run([compiler, *FLAGS, "-o", str(temporary), str(SOURCE)],
-                              capture_output=True, text=True, timeout=600)
+                              capture_output=True, text=True, timeout=600, env={**os.environ, **STABLE_ENV})
         if done.returncode != 0:
             first = next((line for line in done.stderr.splitlines() if "error" in line), done.stderr.strip())
             raise NativeUnavailable(f"compiling {SOURCE.name} failed: {first[:300]}")
@@ -125,7 +168,6 @@ def build(log: Callable[[str], None] | None = None) -> Path:
         raise NativeUnavailable(f"compiling {SOURCE.name} failed ({exc})") from None
     finally:
         temporary.unlink(missing_ok=True)
-    return target
 
 
 class Cond(ctypes.Structure):

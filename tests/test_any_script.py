@@ -182,8 +182,9 @@ def test_bench_learn_closes_its_run_and_keeps_its_bar_within_the_total(tmp_path)
     from tqdm import tqdm
 
     from wavegen.bench import learning as bench_learn
-    from wavegen.config import apply_overrides, load_recipe
+    from wavegen.config import apply_overrides
     from wavegen.data.prepare import prepare
+    from wavegen.recipe import load_recipe
 
     write_wav(tmp_path / "dataset" / "a.wav", tone(330, 2.0), 16000)
     config = apply_overrides(load_recipe("tiny"), ["train.batch_size=2", "train.segment_length=200"])

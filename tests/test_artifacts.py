@@ -18,9 +18,10 @@ from wavegen.audio.artifacts import (
     spectrogram_png,
 )
 from wavegen.audio.io import write_wav
-from wavegen.config import apply_overrides, load_recipe
+from wavegen.config import apply_overrides
 from wavegen.data.prepare import prepare
 from wavegen.model import checkpoint as ckpt
+from wavegen.recipe import load_recipe
 from wavegen.train.loop import train
 
 SMALL = ["train.batch_size=2", "train.segment_length=200", "train.warmup_steps=2", "train.log_every=1",

@@ -29,13 +29,14 @@ import pytest
 from conftest import tone
 
 from wavegen.audio.io import write_wav
-from wavegen.config import Config, apply_overrides, load_recipe
+from wavegen.config import Config, apply_overrides
 from wavegen.data.prepare import prepare
 from wavegen.generate.synth import synthesize
 from wavegen.generate.vocode import vocode
 from wavegen.model import checkpoint as ckpt
 from wavegen.model.network import WaveNet
 from wavegen.outputs import distinct_names, inside, safe_name
+from wavegen.recipe import load_recipe
 from wavegen.train.loop import train
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}

@@ -7,12 +7,11 @@ from wavegen.config import (
     apply_overrides,
     differences,
     known_keys,
-    load_recipe,
     load_toml,
-    shipped_recipes,
     to_toml,
 )
 from wavegen.errors import ConfigError
+from wavegen.recipe import load_recipe, shipped_recipes
 
 ISSUE_KEYS = [
     "model.cycles", "model.layers_per_cycle", "model.kernel_size", "model.residual_channels",

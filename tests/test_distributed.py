@@ -19,12 +19,13 @@ from conftest import tone
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 from wavegen.audio.io import write_wav
-from wavegen.config import apply_overrides, load_recipe
+from wavegen.config import apply_overrides
 from wavegen.data.prepare import prepare
 from wavegen.data.prepared import PreparedData
 from wavegen.data.windows import Batch, WindowSampler
 from wavegen.errors import ConfigError
 from wavegen.model import checkpoint as ckpt
+from wavegen.recipe import load_recipe
 from wavegen.train import distributed
 from wavegen.train.loop import train
 from wavegen.train.trainer import Trainer

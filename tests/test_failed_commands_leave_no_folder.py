@@ -18,10 +18,11 @@ from click.testing import CliRunner
 from conftest import tone
 
 from wavegen.cli import main
-from wavegen.config import apply_overrides, load_recipe, to_toml
+from wavegen.config import apply_overrides, to_toml
 from wavegen.data.prepare import prepare
 from wavegen.model import checkpoint as ckpt
 from wavegen.model.network import WaveNet
+from wavegen.recipe import load_recipe
 
 
 def quiet(_message: str) -> None:

@@ -10,9 +10,10 @@ import soundfile as sf
 from conftest import spectrum_peak, tone
 
 from wavegen.audio.io import write_wav
-from wavegen.config import apply_overrides, load_recipe
+from wavegen.config import apply_overrides
 from wavegen.data.prepare import prepare
 from wavegen.generate.synth import pick_checkpoint, synthesize
+from wavegen.recipe import load_recipe
 from wavegen.train.loop import train
 
 STEPS = 400

@@ -20,8 +20,8 @@ from conftest import spectrum_peak, tone
 from test_cli import ENV, one_line_error, wavegen
 
 from wavegen.audio.mulaw import decode
-from wavegen.config import load_recipe
 from wavegen.model.network import WaveNet, receptive_field
+from wavegen.recipe import load_recipe
 
 RATE = 16000
 TINY_RF = 129  # the tiny recipe's receptive field: the shortest file it prepares

@@ -261,9 +261,10 @@ def test_every_reason_names_its_true_cause(tmp_path, seed):
 def test_a_prime_or_vocode_input_whose_channels_cancel_is_noted(tmp_path, ratio, word):
     """synth --prime and vocode mix their input to mono too: a mix that the channels (nearly)
     cancelled is said, or a silent result would puzzle."""
-    from wavegen.config import apply_overrides, load_recipe
+    from wavegen.config import apply_overrides
     from wavegen.model import checkpoint as ckpt
     from wavegen.model.network import WaveNet
+    from wavegen.recipe import load_recipe
 
     config = apply_overrides(load_recipe("tiny"), ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"])
     ckpt.save(tmp_path / "voc.pt", {"config": config.to_dict(), "model": WaveNet(config.model).state_dict(),

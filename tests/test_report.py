@@ -179,7 +179,8 @@ def html_escaped(s: str) -> str:
 
 
 def test_a_run_without_log_or_samples_says_so(tmp_path):
-    from wavegen.config import load_recipe, to_toml
+    from wavegen.config import to_toml
+    from wavegen.recipe import load_recipe
 
     (tmp_path / "runs" / "fresh").mkdir(parents=True)
     (tmp_path / "runs" / "fresh" / "config.toml").write_text(to_toml(load_recipe("tiny")))

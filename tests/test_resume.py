@@ -9,10 +9,11 @@ import torch
 from conftest import tone
 
 from wavegen.audio.io import write_wav
-from wavegen.config import apply_overrides, load_recipe
+from wavegen.config import apply_overrides
 from wavegen.data.prepare import prepare
 from wavegen.errors import CheckpointError, ConfigError, OutOfMemory, TrainingDiverged
 from wavegen.model import checkpoint as ckpt
+from wavegen.recipe import load_recipe
 from wavegen.train.loop import train
 from wavegen.train.schedule import continue_schedule, lr_at
 from wavegen.train.settings import resolve_config

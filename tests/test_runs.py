@@ -15,10 +15,11 @@ import torch
 from conftest import tone
 
 from wavegen.audio.io import write_wav
-from wavegen.config import apply_overrides, load_recipe
+from wavegen.config import apply_overrides
 from wavegen.data.prepare import prepare
 from wavegen.errors import WriteError
 from wavegen.model import checkpoint as ckpt
+from wavegen.recipe import load_recipe
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 STEPS = 60  # ~20 ms each (after ~4 s to start): long enough to be stopped halfway

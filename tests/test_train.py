@@ -4,10 +4,11 @@ import math
 import pytest
 import torch
 
-from wavegen.config import apply_overrides, load_recipe
+from wavegen.config import apply_overrides
 from wavegen.data.prepare import prepare
 from wavegen.errors import ConfigError, TrainingInterrupted
 from wavegen.model import checkpoint as ckpt
+from wavegen.recipe import load_recipe
 from wavegen.train.loop import train
 from wavegen.train.schedule import lr_at
 from wavegen.train.settings import resolve_config

@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 # name → (module, attribute): imported when first asked for (PEP 562)
 _LAZY = {
     "Config": ("wavegen.config", "Config"),
-    "load_recipe": ("wavegen.config", "load_recipe"),
+    "load_recipe": ("wavegen.recipe", "load_recipe"),
     "WavegenError": ("wavegen.errors", "WavegenError"),
     "ConfigError": ("wavegen.errors", "ConfigError"),
     "DataError": ("wavegen.errors", "DataError"),
@@ -45,8 +45,9 @@ assert sorted(__all__) == sorted(_LAZY)  # one list for type checkers and linter
 if TYPE_CHECKING:
     from .api import Generation, Model, load, prepare
     from .api import train as fit
-    from .config import Config, load_recipe
+    from .config import Config
     from .errors import CheckpointError, ConfigError, DataError, WavegenError
+    from .recipe import load_recipe
 
 
 def __getattr__(name: str):

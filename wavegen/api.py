@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from .config import Config, load_recipe, unknown_setting, validate
+from .config import Config, unknown_setting, validate
 from .errors import ConfigError
+from .recipe import load_recipe
 
 if TYPE_CHECKING:
     import numpy as np

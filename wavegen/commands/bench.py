@@ -46,8 +46,9 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
     With --train: training speed, one row per implementation, batch and segment length.
     With --learn DATA: validation bits/sample each variant reaches in the same training budget.
     With --json: the same results as JSON lines, each printed as soon as it is measured."""
-    from ..config import apply_overrides, load_recipe
+    from ..config import apply_overrides
     from ..limits import check_seconds, check_streams
+    from ..recipe import load_recipe
 
     check_seconds(seconds, beyond="wall time per measurement")
     if not training:

@@ -12,9 +12,10 @@ from typing import Callable
 
 import click
 
-from ..config import apply_overrides, load_recipe
+from ..config import apply_overrides
 from ..limits import check_samples, check_seconds, check_streams
 from ..outputs import leaves_no_empty_folder, writable_folder
+from ..recipe import load_recipe
 from .common import QUIET, friendly_errors, log
 
 

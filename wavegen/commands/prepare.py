@@ -39,8 +39,9 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     Exit status: 0 when every audio file was prepared (ignored files do not count), 3 when some
     were skipped, 1 when nothing usable was found.
     """
-    from ..config import Config, ConfigError, apply_overrides, load_recipe, validate
+    from ..config import Config, ConfigError, apply_overrides, validate
     from ..outputs import writable_folder
+    from ..recipe import load_recipe
 
     for item in overrides:
         if not item.strip().startswith("data."):

@@ -11,12 +11,12 @@ from ..config import (
     ConfigError,
     apply_overrides,
     differences,
-    load_recipe,
     load_toml,
     validate,
 )
 from ..data.prepared import PreparedData
 from ..model import checkpoint as ckpt
+from ..recipe import load_recipe
 from ..run_config import (
     CONFIG_FILE,
     Change,

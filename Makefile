@@ -1,11 +1,12 @@
 # Two commands set up everything on a fresh machine (Python >= 3.11 with venv and pip):
 #   make demo   install into .venv, then prepare → train → synth on the built-in dataset
-#   make test   install into .venv, then run the test suite
+#   make test   install into .venv, then lint (ruff) and run the whole test suite
+# make test-fast runs the tests that answer in seconds (no real command line, no training runs).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast lint install clean
 
 install: $(VENV)/.installed
 
@@ -20,8 +21,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(BIN)/wavegen demo
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not sweep"
+
+lint: install
+	$(BIN)/ruff check wavegen tests
+	$(BIN)/ruff format --check wavegen tests
 
 clean:
 	rm -rf $(VENV) demo runs prepared .pytest_cache

@@ -7,6 +7,7 @@ A fresh interpreter per command costs ~2-3 s of imports; a fork costs millisecon
 tests/test_cli_misuse.py: it writes one JSON object per line on stdin ({"args", "cwd", "env",
 "stdout", "stderr"}), and this prints {"index", "status"} per command as each one ends.
 """
+
 from __future__ import annotations
 
 import json

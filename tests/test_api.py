@@ -1,5 +1,6 @@
 """The Python API at the package root: light to import, the README's example runs as written,
 and it generates what ``synth`` writes."""
+
 import os
 import re
 import subprocess
@@ -20,17 +21,23 @@ HEAVY = ("torch", "numpy", "soundfile", "librosa", "matplotlib")
 def python(code: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter, with this test's import path (the tree under test first)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_import_wavegen_loads_no_heavy_library(tmp_path):
-    code = ("import sys, wavegen; wavegen.__all__; wavegen.Config; wavegen.load_recipe; "
-            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    code = (
+        "import sys, wavegen; wavegen.__all__; wavegen.Config; wavegen.load_recipe; "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
     done = python(code, tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
-    assert python("import wavegen; wavegen.nothing", tmp_path).stderr.strip().endswith(
-        "AttributeError: module 'wavegen' has no attribute 'nothing'")
+    assert (
+        python("import wavegen; wavegen.nothing", tmp_path)
+        .stderr.strip()
+        .endswith("AttributeError: module 'wavegen' has no attribute 'nothing'")
+    )
 
 
 def test_the_readme_example_runs_as_written(tmp_path):
@@ -64,11 +71,21 @@ def test_generate_returns_what_synth_writes(run):
     audio, rate = made
     assert audio.shape == (2, 800) and audio.dtype == np.float32 and rate == 16000
     assert np.abs(audio).max() <= 1.0 and made.seeds == [3, 4] and made.labels is None
-    again = wavegen.load(run / "run" / "checkpoints" / "best.pt").generate(seconds=0.05, n=2, seed=3,
-                                                                          engine="reference", device="cpu")
+    again = wavegen.load(run / "run" / "checkpoints" / "best.pt").generate(
+        seconds=0.05, n=2, seed=3, engine="reference", device="cpu"
+    )
     np.testing.assert_array_equal(again.audio, audio)  # same seeds, same audio, whatever the engine
-    files = synthesize(model.checkpoint, run / "samples", seconds=0.05, n=2, seed=3, engine="torch",
-                       device="cpu", log=lambda _: None, progress=False).files
+    files = synthesize(
+        model.checkpoint,
+        run / "samples",
+        seconds=0.05,
+        n=2,
+        seed=3,
+        engine="torch",
+        device="cpu",
+        log=lambda _: None,
+        progress=False,
+    ).files
     for stream, path in zip(audio, files):
         written, _ = sf.read(path, dtype="float32")
         np.testing.assert_allclose(written, stream, atol=1 / 32767)  # 16-bit WAV
@@ -77,7 +94,9 @@ def test_generate_returns_what_synth_writes(run):
 def test_generate_from_a_prime_array_and_refusals(run):
     model = wavegen.load(run / "run")
     said = []
-    primed = model.generate(seconds=0.01, prime=np.zeros(1000, np.float32), engine="torch", device="cpu", log=said.append)
+    primed = model.generate(
+        seconds=0.01, prime=np.zeros(1000, np.float32), engine="torch", device="cpu", log=said.append
+    )
     assert primed.audio.shape == (1, 160) and any("continuing the last" in line for line in said)
     with pytest.raises(ConfigError, match="trained without labels"):
         model.generate(seconds=0.01, labels="cat")

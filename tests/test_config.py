@@ -14,9 +14,18 @@ from wavegen.errors import ConfigError
 from wavegen.recipe import load_recipe, shipped_recipes
 
 ISSUE_KEYS = [
-    "model.cycles", "model.layers_per_cycle", "model.kernel_size", "model.residual_channels",
-    "model.gate_channels", "model.skip_channels", "train.batch_size", "train.segment_length",
-    "train.lr", "train.steps", "train.checkpoint_every", "train.seed",
+    "model.cycles",
+    "model.layers_per_cycle",
+    "model.kernel_size",
+    "model.residual_channels",
+    "model.gate_channels",
+    "model.skip_channels",
+    "train.batch_size",
+    "train.segment_length",
+    "train.lr",
+    "train.steps",
+    "train.checkpoint_every",
+    "train.seed",
 ]
 
 
@@ -24,7 +33,13 @@ def test_recipes_load_and_default_matches_the_documented_shape():
     tiny, default = load_recipe("tiny"), load_recipe("default")
     assert tiny.model.residual_channels < default.model.residual_channels
     m = default.model
-    assert (m.cycles, m.layers_per_cycle, m.residual_channels, m.gate_channels, m.skip_channels) == (3, 10, 64, 128, 256)
+    assert (m.cycles, m.layers_per_cycle, m.residual_channels, m.gate_channels, m.skip_channels) == (
+        3,
+        10,
+        64,
+        128,
+        256,
+    )
 
 
 def test_overrides_are_typed():
@@ -84,17 +99,26 @@ def test_conditioning_recipes_and_list_settings():
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):
-    config = apply_overrides(load_recipe("tiny"), ["train.lr=0.01", "model.cycles=2", "model.labels=a,b",
-                                                   "model.mel_channels=20", "model.mel_hop=128"])
+    config = apply_overrides(
+        load_recipe("tiny"),
+        ["train.lr=0.01", "model.cycles=2", "model.labels=a,b", "model.mel_channels=20", "model.mel_hop=128"],
+    )
     path = tmp_path / "config.toml"
     path.write_text(to_toml(config))
     assert load_toml(path) == config
 
 
-@pytest.mark.parametrize("typo, nearest", [
-    ("train.lrr", "train.lr"), ("train.stepz", "train.steps"), ("model.cycels", "model.cycles"),
-    ("trian.lr", "train.lr"), ("train.batchsize", "train.batch_size"), ("lrr", "train.lr"),
-])
+@pytest.mark.parametrize(
+    "typo, nearest",
+    [
+        ("train.lrr", "train.lr"),
+        ("train.stepz", "train.steps"),
+        ("model.cycels", "model.cycles"),
+        ("trian.lr", "train.lr"),
+        ("train.batchsize", "train.batch_size"),
+        ("lrr", "train.lr"),
+    ],
+)
 def test_a_mistyped_setting_is_answered_with_the_nearest_key(typo, nearest):
     with pytest.raises(ConfigError) as refused:
         apply_overrides(Config(), [f"{typo}=1"])
@@ -115,7 +139,9 @@ def test_recipe_files_and_run_config_edits_get_the_nearest_key_too(tmp_path):
     with pytest.raises(ConfigError, match=r"typo.toml: unknown setting 'train.lrr' \(did you mean train.lr\?\)"):
         load_recipe(str(tmp_path / "typo.toml"))
     (tmp_path / "config.toml").write_text("[model]\ncycels = 2\n")
-    with pytest.raises(ConfigError, match=r"config.toml: unknown setting 'model.cycels' \(did you mean model.cycles\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"config.toml: unknown setting 'model.cycels' \(did you mean model.cycles\?\)"
+    ):
         read_edits(tmp_path, Config())
 
 
@@ -133,11 +159,23 @@ def test_config_override_checks_as_set_does():
 # standalone files), as the settings that differ from the dataclass defaults.
 SHIPPED = {
     "default": {},
-    "tiny": {"model.cycles": 1, "model.layers_per_cycle": 7, "model.residual_channels": 16,
-             "model.gate_channels": 32, "model.skip_channels": 32, "train.segment_length": 1000,
-             "train.lr": 0.003, "train.warmup_steps": 50, "train.steps": 600, "train.checkpoint_every": 200,
-             "train.val_every": 100, "train.val_batches": 4, "train.log_every": 10, "train.sample_every": 0,
-             "train.threads": 1},
+    "tiny": {
+        "model.cycles": 1,
+        "model.layers_per_cycle": 7,
+        "model.residual_channels": 16,
+        "model.gate_channels": 32,
+        "model.skip_channels": 32,
+        "train.segment_length": 1000,
+        "train.lr": 0.003,
+        "train.warmup_steps": 50,
+        "train.steps": 600,
+        "train.checkpoint_every": 200,
+        "train.val_every": 100,
+        "train.val_batches": 4,
+        "train.log_every": 10,
+        "train.sample_every": 0,
+        "train.threads": 1,
+    },
     "speakers": {"data.labels": "folders"},
     "vocoder": {"model.cycles": 2, "data.mels": 80, "data.mel_fmax": 8000.0},
 }
@@ -173,18 +211,26 @@ def test_extends_chains_and_the_working_folder_takes_precedence(tmp_path, monkey
     # a shipped recipe extends the shipped default, whatever ./recipes holds
     assert load_recipe("speakers").train.lr == Config().train.lr
     assert load_recipe(str(tmp_path / "recipes" / "mine.toml")) == mine  # --recipe FILE.toml
-    with pytest.raises(ConfigError, match=r"unknown recipe 'nope' \(known: default, mine, small, speakers, tiny, vocoder\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown recipe 'nope' \(known: default, mine, small, speakers, tiny, vocoder\)"
+    ):
         load_recipe("nope")
 
 
-@pytest.mark.parametrize("files, message", [
-    ({"a": 'extends = "b"', "b": 'extends = "a"'}, r"a\.toml: 'extends' makes a cycle \(.*a\.toml → .*b\.toml → .*a\.toml\)"),
-    ({"a": 'extends = "a"'}, r"a\.toml: 'extends' makes a cycle"),
-    ({"a": 'extends = "nobody"'}, r"a\.toml: extends unknown recipe 'nobody' \(known: .*tiny"),
-    ({"a": 'extends = "gone.toml"'}, r"a\.toml: extends 'gone\.toml', which is not a file"),
-    ({"a": "extends = 3"}, r"a\.toml: 'extends' must be a recipe name or file, got 3"),
-    ({"a": 'extends = "b"', "b": "[model]\ncycels = 2"}, r"b\.toml: unknown setting 'model\.cycels'"),
-])
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        (
+            {"a": 'extends = "b"', "b": 'extends = "a"'},
+            r"a\.toml: 'extends' makes a cycle \(.*a\.toml → .*b\.toml → .*a\.toml\)",
+        ),
+        ({"a": 'extends = "a"'}, r"a\.toml: 'extends' makes a cycle"),
+        ({"a": 'extends = "nobody"'}, r"a\.toml: extends unknown recipe 'nobody' \(known: .*tiny"),
+        ({"a": 'extends = "gone.toml"'}, r"a\.toml: extends 'gone\.toml', which is not a file"),
+        ({"a": "extends = 3"}, r"a\.toml: 'extends' must be a recipe name or file, got 3"),
+        ({"a": 'extends = "b"', "b": "[model]\ncycels = 2"}, r"b\.toml: unknown setting 'model\.cycels'"),
+    ],
+)
 def test_bad_extends_is_one_line_naming_the_file(tmp_path, files, message):
     for name, text in files.items():
         (tmp_path / f"{name}.toml").write_text(text + "\n")

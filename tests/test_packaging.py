@@ -1,5 +1,6 @@
 """The project installs like a package: the sdist holds what a build needs, and the wheel built
 from it runs every command from an empty folder, with no checkout on the path."""
+
 import os
 import shutil
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("wavegen", "recipes", "pyproject.toml", "README.md", "LICENSE")  # what a build reads
@@ -35,15 +38,35 @@ def dist(tmp_path_factory) -> dict:
             shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(ROOT / name, source / name)
-    built = _run([sys.executable, "-c", "import sys; from setuptools import build_meta as b; "
-                  "print(b.build_sdist(sys.argv[1]))", str(tmp / "sdist")], cwd=source)
+    built = _run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))",
+            str(tmp / "sdist"),
+        ],
+        cwd=source,
+    )
     sdist = tmp / "sdist" / built.stdout.strip().splitlines()[-1]
     with tarfile.open(sdist) as archive:
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # (Python >= 3.11.4)
         archive.extractall(tmp / "unpacked", **safe)
     (unpacked,) = (tmp / "unpacked").iterdir()
-    wheel_build = _run([sys.executable, "-m", "pip", "wheel", str(unpacked), "--no-deps", "--no-build-isolation",
-                        "-q", "-w", str(tmp / "wheel")], cwd=tmp)
+    wheel_build = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(unpacked),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "wheel"),
+        ],
+        cwd=tmp,
+    )
     (wheel,) = (tmp / "wheel").glob("wavegen-*.whl")
     return {"sdist": sdist, "wheel": wheel, "stderr": wheel_build.stderr, "tmp": tmp}
 
@@ -71,8 +94,10 @@ def test_the_wheel_carries_recipes_license_and_native_source(dist):
 
 def test_the_installed_wheel_runs_every_step_outside_the_checkout(dist, tmp_path):
     site, work = tmp_path / "site", tmp_path / "work"
-    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(dist["wheel"])],
-         cwd=tmp_path)
+    _run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(dist["wheel"])],
+        cwd=tmp_path,
+    )
     work.mkdir()
     # Only the installed copy: no checkout on the path, nor as the working folder.
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}

@@ -14,6 +14,7 @@ The Python API (``wavegen.api``), loaded on first use so that ``import wavegen``
 ``prepare``/``fit`` (``config.override("train.lr=3e-4")`` parses and checks as ``--set`` does).
 Errors are ``wavegen.WavegenError`` subclasses, one line each.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -37,8 +38,17 @@ _LAZY = {
 }
 
 __all__ = [
-    "CheckpointError", "Config", "ConfigError", "DataError", "Generation", "Model", "WavegenError",
-    "fit", "load", "load_recipe", "prepare",
+    "CheckpointError",
+    "Config",
+    "ConfigError",
+    "DataError",
+    "Generation",
+    "Model",
+    "WavegenError",
+    "fit",
+    "load",
+    "load_recipe",
+    "prepare",
 ]
 assert sorted(__all__) == sorted(_LAZY)  # one list for type checkers and linters, one for the lookup
 

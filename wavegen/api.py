@@ -10,6 +10,7 @@ command line prints (``ConfigError``, ``DataError``, ``CheckpointError``...).
 ``train`` is exported as ``wavegen.fit``: ``wavegen.train`` is the training subpackage, and a
 function by that name would be replaced by it as soon as the subpackage is imported.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,8 +75,14 @@ def prepare(
 
     config = checked(config) if config is not None else load_recipe(recipe)
     writable_folder(Path(out))
-    return run_prepare(Path(dataset), Path(out), config.data, log=log or _silent, progress=progress,
-                       min_samples=receptive_field(config.model))
+    return run_prepare(
+        Path(dataset),
+        Path(out),
+        config.data,
+        log=log or _silent,
+        progress=progress,
+        min_samples=receptive_field(config.model),
+    )
 
 
 def train(
@@ -215,9 +222,23 @@ class Model:
 
         if isinstance(labels, str):
             labels = [labels]
-        made = generate_streams(self.network, self.sample_rate, str(self.checkpoint), seconds, n, seed,
-                                temperature, engine, device, prime=prime, labels=list(labels), mel=mel,
-                                log=log or _silent, progress=progress, step=self.step)
+        made = generate_streams(
+            self.network,
+            self.sample_rate,
+            str(self.checkpoint),
+            seconds,
+            n,
+            seed,
+            temperature,
+            engine,
+            device,
+            prime=prime,
+            labels=list(labels),
+            mel=mel,
+            log=log or _silent,
+            progress=progress,
+            step=self.step,
+        )
         audio = decode(made.codes).numpy().astype("float32", copy=False)
         return Generation(audio, made.sample_rate, made.labels, made.seeds, made.engine, made.samples_per_s)
 

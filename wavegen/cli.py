@@ -6,6 +6,7 @@ Every ``WavegenError`` becomes a one-line ``Error: ...`` and exit status 1; clic
 own values (lengths, counts, output folders) before it imports torch, so mistakes are answered
 at once.
 """
+
 from __future__ import annotations
 
 import click
@@ -51,7 +52,6 @@ def _one_line_usage(exc: click.UsageError) -> click.UsageError:
     short = click.UsageError(one_line(f"{exc.format_message().rstrip('.')} (see `{where} --help`)"))
     short.exit_code = exc.exit_code  # no context: click prints no usage block and no hint
     return short
-
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})

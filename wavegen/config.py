@@ -4,6 +4,7 @@ Every value has one declared type; recipes and overrides are checked against it,
 are refused, so a typo never silently falls back to a default. The resolved configuration is what
 a run saves (``config.toml``) and what every checkpoint carries.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -149,16 +150,18 @@ def differences(before: Config, after: Config) -> list[tuple[str, Any, Any]]:
     """Every ``section.key`` whose value differs, with the value before and after, in
     declaration order."""
     old, new = before.to_dict(), after.to_dict()
-    return [(f"{section}.{key}", old[section][key], new[section][key])
-            for section in old for key in old[section] if old[section][key] != new[section][key]]
+    return [
+        (f"{section}.{key}", old[section][key], new[section][key])
+        for section in old
+        for key in old[section]
+        if old[section][key] != new[section][key]
+    ]
 
 
 def known_keys() -> list[str]:
     """Every settable ``section.key``, sorted."""
     config = Config()
-    return sorted(
-        f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(config, s))
-    )
+    return sorted(f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(config, s)))
 
 
 def _field_type(section_obj: Any, key: str) -> type:
@@ -210,9 +213,7 @@ def _assign(config: Config, dotted: str, value: Any, source: str) -> None:
     if want is list and ok and not all(isinstance(item, str) for item in value):
         ok = False
     if not ok:
-        raise ConfigError(
-            f"{source}: '{dotted}' must be {want.__name__}, got {type(value).__name__} {value!r}"
-        )
+        raise ConfigError(f"{source}: '{dotted}' must be {want.__name__}, got {type(value).__name__} {value!r}")
     setattr(obj, key, value)
 
 
@@ -260,14 +261,23 @@ def validate(config: Config) -> None:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"'{section}.{f.name}' must be a finite number, got {value}")
     positive = {
-        "model.classes": m.classes, "model.cycles": m.cycles,
-        "model.layers_per_cycle": m.layers_per_cycle, "model.kernel_size": m.kernel_size,
+        "model.classes": m.classes,
+        "model.cycles": m.cycles,
+        "model.layers_per_cycle": m.layers_per_cycle,
+        "model.kernel_size": m.kernel_size,
         "model.input_kernel_size": m.input_kernel_size,
-        "model.residual_channels": m.residual_channels, "model.gate_channels": m.gate_channels,
-        "model.skip_channels": m.skip_channels, "data.sample_rate": d.sample_rate,
-        "train.batch_size": t.batch_size, "train.segment_length": t.segment_length,
-        "train.lr": t.lr, "train.steps": t.steps, "train.checkpoint_every": t.checkpoint_every,
-        "train.val_every": t.val_every, "train.log_every": t.log_every, "train.max_bad_steps": t.max_bad_steps,
+        "model.residual_channels": m.residual_channels,
+        "model.gate_channels": m.gate_channels,
+        "model.skip_channels": m.skip_channels,
+        "data.sample_rate": d.sample_rate,
+        "train.batch_size": t.batch_size,
+        "train.segment_length": t.segment_length,
+        "train.lr": t.lr,
+        "train.steps": t.steps,
+        "train.checkpoint_every": t.checkpoint_every,
+        "train.val_every": t.val_every,
+        "train.log_every": t.log_every,
+        "train.max_bad_steps": t.max_bad_steps,
         "data.trim_db": d.trim_db,
     }
     for name, value in positive.items():
@@ -311,8 +321,6 @@ def validate(config: Config) -> None:
         raise ConfigError(f"'train.sample_seconds' must be in (0, 60], got {t.sample_seconds}")
     if not 0.0 <= t.min_lr_ratio <= 1.0:
         raise ConfigError(f"'train.min_lr_ratio' must be in [0, 1], got {t.min_lr_ratio}")
-
-
 
 
 def to_toml(config: Config) -> str:

@@ -6,6 +6,7 @@ cost memory: every stream keeps its own network state (about a receptive field o
 per layer), and the codes of all streams are held until they are written. Beyond these limits a
 request is more likely a typo than a plan; several calls (other seeds) do the same work.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,12 @@ MAX_STREAMS = 4096  # generated together (a GPU's batching stops paying well bef
 MAX_SAMPLES = 2**28  # all streams of one call: 256 MiB of codes, 4.7 h of audio at 16 kHz
 
 
-def check_seconds(seconds: float, option: str = "--seconds", maximum: float = MAX_SECONDS,
-                  beyond: str = "an hour per stream at most: generation runs sample by sample") -> None:
+def check_seconds(
+    seconds: float,
+    option: str = "--seconds",
+    maximum: float = MAX_SECONDS,
+    beyond: str = "an hour per stream at most: generation runs sample by sample",
+) -> None:
     """A length in seconds: positive, finite, at most ``maximum`` (``beyond`` says why and what to do)."""
     if not 0 < seconds <= maximum:  # NaN fails too
         why = f" ({beyond})" if seconds > maximum and beyond else ""
@@ -45,8 +50,10 @@ def check_streams(streams: int, what: str = "--n", instead: str = "run several c
     if streams < 1:
         raise ConfigError(f"{what} must be at least 1, got {streams}")
     if streams > MAX_STREAMS:
-        raise ConfigError(f"{what} {streams}: at most {MAX_STREAMS} streams are generated at once (each holds "
-                          f"its own network state in memory); {instead}")
+        raise ConfigError(
+            f"{what} {streams}: at most {MAX_STREAMS} streams are generated at once (each holds "
+            f"its own network state in memory); {instead}"
+        )
 
 
 def check_samples(streams: int, samples: int, rate: int, what: str = "--n × --seconds") -> None:
@@ -56,7 +63,8 @@ def check_samples(streams: int, samples: int, rate: int, what: str = "--n × --s
         raise ConfigError(
             f"{what}: {streams} × {samples / rate:g} s is {total:,} samples at {rate} Hz; one call generates at "
             f"most {MAX_SAMPLES:,} ({MAX_SAMPLES / rate / 3600:.1f} h of audio, {MAX_SAMPLES >> 20} MiB of codes "
-            "in memory): generate fewer or shorter streams, or run several calls")
+            "in memory): generate fewer or shorter streams, or run several calls"
+        )
 
 
 @contextlib.contextmanager

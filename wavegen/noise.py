@@ -12,6 +12,7 @@ as a library keeps its own logging configuration. No ``warnings`` filter is inst
 warnings that reach a terminal in normal use had causes, so wavegen's own warnings, and a user's
 ``-W``/``PYTHONWARNINGS``, behave as Python defines.
 """
+
 from __future__ import annotations
 
 import logging

@@ -6,6 +6,7 @@ folder's name. ``safe_name`` turns such text into one harmless file-name part, `
 keeps names that sanitise alike from overwriting each other, and ``inside`` refuses any path that
 would still land outside the output folder.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,9 @@ def writable_folder(path: Path, option: str = "--out") -> Path:
         os.unlink(probe)
     except OSError as exc:
         where = "" if existing == path else f" (in {existing})"
-        raise ConfigError(f"{path}: cannot write there{where}: {exc.strerror or exc}; choose another {option} "
-                          "or make it writable") from None
+        raise ConfigError(
+            f"{path}: cannot write there{where}: {exc.strerror or exc}; choose another {option} or make it writable"
+        ) from None
     return path
 
 

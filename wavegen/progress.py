@@ -6,6 +6,7 @@ of thousands of redraws), as tqdm's ``disable=None`` does; in a Jupyter notebook
 (``tqdm.auto``). ``WAVEGEN_PROGRESS=always`` draws bars on any stderr, ``never`` on none
 (``--quiet`` wins over both).
 """
+
 from __future__ import annotations
 
 import os

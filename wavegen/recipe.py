@@ -1,5 +1,6 @@
 """Recipes: where a name is found (./recipes, then the recipes shipped in the package), and how a
 recipe resolves (``extends``, then its own values on top), checked like every config."""
+
 from __future__ import annotations
 
 import importlib.resources
@@ -36,8 +37,15 @@ def recipe_dirs() -> list[Traversable]:
 
 def recipe_names() -> list[str]:
     """Every recipe name the lookup knows, sorted."""
-    return sorted({entry.name[:-len(".toml")] for folder in recipe_dirs() if folder.is_dir()
-                   for entry in folder.iterdir() if entry.name.endswith(".toml") and entry.is_file()})
+    return sorted(
+        {
+            entry.name[: -len(".toml")]
+            for folder in recipe_dirs()
+            if folder.is_dir()
+            for entry in folder.iterdir()
+            if entry.name.endswith(".toml") and entry.is_file()
+        }
+    )
 
 
 def _named(recipe: str) -> bool:

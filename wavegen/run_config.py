@@ -16,6 +16,7 @@ from its checkpoint and refuse a run whose ``config.toml`` says otherwise about 
 (an edited ``data.sample_rate`` would otherwise be ignored); edits to ``train.*`` wait for the
 next ``train``.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -88,8 +89,9 @@ def read_edits(run: Path, saved: Config) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{path}: cannot read the run's settings ({reason}); fix the file, or delete it to "
-                          "use the checkpoint's") from None
+        raise ConfigError(
+            f"{path}: cannot read the run's settings ({reason}); fix the file, or delete it to use the checkpoint's"
+        ) from None
     config = Config.from_dict(raw, source=str(path), base=saved)
     try:
         validate(config)
@@ -110,11 +112,16 @@ def refuse_fixed(found: list[Change], run: Path) -> None:
         if reason is None:
             continue
         edited = change.source.endswith(CONFIG_FILE)
-        where = (f"{change.source}: {change.key} is {_show(change.new)} there, but"
-                 if edited else f"{change.source} {change.key}={_show(change.new)}:")
+        where = (
+            f"{change.source}: {change.key} is {_show(change.new)} there, but"
+            if edited
+            else f"{change.source} {change.key}={_show(change.new)}:"
+        )
         undo = f"restore it in {change.source}, or " if edited else ""
-        raise ConfigError(f"{where} run {run} was trained with {change.key} = {_show(change.old)}, and it cannot "
-                          f"change ({reason}); {undo}{_remedy(change.key, change.new)}")
+        raise ConfigError(
+            f"{where} run {run} was trained with {change.key} = {_show(change.old)}, and it cannot "
+            f"change ({reason}); {undo}{_remedy(change.key, change.new)}"
+        )
 
 
 def check_unedited(checkpoint: Path, config: Config) -> None:
@@ -140,8 +147,12 @@ def check_train_overrides(overrides: list[str]) -> None:
     for item in overrides:
         key = item.partition("=")[0].strip()
         if key in ("model.labels", "model.mel_channels", "model.mel_hop"):
-            raise ConfigError(f"--set {item}: a model conditions on what its data carries; prepare the data "
-                              "with --labels folders or --mels N instead")
+            raise ConfigError(
+                f"--set {item}: a model conditions on what its data carries; prepare the data "
+                "with --labels folders or --mels N instead"
+            )
         if key.startswith("data."):
-            raise ConfigError(f"--set {item}: data settings are prepare's (a run takes them from its prepared data); "
-                              f"give it to `wavegen prepare DATASET --set {item.strip()}`")
+            raise ConfigError(
+                f"--set {item}: data settings are prepare's (a run takes them from its prepared data); "
+                f"give it to `wavegen prepare DATASET --set {item.strip()}`"
+            )

@@ -6,6 +6,7 @@ first drops the rows logged after its checkpoint (``resume_log``) and the tempor
 writes the kill interrupted (``clear_leftovers``), so the resumed run's files read as if it had
 never stopped.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,9 +65,14 @@ def _logged_step(row: dict) -> int | None:
 def clear_leftovers(run: Path) -> list[Path]:
     """Remove the temporary files of writes a kill interrupted (``atomic_open`` names them
     ``.NAME.XXXXXXXX.tmp``); they are never read, and a checkpoint's can be large."""
-    written = {run / "checkpoints": ("latest.pt", "best.pt"), run: ("config.toml", "log.csv"),
-               run / "samples": ("step*",)}
-    found = sorted(stray for folder, names in written.items() for name in names for stray in folder.glob(f".{name}.*.tmp"))
+    written = {
+        run / "checkpoints": ("latest.pt", "best.pt"),
+        run: ("config.toml", "log.csv"),
+        run / "samples": ("step*",),
+    }
+    found = sorted(
+        stray for folder, names in written.items() for name in names for stray in folder.glob(f".{name}.*.tmp")
+    )
     for path in found:
         path.unlink(missing_ok=True)
     return found

@@ -36,6 +36,7 @@ machine: ``timings=False`` (``wavegen demo``, whose samples are committed) leave
 All three are written atomically, the JSON last: a JSON names only files already complete.
 ``read_samples`` lists a folder's samples, newest first: what ``wavegen report`` shows.
 """
+
 from __future__ import annotations
 
 import io
@@ -79,8 +80,15 @@ def spectrogram_png(audio: np.ndarray, sample_rate: int, title: str = "") -> byt
     top = db.max()
     figure = new_figure(8, 3)
     axes = figure.add_subplot()
-    image = axes.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
-                        extent=(0, len(audio) / sample_rate, 0, sample_rate / 2))
+    image = axes.imshow(
+        db,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=top - 80,
+        vmax=top,
+        extent=(0, len(audio) / sample_rate, 0, sample_rate / 2),
+    )
     axes.set_xlabel("time (s)")
     axes.set_ylabel("frequency (Hz)")
     if title:
@@ -102,8 +110,9 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
     return png
 
 
-def write_sample(path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str, Any],
-                 timings: bool = True) -> dict[str, Any]:
+def write_sample(
+    path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str, Any], timings: bool = True
+) -> dict[str, Any]:
     """Write ``path`` (a .wav) with its spectrogram and metadata beside it; return the metadata.
     ``timings=False``: no "created" stamp, so the same sample makes the same bytes."""
     path = Path(path)
@@ -124,8 +133,14 @@ def write_sample(path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str
 def plain_name(name: str, suffix: str) -> bool:
     """Whether ``name`` (read from a metadata file anyone can edit) is a plain file name in its
     folder with ``suffix``: no separators, no ``..``, not hidden; never a way out of the folder."""
-    return (isinstance(name, str) and name.endswith(suffix) and Path(name).name == name
-            and not name.startswith(".") and "\\" not in name and "\0" not in name)
+    return (
+        isinstance(name, str)
+        and name.endswith(suffix)
+        and Path(name).name == name
+        and not name.startswith(".")
+        and "\\" not in name
+        and "\0" not in name
+    )
 
 
 def read_samples(folder: Path) -> list[dict[str, Any]]:

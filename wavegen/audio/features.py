@@ -15,6 +15,7 @@ every frame's Hann window is centred on the middle of its hop:
 Values are ln(max(mel magnitude, 1e-5)): digital silence is ln(1e-5) everywhere
 (``SILENCE``).
 """
+
 from __future__ import annotations
 
 import math
@@ -41,21 +42,36 @@ class MelSettings:
 
     @classmethod
     def from_data(cls, config: DataConfig, bands: int | None = None) -> "MelSettings":
-        return cls(config.sample_rate, bands or config.mels, config.mel_hop, config.mel_n_fft,
-                   config.mel_fmin, config.mel_fmax or config.sample_rate / 2)
+        return cls(
+            config.sample_rate,
+            bands or config.mels,
+            config.mel_hop,
+            config.mel_n_fft,
+            config.mel_fmin,
+            config.mel_fmax or config.sample_rate / 2,
+        )
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
     def mismatch(self, other: "MelSettings") -> list[tuple[str, object, object]]:
         """The ``data.*`` settings in which ``other`` differs from this, with both values."""
-        return [(SETTING_NAMES[name], mine, theirs) for name, mine, theirs in
-                ((name, getattr(self, name), getattr(other, name)) for name in SETTING_NAMES) if mine != theirs]
+        return [
+            (SETTING_NAMES[name], mine, theirs)
+            for name, mine, theirs in ((name, getattr(self, name), getattr(other, name)) for name in SETTING_NAMES)
+            if mine != theirs
+        ]
 
 
 # Each analysis setting's name in the config (what ``prepare --set`` takes).
-SETTING_NAMES = {"sample_rate": "data.sample_rate", "bands": "data.mels", "hop": "data.mel_hop",
-                 "n_fft": "data.mel_n_fft", "fmin": "data.mel_fmin", "fmax": "data.mel_fmax"}
+SETTING_NAMES = {
+    "sample_rate": "data.sample_rate",
+    "bands": "data.mels",
+    "hop": "data.mel_hop",
+    "n_fft": "data.mel_n_fft",
+    "fmin": "data.mel_fmin",
+    "fmax": "data.mel_fmax",
+}
 
 
 def check_same_analysis(data_mel: dict, trained: MelSettings, folder: object, whose: str) -> None:
@@ -67,13 +83,16 @@ def check_same_analysis(data_mel: dict, trained: MelSettings, folder: object, wh
 
     found = trained.mismatch(MelSettings(**data_mel))
     if found:
+
         def said(values):
             return ", ".join(f"{key} = {value:g}" for key, value in values)
 
         fix = " ".join(f"--set {key}={value:g}" for key, value, _ in found)
-        raise ConfigError(f"{folder}: its log-mel features were computed with {said((k, t) for k, _, t in found)}, "
-                          f"but {whose} was trained on {said((k, m) for k, m, _ in found)}; prepare the data "
-                          f"again with {fix}")
+        raise ConfigError(
+            f"{folder}: its log-mel features were computed with {said((k, t) for k, _, t in found)}, "
+            f"but {whose} was trained on {said((k, m) for k, m, _ in found)}; prepare the data "
+            f"again with {fix}"
+        )
 
 
 _transforms: dict[tuple, torch.nn.Module] = {}
@@ -91,8 +110,9 @@ def empty_bands(s: MelSettings, bands: int | None = None) -> int:
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=EMPTY_FILTER_WARNING, category=UserWarning)
-        weights = torchaudio.functional.melscale_fbanks(s.n_fft // 2 + 1, s.fmin, s.fmax, bands or s.bands,
-                                                        s.sample_rate, norm="slaney", mel_scale="slaney")
+        weights = torchaudio.functional.melscale_fbanks(
+            s.n_fft // 2 + 1, s.fmin, s.fmax, bands or s.bands, s.sample_rate, norm="slaney", mel_scale="slaney"
+        )
     return int((weights.max(dim=0).values == 0).sum())
 
 
@@ -103,10 +123,12 @@ def check_bands(s: MelSettings) -> None:
     if not empty:
         return
     fits = next((n for n in range(s.bands - 1, 0, -1) if not empty_bands(s, n)), 0)
-    raise ConfigError(f"data.mels = {s.bands}: {empty} of the bands would hold no frequency bin (data.mel_n_fft = "
-                      f"{s.n_fft} gives bins every {s.sample_rate / s.n_fft:g} Hz, and the bands share "
-                      f"{s.fmin:g}-{s.fmax:g} Hz); use at most {fits} bands (--mels {fits}) or a larger "
-                      "data.mel_n_fft")
+    raise ConfigError(
+        f"data.mels = {s.bands}: {empty} of the bands would hold no frequency bin (data.mel_n_fft = "
+        f"{s.n_fft} gives bins every {s.sample_rate / s.n_fft:g} Hz, and the bands share "
+        f"{s.fmin:g}-{s.fmax:g} Hz); use at most {fits} bands (--mels {fits}) or a larger "
+        "data.mel_n_fft"
+    )
 
 
 def _transform(s: MelSettings) -> torch.nn.Module:
@@ -118,8 +140,16 @@ def _transform(s: MelSettings) -> torch.nn.Module:
             # before it did is used as it is, without the warning on every command
             warnings.filterwarnings("ignore", message=EMPTY_FILTER_WARNING, category=UserWarning)
             _transforms[key] = torchaudio.transforms.MelSpectrogram(
-                sample_rate=s.sample_rate, n_fft=s.n_fft, hop_length=s.hop, f_min=s.fmin, f_max=s.fmax,
-                n_mels=s.bands, power=1.0, center=False, norm="slaney", mel_scale="slaney",
+                sample_rate=s.sample_rate,
+                n_fft=s.n_fft,
+                hop_length=s.hop,
+                f_min=s.fmin,
+                f_max=s.fmax,
+                n_mels=s.bands,
+                power=1.0,
+                center=False,
+                norm="slaney",
+                mel_scale="slaney",
             )
     return _transforms[key]
 

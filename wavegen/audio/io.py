@@ -1,4 +1,5 @@
 """Reading and writing audio files: any format in, mono float32 at a chosen rate; 16-bit WAV out."""
+
 from __future__ import annotations
 
 import codecs
@@ -21,8 +22,11 @@ from ..files import atomic_open
 # What other files wearing an audio extension begin with, to say what they are instead of
 # passing on the decoder's "format not recognised".
 SIGNATURES = {
-    b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
-    b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive",
 }
 
 
@@ -165,8 +169,10 @@ def read_recording(path: Path, sample_rate: int, channel: str = "mix") -> Record
     if channel != "mix" and channels > 1:
         picked = int(channel)
         if picked >= channels:
-            raise AudioReadError(f"has {_plural(channels, 'channel')} (0-{channels - 1}); data.channel = {picked} "
-                                 "asks for one it does not have: choose another --channel, or mix")
+            raise AudioReadError(
+                f"has {_plural(channels, 'channel')} (0-{channels - 1}); data.channel = {picked} "
+                "asks for one it does not have: choose another --channel, or mix"
+            )
         mono = np.ascontiguousarray(data[:, picked])
     else:
         mono = data.mean(axis=1, dtype=np.float32)
@@ -188,8 +194,10 @@ def cancel_note(recording: Recording) -> str | None:
     """Words for a mono mix that its channels cancelled (None when they did not)."""
     if recording.mix_db >= CANCEL_NOTE_DB:
         return None
-    return (f"its {recording.channels} channels {'cancel' if recording.mix_db < -60 else 'partly cancel'} when mixed "
-            f"to mono (the mix is {-recording.mix_db:.0f} dB quieter than they are)")
+    return (
+        f"its {recording.channels} channels {'cancel' if recording.mix_db < -60 else 'partly cancel'} when mixed "
+        f"to mono (the mix is {-recording.mix_db:.0f} dB quieter than they are)"
+    )
 
 
 def _mix_db(mono: np.ndarray, data: np.ndarray) -> float:

@@ -4,6 +4,7 @@ The quantiser is torchaudio's (ITU-T G.711 µ-law with µ = classes - 1); this m
 the dtype conventions used everywhere else: codes are stored as ``uint8`` on disk and handled as
 ``int64`` tensors in the network.
 """
+
 from __future__ import annotations
 
 import numpy as np

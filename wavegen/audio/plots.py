@@ -15,6 +15,7 @@ Every figure wavegen draws comes from ``figure``: the spectrogram PNG beside eac
 (``artifacts``), training's periodic samples (``monitor``, through ``artifacts``) and the
 report's curves and spectrograms (``report``).
 """
+
 from __future__ import annotations
 
 import re
@@ -114,10 +115,14 @@ def _fallback_families() -> tuple[str, ...]:
     the same way on every run."""
     from matplotlib import font_manager
 
-    names = {entry.name for entry in font_manager.fontManager.ttflist
-             if entry.style == "normal" and entry.stretch == "normal"
-             and font_manager.weight_dict.get(entry.weight, entry.weight) == 400
-             and not NOT_FALLBACKS.fullmatch(entry.name)}
+    names = {
+        entry.name
+        for entry in font_manager.fontManager.ttflist
+        if entry.style == "normal"
+        and entry.stretch == "normal"
+        and font_manager.weight_dict.get(entry.weight, entry.weight) == 400
+        and not NOT_FALLBACKS.fullmatch(entry.name)
+    }
     return tuple(sorted(names, key=lambda name: ("sans" not in name.lower(), name)))
 
 

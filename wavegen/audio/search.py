@@ -1,5 +1,6 @@
 """Which files under a dataset folder are audio: by name, or else by content, with every other
 entry named (hidden files, links not followed, folders that cannot be listed)."""
+
 from __future__ import annotations
 
 import os
@@ -23,16 +24,42 @@ from .io import (
 # is audio only if its content says so (``sniff``), else it is not audio and only named. RAW and
 # MAT are left out: headerless samples need settings a file cannot carry, and .mat is mostly
 # not audio.
-AUDIO_EXTENSIONS = (
-    {f".{name.lower()}" for name in sf.available_formats()} - {".raw", ".mat4", ".mat5", ".wavex", ".svx", ".ircam"}
-    | {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd",
-       ".caf", ".w64", ".rf64", ".sph", ".8svx", ".iff", ".sf", ".m4a", ".aac", ".wma", ".mka"}
-)
+AUDIO_EXTENSIONS = {f".{name.lower()}" for name in sf.available_formats()} - {
+    ".raw",
+    ".mat4",
+    ".mat5",
+    ".wavex",
+    ".svx",
+    ".ircam",
+} | {
+    ".wav",
+    ".wave",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aiff",
+    ".aif",
+    ".aifc",
+    ".au",
+    ".snd",
+    ".caf",
+    ".w64",
+    ".rf64",
+    ".sph",
+    ".8svx",
+    ".iff",
+    ".sf",
+    ".m4a",
+    ".aac",
+    ".wma",
+    ".mka",
+}
 
 
 # Headerless samples: audio, but the rate, width and channels are not in the file.
 RAW_EXTENSIONS = {".raw", ".pcm"}
-
 
 
 def is_hidden(name: str) -> bool:
@@ -84,8 +111,9 @@ def find_audio_files(
     return sorted(found)
 
 
-def _not_followed(path: Path, root: Path, inside: str, searched: set[str],
-                  prune: Callable[[Path], str | None]) -> tuple[str | None, bool]:
+def _not_followed(
+    path: Path, root: Path, inside: str, searched: set[str], prune: Callable[[Path], str | None]
+) -> tuple[str | None, bool]:
     """Why the search does not enter the folder ``path`` (None: it does), and whether that is a
     problem to report (a link loop) or only an entry to name (hidden, pruned)."""
     target = os.path.realpath(path)
@@ -115,8 +143,11 @@ def _is_audio(path: Path, skip: Callable[[Path, str], None], ignore: Callable[[P
     if suffix in AUDIO_EXTENSIONS:
         return True
     if suffix in RAW_EXTENSIONS:
-        skip(path, "headerless samples (the file does not say its rate, width or channels): "
-                   "convert it to WAV with the right settings")
+        skip(
+            path,
+            "headerless samples (the file does not say its rate, width or channels): "
+            "convert it to WAV with the right settings",
+        )
         return False
     try:
         kind = sniff(path)

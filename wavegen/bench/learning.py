@@ -19,6 +19,7 @@ each mark and scored afterwards. Only training steps count towards a budget: bui
 model, keeping the weights and scoring them do not. Budgets in minutes depend on the machine:
 compare the variants of one run (``bench`` prints ``lscpu``'s model name beside them).
 """
+
 from __future__ import annotations
 
 import copy
@@ -193,13 +194,21 @@ def run(
     # data are left unused.
     base.model = dataclasses.replace(base.model, labels=[], mel_channels=0, mel_hop=0)
     configs = [(variant, variant_config(base, variant)) for variant in variants]  # refuse bad settings first
-    return _train_and_score(configs, data, sorted(set(minutes or steps)), bool(minutes), device, threads,
-                            max_eval_seconds, bar)
+    return _train_and_score(
+        configs, data, sorted(set(minutes or steps)), bool(minutes), device, threads, max_eval_seconds, bar
+    )
 
 
-def _train_and_score(configs: list[tuple[Variant, Config]], data: PreparedData, marks: list[float], by_time: bool,
-                     device: torch.device, threads: int | None, max_eval_seconds: float | None,
-                     bar) -> Iterator[dict]:
+def _train_and_score(
+    configs: list[tuple[Variant, Config]],
+    data: PreparedData,
+    marks: list[float],
+    by_time: bool,
+    device: torch.device,
+    threads: int | None,
+    max_eval_seconds: float | None,
+    bar,
+) -> Iterator[dict]:
     if threads and device.type == "cpu":
         torch.set_num_threads(threads)
     if device.type == "cpu":
@@ -231,20 +240,28 @@ def _train_and_score(configs: list[tuple[Variant, Config]], data: PreparedData, 
         model = runner.scored_model()
         for snap in snapshots:
             model.load_state_dict(snap.weights)
-            val_bits, _ = validation_bits(model, data, device, segment=t.segment_length, batch_size=t.batch_size,
-                                          max_seconds=max_eval_seconds)
+            val_bits, _ = validation_bits(
+                model, data, device, segment=t.segment_length, batch_size=t.batch_size, max_seconds=max_eval_seconds
+            )
             model.train()
             yield {
-                "bench": "learn", "variant": variant.name,
-                "settings": "the field's standard WaveNet" if variant.plain else (",".join(variant.overrides) or "recipe"),
+                "bench": "learn",
+                "variant": variant.name,
+                "settings": "the field's standard WaveNet"
+                if variant.plain
+                else (",".join(variant.overrides) or "recipe"),
                 "budget": f"{snap.mark:g} min" if by_time else f"{snap.mark:g} steps",
-                "steps": snap.steps, "train_s": round(snap.seconds, 3),
+                "steps": snap.steps,
+                "train_s": round(snap.seconds, 3),
                 "step_s": round(statistics.median(times[1 : snap.steps] or times), 3),
                 "samples_per_s": round(snap.steps * per_step / snap.seconds, 1),
-                **({"train_bits": round(snap.train_bits, 4)} if snap.train_bits is not None else {}), "val_bits": round(val_bits, 4),
-                "precision": runner.precision, "device": device.type,
+                **({"train_bits": round(snap.train_bits, 4)} if snap.train_bits is not None else {}),
+                "val_bits": round(val_bits, 4),
+                "precision": runner.precision,
+                "device": device.type,
                 "threads": torch.get_num_threads() if device.type == "cpu" else None,
-                "parameters": sum(p.numel() for p in model.parameters()), "cpu": cpu_name(),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "cpu": cpu_name(),
             }
         runner.close()  # its temporary run folder goes now, not at exit with a ResourceWarning
         del runner, model, snapshots

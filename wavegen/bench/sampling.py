@@ -9,6 +9,7 @@ label i mod 4), log-mel features (80 bands, random values, one frame per 256 sam
 Its results also give the time the engine's ``reset`` took (the parallel pass over the past,
 per stream when conditioned) and the rate of the generation loop alone.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -152,7 +153,10 @@ def run(
             if bar is not None:
                 bar.update(1)
             yield {
-                "engine": name, "batch": batch, "device": device.type, "cond": kind,
+                "engine": name,
+                "batch": batch,
+                "device": device.type,
+                "cond": kind,
                 "samples": count,
                 "samples_per_s": round(rate, 1),
                 "real_time_factor": round(rate / sample_rate, 4),
@@ -165,8 +169,9 @@ def run(
             }
 
 
-def _measure(engine, unit: int, seeds: list[int], seconds: float, repeats: int, device: torch.device,
-             model: WaveNet) -> tuple[int, list[tuple[float, float]]]:
+def _measure(
+    engine, unit: int, seeds: list[int], seconds: float, repeats: int, device: torch.device, model: WaveNet
+) -> tuple[int, list[tuple[float, float]]]:
     """The length (a multiple of ``unit`` samples) that takes about ``seconds`` to generate,
     found by doubling a short run, and ``repeats`` timed runs of it: (seconds, of which reset)."""
     _timed(engine, unit, seeds, device, model)  # warm-up: caches, threads, graph capture
@@ -245,8 +250,9 @@ def print_table(results: Iterator[dict], columns: list[tuple], echo: Callable[[s
     widths = [max(len(header), width) for header, _, width, _ in columns]
 
     def line(cells: list[str], numeric: list[bool]) -> str:
-        return "  ".join(cell.rjust(w) if right else cell.ljust(w)
-                         for cell, w, right in zip(cells, widths, numeric)).rstrip()
+        return "  ".join(
+            cell.rjust(w) if right else cell.ljust(w) for cell, w, right in zip(cells, widths, numeric)
+        ).rstrip()
 
     numeric = [fmt is not str or key in ("batch", "segment", "threads", "steps") for _, key, _, fmt in columns]
     echo(line([header for header, *_ in columns], numeric))

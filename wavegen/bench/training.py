@@ -19,6 +19,7 @@ for the next step as ``train`` does (``memory.keep_freed_memory``; see ``run``).
 model's weights, and the largest logit difference between them is reported: it is the same
 function, computed two ways.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -72,8 +73,12 @@ class PlainWaveNet(nn.Module):
         self.blocks = nn.ModuleList(
             PlainBlock(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d) for d in dilations
         )
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(c.skip_channels, c.skip_channels, 1), nn.ReLU(),
-                                  nn.Conv1d(c.skip_channels, c.classes, 1))
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv1d(c.skip_channels, c.skip_channels, 1),
+            nn.ReLU(),
+            nn.Conv1d(c.skip_channels, c.classes, 1),
+        )
 
     def forward(self, codes: torch.Tensor, output_from: int) -> torch.Tensor:
         onehot = F.one_hot(codes, self.classes).transpose(1, 2).float()  # (B, classes, T)
@@ -124,8 +129,9 @@ class _PeakRss:
 class _Contender:
     """One implementation with its optimizer, stepping like ``train`` does."""
 
-    def __init__(self, name: str, model: nn.Module, forward, device: torch.device, precision: str,
-                 lr: float = 1e-4) -> None:
+    def __init__(
+        self, name: str, model: nn.Module, forward, device: torch.device, precision: str, lr: float = 1e-4
+    ) -> None:
         self.name, self.model, self.forward, self.device, self.precision = name, model, forward, device, precision
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
 
@@ -199,8 +205,9 @@ def run(
             keep_freed_memory()
         for batch in batches:
             for segment in segments:
-                medians, example = _medians(contenders, config, batch, rf, segment, steps, 2 if compile else 1,
-                                            generator, device)
+                medians, example = _medians(
+                    contenders, config, batch, rf, segment, steps, 2 if compile else 1, generator, device
+                )
                 if bar is not None:
                     bar.update(1)
                 if plain and phase == GLIBC_DEFAULT:
@@ -218,8 +225,9 @@ def run(
                     yield result
 
 
-def _contenders(config: ModelConfig, device: torch.device, compile: bool, recompute: bool, plain: bool,
-                precision: str) -> tuple[list["_Contender"], int, float | None]:
+def _contenders(
+    config: ModelConfig, device: torch.device, compile: bool, recompute: bool, plain: bool, precision: str
+) -> tuple[list["_Contender"], int, float | None]:
     """wavegen's model as ``train`` runs it, and the plain model with the same weights (in fp32,
     and at wavegen's precision when that differs); the receptive field; the largest logit
     difference between the two models."""
@@ -227,9 +235,15 @@ def _contenders(config: ModelConfig, device: torch.device, compile: bool, recomp
     model = WaveNet(config).to(device)
     rf = model.receptive_field
     forward = torch.compile(model) if compile else model
-    contenders = [_Contender("wavegen" + ("+compile" if compile else "") + ("+recompute" if recompute else ""),
-                             model, lambda codes, start: forward(codes, output_from=start, recompute=recompute),
-                             device, precision)]
+    contenders = [
+        _Contender(
+            "wavegen" + ("+compile" if compile else "") + ("+recompute" if recompute else ""),
+            model,
+            lambda codes, start: forward(codes, output_from=start, recompute=recompute),
+            device,
+            precision,
+        )
+    ]
     if not plain:
         return contenders, rf, None
     reference = PlainWaveNet(config).to(device)
@@ -245,8 +259,17 @@ def _contenders(config: ModelConfig, device: torch.device, compile: bool, recomp
     return contenders, rf, diff
 
 
-def _medians(contenders: list["_Contender"], config: ModelConfig, batch: int, rf: int, segment: int, steps: int,
-             warmup: int, generator: torch.Generator, device: torch.device) -> tuple[dict[str, float], tuple]:
+def _medians(
+    contenders: list["_Contender"],
+    config: ModelConfig,
+    batch: int,
+    rf: int,
+    segment: int,
+    steps: int,
+    warmup: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> tuple[dict[str, float], tuple]:
     """Each contender's median step time over ``steps`` steps after ``warmup``, the contenders
     taking turns (a busy machine slows them alike); and the last batch (codes, targets)."""
     times: dict[str, list[float]] = {c.name: [] for c in contenders}
@@ -258,14 +281,29 @@ def _medians(contenders: list["_Contender"], config: ModelConfig, batch: int, rf
     return {name: statistics.median(spent[warmup:]) for name, spent in times.items()}, (codes, targets)
 
 
-def _result(contender: "_Contender", seconds: float, example: tuple, phase: str, batch: int, segment: int, rf: int,
-            device: torch.device) -> dict:
+def _result(
+    contender: "_Contender",
+    seconds: float,
+    example: tuple,
+    phase: str,
+    batch: int,
+    segment: int,
+    rf: int,
+    device: torch.device,
+) -> dict:
     """One row of the table for one contender (its memory measured on ``example``)."""
     codes, targets = example
     return {
-        "bench": "train", "impl": contender.name, "device": device.type, "precision": contender.precision,
-        "threads": torch.get_num_threads() if device.type == "cpu" else None, "allocator": phase,
-        "batch": batch, "segment": segment, "window": rf + segment, "step_s": round(seconds, 4),
+        "bench": "train",
+        "impl": contender.name,
+        "device": device.type,
+        "precision": contender.precision,
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "allocator": phase,
+        "batch": batch,
+        "segment": segment,
+        "window": rf + segment,
+        "step_s": round(seconds, 4),
         "samples_per_s": round(batch * segment / seconds, 1),
         "peak_memory_mb": round(contender.peak_memory(codes, targets, rf) / 2**20, 1),
         "memory": "cuda allocator peak" if device.type == "cuda" else "process rss growth in a step",

@@ -1,4 +1,5 @@
 """``wavegen bench``."""
+
 from __future__ import annotations
 
 import sys
@@ -11,36 +12,106 @@ from .common import QUIET, friendly_errors
 
 @click.command()
 @click.option("--recipe", default="default", show_default=True, help="Recipe whose model shape is measured.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Change the shape, e.g. model.cycles=2 (with --train also train.precision).")
-@click.option("--engine", "engines", multiple=True, type=click.Choice(["native", "cuda-graph", "torch", "reference"]),
-              help="Engines to run (repeatable; default: all).")
-@click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Streams at once (repeatable; default: 1 and 32, with --train the recipe's batch_size).")
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement.")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change the shape, e.g. model.cycles=2 (with --train also train.precision).",
+)
+@click.option(
+    "--engine",
+    "engines",
+    multiple=True,
+    type=click.Choice(["native", "cuda-graph", "torch", "reference"]),
+    help="Engines to run (repeatable; default: all).",
+)
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Streams at once (repeatable; default: 1 and 32, with --train the recipe's batch_size).",
+)
+@click.option(
+    "--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement."
+)
+@click.option(
+    "--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median)."
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: every core available).")
-@click.option("--cond", type=click.Choice(["none", "labels", "mels", "both"]),
-              help="Condition the model: on 4 labels, on 80 log-mel bands (random), or both (default: as the recipe).")
-@click.option("--train", "training", is_flag=True,
-              help="Measure training steps instead (forward+backward+Adam), against a plain nn.Conv1d WaveNet.")
-@click.option("--segment", "segments", multiple=True, type=click.IntRange(min=1),
-              help="--train: predicted samples per window (repeatable; default: the recipe's).")
-@click.option("--learn", "learn_data", type=click.Path(path_type=Path), metavar="DATA",
-              help="Measure learning instead: train variants on prepared DATA for the same budget, score validation.")
-@click.option("--variant", "variants", multiple=True, metavar="NAME[:KEY=VALUE,...]",
-              help="--learn: a variant (repeatable): 'plain' (the field's standard WaveNet), 'default' (the recipe), "
-                   "or NAME:key=value,... on top of the recipe (default: plain and default).")
-@click.option("--minutes", multiple=True, type=click.FloatRange(min=0, min_open=True),
-              help="--learn: wall-clock budget of training per variant (repeatable: scored at each mark).")
-@click.option("--steps", type=click.IntRange(min=1), multiple=True,
-              help="--train: timed steps (median). --learn: step budget per variant (repeatable) (default: 5 with --train).")
+@click.option(
+    "--cond",
+    type=click.Choice(["none", "labels", "mels", "both"]),
+    help="Condition the model: on 4 labels, on 80 log-mel bands (random), or both (default: as the recipe).",
+)
+@click.option(
+    "--train",
+    "training",
+    is_flag=True,
+    help="Measure training steps instead (forward+backward+Adam), against a plain nn.Conv1d WaveNet.",
+)
+@click.option(
+    "--segment",
+    "segments",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="--train: predicted samples per window (repeatable; default: the recipe's).",
+)
+@click.option(
+    "--learn",
+    "learn_data",
+    type=click.Path(path_type=Path),
+    metavar="DATA",
+    help="Measure learning instead: train variants on prepared DATA for the same budget, score validation.",
+)
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    metavar="NAME[:KEY=VALUE,...]",
+    help="--learn: a variant (repeatable): 'plain' (the field's standard WaveNet), 'default' (the recipe), "
+    "or NAME:key=value,... on top of the recipe (default: plain and default).",
+)
+@click.option(
+    "--minutes",
+    multiple=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="--learn: wall-clock budget of training per variant (repeatable: scored at each mark).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="--train: timed steps (median). --learn: step budget per variant (repeatable) (default: 5 with --train).",
+)
 @click.option("--compile", "compiled", is_flag=True, help="--train: run wavegen's model through torch.compile.")
 @click.option("--recompute", is_flag=True, help="--train: activation checkpointing (recompute in backward).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table.")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
-def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads, cond, training, segments,
-          learn_data, variants, minutes, steps, compiled, recompute, as_json, quiet):
+def bench(
+    recipe,
+    overrides,
+    engines,
+    batches,
+    seconds,
+    repeats,
+    device,
+    threads,
+    cond,
+    training,
+    segments,
+    learn_data,
+    variants,
+    minutes,
+    steps,
+    compiled,
+    recompute,
+    as_json,
+    quiet,
+):
     """Measure sampling speed (random weights): one table row per engine and batch size.
 
     With --train: training speed, one row per implementation, batch and segment length.
@@ -81,8 +152,10 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
         from ..bench import learning as bench_learn
 
         if training or engines or cond or segments or compiled or recompute:
-            raise ConfigError("bench --learn trains variants: --train, --engine, --cond, --segment, --compile and "
-                              "--recompute are for the speed benchmarks (set the shape with --set)")
+            raise ConfigError(
+                "bench --learn trains variants: --train, --engine, --cond, --segment, --compile and "
+                "--recompute are for the speed benchmarks (set the shape with --set)"
+            )
         if not minutes and not steps:
             raise ConfigError("bench --learn: give a budget, --minutes M or --steps N (repeatable)")
         if minutes and steps:
@@ -95,8 +168,9 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
         if len({v.name for v in parsed}) != len(parsed):
             raise ConfigError("bench --learn: variant names must differ")
         click.echo(f"cpu: {bench_learn.cpu_name()}", err=True)
-        results = bench_learn.run(config, learn_data, parsed, minutes=list(minutes), steps=list(steps),
-                                  device=dev, threads=threads, bar=bar)
+        results = bench_learn.run(
+            config, learn_data, parsed, minutes=list(minutes), steps=list(steps), device=dev, threads=threads, bar=bar
+        )
         show(results, benchmark.LEARNING_COLUMNS)
         return
     if variants or minutes:
@@ -107,12 +181,31 @@ def bench(recipe, overrides, engines, batches, seconds, repeats, device, threads
         if engines or cond:
             raise ConfigError("bench --train measures training steps: --engine and --cond are for sampling")
         # the recipe's shape without conditioning (the plain model it is compared with has none)
-        results = bench_train.run(benchmark.conditioned(config.model, "none"), list(batches) or [config.train.batch_size],
-                                  list(segments) or [config.train.segment_length], dev, steps[-1] if steps else 5, threads,
-                                  compile=compiled, recompute=recompute, precision=config.train.precision, bar=bar)
+        results = bench_train.run(
+            benchmark.conditioned(config.model, "none"),
+            list(batches) or [config.train.batch_size],
+            list(segments) or [config.train.segment_length],
+            dev,
+            steps[-1] if steps else 5,
+            threads,
+            compile=compiled,
+            recompute=recompute,
+            precision=config.train.precision,
+            bar=bar,
+        )
         show(results, benchmark.TRAINING_COLUMNS)
         return
     default_engines = ["cuda-graph" if dev.type == "cuda" else "native", "torch", "reference"]
-    results = benchmark.run(config.model, list(engines) or default_engines, list(batches) or [1, 32],
-                            seconds, config.data.sample_rate, dev, repeats, threads, cond, bar=bar)
+    results = benchmark.run(
+        config.model,
+        list(engines) or default_engines,
+        list(batches) or [1, 32],
+        seconds,
+        config.data.sample_rate,
+        dev,
+        repeats,
+        threads,
+        cond,
+        bar=bar,
+    )
     show(results, benchmark.SAMPLING_COLUMNS)

@@ -1,4 +1,5 @@
 """What every command shares: one-line errors, early checks, the log, common options."""
+
 from __future__ import annotations
 
 import functools
@@ -11,8 +12,7 @@ from ..errors import TrainingInterrupted, WavegenError
 
 # What --quiet promises in every command that has it: the bars go, the one-line messages stay.
 # No library's warnings or notices show either way (noise.py; tests/test_any_script.py).
-QUIET = ("No progress bars. The one-line messages stay (what was done, results, skipped files); "
-         "errors always show.")
+QUIET = "No progress bars. The one-line messages stay (what was done, results, skipped files); errors always show."
 
 EXIT_SKIPPED = 3  # prepare: data was prepared, but some files were skipped (each named with its reason)
 
@@ -80,7 +80,6 @@ def quick_checks(seconds=None, n=None, temperature=None, out=None) -> None:
 
 def log(message: str) -> None:
     click.echo(message, err=True)
-
 
 
 ENGINE_CHOICE = click.Choice(["auto", "native", "cuda-graph", "torch", "reference"])

@@ -4,6 +4,7 @@ It needs no user data and nothing from the network, so a fresh install can hear 
 does within a few minutes on a CPU. The samples and the page about them (``wavegen report``)
 go into ``out``: ``samples/index.html`` beside the WAVs, the page committed in the repository.
 """
+
 from __future__ import annotations
 
 import time
@@ -57,17 +58,26 @@ def run_demo(
     log("[4/4] synth")
     # The samples and their page are committed in the repository: nothing in them may change
     # when the demo runs again on the same machine (no dates, no timings; the speed is logged).
-    result = synthesize(pick_checkpoint(run), out, seconds=seconds, n=n, seed=0, log=log, progress=progress,
-                        timings=False)
+    result = synthesize(
+        pick_checkpoint(run), out, seconds=seconds, n=n, seed=0, log=log, progress=progress, timings=False
+    )
     page = build_report(run, [Path(out)], out, log=log, timings=False)
-    log(f"demo finished in {time.perf_counter() - start:.0f} s; listen to: "
-        + ", ".join(str(p) for p in result.files) + f", or open {page.index} in a browser")
+    log(
+        f"demo finished in {time.perf_counter() - start:.0f} s; listen to: "
+        + ", ".join(str(p) for p in result.files)
+        + f", or open {page.index} in a browser"
+    )
     return result.files
 
 
 @click.command()
-@click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
-              help="Where the built-in dataset, prepared data and run go.")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path("demo"),
+    show_default=True,
+    help="Where the built-in dataset, prepared data and run go.",
+)
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--seconds", type=float, default=2.0, show_default=True)

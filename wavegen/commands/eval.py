@@ -1,4 +1,5 @@
 """``wavegen eval``: score a trained model on prepared data (``train.evaluate``)."""
+
 from __future__ import annotations
 
 import json
@@ -18,18 +19,42 @@ from .common import (
 
 @click.command(name="eval")
 @options(RUN_OR_CHECKPOINT)
-@click.option("--data", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
-              help="Prepared data whose validation part is scored.")
-@click.option("--seconds", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
-              help="Vocoder models: seconds resynthesised per validation file.")
-@click.option("--files", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Vocoder models: validation files resynthesised.")
-@click.option("--max-seconds", type=click.FloatRange(min=0.01), default=600.0, show_default=True,
-              help="Validation audio scored at most (from the first held-out file on).")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=Path("prepared"),
+    show_default=True,
+    help="Prepared data whose validation part is scored.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.01),
+    default=2.0,
+    show_default=True,
+    help="Vocoder models: seconds resynthesised per validation file.",
+)
+@click.option(
+    "--files",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Vocoder models: validation files resynthesised.",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=0.01),
+    default=600.0,
+    show_default=True,
+    help="Validation audio scored at most (from the first held-out file on).",
+)
 @click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--json", "as_json", is_flag=True,
-              help="Also print the results as one JSON object on stdout (the report lines stay on stderr).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Also print the results as one JSON object on stdout (the report lines stay on stderr).",
+)
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine, device, as_json, quiet):
@@ -40,7 +65,8 @@ def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine,
     from ..generate.synth import pick_checkpoint
     from ..train.evaluate import evaluate as run_evaluate
 
-    report = run_evaluate(pick_checkpoint(run, checkpoint), data, seconds, files, max_seconds, engine, device,
-                          log=log, progress=not quiet)
+    report = run_evaluate(
+        pick_checkpoint(run, checkpoint), data, seconds, files, max_seconds, engine, device, log=log, progress=not quiet
+    )
     if as_json:
         click.echo(json.dumps(report))

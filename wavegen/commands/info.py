@@ -1,4 +1,5 @@
 """``wavegen info``."""
+
 from __future__ import annotations
 
 import json
@@ -22,20 +23,26 @@ def info(run, checkpoint, as_json):
         click.echo(json.dumps(facts))
         return
     best = facts["best_val_bits"]
-    click.echo(f"checkpoint       {facts['checkpoint']} (step {facts['step']}"
-               + (f", best validation {best:.3f} bits/sample)" if best is not None else ")"))
+    click.echo(
+        f"checkpoint       {facts['checkpoint']} (step {facts['step']}"
+        + (f", best validation {best:.3f} bits/sample)" if best is not None else ")")
+    )
     click.echo(f"parameters       {facts['parameters']:,} ({facts['weights']} weights)")
-    click.echo(f"receptive field  {facts['receptive_field_samples']} samples "
-               f"({facts['receptive_field_ms']} ms at {facts['config']['data']['sample_rate']} Hz)")
+    click.echo(
+        f"receptive field  {facts['receptive_field_samples']} samples "
+        f"({facts['receptive_field_ms']} ms at {facts['config']['data']['sample_rate']} Hz)"
+    )
     if facts["labels"]:
         click.echo(f"labels           {', '.join(facts['labels'])}")
     before, after = facts["mel_context_frames"]
     if before:
         model = facts["config"]["model"]
         hop, rate = model["mel_hop"], facts["config"]["data"]["sample_rate"]
-        click.echo(f"conditioning     {model['mel_channels']}-band log-mels every {hop} samples; a sample in frame f "
-                   f"depends on mel frames f-{before}..f+{after} ({1000 * before * hop / rate:.0f} ms back, "
-                   f"{1000 * after * hop / rate:.0f} ms ahead)")
+        click.echo(
+            f"conditioning     {model['mel_channels']}-band log-mels every {hop} samples; a sample in frame f "
+            f"depends on mel frames f-{before}..f+{after} ({1000 * before * hop / rate:.0f} ms back, "
+            f"{1000 * after * hop / rate:.0f} ms ahead)"
+        )
     for section, values in facts["config"].items():
         click.echo(f"[{section}]")
         for key, value in values.items():

@@ -1,4 +1,5 @@
 """``wavegen prepare``."""
+
 from __future__ import annotations
 
 import sys
@@ -11,21 +12,48 @@ from .common import EXIT_SKIPPED, QUIET, friendly_errors, log
 
 @click.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
-              help="Folder for the prepared codes and manifest.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("prepared"),
+    show_default=True,
+    help="Folder for the prepared codes and manifest.",
+)
 @click.option("--recipe", default="default", show_default=True, help="Recipe whose [data] settings apply.")
 @click.option("--sample-rate", type=click.IntRange(min=1000), help="Resample to this rate (default: the recipe's).")
-@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), help="Tail of each file held out for validation (default: the recipe's).")
-@click.option("--trim-silence/--no-trim-silence", default=None, help="Trim leading/trailing silence, reported (default: the recipe's).")
-@click.option("--labels", type=click.Choice(["none", "folders"]), default=None,
-              help="folders: label each file by its first-level folder, DATASET/<label>/... (default: the recipe's).")
-@click.option("--mels", type=click.IntRange(min=0), default=None,
-              help="Store this many log-mel bands per frame for a vocoder (0: none; default: the recipe's).")
-@click.option("--channel", metavar="mix|N", default=None,
-              help="mix: average a file's channels to mono; N: keep channel N alone (0 = first/left), e.g. for "
-                   "channels that cancel when mixed. Mono files are used as they are (default: the recipe's).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a data.* setting, e.g. data.mel_hop=200.")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Tail of each file held out for validation (default: the recipe's).",
+)
+@click.option(
+    "--trim-silence/--no-trim-silence",
+    default=None,
+    help="Trim leading/trailing silence, reported (default: the recipe's).",
+)
+@click.option(
+    "--labels",
+    type=click.Choice(["none", "folders"]),
+    default=None,
+    help="folders: label each file by its first-level folder, DATASET/<label>/... (default: the recipe's).",
+)
+@click.option(
+    "--mels",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Store this many log-mel bands per frame for a vocoder (0: none; default: the recipe's).",
+)
+@click.option(
+    "--channel",
+    metavar="mix|N",
+    default=None,
+    help="mix: average a file's channels to mono; N: keep channel N alone (0 = first/left), e.g. for "
+    "channels that cancel when mixed. Mono files are used as they are (default: the recipe's).",
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a data.* setting, e.g. data.mel_hop=200."
+)
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, labels, mels, channel, overrides, quiet):
@@ -69,7 +97,6 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     )
 
     # a file shorter than the model's context would give it nothing but padding to learn from
-    manifest = run_prepare(dataset, out, config, log=log, progress=not quiet,
-                           min_samples=receptive_field(full.model))
+    manifest = run_prepare(dataset, out, config, log=log, progress=not quiet, min_samples=receptive_field(full.model))
     if has_problems(manifest):  # files that are not audio (a README beside the recordings) are normal
         sys.exit(EXIT_SKIPPED)

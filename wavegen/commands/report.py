@@ -1,4 +1,5 @@
 """``wavegen report``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,14 @@ from .common import friendly_errors, log
 
 @click.command()
 @click.option("--run", "run", type=click.Path(path_type=Path), help="Run folder (default: newest under runs/).")
-@click.option("--samples", "sample_dirs", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
-              help="Folder of samples to look in (repeatable; default: RUN/samples and samples/).")
+@click.option(
+    "--samples",
+    "sample_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Folder of samples to look in (repeatable; default: RUN/samples and samples/).",
+)
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Folder for the page (default: RUN/report).")
 @friendly_errors
 def report(run, sample_dirs, out):

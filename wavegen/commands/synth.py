@@ -1,4 +1,5 @@
 """``wavegen synth``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,18 +18,32 @@ from .common import (
 
 @click.command()
 @options(RUN_OR_CHECKPOINT)
-@click.option("--seconds", type=float, help="Length of each output in seconds (default: 2; with --mel, the features' length).")
+@click.option(
+    "--seconds", type=float, help="Length of each output in seconds (default: 2; with --mel, the features' length)."
+)
 @click.option("-n", "--n", "n", type=int, help="Number of streams generated together (default: 1, or one per label).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Stream i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
-@click.option("--engine", type=click.Choice(["auto", "native", "cuda-graph", "torch", "reference"]), default="auto",
-              show_default=True, help="auto: the fastest that runs here (native on a CPU, cuda-graph on a GPU).")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "native", "cuda-graph", "torch", "reference"]),
+    default="auto",
+    show_default=True,
+    help="auto: the fastest that runs here (native on a CPU, cuda-graph on a GPU).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--prime", type=click.Path(path_type=Path), help="Continue the end of this recording instead of silence.")
-@click.option("--label", "labels", multiple=True, metavar="NAME",
-              help="Label to generate (labelled models; repeatable: one per stream; default: each label in turn).")
-@click.option("--mel", type=click.Path(path_type=Path), help="Log-mel features (.npy, frames × bands) for a vocoder model.")
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="NAME",
+    help="Label to generate (labelled models; repeatable: one per stream; default: each label in turn).",
+)
+@click.option(
+    "--mel", type=click.Path(path_type=Path), help="Log-mel features (.npy, frames × bands) for a vocoder model."
+)
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, prime, labels, mel, quiet):
@@ -36,5 +51,18 @@ def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, p
     quick_checks(seconds=seconds, n=n, temperature=temperature, out=out)
     from ..generate.synth import pick_checkpoint, synthesize
 
-    synthesize(pick_checkpoint(run, checkpoint), out, seconds, n, seed, temperature, engine, device,
-               prime=prime, labels=labels, mel=mel, log=log, progress=not quiet)
+    synthesize(
+        pick_checkpoint(run, checkpoint),
+        out,
+        seconds,
+        n,
+        seed,
+        temperature,
+        engine,
+        device,
+        prime=prime,
+        labels=labels,
+        mel=mel,
+        log=log,
+        progress=not quiet,
+    )

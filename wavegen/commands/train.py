@@ -1,4 +1,5 @@
 """``wavegen train``."""
+
 from __future__ import annotations
 
 import sys
@@ -10,17 +11,31 @@ from .common import QUIET, friendly_errors, log
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True,
-              help="Prepared data folder.")
-@click.option("--run", "--run-dir", "run", type=click.Path(path_type=Path),
-              help="Run folder; resumed if it exists. Under torchrun spell it --run-dir (torchrun takes --run for "
-                   "its own --run-path) (default: runs/RECIPE).")
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=Path("prepared"), show_default=True, help="Prepared data folder."
+)
+@click.option(
+    "--run",
+    "--run-dir",
+    "run",
+    type=click.Path(path_type=Path),
+    help="Run folder; resumed if it exists. Under torchrun spell it --run-dir (torchrun takes --run for "
+    "its own --run-path) (default: runs/RECIPE).",
+)
 @click.option("--recipe", help="Recipe name in recipes/ or a .toml path (default: 'default', or the run's own).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.lr=3e-4.")
-@click.option("--steps", type=click.IntRange(min=1), help="Train until this step, as --set train.steps=N (default: the recipe's or the run's).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    help="Train until this step, as --set train.steps=N (default: the recipe's or the run's).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
-              help="Train in N processes on this machine (one per GPU) through torchrun; batch_size is per process.")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Train in N processes on this machine (one per GPU) through torchrun; batch_size is per process.",
+)
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def train(data, run, recipe, overrides, steps, device, nproc, quiet):

@@ -1,4 +1,5 @@
 """``wavegen vocode``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,9 @@ from .common import (
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Input i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
-@click.option("--label", "labels", multiple=True, metavar="NAME", help="Label, for a labelled vocoder (one, or one per input).")
+@click.option(
+    "--label", "labels", multiple=True, metavar="NAME", help="Label, for a labelled vocoder (one, or one per input)."
+)
 @click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
@@ -33,5 +36,15 @@ def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, devi
     from ..generate.synth import pick_checkpoint
     from ..generate.vocode import vocode as run_vocode
 
-    run_vocode(pick_checkpoint(run, checkpoint), list(inputs), out, seed, temperature, engine, device,
-               labels=labels, log=log, progress=not quiet)
+    run_vocode(
+        pick_checkpoint(run, checkpoint),
+        list(inputs),
+        out,
+        seed,
+        temperature,
+        engine,
+        device,
+        labels=labels,
+        log=log,
+        progress=not quiet,
+    )

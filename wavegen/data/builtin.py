@@ -1,4 +1,5 @@
 """The built-in dataset of ``wavegen demo``: melodies of harmonic tones, generated."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,9 @@ import numpy as np
 from ..audio.io import write_wav
 
 
-def make_dataset(folder: Path, files: int = 24, seconds: float = 4.0, sample_rate: int = 16000, seed: int = 0,
-                 progress: bool = False) -> list[Path]:
+def make_dataset(
+    folder: Path, files: int = 24, seconds: float = 4.0, sample_rate: int = 16000, seed: int = 0, progress: bool = False
+) -> list[Path]:
     """Write ``files`` melody WAVs into ``folder`` (deterministic for a given seed)."""
     from ..progress import bar
 

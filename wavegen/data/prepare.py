@@ -1,4 +1,5 @@
 """``prepare``: recordings → a prepared folder (its format: ``data.prepared``)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -78,8 +79,9 @@ def has_problems(manifest: dict) -> bool:
     return any(not entry.get("ignored") for entry in manifest["skipped"])
 
 
-def _prepare(dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool,
-             min_samples: int) -> dict:
+def _prepare(
+    dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool, min_samples: int
+) -> dict:
     from ..audio.features import MelSettings, check_bands
     from ..progress import bar
 
@@ -91,8 +93,10 @@ def _prepare(dataset: Path, out: Path, config: DataConfig, log: Callable[[str], 
     job.say_ignored()
     if not files:
         named = len(job.manifest["skipped"])
-        raise DataError(f"{dataset}: no audio files found" + (
-            f" among its {_plural(named, 'entry', 'entries')} (named above)" if named else " (the folder is empty)"))
+        raise DataError(
+            f"{dataset}: no audio files found"
+            + (f" among its {_plural(named, 'entry', 'entries')} (named above)" if named else " (the folder is empty)")
+        )
     with contextlib.ExitStack() as stack:
         job.open(stack)
         for path in bar(files, enabled=progress, desc="prepare", unit="file", leave=False):
@@ -113,14 +117,22 @@ class _Preparation:
     """One ``prepare`` call under way: the manifest it builds, the files its splits' codes and
     mel frames go to (and where the next ones start), and what it names as skipped or ignored."""
 
-    def __init__(self, dataset: Path, out: Path, config: DataConfig, mel, log: Callable[[str], None],
-                 min_samples: int) -> None:
+    def __init__(
+        self, dataset: Path, out: Path, config: DataConfig, mel, log: Callable[[str], None], min_samples: int
+    ) -> None:
         self.dataset, self.out, self.config, self.mel, self.log = dataset, out, config, mel, log
         self.min_samples, self.trimmed_total = min_samples, 0
         self.manifest: dict = {
-            "format": FORMAT, "version": 1, "sample_rate": config.sample_rate, "channel": config.channel,
-            "dataset": display_name(dataset.resolve()), "val_fraction": config.val_fraction,
-            "labels": [], "mel": mel.as_dict() if mel else None, "files": [], "skipped": [],
+            "format": FORMAT,
+            "version": 1,
+            "sample_rate": config.sample_rate,
+            "channel": config.channel,
+            "dataset": display_name(dataset.resolve()),
+            "val_fraction": config.val_fraction,
+            "labels": [],
+            "mel": mel.as_dict() if mel else None,
+            "files": [],
+            "skipped": [],
         }
         self.offsets = {"train": 0, "val": 0, "train_frames": 0, "val_frames": 0}
         self.ignored: dict[str, list[str]] = {}  # reason -> names, said in one line per reason
@@ -174,15 +186,20 @@ class _Preparation:
         if reason:
             return self.skip(path, reason)
         if cancel_note(recording):
-            self.log(f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
-                     f"--channel {loudest_channel(recording)} would keep one channel")
+            self.log(
+                f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
+                f"--channel {loudest_channel(recording)} would keep one channel"
+            )
         audio, trimmed = recording.audio, 0
         if config.trim_silence:
             audio, trimmed = _trim(audio, config.trim_db)
             self.trimmed_total += trimmed
             if len(audio) == 0:
-                return self.skip(path, f"nothing left after trimming silence (no part above -{config.trim_db:g} dB "
-                                       "from its peak); --no-trim-silence keeps the file whole")
+                return self.skip(
+                    path,
+                    f"nothing left after trimming silence (no part above -{config.trim_db:g} dB "
+                    "from its peak); --no-trim-silence keeps the file whole",
+                )
         if len(audio) < self.min_samples:
             return self.skip(path, too_short(len(audio), trimmed, self.min_samples, config))
         return audio, trimmed, label
@@ -194,8 +211,11 @@ class _Preparation:
         rate, mel = self.config.sample_rate, self.mel
         codes = encode_uint8(audio)
         cut = len(codes) - int(len(codes) * self.config.val_fraction)
-        entry = {"source": display_name(path.relative_to(self.dataset)), "duration_s": round(len(codes) / rate, 4),
-                 "trimmed_s": round(trimmed / rate, 4)}
+        entry = {
+            "source": display_name(path.relative_to(self.dataset)),
+            "duration_s": round(len(codes) / rate, 4),
+            "trimmed_s": round(trimmed / rate, 4),
+        }
         if label is not None:
             entry["label"] = label
         for split, part, part_audio in (("train", codes[:cut], audio[:cut]), ("val", codes[cut:], audio[cut:])):
@@ -226,9 +246,11 @@ class _Preparation:
     def summary(self) -> str:
         config, offsets, skipped = self.config, self.offsets, self.manifest["skipped"]
         seconds = (offsets["train"] + offsets["val"]) / config.sample_rate
-        text = (f"prepared {_plural(len(self.manifest['files']), 'file')} ({seconds / 60:.1f} min at "
-                f"{config.sample_rate} Hz: {offsets['train']} train + {offsets['val']} validation samples) into "
-                f"{display_name(self.out)}")
+        text = (
+            f"prepared {_plural(len(self.manifest['files']), 'file')} ({seconds / 60:.1f} min at "
+            f"{config.sample_rate} Hz: {offsets['train']} train + {offsets['val']} validation samples) into "
+            f"{display_name(self.out)}"
+        )
         if self.mel:
             text += f", with {self.mel.bands}-band log-mel features every {self.mel.hop} samples"
         if config.trim_silence:

@@ -31,6 +31,7 @@ predicted from the state generation starts from:
 
     window: s s s s x0 x1 x2 x3 x4 x5           targets: - - - - x0 x1 x2 x3 x4 x5
 """
+
 from __future__ import annotations
 
 import json
@@ -101,8 +102,9 @@ class PreparedData:
         if self.labels:
             split.labels = [self.labels.index(f["label"]) for f in files]
         if self.mel:
-            split.mels = self._map(self.folder / f"{name}.mel", np.float32, self.manifest[f"{name}_frames"],
-                                   self.mel["bands"])
+            split.mels = self._map(
+                self.folder / f"{name}.mel", np.float32, self.manifest[f"{name}_frames"], self.mel["bands"]
+            )
             split.mel_spans = [tuple(f[f"{name}_frames"]) for f in files]
             split.hop = int(self.mel["hop"])
         return split

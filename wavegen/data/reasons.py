@@ -1,5 +1,6 @@
 """Why a recording cannot be learned from, named by its true cause (channels that cancel, a
 silent channel kept, a constant offset, trimming that left too little)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,19 +38,25 @@ def silence(recording: Recording) -> str | None:
     loudest = loudest_channel(recording)
     if peak < threshold:
         if peaks[loudest] >= threshold and recording.picked is not None:
-            return (f"channel {recording.picked} is silent (peak {dbfs(peaks[recording.picked])}); the sound is in "
-                    f"channel {loudest} (peak {dbfs(peaks[loudest])}): use --channel {loudest}, or --channel mix")
+            return (
+                f"channel {recording.picked} is silent (peak {dbfs(peaks[recording.picked])}); the sound is in "
+                f"channel {loudest} (peak {dbfs(peaks[loudest])}): use --channel {loudest}, or --channel mix"
+            )
         if peaks[loudest] >= threshold:
-            return (f"silent when mixed to mono: its {recording.channels} channels cancel (channel {loudest} peaks at "
-                    f"{dbfs(peaks[loudest])}, the mix at {dbfs(peak)}); keep one channel with --channel {loudest} "
-                    f"(or --set data.channel={loudest})")
+            return (
+                f"silent when mixed to mono: its {recording.channels} channels cancel (channel {loudest} peaks at "
+                f"{dbfs(peaks[loudest])}, the mix at {dbfs(peak)}); keep one channel with --channel {loudest} "
+                f"(or --set data.channel={loudest})"
+            )
         level = f"peak {dbfs(peak)}" if peak else "every sample is 0"
         return f"silent throughout ({level}; nothing above {SILENT_DBFS:g} dBFS)"
     swing = float(audio.max() - audio.min()) / 2
     if swing < threshold:
         offset = float(np.mean(audio))
-        return (f"no sound: a constant offset (DC) of {offset:+.3g} ({dbfs(abs(offset))}) throughout, varying by "
-                f"less than {SILENT_DBFS:g} dBFS")
+        return (
+            f"no sound: a constant offset (DC) of {offset:+.3g} ({dbfs(abs(offset))}) throughout, varying by "
+            f"less than {SILENT_DBFS:g} dBFS"
+        )
     return None
 
 
@@ -58,8 +65,11 @@ def too_short(length: int, trimmed: int, min_samples: int, config: DataConfig) -
     that is the cause to name."""
     reason = f"too short: {length} samples at {config.sample_rate} Hz"
     if trimmed and length + trimmed >= min_samples:
-        return (f"{reason} after trimming silence ({length + trimmed} before; the rest is more than "
-                f"{config.trim_db:g} dB below its peak), fewer than the {min_samples} of the model's receptive "
-                "field; --no-trim-silence keeps the file whole")
-    return (f"{reason}{' after trimming' if trimmed else ''}, fewer than the {min_samples} of the model's "
-            "receptive field")
+        return (
+            f"{reason} after trimming silence ({length + trimmed} before; the rest is more than "
+            f"{config.trim_db:g} dB below its peak), fewer than the {min_samples} of the model's receptive "
+            "field; --no-trim-silence keeps the file whole"
+        )
+    return (
+        f"{reason}{' after trimming' if trimmed else ''}, fewer than the {min_samples} of the model's receptive field"
+    )

@@ -1,4 +1,5 @@
 """Training windows drawn from prepared data (layout and padding: ``data.prepared``)."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -28,8 +29,9 @@ class Batch(NamedTuple):
 class WindowSampler:
     """Draws random training windows from one split with its own numpy RNG (state is saveable)."""
 
-    def __init__(self, split: Split, context: int, segment: int, seed: int, start_fraction: float = 0.0,
-                 start_silence: int = 0) -> None:
+    def __init__(
+        self, split: Split, context: int, segment: int, seed: int, start_fraction: float = 0.0, start_silence: int = 0
+    ) -> None:
         if not split.spans:
             raise DataError(f"{split.name}: no samples to draw windows from (prepare more or longer files)")
         self.split, self.context, self.segment = split, context, segment
@@ -102,8 +104,7 @@ class WindowSampler:
             batch = batch._replace(labels=np.array([self.split.labels[f] for f in files], np.int64))
         if self.split.mels is not None:
             length = self.context + self.segment
-            mels, offsets = zip(*(self.window_mels(f, t - self.context, length)
-                                  for f, t in zip(files, target_starts)))
+            mels, offsets = zip(*(self.window_mels(f, t - self.context, length) for f, t in zip(files, target_starts)))
             batch = batch._replace(mels=np.stack(mels), offsets=np.array(offsets, np.int64))
         return batch
 

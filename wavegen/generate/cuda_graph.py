@@ -19,6 +19,7 @@ labels alone.
 ``use_graph=False`` runs the same body, with the same static buffers and indices, eagerly on
 any device (the CPU included) instead of capturing it: what the tests without a GPU check.
 """
+
 from __future__ import annotations
 
 import math
@@ -101,8 +102,9 @@ class CudaGraphEngine(TorchEngine):
         self.g_uniform = torch.full((steps, batch), 0.5, dtype=torch.float64, device=dev)
         self.g_out = torch.zeros(steps, batch, dtype=torch.long, device=dev)
         term_shape = (len(self.layers), batch, 2 * self.gate)
-        self.g_terms = None if kind == "none" else torch.zeros(
-            term_shape if kind == "fixed" else (steps, *term_shape), device=dev)
+        self.g_terms = (
+            None if kind == "none" else torch.zeros(term_shape if kind == "fixed" else (steps, *term_shape), device=dev)
+        )
         self.graph_key = (batch, kind)
         if not self.use_graph:
             return
@@ -155,7 +157,8 @@ class CudaGraphEngine(TorchEngine):
             if size > MAX_TERM_BYTES:
                 raise EngineUnavailable(
                     f"the conditioning terms of {batch} streams need {size / 2**30:.1f} GB per replay of "
-                    f"{steps} steps (at most {MAX_TERM_BYTES / 2**30:g} GB): use fewer streams")
+                    f"{steps} steps (at most {MAX_TERM_BYTES / 2**30:g} GB): use fewer streams"
+                )
         if self.graph_key != (batch, kind):
             self._capture(batch, kind)
         # Rotate the state so that slot j of every ring holds relative time j (mod its length).

@@ -1,4 +1,5 @@
 """What every sampling engine is: the protocol, and the one definition of a sample (counter-based random numbers per stream, inverse-CDF draw) they all share."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
@@ -13,8 +14,9 @@ if TYPE_CHECKING:
 class Engine(Protocol):
     name: str
 
-    def reset(self, batch: int, history: torch.Tensor | None = None,
-              conditioning: Conditioning | None = None) -> None: ...
+    def reset(
+        self, batch: int, history: torch.Tensor | None = None, conditioning: Conditioning | None = None
+    ) -> None: ...
     def logits(self) -> torch.Tensor: ...
     def append(self, codes: torch.Tensor) -> None: ...
 

@@ -27,6 +27,7 @@ Sampling is inverse-CDF on a float64 softmax (``sample_codes``) with one uniform
 sample from a counter-based generator (``stream_uniforms``): the uniform is a function of the
 stream's seed and the sample's index alone, so every stream is reproducible on its own.
 """
+
 from __future__ import annotations
 
 import sys
@@ -42,8 +43,6 @@ from .torch_engine import TorchEngine
 
 if TYPE_CHECKING:
     from ..model.conditioning import Conditioning
-
-
 
 
 def _native_engine(model: WaveNet, device: torch.device | str = "cpu", log: Callable[[str], None] | None = None):

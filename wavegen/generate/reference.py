@@ -1,4 +1,5 @@
 """The reference engine: the whole network over the whole past for every sample."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -23,8 +24,7 @@ class ReferenceEngine:
         self.device = torch.device(device)
         self.rf = model.receptive_field
 
-    def reset(self, batch: int, history: torch.Tensor | None = None,
-              conditioning: Conditioning | None = None) -> None:
+    def reset(self, batch: int, history: torch.Tensor | None = None, conditioning: Conditioning | None = None) -> None:
         check_conditioning(self.model, batch, conditioning)
         past = silence(batch, self.rf, self.device)
         if history is not None:

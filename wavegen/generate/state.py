@@ -9,6 +9,7 @@ conditioning terms of every step.
   frame-rate terms a block of frames at a time, at fixed places so that the numbers a step
   reads do not depend on how a generation is split into calls.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
@@ -152,8 +153,9 @@ def past_block_inputs(
     # The distinct label terms: stream s has those of streams[which[s]].
     streams, which = torch.zeros(1, dtype=torch.long), torch.zeros(batch, dtype=torch.long)
     if parts.fixed is not None:
-        _, first, which = np.unique(parts.fixed.flatten(1).double().cpu().numpy(), axis=0,
-                                    return_index=True, return_inverse=True)
+        _, first, which = np.unique(
+            parts.fixed.flatten(1).double().cpu().numpy(), axis=0, return_index=True, return_inverse=True
+        )
         streams, which = torch.from_numpy(first), torch.from_numpy(which.reshape(-1))
     if not parts.hop:
         if not shared:
@@ -168,8 +170,9 @@ def past_block_inputs(
 
 
 @torch.inference_mode()
-def _forward_past_split(model: WaveNet, past: torch.Tensor, common: TermParts, which: torch.Tensor,
-                        parts: TermParts, suffix: int) -> list[torch.Tensor]:
+def _forward_past_split(
+    model: WaveNet, past: torch.Tensor, common: TermParts, which: torch.Tensor, parts: TermParts, suffix: int
+) -> list[torch.Tensor]:
     """``_forward_past`` for streams that share their codes and whose conditioning differs in the
     last ``suffix`` times only: the rest is run for the distinct streams of ``common`` (stream s
     is ``which[s]`` of them), the suffix for every stream of ``parts``, continuing from it."""
@@ -179,8 +182,12 @@ def _forward_past_split(model: WaveNet, past: torch.Tensor, common: TermParts, w
     which = which.to(device)
     inputs: list[torch.Tensor] = []
     onehot = F.one_hot(past[:1], model.config.classes).transpose(1, 2).float()  # (1, C, P)
-    model.forward_onehot(onehot[:, :, :split].expand(common.batch, -1, -1), output_from=split - 1,
-                         block_inputs=inputs, cond=common.window(-length, split))
+    model.forward_onehot(
+        onehot[:, :, :split].expand(common.batch, -1, -1),
+        output_from=split - 1,
+        block_inputs=inputs,
+        cond=common.window(-length, split),
+    )
     x = model.input(onehot)[:, :, split:].expand(parts.batch, -1, -1)  # the same codes: the same input
     terms = parts.window(-suffix, suffix)
     rings, k = [], model.config.kernel_size
@@ -220,8 +227,14 @@ class FrameBlocks:
     layout of ``width`` floats per stream and row.
     """
 
-    def __init__(self, parts: TermParts, pack: Callable[[torch.Tensor], torch.Tensor], width: int,
-                 max_frames: int = 256, max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        parts: TermParts,
+        pack: Callable[[torch.Tensor], torch.Tensor],
+        width: int,
+        max_frames: int = 256,
+        max_bytes: int | None = None,
+    ) -> None:
         self.parts, self.pack, self.hop = parts, pack, parts.hop
         budget = TERM_BYTES if max_bytes is None else max_bytes
         self.frames = max(1, min(max_frames, budget // (4 * width * parts.batch) - 2))

@@ -1,4 +1,5 @@
 """Synthesis from a checkpoint: pick the run, build the engine, generate, write WAVs."""
+
 from __future__ import annotations
 
 import time
@@ -43,13 +44,17 @@ def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> 
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         if checkpoint.is_dir():
-            raise CheckpointError(f"{checkpoint}: --checkpoint is a folder; give a checkpoint file "
-                                  f"(RUN/checkpoints/best.pt), or the run folder with --run")
+            raise CheckpointError(
+                f"{checkpoint}: --checkpoint is a folder; give a checkpoint file "
+                f"(RUN/checkpoints/best.pt), or the run folder with --run"
+            )
         return checkpoint
     run = Path(run) if run is not None else newest_run()
     if run.exists() and not run.is_dir():
-        raise CheckpointError(f"{run}: --run is a file, not a run folder"
-                              + ("; give a checkpoint file with --checkpoint" if run.suffix == ".pt" else ""))
+        raise CheckpointError(
+            f"{run}: --run is a file, not a run folder"
+            + ("; give a checkpoint file with --checkpoint" if run.suffix == ".pt" else "")
+        )
     paths = checkpoint_paths(run)
     for which in ("best", "latest"):
         if paths[which].is_file():
@@ -205,16 +210,23 @@ def generate_streams(
     check_temperature(temperature)
     names, n = stream_labels(model, list(labels), n)
     if n > MAX_STREAMS and not labels:  # a stream per label by default
-        raise ConfigError(f"{where}: {n} labels, a stream each, are more than {MAX_STREAMS} streams at once; "
-                          "choose labels with --label")
+        raise ConfigError(
+            f"{where}: {n} labels, a stream each, are more than {MAX_STREAMS} streams at once; "
+            "choose labels with --label"
+        )
     check_streams(n)
     mels = None
     if model.config.mel_channels:
         if mel is None:
-            raise ConfigError(f"{where}: this model is conditioned on log-mel features: give --mel FILE.npy, "
-                              "or use `wavegen vocode INPUT.wav`")
-        mels = (read_mel_file(mel, model.config.mel_channels) if isinstance(mel, (str, Path))
-                else check_mels(mel, model.config.mel_channels))
+            raise ConfigError(
+                f"{where}: this model is conditioned on log-mel features: give --mel FILE.npy, "
+                "or use `wavegen vocode INPUT.wav`"
+            )
+        mels = (
+            read_mel_file(mel, model.config.mel_channels)
+            if isinstance(mel, (str, Path))
+            else check_mels(mel, model.config.mel_channels)
+        )
         longest = len(mels) * model.config.mel_hop / rate
         seconds = longest if seconds is None else min(seconds, longest)
         mels = np.broadcast_to(mels, (n, *mels.shape))
@@ -227,16 +239,16 @@ def generate_streams(
     conditioning = make_conditioning(model, names, mels)
     what = f" ({', '.join(sorted(set(names)))})" if names else ""
     at = "" if step is None else f", step {step}"
-    log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the '{gen.name}' engine on {dev} "
-        f"({where}{at})")
+    log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the '{gen.name}' engine on {dev} ({where}{at})")
     from ..progress import bar as progress_bar
 
     seeds = [seed + i for i in range(n)]
     with progress_bar(total=num, desc="synth", unit="sample", unit_scale=True, enabled=progress, leave=False) as bar:
         tick = time.perf_counter()
         with generation_memory(f"{n} × {num / rate:g} s"):
-            codes = generate(gen, num, seeds, temperature, history=history, progress=bar.update,
-                             conditioning=conditioning)
+            codes = generate(
+                gen, num, seeds, temperature, history=history, progress=bar.update, conditioning=conditioning
+            )
         elapsed = time.perf_counter() - tick
     return Generated(codes, rate, seeds, names, gen.name, str(dev), elapsed)
 
@@ -292,8 +304,23 @@ def synthesize(
     writable_folder(out)
     model, payload, config, step = load_checkpoint(checkpoint)
     run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
-    made = generate_streams(model, config.data.sample_rate, str(checkpoint), seconds, n, seed, temperature, engine, device, prime=prime,
-                            labels=labels, mel=mel, log=log, progress=progress, step=step)
+    made = generate_streams(
+        model,
+        config.data.sample_rate,
+        str(checkpoint),
+        seconds,
+        n,
+        seed,
+        temperature,
+        engine,
+        device,
+        prime=prime,
+        labels=labels,
+        mel=mel,
+        log=log,
+        progress=progress,
+        step=step,
+    )
     names, rate, n = made.labels, made.sample_rate, len(made.seeds)
     # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
     # list, so a label's file name does not depend on which others were asked for.
@@ -303,18 +330,35 @@ def synthesize(
         tag = f"-{tags[names[i]]}" if names else ""
         path = inside(out, f"{run_name}-step{step}{tag}-seed{s}.wav")
         # one stream at a time: 4 bytes a sample, not n × 4
-        write_sample(path, decode(made.codes[i]).numpy(), rate, {
-            "kind": "synth", "run": run_name, "checkpoint": str(checkpoint), "step": step,
-            "weights": "moving average" if "ema" in payload else "trained", "seed": s,
-            "temperature": temperature, "engine": made.engine, "device": made.device,
-            "label": names[i] if names else None, "prime": None if prime is None else str(prime),
-            "mel": None if mel is None else str(mel), "streams": n,
-            **({"took_s": round(made.seconds_taken, 3)} if timings else {})}, timings=timings)
+        write_sample(
+            path,
+            decode(made.codes[i]).numpy(),
+            rate,
+            {
+                "kind": "synth",
+                "run": run_name,
+                "checkpoint": str(checkpoint),
+                "step": step,
+                "weights": "moving average" if "ema" in payload else "trained",
+                "seed": s,
+                "temperature": temperature,
+                "engine": made.engine,
+                "device": made.device,
+                "label": names[i] if names else None,
+                "prime": None if prime is None else str(prime),
+                "mel": None if mel is None else str(mel),
+                "streams": n,
+                **({"took_s": round(made.seconds_taken, 3)} if timings else {}),
+            },
+            timings=timings,
+        )
         files.append(path)
     sps = made.samples_per_s
     result = SynthResult(files, sps, sps / rate, made.engine, names)
-    log(f"wrote {len(files)} files to {out}: {sps:,.0f} samples/s over {n} streams, "
-        f"{result.real_time_factor:.3f}× real time")
+    log(
+        f"wrote {len(files)} files to {out}: {sps:,.0f} samples/s over {n} streams, "
+        f"{result.real_time_factor:.3f}× real time"
+    )
     return result
 
 

@@ -1,4 +1,5 @@
 """The torch engine: per-layer ring buffers, one sample per step, batched streams."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -58,13 +59,14 @@ class TorchEngine:
             )
         h1, h2 = model.head[1], model.head[3]
         self.head = (
-            h1.weight[:, :, 0].detach().float().t().contiguous(), h1.bias.detach().float(),
-            h2.weight[:, :, 0].detach().float().t().contiguous(), h2.bias.detach().float(),
+            h1.weight[:, :, 0].detach().float().t().contiguous(),
+            h1.bias.detach().float(),
+            h2.weight[:, :, 0].detach().float().t().contiguous(),
+            h2.bias.detach().float(),
         )
 
     @torch.inference_mode()
-    def reset(self, batch: int, history: torch.Tensor | None = None,
-              conditioning: Conditioning | None = None) -> None:
+    def reset(self, batch: int, history: torch.Tensor | None = None, conditioning: Conditioning | None = None) -> None:
         """Fill the rings from a parallel forward pass over the history (silence by default),
         conditioned on ``conditioning`` where the model is."""
         check_conditioning(self.model, batch, conditioning)
@@ -82,8 +84,10 @@ class TorchEngine:
         if self.parts is not None and self.parts.hop:
             self.kernel = self.parts.kernel.to(self.device)  # (3, hop)
             self.frame_blocks = FrameBlocks(
-                self.parts, lambda frames: frames.to(self.device).permute(1, 2, 0, 3).contiguous(),
-                self.parts.layers * self.parts.channels)
+                self.parts,
+                lambda frames: frames.to(self.device).permute(1, 2, 0, 3).contiguous(),
+                self.parts.layers * self.parts.channels,
+            )
         self.rings = [  # (L, B, R) each
             ring_of(x, layer["ring_length"], self.t).float().expand(-1, batch, -1).contiguous()
             for layer, x in zip(self.layers, inputs)

@@ -9,6 +9,7 @@ distance is the µ-law (8-bit) version of the recording, the best any 256-class 
 produce: against the original, quantisation noise alone scores ~9 dB on speech and ~20 dB on
 pure tones, whose quiet bands it fills.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,8 +48,10 @@ from .synth import make_conditioning, pick_engine, stream_labels
 def mel_settings(model, data: DataConfig, source: Path | str = "checkpoint") -> MelSettings:
     """The analysis a vocoder model was trained on (its run's data settings)."""
     if not model.config.mel_channels:
-        raise ConfigError(f"{source}: this model was trained without mel features (prepare the data with "
-                          "a recipe that sets data.mels, e.g. --recipe vocoder, and train on it)")
+        raise ConfigError(
+            f"{source}: this model was trained without mel features (prepare the data with "
+            "a recipe that sets data.mels, e.g. --recipe vocoder, and train on it)"
+        )
     return MelSettings.from_data(data, bands=model.config.mel_channels)
 
 
@@ -93,8 +96,9 @@ def resynthesize(
             codes = generate(gen, num, seeds, temperature, progress=bar.update, conditioning=conditioning)
         elapsed = time.perf_counter() - tick
     audio = decode(codes).numpy()
-    return Resynthesis([audio[i, :n] for i, n in enumerate(lengths)], len(seeds) * num / elapsed, gen.name,
-                       elapsed, str(dev))
+    return Resynthesis(
+        [audio[i, :n] for i, n in enumerate(lengths)], len(seeds) * num / elapsed, gen.name, elapsed, str(dev)
+    )
 
 
 @dataclass
@@ -121,8 +125,10 @@ def vocode(
     # Refusals come before the generation and before any file is written (earlier outputs stay).
     check_temperature(temperature)
     if len(inputs) > MAX_STREAMS:
-        raise ConfigError(f"{len(inputs)} inputs: at most {MAX_STREAMS} are vocoded at once (a stream each, held in "
-                          "memory together); run several calls")
+        raise ConfigError(
+            f"{len(inputs)} inputs: at most {MAX_STREAMS} are vocoded at once (a stream each, held in "
+            "memory together); run several calls"
+        )
     for path in inputs:
         if Path(path).is_dir():
             raise DataError(f"{path}: is a folder; vocode takes recordings (e.g. {Path(path) / '*.wav'})")
@@ -134,7 +140,9 @@ def vocode(
     names = None
     if model.config.labels or labels:
         if not labels:
-            raise ConfigError(f"{checkpoint}: this model has labels ({', '.join(model.config.labels)}): choose one with --label")
+            raise ConfigError(
+                f"{checkpoint}: this model has labels ({', '.join(model.config.labels)}): choose one with --label"
+            )
         names, _ = stream_labels(model, list(labels) * (len(inputs) if len(labels) == 1 else 1), len(inputs))
     audios = []
     for path in inputs:
@@ -146,18 +154,22 @@ def vocode(
         if cancel_note(recording):  # a near-silent input would otherwise puzzle: say why
             log(f"note: {path}: {cancel_note(recording)}")
         if len(audio) > MAX_SECONDS * settings.sample_rate:
-            raise DataError(f"{path}: {len(audio) / settings.sample_rate:.0f} s long; vocode takes recordings of "
-                            f"at most {MAX_SECONDS:g} s (generation runs sample by sample): cut it into parts")
+            raise DataError(
+                f"{path}: {len(audio) / settings.sample_rate:.0f} s long; vocode takes recordings of "
+                f"at most {MAX_SECONDS:g} s (generation runs sample by sample): cut it into parts"
+            )
         audios.append(audio)
     check_samples(len(audios), max(len(a) for a in audios), settings.sample_rate, "inputs")
     features = [log_mel(audio, settings) for audio in audios]
     seconds = sum(len(a) for a in audios) / settings.sample_rate
     step = int(payload.get("step", 0))
     run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
-    log(f"vocoding {len(inputs)} file{'s' if len(inputs) != 1 else ''} ({seconds:.1f} s) with {checkpoint}, "
-        f"step {step}")
-    result = resynthesize(model, features, [len(a) for a in audios], seed, temperature, engine, device,
-                          names, log, progress)
+    log(
+        f"vocoding {len(inputs)} file{'s' if len(inputs) != 1 else ''} ({seconds:.1f} s) with {checkpoint}, step {step}"
+    )
+    result = resynthesize(
+        model, features, [len(a) for a in audios], seed, temperature, engine, device, names, log, progress
+    )
     files, distances = [], []
     # Named after the inputs, kept inside ``out`` and distinct: inputs with the same name (from
     # different folders, or given twice) each get their own file.
@@ -167,16 +179,34 @@ def vocode(
         distance = mel_distance(log_mel(decode(encode(audios[i])).numpy(), settings), log_mel(audio, settings))
         copy = target.with_suffix(".input.wav")  # first: the output's JSON names complete files only
         copy_png = write_audio(copy, audios[i], settings.sample_rate)
-        write_sample(target, audio, settings.sample_rate, {
-            "kind": "vocode", "run": run_name, "checkpoint": str(checkpoint), "step": step,
-            "weights": "moving average" if "ema" in payload else "trained", "seed": seed + i,
-            "temperature": temperature, "engine": result.engine, "device": result.device,
-            "label": names[i] if names else None, "prime": None, "mel": None, "streams": len(inputs),
-            "took_s": round(result.took_s, 3), "mel_distance_db": round(float(distance), 3),
-            "input": {"source": str(path), "wav": copy.name, "spectrogram": copy_png.name}})
+        write_sample(
+            target,
+            audio,
+            settings.sample_rate,
+            {
+                "kind": "vocode",
+                "run": run_name,
+                "checkpoint": str(checkpoint),
+                "step": step,
+                "weights": "moving average" if "ema" in payload else "trained",
+                "seed": seed + i,
+                "temperature": temperature,
+                "engine": result.engine,
+                "device": result.device,
+                "label": names[i] if names else None,
+                "prime": None,
+                "mel": None,
+                "streams": len(inputs),
+                "took_s": round(result.took_s, 3),
+                "mel_distance_db": round(float(distance), 3),
+                "input": {"source": str(path), "wav": copy.name, "spectrogram": copy_png.name},
+            },
+        )
         files.append(target)
         distances.append(distance)
         log(f"wrote {target}: log-mel distance to {path} {distance:.2f} dB")
-    log(f"{result.samples_per_s:,.0f} samples/s with the '{result.engine}' engine, "
-        f"{result.samples_per_s / settings.sample_rate:.3f}× real time")
+    log(
+        f"{result.samples_per_s:,.0f} samples/s with the '{result.engine}' engine, "
+        f"{result.samples_per_s / settings.sample_rate:.3f}× real time"
+    )
     return VocodeResult(files, distances, result.samples_per_s)

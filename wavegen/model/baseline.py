@@ -22,6 +22,7 @@ wavegen's network or training is judged against the field's usual choices on the
 Left out on purpose: the peer's dropout on block inputs (p = 0.05) and its moving average of
 the weights, which the comparison's description of the peer does not include.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,8 +84,12 @@ class StandardWaveNet(nn.Module):
             StandardBlock(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d)
             for d in self.dilations
         )
-        self.head = nn.Sequential(nn.ReLU(), standard_conv(c.skip_channels, c.skip_channels), nn.ReLU(),
-                                  standard_conv(c.skip_channels, c.classes))
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            standard_conv(c.skip_channels, c.skip_channels),
+            nn.ReLU(),
+            standard_conv(c.skip_channels, c.classes),
+        )
 
     @property
     def receptive_field(self) -> int:

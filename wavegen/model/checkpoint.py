@@ -5,6 +5,7 @@ and loaded with ``weights_only=True``, which refuses to unpickle anything else: 
 checkpoint from a stranger cannot run code. It carries the resolved config, so ``synth`` and
 ``info`` need nothing but the file.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -48,7 +49,9 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
             ) from None
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or another format)") from None
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: corrupt or truncated)") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: corrupt or truncated)"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a wavegen checkpoint")
     if payload.get("version") != VERSION:
@@ -61,8 +64,11 @@ def config_of(payload: dict[str, Any], path: Path | str = "checkpoint") -> Confi
     try:
         raw = payload["config"]
         if isinstance(raw, dict) and isinstance(raw.get("model"), dict):  # written before these keys existed
-            raw = {**raw, "model": {**LEGACY_MODEL, **raw["model"]},
-                   "train": {**LEGACY_TRAIN, **(raw.get("train") or {})}}
+            raw = {
+                **raw,
+                "model": {**LEGACY_MODEL, **raw["model"]},
+                "train": {**LEGACY_TRAIN, **(raw.get("train") or {})},
+            }
         config = Config.from_dict(raw, source=str(path))
         validate(config)
         return config

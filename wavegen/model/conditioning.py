@@ -28,6 +28,7 @@ the dilated convolutions reach, so a model's whole dependence is ``WaveNet.mel_c
 Frames outside a recording are the features of digital silence (``SILENCE``), in training
 (windows that reach past a file's ends) and in generation alike.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,8 +89,10 @@ class Conditioner(nn.Module):
         if config.mel_channels:
             hidden = config.cond_channels
             self.frame_net = nn.Sequential(
-                nn.Conv1d(config.mel_channels, hidden, 3), nn.Tanh(),
-                nn.Conv1d(hidden, hidden, 3), nn.Tanh(),
+                nn.Conv1d(config.mel_channels, hidden, 3),
+                nn.Tanh(),
+                nn.Conv1d(hidden, hidden, 3),
+                nn.Tanh(),
                 nn.Conv1d(hidden, width, 1),
             )
             nn.init.normal_(self.frame_net[-1].weight, 0.0, 1.0 / math.sqrt(hidden))

@@ -31,6 +31,7 @@ a table lookup instead of a convolution over one-hot vectors. Same numbers, less
 A conditioned model adds a term per layer to (B, 2G, T) before the gate: a label embedding
 and/or upsampled mel features (``conditioning``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -148,9 +149,9 @@ class ResidualBlock(nn.Module):
         reach = self.conv.left_pad
         pre = F.conv1d(x, self.conv.weight, self.conv.bias, dilation=self.dilation)  # (B, 2G, T - reach)
         if cond is not None:
-            pre = pre + (cond if cond.shape[-1] == 1 else cond[..., cond.shape[-1] - pre.shape[-1]:])
+            pre = pre + (cond if cond.shape[-1] == 1 else cond[..., cond.shape[-1] - pre.shape[-1] :])
         z = gated(pre)
-        skip = self.skip(z[..., z.shape[-1] - keep:])
+        skip = self.skip(z[..., z.shape[-1] - keep :])
         return None if last else x[..., reach:] + self.residual(z), skip
 
 
@@ -261,7 +262,9 @@ class WaveNet(nn.Module):
             x = rows if x is None else x + rows
         return (x + self.input.bias).transpose(1, 2)  # (B, R, T - k_in)
 
-    def _forward_trimmed(self, codes: torch.Tensor, keep: int, cond: LayerTerms | None, recompute: bool) -> torch.Tensor:
+    def _forward_trimmed(
+        self, codes: torch.Tensor, keep: int, cond: LayerTerms | None, recompute: bool
+    ) -> torch.Tensor:
         x = self._input_lookup(codes)
         skips = None
         for index, block in enumerate(self.blocks):

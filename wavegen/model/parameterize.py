@@ -1,5 +1,6 @@
 """How the stack is initialised and parameterised: He-normal weights, weight norm, and the
 standard network's scaled sums folded into fixed factors on plain weights (``parameterize``)."""
+
 from __future__ import annotations
 
 import math

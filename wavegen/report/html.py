@@ -1,5 +1,6 @@
 """The report's HTML: the page's text, style and script, written from the facts, curves and
 samples ``page`` gathered."""
+
 from __future__ import annotations
 
 import html
@@ -10,8 +11,19 @@ from urllib.parse import quote
 CURVES = "curves"  # OUT/curves/: the plots of log.csv (sample files end in .wav or .png: no clash)
 
 
-SHOWN_META = ["kind", "step", "seed", "temperature", "label", "engine", "seconds", "sample_rate", "took_s",
-              "created", "checkpoint"]
+SHOWN_META = [
+    "kind",
+    "step",
+    "seed",
+    "temperature",
+    "label",
+    "engine",
+    "seconds",
+    "sample_rate",
+    "took_s",
+    "created",
+    "checkpoint",
+]
 # What changes when the same page is made again (when, and how fast this machine was): left out of
 # a page built with timings=False, such as the demo's committed samples/index.html.
 TIMING_META = {"took_s", "created"}
@@ -65,31 +77,44 @@ def _number(value: Any) -> str:
 
 
 def _media(wav: str, png: str, caption: str, role: str) -> str:
-    return (f'<figure data-role="{role}"><figcaption>{_e(caption)}: <code>{_e(wav)}</code></figcaption>'
-            f'<audio controls preload="metadata" src="{_src(wav)}"></audio>'
-            f'<img class="spectrogram" src="{_src(png)}" alt="spectrogram of {_e(wav)}"></figure>')
+    return (
+        f'<figure data-role="{role}"><figcaption>{_e(caption)}: <code>{_e(wav)}</code></figcaption>'
+        f'<audio controls preload="metadata" src="{_src(wav)}"></audio>'
+        f'<img class="spectrogram" src="{_src(png)}" alt="spectrogram of {_e(wav)}"></figure>'
+    )
 
 
 def _sample(shown: dict, timings: bool = True) -> str:
     record = shown["record"]
     keys = [k for k in SHOWN_META if k in record] + sorted(
-        k for k in record if k not in SHOWN_META and k not in HIDDEN_META and isinstance(k, str))
+        k for k in record if k not in SHOWN_META and k not in HIDDEN_META and isinstance(k, str)
+    )
     keys = [k for k in keys if timings or k not in TIMING_META]
-    meta = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_number(record[k]))}</td></tr>"
-                   for k in keys if isinstance(record[k], (str, int, float, bool)) or record[k] is None)
+    meta = "".join(
+        f"<tr><th>{_e(k)}</th><td>{_e(_number(record[k]))}</td></tr>"
+        for k in keys
+        if isinstance(record[k], (str, int, float, bool)) or record[k] is None
+    )
     if record.get("inferred"):
         meta += "<tr><th>metadata</th><td>none beside the WAV: step, seed and label from its name</td></tr>"
     if "input_wav" in shown:
-        body = ('<div class="pair">' + _media(shown["input_wav"], shown["input_png"], "input", "input")
-                + _media(shown["wav"], shown["png"], "output", "output") + "</div>")
+        body = (
+            '<div class="pair">'
+            + _media(shown["input_wav"], shown["input_png"], "input", "input")
+            + _media(shown["wav"], shown["png"], "output", "output")
+            + "</div>"
+        )
     else:
         body = _media(shown["wav"], shown["png"], str(record.get("kind", "sample")), "output")
-    return (f'<section class="sample" data-kind="{_e(record.get("kind", ""))}"><h3>{_e(record["wav"])}</h3>'
-            f'{body}<table class="meta">{meta}</table></section>')
+    return (
+        f'<section class="sample" data-kind="{_e(record.get("kind", ""))}"><h3>{_e(record["wav"])}</h3>'
+        f'{body}<table class="meta">{meta}</table></section>'
+    )
 
 
-def render(facts: dict, rows: list[dict], curves: list[tuple[str, str]], samples: list[dict],
-           timings: bool = True) -> str:
+def render(
+    facts: dict, rows: list[dict], curves: list[tuple[str, str]], samples: list[dict], timings: bool = True
+) -> str:
     name = facts["name"]
     rf = facts["receptive_field"]
     summary = [("run", name), ("step", facts["step"] if facts["step"] is not None else "not trained yet")]
@@ -99,19 +124,23 @@ def render(facts: dict, rows: list[dict], curves: list[tuple[str, str]], samples
         summary.append(("receptive field", f"{rf[0]} samples ({rf[1]} ms)"))
     if facts["best_val_bits"] is not None:
         summary.append(("best validation", f"{facts['best_val_bits']:.4f} bits/sample"))
-    parts = [f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-             f"<title>wavegen report: {_e(name)}</title><style>{STYLE}</style></head><body>",
-             f"<h1>wavegen run <code>{_e(name)}</code></h1>",
-             "<p class=\"meta\">made by <code>wavegen report</code>"
-             + (f" on {_e(time.strftime('%Y-%m-%d %H:%M'))}" if timings else "")
-             + "; everything it shows is in this folder.</p>",
-             "<table id=\"summary\">" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary)
-             + "</table>"]
+    parts = [
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>wavegen report: {_e(name)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>wavegen run <code>{_e(name)}</code></h1>",
+        '<p class="meta">made by <code>wavegen report</code>'
+        + (f" on {_e(time.strftime('%Y-%m-%d %H:%M'))}" if timings else "")
+        + "; everything it shows is in this folder.</p>",
+        '<table id="summary">' + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary) + "</table>",
+    ]
 
     parts.append("<h2>Training</h2>")
     if curves:
-        parts += [f'<figure class="curve"><img src="{_src(CURVES + "/" + n)}" alt="{_e(c)}">'
-                  f"<figcaption>{_e(c)}</figcaption></figure>" for n, c in curves]
+        parts += [
+            f'<figure class="curve"><img src="{_src(CURVES + "/" + n)}" alt="{_e(c)}">'
+            f"<figcaption>{_e(c)}</figcaption></figure>"
+            for n, c in curves
+        ]
     else:
         parts.append('<p class="empty" id="no-log">No training log yet (no log.csv in the run).</p>')
 
@@ -124,11 +153,19 @@ def render(facts: dict, rows: list[dict], curves: list[tuple[str, str]], samples
             train = "" if r.get("train_bits") is None else f"{r['train_bits']:.4f}"
             elapsed = "" if r.get("elapsed_s") is None else f"{r['elapsed_s']:g}"
             mark = " ← best" if r["val_bits"] == best else ""
-            cells.append(f"<tr><td>{int(r['step'])}</td><td>{r['val_bits']:.4f}{mark}</td><td>{train}</td>"
-                         + (f"<td>{elapsed}</td>" if timings else "") + "</tr>")
-        parts.append('<table id="validation"><tr><th>step</th><th>validation bits/sample</th>'
-                     "<th>training bits/sample</th>" + ("<th>elapsed (s)</th>" if timings else "") + "</tr>"
-                     + "".join(cells) + "</table>")
+            cells.append(
+                f"<tr><td>{int(r['step'])}</td><td>{r['val_bits']:.4f}{mark}</td><td>{train}</td>"
+                + (f"<td>{elapsed}</td>" if timings else "")
+                + "</tr>"
+            )
+        parts.append(
+            '<table id="validation"><tr><th>step</th><th>validation bits/sample</th>'
+            "<th>training bits/sample</th>"
+            + ("<th>elapsed (s)</th>" if timings else "")
+            + "</tr>"
+            + "".join(cells)
+            + "</table>"
+        )
     else:
         parts.append('<p class="empty">No validation yet.</p>')
 
@@ -136,16 +173,21 @@ def render(facts: dict, rows: list[dict], curves: list[tuple[str, str]], samples
     if samples:
         parts += [_sample(s, timings) for s in samples]
     else:
-        parts.append('<p class="empty" id="no-samples">No samples of this run yet: <code>wavegen synth</code> or '
-                     "<code>wavegen vocode</code> writes them (to <code>samples/</code>), then run "
-                     "<code>wavegen report</code> again.</p>")
+        parts.append(
+            '<p class="empty" id="no-samples">No samples of this run yet: <code>wavegen synth</code> or '
+            "<code>wavegen vocode</code> writes them (to <code>samples/</code>), then run "
+            "<code>wavegen report</code> again.</p>"
+        )
 
     parts.append("<h2>Config</h2>")
     if facts["config"] is not None:
         for section, values in facts["config"].items():
             if isinstance(values, dict):
-                parts.append(f"<h3>[{_e(section)}]</h3><table class=\"config\">" + "".join(
-                    f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in values.items()) + "</table>")
+                parts.append(
+                    f'<h3>[{_e(section)}]</h3><table class="config">'
+                    + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in values.items())
+                    + "</table>"
+                )
             else:
                 parts.append(f"<p>{_e(section)} = {_e(values)}</p>")
     elif facts["config_text"] is not None:

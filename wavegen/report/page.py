@@ -18,6 +18,7 @@ and ``./samples``) whose metadata names this run. A WAV without metadata whose n
 ``synth``'s pattern for this run (``RUN-stepN[-LABEL]-seedK.wav``) is shown too, with what its
 name says. A sample without a spectrogram PNG gets one, drawn into OUT.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,11 +38,10 @@ from .sources import find_run, find_samples, input_of, plain_name, read_log, run
 @dataclass
 class Page:
     """What ``build_report`` wrote: the page and what it shows."""
+
     index: Path
     samples: list[dict[str, Any]]
     curves: list[str] = field(default_factory=list)
-
-
 
 
 class _Folder:
@@ -121,9 +121,15 @@ def draw_curves(rows: list[dict], folder: Path) -> list[tuple[str, str]]:
         return [p[0] for p in points], [p[1] for p in points]
 
     drawn = []
-    plots = [("bits.png", "bits per sample: training (noisy inputs, per logged step) and validation",
-              [("train_bits", "training"), ("val_bits", "validation")], "bits / sample"),
-             ("lr.png", "learning rate", [("lr", "learning rate")], "learning rate")]
+    plots = [
+        (
+            "bits.png",
+            "bits per sample: training (noisy inputs, per logged step) and validation",
+            [("train_bits", "training"), ("val_bits", "validation")],
+            "bits / sample",
+        ),
+        ("lr.png", "learning rate", [("lr", "learning rate")], "learning rate"),
+    ]
     for name, caption, keys, ylabel in plots:
         lines = [(label, *series(key)) for key, label in keys]
         if not any(xs for _, xs, _ in lines):
@@ -147,8 +153,13 @@ def draw_curves(rows: list[dict], folder: Path) -> list[tuple[str, str]]:
     return drawn
 
 
-def build_report(run: Path | None = None, sample_dirs: list[Path] | None = None, out: Path | None = None,
-                 log: Callable[[str], None] = print, timings: bool = True) -> Page:
+def build_report(
+    run: Path | None = None,
+    sample_dirs: list[Path] | None = None,
+    out: Path | None = None,
+    log: Callable[[str], None] = print,
+    timings: bool = True,
+) -> Page:
     """Write the page about ``run`` (default: the newest) into ``out`` (default RUN/report).
     ``timings=False``: no date, elapsed times or generation times (``TIMING_META``) on the page,
     so that the same run and samples make the same bytes."""
@@ -160,8 +171,9 @@ def build_report(run: Path | None = None, sample_dirs: list[Path] | None = None,
         return _build_report(run, sample_dirs, out, log, timings)
 
 
-def _build_report(run: Path, sample_dirs: list[Path] | None, out: Path, log: Callable[[str], None],
-                  timings: bool = True) -> Page:
+def _build_report(
+    run: Path, sample_dirs: list[Path] | None, out: Path, log: Callable[[str], None], timings: bool = True
+) -> Page:
     if sample_dirs:
         for folder in sample_dirs:
             if not Path(folder).is_dir():
@@ -190,8 +202,8 @@ def _build_report(run: Path, sample_dirs: list[Path] | None, out: Path, log: Cal
         samples.append(shown)
     index = out / "index.html"
     atomic_write_text(index, render(facts, rows, curves, samples, timings))  # last: the page appears complete
-    log(f"wrote {index}: {len(samples)} sample{'s' * (len(samples) != 1)}, "
-        f"{'curves of ' + str(len(rows)) + ' log rows' if rows else 'no training log yet'}")
+    log(
+        f"wrote {index}: {len(samples)} sample{'s' * (len(samples) != 1)}, "
+        f"{'curves of ' + str(len(rows)) + ' log rows' if rows else 'no training log yet'}"
+    )
     return Page(index, [s["record"] for s in samples], [name for name, _ in curves])
-
-

@@ -1,5 +1,6 @@
 """What a report reads: the run folder (its config, checkpoint facts and log.csv) and the samples
 written from it, with their metadata."""
+
 from __future__ import annotations
 
 import csv
@@ -62,8 +63,15 @@ def run_facts(run: Path, rows: list[dict]) -> dict[str, Any]:
     from ..model.checkpoint import describe_checkpoint
     from ..runs import checkpoint_paths
 
-    facts: dict[str, Any] = {"name": run.resolve().name, "step": None, "best_val_bits": None,
-                             "parameters": None, "receptive_field": None, "config": None, "config_text": None}
+    facts: dict[str, Any] = {
+        "name": run.resolve().name,
+        "step": None,
+        "best_val_bits": None,
+        "parameters": None,
+        "receptive_field": None,
+        "config": None,
+        "config_text": None,
+    }
     config_path = run / "config.toml"
     if config_path.is_file():
         text = config_path.read_text(encoding="utf-8", errors="replace")
@@ -74,9 +82,12 @@ def run_facts(run: Path, rows: list[dict]) -> dict[str, Any]:
     checkpoint = next((p for p in checkpoint_paths(run).values() if p.is_file()), None)
     if checkpoint is not None:
         described = describe_checkpoint(checkpoint)
-        facts.update(step=described["step"], best_val_bits=described["best_val_bits"],
-                     parameters=described["parameters"],
-                     receptive_field=(described["receptive_field_samples"], described["receptive_field_ms"]))
+        facts.update(
+            step=described["step"],
+            best_val_bits=described["best_val_bits"],
+            parameters=described["parameters"],
+            receptive_field=(described["receptive_field_samples"], described["receptive_field_ms"]),
+        )
         if facts["config"] is None and facts["config_text"] is None:
             facts["config"] = described["config"]
     elif facts["config"] is not None:
@@ -85,8 +96,10 @@ def run_facts(run: Path, rows: list[dict]) -> dict[str, Any]:
 
         config = Config.from_dict(facts["config"], source=str(config_path))
         rf = WaveNet(config.model).receptive_field
-        facts.update(parameters=WaveNet(config.model).parameter_count(),
-                     receptive_field=(rf, round(1000 * rf / config.data.sample_rate, 2)))
+        facts.update(
+            parameters=WaveNet(config.model).parameter_count(),
+            receptive_field=(rf, round(1000 * rf / config.data.sample_rate, 2)),
+        )
     if facts["step"] is None and rows:
         facts["step"] = int(rows[-1]["step"])
     return facts
@@ -140,12 +153,22 @@ def find_samples(run_name: str, folders: list[Path]) -> list[dict[str, Any]]:
             match = pattern.fullmatch(wav.name)
             if match and wav.name not in described and wav.name not in inputs and not wav.with_suffix(".json").exists():
                 step, label, seed = match.groups()
-                found.append({"kind": "synth", "run": run_name, "step": int(step), "seed": int(seed),
-                              **({"label": label} if label else {}), "wav": wav.name, "folder": str(folder),
-                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(wav.stat().st_mtime)),
-                              "inferred": True})
-    order = [(_timestamp(r, Path(r["folder"]) / r["wav"]), _mtime_ns(Path(r["folder"]) / r["wav"]), r["wav"])
-             for r in found]
+                found.append(
+                    {
+                        "kind": "synth",
+                        "run": run_name,
+                        "step": int(step),
+                        "seed": int(seed),
+                        **({"label": label} if label else {}),
+                        "wav": wav.name,
+                        "folder": str(folder),
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(wav.stat().st_mtime)),
+                        "inferred": True,
+                    }
+                )
+    order = [
+        (_timestamp(r, Path(r["folder"]) / r["wav"]), _mtime_ns(Path(r["folder"]) / r["wav"]), r["wav"]) for r in found
+    ]
     return [r for _, r in sorted(zip(order, found), key=lambda pair: pair[0], reverse=True)]
 
 

@@ -8,6 +8,7 @@ which picks its GPU). A process started without them trains alone: no process gr
 collective below returns its own value untouched, so a single-process run computes exactly what
 it did before there were several.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -91,7 +92,9 @@ class World:
             yield
         except RuntimeError as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DistributedError(f"rank {self.rank}: lost contact with the other training processes ({reason})") from None
+            raise DistributedError(
+                f"rank {self.rank}: lost contact with the other training processes ({reason})"
+            ) from None
 
     def close(self) -> None:
         """Leave the process group that ``start`` created (nothing for a lone process).
@@ -114,9 +117,13 @@ def from_env(environ: Mapping[str, str] = os.environ) -> tuple[int, int, int]:
         size, rank, local = (int(environ.get(name, "0")) for name in ENV)
     except ValueError:
         said = ", ".join(f"{name}={environ.get(name)!r}" for name in ENV)
-        raise ConfigError(f"WORLD_SIZE, RANK and LOCAL_RANK must be whole numbers (torchrun sets them), got {said}") from None
+        raise ConfigError(
+            f"WORLD_SIZE, RANK and LOCAL_RANK must be whole numbers (torchrun sets them), got {said}"
+        ) from None
     if size < 1 or not 0 <= rank < size or local < 0:
-        raise ConfigError(f"WORLD_SIZE={size}, RANK={rank}, LOCAL_RANK={local}: need 0 <= RANK < WORLD_SIZE and LOCAL_RANK >= 0")
+        raise ConfigError(
+            f"WORLD_SIZE={size}, RANK={rank}, LOCAL_RANK={local}: need 0 <= RANK < WORLD_SIZE and LOCAL_RANK >= 0"
+        )
     return size, rank, local
 
 
@@ -132,8 +139,10 @@ def start(device: torch.device, environ: Mapping[str, str] = os.environ) -> Worl
     if device.type == "cuda":
         count = torch.cuda.device_count()
         if local >= count:
-            raise ConfigError(f"LOCAL_RANK {local}: this machine has {count} GPU{'s' if count != 1 else ''}; "
-                              f"start at most {count} processes on it (torchrun --nproc-per-node {count})")
+            raise ConfigError(
+                f"LOCAL_RANK {local}: this machine has {count} GPU{'s' if count != 1 else ''}; "
+                f"start at most {count} processes on it (torchrun --nproc-per-node {count})"
+            )
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)  # NCCL and all_gather_object use the current device
     world = World(size, rank, local, device)
@@ -150,8 +159,10 @@ def start(device: torch.device, environ: Mapping[str, str] = os.environ) -> Worl
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=size)
         world.joined = True
     elif (dist.get_world_size(), dist.get_rank()) != (size, rank):
-        raise ConfigError(f"the existing process group (rank {dist.get_rank()} of {dist.get_world_size()}) "
-                          f"disagrees with RANK={rank}, WORLD_SIZE={size}")
+        raise ConfigError(
+            f"the existing process group (rank {dist.get_rank()} of {dist.get_world_size()}) "
+            f"disagrees with RANK={rank}, WORLD_SIZE={size}"
+        )
     return world
 
 
@@ -166,10 +177,14 @@ def launch(nproc: int, device: torch.device, args: list[str]) -> int:
     messages of the rest of wavegen instead of its tracebacks.
     """
     if "WORLD_SIZE" in os.environ:
-        raise ConfigError("--nproc: this is already one of torchrun's processes (torchrun's --nproc-per-node says how many)")
+        raise ConfigError(
+            "--nproc: this is already one of torchrun's processes (torchrun's --nproc-per-node says how many)"
+        )
     if device.type == "cuda" and nproc > torch.cuda.device_count():
         count = torch.cuda.device_count()
-        raise ConfigError(f"--nproc {nproc}: this machine has {count} GPU{'s' if count != 1 else ''} (one process per GPU)")
+        raise ConfigError(
+            f"--nproc {nproc}: this machine has {count} GPU{'s' if count != 1 else ''} (one process per GPU)"
+        )
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run

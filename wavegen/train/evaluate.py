@@ -7,6 +7,7 @@
   distance (mean absolute, dB) between the held-out codes (the µ-law audio the model learns to
   produce) and the resynthesis is reported per file and overall.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,8 +48,13 @@ def evaluate(
     check_compatible(model, config.data, data, checkpoint)
     dev = resolve_device(device)
     bits, count = validation_bits(model, data, dev, max_seconds=max_seconds, progress=progress)
-    report: dict = {"checkpoint": str(checkpoint), "step": payload.get("step"), "data": str(data_dir),
-                    "val_bits": round(bits, 4), "val_seconds": round(count / data.sample_rate, 2)}
+    report: dict = {
+        "checkpoint": str(checkpoint),
+        "step": payload.get("step"),
+        "data": str(data_dir),
+        "val_bits": round(bits, 4),
+        "val_seconds": round(count / data.sample_rate, 2),
+    }
     log(f"validation: {bits:.3f} bits/sample over {count / data.sample_rate:.1f} s of held-out audio")
     if not model.config.mel_channels:
         return report
@@ -67,8 +73,9 @@ def evaluate(
         features.append(np.asarray(split.mels[offset : offset + -(-n // hop)]))
     labels = [model.config.labels[split.labels[i]] for i in chosen] if split.labels is not None else None
     sources = [f["source"] for f in data.manifest["files"] if f["val"][1] > 0]
-    result = resynthesize(model, features, lengths, labels=labels, engine=engine, device=device, log=log,
-                          progress=progress)
+    result = resynthesize(
+        model, features, lengths, labels=labels, engine=engine, device=device, log=log, progress=progress
+    )
     distances = []
     for i, n, audio in zip(chosen, lengths, result.audio):
         offset, _ = split.spans[i]
@@ -76,8 +83,12 @@ def evaluate(
         distances.append(mel_distance(log_mel(held_out, settings), log_mel(audio, settings)))
         log(f"  {sources[i]}: log-mel distance {distances[-1]:.2f} dB")
     report["mel_distance_db"] = round(float(np.mean(distances)), 3)
-    report["resynthesised"] = [{"source": sources[i], "seconds": round(n / data.sample_rate, 3), "mel_distance_db":
-                                round(d, 3)} for i, n, d in zip(chosen, lengths, distances)]
-    log(f"resynthesis of {len(chosen)} validation excerpts ({sum(lengths) / data.sample_rate:.1f} s): "
-        f"log-mel distance {report['mel_distance_db']:.2f} dB")
+    report["resynthesised"] = [
+        {"source": sources[i], "seconds": round(n / data.sample_rate, 3), "mel_distance_db": round(d, 3)}
+        for i, n, d in zip(chosen, lengths, distances)
+    ]
+    log(
+        f"resynthesis of {len(chosen)} validation excerpts ({sum(lengths) / data.sample_rate:.1f} s): "
+        f"log-mel distance {report['mel_distance_db']:.2f} dB"
+    )
     return report

@@ -26,6 +26,7 @@ Under torchrun the same loop runs in every process (``distributed.World``): the 
 in DistributedDataParallel, which averages the gradients, each process draws its own windows,
 and only rank 0 logs, validates and writes the run folder.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,7 +91,9 @@ def train(
             return _already_done(trainer, log)
     if world.is_main:
         _tidy_run_folder(trainer, resumed=payload is not None, log=log)
-    board = monitor.open_tensorboard(run, trainer.step + 1 if payload is not None else None, log) if world.is_main else None
+    board = (
+        monitor.open_tensorboard(run, trainer.step + 1 if payload is not None else None, log) if world.is_main else None
+    )
     _say_start(trainer, log)
     try:
         _first_validation(trainer, board)
@@ -106,8 +109,9 @@ def train(
     return result
 
 
-def _open(config: Config, data_dir: Path, run: Path, world: World,
-          log: Callable[[str], None]) -> tuple[Trainer, dict | None]:
+def _open(
+    config: Config, data_dir: Path, run: Path, world: World, log: Callable[[str], None]
+) -> tuple[Trainer, dict | None]:
     """The prepared data, the model conditioned on what it carries, and the trainer, with the
     run's checkpoint loaded when there is one (returned too: None for a new run)."""
     data = PreparedData(data_dir)
@@ -137,23 +141,35 @@ def _say_resumed(trainer: Trainer, payload: dict, changes: list[Change], log: Ca
         log(describe_schedule(trainer.step, config, trainer.schedule, trainer.schedule_before))
     measure = [c.key for c in changes if c.key in VALIDATION_KEYS]
     if measure and trainer.best_val is not None:
-        log(f"validation scores other windows from here on ({', '.join(measure)} changed): its figures are not "
+        log(
+            f"validation scores other windows from here on ({', '.join(measure)} changed): its figures are not "
             f"comparable with those before step {trainer.step}, and best.pt is kept only when one beats "
-            f"{trainer.best_val:.3f}")
+            f"{trainer.best_val:.3f}"
+        )
     saved = len(payload["rng"].get("ranks") or [None])
     if world.size > saved and trainer.step < config.train.steps:
         which = f"rank {saved}" if saved == world.size - 1 else f"ranks {saved}..{world.size - 1}"
-        log(f"{which} draw{'s' if saved == world.size - 1 else ''} windows from new seeds "
-            f"(the checkpoint holds the sampling state of {saved} process{'es' if saved > 1 else ''})")
+        log(
+            f"{which} draw{'s' if saved == world.size - 1 else ''} windows from new seeds "
+            f"(the checkpoint holds the sampling state of {saved} process{'es' if saved > 1 else ''})"
+        )
 
 
 def _already_done(trainer: Trainer, log: Callable[[str], None]) -> TrainResult:
     """A run already at its last step: nothing is trained or written; say how to go on."""
     run, steps = trainer.run, trainer.config.train.steps
-    log(f"{run} is already at its last step ({trainer.step} of train.steps = {steps}); nothing to train. To train "
-        f"on, give a larger --steps: wavegen train --run {run} --steps {2 * trainer.step}")
-    return TrainResult(trainer.step, None, trainer.val_history[-1][1] if trainer.val_history else None,
-                       trainer.best_val, list(trainer.val_history), trainer.skipped)
+    log(
+        f"{run} is already at its last step ({trainer.step} of train.steps = {steps}); nothing to train. To train "
+        f"on, give a larger --steps: wavegen train --run {run} --steps {2 * trainer.step}"
+    )
+    return TrainResult(
+        trainer.step,
+        None,
+        trainer.val_history[-1][1] if trainer.val_history else None,
+        trainer.best_val,
+        list(trainer.val_history),
+        trainer.skipped,
+    )
 
 
 def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None]) -> None:
@@ -163,14 +179,20 @@ def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None]
     run.mkdir(parents=True, exist_ok=True)
     strays = clear_leftovers(run)
     if strays:
-        log(f"removed {len(strays)} unfinished temporary file{'s' if len(strays) > 1 else ''} of an interrupted "
-            f"write ({', '.join(p.name for p in strays)})")
+        log(
+            f"removed {len(strays)} unfinished temporary file{'s' if len(strays) > 1 else ''} of an interrupted "
+            f"write ({', '.join(p.name for p in strays)})"
+        )
     # (a new run keeps no row of an attempt killed before its first checkpoint)
     dropped = resume_log(run / "log.csv", trainer.step if resumed else -1)
     if dropped:
         rows = f"{dropped} log row{'s' if dropped > 1 else ''}"
-        log(f"dropped {rows} that an interrupted run wrote after step {trainer.step} (its last checkpoint); "
-            "they are trained again" if resumed else f"dropped {rows} of an attempt that saved no checkpoint")
+        log(
+            f"dropped {rows} that an interrupted run wrote after step {trainer.step} (its last checkpoint); "
+            "they are trained again"
+            if resumed
+            else f"dropped {rows} of an attempt that saved no checkpoint"
+        )
     if not (run / CONFIG_FILE).is_file() or read_edits(run, config).to_dict() != config.to_dict():
         atomic_write_text(run / CONFIG_FILE, to_toml(config))
 
@@ -182,8 +204,12 @@ def _say_start(trainer: Trainer, log: Callable[[str], None]) -> None:
         f"training {trainer.model.parameter_count():,} parameters on {trainer.device} in {trainer.precision}, "
         f"receptive field {trainer.rf} samples ({1000 * trainer.rf / trainer.data.sample_rate:.0f} ms), "
         f"steps {trainer.step}..{t.steps}"
-        + (f"; {world.size} processes, {per_step} windows per step (batch_size {t.batch_size} × "
-           f"accumulate {t.accumulate} × {world.size} processes)" if world.distributed else "")
+        + (
+            f"; {world.size} processes, {per_step} windows per step (batch_size {t.batch_size} × "
+            f"accumulate {t.accumulate} × {world.size} processes)"
+            if world.distributed
+            else ""
+        )
     )
 
 
@@ -244,8 +270,10 @@ def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) 
 
     t, world = trainer.config.train, trainer.world
     latest = checkpoint_paths(trainer.run)["latest"]
-    state = _Progress(progress_bar(total=t.steps, initial=trainer.step, desc="train", unit="step", enabled=progress),
-                      SlowStepNote(trainer.device, trainer.step, t.steps, log))
+    state = _Progress(
+        progress_bar(total=t.steps, initial=trainer.step, desc="train", unit="step", enabled=progress),
+        SlowStepNote(trainer.device, trainer.step, t.steps, log),
+    )
     try:
         with _stop_requests() as stop:
             while trainer.step < t.steps:
@@ -255,7 +283,9 @@ def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) 
                     world.barrier()  # nobody exits before rank 0 has written latest.pt (torchrun would kill it)
                     raise TrainingInterrupted(
                         f"interrupted at step {trainer.step}; saved {latest}. Run the same command to resume."
-                        if world.is_main else "")
+                        if world.is_main
+                        else ""
+                    )
                 state.bar.update(1)
             world.barrier()  # the run is done when rank 0 has written its last checkpoint
     except WriteError as exc:  # log.csv or a training sample (a checkpoint's own failure says more)
@@ -298,12 +328,23 @@ def _one_step(trainer: Trainer, state: _Progress) -> tuple[float, float, float]:
         raise TrainingDiverged(
             f"step {trainer.step}: {trainer.bad_in_a_row} steps in a row had a non-finite loss or gradient "
             f"(train.max_bad_steps = {t.max_bad_steps}), so training stopped. {trainer.on_disk()}. "
-            f"Lower train.lr (now {t.lr:g}), or look for broken data" if world.is_main else "")
+            f"Lower train.lr (now {t.lr:g}), or look for broken data"
+            if world.is_main
+            else ""
+        )
     return bits, norm, rate
 
 
-def _after_step(trainer: Trainer, bits: float, norm: float, rate: float, stop: threading.Event, state: _Progress,
-                board, log: Callable[[str], None]) -> bool:
+def _after_step(
+    trainer: Trainer,
+    bits: float,
+    norm: float,
+    rate: float,
+    stop: threading.Event,
+    state: _Progress,
+    board,
+    log: Callable[[str], None],
+) -> bool:
     """Validate, log, save and sample as the step's number asks; returns whether to stop (a
     stop request in any process: every process agrees, and rank 0 has saved this step)."""
     t, world, step = trainer.config.train, trainer.world, trainer.step
@@ -336,17 +377,36 @@ def _validate(trainer: Trainer, ranks: list[dict] | None) -> float | None:
     return val
 
 
-def _log_row(trainer: Trainer, bits: float, norm: float, rate: float, val: float | None, state: _Progress,
-             board) -> None:
+def _log_row(
+    trainer: Trainer, bits: float, norm: float, rate: float, val: float | None, state: _Progress, board
+) -> None:
     """One row of log.csv, the same numbers to TensorBoard, and the progress bar's figures."""
     step, lr = trainer.step, trainer.lr_at(trainer.step - 1)
-    append_row(trainer.run / "log.csv", {
-        "step": step, "train_bits": round(bits, 4), "val_bits": "" if val is None else round(val, 4),
-        "lr": f"{lr:.3g}", "grad_norm": round(norm, 4), "samples_per_s": round(rate),
-        "elapsed_s": round(time.perf_counter() - state.start, 1), "skipped": trainer.skipped,
-    })
-    monitor.log_scalars(board, step, {"train_bits": bits, "val_bits": val, "lr": lr, "grad_norm": norm,
-                                      "samples_per_s": rate, "skipped": trainer.skipped})
+    append_row(
+        trainer.run / "log.csv",
+        {
+            "step": step,
+            "train_bits": round(bits, 4),
+            "val_bits": "" if val is None else round(val, 4),
+            "lr": f"{lr:.3g}",
+            "grad_norm": round(norm, 4),
+            "samples_per_s": round(rate),
+            "elapsed_s": round(time.perf_counter() - state.start, 1),
+            "skipped": trainer.skipped,
+        },
+    )
+    monitor.log_scalars(
+        board,
+        step,
+        {
+            "train_bits": bits,
+            "val_bits": val,
+            "lr": lr,
+            "grad_norm": norm,
+            "samples_per_s": rate,
+            "skipped": trainer.skipped,
+        },
+    )
     postfix = {"bits": f"{np.mean(state.recent):.3f}"} if state.recent else {}  # (none measured yet: no number)
     postfix["samples/s"] = f"{rate:,.0f}"
     if trainer.val_history:
@@ -361,8 +421,9 @@ def _interrupted(trainer: Trainer) -> TrainingInterrupted:
     never a half-done step, nor in a distributed run (saving needs every process)."""
     world, latest = trainer.world, checkpoint_paths(trainer.run)["latest"]
     if world.distributed:
-        return TrainingInterrupted(f"stopped at step {trainer.step} without saving it. {trainer.on_disk()}"
-                                   if world.is_main else "")
+        return TrainingInterrupted(
+            f"stopped at step {trainer.step} without saving it. {trainer.on_disk()}" if world.is_main else ""
+        )
     if trainer.mid_step:  # a half-done step: keep the last checkpoint instead
         return TrainingInterrupted(f"stopped during step {trainer.step + 1} without saving it. {trainer.on_disk()}")
     trainer.save("latest")

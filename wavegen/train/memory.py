@@ -6,6 +6,7 @@ the shape the way ``WaveNet``'s trimmed forward builds it (a test holds the coun
 autograd really saves); ``check_fits`` compares it with the device's free memory and, when it
 will not fit, says so before the first step, with the largest batch that would.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -89,8 +90,15 @@ def free_bytes(device: torch.device) -> int | None:
     return None
 
 
-def largest_batch(model: WaveNet, window: int, segment: int, budget: int, recompute: bool = False,
-                  value_bytes: int = 4, averaged: bool = False) -> int:
+def largest_batch(
+    model: WaveNet,
+    window: int,
+    segment: int,
+    budget: int,
+    recompute: bool = False,
+    value_bytes: int = 4,
+    averaged: bool = False,
+) -> int:
     """The largest batch whose activations fit in ``budget`` bytes (0 if not even one)."""
     per_window = activation_bytes(model, window, segment, recompute, value_bytes)
     return max(0, (budget - fixed_bytes(model, averaged, value_bytes)) // per_window)
@@ -118,22 +126,36 @@ def check_fits(
     if free is None:
         return
     window = model.receptive_field + segment if full_context else segment
-    need = batch * activation_bytes(model, window, segment, recompute, value_bytes) + fixed_bytes(model, averaged, value_bytes)
+    need = batch * activation_bytes(model, window, segment, recompute, value_bytes) + fixed_bytes(
+        model, averaged, value_bytes
+    )
     if need <= free:
         return
-    raise OutOfMemory(describe_shortfall(model, batch, segment, device, free, recompute, averaged, need, value_bytes,
-                                         full_context))
+    raise OutOfMemory(
+        describe_shortfall(model, batch, segment, device, free, recompute, averaged, need, value_bytes, full_context)
+    )
 
 
-def describe_shortfall(model: WaveNet, batch: int, segment: int, device: torch.device, free: int,
-                       recompute: bool, averaged: bool, need: int | None = None, value_bytes: int = 4,
-                       full_context: bool = True) -> str:
+def describe_shortfall(
+    model: WaveNet,
+    batch: int,
+    segment: int,
+    device: torch.device,
+    free: int,
+    recompute: bool,
+    averaged: bool,
+    need: int | None = None,
+    value_bytes: int = 4,
+    full_context: bool = True,
+) -> str:
     """One line: what the step needs, what the device has, and what would fit instead."""
     window = model.receptive_field + segment if full_context else segment
     fits = largest_batch(model, window, segment, free, recompute, value_bytes, averaged)
     what = f" (receptive field {model.receptive_field} + segment {segment})" if full_context else ""
-    text = (f"train: batch {batch} × {window} samples{what} needs {'about ' + format(need / GIB, '.1f') + ' GiB' if need else 'more memory than'} "
-            f"{'but ' if need else ''}{device} has {free / GIB:.1f} GiB free; ")
+    text = (
+        f"train: batch {batch} × {window} samples{what} needs {'about ' + format(need / GIB, '.1f') + ' GiB' if need else 'more memory than'} "
+        f"{'but ' if need else ''}{device} has {free / GIB:.1f} GiB free; "
+    )
     text += f"the largest batch that fits is {fits}" if fits else "not even batch 1 fits"
     if not recompute:
         saving = largest_batch(model, window, segment, free, True, value_bytes, averaged)

@@ -22,6 +22,7 @@ take hours. A labelled model generates its
 first label; a mel model the start of the first validation file (its own log-mels, as vocode
 would), shortened to that file's length.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,12 @@ TENSORBOARD_HINT = "pip install 'wavegen[tensorboard]'"
 
 
 SCALARS = {  # log.csv column → TensorBoard tag
-    "train_bits": "bits/train", "val_bits": "bits/validation", "lr": "lr", "grad_norm": "grad_norm",
-    "samples_per_s": "samples_per_s", "skipped": "skipped_steps",
+    "train_bits": "bits/train",
+    "val_bits": "bits/validation",
+    "lr": "lr",
+    "grad_norm": "grad_norm",
+    "samples_per_s": "samples_per_s",
+    "skipped": "skipped_steps",
 }
 
 
@@ -50,8 +55,10 @@ def open_tensorboard(run: Path, purge_step: int | None, log: Callable[[str], Non
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        log(f"TensorBoard logging is off (tensorboard is not installed; `{TENSORBOARD_HINT}` turns it on); "
-            f"{Path(run) / 'log.csv'} has every logged step")
+        log(
+            f"TensorBoard logging is off (tensorboard is not installed; `{TENSORBOARD_HINT}` turns it on); "
+            f"{Path(run) / 'log.csv'} has every logged step"
+        )
         return None
     return SummaryWriter(str(Path(run) / "tensorboard"), purge_step=purge_step)
 
@@ -99,19 +106,34 @@ def training_sample(trainer, step: int, log: Callable[[str], None], writer=None)
     num = max(1, round(seconds * rate))
     if most is not None:
         num = min(num, most)
-    conditioning = make_conditioning(model, None if label is None else [label],
-                                     None if mels is None else mels[None])
+    conditioning = make_conditioning(model, None if label is None else [label], None if mels is None else mels[None])
     tick = time.perf_counter()
     codes = generate(engine, num, [seed], 1.0, conditioning=conditioning)
     took = time.perf_counter() - tick
     audio = decode(codes[0]).numpy()
     path = trainer.run / "samples" / f"step{step}.wav"
     try:
-        write_sample(path, audio, rate, {
-            "kind": "train", "run": trainer.run.name, "checkpoint": None, "step": step,
-            "weights": "moving average" if trainer.ema is not None else "trained", "seed": seed,
-            "temperature": 1.0, "engine": engine.name, "device": str(device), "label": label, "prime": None,
-            "mel": mel_source, "streams": 1, "took_s": round(took, 3)})
+        write_sample(
+            path,
+            audio,
+            rate,
+            {
+                "kind": "train",
+                "run": trainer.run.name,
+                "checkpoint": None,
+                "step": step,
+                "weights": "moving average" if trainer.ema is not None else "trained",
+                "seed": seed,
+                "temperature": 1.0,
+                "engine": engine.name,
+                "device": str(device),
+                "label": label,
+                "prime": None,
+                "mel": mel_source,
+                "streams": 1,
+                "took_s": round(took, 3),
+            },
+        )
     except WriteError as exc:
         log(f"{exc}; no sample at step {step}, training goes on")
         path = None

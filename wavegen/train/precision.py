@@ -8,6 +8,7 @@ Rapids) that is several times faster: on the 2-core Zen 4 VM this was measured o
 64→128 dilated convolution ran 5× faster and a whole training step 1.7–1.9× faster. Elsewhere
 bf16 is emulated and slower, so ``auto`` only picks it where it is native.
 """
+
 from __future__ import annotations
 
 import torch

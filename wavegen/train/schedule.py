@@ -1,5 +1,6 @@
 """The learning-rate schedule: a linear warm-up, then a cosine decay, continued smoothly when a
 run's schedule settings change part-way (``continue_schedule``)."""
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,9 @@ VALIDATION_KEYS = ("train.batch_size", "train.segment_length", "train.val_batche
 SCHEDULE_KEYS = ("steps", "warmup_steps", "min_lr_ratio")  # what lays out the schedule (lr only scales it)
 
 
-def continue_schedule(step: int, before: Config, after: Config,
-                      anchor: tuple[int, float] | None) -> tuple[int, float] | None:
+def continue_schedule(
+    step: int, before: Config, after: Config, anchor: tuple[int, float] | None
+) -> tuple[int, float] | None:
     """The ``lr_at`` anchor for a run at ``step`` whose schedule settings change from
     ``before``'s to ``after``'s: the decay goes on from the level the old schedule had reached
     at ``step`` (a run still warming up keeps warming up). ``train.lr`` scales the whole curve,
@@ -56,8 +58,7 @@ def describe_schedule(step: int, config: Config, anchor: tuple[int, float] | Non
     if anchor is None and step < t.warmup_steps:
         text += f", warming up to {t.lr:.3g} by step {t.warmup_steps}"
     elif anchor is not None and math.isclose(anchor[1], t.min_lr_ratio, rel_tol=1e-3):
-        return text + (f": the end of its decay, where it stays until step {t.steps} (train.lr scales the whole "
-                       "schedule)")
+        return text + (
+            f": the end of its decay, where it stays until step {t.steps} (train.lr scales the whole schedule)"
+        )
     return text + f", then cosine decay to {t.lr * t.min_lr_ratio:.3g} at step {t.steps}"
-
-

@@ -1,5 +1,6 @@
 """The settings a ``train`` call runs with: a new run's recipe, or a resumed run's own config with
 the changes ``run_config`` allows, and what the prepared data makes the model condition on."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,16 @@ def _quiet(message: str) -> None:
     """A log that says nothing."""
 
 
-SHAPE_KEYS = ("cycles", "layers_per_cycle", "kernel_size", "input_kernel_size", "residual_channels",
-              "gate_channels", "skip_channels", "cond_channels")
+SHAPE_KEYS = (
+    "cycles",
+    "layers_per_cycle",
+    "kernel_size",
+    "input_kernel_size",
+    "residual_channels",
+    "gate_channels",
+    "skip_channels",
+    "cond_channels",
+)
 
 
 def _recipe(recipe: str | Config | None) -> Config:
@@ -46,8 +55,9 @@ def _recipe(recipe: str | Config | None) -> Config:
     return load_recipe(recipe or "default")
 
 
-def resolve_config(run: Path, recipe: str | Config | None, overrides: list[str], steps: int | None,
-                   log: Callable[[str], None] = _quiet) -> tuple[Config, bool, list[Change]]:
+def resolve_config(
+    run: Path, recipe: str | Config | None, overrides: list[str], steps: int | None, log: Callable[[str], None] = _quiet
+) -> tuple[Config, bool, list[Change]]:
     """The config a ``train`` call will use, whether it resumes an existing run, and what it
     changes in that run's settings (``run_config``: edits to RUN/config.toml, ``--set``,
     ``--steps``; a change to a setting fixed once trained is refused).
@@ -84,8 +94,10 @@ def resolve_config(run: Path, recipe: str | Config | None, overrides: list[str],
     if resuming:
         refuse_fixed(found, run)
         if config.train.steps < int(payload.get("step", 0)):  # it would train nothing, silently
-            raise ConfigError(f"{run}: already trained to step {payload.get('step')}; --steps {config.train.steps} "
-                              "is behind it: give a larger --steps to train on, or --run NEW_DIR to start again")
+            raise ConfigError(
+                f"{run}: already trained to step {payload.get('step')}; --steps {config.train.steps} "
+                "is behind it: give a larger --steps to train on, or --run NEW_DIR to start again"
+            )
     return config, resuming, found if resuming else []
 
 
@@ -102,25 +114,32 @@ def _check_recipe(run: Path, recipe: str | Config, saved: Config, log: Callable[
         )
     other = [key for key, _, _ in differences(saved, wanted) if key.startswith("train.")]
     if other:
-        log(f"{what} differs from run {run} in {', '.join(other)}: the run's own settings apply "
-            "(change them with --set or in its config.toml)")
+        log(
+            f"{what} differs from run {run} in {', '.join(other)}: the run's own settings apply "
+            "(change them with --set or in its config.toml)"
+        )
 
 
-def condition_on(config: Config, data: PreparedData, data_dir: Path, resuming: bool,
-                 log: Callable[[str], None] = print) -> None:
+def condition_on(
+    config: Config, data: PreparedData, data_dir: Path, resuming: bool, log: Callable[[str], None] = print
+) -> None:
     """Make the model condition on what the prepared data carries (label names, log-mel
     features with their analysis settings); a resumed run's data must carry the same."""
     m, d = config.model, config.data
     mel = data.mel or {}
-    wanted = {"labels": list(data.labels), "mel_channels": int(mel.get("bands", 0)),
-              "mel_hop": int(mel.get("hop", 0))}
+    wanted = {"labels": list(data.labels), "mel_channels": int(mel.get("bands", 0)), "mel_hop": int(mel.get("hop", 0))}
     have = {"labels": list(m.labels), "mel_channels": m.mel_channels, "mel_hop": m.mel_hop}
     if resuming and wanted != have:
+
         def said(c):
             return (f"labels [{', '.join(c['labels'])}]" if c["labels"] else "no labels") + (
-                f", {c['mel_channels']} mel bands every {c['mel_hop']} samples" if c["mel_channels"] else ", no mels")
-        raise ConfigError(f"{data_dir}: the data has {said(wanted)} but the run was trained with {said(have)}; "
-                          "prepare the data the same way or start a new run with --run NEW_DIR")
+                f", {c['mel_channels']} mel bands every {c['mel_hop']} samples" if c["mel_channels"] else ", no mels"
+            )
+
+        raise ConfigError(
+            f"{data_dir}: the data has {said(wanted)} but the run was trained with {said(have)}; "
+            "prepare the data the same way or start a new run with --run NEW_DIR"
+        )
     if resuming and mel:  # the same bands and hop are not enough: every analysis setting must match
         check_same_analysis(mel, MelSettings.from_data(d, bands=m.mel_channels), data_dir, "this run")
     m.labels, m.mel_channels, m.mel_hop = wanted["labels"], wanted["mel_channels"], wanted["mel_hop"]
@@ -135,5 +154,3 @@ def condition_on(config: Config, data: PreparedData, data_dir: Path, resuming: b
         parts = [f"{len(m.labels)} labels ({', '.join(m.labels)})"] if m.labels else []
         parts += [f"{m.mel_channels}-band log-mels every {m.mel_hop} samples"] if m.mel_channels else []
         log("conditioning on " + " and ".join(parts))
-
-

@@ -1,5 +1,6 @@
 """A note for a recipe sized for a GPU and trained on a CPU: how long its steps take, and what
 to try instead."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -34,7 +35,9 @@ class SlowStepNote:
         each = float(np.median(self.times))
         if each > SLOW_CPU_STEP_S:
             hours = each * (self.steps - step) / 3600
-            self.log(f"a training step takes {each:.1f} s on this CPU: the {self.steps - step:,} steps left to "
-                     f"train.steps = {self.steps:,} would take about {hours:,.1f} hours. To try things out, train "
-                     "--recipe tiny, or a smaller model or window (--set model.cycles=1, --set "
-                     "train.segment_length=1000); training goes on")
+            self.log(
+                f"a training step takes {each:.1f} s on this CPU: the {self.steps - step:,} steps left to "
+                f"train.steps = {self.steps:,} would take about {hours:,.1f} hours. To try things out, train "
+                "--recipe tiny, or a smaller model or window (--set model.cycles=1, --set "
+                "train.segment_length=1000); training goes on"
+            )

@@ -1,5 +1,6 @@
 """One process's training state and step: the model, optimizer, moving average, window sampler
 and RNGs of a run, what a checkpoint holds of them, and what a stopped run says it kept."""
+
 from __future__ import annotations
 
 import contextlib
@@ -64,8 +65,9 @@ class Trainer:
     """Owns the model, optimizer, data sampler and RNGs of one run (of one process of it, in a
     distributed run: ``world`` says which; the device is then ``world.device``)."""
 
-    def __init__(self, config: Config, data: PreparedData, run: Path, device: torch.device,
-                 world: World | None = None) -> None:
+    def __init__(
+        self, config: Config, data: PreparedData, run: Path, device: torch.device, world: World | None = None
+    ) -> None:
         self.world = world or World(device=device)
         device = self.world.device if self.world.distributed else device
         self.config, self.data, self.run, self.device = config, data, Path(run), device
@@ -85,8 +87,9 @@ class Trainer:
         # (every prediction sees its whole past). Without: windows of segment codes with the
         # loss on every position, the first ones seeing silence before the window.
         context = self.rf if t.full_context else 0
-        self.sampler = WindowSampler(data.train, context, t.segment_length, sampler_seed, t.start_fraction,
-                                     start_silence=self.rf)
+        self.sampler = WindowSampler(
+            data.train, context, t.segment_length, sampler_seed, t.start_fraction, start_silence=self.rf
+        )
         self.noise = torch.Generator(device=device).manual_seed(noise_seed)
         # The network the training forward runs through. DDP averages the gradients over the
         # processes during backward; it holds self.model itself, so the weights, the optimizer
@@ -96,8 +99,9 @@ class Trainer:
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None,
-                                               find_unused_parameters=True)
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            )
         # The training forward: compiled on request (self.model keeps the weights and state dict).
         self.forward = torch.compile(self.net) if t.compile else self.net
         self.val_batches = self._validation_batches() if self.world.is_main else []  # only rank 0 validates
@@ -139,8 +143,11 @@ class Trainer:
             "val_history": [list(v) for v in self.val_history],
             "skipped_steps": self.skipped,
             "schedule": list(self.schedule) if self.schedule is not None else None,
-            **({"ema": self.ema.module.state_dict(), "ema_updates": int(self.ema.n_averaged)}
-               if self.ema is not None else {}),
+            **(
+                {"ema": self.ema.module.state_dict(), "ema_updates": int(self.ema.n_averaged)}
+                if self.ema is not None
+                else {}
+            ),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "noise": self.noise.get_state(),
@@ -196,26 +203,35 @@ class Trainer:
         one, and a failed write (a full disk) stops training, saying what is kept."""
         path = checkpoint_paths(self.run)[which]
         if not self.weights_finite():
-            raise TrainingDiverged(f"step {self.step}: the weights are no longer finite, so training stopped without "
-                                   f"saving them. {self.on_disk()}. Lower train.lr (now {self.config.train.lr:g}), "
-                                   "or look for broken data")
+            raise TrainingDiverged(
+                f"step {self.step}: the weights are no longer finite, so training stopped without "
+                f"saving them. {self.on_disk()}. Lower train.lr (now {self.config.train.lr:g}), "
+                "or look for broken data"
+            )
         try:
             ckpt.save(path, self.state(ranks))
         except WriteError as exc:
-            raise CheckpointError(f"{path}: {exc.reason}, so training stopped at step {self.step}. {self.on_disk()}. "
-                                  "Make room (or fix the folder), then run the same command again") from None
+            raise CheckpointError(
+                f"{path}: {exc.reason}, so training stopped at step {self.step}. {self.on_disk()}. "
+                "Make room (or fix the folder), then run the same command again"
+            ) from None
         self.saved_at[which] = self.step
 
     def write_failed(self, exc: WriteError) -> WavegenError:
         """The error for a run stopped by a file it could not write (log.csv, a sample)."""
-        return WavegenError(f"{exc.path}: {exc.reason}, so training stopped at step {self.step}. {self.on_disk()}. "
-                            "Make room (or fix the folder), then run the same command again")
+        return WavegenError(
+            f"{exc.path}: {exc.reason}, so training stopped at step {self.step}. {self.on_disk()}. "
+            "Make room (or fix the folder), then run the same command again"
+        )
 
     def on_disk(self) -> str:
         """What a stopped run leaves on disk and where running it again starts, as a sentence."""
         paths = checkpoint_paths(self.run)
-        kept = [f"{path} ({'step ' + str(self.saved_at[which]) if self.saved_at[which] is not None else 'as it was'})"
-                for which, path in paths.items() if path.is_file()]
+        kept = [
+            f"{path} ({'step ' + str(self.saved_at[which]) if self.saved_at[which] is not None else 'as it was'})"
+            for which, path in paths.items()
+            if path.is_file()
+        ]
         if paths["latest"].is_file():
             return f"Kept {' and '.join(kept)}; running the same command resumes from the latest"
         if kept:
@@ -277,8 +293,16 @@ class Trainer:
     def check_memory(self) -> None:
         """Refuse, before the first step, a batch whose activations cannot fit (see ``memory``)."""
         t = self.config.train
-        check_fits(self.model, t.batch_size, t.segment_length, self.device, t.activation_checkpointing, t.ema > 0,
-                   value_bytes=precisions.value_bytes(self.precision), full_context=t.full_context)
+        check_fits(
+            self.model,
+            t.batch_size,
+            t.segment_length,
+            self.device,
+            t.activation_checkpointing,
+            t.ema > 0,
+            value_bytes=precisions.value_bytes(self.precision),
+            full_context=t.full_context,
+        )
 
     def out_of_memory(self) -> OutOfMemory:
         """The error for a step that ran out of memory after all."""
@@ -286,11 +310,20 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         free = free_bytes(self.device) or 0
-        return OutOfMemory(describe_shortfall(self.model, t.batch_size, t.segment_length, self.device, free,
-                                              t.activation_checkpointing, t.ema > 0,
-                                              value_bytes=precisions.value_bytes(self.precision),
-                                              full_context=t.full_context)
-                            + f" (it ran out during step {self.step + 1}). {self.on_disk()}")
+        return OutOfMemory(
+            describe_shortfall(
+                self.model,
+                t.batch_size,
+                t.segment_length,
+                self.device,
+                free,
+                t.activation_checkpointing,
+                t.ema > 0,
+                value_bytes=precisions.value_bytes(self.precision),
+                full_context=t.full_context,
+            )
+            + f" (it ran out during step {self.step + 1}). {self.on_disk()}"
+        )
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step; returns (loss in bits, averaged over the processes; gradient
@@ -378,7 +411,10 @@ def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray],
     def put(array: np.ndarray | None) -> torch.Tensor | None:
         return None if array is None else to_device(array)
 
-    return WindowTerms(model.conditioner, batch.inputs.shape[1], labels=put(batch.labels),
-                       mels=put(batch.mels), offsets=put(batch.offsets))
-
-
+    return WindowTerms(
+        model.conditioner,
+        batch.inputs.shape[1],
+        labels=put(batch.labels),
+        mels=put(batch.mels),
+        offsets=put(batch.offsets),
+    )

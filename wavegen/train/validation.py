@@ -1,4 +1,5 @@
 """Validation bits per sample over a prepared split, and the checks that the data is what a model was trained on."""
+
 from __future__ import annotations
 
 import math
@@ -22,24 +23,36 @@ def check_compatible(model, config: DataConfig, data: PreparedData, checkpoint: 
     analysis setting (checked before anything is scored)."""
     c = model.config
     if data.sample_rate != config.sample_rate:
-        raise ConfigError(f"{data.folder}: prepared at {data.sample_rate} Hz, the model works at {config.sample_rate} "
-                          f"Hz; prepare it again with --sample-rate {config.sample_rate}")
+        raise ConfigError(
+            f"{data.folder}: prepared at {data.sample_rate} Hz, the model works at {config.sample_rate} "
+            f"Hz; prepare it again with --sample-rate {config.sample_rate}"
+        )
     if list(data.labels) != list(c.labels):
-        raise ConfigError(f"{data.folder}: labels [{', '.join(data.labels)}] differ from the model's "
-                          f"[{', '.join(c.labels)}]")
+        raise ConfigError(
+            f"{data.folder}: labels [{', '.join(data.labels)}] differ from the model's [{', '.join(c.labels)}]"
+        )
     bands = data.mel["bands"] if data.mel else 0
     hop = data.mel["hop"] if data.mel else 0
     if (bands, hop) != (c.mel_channels, c.mel_hop):
-        raise ConfigError(f"{data.folder}: mel features ({bands} bands every {hop} samples) differ from the "
-                          f"model's ({c.mel_channels} every {c.mel_hop})")
+        raise ConfigError(
+            f"{data.folder}: mel features ({bands} bands every {hop} samples) differ from the "
+            f"model's ({c.mel_channels} every {c.mel_hop})"
+        )
     if data.mel:
-        check_same_analysis(data.mel, mel_settings(model, config, checkpoint), data.folder, f"the model in {checkpoint}")
+        check_same_analysis(
+            data.mel, mel_settings(model, config, checkpoint), data.folder, f"the model in {checkpoint}"
+        )
 
 
 @torch.no_grad()
 def validation_bits(
-    model, data: PreparedData, device: torch.device, segment: int = 4000, batch_size: int = 8,
-    max_seconds: float | None = None, progress: bool = False,
+    model,
+    data: PreparedData,
+    device: torch.device,
+    segment: int = 4000,
+    batch_size: int = 8,
+    max_seconds: float | None = None,
+    progress: bool = False,
 ) -> tuple[float, int]:
     """Mean cross-entropy in bits per sample over the validation split (up to ``max_seconds``
     of it): every held-out sample predicted once, with its full receptive field of context
@@ -63,8 +76,9 @@ def validation_bits(
     total_bits, total = 0.0, 0
     from ..progress import bar as progress_bar
 
-    with progress_bar(total=sum(scored), desc="eval", unit="sample", unit_scale=True, enabled=progress,
-                      leave=False) as bar:
+    with progress_bar(
+        total=sum(scored), desc="eval", unit="sample", unit_scale=True, enabled=progress, leave=False
+    ) as bar:
         for i in range(0, len(windows), batch_size):
             chosen = windows[i : i + batch_size]
             batch = sampler.windows([f for f, _ in chosen], [s for _, s in chosen])
@@ -74,7 +88,9 @@ def validation_bits(
 
             logits = model(put(batch.inputs), output_from=rf, cond=window_terms(model, batch, put))
             targets = put(batch.targets)
-            total_bits += F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum").item() / math.log(2)
+            total_bits += F.cross_entropy(
+                logits.float(), targets, ignore_index=IGNORE, reduction="sum"
+            ).item() / math.log(2)
             total += int((targets != IGNORE).sum())
             bar.update(sum(scored[i : i + batch_size]))
     return total_bits / total, total

@@ -18,6 +18,7 @@ terms reach the C++ side as ``engine_state.TermParts`` has them, repacked into t
 column order (``pack_terms``): the labels' fixed term per stream, and the mel features' terms at
 the frame rate, a block of frames at a time, which the kernel upsamples itself.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -86,8 +87,7 @@ STABLE_ENV = {"COLUMNS": "1000", "LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
 def _output(command: list[str]) -> str:
     """What ``command`` prints (stdout and stderr) under STABLE_ENV, or "" when it fails."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                              env={**os.environ, **STABLE_ENV})
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, **STABLE_ENV})
     except (OSError, subprocess.SubprocessError):
         return ""
     return done.stdout + done.stderr if done.returncode == 0 else ""
@@ -158,8 +158,13 @@ def _compile(compiler: str, target: Path, log: Callable[[str], None] | None) -> 
         log(f"building the native engine with {Path(compiler).name} (once per machine, a few seconds)")
     temporary = folder / f".wavenet-{os.getpid()}-{uuid.uuid4().hex[:8]}.so"
     try:
-        done = subprocess.run([compiler, *FLAGS, "-o", str(temporary), str(SOURCE)],
-                              capture_output=True, text=True, timeout=600, env={**os.environ, **STABLE_ENV})
+        done = subprocess.run(
+            [compiler, *FLAGS, "-o", str(temporary), str(SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, **STABLE_ENV},
+        )
         if done.returncode != 0:
             first = next((line for line in done.stderr.splitlines() if "error" in line), done.stderr.strip())
             raise NativeUnavailable(f"compiling {SOURCE.name} failed: {first[:300]}")
@@ -174,10 +179,15 @@ class Cond(ctypes.Structure):
     """wavenet.cpp's Cond: the conditioning of a call (pointers into tensors the caller keeps)."""
 
     _fields_ = [
-        ("fixed", ctypes.c_void_p), ("fixed_stream", ctypes.c_int64),
-        ("frames", ctypes.c_void_p), ("frame_stream", ctypes.c_int64), ("frame_step", ctypes.c_int64),
-        ("first_frame", ctypes.c_int64), ("frame_rows", ctypes.c_int64),
-        ("kernel", ctypes.c_void_p), ("hop", ctypes.c_int64),
+        ("fixed", ctypes.c_void_p),
+        ("fixed_stream", ctypes.c_int64),
+        ("frames", ctypes.c_void_p),
+        ("frame_stream", ctypes.c_int64),
+        ("frame_step", ctypes.c_int64),
+        ("first_frame", ctypes.c_int64),
+        ("frame_rows", ctypes.c_int64),
+        ("kernel", ctypes.c_void_p),
+        ("hop", ctypes.c_int64),
         ("time", ctypes.c_int64),
     ]
 
@@ -241,6 +251,7 @@ def default_threads() -> int:
 # ---------------------------------------------------------------------------------------------
 # Weight packing: the order and layout wavenet.cpp's Engine constructor reads
 # ---------------------------------------------------------------------------------------------
+
 
 def _ceil(x: int, m: int) -> int:
     return -(-x // m) * m
@@ -309,8 +320,10 @@ def pack(model: WaveNet) -> tuple[np.ndarray, np.ndarray]:
     h1, h2 = model.head[1], model.head[3]
     blocks += [
         skip_bias,
-        _panels(np32(h1.weight[:, :, 0]).T, rows=S16), _pad(np32(h1.bias), S16),
-        _panels(np32(h2.weight[:, :, 0]).T, rows=S16), _pad(np32(h2.bias), C16),
+        _panels(np32(h1.weight[:, :, 0]).T, rows=S16),
+        _pad(np32(h1.bias), S16),
+        _panels(np32(h2.weight[:, :, 0]).T, rows=S16),
+        _pad(np32(h2.bias), C16),
     ]
     flat = [np.ascontiguousarray(b, np.float32).ravel() for b in blocks]
     flat = [np.concatenate([b, np.zeros(_ceil(b.size, PANEL) - b.size, np.float32)]) for b in flat]
@@ -392,8 +405,13 @@ class NativeEngine:
 
     name = "native"
 
-    def __init__(self, model: WaveNet, device: torch.device | str = "cpu", threads: int | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: WaveNet,
+        device: torch.device | str = "cpu",
+        threads: int | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         if torch.device(device).type != "cpu":
             raise NativeUnavailable("the native engine runs on the CPU only (use --device cpu)")
         self.lib = load(log)
@@ -405,8 +423,9 @@ class NativeEngine:
         self.tuners: dict[int, LayoutTuner] = {}  # per batch size
         shape, weights = pack(model)
         error = ctypes.create_string_buffer(512)
-        handle = self.lib.wg_create(_ptr(shape), len(shape), _ptr(weights), weights.size, self.threads,
-                                    error, len(error))
+        handle = self.lib.wg_create(
+            _ptr(shape), len(shape), _ptr(weights), weights.size, self.threads, error, len(error)
+        )
         if not handle:
             raise NativeUnavailable(f"engine setup failed: {error.value.decode()}")
         self.handle = handle
@@ -456,8 +475,9 @@ class NativeEngine:
             if parts.hop:  # blocks of (B, rows, L·2·G8)
                 width = len(self.model.blocks) * 2 * _ceil(self.model.config.gate_channels, 8)
                 self.kernel = parts.kernel.cpu().contiguous()
-                self.frame_blocks = FrameBlocks(parts, lambda frames: pack_terms(frames.cpu()), width,
-                                                max_frames=MAX_TERM_FRAMES)
+                self.frame_blocks = FrameBlocks(
+                    parts, lambda frames: pack_terms(frames.cpu()), width, max_frames=MAX_TERM_FRAMES
+                )
 
     def _cond(self, n: int) -> tuple[Cond | None, int]:
         """The conditioning from generation time ``n`` on, as wg_logits/wg_generate take it, and
@@ -475,8 +495,9 @@ class NativeEngine:
             cond.kernel, cond.hop = self.kernel.data_ptr(), self.kernel.shape[1]
         return cond, steps
 
-    def _initial_state(self, batch: int, history: torch.Tensor | None,
-                       conditioning=None) -> tuple[np.ndarray, np.ndarray, int]:
+    def _initial_state(
+        self, batch: int, history: torch.Tensor | None, conditioning=None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """What ``wg_reset`` reads: every layer's ring (L, b, R) flattened in layer order, the
         code ring (k_in, b) and the time of the next sample; b is 1 when all streams share it."""
         from ..state import past_block_inputs, ring_of
@@ -486,8 +507,11 @@ class NativeEngine:
         k = self.model.config.kernel_size
         rings = [ring_of(x, (k - 1) * block.dilation, t).reshape(-1) for x, block in zip(inputs, self.model.blocks)]
         codes = ring_of(past[:, None, :], self.model.config.input_kernel_size, t)[:, :, 0]  # (k_in, b)
-        return (np.ascontiguousarray(torch.cat(rings).float().numpy()),
-                np.ascontiguousarray(codes.numpy(), np.int32), t)
+        return (
+            np.ascontiguousarray(torch.cat(rings).float().numpy()),
+            np.ascontiguousarray(codes.numpy(), np.int32),
+            t,
+        )
 
     def logits(self) -> torch.Tensor:
         out = torch.empty(self.batch, self.model.config.classes, dtype=torch.float32)
@@ -504,8 +528,9 @@ class NativeEngine:
             raise RuntimeError("native engine: append() before reset()")
         self.n += 1
 
-    def sample_steps(self, out: torch.Tensor, start: int, steps: int, seeds: list[int],
-                     temperatures: np.ndarray) -> None:
+    def sample_steps(
+        self, out: torch.Tensor, start: int, steps: int, seeds: list[int], temperatures: np.ndarray
+    ) -> None:
         """Generate ``steps`` samples into ``out[:, start:start + steps]`` ((B, N) uint8, contiguous),
         drawing the uniforms of sample indices ``start ..`` of each stream."""
         assert out.dtype == torch.uint8 and out.is_contiguous() and out.shape[0] == self.batch
@@ -525,8 +550,16 @@ class NativeEngine:
                 assert 0 < count <= min(steps - done, available)
                 self._use(layout)
             tick = time.perf_counter()
-            if self.lib.wg_generate(self.handle, count, _ptr(seeds_u64), _ptr(temps), start + done,
-                                    out.data_ptr() + start + done, out.shape[1], cond):
+            if self.lib.wg_generate(
+                self.handle,
+                count,
+                _ptr(seeds_u64),
+                _ptr(temps),
+                start + done,
+                out.data_ptr() + start + done,
+                out.shape[1],
+                cond,
+            ):
                 raise RuntimeError("native engine: the conditioning does not cover the steps")
             if tuner:
                 tuner.record(layout, count, time.perf_counter() - tick)

@@ -1,16 +1,19 @@
 """Names in any script (labels, recordings, runs) on the pictures wavegen draws, and a quiet
 terminal: no library warning reaches a user's stderr in normal use."""
+
 import re
 import warnings
 
 import numpy as np
 import pytest
-from conftest import tone
-from test_artifacts import image
-from test_cli import wavegen
 
 from wavegen.audio import plots
 from wavegen.audio.io import write_wav
+
+from helpers import tone, wavegen
+from test_artifacts import image
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 # One label folder and file name per script: Chinese, Arabic, Devanagari, an emoji, and Latin
 # with an accent (DejaVu Sans, matplotlib's default font, has the last two scripts only).
@@ -30,8 +33,20 @@ def scripts_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scripts")
     for i, name in enumerate(NAMES):
         write_wav(folder / "数据" / name / f"{name}.wav", tone(220 + 110 * i, 1.0), 16000)
-    fast = ["--set", "train.val_every=2", "--set", "train.val_batches=1", "--set", "train.sample_every=2",
-            "--set", "train.sample_seconds=0.02", "--set", "train.batch_size=2", "--set", "train.segment_length=200"]
+    fast = [
+        "--set",
+        "train.val_every=2",
+        "--set",
+        "train.val_batches=1",
+        "--set",
+        "train.sample_every=2",
+        "--set",
+        "train.sample_seconds=0.02",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        "train.segment_length=200",
+    ]
     stderr = {
         "prepare": wavegen("prepare", "数据", "--recipe", "tiny", "--labels", "folders", "--quiet", cwd=folder).stderr,
         "train": wavegen("train", "--recipe", "tiny", "--steps", "2", *fast, "--quiet", cwd=folder).stderr,
@@ -159,6 +174,7 @@ def test_a_title_in_any_script_draws_without_a_warning_on_any_machine():
 
 # Library warnings with a cause in wavegen: the cause is fixed, nothing is silenced.
 
+
 def test_mel_settings_with_empty_bands_are_refused_naming_how_many_fit():
     from wavegen.audio.features import MelSettings, check_bands, empty_bands, log_mel
     from wavegen.config import ConfigError
@@ -192,8 +208,16 @@ def test_bench_learn_closes_its_run_and_keeps_its_bar_within_the_total(tmp_path)
     bar = tqdm(disable=False, file=io.StringIO())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = list(bench_learn.run(config, tmp_path / "prepared", [bench_learn.Variant(bench_learn.DEFAULT)],
-                                       minutes=[0.002], bar=bar, max_eval_seconds=0.1))
+        results = list(
+            bench_learn.run(
+                config,
+                tmp_path / "prepared",
+                [bench_learn.Variant(bench_learn.DEFAULT)],
+                minutes=[0.002],
+                bar=bar,
+                max_eval_seconds=0.1,
+            )
+        )
         bar.close()
     assert len(results) == 1 and results[0]["train_s"] >= 0.12  # trained past the budget...
     assert bar.n == pytest.approx(bar.total)  # ...counted up to it, not past (tqdm would warn)

@@ -4,10 +4,10 @@ pitch in the musical range, for any seed.
 The pitches are drawn across 100–2000 Hz (log-uniformly, off round numbers) with a different
 seed each: one fixed pitch hid octave errors at others. ``-m slow`` runs the whole sweep.
 """
+
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import spectrum_peak, tone
 
 from wavegen.audio.io import write_wav
 from wavegen.config import apply_overrides
@@ -15,6 +15,10 @@ from wavegen.data.prepare import prepare
 from wavegen.generate.synth import pick_checkpoint, synthesize
 from wavegen.recipe import load_recipe
 from wavegen.train.loop import train
+
+from helpers import spectrum_peak, tone
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 STEPS = 400
 
@@ -34,8 +38,9 @@ SLOW = [(hz, seed, "fp32") for seed in (5, 6) for hz in _sweep(8, seed=seed) + [
 
 def learns_and_plays_back(folder, pitch: float, seed: int, precision: str) -> None:
     write_wav(folder / "dataset" / "tone.wav", tone(pitch, 10.0), 16000)
-    config = apply_overrides(load_recipe("tiny"), [f"train.steps={STEPS}", f"train.precision={precision}",
-                                                   f"train.seed={seed}"])
+    config = apply_overrides(
+        load_recipe("tiny"), [f"train.steps={STEPS}", f"train.precision={precision}", f"train.seed={seed}"]
+    )
     prepare(folder / "dataset", folder / "prepared", config.data, log=lambda m: None, progress=False)
     result = train(config, folder / "prepared", folder / "run", device="cpu", log=lambda m: None, progress=False)
 
@@ -44,8 +49,17 @@ def learns_and_plays_back(folder, pitch: float, seed: int, precision: str) -> No
     assert last_bits < 1.0, f"{pitch} Hz: validation stayed at {last_bits:.2f} bits/sample"
 
     for temperature in (1.0, 0.7):
-        out = synthesize(pick_checkpoint(folder / "run"), folder / f"samples-{temperature}", seconds=1.0,
-                         n=3, seed=seed, temperature=temperature, device="cpu", log=lambda m: None, progress=False)
+        out = synthesize(
+            pick_checkpoint(folder / "run"),
+            folder / f"samples-{temperature}",
+            seconds=1.0,
+            n=3,
+            seed=seed,
+            temperature=temperature,
+            device="cpu",
+            log=lambda m: None,
+            progress=False,
+        )
         for path in out.files:
             audio, rate = sf.read(path)
             assert rate == 16000 and len(audio) == 16000
@@ -62,7 +76,7 @@ def test_tiny_model_learns_a_tone_and_generates_it_back(tmp_path, pitch, seed, p
     learns_and_plays_back(tmp_path, pitch, seed, precision)
 
 
-@pytest.mark.slow
+@pytest.mark.sweep
 @pytest.mark.parametrize("pitch, seed, precision", SLOW)
 def test_every_pitch_of_a_wider_sweep(tmp_path, pitch, seed, precision):
     learns_and_plays_back(tmp_path, pitch, seed, precision)

@@ -1,10 +1,13 @@
 """The options as a new user meets them: short forms, defaults shown one way (parsed, not run)."""
+
 import re
 
 import click
 import pytest
 
 from wavegen.cli import main
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 UNSET = getattr(click.core, "UNSET", None)  # click >= 8.3: an option given no default
 SHORT = {"--quiet": "-q", "--out": "-o", "--n": "-n"}  # every short option there is (besides -h)
@@ -28,13 +31,16 @@ def test_common_flags_have_the_same_short_option_in_every_command():
     assert seen == set(SHORT.values())
 
 
-@pytest.mark.parametrize("command, short, long", [
-    ("synth", ["-n", "3", "-o", "here", "-q"], ["--n", "3", "--out", "here", "--quiet"]),
-    ("demo", ["-n", "1", "-o", "x", "-q"], ["--n", "1", "--out", "x", "--quiet"]),
-    ("prepare", ["data", "-o", "p", "-q"], ["data", "--out", "p", "--quiet"]),
-    ("train", ["-q"], ["--quiet"]),
-    ("report", ["-o", "page"], ["--out", "page"]),
-])
+@pytest.mark.parametrize(
+    "command, short, long",
+    [
+        ("synth", ["-n", "3", "-o", "here", "-q"], ["--n", "3", "--out", "here", "--quiet"]),
+        ("demo", ["-n", "1", "-o", "x", "-q"], ["--n", "1", "--out", "x", "--quiet"]),
+        ("prepare", ["data", "-o", "p", "-q"], ["data", "--out", "p", "--quiet"]),
+        ("train", ["-q"], ["--quiet"]),
+        ("report", ["-o", "page"], ["--out", "page"]),
+    ],
+)
 def test_short_options_mean_the_long_ones(command, short, long):
     cmd = main.commands[command]
     assert cmd.make_context(command, list(short)).params == cmd.make_context(command, list(long)).params

@@ -1,5 +1,6 @@
 """What the commands print: JSON for scripts (`--json`), a table for people (`bench`), progress
 bars with a rate and an ETA on stderr when someone watches, none with `--quiet`."""
+
 import fcntl
 import json
 import os
@@ -12,11 +13,13 @@ import sys
 import termios
 
 import pytest
-from conftest import tone
-from test_cli import ENV
 
 from wavegen.audio.io import write_wav
 from wavegen.model import checkpoint as ckpt
+
+from helpers import ENV, tone
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 # bars on a captured (non-terminal) stderr too, redrawn at every update (so even a short step shows a rate)
 BARS = {"WAVEGEN_PROGRESS": "always", "TQDM_MININTERVAL": "0"}
@@ -27,8 +30,9 @@ TINY = ["--recipe", "tiny"]
 
 def wavegen(*args, cwd, env=None):
     """Like test_cli.wavegen, but output read as bytes: text mode would turn a bar's '\\r' into '\\n'."""
-    proc = subprocess.run([sys.executable, "-m", "wavegen", *args], cwd=cwd, env={**ENV, **(env or {})},
-                          capture_output=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wavegen", *args], cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, timeout=600
+    )
     proc.stdout, proc.stderr = proc.stdout.decode(), proc.stderr.decode()
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
@@ -61,9 +65,16 @@ def test_info_json_is_all_of_stdout_and_matches_the_checkpoint(trained):
     assert facts["config"] == payload["config"]
     assert facts["receptive_field_samples"] == 129
     # a pipe into a JSON tool works: nothing but the object on stdout
-    piped = subprocess.run(f"set -o pipefail; '{sys.executable}' -m wavegen info --json | '{sys.executable}' -m json.tool",
-                           shell=True, executable="/bin/bash", cwd=trained, env=ENV, capture_output=True, text=True,
-                           timeout=120)
+    piped = subprocess.run(
+        f"set -o pipefail; '{sys.executable}' -m wavegen info --json | '{sys.executable}' -m json.tool",
+        shell=True,
+        executable="/bin/bash",
+        cwd=trained,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert piped.returncode == 0, piped.stderr
     assert json.loads(piped.stdout) == facts
     text = wavegen("info", cwd=trained).stdout
@@ -82,8 +93,22 @@ def test_eval_json_goes_to_stdout_and_its_report_to_stderr(trained):
 
 
 def test_bench_prints_a_table_or_json_lines(tmp_path):
-    args = ["bench", *TINY, "--engine", "torch", "--batch", "1", "--batch", "2", "--seconds", "0.1", "--repeats", "1",
-            "--threads", "1"]
+    args = [
+        "bench",
+        *TINY,
+        "--engine",
+        "torch",
+        "--batch",
+        "1",
+        "--batch",
+        "2",
+        "--seconds",
+        "0.1",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+    ]
     lines = [json.loads(line) for line in wavegen(*args, "--json", "--quiet", cwd=tmp_path).stdout.splitlines()]
     assert [(r["engine"], r["batch"]) for r in lines] == [("torch", 1), ("torch", 2)]
     assert all(r["samples_per_s"] > 0 for r in lines)
@@ -97,8 +122,23 @@ def test_bench_prints_a_table_or_json_lines(tmp_path):
             json.loads(line)
     assert_bar(table.stderr, "bench", "config")
     # bench --train: one row per implementation, its own columns
-    trains = wavegen("bench", "--train", *TINY, "--batch", "1", "--segment", "100", "--steps", "1", "--threads", "1",
-                     "--set", "train.precision=fp32", "--quiet", cwd=tmp_path)
+    trains = wavegen(
+        "bench",
+        "--train",
+        *TINY,
+        "--batch",
+        "1",
+        "--segment",
+        "100",
+        "--steps",
+        "1",
+        "--threads",
+        "1",
+        "--set",
+        "train.precision=fp32",
+        "--quiet",
+        cwd=tmp_path,
+    )
     header, *rows = trains.stdout.splitlines()
     assert header.split()[:3] == ["impl", "device", "precision"] and "step s" in header
     assert sorted({row.split()[0] for row in rows}) == ["plain", "wavegen"]
@@ -109,9 +149,11 @@ def test_quiet_leaves_no_bars_where_bars_are_forced(tmp_path):
     write_wav(tmp_path / "dataset" / "a.wav", tone(440, 3.0), 16000)
     train = ["train", *TINY, "--steps", "10", "--set", "train.log_every=1", "--set", "train.val_every=10"]
     synth = ["synth", "--seconds", "0.5"]
-    quiet = [wavegen("prepare", "dataset", *TINY, "--quiet", cwd=tmp_path, env=BARS),
-             wavegen(*train, "--quiet", cwd=tmp_path, env=BARS),
-             wavegen(*synth, "--quiet", cwd=tmp_path, env=BARS)]
+    quiet = [
+        wavegen("prepare", "dataset", *TINY, "--quiet", cwd=tmp_path, env=BARS),
+        wavegen(*train, "--quiet", cwd=tmp_path, env=BARS),
+        wavegen(*synth, "--quiet", cwd=tmp_path, env=BARS),
+    ]
     for proc in quiet:
         assert_no_bar(proc.stderr)
     assert "prepared 1 file" in quiet[0].stderr and "done: step 10" in quiet[1].stderr  # the report lines stay
@@ -132,8 +174,9 @@ def run_on_a_terminal(args, cwd):
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {**{key: value for key, value in ENV.items() if key != "WAVEGEN_PROGRESS"}, "TQDM_MININTERVAL": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "wavegen", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=follower)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wavegen", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=follower
+    )
     os.close(follower)
     chunks = []
     while True:

@@ -1,12 +1,12 @@
 """Going on with a run: its settings (edited, overridden, fixed), its learning-rate schedule,
 a finished run, the features its data must share, and what a stopped run says about its files."""
+
 import csv
 import re
 
 import numpy as np
 import pytest
 import torch
-from conftest import tone
 
 from wavegen.audio.io import write_wav
 from wavegen.config import apply_overrides
@@ -19,8 +19,18 @@ from wavegen.train.schedule import continue_schedule, lr_at
 from wavegen.train.settings import resolve_config
 from wavegen.train.trainer import Trainer
 
-FAST = ["train.steps=12", "train.batch_size=2", "train.segment_length=200", "train.val_every=4",
-        "train.checkpoint_every=5", "train.log_every=1", "train.warmup_steps=3", "train.val_batches=1"]
+from helpers import tone
+
+FAST = [
+    "train.steps=12",
+    "train.batch_size=2",
+    "train.segment_length=200",
+    "train.val_every=4",
+    "train.checkpoint_every=5",
+    "train.log_every=1",
+    "train.warmup_steps=3",
+    "train.val_batches=1",
+]
 
 
 def quiet(_message):
@@ -35,8 +45,14 @@ def prepared(tone_dataset, tmp_path):
 
 def trained(prepared, run, *settings):
     """A tiny run trained on ``prepared`` with FAST and ``settings``."""
-    train(apply_overrides(load_recipe("tiny"), FAST + list(settings)), prepared, run, device="cpu", log=quiet,
-          progress=False)
+    train(
+        apply_overrides(load_recipe("tiny"), FAST + list(settings)),
+        prepared,
+        run,
+        device="cpu",
+        log=quiet,
+        progress=False,
+    )
     return run
 
 
@@ -54,6 +70,7 @@ def logged_rates(run):
 
 
 # -- what a stopped run says --------------------------------------------------------------------
+
 
 def says_what_is_on_disk(message: str, run) -> None:
     """A stop message is sentences (each after the first capitalised), names what is on disk in
@@ -126,14 +143,18 @@ def test_running_out_of_memory_during_a_step_says_what_is_kept(prepared, tmp_pat
 
 # -- the learning-rate schedule of a run that goes on ------------------------------------------
 
-@pytest.mark.parametrize("warmup,first,at,new", [
-    (10, 100, 100, 200),  # a finished run extended
-    (10, 100, 40, 300),   # extended half-way through its decay
-    (10, 100, 5, 150),    # extended while still warming up
-    (0, 50, 50, 51),      # by one step, no warm-up
-    (20, 400, 400, 401),
-    (10, 100, 60, 80),    # shortened (still ahead of the step reached)
-])
+
+@pytest.mark.parametrize(
+    "warmup,first,at,new",
+    [
+        (10, 100, 100, 200),  # a finished run extended
+        (10, 100, 40, 300),  # extended half-way through its decay
+        (10, 100, 5, 150),  # extended while still warming up
+        (0, 50, 50, 51),  # by one step, no warm-up
+        (20, 400, 400, 401),
+        (10, 100, 60, 80),  # shortened (still ahead of the step reached)
+    ],
+)
 def test_a_changed_schedule_continues_from_the_rate_reached(warmup, first, at, new):
     base = ["train.lr=0.004", "train.min_lr_ratio=0.1", f"train.warmup_steps={warmup}"]
     before = apply_overrides(load_recipe("tiny"), base + [f"train.steps={first}"])
@@ -190,8 +211,10 @@ def test_a_finished_run_says_so_and_how_to_go_on(prepared, tmp_path):
     before = (run / "checkpoints" / "latest.pt").read_bytes()
     result, said = resume(prepared, run)
     assert result.step == 12 and result.train_bits is None
-    assert f"{run} is already at its last step (12 of train.steps = 12); nothing to train. To train on, give a " \
-           f"larger --steps: wavegen train --run {run} --steps 24" in said
+    assert (
+        f"{run} is already at its last step (12 of train.steps = 12); nothing to train. To train on, give a "
+        f"larger --steps: wavegen train --run {run} --steps 24" in said
+    )
     assert not any("nan" in line.lower() for line in said), said
     assert (run / "checkpoints" / "latest.pt").read_bytes() == before
 
@@ -206,6 +229,7 @@ def test_a_run_whose_steps_were_all_skipped_prints_no_made_up_number(prepared, t
 
 
 # -- the run's settings: edits, overrides and what is fixed ------------------------------------
+
 
 def edit(path, **values):
     """Set ``key = value`` lines of a config.toml as a user would in an editor."""
@@ -239,18 +263,22 @@ def test_set_overrides_an_edit_and_says_which_applied(prepared, tmp_path):
     _, said = resume(prepared, run, ["train.lr=0.002", "train.batch_size=3"], steps=14)
     line = next(line for line in said if line.startswith("resuming"))
     assert "train.lr 0.003 → 0.002 (--set)" in line and "train.steps 12 → 14 (--steps)" in line
-    assert any(line.startswith("validation scores other windows from here on (train.batch_size changed)")
-               for line in said)
+    assert any(
+        line.startswith("validation scores other windows from here on (train.batch_size changed)") for line in said
+    )
     assert "lr = 0.002" in (run / "config.toml").read_text()
 
 
-@pytest.mark.parametrize("section,key,value,why", [
-    ("model", "residual_channels", 24, "the network's shape and conditioning are fixed once it is trained"),
-    ("model", "init", '"torch"', "the network's shape"),
-    ("data", "sample_rate", 22050, "the run learned data prepared this way"),
-    ("data", "val_fraction", 0.2, "the run learned data prepared this way"),
-    ("train", "seed", 7, "the run's random streams continue from its checkpoint"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,why",
+    [
+        ("model", "residual_channels", 24, "the network's shape and conditioning are fixed once it is trained"),
+        ("model", "init", '"torch"', "the network's shape"),
+        ("data", "sample_rate", 22050, "the run learned data prepared this way"),
+        ("data", "val_fraction", 0.2, "the run learned data prepared this way"),
+        ("train", "seed", 7, "the run's random streams continue from its checkpoint"),
+    ],
+)
 def test_an_edit_to_a_fixed_setting_is_refused_and_the_file_left_alone(prepared, tmp_path, section, key, value, why):
     run = trained(prepared, tmp_path / "run")
     edit(run / "config.toml", **{key: value})
@@ -274,16 +302,20 @@ def test_synth_vocode_and_eval_refuse_a_run_whose_data_settings_were_edited(prep
     run = trained(prepared, tmp_path / "run")
     latest = run / "checkpoints" / "latest.pt"
     edit(run / "config.toml", steps=40)  # for the next `train`: synth goes on
-    assert synthesize(latest, tmp_path / "ok", seconds=0.02, engine="torch", device="cpu", log=quiet,
-                      progress=False).files
+    assert synthesize(
+        latest, tmp_path / "ok", seconds=0.02, engine="torch", device="cpu", log=quiet, progress=False
+    ).files
     for rate in (8000, 22050, 44100):
         edit(run / "config.toml", sample_rate=rate)
-        phrase = f"{run}/config.toml: data.sample_rate is {rate} there, but run {run} was trained with " \
-                 "data.sample_rate = 16000"
+        phrase = (
+            f"{run}/config.toml: data.sample_rate is {rate} there, but run {run} was trained with "
+            "data.sample_rate = 16000"
+        )
         said = []
         with pytest.raises(ConfigError, match=re.escape(phrase)):
-            synthesize(latest, tmp_path / "s", seconds=0.02, engine="torch", device="cpu", log=said.append,
-                       progress=False)
+            synthesize(
+                latest, tmp_path / "s", seconds=0.02, engine="torch", device="cpu", log=said.append, progress=False
+            )
         with pytest.raises(ConfigError, match=re.escape(phrase)):
             vocode(latest, [tmp_path / "dataset" / "a440.wav"], tmp_path / "v", log=said.append, progress=False)
         with pytest.raises(ConfigError, match=re.escape(phrase)):
@@ -296,8 +328,9 @@ def test_train_refuses_data_settings_and_keeps_a_checkpointless_runs_edits(prepa
 
     from wavegen.cli import main
 
-    refused = CliRunner().invoke(main, ["train", "--data", str(prepared), "--run", str(tmp_path / "x"),
-                                        "--set", "data.val_fraction=0.3"])
+    refused = CliRunner().invoke(
+        main, ["train", "--data", str(prepared), "--run", str(tmp_path / "x"), "--set", "data.val_fraction=0.3"]
+    )
     assert refused.exit_code == 1 and "data settings are prepare's" in refused.output
     assert not (tmp_path / "x").exists()
     run = tmp_path / "attempt"  # an attempt that wrote its config.toml but no checkpoint
@@ -316,16 +349,25 @@ def test_a_broken_config_toml_is_one_line_naming_it(prepared, tmp_path):
     from wavegen.generate.synth import synthesize
 
     run = trained(prepared, tmp_path / "run")
-    for text, phrase in [("steps = [", "cannot read the run's settings"),
-                         ("[train]\nstepz = 3\n", "unknown setting 'train.stepz'"),
-                         ("[train]\nlr = -1.0\n", "'train.lr' must be > 0")]:
+    for text, phrase in [
+        ("steps = [", "cannot read the run's settings"),
+        ("[train]\nstepz = 3\n", "unknown setting 'train.stepz'"),
+        ("[train]\nlr = -1.0\n", "'train.lr' must be > 0"),
+    ]:
         (run / "config.toml").write_text(text)
         with pytest.raises(ConfigError, match=re.escape(phrase)) as refused:
             resume(prepared, run)
         assert str(refused.value).startswith(f"{run}/config.toml: ") and "\n" not in str(refused.value)
         with pytest.raises(ConfigError, match=re.escape(phrase)):
-            synthesize(run / "checkpoints" / "latest.pt", tmp_path / "s", seconds=0.02, engine="torch",
-                       device="cpu", log=quiet, progress=False)
+            synthesize(
+                run / "checkpoints" / "latest.pt",
+                tmp_path / "s",
+                seconds=0.02,
+                engine="torch",
+                device="cpu",
+                log=quiet,
+                progress=False,
+            )
 
 
 # -- conditioning features must be computed as the run's were -----------------------------------
@@ -333,12 +375,15 @@ def test_a_broken_config_toml_is_one_line_naming_it(prepared, tmp_path):
 MEL = {"data.mels": 8, "data.mel_hop": 64, "data.mel_n_fft": 256, "data.mel_fmin": 0.0, "data.mel_fmax": 8000.0}
 
 
-@pytest.mark.parametrize("changed", [
-    {"data.mel_n_fft": 512},
-    {"data.mel_fmin": 50.0},
-    {"data.mel_fmax": 4000.0},
-    {"data.mel_n_fft": 128, "data.mel_fmax": 6000.0},
-])
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"data.mel_n_fft": 512},
+        {"data.mel_fmin": 50.0},
+        {"data.mel_fmax": 4000.0},
+        {"data.mel_n_fft": 128, "data.mel_fmax": 6000.0},
+    ],
+)
 def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed):
     from wavegen.train.evaluate import evaluate
 

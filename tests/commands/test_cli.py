@@ -1,33 +1,18 @@
 """The real command line, run as a user runs it (a subprocess in a scratch folder)."""
+
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import tone
 
 from wavegen.audio.io import write_wav
 
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+from helpers import ENV, one_line_error, tone, wavegen
 
-
-def wavegen(*args, cwd, ok=True, env=None):
-    proc = subprocess.run([sys.executable, "-m", "wavegen", *args], cwd=cwd, env={**ENV, **(env or {})},
-                          capture_output=True, text=True, timeout=600)
-    if ok:
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
-
-
-def one_line_error(proc, text):
-    """A failure is a non-zero exit with one 'Error:' line naming the problem, no traceback."""
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and text in errors[0], proc.stderr
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 
 @pytest.fixture
@@ -49,8 +34,11 @@ def test_prepare_train_resume_synth_info_with_a_real_recipe(workdir):
     synth = wavegen("synth", "--seconds", "0.25", "--n", "2", "--seed", "5", "--quiet", cwd=workdir)
     assert "real time" in synth.stderr
     # The fastest engine for the device, or the fallback with its reason on one line.
-    assert "'native' engine" in synth.stderr or "'cuda-graph' engine" in synth.stderr or (
-        "engine unavailable" in synth.stderr and "'torch' engine" in synth.stderr)
+    assert (
+        "'native' engine" in synth.stderr
+        or "'cuda-graph' engine" in synth.stderr
+        or ("engine unavailable" in synth.stderr and "'torch' engine" in synth.stderr)
+    )
     files = sorted((workdir / "samples").glob("*.wav"))
     assert [f.name for f in files] == ["tiny-step30-seed5.wav", "tiny-step30-seed6.wav"]
     info = sf.info(files[0])
@@ -66,8 +54,17 @@ def test_prepare_train_resume_synth_info_with_a_real_recipe(workdir):
 def test_bare_commands_chain_with_defaults(workdir):
     """prepare → train → synth with no options (the default recipe, shrunk to one small step)."""
     wavegen("prepare", "dataset", cwd=workdir)
-    wavegen("train", "--steps", "1", "--set", "train.batch_size=1", "--set", "train.segment_length=64",
-            "--quiet", cwd=workdir)
+    wavegen(
+        "train",
+        "--steps",
+        "1",
+        "--set",
+        "train.batch_size=1",
+        "--set",
+        "train.segment_length=64",
+        "--quiet",
+        cwd=workdir,
+    )
     assert (workdir / "runs" / "default" / "checkpoints" / "latest.pt").is_file()
     wavegen("synth", "--seconds", "0.005", "--quiet", cwd=workdir)
     assert [f.name for f in (workdir / "samples").glob("*.wav")] == ["default-step1-seed0.wav"]
@@ -84,7 +81,9 @@ def test_mistakes_get_one_line_errors(workdir):
     (workdir / "afile").write_text("x")
     one_line_error(wavegen("prepare", "dataset", "--out", "afile", cwd=workdir, ok=False), "is not a folder")
     one_line_error(wavegen("train", cwd=workdir, ok=False), "no prepared data here")
-    one_line_error(wavegen("train", "--set", "model.colour=red", cwd=workdir, ok=False), "unknown setting 'model.colour'")
+    one_line_error(
+        wavegen("train", "--set", "model.colour=red", cwd=workdir, ok=False), "unknown setting 'model.colour'"
+    )
     one_line_error(wavegen("train", "--set", "train.lr=fast", cwd=workdir, ok=False), "expected float")
     one_line_error(wavegen("train", "--recipe", "huge", cwd=workdir, ok=False), "unknown recipe 'huge'")
     one_line_error(wavegen("synth", cwd=workdir, ok=False), "no trained runs found")
@@ -100,8 +99,11 @@ def test_synth_priming_and_refusals(workdir):
     assert "continuing the last 0.008 s of dataset/more/b.wav" in primed.stderr  # one receptive field
     assert len(list((workdir / "primed").glob("*.wav"))) == 1
     one_line_error(wavegen("synth", "--prime", "nothing.wav", cwd=workdir, ok=False), "cannot use as a prime")
-    for args, text in [(["--seconds", "0"], "--seconds must be in"), (["--temperature", "0"], "--temperature must be > 0"),
-                       (["--n", "0"], "--n must be at least 1")]:
+    for args, text in [
+        (["--seconds", "0"], "--seconds must be in"),
+        (["--temperature", "0"], "--temperature must be > 0"),
+        (["--n", "0"], "--n must be at least 1"),
+    ]:
         one_line_error(wavegen("synth", *args, cwd=workdir, ok=False), text)
     Path(workdir / "afile").write_text("x")
     one_line_error(wavegen("synth", "--out", "afile", cwd=workdir, ok=False), "not a folder")
@@ -120,31 +122,57 @@ def test_synth_engines_and_the_fallback_without_a_compiler(workdir):
     notices = [line for line in fallback.splitlines() if "native engine unavailable" in line]
     assert notices == ["native engine unavailable: CXX=no-such-compiler not found; using the 'torch' engine"]
     assert "'torch' engine" in fallback
-    one_line_error(wavegen("synth", "--engine", "native", *short, cwd=workdir, ok=False, env=bare),
-                   "native engine unavailable: CXX=no-such-compiler not found")
+    one_line_error(
+        wavegen("synth", "--engine", "native", *short, cwd=workdir, ok=False, env=bare),
+        "native engine unavailable: CXX=no-such-compiler not found",
+    )
 
 
 def test_import_and_help_stay_light(tmp_path):
     """Neither ``import wavegen`` nor ``wavegen --help`` loads torch or builds the native engine."""
-    code = ("import sys, wavegen, wavegen.cli; "
-            "print(sorted(m for m in sys.modules if m in ('torch', 'wavegen.generate.native', 'wavegen.generate.engines')))")
+    code = (
+        "import sys, wavegen, wavegen.cli; "
+        "print(sorted(m for m in sys.modules if m in ('torch', 'wavegen.generate.native', 'wavegen.generate.engines')))"
+    )
     env = {**ENV, "WAVEGEN_CACHE": str(tmp_path / "cache"), "CXX": "no-such-compiler"}
     loaded = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stderr
-    helped = subprocess.run([sys.executable, "-m", "wavegen", "--help"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    helped = subprocess.run(
+        [sys.executable, "-m", "wavegen", "--help"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert helped.returncode == 0 and "synth" in helped.stdout
     assert not (tmp_path / "cache").exists()
 
 
 def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
     # bf16 explicitly (emulated where the CPU lacks it), so that every machine runs all three
-    proc = wavegen("bench", "--train", "--recipe", "tiny", "--batch", "2", "--segment", "300", "--segment", "500",
-                   "--steps", "2", "--threads", "1", "--set", "train.precision=bf16", "--json", cwd=tmp_path)
+    proc = wavegen(
+        "bench",
+        "--train",
+        "--recipe",
+        "tiny",
+        "--batch",
+        "2",
+        "--segment",
+        "300",
+        "--segment",
+        "500",
+        "--steps",
+        "2",
+        "--threads",
+        "1",
+        "--set",
+        "train.precision=bf16",
+        "--json",
+        cwd=tmp_path,
+    )
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(r["allocator"], r["impl"], r["precision"], r["segment"]) for r in results] == [
-        (allocator, impl, precision, segment) for allocator in ("glibc default", "keep freed")
-        for segment in (300, 500) for impl, precision in (("wavegen", "bf16"), ("plain", "fp32"), ("plain+bf16", "bf16"))]
+        (allocator, impl, precision, segment)
+        for allocator in ("glibc default", "keep freed")
+        for segment in (300, 500)
+        for impl, precision in (("wavegen", "bf16"), ("plain", "fp32"), ("plain+bf16", "bf16"))
+    ]
     for r in results:
         assert r["device"] == "cpu" and r["batch"] == 2 and r["window"] == 129 + r["segment"]
         assert r["samples_per_s"] == pytest.approx(2 * r["segment"] / r["step_s"], rel=0.01)
@@ -157,6 +185,22 @@ def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
     assert plain["speedup_vs_plain_same_precision"] == plain["speedup_vs_plain"]
     assert results[6]["speedup_vs_plain_default"] == pytest.approx(plain["step_s"] / results[6]["step_s"], rel=0.01)
     # float32 asked for: no bf16 contender
-    proc = wavegen("bench", "--train", "--recipe", "tiny", "--batch", "1", "--segment", "100", "--steps", "1",
-                   "--threads", "1", "--set", "train.precision=fp32", "--json", cwd=tmp_path)
+    proc = wavegen(
+        "bench",
+        "--train",
+        "--recipe",
+        "tiny",
+        "--batch",
+        "1",
+        "--segment",
+        "100",
+        "--steps",
+        "1",
+        "--threads",
+        "1",
+        "--set",
+        "train.precision=fp32",
+        "--json",
+        cwd=tmp_path,
+    )
     assert {json.loads(line)["impl"] for line in proc.stdout.splitlines()} == {"wavegen", "plain"}

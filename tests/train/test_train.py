@@ -14,8 +14,15 @@ from wavegen.train.schedule import lr_at
 from wavegen.train.settings import resolve_config
 from wavegen.train.trainer import Trainer
 
-FAST = ["train.steps=12", "train.batch_size=2", "train.segment_length=200", "train.val_every=4",
-        "train.checkpoint_every=5", "train.log_every=2", "train.warmup_steps=3"]
+FAST = [
+    "train.steps=12",
+    "train.batch_size=2",
+    "train.segment_length=200",
+    "train.val_every=4",
+    "train.checkpoint_every=5",
+    "train.log_every=2",
+    "train.warmup_steps=3",
+]
 
 
 def quiet(_message):
@@ -90,8 +97,9 @@ def test_resuming_refuses_a_different_model_shape(prepared, tmp_path):
 
 
 def test_learning_rate_warms_up_then_decays():
-    config = apply_overrides(load_recipe("tiny"), ["train.steps=100", "train.warmup_steps=10", "train.lr=1.0",
-                                                  "train.min_lr_ratio=0.1"])
+    config = apply_overrides(
+        load_recipe("tiny"), ["train.steps=100", "train.warmup_steps=10", "train.lr=1.0", "train.min_lr_ratio=0.1"]
+    )
     lrs = [lr_at(s, config) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
@@ -99,9 +107,9 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(tone_dataset, tmp_path):
-    from conftest import tone
-
     from wavegen.audio.io import write_wav
+
+    from helpers import tone
 
     labelled = tmp_path / "labelled"
     write_wav(labelled / "low" / "a.wav", tone(220, 2.0), 16000)
@@ -119,8 +127,11 @@ def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(ton
 
     prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, log=quiet, progress=False)
     resumed, _, _ = resolve_config(tmp_path / "run", None, [], 20)
-    with pytest.raises(ConfigError, match="the data has no labels, no mels but the run was trained with "
-                                          "labels \\[high, low\\], 8 mel bands every 64 samples"):
+    with pytest.raises(
+        ConfigError,
+        match="the data has no labels, no mels but the run was trained with "
+        "labels \\[high, low\\], 8 mel bands every 64 samples",
+    ):
         train(resumed, tmp_path / "plain", tmp_path / "run", device="cpu", log=quiet, progress=False)
 
 
@@ -129,9 +140,15 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(prepared, 
 
     data = PreparedData(prepared)
     base = FAST + ["train.input_noise=0", "train.code_noise=0", "train.segment_length=300", "train.precision=fp32"]
-    whole = Trainer(apply_overrides(load_recipe("tiny"), base + ["train.batch_size=4"]), data, tmp_path / "a", torch.device("cpu"))
-    split = Trainer(apply_overrides(load_recipe("tiny"), base + ["train.batch_size=2", "train.accumulate=2"]),
-                    data, tmp_path / "b", torch.device("cpu"))
+    whole = Trainer(
+        apply_overrides(load_recipe("tiny"), base + ["train.batch_size=4"]), data, tmp_path / "a", torch.device("cpu")
+    )
+    split = Trainer(
+        apply_overrides(load_recipe("tiny"), base + ["train.batch_size=2", "train.accumulate=2"]),
+        data,
+        tmp_path / "b",
+        torch.device("cpu"),
+    )
     split.model.load_state_dict(whole.model.state_dict())
     # Four windows well inside the file (no ignored targets), in one batch or in two halves.
     batch = whole.sampler.windows([0] * 4, [1000, 5000, 20000, 40000])
@@ -162,8 +179,9 @@ def test_synth_uses_the_moving_average_of_the_weights(prepared, tmp_path):
 def test_activation_checkpointing_trains_to_identical_weights(prepared, tmp_path, precision):
     config = apply_overrides(load_recipe("tiny"), FAST + [f"train.precision={precision}"])
     train(config, prepared, tmp_path / "kept", device="cpu", log=quiet, progress=False)
-    recomputing = apply_overrides(load_recipe("tiny"), FAST + [f"train.precision={precision}",
-                                                                "train.activation_checkpointing=true"])
+    recomputing = apply_overrides(
+        load_recipe("tiny"), FAST + [f"train.precision={precision}", "train.activation_checkpointing=true"]
+    )
     train(recomputing, prepared, tmp_path / "recomputed", device="cpu", log=quiet, progress=False)
     a, b = weights(tmp_path / "kept"), weights(tmp_path / "recomputed")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -171,15 +189,34 @@ def test_activation_checkpointing_trains_to_identical_weights(prepared, tmp_path
 
 def test_compiled_training_matches_eager(prepared, tmp_path):
     """torch.compile builds its own kernels (about a minute on a small CPU), so: a few steps."""
-    base = ["train.steps=3", "train.batch_size=2", "train.segment_length=200", "train.val_every=100",
-            "train.checkpoint_every=100", "train.warmup_steps=1", "train.precision=fp32"]
+    base = [
+        "train.steps=3",
+        "train.batch_size=2",
+        "train.segment_length=200",
+        "train.val_every=100",
+        "train.checkpoint_every=100",
+        "train.warmup_steps=1",
+        "train.precision=fp32",
+    ]
     from torch._dynamo.utils import counters
 
-    eager = train(apply_overrides(load_recipe("tiny"), base), prepared, tmp_path / "eager",
-                  device="cpu", log=quiet, progress=False)
+    eager = train(
+        apply_overrides(load_recipe("tiny"), base),
+        prepared,
+        tmp_path / "eager",
+        device="cpu",
+        log=quiet,
+        progress=False,
+    )
     counters.clear()
-    compiled = train(apply_overrides(load_recipe("tiny"), base + ["train.compile=true"]), prepared,
-                     tmp_path / "compiled", device="cpu", log=quiet, progress=False)
+    compiled = train(
+        apply_overrides(load_recipe("tiny"), base + ["train.compile=true"]),
+        prepared,
+        tmp_path / "compiled",
+        device="cpu",
+        log=quiet,
+        progress=False,
+    )
     assert counters["stats"]["unique_graphs"] >= 1  # it did compile
     assert compiled.train_bits == pytest.approx(eager.train_bits, rel=1e-4)
     a, b = weights(tmp_path / "eager"), weights(tmp_path / "compiled")
@@ -214,8 +251,10 @@ def test_precision_sets_the_arithmetic_but_weights_and_optimizer_stay_float32(pr
     bits, norm = trainer.train_step()
     assert seen == [torch.bfloat16 if trainer.precision == "bf16" else torch.float32]
     assert 7 < bits < 9 and norm > 0  # an untrained model's cross-entropy: about 8 bits
-    assert all(p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32)
-               for p in trainer.model.parameters())
+    assert all(
+        p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32)
+        for p in trainer.model.parameters()
+    )
     moments = [v for state in trainer.optimizer.state.values() for v in state.values() if v.dim() > 0]
     assert moments and all(m.dtype == torch.float32 for m in moments)
 
@@ -292,7 +331,8 @@ def test_a_persistent_nan_stops_the_run_keeping_the_last_good_checkpoint(prepare
     assert str(stopped.value) == (
         f"step 10: 4 steps in a row had a non-finite loss or gradient (train.max_bad_steps = 4), so training "
         f"stopped. Kept {run}/checkpoints/latest.pt (step 5) and {run}/checkpoints/best.pt (step 8); running the "
-        "same command resumes from the latest. Lower train.lr (now 0.003), or look for broken data")
+        "same command resumes from the latest. Lower train.lr (now 0.003), or look for broken data"
+    )
     saved = ckpt.load(run / "checkpoints" / "latest.pt")  # step 10 was never saved
     assert saved["step"] == 5 and all(torch.isfinite(w).all() for w in saved["model"].values())
 
@@ -313,9 +353,12 @@ def test_weights_that_are_no_longer_finite_are_never_saved(prepared, tmp_path, m
 
     monkeypatch.setattr(Trainer, "train_step", corrupting)
     resumed, _, _ = resolve_config(tmp_path / "run", None, [], 15)
-    with pytest.raises(TrainingDiverged, match=r"step 15: the weights are no longer finite, so training stopped "
-                                               r"without saving them. Kept .*latest.pt \(step 12\); running the same "
-                                               r"command resumes from the latest. Lower train.lr"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"step 15: the weights are no longer finite, so training stopped "
+        r"without saving them. Kept .*latest.pt \(step 12\); running the same "
+        r"command resumes from the latest. Lower train.lr",
+    ):
         train(resumed, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes() == before
 
@@ -331,10 +374,12 @@ def test_a_full_disk_stops_training_and_keeps_the_previous_checkpoint(prepared, 
     resumed, _, _ = resolve_config(run, None, [], 12)
     with pytest.raises(CheckpointError) as stopped:
         train(resumed, prepared, run, device="cpu", log=quiet, progress=False)
-    assert str(stopped.value) == (f"{run}/checkpoints/latest.pt: no space left on device, so training stopped at "
-                                  f"step 10. Kept {run}/checkpoints/latest.pt (step 5); running the same command "
-                                  "resumes from the latest. Make room (or fix the folder), then run the same command "
-                                  "again")
+    assert str(stopped.value) == (
+        f"{run}/checkpoints/latest.pt: no space left on device, so training stopped at "
+        f"step 10. Kept {run}/checkpoints/latest.pt (step 5); running the same command "
+        "resumes from the latest. Make room (or fix the folder), then run the same command "
+        "again"
+    )
     assert (run / "checkpoints" / "latest.pt").read_bytes() == before
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.pt"]  # no temporary file left
 
@@ -367,9 +412,11 @@ def test_an_interrupt_inside_a_step_saves_nothing_half_done(prepared, tmp_path, 
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as stopped:
         train(config, prepared, run, device="cpu", log=quiet, progress=False)
-    assert str(stopped.value) == (f"stopped during step 7 without saving it. Kept {run}/checkpoints/latest.pt "
-                                  f"(step 5) and {run}/checkpoints/best.pt (step 4); running the same command "
-                                  "resumes from the latest")
+    assert str(stopped.value) == (
+        f"stopped during step 7 without saving it. Kept {run}/checkpoints/latest.pt "
+        f"(step 5) and {run}/checkpoints/best.pt (step 4); running the same command "
+        "resumes from the latest"
+    )
     assert ckpt.load(run / "checkpoints" / "latest.pt")["step"] == 5
 
 
@@ -381,8 +428,12 @@ def test_code_noise_is_measured_in_mulaw_steps_so_it_follows_the_level(prepared,
     from wavegen.data.prepared import PreparedData
 
     data = PreparedData(prepared)
-    trainer = Trainer(apply_overrides(load_recipe("tiny"), FAST + ["train.input_noise=0", f"train.code_noise={sigma}"]),
-                      data, tmp_path / "run", torch.device("cpu"))
+    trainer = Trainer(
+        apply_overrides(load_recipe("tiny"), FAST + ["train.input_noise=0", f"train.code_noise={sigma}"]),
+        data,
+        tmp_path / "run",
+        torch.device("cpu"),
+    )
     quiet_codes, loud_codes = torch.full((4, 5000), 130), torch.full((4, 5000), 250)  # near 0 and near full scale
     for codes in (quiet_codes, loud_codes):
         noisy = trainer._noisy(codes)
@@ -391,8 +442,12 @@ def test_code_noise_is_measured_in_mulaw_steps_so_it_follows_the_level(prepared,
     audio_quiet = (decode(trainer._noisy(quiet_codes)) - decode(quiet_codes)).std().item()
     audio_loud = (decode(trainer._noisy(loud_codes)) - decode(loud_codes)).std().item()
     assert audio_loud > 10 * audio_quiet
-    audio = Trainer(apply_overrides(load_recipe("tiny"), FAST + ["train.input_noise=0.03", "train.code_noise=0"]),
-                    data, tmp_path / "audio", torch.device("cpu"))
+    audio = Trainer(
+        apply_overrides(load_recipe("tiny"), FAST + ["train.input_noise=0.03", "train.code_noise=0"]),
+        data,
+        tmp_path / "audio",
+        torch.device("cpu"),
+    )
     steps_quiet = (audio._noisy(quiet_codes) - quiet_codes).float().std().item()
     assert steps_quiet > 10  # 0.03 of full scale is tens of µ-law steps near silence
 

@@ -11,6 +11,7 @@ does. Afterwards the project must be exactly as it was: refusals come before any
 Output names: labels from a crafted checkpoint and hostile input file names must give files
 inside ``--out`` only, distinct, and nothing anywhere else.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -26,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone
 
 from wavegen.audio.io import write_wav
 from wavegen.config import Config, apply_overrides
@@ -39,14 +39,24 @@ from wavegen.outputs import distinct_names, inside, safe_name
 from wavegen.recipe import load_recipe
 from wavegen.train.loop import train
 
+from helpers import tone
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
+
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 NO_CUDA = {"CUDA_VISIBLE_DEVICES": ""}  # so that --device cuda fails the same way on a GPU machine
 UNWRITABLE = "/proc/wavegen-out"  # Linux: nothing can be created in /proc, not even by root
 
 
 def wavegen(*args, cwd, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "wavegen", *args], cwd=cwd, env={**ENV, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "wavegen", *args],
+        cwd=cwd,
+        env={**ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def ok(*args, cwd):
@@ -121,11 +131,25 @@ CASES = [
     case("train", *TINY, "--recipe", "default", phrase="model shape differs from recipe 'default'"),
     case("train", *TINY, "--set", "model.cycles=2", phrase="was trained with model.cycles = 1, and it cannot change"),
     case("train", *TINY, "--steps", "1", phrase="runs/tiny: already trained to step 2; --steps 1 is behind it"),
-    case("train", *TINY, "--data", "prepmel",
-         phrase="prepmel: the data has no labels, 8 mel bands every 256 samples but the run was trained with"),
+    case(
+        "train",
+        *TINY,
+        "--data",
+        "prepmel",
+        phrase="prepmel: the data has no labels, 8 mel bands every 256 samples but the run was trained with",
+    ),
     case("train", "--run", "runs/reshaped", "--steps", "5", phrase="runs/reshaped: checkpoint cannot be resumed"),
-    case("train", "--recipe", "tiny", "--run", "runs/new", "--device", "cuda", phrase="no CUDA device is available",
-         env=NO_CUDA),
+    case(
+        "train",
+        "--recipe",
+        "tiny",
+        "--run",
+        "runs/new",
+        "--device",
+        "cuda",
+        phrase="no CUDA device is available",
+        env=NO_CUDA,
+    ),
     # -- synth: no run, bad checkpoints, lengths, streams, temperature, output folder, conditioning
     case("synth", phrase="runs: no trained runs found (run `wavegen train` first", cwd="empty"),
     case("synth", "--run", "runs/empty", phrase="runs/empty: no checkpoints in runs/empty/checkpoints"),
@@ -133,15 +157,22 @@ CASES = [
     case("synth", "--run", "afile", phrase="afile: --run is a file, not a run folder"),
     case("synth", "--run", "runs/tiny/checkpoints/best.pt", phrase="give a checkpoint file with --checkpoint"),
     case("synth", "--checkpoint", "runs/tiny", phrase="runs/tiny: --checkpoint is a folder"),
-    case("synth", *TINY, "--checkpoint", "reshaped.pt", phrase="--run runs/tiny and --checkpoint reshaped.pt: give one"),
+    case(
+        "synth", *TINY, "--checkpoint", "reshaped.pt", phrase="--run runs/tiny and --checkpoint reshaped.pt: give one"
+    ),
     case("synth", "--checkpoint", "missing.pt", phrase="missing.pt: checkpoint not found"),
     case("synth", "--checkpoint", "afile", phrase="afile: not a readable checkpoint"),
     case("synth", "--checkpoint", "reshaped.pt", phrase="weights do not fit the model shape in its config"),
     case("synth", "--checkpoint", "badconfig.pt", phrase="bad config in checkpoint"),
     case("synth", *TINY, "--seconds", "0", phrase="--seconds must be in (0, 3600], got 0"),
     case("synth", *TINY, "--seconds", "-1", phrase="--seconds must be in (0, 3600], got -1"),
-    case("synth", *TINY, "--seconds", "1e9",
-         phrase="got 1e+09 (an hour per stream at most: generation runs sample by sample)"),
+    case(
+        "synth",
+        *TINY,
+        "--seconds",
+        "1e9",
+        phrase="got 1e+09 (an hour per stream at most: generation runs sample by sample)",
+    ),
     case("synth", *TINY, "--seconds", "nan", phrase="--seconds must be in (0, 3600], got nan"),
     case("synth", *TINY, "--seconds", "x", phrase="Invalid value for '--seconds'", status=2),
     case("synth", *TINY, "--n", "0", phrase="--n must be at least 1, got 0"),
@@ -270,8 +301,14 @@ def project(tmp_path_factory) -> Path:
     # Earlier outputs, which no refused command may touch.
     synthesize(latest, root / "samples", seconds=0.01, n=2, engine="torch", log=quiet, progress=False)
     write_wav(root / "short.wav", tone(440, 0.02), 16000)
-    vocode(root / "runs" / "voc" / "checkpoints" / "latest.pt", [root / "short.wav"], root / "samples",
-           engine="torch", log=quiet, progress=False)
+    vocode(
+        root / "runs" / "voc" / "checkpoints" / "latest.pt",
+        [root / "short.wav"],
+        root / "samples",
+        engine="torch",
+        log=quiet,
+        progress=False,
+    )
 
     def reshape(payload):  # the config says 32 channels, the weights have 16
         payload["config"]["model"]["residual_channels"] = 32
@@ -292,11 +329,23 @@ def run_forked(cases: list[Case], project: Path, logs: Path, parallel: int = 2) 
     """(exit status, stdout, stderr) of each case, each in a process forked by forking_cli.py."""
     requests = []
     for i, c in enumerate(cases):
-        requests.append({"args": list(c.args), "cwd": str(project / c.cwd), "env": dict(c.env),
-                         "stdout": str(logs / f"{i}.out"), "stderr": str(logs / f"{i}.err")})
-    server = subprocess.run([sys.executable, str(Path(__file__).with_name("forking_cli.py")), str(parallel)],
-                            input="".join(json.dumps(r) + "\n" for r in requests), env=ENV,
-                            capture_output=True, text=True, timeout=600)
+        requests.append(
+            {
+                "args": list(c.args),
+                "cwd": str(project / c.cwd),
+                "env": dict(c.env),
+                "stdout": str(logs / f"{i}.out"),
+                "stderr": str(logs / f"{i}.err"),
+            }
+        )
+    server = subprocess.run(
+        [sys.executable, str(Path(__file__).parent.parent / "forking_cli.py"), str(parallel)],
+        input="".join(json.dumps(r) + "\n" for r in requests),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert server.returncode == 0, server.stderr[-3000:]
     status = {r["index"]: r["status"] for r in map(json.loads, server.stdout.splitlines())}
     return [(status[i], (logs / f"{i}.out").read_text(), (logs / f"{i}.err").read_text()) for i in range(len(cases))]
@@ -304,6 +353,7 @@ def run_forked(cases: list[Case], project: Path, logs: Path, parallel: int = 2) 
 
 def run_fresh(cases: list[Case], project: Path) -> list[tuple[int, str, str]]:
     """The same, each in a fresh ``python -m wavegen`` (a few at a time)."""
+
     def one(c: Case):
         proc = wavegen(*c.args, cwd=project / c.cwd, env=dict(c.env), timeout=300)
         return proc.returncode, proc.stdout, proc.stderr
@@ -360,8 +410,14 @@ def test_a_read_only_folder_is_refused_before_generating(project, tmp_path):
     locked.mkdir()
     locked.chmod(0o555)
     try:
-        proc = wavegen("synth", "--checkpoint", str(project / "runs/tiny/checkpoints/latest.pt"), "--out",
-                       str(locked / "samples"), cwd=tmp_path)
+        proc = wavegen(
+            "synth",
+            "--checkpoint",
+            str(project / "runs/tiny/checkpoints/latest.pt"),
+            "--out",
+            str(locked / "samples"),
+            cwd=tmp_path,
+        )
     finally:
         locked.chmod(0o755)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [proc.stderr.strip()]
@@ -370,8 +426,26 @@ def test_a_read_only_folder_is_refused_before_generating(project, tmp_path):
 
 
 HOSTILE_LABELS = [
-    "../../etc/x", "a/b", "a_b", "..", ".", ".hidden", "con", "", "/abs/path", "..\\..\\win", "x" * 300,
-    "nul\x00byte", "new\nline", "A", "a", "-rf", "\u00e9", "e\u0301", "~", "a_b-2",
+    "../../etc/x",
+    "a/b",
+    "a_b",
+    "..",
+    ".",
+    ".hidden",
+    "con",
+    "",
+    "/abs/path",
+    "..\\..\\win",
+    "x" * 300,
+    "nul\x00byte",
+    "new\nline",
+    "A",
+    "a",
+    "-rf",
+    "\u00e9",
+    "e\u0301",
+    "~",
+    "a_b-2",
 ]
 
 
@@ -399,8 +473,19 @@ def test_labels_from_a_crafted_checkpoint_name_files_inside_out_only(project, tm
     (work / "keep").mkdir(parents=True)
     (work / "keep" / "x.wav").write_bytes(b"earlier")
     before = snapshot(tmp_path)
-    proc = wavegen("synth", "--checkpoint", str(path), "--seconds", "0.005", "--out", "out", "--quiet",
-                   "--engine", "torch", cwd=work)
+    proc = wavegen(
+        "synth",
+        "--checkpoint",
+        str(path),
+        "--seconds",
+        "0.005",
+        "--out",
+        "out",
+        "--quiet",
+        "--engine",
+        "torch",
+        cwd=work,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     after = snapshot(tmp_path)
     new = sorted(set(after) - set(before))
@@ -410,7 +495,9 @@ def test_labels_from_a_crafted_checkpoint_name_files_inside_out_only(project, tm
     assert all(before[p] == after[p] for p in before)  # nothing else changed
     # every sample is a .wav with its .png and .json (artifacts), all three named alike
     names = [Path(p).name for p in written if p.endswith(".wav")]
-    assert sorted(Path(p).name for p in written) == sorted(n[:-4] + ext for n in names for ext in (".json", ".png", ".wav"))
+    assert sorted(Path(p).name for p in written) == sorted(
+        n[:-4] + ext for n in names for ext in (".json", ".png", ".wav")
+    )
     assert len(names) == len(HOSTILE_LABELS)  # one per label: none overwrote another
     assert len({n.casefold() for n in names}) == len(names)
     tags = {n.rsplit("-seed", 1)[0].casefold() for n in names}  # each label's part of the name
@@ -419,10 +506,25 @@ def test_labels_from_a_crafted_checkpoint_name_files_inside_out_only(project, tm
         assert name.startswith("odd_run-step2-") and name.endswith(".wav") and len(name.encode()) < 255
         assert not name.startswith(".") and ".." not in name and all(c.isprintable() for c in name)
     # Only the label named in --label is generated, under the same name as in the full run.
-    again = wavegen("synth", "--checkpoint", str(path), "--seconds", "0.005", "--out", "one", "--quiet",
-                    "--engine", "torch", "--label", "a/b", cwd=work)
+    again = wavegen(
+        "synth",
+        "--checkpoint",
+        str(path),
+        "--seconds",
+        "0.005",
+        "--out",
+        "one",
+        "--quiet",
+        "--engine",
+        "torch",
+        "--label",
+        "a/b",
+        cwd=work,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert sorted(p.name for p in (work / "one").iterdir()) == [f"odd_run-step2-a_b-seed0{ext}" for ext in (".json", ".png", ".wav")]
+    assert sorted(p.name for p in (work / "one").iterdir()) == [
+        f"odd_run-step2-a_b-seed0{ext}" for ext in (".json", ".png", ".wav")
+    ]
     # An error that lists the labels (one has a line break) is still one line.
     refused = wavegen("synth", "--checkpoint", str(path), "--label", "nope", "--out", "none", cwd=work)
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
@@ -430,8 +532,19 @@ def test_labels_from_a_crafted_checkpoint_name_files_inside_out_only(project, tm
     assert not (work / "none").exists()
 
 
-HOSTILE_INPUTS = ["a.wav", "sub/a.wav", "a-2.wav", "A.wav", ".hidden.wav", "..wav", "new\nline.wav",
-                  "-rf.wav", "x" * 200 + ".wav", "\u00e9.wav", "e\u0301.wav"]
+HOSTILE_INPUTS = [
+    "a.wav",
+    "sub/a.wav",
+    "a-2.wav",
+    "A.wav",
+    ".hidden.wav",
+    "..wav",
+    "new\nline.wav",
+    "-rf.wav",
+    "x" * 200 + ".wav",
+    "\u00e9.wav",
+    "e\u0301.wav",
+]
 
 
 def test_vocode_names_outputs_after_inputs_inside_out_only(project, tmp_path):
@@ -441,8 +554,19 @@ def test_vocode_names_outputs_after_inputs_inside_out_only(project, tmp_path):
     before = snapshot(tmp_path)
     checkpoint = project / "runs" / "voc" / "checkpoints" / "latest.pt"
     given = [f"./{name}" if name.startswith("-") else name for name in HOSTILE_INPUTS]  # as a shell user would
-    proc = wavegen("vocode", *given, "../inputs/a.wav", "--checkpoint", str(checkpoint), "--out",
-                   "../out", "--quiet", "--engine", "torch", cwd=inputs)
+    proc = wavegen(
+        "vocode",
+        *given,
+        "../inputs/a.wav",
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        "../out",
+        "--quiet",
+        "--engine",
+        "torch",
+        cwd=inputs,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     after = snapshot(tmp_path)
     new = sorted(set(after) - set(before))
@@ -451,7 +575,8 @@ def test_vocode_names_outputs_after_inputs_inside_out_only(project, tmp_path):
     # each output .wav comes with its .png and .json, and the input as heard (.input.wav, .input.png)
     names = [Path(p).name for p in new[1:] if p.endswith("-vocoded.wav")]
     assert sorted(Path(p).name for p in new[1:]) == sorted(
-        n[:-4] + ext for n in names for ext in (".json", ".png", ".wav", ".input.wav", ".input.png"))
+        n[:-4] + ext for n in names for ext in (".json", ".png", ".wav", ".input.wav", ".input.png")
+    )
     assert len(names) == len(HOSTILE_INPUTS) + 1  # the same input twice: two files
     assert len({n.casefold() for n in names}) == len(names)
     assert {"a-vocoded.wav", "a-2-vocoded.wav", "a-2-2-vocoded.wav", "hidden-vocoded.wav"} <= set(names)

@@ -1,5 +1,6 @@
 """Data-parallel training in two CPU processes (gloo): the real Trainer in lockstep, and the real
 command line under torchrun, its resumes across a change in process count and its SIGTERM."""
+
 import csv
 import json
 import os
@@ -15,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from conftest import tone
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 from wavegen.audio.io import write_wav
@@ -30,16 +30,30 @@ from wavegen.train import distributed
 from wavegen.train.loop import train
 from wavegen.train.trainer import Trainer
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+from helpers import tone
+
+pytestmark = [
+    pytest.mark.skipif(
+        not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available"
+    ),
+    pytest.mark.slow,
+]  # (make test-fast leaves these out; make test runs them)
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 # 2 windows of 2 micro-batches per rank and step; no warm-up, so every step moves every weight by
 # about lr and a wrong gradient shows in the weights at once.
 # No windows from a file's start: their leading silence is not a target, and with targets
 # left out the mean over both ranks' windows is no longer the mean of the ranks' means.
-LOCKSTEP = ["train.batch_size=2", "train.accumulate=2", "train.segment_length=200", "train.warmup_steps=0",
-            "train.steps=100", "train.val_batches=1", "train.precision=fp32", "train.start_fraction=0"]
+LOCKSTEP = [
+    "train.batch_size=2",
+    "train.accumulate=2",
+    "train.segment_length=200",
+    "train.warmup_steps=0",
+    "train.steps=100",
+    "train.val_batches=1",
+    "train.precision=fp32",
+    "train.start_fraction=0",
+]
 STEPS, POISONED_STEP = 4, 2  # rank 1's loss is NaN in the last micro-batch of step 2 (0-based)
 
 
@@ -59,8 +73,9 @@ def flat(module: torch.nn.Module) -> torch.Tensor:
 
 def _lockstep(rank: int, port: int, prepared: Path, out: Path) -> None:
     """One of two processes: the real Trainer under DDP, recording what it draws and weighs."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     world = distributed.start(torch.device("cpu"))
     try:
@@ -95,9 +110,18 @@ def _lockstep(rank: int, port: int, prepared: Path, out: Path) -> None:
         resumed.load_state(payload)
         trainer.train_step()
         resumed.train_step()
-        torch.save({"weights": weights, "inputs": inputs, "targets": [b.targets for b in batches],
-                    "skipped": trainer.skipped, "reductions": reductions, "saved_ranks": len(payload["rng"]["ranks"]),
-                    "resumed_same": torch.equal(flat(trainer.model), flat(resumed.model))}, out / f"rank{rank}.pt")
+        torch.save(
+            {
+                "weights": weights,
+                "inputs": inputs,
+                "targets": [b.targets for b in batches],
+                "skipped": trainer.skipped,
+                "reductions": reductions,
+                "saved_ranks": len(payload["rng"]["ranks"]),
+                "resumed_same": torch.equal(flat(trainer.model), flat(resumed.model)),
+            },
+            out / f"rank{rank}.pt",
+        )
     finally:
         world.close()
 
@@ -141,8 +165,9 @@ def test_ranks_average_their_gradients_into_identical_weights(tones, tmp_path):
     # Each rank draws its own windows; rank 0 draws exactly what a lone process draws.
     assert not any(torch.equal(a, b) for a, b in zip(ranks[0]["inputs"], ranks[1]["inputs"]))
     config = apply_overrides(load_recipe("tiny"), LOCKSTEP)
-    alone = WindowSampler(PreparedData(tones).train, 0, 200, config.train.seed, config.train.start_fraction,
-                          start_silence=129)  # as Trainer draws them (train.full_context = false)
+    alone = WindowSampler(
+        PreparedData(tones).train, 0, 200, config.train.seed, config.train.start_fraction, start_silence=129
+    )  # as Trainer draws them (train.full_context = false)
     assert (alone.batch(2).targets == ranks[0]["targets"][0]).all()
     # DDP averaged once per step, the skipped one included: the first micro-batch of each step
     # only accumulated (no_sync), and the skipped step's reduction did not spill into the next.
@@ -156,9 +181,15 @@ def test_ranks_average_their_gradients_into_identical_weights(tones, tmp_path):
 
     # The same steps in one process on both ranks' windows (after the input noise) together.
     reference = Trainer(config, PreparedData(tones), tmp_path / "ref", torch.device("cpu"))
-    merged = iter([Batch(torch.cat([ranks[0]["inputs"][i], ranks[1]["inputs"][i]]).numpy(),
-                         torch.cat([torch.from_numpy(ranks[r]["targets"][i]) for r in range(2)]).numpy())
-                   for i in range(len(ranks[0]["inputs"]))])
+    merged = iter(
+        [
+            Batch(
+                torch.cat([ranks[0]["inputs"][i], ranks[1]["inputs"][i]]).numpy(),
+                torch.cat([torch.from_numpy(ranks[r]["targets"][i]) for r in range(2)]).numpy(),
+            )
+            for i in range(len(ranks[0]["inputs"]))
+        ]
+    )
     reference.sampler.batch = lambda size: next(merged)
     reference._noisy = lambda codes: codes
     for step in range(STEPS):
@@ -175,8 +206,9 @@ def test_ranks_average_their_gradients_into_identical_weights(tones, tmp_path):
 
 
 def wavegen(*args, cwd, ok=True):
-    proc = subprocess.run([sys.executable, "-m", "wavegen", *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wavegen", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+    )
     if ok:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -196,9 +228,17 @@ def final_val_bits(stderr: str) -> float:
 
 # Batch size matters here (Adam at a high rate on four tones, short windows): over seeds 0-3 a
 # batch of 1 averages 0.41-0.59 bits/sample more over the 400 steps than a batch of 2.
-RUN = ["train.steps=400", "train.segment_length=100", "train.warmup_steps=10", "train.lr=2e-2",
-       "train.val_every=400", "train.val_batches=16", "train.checkpoint_every=400", "train.log_every=1",
-       "train.precision=fp32"]  # (the figures above were measured in float32)
+RUN = [
+    "train.steps=400",
+    "train.segment_length=100",
+    "train.warmup_steps=10",
+    "train.lr=2e-2",
+    "train.val_every=400",
+    "train.val_batches=16",
+    "train.checkpoint_every=400",
+    "train.log_every=1",
+    "train.precision=fp32",
+]  # (the figures above were measured in float32)
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +247,22 @@ def runs(tones, tmp_path_factory):
     batch 2 and of batch 1 (what a broken two-process run amounts to)."""
     root = tmp_path_factory.mktemp("runs")
     sets = [part for item in RUN + ["train.batch_size=1"] for part in ("--set", item)]
-    two = wavegen("train", "--data", str(tones), "--run", "two", "--recipe", "tiny", "--device", "cpu", "--quiet",
-                  "--nproc", "2", *sets, cwd=root)
+    two = wavegen(
+        "train",
+        "--data",
+        str(tones),
+        "--run",
+        "two",
+        "--recipe",
+        "tiny",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--nproc",
+        "2",
+        *sets,
+        cwd=root,
+    )
     val = {}
     for batch in (2, 1):
         config = apply_overrides(load_recipe("tiny"), RUN + [f"train.batch_size={batch}"])
@@ -248,9 +302,32 @@ def test_a_single_process_run_continues_in_two_processes(runs, tones):
 def test_sigterm_to_torchrun_saves_and_one_process_resumes(tones, tmp_path):
     """torchrun passes SIGTERM on; the processes stop at the same step, rank 0 saves every
     rank's state, and the run goes on in one process, and synthesises."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "wavegen", "train", "--data", str(tones), "--run-dir", "run", "--recipe", "tiny", "--steps",
-               "100000", "--set", "train.batch_size=2", "--set", "train.segment_length=100", "--device", "cpu", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "wavegen",
+        "train",
+        "--data",
+        str(tones),
+        "--run-dir",
+        "run",
+        "--recipe",
+        "tiny",
+        "--steps",
+        "100000",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        "train.segment_length=100",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     launcher = subprocess.Popen(command, cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
     log, deadline = tmp_path / "run" / "log.csv", time.monotonic() + 120
     while not (log.is_file() and len(log.read_text().splitlines()) >= 3) and launcher.poll() is None:
@@ -264,8 +341,19 @@ def test_sigterm_to_torchrun_saves_and_one_process_resumes(tones, tmp_path):
     saved = ckpt.load(tmp_path / "run" / "checkpoints" / "latest.pt")
     assert step >= 10 and saved["step"] == step and len(saved["rng"]["ranks"]) == 2
 
-    resumed = wavegen("train", "--data", str(tones), "--run", "run", "--steps", str(step + 5), "--device", "cpu",
-                      "--quiet", cwd=tmp_path)
+    resumed = wavegen(
+        "train",
+        "--data",
+        str(tones),
+        "--run",
+        "run",
+        "--steps",
+        str(step + 5),
+        "--device",
+        "cpu",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert f"resuming run at step {step}" in resumed.stderr
     assert ckpt.load(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == step + 5
     facts = json.loads(wavegen("info", "--run", "run", "--json", cwd=tmp_path).stdout)

@@ -1,12 +1,12 @@
 """Conditioned generation: every fast engine draws exactly the reference engine's codes for a
 model conditioned on labels, on mel features, or on both."""
+
 import dataclasses
 import functools
 
 import numpy as np
 import pytest
 import torch
-from test_sampling import native_or_skip, random_model
 
 from wavegen.config import ModelConfig
 from wavegen.generate import state as engine_state
@@ -16,12 +16,22 @@ from wavegen.generate.reference import ReferenceEngine
 from wavegen.generate.torch_engine import TorchEngine
 from wavegen.model.conditioning import Conditioning, StackedTerms
 
+from helpers import native_or_skip, random_model
+
 COND = dict(labels=["a", "b", "c"], mel_channels=5, mel_hop=16, cond_channels=12)
 SHAPES = {
     "k2": ModelConfig(cycles=2, layers_per_cycle=5, residual_channels=16, gate_channels=16, skip_channels=32, **COND),
     # A gate of 7 channels (padded to 8 in the native engine's panels), a four-tap kernel.
-    "odd": ModelConfig(cycles=1, layers_per_cycle=3, kernel_size=4, input_kernel_size=1,
-                       residual_channels=5, gate_channels=7, skip_channels=9, **COND),
+    "odd": ModelConfig(
+        cycles=1,
+        layers_per_cycle=3,
+        kernel_size=4,
+        input_kernel_size=1,
+        residual_channels=5,
+        gate_channels=7,
+        skip_channels=9,
+        **COND,
+    ),
 }
 KINDS = ["labels", "mels", "both"]
 ENGINES = ["torch", "native", "graph-eager"]
@@ -69,8 +79,14 @@ def history_for(which: str) -> torch.Tensor | None:
 @functools.lru_cache(maxsize=None)
 def reference_codes(shape: str, kind: str, history: str) -> torch.Tensor:
     model = model_for(shape, kind)
-    return generate(ReferenceEngine(model), SAMPLES, SEEDS, temperature=0.8, history=history_for(history),
-                    conditioning=conditioning_for(model, LABELS))
+    return generate(
+        ReferenceEngine(model),
+        SAMPLES,
+        SEEDS,
+        temperature=0.8,
+        history=history_for(history),
+        conditioning=conditioning_for(model, LABELS),
+    )
 
 
 @pytest.mark.parametrize("history", ["none", "shared", "per-stream"])
@@ -80,8 +96,14 @@ def reference_codes(shape: str, kind: str, history: str) -> torch.Tensor:
 def test_fast_engines_generate_exactly_the_reference_codes_when_conditioned(engine, shape, kind, history):
     model = model_for(shape, kind)
     ref = reference_codes(shape, kind, history)
-    fast = generate(engine_for(engine, model), SAMPLES, SEEDS, temperature=0.8, history=history_for(history),
-                    conditioning=conditioning_for(model, LABELS))
+    fast = generate(
+        engine_for(engine, model),
+        SAMPLES,
+        SEEDS,
+        temperature=0.8,
+        history=history_for(history),
+        conditioning=conditioning_for(model, LABELS),
+    )
     assert torch.equal(fast, ref)
     assert len(set(ref[0].tolist())) > 10  # not stuck on one value: the comparison means something
 
@@ -142,8 +164,7 @@ def test_native_conditioned_codes_do_not_depend_on_the_thread_layout_or_chunking
         engine.set_threads(threads, group)
         engine.sample_steps(out, start, stop - start, seeds, np.full(batch, 0.9))
     assert torch.equal(out, expected)
-    assert torch.equal(expected, generate(ReferenceEngine(model), SAMPLES, seeds, temperature=0.9,
-                                          conditioning=cond))
+    assert torch.equal(expected, generate(ReferenceEngine(model), SAMPLES, seeds, temperature=0.9, conditioning=cond))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -293,8 +314,10 @@ def test_native_terms_are_packed_in_the_conv_panels_column_order():
 
 @pytest.mark.parametrize("engine", ["reference", *ENGINES])
 def test_conditioning_must_fit_the_model(engine):
-    conditioned, plain = model_for("k2", "labels"), random_model(dataclasses.replace(SHAPES["k2"], labels=[],
-                                                                                      mel_channels=0, mel_hop=0))
+    conditioned, plain = (
+        model_for("k2", "labels"),
+        random_model(dataclasses.replace(SHAPES["k2"], labels=[], mel_channels=0, mel_hop=0)),
+    )
     make = (lambda m: ReferenceEngine(m)) if engine == "reference" else functools.partial(engine_for, engine)
     with pytest.raises(ValueError, match="this model is conditioned"):
         generate(make(conditioned), 10, [0, 1])
@@ -310,7 +333,9 @@ def test_graph_engine_refuses_a_term_buffer_too_large(monkeypatch):
     model = model_for("k2", "mels")
     monkeypatch.setattr(sampling_cuda, "MAX_TERM_BYTES", 1000)
     with pytest.raises(sampling_cuda.EngineUnavailable, match="conditioning terms of 2 streams need"):
-        generate(CudaGraphEngine(model, "cpu", use_graph=False), 10, [0, 1], conditioning=conditioning_for(model, [0, 1]))
+        generate(
+            CudaGraphEngine(model, "cpu", use_graph=False), 10, [0, 1], conditioning=conditioning_for(model, [0, 1])
+        )
 
 
 def test_bench_measures_a_conditioned_model():

@@ -1,17 +1,20 @@
 """Conditioning works end to end, through the real command line: a labelled model generates the
 pitch of the label it is asked for, and a vocoder follows the pitch of the recording it is given."""
+
 import json
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import glide, pitch_track, spectrum_peak, tone
-from test_cli import one_line_error, wavegen
 
 from wavegen.audio.features import MelSettings, log_mel, mel_distance
 from wavegen.audio.io import write_wav
 from wavegen.audio.mulaw import decode, encode
+
+from helpers import glide, one_line_error, pitch_track, spectrum_peak, tone, wavegen
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 PITCHES = {"a": 220.0, "b": 330.0, "c": 440.0, "d": 660.0}
 
@@ -43,12 +46,21 @@ def test_labels_choose_the_pitch(tmp_path):
         assert abs(peak - want) / want < 0.02, f"{path.name}: peak at {peak:.1f} Hz, label {label} is {want} Hz"
         assert flatness < 0.1, f"{path.name}: noisy (flatness {flatness:.3f})"
 
-    one_line_error(wavegen("synth", "--label", "zz", cwd=tmp_path, ok=False),
-                   "--label zz: unknown label (known: a, b, c, d)")
+    one_line_error(
+        wavegen("synth", "--label", "zz", cwd=tmp_path, ok=False), "--label zz: unknown label (known: a, b, c, d)"
+    )
 
 
-MEL_SETTINGS = ["--set", "data.mels=40", "--set", "data.mel_hop=128", "--set", "data.mel_n_fft=512",
-                "--set", "data.mel_fmax=2000"]
+MEL_SETTINGS = [
+    "--set",
+    "data.mels=40",
+    "--set",
+    "data.mel_hop=128",
+    "--set",
+    "data.mel_n_fft=512",
+    "--set",
+    "data.mel_fmax=2000",
+]
 
 
 def semitones(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -62,8 +74,9 @@ def test_a_vocoder_follows_the_pitch_of_its_input(tmp_path):
         knots = np.exp(rng.uniform(np.log(200), np.log(800), size=11))
         write_wav(tmp_path / "dataset" / f"glide{i}.wav", glide(list(knots), 0.4), 16000)
     wavegen("prepare", "dataset", "--recipe", "tiny", *MEL_SETTINGS, "--quiet", cwd=tmp_path)
-    train = wavegen("train", "--recipe", "tiny", "--steps", "400", "--set", "model.cond_channels=32", "--quiet",
-                    cwd=tmp_path)
+    train = wavegen(
+        "train", "--recipe", "tiny", "--steps", "400", "--set", "model.cond_channels=32", "--quiet", cwd=tmp_path
+    )
     assert "conditioning on 40-band log-mels every 128 samples" in train.stderr
     info = wavegen("info", cwd=tmp_path)
     assert "a sample in frame f depends on mel frames f-4..f+3" in info.stdout  # RF 129: 1 frame back + 3

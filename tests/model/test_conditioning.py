@@ -1,8 +1,8 @@
 """Conditioning: the label and mel terms, their alignment, and what each sample depends on."""
+
 import numpy as np
 import pytest
 import torch
-from conftest import tone
 
 from wavegen.audio.features import SILENCE, MelSettings, log_mel, mel_distance
 from wavegen.config import DataConfig, ModelConfig
@@ -15,9 +15,20 @@ from wavegen.model.conditioning import (
 )
 from wavegen.model.network import WaveNet
 
+from helpers import tone
+
 HOP = 16
-CONFIG = ModelConfig(cycles=1, layers_per_cycle=4, residual_channels=8, gate_channels=8, skip_channels=16,
-                     labels=["a", "b", "c"], mel_channels=5, mel_hop=HOP, cond_channels=12)
+CONFIG = ModelConfig(
+    cycles=1,
+    layers_per_cycle=4,
+    residual_channels=8,
+    gate_channels=8,
+    skip_channels=16,
+    labels=["a", "b", "c"],
+    mel_channels=5,
+    mel_hop=HOP,
+    cond_channels=12,
+)
 
 
 def conditioned_model(seed: int = 0, **changes) -> WaveNet:
@@ -26,7 +37,7 @@ def conditioned_model(seed: int = 0, **changes) -> WaveNet:
     model = WaveNet(config).eval()
     if config.mel_channels:  # a kernel that is not plain interpolation, so any misalignment shows
         with torch.no_grad():
-                model.conditioner.upsample_kernel.add_(0.3 * torch.randn_like(model.conditioner.upsample_kernel))
+            model.conditioner.upsample_kernel.add_(0.3 * torch.randn_like(model.conditioner.upsample_kernel))
     return model
 
 
@@ -85,10 +96,12 @@ def test_a_sample_depends_on_the_mel_frames_around_its_own_and_on_past_codes_onl
     codes = torch.randint(0, 256, (1, length))
     rf = model.receptive_field
     for t in (0, 5 * HOP + 3, 11 * HOP, length - 1):
+
         def logits_at(m, t=t):
             first, count = mel_window(0, length, HOP)
-            window = WindowTerms(model.conditioner, length, mels=slice_frames(m, first, count),
-                                 offsets=torch.tensor([0]))
+            window = WindowTerms(
+                model.conditioner, length, mels=slice_frames(m, first, count), offsets=torch.tensor([0])
+            )
             return model(codes, cond=window)[..., t]
 
         # The terms of positions t - (RF - k_in) .. t reach the logits at t (through the
@@ -126,7 +139,7 @@ def test_log_mel_frames_are_aligned_with_the_samples():
     assert mel_distance(feats, feats) == 0.0
     # Half the amplitude is 6.02 dB less wherever neither is clamped at the silence floor.
     half = log_mel(0.5 * audio, SETTINGS)
-    strong = (half > SILENCE + 1)
+    strong = half > SILENCE + 1
     assert mel_distance(feats[strong][:, None], half[strong][:, None]) == pytest.approx(20 * np.log10(2), rel=1e-3)
 
 

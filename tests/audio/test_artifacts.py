@@ -1,5 +1,6 @@
 """What generated audio leaves beside it (spectrogram PNG, metadata JSON), and what training
 leaves to look at and listen to (RUN/samples, TensorBoard)."""
+
 import json
 import sys
 from pathlib import Path
@@ -8,8 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import tone
-from test_cli import wavegen
 
 from wavegen.audio.artifacts import (
     MAX_FRAMES,
@@ -24,8 +23,16 @@ from wavegen.model import checkpoint as ckpt
 from wavegen.recipe import load_recipe
 from wavegen.train.loop import train
 
-SMALL = ["train.batch_size=2", "train.segment_length=200", "train.warmup_steps=2", "train.log_every=1",
-         "train.val_every=2", "train.val_batches=1"]
+from helpers import tone, wavegen
+
+SMALL = [
+    "train.batch_size=2",
+    "train.segment_length=200",
+    "train.warmup_steps=2",
+    "train.log_every=1",
+    "train.val_every=2",
+    "train.val_batches=1",
+]
 MELS = ["data.mels=16", "data.mel_hop=128", "data.mel_n_fft=512", "data.mel_fmax=4000", "model.cond_channels=16"]
 PNG_SHAPE = (300, 800)  # spectrogram_png's figure: 8 × 3 inches at 100 dpi
 
@@ -70,11 +77,13 @@ def tiny_run(tmp_path):
 
 
 def test_synth_writes_a_spectrogram_and_metadata_beside_every_wav(tiny_run):
-    out = wavegen("synth", "--seconds", "0.25", "--n", "2", "--seed", "5", "--temperature", "0.9", "--quiet",
-                  cwd=tiny_run)
+    out = wavegen(
+        "synth", "--seconds", "0.25", "--n", "2", "--seed", "5", "--temperature", "0.9", "--quiet", cwd=tiny_run
+    )
     folder = tiny_run / "samples"
     assert sorted(p.name for p in folder.iterdir()) == [
-        f"tiny-step3-seed{s}.{ext}" for s in (5, 6) for ext in ("json", "png", "wav")]
+        f"tiny-step3-seed{s}.{ext}" for s in (5, 6) for ext in ("json", "png", "wav")
+    ]
     for seed in (5, 6):
         stem = folder / f"tiny-step3-seed{seed}"
         meta = json.loads(stem.with_suffix(".json").read_text())
@@ -82,9 +91,22 @@ def test_synth_writes_a_spectrogram_and_metadata_beside_every_wav(tiny_run):
         assert Path(meta.pop("checkpoint")).name in ("best.pt", "latest.pt")
         assert float(meta.pop("took_s")) > 0 and meta.pop("created")
         assert meta == {
-            "kind": "synth", "run": "tiny", "step": 3, "weights": "moving average", "seed": seed, "temperature": 0.9,
-            "engine": meta["engine"], "device": "cpu", "label": None, "prime": None, "mel": None, "streams": 2,
-            "wav": stem.name + ".wav", "spectrogram": stem.name + ".png", "seconds": 0.25, "sample_rate": 16000,
+            "kind": "synth",
+            "run": "tiny",
+            "step": 3,
+            "weights": "moving average",
+            "seed": seed,
+            "temperature": 0.9,
+            "engine": meta["engine"],
+            "device": "cpu",
+            "label": None,
+            "prime": None,
+            "mel": None,
+            "streams": 2,
+            "wav": stem.name + ".wav",
+            "spectrogram": stem.name + ".png",
+            "seconds": 0.25,
+            "sample_rate": 16000,
         }
         assert sf.info(stem.with_suffix(".wav")).frames == 4000
         image(stem.with_suffix(".png"))
@@ -111,14 +133,28 @@ def test_vocode_keeps_the_input_as_heard_beside_the_output(mel_data, tmp_path):
     assert sf.info(tmp_path / "run" / "samples" / "step2.wav").frames == 19 * 128
 
     write_wav(tmp_path / "up.wav", tone(300, 0.5, 22050), 22050)  # resampled to the model's rate
-    result = vocode(tmp_path / "run" / "checkpoints" / "latest.pt", [tmp_path / "up.wav"], tmp_path / "out",
-                    seed=3, log=quiet, progress=False)
+    result = vocode(
+        tmp_path / "run" / "checkpoints" / "latest.pt",
+        [tmp_path / "up.wav"],
+        tmp_path / "out",
+        seed=3,
+        log=quiet,
+        progress=False,
+    )
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [
-        "up-vocoded.input.png", "up-vocoded.input.wav", "up-vocoded.json", "up-vocoded.png", "up-vocoded.wav"]
+        "up-vocoded.input.png",
+        "up-vocoded.input.wav",
+        "up-vocoded.json",
+        "up-vocoded.png",
+        "up-vocoded.wav",
+    ]
     meta = json.loads((out / "up-vocoded.json").read_text())
-    assert meta["input"] == {"source": str(tmp_path / "up.wav"), "wav": "up-vocoded.input.wav",
-                             "spectrogram": "up-vocoded.input.png"}
+    assert meta["input"] == {
+        "source": str(tmp_path / "up.wav"),
+        "wav": "up-vocoded.input.wav",
+        "spectrogram": "up-vocoded.input.png",
+    }
     assert (meta["kind"], meta["run"], meta["step"], meta["seed"]) == ("vocode", "run", 2, 3)
     assert meta["mel_distance_db"] == pytest.approx(result.distances_db[0], abs=1e-3)
     copy, rate = sf.read(out / "up-vocoded.input.wav", dtype="float32")
@@ -142,22 +178,41 @@ def test_training_writes_samples_and_tensorboard_events_and_sampling_changes_no_
 
     overrides = SMALL + ["train.steps=4", "train.ema=0.5", "train.sample_seconds=0.25"]
     messages = []
-    train(apply_overrides(load_recipe("tiny"), overrides + ["train.sample_every=2"]), prepared, tmp_path / "run",
-          device="cpu", log=messages.append, progress=False)
+    train(
+        apply_overrides(load_recipe("tiny"), overrides + ["train.sample_every=2"]),
+        prepared,
+        tmp_path / "run",
+        device="cpu",
+        log=messages.append,
+        progress=False,
+    )
     assert not any("TensorBoard" in m for m in messages)
     samples = tmp_path / "run" / "samples"
     assert sorted(p.name for p in samples.iterdir()) == [f"step{s}.{e}" for s in (2, 4) for e in ("json", "png", "wav")]
     meta = json.loads((samples / "step4.json").read_text())
     assert {k: meta[k] for k in ("kind", "run", "step", "weights", "seed", "temperature", "checkpoint", "seconds")} == {
-        "kind": "train", "run": "run", "step": 4, "weights": "moving average", "seed": 0, "temperature": 1.0,
-        "checkpoint": None, "seconds": 0.25}
+        "kind": "train",
+        "run": "run",
+        "step": 4,
+        "weights": "moving average",
+        "seed": 0,
+        "temperature": 1.0,
+        "checkpoint": None,
+        "seconds": 0.25,
+    }
     image(samples / "step4.png")
 
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"audio": 0, "scalars": 0})
     events.Reload()
     tags = events.Tags()
-    assert set(tags["scalars"]) == {"bits/train", "bits/validation", "lr", "grad_norm", "samples_per_s",
-                                    "skipped_steps"}
+    assert set(tags["scalars"]) == {
+        "bits/train",
+        "bits/validation",
+        "lr",
+        "grad_norm",
+        "samples_per_s",
+        "skipped_steps",
+    }
     assert [e.step for e in events.Scalars("bits/train")] == [1, 2, 3, 4]
     assert [e.step for e in events.Scalars("bits/validation")] == [0, 2, 4]
     assert all(0 < e.value < 9 for e in events.Scalars("bits/train"))
@@ -165,12 +220,19 @@ def test_training_writes_samples_and_tensorboard_events_and_sampling_changes_no_
     assert events.Audio("sample")[0].sample_rate == 16000
     wav, _ = sf.read(samples / "step4.wav")
     import io
+
     heard, _ = sf.read(io.BytesIO(events.Audio("sample")[1].encoded_audio_string))
     assert np.allclose(heard, wav, atol=1e-4)
 
     # Sampling draws nothing from training's random numbers: the same run without it ends identical.
-    train(apply_overrides(load_recipe("tiny"), overrides), prepared, tmp_path / "plain", device="cpu", log=quiet,
-          progress=False)
+    train(
+        apply_overrides(load_recipe("tiny"), overrides),
+        prepared,
+        tmp_path / "plain",
+        device="cpu",
+        log=quiet,
+        progress=False,
+    )
     a, b = (ckpt.load(tmp_path / r / "checkpoints" / "latest.pt") for r in ("run", "plain"))
     assert all(torch.equal(a[part][k], b[part][k]) for part in ("model", "ema") for k in a[part])
 
@@ -181,8 +243,9 @@ def test_without_tensorboard_training_runs_as_before_and_says_so_once(prepared, 
     for name in [m for m in sys.modules if m.startswith("torch.utils.tensorboard")]:
         monkeypatch.delitem(sys.modules, name)
     messages = []
-    config = apply_overrides(load_recipe("tiny"), SMALL + ["train.steps=2", "train.sample_every=2",
-                                                            "train.sample_seconds=0.1"])
+    config = apply_overrides(
+        load_recipe("tiny"), SMALL + ["train.steps=2", "train.sample_every=2", "train.sample_seconds=0.1"]
+    )
     result = train(config, prepared, tmp_path / "run", device="cpu", log=messages.append, progress=False)
     assert result.step == 2
     notes = [i for i, m in enumerate(messages) if "TensorBoard" in m]

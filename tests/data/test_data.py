@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone
 
 from wavegen.audio.mulaw import SILENCE_CODE
 from wavegen.config import DataConfig
@@ -11,6 +10,8 @@ from wavegen.data.prepare import prepare
 from wavegen.data.prepared import PreparedData
 from wavegen.data.windows import IGNORE, WindowSampler
 from wavegen.errors import DataError
+
+from helpers import tone
 
 
 def quiet(_message):
@@ -43,7 +44,8 @@ def test_prepare_reads_formats_skips_bad_files_and_writes_consistent_output(mixe
     assert set(skipped) == {"fake.wav", "empty.wav", "silent.wav"}
     # not audio by name nor content: named, and listed as ignored
     assert [s for s in manifest["skipped"] if s.get("ignored")] == [
-        {"source": "notes.txt", "reason": "not audio (looks like text)", "ignored": True}]
+        {"source": "notes.txt", "reason": "not audio (looks like text)", "ignored": True}
+    ]
     assert "0 bytes" in skipped["empty.wav"]
     assert skipped["silent.wav"].startswith("silent throughout")  # trimming or not
     assert sum("skipped" in m and "fake.wav" in m for m in messages) == 1
@@ -64,7 +66,9 @@ def test_trimming_reports_what_it_removed_and_names_files_it_empties(mixed_datas
     messages = []
     padded = np.concatenate([np.zeros(8000), tone(440, 1.0), np.zeros(4000)]).astype(np.float32)
     sf.write(mixed_dataset / "padded.wav", padded, 16000)
-    manifest = prepare(mixed_dataset, tmp_path / "p", DataConfig(trim_silence=True), log=messages.append, progress=False)
+    manifest = prepare(
+        mixed_dataset, tmp_path / "p", DataConfig(trim_silence=True), log=messages.append, progress=False
+    )
     trimmed = {f["source"]: f["trimmed_s"] for f in manifest["files"]}
     assert 0.5 < trimmed["padded.wav"] <= 0.75  # librosa trims whole frames: a margin stays
     assert "silent.wav" not in trimmed

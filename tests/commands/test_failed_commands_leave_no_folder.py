@@ -6,6 +6,7 @@ path: after its checks, where it has begun to write (nothing usable to prepare, 
 full from the first byte: ``conftest.full_disk``), or refused before that. The checkpoints
 are made from freshly initialised tiny models: nothing is trained.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-from conftest import tone
 
 from wavegen.cli import main
 from wavegen.config import apply_overrides, to_toml
@@ -23,6 +23,10 @@ from wavegen.data.prepare import prepare
 from wavegen.model import checkpoint as ckpt
 from wavegen.model.network import WaveNet
 from wavegen.recipe import load_recipe
+
+from helpers import tone
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 
 def quiet(_message: str) -> None:
@@ -68,8 +72,20 @@ def run(project: Path, *args: str):
 
 TINY = ("--run", "runs/tiny")
 FULL_DISK = [  # fail at the first file they write
-    ("train", "--data", "prepared", "--recipe", "tiny", "--run", "new/runs/x", "--steps", "1", "--quiet",
-     "--device", "cpu"),
+    (
+        "train",
+        "--data",
+        "prepared",
+        "--recipe",
+        "tiny",
+        "--run",
+        "new/runs/x",
+        "--steps",
+        "1",
+        "--quiet",
+        "--device",
+        "cpu",
+    ),
     ("synth", *TINY, "--seconds", "0.01", "--engine", "torch", "--out", "new/samples", "--quiet"),
     ("vocode", "dataset/a.wav", "--run", "runs/voc", "--engine", "torch", "--out", "new/vocoded", "--quiet"),
     ("report", *TINY, "--out", "new/report"),

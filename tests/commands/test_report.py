@@ -1,5 +1,6 @@
 """``wavegen report``: a real tiny run and its samples → the page, checked by structure and in a
 real browser (headless Chromium, installed here when missing and possible)."""
+
 from __future__ import annotations
 
 import json
@@ -13,19 +14,23 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from conftest import tone
 
 from wavegen.audio.artifacts import spectrogram_png, write_sample
 from wavegen.audio.io import write_wav
 from wavegen.data.builtin import make_dataset
+
+from helpers import tone
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 HOSTILE = "<script>alert(1)</script>"
 
 
 def wavegen(*args, cwd, ok=True):
-    proc = subprocess.run([sys.executable, "-m", "wavegen", *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wavegen", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
+    )
     if ok:
         assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
@@ -59,14 +64,45 @@ def workdir(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("report")
     make_dataset(work / "dataset", files=3, seconds=1.5)
     wavegen("prepare", "dataset", "--recipe", "tiny", cwd=work)
-    wavegen("train", "--recipe", "tiny", "--steps", "10", "--set", "train.val_every=5", "--set", "train.log_every=5",
-            "--set", "train.checkpoint_every=5", "--quiet", cwd=work)
+    wavegen(
+        "train",
+        "--recipe",
+        "tiny",
+        "--steps",
+        "10",
+        "--set",
+        "train.val_every=5",
+        "--set",
+        "train.log_every=5",
+        "--set",
+        "train.checkpoint_every=5",
+        "--quiet",
+        cwd=work,
+    )
     run_samples, samples = work / "runs" / "tiny" / "samples", work / "samples"
-    sample(samples, "tiny-hostile.wav", "2024-01-05T00:00:00+0000", kind="synth", label=HOSTILE, temperature=0.9,
-           engine="native", took_s=0.01)
-    sample(run_samples, "speech-vocoded.wav", "2024-01-04T00:00:00+0000", seconds=0.5, kind="vocode",
-           input={"source": "speech.wav", "wav": "speech-vocoded.input.wav",  # as vocode writes it
-                  "spectrogram": "speech-vocoded.input.png"}, engine="torch")
+    sample(
+        samples,
+        "tiny-hostile.wav",
+        "2024-01-05T00:00:00+0000",
+        kind="synth",
+        label=HOSTILE,
+        temperature=0.9,
+        engine="native",
+        took_s=0.01,
+    )
+    sample(
+        run_samples,
+        "speech-vocoded.wav",
+        "2024-01-04T00:00:00+0000",
+        seconds=0.5,
+        kind="vocode",
+        input={
+            "source": "speech.wav",
+            "wav": "speech-vocoded.input.wav",  # as vocode writes it
+            "spectrogram": "speech-vocoded.input.png",
+        },
+        engine="torch",
+    )
     write_wav(run_samples / "speech-vocoded.input.wav", tone(330, 0.5), 16000)
     (run_samples / "speech-vocoded.input.png").write_bytes(spectrogram_png(tone(330, 0.5), 16000))
     sample(samples, "tiny take #2.wav", "2024-01-03T00:00:00+0000", kind="synth", seed=2)
@@ -84,8 +120,14 @@ def workdir(tmp_path_factory) -> Path:
     return work
 
 
-NEWEST_FIRST = ["tiny-hostile.wav", "speech-vocoded.wav", "tiny take #2.wav", "tiny-nopng.wav",
-                "tiny-step10-seed0.wav", "tiny-step10-seed7.wav"]
+NEWEST_FIRST = [
+    "tiny-hostile.wav",
+    "speech-vocoded.wav",
+    "tiny take #2.wav",
+    "tiny-nopng.wav",
+    "tiny-step10-seed0.wav",
+    "tiny-step10-seed7.wav",
+]
 
 
 class Page(HTMLParser):
@@ -195,9 +237,13 @@ def test_misuse_is_one_line(workdir, tmp_path):
     one_line_error(wavegen("report", "--run", "dataset", cwd=workdir, ok=False), "not a run folder")
     one_line_error(wavegen("report", cwd=tmp_path, ok=False), "no trained runs found")
     (tmp_path / "file").write_text("x")
-    one_line_error(wavegen("report", "--run", str(workdir / "runs" / "tiny"), "--out", "file", cwd=tmp_path,
-                           ok=False), "file: exists and is not a folder")
-    one_line_error(wavegen("report", "--samples", "missing", cwd=workdir, ok=False), "--samples missing: no such folder")
+    one_line_error(
+        wavegen("report", "--run", str(workdir / "runs" / "tiny"), "--out", "file", cwd=tmp_path, ok=False),
+        "file: exists and is not a folder",
+    )
+    one_line_error(
+        wavegen("report", "--samples", "missing", cwd=workdir, ok=False), "--samples missing: no such folder"
+    )
 
 
 def test_demo_writes_its_page_beside_its_samples(tmp_path):
@@ -221,10 +267,12 @@ def test_demo_writes_its_page_beside_its_samples(tmp_path):
 
 # --- in a real browser -----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium: found, or installed with apt-get when this runs as root; else a skip
     that says why."""
+
     def found():
         for name in ("chromium", "chromium-browser"):
             path = shutil.which(name)
@@ -236,8 +284,10 @@ def chromium() -> str:
     if path:
         return path
     if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("headless Chromium is not installed and cannot be installed here (needs root and apt-get): "
-                    "apt-get install chromium")
+        pytest.skip(
+            "headless Chromium is not installed and cannot be installed here (needs root and apt-get): "
+            "apt-get install chromium"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
     for attempt in ([], [["apt-get", "update"]]):
@@ -254,9 +304,21 @@ def chromium() -> str:
 
 def load(chromium: str, index: Path, profile: Path) -> Page:
     """The page as Chromium has it once its media loaded (the page's script marks each element)."""
-    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-                           "--virtual-time-budget=10000", "--dump-dom", index.resolve().as_uri()],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            index.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0 and "<audio" in proc.stdout, proc.stderr[-2000:]
     return Page(proc.stdout)
 

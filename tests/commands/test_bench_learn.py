@@ -1,16 +1,19 @@
 """The learning benchmark and its yardstick, the field's standard WaveNet (``baseline``)."""
+
 import json
 import math
 
 import pytest
 import torch
-from conftest import tone
-from test_cli import one_line_error, wavegen
 
 from wavegen.audio.io import write_wav
 from wavegen.bench.learning import parse_variant
 from wavegen.config import ConfigError, ModelConfig
 from wavegen.model.baseline import StandardWaveNet
+
+from helpers import one_line_error, tone, wavegen
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 SHAPE = ModelConfig(cycles=2, layers_per_cycle=3, residual_channels=8, gate_channels=8, skip_channels=16)
 
@@ -41,11 +44,15 @@ def test_the_baseline_is_the_field_standard_parameterisation():
     assert v.std().item() == pytest.approx(math.sqrt(2 / (8 * 2)), rel=0.25)
 
 
-@pytest.mark.parametrize("text, name, overrides", [
-    ("plain", "plain", []), ("default", "default", []),
-    ("nonoise:train.input_noise=0", "nonoise", ["train.input_noise=0"]),
-    ("x:train.lr=3e-4, model.weight_norm=false", "x", ["train.lr=3e-4", "model.weight_norm=false"]),
-])
+@pytest.mark.parametrize(
+    "text, name, overrides",
+    [
+        ("plain", "plain", []),
+        ("default", "default", []),
+        ("nonoise:train.input_noise=0", "nonoise", ["train.input_noise=0"]),
+        ("x:train.lr=3e-4, model.weight_norm=false", "x", ["train.lr=3e-4", "model.weight_norm=false"]),
+    ],
+)
 def test_variants_parse(text, name, overrides):
     variant = parse_variant(text)
     assert (variant.name, variant.overrides, variant.plain) == (name, overrides, name == "plain")
@@ -66,13 +73,35 @@ def prepared(tmp_path):
 
 
 def test_bench_learn_trains_and_scores_every_variant_at_every_mark(prepared):
-    proc = wavegen("bench", "--learn", "prepared", "--recipe", "tiny", "--steps", "4", "--steps", "60",
-                   "--variant", "plain", "--variant", "default", "--variant", "fast:train.lr=0.01,train.warmup_steps=5",
-                   "--set", "train.batch_size=4", "--set", "train.segment_length=400", "--threads", "1", "--json",
-                   cwd=prepared)
+    proc = wavegen(
+        "bench",
+        "--learn",
+        "prepared",
+        "--recipe",
+        "tiny",
+        "--steps",
+        "4",
+        "--steps",
+        "60",
+        "--variant",
+        "plain",
+        "--variant",
+        "default",
+        "--variant",
+        "fast:train.lr=0.01,train.warmup_steps=5",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.segment_length=400",
+        "--threads",
+        "1",
+        "--json",
+        cwd=prepared,
+    )
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(r["variant"], r["budget"], r["steps"]) for r in rows] == [
-        (v, f"{n} steps", n) for v in ("plain", "default", "fast") for n in (4, 60)]
+        (v, f"{n} steps", n) for v in ("plain", "default", "fast") for n in (4, 60)
+    ]
     by = {(r["variant"], r["steps"]): r for r in rows}
     for r in rows:
         assert r["samples_per_s"] == pytest.approx(r["steps"] * 4 * 400 / r["train_s"], rel=0.05)

@@ -1,12 +1,15 @@
 """The CUDA-graph engine: its body run eagerly on the CPU (everywhere), and captured in a graph
 on a GPU (where one is present; skipped elsewhere)."""
+
 import pytest
 import torch
-from test_sampling import SHAPES, random_model
 
 from wavegen.generate.cuda_graph import CudaGraphEngine, EngineUnavailable
 from wavegen.generate.engines import generate, make_engine
 from wavegen.generate.reference import ReferenceEngine
+
+from helpers import random_model
+from test_sampling import SHAPES
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -71,7 +74,8 @@ def test_graph_engine_generates_exactly_the_reference_codes_when_conditioned(kin
     for hist in ("none", "per-stream"):
         cond = conditioning_for(model, LABELS)
         fast = generate(engine, n, SEEDS, temperature=0.8, history=history_for(hist), conditioning=cond)
-        ref = generate(ReferenceEngine(model, "cuda"), n, SEEDS, temperature=0.8, history=history_for(hist),
-                       conditioning=cond)
+        ref = generate(
+            ReferenceEngine(model, "cuda"), n, SEEDS, temperature=0.8, history=history_for(hist), conditioning=cond
+        )
         assert torch.equal(fast, ref)
         assert len(set(fast[0].tolist())) > 10

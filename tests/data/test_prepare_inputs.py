@@ -5,6 +5,7 @@ every good file is prepared at the right length and pitch, every bad one is name
 with its reason, the summary counts both, the exit status says something was skipped, and
 nothing but those lines reaches the terminal (no traceback, no decoder chatter).
 """
+
 import ctypes
 import json
 import os
@@ -16,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import spectrum_peak, tone
-from test_cli import ENV, one_line_error, wavegen
 
 from wavegen.audio.mulaw import decode
 from wavegen.model.network import WaveNet, receptive_field
 from wavegen.recipe import load_recipe
+
+from helpers import ENV, one_line_error, spectrum_peak, tone, wavegen
 
 RATE = 16000
 TINY_RF = 129  # the tiny recipe's receptive field: the shortest file it prepares
@@ -53,8 +54,9 @@ def good_files(root: Path) -> dict[str, float]:
     write(root / "six_channels.wav", np.stack([tone(HZ, 1.0)] * 6, axis=1), subtype="PCM_24")
     write(root / "formats" / "lossless.flac", tone(HZ, 1.0), subtype="PCM_24")
     write(root / "formats" / "vorbis.ogg", tone(HZ, 1.0))
-    expected.update({"stereo.wav": 1.0, "six_channels.wav": 1.0, "formats/lossless.flac": 1.0,
-                     "formats/vorbis.ogg": 1.0})
+    expected.update(
+        {"stereo.wav": 1.0, "six_channels.wav": 1.0, "formats/lossless.flac": 1.0, "formats/vorbis.ogg": 1.0}
+    )
     if "MP3" in sf.available_formats():
         write(root / "formats" / "lossy.mp3", tone(HZ, 1.0))
         expected["formats/lossy.mp3"] = 1.0
@@ -188,8 +190,13 @@ def permissions_apply(folder: Path):
     probe.chmod(0)
     preexec = _drop_root_file_access if os.geteuid() == 0 else None
     try:
-        proc = subprocess.run([sys.executable, "-c", f"open({str(probe)!r}).read()"], preexec_fn=preexec,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", f"open({str(probe)!r}).read()"],
+            preexec_fn=preexec,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return False, f"cannot give up root's file access here ({exc})"
     finally:
@@ -215,14 +222,28 @@ def mixed(tmp_path_factory):
     good = good_files(root)
     bad = bad_files(root, locked)
     either = half_files(root)
-    proc = subprocess.run([sys.executable, "-m", "wavegen", "prepare", "dataset", "--recipe", "tiny", "--quiet"],
-                          cwd=base, env=ENV, capture_output=True, text=True, timeout=600,
-                          preexec_fn=preexec if locked else None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wavegen", "prepare", "dataset", "--recipe", "tiny", "--quiet"],
+        cwd=base,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=preexec if locked else None,
+    )
     unlock(root)
     assert (base / "prepared" / "manifest.json").is_file(), proc.stderr[-3000:]
     manifest = json.loads((base / "prepared" / "manifest.json").read_text(encoding="utf-8"))
-    yield {"base": base, "good": good, "bad": bad, "either": either, "proc": proc, "manifest": manifest,
-           "locked": locked, "why_not_locked": None if locked else preexec}
+    yield {
+        "base": base,
+        "good": good,
+        "bad": bad,
+        "either": either,
+        "proc": proc,
+        "manifest": manifest,
+        "locked": locked,
+        "why_not_locked": None if locked else preexec,
+    }
 
 
 def test_every_good_file_is_prepared_at_its_length_and_pitch(mixed):
@@ -281,8 +302,11 @@ def test_the_output_is_the_skipped_lines_and_one_summary_and_the_status_says_so(
     assert all(line.startswith("skipped dataset/") for line in lines[:-1]), proc.stderr
     assert len(lines) - 1 == len(manifest["skipped"])
     folders = sum(entry["source"].endswith("/") for entry in manifest["skipped"])
-    summary = re.fullmatch(r"prepared (\d+) files \(.*\) into prepared; skipped (\d+) files and (\d+) folders? "
-                           r"\(named above\)", lines[-1])
+    summary = re.fullmatch(
+        r"prepared (\d+) files \(.*\) into prepared; skipped (\d+) files and (\d+) folders? "
+        r"\(named above\)",
+        lines[-1],
+    )
     assert summary, lines[-1]
     assert [int(n) for n in summary.groups()] == [len(manifest["files"]), len(manifest["skipped"]) - folders, folders]
     everything = len(mixed["good"]) + len(mixed["bad"]) + len(mixed["either"])
@@ -333,6 +357,8 @@ def test_the_minimum_length_is_the_recipes_receptive_field(tmp_path):
     write(tmp_path / "dataset" / "second.wav", tone(HZ, 1.0))
     proc = wavegen("prepare", "dataset", "--quiet", cwd=tmp_path, ok=False)
     assert proc.returncode == 3
-    assert ("skipped dataset/tenth.wav: too short: 1600 samples at 16000 Hz, fewer than the 3071 of the "
-            "model's receptive field") in proc.stderr
+    assert (
+        "skipped dataset/tenth.wav: too short: 1600 samples at 16000 Hz, fewer than the 3071 of the "
+        "model's receptive field"
+    ) in proc.stderr
     assert "prepared 1 file (" in proc.stderr

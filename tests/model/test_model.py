@@ -34,8 +34,15 @@ def test_tap_offsets_match_the_convolution():
 
 SHAPES = [
     ModelConfig(cycles=2, layers_per_cycle=3, residual_channels=8, gate_channels=8, skip_channels=16),
-    ModelConfig(cycles=1, layers_per_cycle=4, kernel_size=3, input_kernel_size=3,
-                residual_channels=8, gate_channels=8, skip_channels=16),
+    ModelConfig(
+        cycles=1,
+        layers_per_cycle=4,
+        kernel_size=3,
+        input_kernel_size=3,
+        residual_channels=8,
+        gate_channels=8,
+        skip_channels=16,
+    ),
 ]
 
 
@@ -171,8 +178,12 @@ def _explicitly_scaled_logits(model: WaveNet, codes: torch.Tensor) -> torch.Tens
     x = model.input(F.one_hot(codes, 256).transpose(1, 2).float())  # (B, R, T)
     skips = 0
     for index, block in enumerate(model.blocks):
-        pre = F.conv1d(F.pad(x, (block.conv.left_pad, 0)), block.conv.weight / half**index, block.conv.bias,
-                       dilation=block.dilation)
+        pre = F.conv1d(
+            F.pad(x, (block.conv.left_pad, 0)),
+            block.conv.weight / half**index,
+            block.conv.bias,
+            dilation=block.dilation,
+        )
         filt, gate = pre.chunk(2, dim=1)
         z = torch.tanh(filt) * torch.sigmoid(gate)
         x = half * (x + F.conv1d(z, block.residual.weight * half**index, block.residual.bias * half**index))

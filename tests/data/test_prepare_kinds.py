@@ -6,6 +6,7 @@ it needs (drawn from seeded generators), prepares it in-process through the comm
 (click's runner: no interpreter start-up), and reads the lines, the exit status and the
 manifest.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,17 +17,41 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-from conftest import tone
 
 from wavegen.cli import main
+
+from helpers import tone
 
 RATE = 16000
 HZ = 440.0
 # Every container soundfile writes here, with the extension it is usually known by.
-FORMATS = {"WAV": "wav", "AIFF": "aiff", "AU": "au", "CAF": "caf", "W64": "w64", "RF64": "rf64", "FLAC": "flac",
-           "OGG": "ogg", "NIST": "sph", "IRCAM": "sf", "VOC": "voc", "PAF": "paf", "SVX": "8svx", "AVR": "avr",
-           "HTK": "htk", "SDS": "sds", "WVE": "wve", "MPC2K": "mpc2k", "XI": "xi", "PVF": "pvf", "MAT5": "mat",
-           "MAT4": "mat", "WAVEX": "wav", "SD2": "sd2", "MP3": "mp3"}
+FORMATS = {
+    "WAV": "wav",
+    "AIFF": "aiff",
+    "AU": "au",
+    "CAF": "caf",
+    "W64": "w64",
+    "RF64": "rf64",
+    "FLAC": "flac",
+    "OGG": "ogg",
+    "NIST": "sph",
+    "IRCAM": "sf",
+    "VOC": "voc",
+    "PAF": "paf",
+    "SVX": "8svx",
+    "AVR": "avr",
+    "HTK": "htk",
+    "SDS": "sds",
+    "WVE": "wve",
+    "MPC2K": "mpc2k",
+    "XI": "xi",
+    "PVF": "pvf",
+    "MAT5": "mat",
+    "MAT4": "mat",
+    "WAVEX": "wav",
+    "SD2": "sd2",
+    "MP3": "mp3",
+}
 
 
 def run(*args: str, cwd: Path):
@@ -115,11 +140,17 @@ def test_files_that_are_not_audio_are_named_by_reason_and_do_not_count_as_skippe
     assert status == 0, lines
     ignored = {e["source"]: e["reason"] for e in manifest(root / "prepared")["skipped"] if e.get("ignored")}
     assert len(ignored) == len(manifest(root / "prepared")["skipped"])  # nothing else was skipped
-    expected = {"README.txt": "not audio (looks like text)", "cover.jpg": "not audio (looks like a JPEG image)",
-                "licence.pdf": "not audio (looks like a PDF document)", "empty.dat": "not audio (empty file)",
-                "data.bin": "not audio (no audio format recognised in its content)",
-                ".DS_Store": "hidden: not searched", "speaker2/.DS_Store": "hidden: not searched",
-                "._a.wav": "hidden: not searched", ".git/": "hidden: not searched"}
+    expected = {
+        "README.txt": "not audio (looks like text)",
+        "cover.jpg": "not audio (looks like a JPEG image)",
+        "licence.pdf": "not audio (looks like a PDF document)",
+        "empty.dat": "not audio (empty file)",
+        "data.bin": "not audio (no audio format recognised in its content)",
+        ".DS_Store": "hidden: not searched",
+        "speaker2/.DS_Store": "hidden: not searched",
+        "._a.wav": "hidden: not searched",
+        ".git/": "hidden: not searched",
+    }
     expected.update({f"speaker2/take{i}.txt": "not audio (looks like text)" for i in range(notes)})
     assert ignored == expected
     # One line per reason, naming at most 5 and counting the rest; then the summary.
@@ -135,8 +166,11 @@ def test_files_that_are_not_audio_are_named_by_reason_and_do_not_count_as_skippe
     status, lines = run("prepare", ".", "--out", "prepared", "--recipe", "tiny", "--quiet", cwd=root)
     again = manifest(root / "prepared")
     assert status == 0 and len(again["files"]) == 2
-    assert {"source": "prepared/", "reason": "the --out folder of this prepare: not searched",
-            "ignored": True} in again["skipped"]
+    assert {
+        "source": "prepared/",
+        "reason": "the --out folder of this prepare: not searched",
+        "ignored": True,
+    } in again["skipped"]
     # ... nor is earlier prepared data kept inside it under another name
     (root / "prepared").rename(root / "old_prepared")
     status, lines = run("prepare", ".", "--out", "prepared", "--recipe", "tiny", "--quiet", cwd=root)
@@ -151,9 +185,11 @@ def test_a_folder_without_audio_names_every_file_and_writes_nothing(tmp_path):
     (root / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
     status, lines = run("prepare", "notes", "--out", "out/prepared", "--quiet", cwd=tmp_path)
     assert status == 1
-    assert lines == ["ignored notes/photo.png: not audio (looks like a PNG image)",
-                     "ignored notes/readme.txt: not audio (looks like text)",
-                     "Error: notes: no audio files found among its 2 entries (named above)"]
+    assert lines == [
+        "ignored notes/photo.png: not audio (looks like a PNG image)",
+        "ignored notes/readme.txt: not audio (looks like text)",
+        "Error: notes: no audio files found among its 2 entries (named above)",
+    ]
     assert sorted(os.listdir(tmp_path)) == ["notes"]
 
 
@@ -163,8 +199,10 @@ def test_headerless_samples_are_skipped_with_what_to_do(tmp_path):
     (tmp_path / "dataset" / "take.raw").write_bytes((tone(HZ, 0.5) * 32767).astype(np.int16).tobytes())
     status, lines = run("prepare", "dataset", "--recipe", "tiny", "--quiet", cwd=tmp_path)
     assert status == 3
-    assert lines[0] == ("skipped dataset/take.raw: headerless samples (the file does not say its rate, width or "
-                        "channels): convert it to WAV with the right settings")
+    assert lines[0] == (
+        "skipped dataset/take.raw: headerless samples (the file does not say its rate, width or "
+        "channels): convert it to WAV with the right settings"
+    )
 
 
 def opposite(signal: np.ndarray, channels: int) -> np.ndarray:
@@ -179,7 +217,7 @@ def test_channels_that_cancel_are_named_as_such_and_one_can_be_kept(tmp_path, ch
     counts and signals: the reason says the channels cancel and how to keep one; with that
     option the file is prepared at the kept channel's level."""
     rng = np.random.default_rng(seed)
-    signal = (rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * rng.uniform(200, 2000) * np.arange(RATE) / RATE))
+    signal = rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * rng.uniform(200, 2000) * np.arange(RATE) / RATE)
     root = tmp_path / "dataset"
     root.mkdir()
     sf.write(root / "cancels.wav", opposite(signal.astype(np.float32), channels), RATE, subtype="FLOAT")
@@ -187,9 +225,11 @@ def test_channels_that_cancel_are_named_as_such_and_one_can_be_kept(tmp_path, ch
     status, lines = run("prepare", "dataset", "--recipe", "tiny", "--quiet", cwd=tmp_path)
     assert status == 3
     peak = 20 * np.log10(np.abs(signal).max())
-    assert lines[0] == (f"skipped dataset/cancels.wav: silent when mixed to mono: its {channels} channels cancel "
-                        f"(channel 0 peaks at {peak:.0f} dBFS, the mix at -inf dBFS); keep one channel with "
-                        "--channel 0 (or --set data.channel=0)")
+    assert lines[0] == (
+        f"skipped dataset/cancels.wav: silent when mixed to mono: its {channels} channels cancel "
+        f"(channel 0 peaks at {peak:.0f} dBFS, the mix at -inf dBFS); keep one channel with "
+        "--channel 0 (or --set data.channel=0)"
+    )
     for option in (["--channel", "0"], ["--set", "data.channel=0"], ["--channel", str(channels - 1)]):
         status, lines = run("prepare", "dataset", "--recipe", "tiny", "--quiet", *option, cwd=tmp_path)
         assert status == 0, lines
@@ -211,15 +251,20 @@ def test_a_channel_the_file_lacks_or_a_silent_one_is_named(tmp_path):
     sf.write(root / "mono.wav", tone(HZ, 0.5), RATE)
     status, lines = run("prepare", "dataset", "--recipe", "tiny", "--quiet", "--channel", "1", cwd=tmp_path)
     assert status == 3
-    assert lines[0] == ("skipped dataset/left_only.wav: channel 1 is silent (peak -inf dBFS); the sound is in "
-                        "channel 0 (peak -6 dBFS): use --channel 0, or --channel mix")
+    assert lines[0] == (
+        "skipped dataset/left_only.wav: channel 1 is silent (peak -inf dBFS); the sound is in "
+        "channel 0 (peak -6 dBFS): use --channel 0, or --channel mix"
+    )
     status, lines = run("prepare", "dataset", "--recipe", "tiny", "--quiet", "--channel", "2", cwd=tmp_path)
-    assert lines[0] == ("skipped dataset/left_only.wav: has 2 channels (0-1); data.channel = 2 asks for one it "
-                        "does not have: choose another --channel, or mix")
+    assert lines[0] == (
+        "skipped dataset/left_only.wav: has 2 channels (0-1); data.channel = 2 asks for one it "
+        "does not have: choose another --channel, or mix"
+    )
     for bad in ("left", "-1", "1.0"):
         status, lines = run("prepare", "dataset", "--channel", bad, cwd=tmp_path)
-        assert status == 1 and lines == [f"Error: 'data.channel' must be 'mix' or a channel number (0 for the "
-                                         f"first), got '{bad}'"]
+        assert status == 1 and lines == [
+            f"Error: 'data.channel' must be 'mix' or a channel number (0 for the first), got '{bad}'"
+        ]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -241,19 +286,26 @@ def test_every_reason_names_its_true_cause(tmp_path, seed):
     # the default recipe: a receptive field (3071 samples) longer than what trimming leaves of the burst
     status, lines = run("prepare", "dataset", "--quiet", "--trim-silence", cwd=tmp_path)
     assert status == 3, lines
-    by_file = {name: line for line in lines[:-1] for name in ("offset.wav", "partly.wav", "burst.wav")
-               if f"dataset/{name}:" in line}
+    by_file = {
+        name: line
+        for line in lines[:-1]
+        for name in ("offset.wav", "partly.wav", "burst.wav")
+        if f"dataset/{name}:" in line
+    }
     assert by_file["offset.wav"] == (
         f"skipped dataset/offset.wav: no sound: a constant offset (DC) of {offset:+.3g} "
-        f"({20 * np.log10(abs(offset)):.0f} dBFS) throughout, varying by less than -60 dBFS")
+        f"({20 * np.log10(abs(offset)):.0f} dBFS) throughout, varying by less than -60 dBFS"
+    )
     mix_db = 20 * np.log10((1 - ratio) / (1 + ratio))
     assert by_file["partly.wav"] == (
         f"note: dataset/partly.wav: its 2 channels partly cancel when mixed to mono (the mix is {-mix_db:.0f} dB "
-        "quieter than they are); prepared as mixed: --channel 0 would keep one channel")
+        "quieter than they are); prepared as mixed: --channel 0 would keep one channel"
+    )
     assert by_file["burst.wav"].startswith("skipped dataset/burst.wav: too short: ")
     assert by_file["burst.wav"].endswith(
         "after trimming silence (16000 before; the rest is more than 40 dB below its peak), fewer than the 3071 of "
-        "the model's receptive field; --no-trim-silence keeps the file whole")
+        "the model's receptive field; --no-trim-silence keeps the file whole"
+    )
     assert [e["source"] for e in manifest(tmp_path / "prepared")["files"]] == ["partly.wav"]
 
 
@@ -267,15 +319,15 @@ def test_a_prime_or_vocode_input_whose_channels_cancel_is_noted(tmp_path, ratio,
     from wavegen.recipe import load_recipe
 
     config = apply_overrides(load_recipe("tiny"), ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"])
-    ckpt.save(tmp_path / "voc.pt", {"config": config.to_dict(), "model": WaveNet(config.model).state_dict(),
-                                    "step": 0})
+    ckpt.save(tmp_path / "voc.pt", {"config": config.to_dict(), "model": WaveNet(config.model).state_dict(), "step": 0})
     left = tone(HZ, 0.02)
     sf.write(tmp_path / "input.wav", np.stack([left, -ratio * left], 1), RATE, subtype="FLOAT")
     plain = load_recipe("tiny")
-    ckpt.save(tmp_path / "plain.pt", {"config": plain.to_dict(), "model": WaveNet(plain.model).state_dict(),
-                                      "step": 0})
-    for args in (["vocode", "input.wav", "--checkpoint", "voc.pt"],
-                 ["synth", "--checkpoint", "plain.pt", "--prime", "input.wav", "--seconds", "0.01"]):
+    ckpt.save(tmp_path / "plain.pt", {"config": plain.to_dict(), "model": WaveNet(plain.model).state_dict(), "step": 0})
+    for args in (
+        ["vocode", "input.wav", "--checkpoint", "voc.pt"],
+        ["synth", "--checkpoint", "plain.pt", "--prime", "input.wav", "--seconds", "0.01"],
+    ):
         status, lines = run(*args, "--engine", "torch", "--quiet", cwd=tmp_path)
         assert status == 0, lines
         assert f"note: input.wav: its 2 channels {word} when mixed to mono" in "\n".join(lines), lines

@@ -11,42 +11,31 @@ from wavegen.generate.engines import generate, make_engine
 from wavegen.generate.reference import ReferenceEngine
 from wavegen.model.network import WaveNet
 
+from helpers import native_or_skip, random_model
+
 SHAPES = {
     "k2": ModelConfig(cycles=2, layers_per_cycle=5, residual_channels=16, gate_channels=16, skip_channels=32),
-    "k3": ModelConfig(cycles=1, layers_per_cycle=4, kernel_size=3, input_kernel_size=3,
-                      residual_channels=8, gate_channels=16, skip_channels=16),
+    "k3": ModelConfig(
+        cycles=1,
+        layers_per_cycle=4,
+        kernel_size=3,
+        input_kernel_size=3,
+        residual_channels=8,
+        gate_channels=16,
+        skip_channels=16,
+    ),
     # Sizes that fill no vector or panel, a one-tap input layer, a four-tap kernel.
-    "odd": ModelConfig(cycles=1, layers_per_cycle=3, kernel_size=4, input_kernel_size=1,
-                       residual_channels=5, gate_channels=7, skip_channels=9),
+    "odd": ModelConfig(
+        cycles=1,
+        layers_per_cycle=3,
+        kernel_size=4,
+        input_kernel_size=1,
+        residual_channels=5,
+        gate_channels=7,
+        skip_channels=9,
+    ),
 }
 FAST_ENGINES = ["torch", "native"]  # each is held to the reference engine
-
-
-def random_model(config: ModelConfig, seed: int = 0) -> WaveNet:
-    """Random weights scaled up so the output distribution is far from uniform (a trained-like
-    peaky softmax makes a mismatch between engines show up as different codes)."""
-    torch.manual_seed(seed)
-    model = WaveNet(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-        # The stack's weights as the engines read them (through weight norm and the folded
-        # scales): N(0, 0.3) each, whatever the parameterisation.
-        for module in model.modules():
-            for name in list(getattr(module, "parametrizations", {}) or {}):
-                setattr(module, name, torch.randn(getattr(module, name).shape) * 0.3)
-    return model.eval()
-
-
-def native_or_skip():
-    """The native module, or a skip saying why the engine cannot be built here."""
-    from wavegen.generate import native
-
-    try:
-        native.load()
-    except native.NativeUnavailable as exc:
-        pytest.skip(f"native engine unavailable: {exc}")
-    return native
 
 
 def build_engine(name: str, model: WaveNet, threads: int | None = None):
@@ -109,8 +98,10 @@ def test_generation_starts_from_a_history_when_given_one(engine):
     assert torch.equal(a, b) and not torch.equal(a, c)
     # The same history for every stream (what synth --prime gives) is computed once.
     shared = history[:1].expand(2, -1)
-    assert torch.equal(generate(build_engine(engine, model), 50, [0, 1], history=shared),
-                       generate(ReferenceEngine(model), 50, [0, 1], history=shared))
+    assert torch.equal(
+        generate(build_engine(engine, model), 50, [0, 1], history=shared),
+        generate(ReferenceEngine(model), 50, [0, 1], history=shared),
+    )
 
 
 @pytest.mark.parametrize("batch", [1, 3, 8])

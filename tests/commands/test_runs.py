@@ -1,5 +1,6 @@
 """Runs that end badly, for real: `wavegen train` killed with SIGKILL or stopped by SIGINT and
 SIGTERM, then run again; checkpoints and WAVs written to a disk that fills up."""
+
 import csv
 import errno
 import os
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tone
 
 from wavegen.audio.io import write_wav
 from wavegen.config import apply_overrides
@@ -21,10 +21,21 @@ from wavegen.errors import WriteError
 from wavegen.model import checkpoint as ckpt
 from wavegen.recipe import load_recipe
 
+from helpers import tone
+
+pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
+
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 STEPS = 60  # ~20 ms each (after ~4 s to start): long enough to be stopped halfway
-SETTINGS = ["train.batch_size=2", "train.segment_length=200", "train.checkpoint_every=10", "train.val_every=30",
-            "train.log_every=1", "train.warmup_steps=5", "train.ema=0.9"]
+SETTINGS = [
+    "train.batch_size=2",
+    "train.segment_length=200",
+    "train.checkpoint_every=10",
+    "train.val_every=30",
+    "train.log_every=1",
+    "train.warmup_steps=5",
+    "train.ema=0.9",
+]
 
 
 def quiet(_message):
@@ -42,8 +53,24 @@ def root(tmp_path_factory) -> Path:
 
 def train_command(root: Path, run: Path, precision: str = "fp32", extra: tuple[str, ...] = ()) -> list[str]:
     sets = [part for item in SETTINGS + [f"train.precision={precision}", *extra] for part in ("--set", item)]
-    return [sys.executable, "-m", "wavegen", "train", "--data", str(root / "prepared"), "--run", str(run),
-            "--recipe", "tiny", "--steps", str(STEPS), "--device", "cpu", "--quiet", *sets]
+    return [
+        sys.executable,
+        "-m",
+        "wavegen",
+        "train",
+        "--data",
+        str(root / "prepared"),
+        "--run",
+        str(run),
+        "--recipe",
+        "tiny",
+        "--steps",
+        str(STEPS),
+        "--device",
+        "cpu",
+        "--quiet",
+        *sets,
+    ]
 
 
 def finish(command: list[str], cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
@@ -64,8 +91,9 @@ def uninterrupted(root):
     def run(precision: str) -> Path:
         if precision not in runs:
             runs[precision] = root / f"straight-{precision}"
-            config = apply_overrides(load_recipe("tiny"), SETTINGS + [f"train.precision={precision}",
-                                                                      f"train.steps={STEPS}"])
+            config = apply_overrides(
+                load_recipe("tiny"), SETTINGS + [f"train.precision={precision}", f"train.steps={STEPS}"]
+            )
             train(config, root / "prepared", runs[precision], device="cpu", log=quiet, progress=False)
         return runs[precision]
 
@@ -119,8 +147,10 @@ def assert_same_run(run: Path, reference: Path) -> None:
         assert_identical(ckpt.load(run / "checkpoints" / name), ckpt.load(reference / "checkpoints" / name), name)
 
     def rows(folder):
-        return [{k: v for k, v in row.items() if k not in ("samples_per_s", "elapsed_s")}
-                for row in csv.DictReader(open(folder / "log.csv"))]
+        return [
+            {k: v for k, v in row.items() if k not in ("samples_per_s", "elapsed_s")}
+            for row in csv.DictReader(open(folder / "log.csv"))
+        ]
 
     assert rows(run) == rows(reference)  # each step once: no row of the killed run is left over
 
@@ -144,8 +174,9 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(root, unint
 
     again = finish(command, root)
     assert f"resuming {run} at step {saved}" in again.stderr
-    assert re.search(r"removed \d+ unfinished temporary files? of an interrupted write \(.*\.latest\.pt\.k1lled00\.tmp",
-                     again.stderr), again.stderr
+    assert re.search(
+        r"removed \d+ unfinished temporary files? of an interrupted write \(.*\.latest\.pt\.k1lled00\.tmp", again.stderr
+    ), again.stderr
     dropped = re.search(rf"dropped \d+ log rows? that an interrupted run wrote after step {saved}", again.stderr)
     assert bool(dropped) == (logged > saved), again.stderr
     assert not list(run.rglob("*.tmp"))
@@ -163,8 +194,11 @@ def test_a_signal_saves_where_training_stopped_and_the_rerun_finishes_the_same_r
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
     said = [line for line in stderr.splitlines() if "interrupted" in line or "stopped" in line]
     assert len(said) == 1, stderr
-    found = re.fullmatch(rf"interrupted at step (\d+); saved {run}/checkpoints/latest.pt. "
-                         "Run the same command to resume.", said[0])
+    found = re.fullmatch(
+        rf"interrupted at step (\d+); saved {run}/checkpoints/latest.pt. "
+        "Run the same command to resume.",
+        said[0],
+    )
     assert found, said
     step = int(found.group(1))
     # Saved after the step under way finished: no half step, nothing logged beyond it.
@@ -193,10 +227,13 @@ def test_a_full_disk_while_writing_a_wav_keeps_the_previous_one(root, tmp_path, 
         synthesize(latest, tmp_path / "samples", **args)
     assert str(failed.value) == f"{wav}: no space left on device (the previous file is intact)"
     assert wav.read_bytes() == before  # (and no temporary file is left beside it and its PNG and JSON)
-    assert sorted(p.name for p in wav.parent.iterdir()) == sorted(wav.with_suffix(s).name for s in (".json", ".png", ".wav"))
+    assert sorted(p.name for p in wav.parent.iterdir()) == sorted(
+        wav.with_suffix(s).name for s in (".json", ".png", ".wav")
+    )
 
 
 # -- a real full disk: a small tmpfs, where it can be mounted ------------------------------------
+
 
 @pytest.fixture
 def small_disk(tmp_path):
@@ -207,8 +244,9 @@ def small_disk(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)],
-                                 capture_output=True, text=True, timeout=30)
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"cannot mount a tmpfs here: {exc}")
     if mounted.returncode != 0:
@@ -244,21 +282,63 @@ def test_a_full_tmpfs_is_a_one_line_error_and_keeps_the_checkpoint_and_the_wav(r
 
     run, samples = small_disk / "run", small_disk / "samples"
     settings = ["train.batch_size=2", "train.segment_length=200", "train.val_batches=0", "train.log_every=1000"]
-    train(apply_overrides(load_recipe("tiny"), settings + ["train.steps=2"]), root / "prepared", run,
-          device="cpu", log=quiet, progress=False)
+    train(
+        apply_overrides(load_recipe("tiny"), settings + ["train.steps=2"]),
+        root / "prepared",
+        run,
+        device="cpu",
+        log=quiet,
+        progress=False,
+    )
     latest = run / "checkpoints" / "latest.pt"
     [wav] = synthesize(latest, samples, seconds=0.3, engine="torch", device="cpu", log=quiet, progress=False).files
     before = {path: path.read_bytes() for path in (latest, wav)}  # ~580 kB and ~10 kB
     fill(small_disk, leave=8192)  # room for config.toml, not for a checkpoint or a WAV
 
     wavegen = [sys.executable, "-m", "wavegen"]
-    one_line_error(finish(wavegen + ["train", "--data", str(root / "prepared"), "--run", str(run), "--steps", "4",
-                                     "--device", "cpu", "--quiet"], root, ok=False),
-                   f"{latest}: no space left on device, so training stopped at step 4. Kept {latest} (step 2); "
-                   "running the same command resumes from the latest. Make room (or fix the folder), then run the "
-                   "same command again")
-    one_line_error(finish(wavegen + ["synth", "--run", str(run), "--out", str(samples), "--seconds", "0.3",
-                                     "--engine", "torch", "--device", "cpu", "--quiet"], root, ok=False),
-                   f"{wav}: no space left on device (the previous file is intact)")
+    one_line_error(
+        finish(
+            wavegen
+            + [
+                "train",
+                "--data",
+                str(root / "prepared"),
+                "--run",
+                str(run),
+                "--steps",
+                "4",
+                "--device",
+                "cpu",
+                "--quiet",
+            ],
+            root,
+            ok=False,
+        ),
+        f"{latest}: no space left on device, so training stopped at step 4. Kept {latest} (step 2); "
+        "running the same command resumes from the latest. Make room (or fix the folder), then run the "
+        "same command again",
+    )
+    one_line_error(
+        finish(
+            wavegen
+            + [
+                "synth",
+                "--run",
+                str(run),
+                "--out",
+                str(samples),
+                "--seconds",
+                "0.3",
+                "--engine",
+                "torch",
+                "--device",
+                "cpu",
+                "--quiet",
+            ],
+            root,
+            ok=False,
+        ),
+        f"{wav}: no space left on device (the previous file is intact)",
+    )
     assert {path: path.read_bytes() for path in before} == before
     assert not list(small_disk.rglob("*.tmp"))

@@ -1,0 +1,104 @@
+"""What the tests share: synthetic signals and their measures, and small builders (fixtures
+stay in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from wavegen.config import ModelConfig
+from wavegen.model.network import WaveNet
+
+
+def tone(freq: float, seconds: float, rate: int = 16000, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def spectrum_peak(audio: np.ndarray, rate: int) -> tuple[float, float]:
+    """(dominant frequency above 20 Hz, spectral flatness): a sine has flatness ~0, noise ~0.56."""
+    x = audio - audio.mean()
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    power[freqs < 20] = 0
+    flatness = np.exp(np.mean(np.log(power[freqs >= 20] + 1e-20))) / np.mean(power[freqs >= 20])
+    return float(freqs[power.argmax()]), float(flatness)
+
+
+def glide(knots_hz: list[float], seconds_per_knot: float, rate: int = 16000, amplitude: float = 0.5) -> np.ndarray:
+    """A tone whose pitch moves log-linearly from knot to knot, with continuous phase."""
+    n = int(seconds_per_knot * (len(knots_hz) - 1) * rate)
+    at = np.linspace(0, n, len(knots_hz))
+    freq = np.exp(np.interp(np.arange(n), at, np.log(knots_hz)))
+    return (amplitude * np.sin(2 * np.pi * np.cumsum(freq) / rate)).astype(np.float32)
+
+
+def pitch_track(audio: np.ndarray, rate: int = 16000, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+    """Dominant frequency above 100 Hz of every spectrogram frame (Hann window, the peak bin
+    refined by a parabola through its log-magnitude neighbours)."""
+    window, track = np.hanning(n_fft), []
+    for start in range(0, len(audio) - n_fft + 1, hop):
+        power = np.abs(np.fft.rfft(audio[start : start + n_fft] * window))
+        power[: int(100 * n_fft / rate)] = 0
+        k = int(power.argmax())
+        a, b, c = np.log(power[k - 1 : k + 2] + 1e-12)
+        track.append((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / n_fft)
+    return np.array(track)
+
+
+def random_model(config: ModelConfig, seed: int = 0) -> WaveNet:
+    """Random weights scaled up so the output distribution is far from uniform (a trained-like
+    peaky softmax makes a mismatch between engines show up as different codes)."""
+    torch.manual_seed(seed)
+    model = WaveNet(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+        # The stack's weights as the engines read them (through weight norm and the folded
+        # scales): N(0, 0.3) each, whatever the parameterisation.
+        for module in model.modules():
+            for name in list(getattr(module, "parametrizations", {}) or {}):
+                setattr(module, name, torch.randn(getattr(module, name).shape) * 0.3)
+    return model.eval()
+
+
+def native_or_skip():
+    """The native module, or a skip saying why the engine cannot be built here."""
+    from wavegen.generate import native
+
+    try:
+        native.load()
+    except native.NativeUnavailable as exc:
+        pytest.skip(f"native engine unavailable: {exc}")
+    return native
+
+
+# The real command line, run as a user runs it (a subprocess).
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def wavegen(*args, cwd, ok=True, env=None):
+    proc = subprocess.run(
+        [sys.executable, "-m", "wavegen", *args],
+        cwd=cwd,
+        env={**ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def one_line_error(proc, text):
+    """A failure is a non-zero exit with one 'Error:' line naming the problem, no traceback."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and text in errors[0], proc.stderr

@@ -49,7 +49,7 @@ OVER_MODULE = {
     "wavegen.config": 335,
     "wavegen.generate.synth": 370,
     "wavegen.model.network": 306,
-    "wavegen.train.loop": 442,
+    "wavegen.train.loop": 446,
     "wavegen.train.trainer": 420,
 }
 OVER_FUNCTION = {

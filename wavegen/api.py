@@ -123,8 +123,10 @@ def train(
 
     log = log or _silent
     base = checked(config) if config is not None else recipe
-    resolved, _, changes = resolve_config(run, base, list(overrides), steps, log=log)
-    return run_train(resolved, Path(data), run, device=device, log=log, progress=progress, changes=changes)
+    resolved, _, changes, checkpoint = resolve_config(run, base, list(overrides), steps, log=log)
+    return run_train(
+        resolved, Path(data), run, device=device, log=log, progress=progress, changes=changes, checkpoint=checkpoint
+    )
 
 
 @dataclass(frozen=True)

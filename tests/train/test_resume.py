@@ -59,8 +59,10 @@ def trained(prepared, run, *settings):
 def resume(prepared, run, overrides=(), steps=None):
     """``wavegen train --run RUN`` as the command runs it: returns the result and every line said."""
     said = []
-    config, _, changes = resolve_config(run, None, list(overrides), steps, log=said.append)
-    result = train(config, prepared, run, device="cpu", log=said.append, progress=False, changes=changes)
+    config, _, changes, checkpoint = resolve_config(run, None, list(overrides), steps, log=said.append)
+    result = train(
+        config, prepared, run, device="cpu", log=said.append, progress=False, changes=changes, checkpoint=checkpoint
+    )
     return result, said
 
 
@@ -340,7 +342,7 @@ def test_train_refuses_data_settings_and_keeps_a_checkpointless_runs_edits(prepa
     (run / "config.toml").write_text(to_toml(apply_overrides(load_recipe("tiny"), FAST)))
     edit(run / "config.toml", steps=3)
     said = []
-    config, resuming, _ = resolve_config(run, None, [], None, log=said.append)
+    config, resuming, _, _ = resolve_config(run, None, [], None, log=said.append)
     assert not resuming and config.train.steps == 3
     assert said == [f"using the settings in {run}/config.toml (this run has no checkpoint yet)"]
 
@@ -427,3 +429,17 @@ def test_a_log_that_cannot_be_written_stops_the_run_saying_what_is_kept(prepared
     message = str(stopped.value)
     assert message.startswith(f"{run}/log.csv: no space left on device, so training stopped at step {failing_row}. ")
     says_what_is_on_disk(message, run)
+
+
+def test_a_resume_reads_the_checkpoint_once(prepared, tmp_path, monkeypatch):
+    """``train`` on an existing run reads latest.pt once: the settings and the resumed state
+    come from the same read (a large checkpoint is read, and held, once)."""
+    from wavegen.model import checkpoint as checkpoints
+
+    run = trained(prepared, tmp_path / "run")
+    reads, original = [], checkpoints.load
+    monkeypatch.setattr(
+        checkpoints, "load", lambda path, *args, **kwargs: reads.append(path) or original(path, *args, **kwargs)
+    )
+    result, _ = resume(prepared, run, steps=14)
+    assert result.step == 14 and reads == [run / "checkpoints" / "latest.pt"]

@@ -60,7 +60,7 @@ def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path,
     monkeypatch.setattr(Trainer, "train_step", original)
 
     messages = []
-    config_again, resuming, _ = resolve_config(tmp_path / "resumed", None, [], None)
+    config_again, resuming, _, _ = resolve_config(tmp_path / "resumed", None, [], None)
     assert resuming and config_again == config
     train(config_again, prepared, tmp_path / "resumed", device="cpu", log=messages.append, progress=False)
     assert any("resuming" in m and "step 7" in m for m in messages)
@@ -92,7 +92,7 @@ def test_resuming_refuses_a_different_model_shape(prepared, tmp_path):
         resolve_config(tmp_path / "run", None, ["model.residual_channels=32"], None)
     with pytest.raises(ConfigError, match="differs from recipe 'default'"):
         resolve_config(tmp_path / "run", "default", [], None)
-    extended, resuming, _ = resolve_config(tmp_path / "run", None, [], 20)
+    extended, resuming, _, _ = resolve_config(tmp_path / "run", None, [], 20)
     assert resuming and extended.train.steps == 20
 
 
@@ -126,7 +126,7 @@ def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(ton
     assert (saved.data.mels, saved.data.mel_hop, saved.data.mel_n_fft) == (8, 64, 256)  # vocode needs these
 
     prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, log=quiet, progress=False)
-    resumed, _, _ = resolve_config(tmp_path / "run", None, [], 20)
+    resumed, _, _, _ = resolve_config(tmp_path / "run", None, [], 20)
     with pytest.raises(
         ConfigError,
         match="the data has no labels, no mels but the run was trained with "
@@ -352,7 +352,7 @@ def test_weights_that_are_no_longer_finite_are_never_saved(prepared, tmp_path, m
         return result
 
     monkeypatch.setattr(Trainer, "train_step", corrupting)
-    resumed, _, _ = resolve_config(tmp_path / "run", None, [], 15)
+    resumed, _, _, _ = resolve_config(tmp_path / "run", None, [], 15)
     with pytest.raises(
         TrainingDiverged,
         match=r"step 15: the weights are no longer finite, so training stopped "
@@ -371,7 +371,7 @@ def test_a_full_disk_stops_training_and_keeps_the_previous_checkpoint(prepared, 
     train(config, prepared, run, device="cpu", log=quiet, progress=False)
     before = (run / "checkpoints" / "latest.pt").read_bytes()
     full_disk.room = 10_000  # config.toml fits, a checkpoint (~0.5 MB) does not
-    resumed, _, _ = resolve_config(run, None, [], 12)
+    resumed, _, _, _ = resolve_config(run, None, [], 12)
     with pytest.raises(CheckpointError) as stopped:
         train(resumed, prepared, run, device="cpu", log=quiet, progress=False)
     assert str(stopped.value) == (

@@ -57,7 +57,9 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
 
     launching = nproc is not None and nproc > 1
     speaks = not launching and distributed.from_env()[1] == 0  # what the config says, once: by rank 0
-    config, _, changes = resolve_config(run, recipe, list(overrides), steps, log=log if speaks else lambda _: None)
+    config, _, changes, checkpoint = resolve_config(
+        run, recipe, list(overrides), steps, log=log if speaks else lambda _: None
+    )
     if launching:  # this command again, in nproc processes under torchrun
         from ..data.prepared import PreparedData
 
@@ -65,9 +67,20 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
         args = ["-m", "wavegen", "train", "--data", str(data), "--run-dir", str(run), "--device", device]
         args += (["--recipe", recipe] if recipe else []) + [part for item in overrides for part in ("--set", item)]
         args += (["--steps", str(steps)] if steps else []) + (["--quiet"] if quiet else [])
+        checkpoint = None  # (each process reads its own; this one only waits for them)
         sys.exit(distributed.launch(nproc, resolve_device(device), args))
     world = distributed.start(resolve_device(device))
     try:
-        run_train(config, data, run, device=device, log=log, progress=not quiet, world=world, changes=changes)
+        run_train(
+            config,
+            data,
+            run,
+            device=device,
+            log=log,
+            progress=not quiet,
+            world=world,
+            changes=changes,
+            checkpoint=checkpoint,
+        )
     finally:
         world.close()

@@ -72,19 +72,21 @@ def train(
     progress: bool = True,
     world: World | None = None,
     changes: list[Change] = (),
+    checkpoint: dict | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in ``run`` on the prepared data in ``data_dir``.
 
     ``world``: this process's place in a distributed run (``distributed.start``; its device
     replaces ``device``). Every process calls ``train``; rank 0 alone logs and writes files.
-    ``changes``: what ``resolve_config`` changed in a resumed run's settings, to be named. A run
-    already at ``train.steps`` trains nothing and says how to go on.
+    ``changes``: what ``resolve_config`` changed in a resumed run's settings, to be named;
+    ``checkpoint``: the run's latest checkpoint as it read it (else read here). A run already at
+    ``train.steps`` trains nothing and says how to go on.
     """
     world = world or World(device=resolve_device(device))
     if not world.is_main:
         log, progress = _quiet, False
     run = Path(run)
-    trainer, payload = _open(config, Path(data_dir), run, world, log)
+    trainer, payload = _open(config, Path(data_dir), run, world, log, checkpoint)
     if payload is not None:
         _say_resumed(trainer, payload, changes, log)
         if trainer.step >= config.train.steps:
@@ -110,10 +112,11 @@ def train(
 
 
 def _open(
-    config: Config, data_dir: Path, run: Path, world: World, log: Callable[[str], None]
+    config: Config, data_dir: Path, run: Path, world: World, log: Callable[[str], None], checkpoint: dict | None
 ) -> tuple[Trainer, dict | None]:
     """The prepared data, the model conditioned on what it carries, and the trainer, with the
-    run's checkpoint loaded when there is one (returned too: None for a new run)."""
+    run's checkpoint loaded when there is one (``checkpoint``, when the caller read it already;
+    returned too: None for a new run)."""
     data = PreparedData(data_dir)
     latest = checkpoint_paths(run)["latest"]
     if data.sample_rate != config.data.sample_rate:
@@ -128,7 +131,8 @@ def _open(
     trainer = Trainer(config, data, run, world.device, world)
     if not latest.is_file():
         return trainer, None
-    payload = ckpt.load(latest)  # every process reads it (CPU tensors: RNG states must stay there)
+    # every process reads it (CPU tensors: RNG states must stay there), once: resolve_config's read
+    payload = checkpoint if checkpoint is not None else ckpt.load(latest)
     trainer.load_state(payload)
     return trainer, payload
 

@@ -4,7 +4,7 @@ the changes ``run_config`` allows, and what the prepared data makes the model co
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..audio.features import MelSettings, check_same_analysis
 from ..config import (
@@ -45,6 +45,17 @@ SHAPE_KEYS = (
 )
 
 
+class Resolved(NamedTuple):
+    """What ``resolve_config`` found: the config, whether the run resumes, what that changes in
+    its settings, and the checkpoint it read (None for a new run): ``train`` resumes from it
+    rather than reading the file a second time."""
+
+    config: Config
+    resuming: bool
+    changes: list[Change]
+    checkpoint: dict | None
+
+
 def _recipe(recipe: str | Config | None) -> Config:
     """A fresh copy of the recipe's config: a name or path (``default`` if None), or a ``Config``
     given in Python (checked like a recipe: types, then ``validate``)."""
@@ -57,7 +68,7 @@ def _recipe(recipe: str | Config | None) -> Config:
 
 def resolve_config(
     run: Path, recipe: str | Config | None, overrides: list[str], steps: int | None, log: Callable[[str], None] = _quiet
-) -> tuple[Config, bool, list[Change]]:
+) -> Resolved:
     """The config a ``train`` call will use, whether it resumes an existing run, and what it
     changes in that run's settings (``run_config``: edits to RUN/config.toml, ``--set``,
     ``--steps``; a change to a setting fixed once trained is refused).
@@ -98,7 +109,7 @@ def resolve_config(
                 f"{run}: already trained to step {payload.get('step')}; --steps {config.train.steps} "
                 "is behind it: give a larger --steps to train on, or --run NEW_DIR to start again"
             )
-    return config, resuming, found if resuming else []
+    return Resolved(config, resuming, found if resuming else [], payload if resuming else None)
 
 
 def _check_recipe(run: Path, recipe: str | Config, saved: Config, log: Callable[[str], None]) -> None:

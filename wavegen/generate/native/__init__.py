@@ -411,7 +411,13 @@ class NativeEngine:
         device: torch.device | str = "cpu",
         threads: int | None = None,
         log: Callable[[str], None] | None = None,
+        precision: str = "fp32",
     ) -> None:
+        from ..quantized import check_precision
+
+        self.precision = check_precision(precision)
+        if precision != "fp32":  # STUB: the kernels follow
+            raise NativeUnavailable(f"precision {precision} is not built yet")
         if torch.device(device).type != "cpu":
             raise NativeUnavailable("the native engine runs on the CPU only (use --device cpu)")
         self.lib = load(log)

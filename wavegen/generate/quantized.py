@@ -5,9 +5,8 @@ STUB (the contract; the int8 arithmetic follows).
 
 from __future__ import annotations
 
-import copy
-
 import torch
+from torch.nn.utils import parametrize
 
 from ..model.network import WaveNet
 
@@ -25,22 +24,29 @@ def bf16_model(model: WaveNet) -> WaveNet:
     """A copy of ``model`` whose matrices (residual layers' convolutions, residual and skip 1×1s,
     the head) are rounded to bf16 and held as float32: what the native engine computes with at
     ``bf16``. The input layer, the biases and the conditioning stay float32."""
-    rounded = copy.deepcopy(model).float()
+    rounded = plain_copy(model)
     with torch.no_grad():
-        for block in rounded.blocks:
-            for layer in (block.conv, block.residual, block.skip):
-                _round_weight(layer)
-        for layer in (rounded.head[1], rounded.head[3]):
-            _round_weight(layer)
+        for layer in matrices(rounded):
+            layer.weight.copy_(layer.weight.to(torch.bfloat16).float())
     return rounded
 
 
-def _round_weight(layer: torch.nn.Module) -> None:
-    """Round ``layer.weight`` to bf16 in place (through a parametrization's original if any)."""
-    weight = layer.weight.detach().to(torch.bfloat16).float()
-    if hasattr(layer, "parametrizations") and "weight" in layer.parametrizations:
-        torch.nn.utils.parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-    layer.weight.copy_(weight)
+def plain_copy(model: WaveNet) -> WaveNet:
+    """A float32 copy of ``model`` with its parametrizations applied and removed (plain weights)."""
+    plain = WaveNet(model.config)  # a fresh copy: a deep copy keeps the parametrized classes
+    for module in plain.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    plain.load_state_dict({key: value.float() for key, value in model.plain_state_dict().items()})
+    return plain.to(next(model.parameters()).device).eval()
+
+
+def matrices(model: WaveNet) -> list[torch.nn.Conv1d]:
+    """The layers whose weights a lower precision stores: every residual layer's dilated conv,
+    residual and skip 1×1s, then the head's two 1×1s."""
+    layers = [layer for block in model.blocks for layer in (block.conv, block.residual, block.skip)]
+    return layers + [model.head[1], model.head[3]]
 
 
 def at_precision(model: WaveNet, precision: str):

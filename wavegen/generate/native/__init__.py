@@ -42,7 +42,8 @@ from ...model.network import WaveNet
 
 SOURCE = Path(__file__).resolve().parent / "wavenet.cpp"
 FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-pthread"]
-ABI_VERSION = 2
+ABI_VERSION = 3
+PRECISION_CODES = {"fp32": 0, "bf16": 1, "int8": 2}  # wavenet.cpp: enum Precision
 PANEL = 16  # columns per packed panel (wavenet.cpp: kPanel)
 MAX_TERM_FRAMES = 256  # frames of frame-rate terms per block (and at most engine_state.TERM_BYTES)
 
@@ -93,17 +94,24 @@ def _output(command: list[str]) -> str:
     return done.stdout + done.stderr if done.returncode == 0 else ""
 
 
+def flags() -> list[str]:
+    """The compiler flags: FLAGS, then ``$WAVEGEN_NATIVE_FLAGS`` (split on spaces), e.g.
+    ``-mno-avx512vnni -mno-avxvnni`` to build the AVX2 kernels on a CPU that has VNNI."""
+    return FLAGS + os.environ.get("WAVEGEN_NATIVE_FLAGS", "").split()
+
+
 def fingerprint(compiler: str) -> str:
     """Hash of everything the built library depends on: source, flags, compiler, target CPU."""
     digest = hashlib.sha256()
     digest.update(SOURCE.read_bytes())
-    digest.update(" ".join(FLAGS).encode())
+    digest.update(" ".join(flags()).encode())
     digest.update(_output([compiler, "--version"]).encode())
     # What -march=native resolves to here: GCC lists the enabled target options; Clang prints
     # the CPU and feature flags it passes to its compiler proper.
-    target = _output([compiler, "-march=native", "-Q", "--help=target"])
+    extra = flags()[len(FLAGS) :]
+    target = _output([compiler, "-march=native", *extra, "-Q", "--help=target"])
     if not target:
-        target = _output([compiler, "-march=native", "-###", "-E", "-x", "c++", os.devnull])
+        target = _output([compiler, "-march=native", *extra, "-###", "-E", "-x", "c++", os.devnull])
     digest.update(target.encode())
     digest.update(platform.machine().encode())
     return digest.hexdigest()[:20]
@@ -159,7 +167,7 @@ def _compile(compiler: str, target: Path, log: Callable[[str], None] | None) -> 
     temporary = folder / f".wavenet-{os.getpid()}-{uuid.uuid4().hex[:8]}.so"
     try:
         done = subprocess.run(
-            [compiler, *FLAGS, "-o", str(temporary), str(SOURCE)],
+            [compiler, *flags(), "-o", str(temporary), str(SOURCE)],
             capture_output=True,
             text=True,
             timeout=600,
@@ -197,7 +205,8 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     cond = ctypes.POINTER(Cond)
     signatures = {
         "wg_abi_version": ([], i32),
-        "wg_create": ([p, i32, p, i64, i32, p, i32], p),
+        "wg_dot_kind": ([], ctypes.c_char_p),
+        "wg_create": ([p, i32, p, i64, i32, i32, p, i64, p, i32], p),
         "wg_destroy": ([p], None),
         "wg_set_threads": ([p, i32, i32], i32),
         "wg_reset": ([p, i32, p, p, i32, i64, p, i32], i32),
@@ -331,6 +340,64 @@ def pack(model: WaveNet) -> tuple[np.ndarray, np.ndarray]:
     return np.array(shape, np.int64), np.concatenate(flat)
 
 
+def _gate_order(columns: np.ndarray, gate: int) -> np.ndarray:
+    """(..., 2G) filter then gate columns → (..., 2·G8) in the conv panels' order: panel p =
+    [filter 8p..8p+7 | gate 8p..8p+7], channels G .. G8 - 1 zero."""
+    g8 = _ceil(gate, 8)
+    both = np.zeros((*columns.shape[:-1], 2, g8), columns.dtype)
+    both[..., 0, :gate], both[..., 1, :gate] = columns[..., :gate], columns[..., gate:]
+    lead = columns.shape[:-1]
+    return both.reshape(*lead, 2, g8 // 8, 8).swapaxes(-3, -2).reshape(*lead, 2 * g8)
+
+
+def _int8_panels(q: torch.Tensor | np.ndarray, rows: int) -> np.ndarray:
+    """Integer values (K, N) → int8 panels of 16 columns, rows in groups of 4 (wavenet.cpp's
+    QPanels): (ceil(N/16), rows/4, 16, 4), zero-padded to ``rows`` rows."""
+    q = np.asarray(q)
+    k, n = q.shape
+    padded = np.zeros((rows, _ceil(n, PANEL)), np.int8)
+    padded[:k, :n] = q
+    return padded.reshape(rows // 4, 4, -1, PANEL).transpose(2, 0, 3, 1)
+
+
+def pack_int8(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shape array, the flat float32 blocks and the flat int8 blocks for ``wg_create`` at
+    int8, from a ``quantized.Int8WaveNet``: the input table, biases and scales as floats, each
+    matrix as int8 panels (the conv one matrix per tap), in the order wavenet.cpp reads them."""
+    plain, c = model.model, model.model.config
+    R, G, S, C = c.residual_channels, c.gate_channels, c.skip_channels, c.classes
+    G8, R16, S16, C16 = _ceil(G, 8), _ceil(R, PANEL), _ceil(S, PANEL), _ceil(C, PANEL)
+
+    def np32(t: torch.Tensor) -> np.ndarray:
+        return t.detach().float().cpu().numpy()
+
+    floats: list[np.ndarray] = [np32(plain.input.weight).transpose(2, 1, 0), np32(plain.input.bias)]
+    ints: list[np.ndarray] = []
+    for block, (conv, res, skip) in zip(plain.blocks, model.blocks_q):
+        floats += [
+            _gate_order(np32(block.conv.bias), G),
+            _gate_order(np32(conv[1]), G),
+            _pad(np32(block.residual.bias), R16),
+            _pad(np32(res[1]), R16),
+            _pad(np32(skip[1]), S16),
+        ]
+        ints += [_int8_panels(_gate_order(np32(tap), G), R16) for tap in conv[0]]  # (R, 2G) per tap
+        ints += [_int8_panels(np32(res[0]), G8), _int8_panels(np32(skip[0]), G8)]
+    (q1, w1), (q2, w2) = model.head_q
+    floats += [
+        _pad(model.skip_bias.numpy(), S16),
+        _pad(np32(plain.head[1].bias), S16),
+        _pad(np32(w1), S16),
+        _pad(np32(plain.head[3].bias), C16),
+        _pad(np32(w2), C16),
+    ]
+    ints += [_int8_panels(np32(q1), S16), _int8_panels(np32(q2), S16)]
+    flat = [np.ascontiguousarray(b, np.float32).ravel() for b in floats]
+    flat = [np.concatenate([b, np.zeros(_ceil(b.size, PANEL) - b.size, np.float32)]) for b in flat]
+    shape = [C, R, G, S, c.kernel_size, c.input_kernel_size, len(plain.blocks), *plain.dilations]
+    return np.array(shape, np.int64), np.concatenate(flat), np.concatenate([b.ravel() for b in ints])
+
+
 class LayoutTuner:
     """Picks how the engine's threads share the streams, from timed runs, and checks again now
     and then: threads in lockstep are fastest on idle cores but crawl when another process
@@ -413,24 +480,39 @@ class NativeEngine:
         log: Callable[[str], None] | None = None,
         precision: str = "fp32",
     ) -> None:
-        from ..quantized import check_precision
+        from ..quantized import Int8WaveNet, bf16_model, check_precision
 
         self.precision = check_precision(precision)
-        if precision != "fp32":  # STUB: the kernels follow
-            raise NativeUnavailable(f"precision {precision} is not built yet")
         if torch.device(device).type != "cpu":
             raise NativeUnavailable("the native engine runs on the CPU only (use --device cpu)")
         self.lib = load(log)
         self.model = model.cpu().eval()
+        self.int8 = None
+        if precision == "bf16":  # the fp32 engine on rounded weights, read as bf16
+            self.model = bf16_model(self.model)
+        elif precision == "int8":
+            self.int8 = Int8WaveNet(self.model)
         self.rf = model.receptive_field
         self.threads = threads or default_threads()
         self.fixed_layout: tuple[int, int] | None = None  # set by set_threads(.., group_size)
         self.layout = (self.threads, 0)  # what wg_create set: the C++ side picks groups by batch
         self.tuners: dict[int, LayoutTuner] = {}  # per batch size
-        shape, weights = pack(model)
+        if self.int8 is not None:
+            shape, weights, qweights = pack_int8(self.int8)
+        else:
+            (shape, weights), qweights = pack(self.model), np.zeros(0, np.int8)
         error = ctypes.create_string_buffer(512)
         handle = self.lib.wg_create(
-            _ptr(shape), len(shape), _ptr(weights), weights.size, self.threads, error, len(error)
+            _ptr(shape),
+            len(shape),
+            _ptr(weights),
+            weights.size,
+            self.threads,
+            PRECISION_CODES[precision],
+            _ptr(qweights),
+            qweights.size,
+            error,
+            len(error),
         )
         if not handle:
             raise NativeUnavailable(f"engine setup failed: {error.value.decode()}")
@@ -508,7 +590,13 @@ class NativeEngine:
         code ring (k_in, b) and the time of the next sample; b is 1 when all streams share it."""
         from ..state import past_block_inputs, ring_of
 
-        past, inputs = past_block_inputs(self.model, batch, history, "cpu", conditioning)
+        if self.int8 is not None:  # the past as the int8 step computes it
+            terms = (
+                None if conditioning is None else (lambda start, count: self.engine_terms(conditioning, start, count))
+            )
+            past, inputs = self.int8.past_block_inputs(batch, history, terms)
+        else:
+            past, inputs = past_block_inputs(self.model, batch, history, "cpu", conditioning)
         t = past.shape[1]
         k = self.model.config.kernel_size
         rings = [ring_of(x, (k - 1) * block.dilation, t).reshape(-1) for x, block in zip(inputs, self.model.blocks)]
@@ -518,6 +606,14 @@ class NativeEngine:
             np.ascontiguousarray(codes.numpy(), np.int32),
             t,
         )
+
+    def engine_terms(self, conditioning, start: int, count: int):
+        """``quantized.EngineTerms`` of times ``start .. start + count - 1``, made from the frame
+        blocks this engine reads."""
+        from ..quantized import EngineTerms
+
+        width = len(self.model.blocks) * 2 * _ceil(self.model.config.gate_channels, 8)
+        return EngineTerms(conditioning, start, count, width, MAX_TERM_FRAMES)
 
     def logits(self) -> torch.Tensor:
         out = torch.empty(self.batch, self.model.config.classes, dtype=torch.float32)

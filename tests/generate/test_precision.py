@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from generate.test_sampling import SHAPES
+from generate.test_sampling_conditioned import KINDS, conditioning_for, model_for
 
 from wavegen.config import ModelConfig
 from wavegen.generate.engine import sample_codes, stream_uniforms
@@ -19,8 +20,6 @@ from wavegen.generate.quantized import QMAX, Int8WaveNet, at_precision, bf16_mod
 from wavegen.generate.reference import ReferenceEngine
 from wavegen.generate.state import silence
 
-from generate.test_sampling import SHAPES
-from generate.test_sampling_conditioned import KINDS, conditioning_for, model_for
 from helpers import native_or_skip, random_model
 
 # (streams, threads, threads per group): one stream split over two threads; few streams per group
@@ -188,13 +187,13 @@ def test_row_quantisation_rounds_each_value_to_its_nearest_step(seed):
 
 
 def test_weights_are_quantised_per_output_channel():
-    weight = torch.randn(6, 5, 2)
-    weight[2] *= 100  # one loud channel does not coarsen the others
+    weight = torch.randn(6, 5, 2, generator=torch.Generator().manual_seed(0))
+    weight[2] *= 1000  # one loud channel does not coarsen the others
     q, scale = quantize_weight(weight)  # (taps, K, N), (N,)
     assert q.shape == (2, 5, 6) and torch.equal(q.abs().amax(dim=(0, 1)), torch.full((6,), float(QMAX)))
     error = (q.permute(2, 1, 0) * scale[:, None, None] - weight).abs()  # (N, K, taps)
     assert bool((error <= scale[:, None, None] / 2 * 1.001).all())
-    assert scale[2] > 50 * scale[[0, 1, 3, 4, 5]].max()
+    assert scale[2] > 100 * scale[[0, 1, 3, 4, 5]].max()
 
 
 def test_int8_reference_is_causal_and_close_to_the_network():

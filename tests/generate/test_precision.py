@@ -16,7 +16,8 @@ from generate.test_sampling_conditioned import KINDS, conditioning_for, model_fo
 from wavegen.config import ModelConfig
 from wavegen.generate.engine import sample_codes, stream_uniforms
 from wavegen.generate.engines import generate
-from wavegen.generate.quantized import QMAX, Int8WaveNet, at_precision, bf16_model, quantize_rows, quantize_weight
+from wavegen.generate.int8 import QMAX, Int8WaveNet, quantize_rows, quantize_weight
+from wavegen.generate.quantized import at_precision, bf16_model
 from wavegen.generate.reference import ReferenceEngine
 from wavegen.generate.state import silence
 

@@ -72,3 +72,16 @@ def parameterize(model: nn.Module) -> None:
             _scale(block.conv, half**index, ("weight",))
             _scale(block.residual, half**-index)
             _scale(block.skip, math.sqrt(1.0 / len(model.blocks)))
+
+
+def plain_copy(model: nn.Module) -> nn.Module:
+    """(``model``: a ``network.WaveNet``.) A float32 copy computing the same function with plain
+    weights: the parametrizations applied and removed, so ``conv.weight`` is a parameter that
+    can be rounded or quantised in place. In eval mode, on ``model``'s device."""
+    plain = type(model)(model.config)  # a fresh copy: a deep copy keeps the parametrized classes
+    for module in plain.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    plain.load_state_dict({key: value.float() for key, value in model.plain_state_dict().items()})
+    return plain.to(next(model.parameters()).device).eval()

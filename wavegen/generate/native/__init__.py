@@ -480,7 +480,8 @@ class NativeEngine:
         log: Callable[[str], None] | None = None,
         precision: str = "fp32",
     ) -> None:
-        from ..quantized import Int8WaveNet, bf16_model, check_precision
+        from ..int8 import Int8WaveNet
+        from ..quantized import bf16_model, check_precision
 
         self.precision = check_precision(precision)
         if torch.device(device).type != "cpu":
@@ -610,7 +611,7 @@ class NativeEngine:
     def engine_terms(self, conditioning, start: int, count: int):
         """``quantized.EngineTerms`` of times ``start .. start + count - 1``, made from the frame
         blocks this engine reads."""
-        from ..quantized import EngineTerms
+        from ..int8 import EngineTerms
 
         width = len(self.model.blocks) * 2 * _ceil(self.model.config.gate_channels, 8)
         return EngineTerms(conditioning, start, count, width, MAX_TERM_FRAMES)

@@ -11,6 +11,11 @@ The name does not depend on the terminal or the language: the compiler is asked 
 folder (``fcntl.flock``), so a second process waits and loads what the first built; each build
 still compiles to its own temporary file and renames it into place.
 
+``NativeEngine`` runs at a precision (``quantized.PRECISIONS``): fp32, bf16 (the weights of
+``quantized.bf16_model``, stored as bf16) or int8 (``int8.Int8WaveNet``'s quantised weights as int8
+panels, ``pack_int8``). ``$WAVEGEN_NATIVE_FLAGS`` adds compiler flags, e.g. to build the AVX2
+kernels on a CPU with VNNI (the tests check each kernel that way).
+
 ``NativeEngine`` packs a model's weights once into the panel layout the kernels read and then
 offers the engine calls of ``sampling.py`` (reset/logits/append) plus ``sample_steps``, which
 generates many samples per call with the sampling done inside the loop. A conditioned model's

@@ -29,6 +29,14 @@
 // The term is added to the finished conv sums just before the gate (GateTermOut), after every
 // tap, so the deferred and the direct path still do the same arithmetic.
 //
+// Precisions (wg_create): fp32 as above; bf16, the same arithmetic on weights stored as bf16
+// (half the bytes to read per step; widened in registers); int8 (forward_q()), the matrices
+// quantised per output column by Python, each block input, gated-unit row and head input
+// quantised per step and stream (quantize_row()), the products as exact integer sums (AVX-512 or
+// AVX VNNI, else AVX2 vpmaddubsw/vpmaddwd, else plain C++: dot4()), scaled back to float per
+// element; what quantized.Int8WaveNet computes in Python, bit for bit (so no fused multiply-add
+// in that path). The rings then hold the quantised block inputs and their scales.
+//
 // Threads: streams are split into groups; a group's threads run its streams in lockstep, each
 // computing a slice of every layer's columns, with one barrier per layer (its latency hidden
 // behind the previous layer's skip product) and three for the head. Every output element is

@@ -60,7 +60,6 @@ OVER_FUNCTION = {
     "wavegen.generate.synth.synthesize": 84,
     "wavegen.generate.vocode.vocode": 91,
     "wavegen.report.html.render": 84,
-    "wavegen.train.evaluate.evaluate": 64,
 }
 
 

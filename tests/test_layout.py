@@ -54,8 +54,7 @@ OVER_MODULE = {
 }
 OVER_FUNCTION = {
     "wavegen.bench.learning._train_and_score": 66,
-    "wavegen.bench.sampling.run": 62,
-    "wavegen.commands.bench.bench": 118,
+    "wavegen.commands.bench.bench": 112,
     "wavegen.config.validate": 69,
     "wavegen.generate.synth.synthesize": 84,
     "wavegen.generate.vocode.vocode": 91,

@@ -69,6 +69,7 @@ def test_the_cli_offers_the_precisions_the_engines_have():
         ["synth", "--checkpoint", "tiny.pt"],
         ["vocode", "input.wav", "--checkpoint", "voc.pt"],
         ["eval", "--checkpoint", "tiny.pt", "--data", "prepared"],
+        ["bench", "--recipe", "tiny"],
     ],
 )
 def test_an_unknown_precision_is_a_usage_error(project, args):
@@ -112,3 +113,33 @@ def test_eval_scores_the_network_at_a_precision(project):
     # bf16 weights: another network, so another score, yet close to fp32's
     assert fp32 != bf16 and abs(fp32 - bf16) < 0.01 * fp32
     assert reports["fp32"]["val_seconds"] == reports["bf16"]["val_seconds"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (
+            ["--train"],
+            "bench --train measures training steps: --engine and --cond are for sampling, and so is --precision",
+        ),
+        (["--learn", "prepared", "--steps", "1"], "bench --learn trains variants: --train, --engine, --precision,"),
+    ],
+)
+def test_bench_precision_is_for_sampling(project, args, phrase):
+    status, _, stderr = run("bench", "--recipe", "tiny", "--precision", "bf16", *args, cwd=project)
+    assert status == 1 and phrase in error_line(stderr)
+
+
+def test_bench_says_the_machine_first_and_each_rows_precision(project):
+    status, stdout, stderr = run(
+        "bench", "--recipe", "tiny", "--engine", "torch", "--precision", "fp32", "--precision", "bf16",
+        "--batch", "1", "--seconds", "0.1", "--repeats", "1", "--threads", "1", "--json", "--quiet",
+        cwd=project,
+    )  # fmt: skip
+    assert status == 0, stderr
+    machine, *rows = [json.loads(line) for line in stdout.splitlines()]
+    assert machine["sgemm_gflops"] > 0 and machine["threads"] == 1 and machine["cpu"]
+    assert [(r["engine"], r["precision"]) for r in rows] == [("torch", "fp32")]  # bf16 is the native engine's
+    lines = stderr.splitlines()
+    assert lines[0].startswith("cpu: ") and "fp32 matmul peak" in lines[0] and "(torch.mm 2048², 1 thread)" in lines[0]
+    assert "--precision bf16: the native engine's alone; torch runs at fp32" in lines

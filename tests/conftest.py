@@ -73,3 +73,32 @@ def full_disk(monkeypatch):
 
     monkeypatch.setattr(files, "os", FillingOS())
     return disk
+
+
+@pytest.fixture
+def low_precision_native(monkeypatch):
+    """The native engine replaced by one that takes every precision (until its bf16 and int8
+    kernels land) and records (device type, precision) of each build: the torch engine on the
+    weights ``quantized.at_precision`` gives (the model's own for int8 until that exists), with
+    the native engine's name, precision, threads and layout. What is tested with it is the
+    plumbing: which engine is asked for, at which precision, and what is said and written."""
+    from wavegen.generate import native
+    from wavegen.generate.quantized import at_precision
+    from wavegen.generate.torch_engine import TorchEngine
+
+    built = []
+
+    class LowPrecisionNative(TorchEngine):
+        name = "native"
+
+        def __init__(self, model, device="cpu", threads=None, log=None, precision="fp32"):
+            built.append((torch.device(device).type, precision))
+            try:
+                weights = at_precision(model, precision)
+            except NotImplementedError:  # int8's reference is not there yet
+                weights = model
+            super().__init__(weights, device)
+            self.precision, self.threads, self.layout = precision, 1, (1, 1)
+
+    monkeypatch.setattr(native, "NativeEngine", LowPrecisionNative)
+    return built

@@ -9,28 +9,10 @@ import pytest
 from wavegen.bench import sampling as bench
 from wavegen.bench.machine import flops_per_sample
 from wavegen.config import ModelConfig
-from wavegen.generate.quantized import at_precision
-from wavegen.generate.torch_engine import TorchEngine
 
 from helpers import native_or_skip, random_model
 
 SMALL = ModelConfig(cycles=2, layers_per_cycle=5, residual_channels=16, gate_channels=16, skip_channels=32)
-
-
-@pytest.fixture
-def low_precision_native(monkeypatch):
-    """A native engine that takes bf16 (until its kernels do): the torch engine on the weights
-    ``at_precision`` gives, with the native engine's name, threads and layout."""
-    from wavegen.generate import native
-
-    class LowPrecisionNative(TorchEngine):
-        name = "native"
-
-        def __init__(self, model, device="cpu", threads=None, log=None, precision="fp32"):
-            super().__init__(at_precision(model, precision), device)
-            self.precision, self.threads, self.layout = precision, 1, (1, 1)
-
-    monkeypatch.setattr(native, "NativeEngine", LowPrecisionNative)
 
 
 def test_bench_rows_at_each_precision(low_precision_native):

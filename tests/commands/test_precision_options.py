@@ -45,7 +45,7 @@ def error_line(stderr: str) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A tiny model and a tiny vocoder (random weights) saved as checkpoints, a recording, and
-    prepared tones with a validation part."""
+    prepared tones with a validation part, with and without mel features."""
     root = tmp_path_factory.mktemp("precision")
     write_wav(root / "dataset" / "a.wav", tone(440, 2.0), 16000)
     write_wav(root / "input.wav", tone(330, 0.05), 16000)
@@ -53,6 +53,7 @@ def project(tmp_path_factory):
     prepare(root / "dataset", root / "prepared", tiny.data, log=lambda _: None, progress=False)
     ckpt.save(root / "tiny.pt", {"config": tiny.to_dict(), "model": random_model(tiny.model).state_dict(), "step": 3})
     voc = apply_overrides(load_recipe("tiny"), MELS)
+    prepare(root / "dataset", root / "prepmel", voc.data, log=lambda _: None, progress=False)
     ckpt.save(root / "voc.pt", {"config": voc.to_dict(), "model": random_model(voc.model).state_dict(), "step": 3})
     return root
 
@@ -113,6 +114,19 @@ def test_eval_scores_the_network_at_a_precision(project):
     # bf16 weights: another network, so another score, yet close to fp32's
     assert fp32 != bf16 and abs(fp32 - bf16) < 0.01 * fp32
     assert reports["fp32"]["val_seconds"] == reports["bf16"]["val_seconds"] > 0
+
+
+def test_eval_resynthesises_a_vocoders_validation_at_the_precision(project, low_precision_native):
+    status, stdout, stderr = run(
+        "eval", "--checkpoint", "voc.pt", "--data", "prepmel", "--precision", "bf16", "--seconds", "0.05",
+        "--files", "1", "--json", "--quiet",
+        cwd=project,
+    )  # fmt: skip
+    assert status == 0, stderr
+    report = json.loads(stdout)
+    assert report["precision"] == "bf16" and report["val_bits"] > 0 and len(report["resynthesised"]) == 1
+    assert "bits/sample (bf16) over" in stderr
+    assert low_precision_native == [("cpu", "bf16")]  # the resynthesis ran in the native engine at bf16
 
 
 @pytest.mark.parametrize(

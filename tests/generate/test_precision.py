@@ -1,8 +1,8 @@
 """Sampling at a lower precision, as the engines, synth, vocode and the API ask for it: bf16 and
 int8 run in the native engine on the CPU only, anything else is a one-line refusal.
 
-Until the native kernels take bf16 and int8, ``recording_native`` stands in for the native engine:
-it records what it was built with and computes with ``at_precision``'s weights."""
+Until the native kernels take bf16 and int8, ``low_precision_native`` (conftest.py) stands in for
+the native engine: it records what it was built with and computes with ``at_precision``'s weights."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from wavegen.generate import engines
 from wavegen.generate.engines import generate, make_engine, pick_engine
 from wavegen.generate.quantized import at_precision
 from wavegen.generate.reference import ReferenceEngine
-from wavegen.generate.torch_engine import TorchEngine
 from wavegen.model import checkpoint as ckpt
 from wavegen.recipe import load_recipe
 
@@ -29,37 +28,13 @@ from helpers import random_model
 TINY = load_recipe("tiny")
 
 
-@pytest.fixture
-def recording_native(monkeypatch):
-    """The native engine replaced by one that records (device, precision) of every build and runs
-    the torch engine on the weights ``at_precision`` gives."""
-    from wavegen.generate import native
-
-    built = []
-
-    class RecordingNative(TorchEngine):
-        name = "native"
-
-        def __init__(self, model, device="cpu", threads=None, log=None, precision="fp32"):
-            built.append((torch.device(device).type, precision))
-            try:
-                weights = at_precision(model, precision)
-            except NotImplementedError:  # int8 before its reference lands: the plumbing is what is tested
-                weights = model
-            super().__init__(weights, device)
-            self.precision = precision
-
-    monkeypatch.setattr(native, "NativeEngine", RecordingNative)
-    return built
-
-
-def test_make_engine_gives_the_precision_to_the_native_engine(recording_native):
+def test_make_engine_gives_the_precision_to_the_native_engine(low_precision_native):
     model = random_model(TINY.model)
     for name in ("auto", "native"):
         engine = make_engine(name, model, precision="bf16")
         assert (engine.name, engine.precision) == ("native", "bf16")
     assert make_engine("auto", model).precision == "fp32"
-    assert recording_native == [("cpu", "bf16"), ("cpu", "bf16"), ("cpu", "fp32")]
+    assert low_precision_native == [("cpu", "bf16"), ("cpu", "bf16"), ("cpu", "fp32")]
     # what it computes is the bf16 network: not the fp32 one, but close to it
     codes = torch.randint(0, 256, (1, 200), generator=torch.Generator().manual_seed(1))
     engine, ref16, ref32 = (
@@ -112,7 +87,7 @@ def test_a_lower_precision_without_the_native_engine_says_why_and_falls_back_to_
     assert notices == []  # no fallback to the torch engine: it would compute something else
 
 
-def test_pick_engine_runs_a_lower_precision_on_the_cpu_even_with_a_gpu(recording_native, monkeypatch):
+def test_pick_engine_runs_a_lower_precision_on_the_cpu_even_with_a_gpu(low_precision_native, monkeypatch):
     monkeypatch.setattr(engines, "resolve_device", lambda name: torch.device("cuda" if name != "cpu" else "cpu"))
     model = random_model(TINY.model)
     engine, device = pick_engine("auto", "auto", model, 64, print, "int8")  # many streams: a GPU's, at fp32
@@ -121,7 +96,7 @@ def test_pick_engine_runs_a_lower_precision_on_the_cpu_even_with_a_gpu(recording
     assert (engine.precision, device.type) == ("bf16", "cpu")
     with pytest.raises(ConfigError, match="use --device cpu"):
         pick_engine("auto", "cuda", model, 1, print, "bf16")
-    assert recording_native == [("cpu", "int8"), ("cpu", "bf16")]
+    assert low_precision_native == [("cpu", "int8"), ("cpu", "bf16")]
 
 
 @pytest.fixture
@@ -131,12 +106,12 @@ def checkpoint(tmp_path):
     return path
 
 
-def test_synth_records_the_precision_in_its_message_and_metadata(recording_native, checkpoint, tmp_path):
+def test_synth_records_the_precision_in_its_message_and_metadata(low_precision_native, checkpoint, tmp_path):
     from wavegen.generate.synth import synthesize
 
     said = []
     result = synthesize(checkpoint, tmp_path / "out", seconds=0.01, precision="bf16", log=said.append, progress=False)
-    assert result.precision == "bf16" and recording_native == [("cpu", "bf16")]
+    assert result.precision == "bf16" and low_precision_native == [("cpu", "bf16")]
     assert any("with the 'native' engine (bf16) on cpu" in line for line in said), said
     meta = json.loads(result.files[0].with_suffix(".json").read_text())
     assert (meta["engine"], meta["precision"], meta["device"]) == ("native", "bf16", "cpu")
@@ -148,7 +123,7 @@ def test_synth_records_the_precision_in_its_message_and_metadata(recording_nativ
     assert not (tmp_path / "no").exists()
 
 
-def test_the_api_generates_at_a_precision(recording_native, checkpoint):
+def test_the_api_generates_at_a_precision(low_precision_native, checkpoint):
     model = wavegen.load(checkpoint)
     made = model.generate(seconds=0.01, seed=4, precision="bf16", device="auto")
     assert (made.engine, made.precision) == ("native", "bf16")
@@ -159,7 +134,7 @@ def test_the_api_generates_at_a_precision(recording_native, checkpoint):
         model.generate(seconds=0.01, engine="torch", precision="int8")
 
 
-def test_resynthesis_at_a_precision(recording_native):
+def test_resynthesis_at_a_precision(low_precision_native):
     from wavegen.generate.vocode import resynthesize
 
     config = apply_overrides(load_recipe("tiny"), ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"])

@@ -214,9 +214,9 @@ def _native(engine, model: WaveNet, rate: float, peak_gflops: float | None) -> d
     flops = flops_per_sample(model)
     gflops = rate * flops / 1e9
     extras = {"threads": engine.threads, "layout": list(engine.layout), "flops_per_sample": flops}
-    extras["arithmetic_gflops"] = round(gflops, 3)
+    extras["arithmetic_gflops"] = float(f"{gflops:.4g}")  # (4 figures: tiny models make small numbers)
     if peak_gflops:
-        extras["sgemm_fraction"] = round(gflops / peak_gflops, 4)
+        extras["sgemm_fraction"] = float(f"{gflops / peak_gflops:.4g}")
     return extras
 
 

@@ -73,6 +73,8 @@ def test_a_lower_precision_on_a_gpu_or_an_unknown_one_is_refused():
             make_engine(name, model, "cuda", precision="bf16")  # (refused before any GPU is touched)
     with pytest.raises(ConfigError, match=r"^unknown precision 'fp16' \(choose from fp32, bf16, int8\)$"):
         make_engine("auto", model, precision="fp16")
+    with pytest.raises(ValueError, match="unknown engine 'warp'"):
+        make_engine("warp", model, precision="bf16")
 
 
 def test_a_lower_precision_without_the_native_engine_says_why_and_falls_back_to_nothing(monkeypatch, tmp_path):

@@ -136,7 +136,7 @@ def make_engine(
 
         return CudaGraphEngine(model, device)
     if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r} (choose from auto, cuda-graph, {', '.join(ENGINES)})")
+        raise _unknown_engine(name)
     if name != "native":
         return ENGINES[name](model, device)
     try:
@@ -152,6 +152,8 @@ def _lower_precision_engine(
     precision weights, and there is no fallback that would compute something else silently."""
     from .native import NativeUnavailable
 
+    if name not in ("auto", "cuda-graph", *ENGINES):
+        raise _unknown_engine(name)
     if name not in ("auto", "native"):
         raise ConfigError(
             f"--precision {precision} runs in the native engine only, not the '{name}' engine "
@@ -163,6 +165,10 @@ def _lower_precision_engine(
         return _native_engine(model, device, log, precision)
     except NativeUnavailable as exc:
         raise NativeUnavailable(f"--precision {precision}: native engine unavailable: {exc}") from None
+
+
+def _unknown_engine(name: str) -> ValueError:
+    return ValueError(f"unknown engine {name!r} (choose from auto, cuda-graph, {', '.join(ENGINES)})")
 
 
 def engine_precision(engine: Engine) -> str:

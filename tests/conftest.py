@@ -73,3 +73,21 @@ def full_disk(monkeypatch):
 
     monkeypatch.setattr(files, "os", FillingOS())
     return disk
+
+
+@pytest.fixture
+def recorded_native(monkeypatch):
+    """The native engine, recording (device type, precision) of every one built: what is tested
+    with it is which engine is asked for, at which precision, and what is said and written."""
+    from helpers import native_or_skip
+
+    native = native_or_skip()
+    built = []
+
+    class Recorded(native.NativeEngine):
+        def __init__(self, model, device="cpu", threads=None, log=None, precision="fp32"):
+            built.append((torch.device(device).type, precision))
+            super().__init__(model, device, threads, log, precision)
+
+    monkeypatch.setattr(native, "NativeEngine", Recorded)
+    return built

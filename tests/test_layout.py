@@ -47,21 +47,18 @@ KERNELS = {"wavegen.generate.native"}  # the native engine's build, ABI and pack
 OVER_MODULE = {
     "wavegen.bench.training": 310,
     "wavegen.config": 335,
-    "wavegen.generate.synth": 370,
+    "wavegen.generate.synth": 367,
     "wavegen.model.network": 306,
     "wavegen.train.loop": 446,
     "wavegen.train.trainer": 420,
 }
 OVER_FUNCTION = {
     "wavegen.bench.learning._train_and_score": 66,
-    "wavegen.bench.sampling.run": 62,
-    "wavegen.commands.bench.bench": 118,
+    "wavegen.commands.bench.bench": 112,
     "wavegen.config.validate": 69,
-    "wavegen.generate.synth.generate_streams": 76,
-    "wavegen.generate.synth.synthesize": 85,
-    "wavegen.generate.vocode.vocode": 101,
+    "wavegen.generate.synth.synthesize": 84,
+    "wavegen.generate.vocode.vocode": 91,
     "wavegen.report.html.render": 84,
-    "wavegen.train.evaluate.evaluate": 64,
 }
 
 

@@ -139,6 +139,7 @@ class Generation:
     seeds: list[int]  # the seed of each stream
     engine: str  # the sampling engine that ran
     samples_per_s: float  # generated samples per second of wall time, over every stream
+    precision: str = "fp32"  # the weights' precision in the engine: fp32, bf16 or int8
 
     def __iter__(self) -> Iterator:
         return iter((self.audio, self.sample_rate))
@@ -203,6 +204,7 @@ class Model:
         *,
         engine: str = "auto",
         device: str = "auto",
+        precision: str = "fp32",
         log: Log | None = None,
         progress: bool = False,
     ) -> Generation:
@@ -215,9 +217,11 @@ class Model:
         label in turn). ``mel``: log-mel features (frames, bands) for a vocoder model, as an
         array or a .npy path. ``prime``: continue a recording (a path, or mono float audio at
         ``sample_rate``) instead of silence. ``engine``: auto, native, cuda-graph, torch or
-        reference; ``device``: auto, cpu or cuda. Returns a ``Generation`` (audio (n, samples)
-        float32 in [-1, 1]). Raises ``ConfigError`` for values out of range or conditioning the
-        model lacks, ``DataError`` for an unusable prime or mel file, ``OutOfMemory``.
+        reference; ``device``: auto, cpu or cuda. ``precision``: fp32 (exact), or bf16 or int8
+        weights in the native CPU engine (faster, slightly different logits). Returns a
+        ``Generation`` (audio (n, samples) float32 in [-1, 1]). Raises ``ConfigError`` for values
+        out of range, a precision the engine or device cannot run, or conditioning the model
+        lacks; ``DataError`` for an unusable prime or mel file; ``OutOfMemory``.
         """
         from .audio.mulaw import decode
         from .generate.synth import generate_streams
@@ -240,9 +244,12 @@ class Model:
             log=log or _silent,
             progress=progress,
             step=self.step,
+            precision=precision,
         )
         audio = decode(made.codes).numpy().astype("float32", copy=False)
-        return Generation(audio, made.sample_rate, made.labels, made.seeds, made.engine, made.samples_per_s)
+        return Generation(
+            audio, made.sample_rate, made.labels, made.seeds, made.engine, made.samples_per_s, made.precision
+        )
 
 
 def load(source: str | Path | None = None) -> Model:

@@ -98,6 +98,7 @@ def test_synth_writes_a_spectrogram_and_metadata_beside_every_wav(tiny_run):
             "seed": seed,
             "temperature": 0.9,
             "engine": meta["engine"],
+            "precision": "fp32",
             "device": "cpu",
             "label": None,
             "prime": None,

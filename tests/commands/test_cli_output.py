@@ -109,14 +109,20 @@ def test_bench_prints_a_table_or_json_lines(tmp_path):
         "--threads",
         "1",
     ]
-    lines = [json.loads(line) for line in wavegen(*args, "--json", "--quiet", cwd=tmp_path).stdout.splitlines()]
-    assert [(r["engine"], r["batch"]) for r in lines] == [("torch", 1), ("torch", 2)]
+    machine, *lines = [
+        json.loads(line) for line in wavegen(*args, "--json", "--quiet", cwd=tmp_path).stdout.splitlines()
+    ]
+    assert machine["sgemm_gflops"] > 0 and machine["threads"] == 1  # the yardstick first
+    assert [(r["engine"], r["batch"], r["precision"]) for r in lines] == [("torch", 1, "fp32"), ("torch", 2, "fp32")]
     assert all(r["samples_per_s"] > 0 for r in lines)
 
     table = wavegen(*args, cwd=tmp_path, env=BARS)
     header, *rows = table.stdout.splitlines()
-    assert header.split()[:4] == ["engine", "batch", "device", "cond"] and "samples/s" in header
-    assert [row.split()[:4] for row in rows] == [["torch", "1", "cpu", "none"], ["torch", "2", "cpu", "none"]]
+    assert header.split()[:5] == ["engine", "batch", "device", "cond", "precision"] and "samples/s" in header
+    assert [row.split()[:5] for row in rows] == [
+        ["torch", "1", "cpu", "none", "fp32"],
+        ["torch", "2", "cpu", "none", "fp32"],
+    ]
     for line in table.stdout.splitlines():
         with pytest.raises(json.JSONDecodeError):
             json.loads(line)

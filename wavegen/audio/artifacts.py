@@ -17,6 +17,8 @@ The keys, one sample each:
     weights       "trained", or "moving average" (train.ema): what generated it
     seed          the stream's seed (synth and vocode give stream i seed + i); temperature
     engine        the sampling engine that ran ("native", "torch", "cuda-graph", "reference")
+    precision     synth and vocode: the weights' precision in the engine ("fp32"; "bf16" and
+                  "int8" in the native engine)
     device        where it ran ("cpu", "cuda", ...)
     label         the model label generated, or null; prime: the recording continued, or null
     mel           synth --mel: the .npy file; train: the validation file whose log-mels

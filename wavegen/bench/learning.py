@@ -43,6 +43,7 @@ from ..model.baseline import StandardWaveNet
 from ..train import precision as precisions
 from ..train.memory import keep_freed_memory
 from ..train.validation import validation_bits
+from .machine import cpu_name
 
 LN2 = math.log(2.0)
 
@@ -146,17 +147,6 @@ class WavegenRunner:
     def scored_model(self) -> torch.nn.Module:
         """What validation scores in ``train``: the moving average when there is one."""
         return self.trainer.ema.module if self.trainer.ema is not None else self.trainer.model
-
-
-def cpu_name() -> str:
-    """The processor's model name, and whether it multiplies bf16 natively (speeds depend on it)."""
-    name = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"{name} ({'native bf16' if precisions.native_bf16(torch.device('cpu')) else 'no native bf16'})"
 
 
 @dataclass

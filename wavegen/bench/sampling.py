@@ -1,29 +1,40 @@
 """Sampling benchmark: samples/s of each engine on a model shape, with random weights.
 
-``wavegen bench`` prints one table row per (engine, batch), or with ``--json`` one JSON object
-per line so results can be collected and compared; speeds should be compared as ratios within
-one run (shared machines are noisy).
+``wavegen bench`` prints one table row per (engine, precision, batch), or with ``--json`` one
+JSON object per line so results can be collected and compared (``tables``); speeds should be
+compared as ratios within one run (shared machines are noisy).
 
 ``cond`` measures a conditioned model of the same shape: labels (4 of them, stream i gets
 label i mod 4), log-mel features (80 bands, random values, one frame per 256 samples) or both.
 Its results also give the time the engine's ``reset`` took (the parallel pass over the past,
 per stream when conditioned) and the rate of the generation loop alone.
+
+The native engine is measured at each precision asked for (fp32, bf16, int8: ``quantized``),
+the others at fp32. Every row says how far the engine's logits are from the fp32 reference
+engine's (``max_logit_diff_vs_fp32``: what a lower precision costs) and from the reference at
+its own precision (``max_logit_diff``), and whether it draws that reference's codes. ``peer``
+is r9y9/wavenet_vocoder's sampler on the same weights (``peer``). Native rows also give their
+arithmetic rate (``machine.flops_per_sample`` × samples/s) and its fraction of the fp32 matmul
+peak measured in the same run (``machine.sgemm_gflops``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
 from ..config import ModelConfig
+from ..errors import ConfigError
 from ..generate.engines import generate, make_engine
+from ..generate.quantized import at_precision
 from ..generate.reference import ReferenceEngine
 from ..model.conditioning import Conditioning
 from ..model.network import WaveNet
+from .machine import flops_per_sample
+from .peer import PeerSampler, PeerUnavailable
 
 COND_KINDS = ("none", "labels", "mels", "both")
 
@@ -57,25 +68,44 @@ def random_conditioning(model: WaveNet, batch: int, samples: int, seed: int = 0)
     return Conditioning(model, labels, mels)
 
 
-def max_logit_diff(engine_name: str, model: WaveNet, device: torch.device, steps: int = 64) -> float:
-    """Largest |logit| difference from the reference engine, teacher-forced over ``steps``."""
-    fast, ref = make_engine(engine_name, model, device), ReferenceEngine(model, device)
+def max_logit_diff(engine, reference, model: WaveNet, steps: int = 64) -> float:
+    """Largest |logit| difference between two engines built on ``model``, teacher-forced over
+    the same ``steps`` random codes (and the same random conditioning)."""
     codes = torch.randint(0, 256, (2, steps), generator=torch.Generator().manual_seed(0))
     cond = random_conditioning(model, 2, steps)
-    fast.reset(2, None, cond), ref.reset(2, None, cond)
+    engine.reset(2, None, cond), reference.reset(2, None, cond)
     worst = 0.0
     for n in range(steps):
-        worst = max(worst, (fast.logits() - ref.logits()).abs().max().item())
-        fast.append(codes[:, n].to(device)), ref.append(codes[:, n].to(device))
+        worst = max(worst, (engine.logits().cpu() - reference.logits().cpu()).abs().max().item())
+        engine.append(codes[:, n].to(reference.device)), reference.append(codes[:, n].to(reference.device))
     return worst
 
 
-def same_codes_as_reference(engine, model: WaveNet, device: torch.device, steps: int = 64) -> bool:
-    """Whether the engine's own generation loop draws exactly the reference's codes."""
+def same_codes_as_reference(engine, model: WaveNet, device: torch.device, steps: int = 64, reference=None) -> bool:
+    """Whether the engine's own generation loop draws exactly the codes of the reference engine
+    on ``reference`` (default: ``model``; at a lower precision, ``at_precision``'s network)."""
     seeds = [11, 12]
     cond = random_conditioning(model, 2, steps)
-    ref = generate(ReferenceEngine(model, device), steps, seeds, conditioning=cond)
+    ref = generate(ReferenceEngine(model if reference is None else reference, device), steps, seeds, conditioning=cond)
     return bool(torch.equal(generate(engine, steps, seeds, conditioning=cond), ref))
+
+
+def build(name: str, model: WaveNet, device: torch.device, precision: str = "fp32"):
+    """An engine of ``make_engine``'s, or ``peer``, the peer's sampler."""
+    return PeerSampler(model, device) if name == "peer" else make_engine(name, model, device, precision=precision)
+
+
+def checks(name: str, engine, model: WaveNet, device: torch.device, precision: str) -> dict:
+    """How far ``engine``'s logits are from the reference engine's, at fp32 and at its own
+    precision, and whether it draws the reference's codes at its precision (None for the peer,
+    which draws its own way)."""
+    if name == "reference":
+        return {"max_logit_diff": 0.0, "max_logit_diff_vs_fp32": 0.0, "same_codes_as_reference": True}
+    vs_fp32 = max_logit_diff(engine, ReferenceEngine(model, device), model)
+    lowered = None if precision == "fp32" else at_precision(model, precision)
+    exact = vs_fp32 if lowered is None else max_logit_diff(engine, ReferenceEngine(lowered, device), model)
+    same = None if name == "peer" else same_codes_as_reference(engine, model, device, reference=lowered)
+    return {"max_logit_diff": exact, "max_logit_diff_vs_fp32": vs_fp32, "same_codes_as_reference": same}
 
 
 def _median(values: list[float]) -> float:
@@ -97,7 +127,10 @@ def _timed(engine, count: int, seeds: list[int], device: torch.device, model: Wa
     engine.reset = timed_reset  # this call only: the instance attribute hides the method
     try:
         tick = time.perf_counter()
-        generate(engine, count, seeds, conditioning=cond)
+        if isinstance(engine, PeerSampler):  # its own loop: softmax and a categorical draw per step
+            engine.sample(count, seeds, conditioning=cond)
+        else:
+            generate(engine, count, seeds, conditioning=cond)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - tick, sum(spent)
@@ -116,12 +149,17 @@ def run(
     threads: int | None = None,
     cond: str | None = None,
     bar=None,
+    precisions: list[str] = ("fp32",),
+    peak_gflops: float | None = None,
 ) -> Iterator[dict]:
-    """Yield one result per engine and batch size: the median of ``repeats`` timed runs, each
-    generating for about ``seconds`` of wall time (the length found by doubling a short run).
-    ``cond`` conditions the model (see ``conditioned``). ``bar`` (a tqdm) counts the results.
+    """Yield one result per engine, precision and batch size: the median of ``repeats`` timed
+    runs, each generating for about ``seconds`` of wall time (the length found by doubling a
+    short run). ``cond`` conditions the model (see ``conditioned``). The native engine runs at
+    each of ``precisions``, every other engine at fp32 alone. ``peak_gflops`` (the fp32 matmul
+    peak, ``machine.sgemm_gflops``) adds native rows' arithmetic GFLOP/s and its fraction of the
+    peak. ``bar`` (a tqdm) counts the results.
 
-    An engine that cannot run here yields ``{"engine": name, "error": why}`` instead.
+    An engine that cannot run here yields ``{"engine": name, "precision": p, "error": why}`` instead.
     """
     from ..generate.cuda_graph import EngineUnavailable
     from ..generate.native import NativeUnavailable
@@ -131,42 +169,55 @@ def run(
     torch.manual_seed(0)
     model = WaveNet(conditioned(config, cond)).to(device).eval()
     kind = COND_KINDS[bool(model.config.labels) + 2 * bool(model.config.mel_channels)]
+    measured = [(name, p) for name in engines for p in (precisions if name == "native" else ["fp32"])]
     if bar is not None:
-        bar.reset(total=len(engines) * len(batches))
-    for name in engines:
+        bar.reset(total=len(measured) * len(batches))
+    for name, precision in measured:
         try:
-            engine = make_engine(name, model, device)
-        except (NativeUnavailable, EngineUnavailable) as exc:
+            engine = build(name, model, device, precision)
+        except (NativeUnavailable, EngineUnavailable, PeerUnavailable, ConfigError) as exc:
             if bar is not None:
                 bar.update(len(batches))
-            yield {"engine": name, "error": str(exc)}
+            yield {"engine": name, "precision": precision, "error": str(exc)}
             continue
         if threads and hasattr(engine, "set_threads"):
             engine.set_threads(threads)
-        diff = 0.0 if name == "reference" else max_logit_diff(name, model, device)
-        same = True if name == "reference" else same_codes_as_reference(engine, model, device)
+        checked = checks(name, engine, model, device, precision)
         # A graph engine generates whole replays: measure it on multiples of one replay.
         unit = getattr(engine, "steps_per_replay", 8)
         for batch in batches:
             count, runs = _measure(engine, unit, list(range(batch)), seconds, repeats, device, model)
-            rate = _median([batch * count / took for took, _ in runs])
             if bar is not None:
                 bar.update(1)
-            yield {
-                "engine": name,
-                "batch": batch,
-                "device": device.type,
-                "cond": kind,
-                "samples": count,
-                "samples_per_s": round(rate, 1),
-                "real_time_factor": round(rate / sample_rate, 4),
-                "reset_s": round(_median([reset for _, reset in runs]), 4),
-                "loop_samples_per_s": round(_median([batch * count / (took - reset) for took, reset in runs]), 1),
-                "max_logit_diff": diff,
-                "same_codes_as_reference": same,
-                # the native engine: threads allowed; the layout last used (threads, threads per group)
-                **({"threads": engine.threads, "layout": list(engine.layout)} if name == "native" else {}),
-            }
+            row = {"engine": name, "batch": batch, "device": device.type, "cond": kind, "precision": precision}
+            speeds = _speeds(batch, count, runs, sample_rate)
+            yield {**row, **speeds, **checked, **_native(engine, model, speeds["samples_per_s"], peak_gflops)}
+
+
+def _speeds(batch: int, count: int, runs: list[tuple[float, float]], sample_rate: int) -> dict:
+    """The rates of ``runs`` (seconds, of which reset) of ``count`` samples per stream: medians."""
+    rate = _median([batch * count / took for took, _ in runs])
+    return {
+        "samples": count,
+        "samples_per_s": round(rate, 1),
+        "real_time_factor": round(rate / sample_rate, 4),
+        "reset_s": round(_median([reset for _, reset in runs]), 4),
+        "loop_samples_per_s": round(_median([batch * count / (took - reset) for took, reset in runs]), 1),
+    }
+
+
+def _native(engine, model: WaveNet, rate: float, peak_gflops: float | None) -> dict:
+    """A native row's extras: threads allowed and the layout last used (threads, threads per
+    group), the arithmetic rate at ``rate`` samples/s in GFLOP/s and its fraction of the peak."""
+    if engine.name != "native":
+        return {}
+    flops = flops_per_sample(model)
+    gflops = rate * flops / 1e9
+    extras = {"threads": engine.threads, "layout": list(engine.layout), "flops_per_sample": flops}
+    extras["arithmetic_gflops"] = float(f"{gflops:.4g}")  # (4 figures: tiny models make small numbers)
+    if peak_gflops:
+        extras["sgemm_fraction"] = float(f"{gflops / peak_gflops:.4g}")
+    return extras
 
 
 def _measure(
@@ -183,85 +234,3 @@ def _measure(
         count *= 2
     count = max(unit, round(count * seconds / (took - reset) / unit) * unit)
     return count, [_timed(engine, count, seeds, device, model) for _ in range(repeats)]
-
-
-def print_results(results: Iterator[dict], echo: Callable[[str], None] = print) -> list[dict]:
-    """One JSON object per line, each as soon as it is measured (``bench --json``)."""
-    collected = []
-    for result in results:
-        echo(json.dumps(result))
-        collected.append(result)
-    return collected
-
-
-def _number(spec: str) -> Callable[[object], str]:
-    return lambda value: format(value, spec)
-
-
-# (header, key, width, format): a result without the key shows "-"
-SAMPLING_COLUMNS = [
-    ("engine", "engine", 10, str),
-    ("batch", "batch", 5, str),
-    ("device", "device", 6, str),
-    ("cond", "cond", 6, str),
-    ("samples/s", "samples_per_s", 11, _number(",.0f")),
-    ("× real time", "real_time_factor", 11, _number(".3f")),
-    ("reset s", "reset_s", 7, _number(".3f")),
-    ("loop samples/s", "loop_samples_per_s", 14, _number(",.0f")),
-    ("max logit diff", "max_logit_diff", 14, _number(".1e")),
-    ("same codes", "same_codes_as_reference", 10, lambda same: "yes" if same else "NO"),
-    ("threads", "threads", 7, str),
-]
-
-
-TRAINING_COLUMNS = [
-    ("impl", "impl", 16, str),
-    ("device", "device", 6, str),
-    ("precision", "precision", 9, str),
-    ("allocator", "allocator", 13, str),
-    ("batch", "batch", 5, str),
-    ("segment", "segment", 7, str),
-    ("step s", "step_s", 8, _number(".4f")),
-    ("samples/s", "samples_per_s", 11, _number(",.0f")),
-    ("peak MB", "peak_memory_mb", 8, _number(",.1f")),
-    ("× plain", "speedup_vs_plain", 7, _number(".2f")),
-    ("× plain same prec.", "speedup_vs_plain_same_precision", 18, _number(".2f")),
-    ("× plain default", "speedup_vs_plain_default", 15, _number(".2f")),
-]
-
-
-LEARNING_COLUMNS = [
-    ("variant", "variant", 12, str),
-    ("budget", "budget", 9, str),
-    ("steps", "steps", 6, str),
-    ("step s", "step_s", 7, _number(".3f")),
-    ("samples/s", "samples_per_s", 10, _number(",.0f")),
-    ("train bits", "train_bits", 10, _number(".3f")),
-    ("val bits", "val_bits", 8, _number(".3f")),
-    ("precision", "precision", 9, str),
-    ("settings", "settings", 8, str),
-]
-
-
-def print_table(results: Iterator[dict], columns: list[tuple], echo: Callable[[str], None] = print) -> list[dict]:
-    """A header, then one aligned row per result as soon as it is measured (``bench``'s
-    default output). Text columns are left-aligned, numbers right-aligned; a result with an
-    ``error`` (an engine that cannot run here) shows it after the first column."""
-    widths = [max(len(header), width) for header, _, width, _ in columns]
-
-    def line(cells: list[str], numeric: list[bool]) -> str:
-        return "  ".join(
-            cell.rjust(w) if right else cell.ljust(w) for cell, w, right in zip(cells, widths, numeric)
-        ).rstrip()
-
-    numeric = [fmt is not str or key in ("batch", "segment", "threads", "steps") for _, key, _, fmt in columns]
-    echo(line([header for header, *_ in columns], numeric))
-    collected = []
-    for result in results:
-        if "error" in result:
-            first = columns[0][1]
-            echo(f"{str(result.get(first, '')).ljust(widths[0])}  error: {result['error']}")
-        else:
-            echo(line(["-" if result.get(key) is None else fmt(result[key]) for _, key, _, fmt in columns], numeric))
-        collected.append(result)
-    return collected

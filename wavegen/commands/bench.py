@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 
-from .common import QUIET, friendly_errors
+from .common import PRECISIONS, QUIET, friendly_errors, log
 
 
 @click.command()
@@ -23,8 +24,16 @@ from .common import QUIET, friendly_errors
     "--engine",
     "engines",
     multiple=True,
-    type=click.Choice(["native", "cuda-graph", "torch", "reference"]),
-    help="Engines to run (repeatable; default: all).",
+    type=click.Choice(["native", "cuda-graph", "torch", "reference", "peer"]),
+    help="Engines to run (repeatable; default: all). peer: r9y9/wavenet_vocoder's sampler on the same weights.",
+)
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    type=click.Choice(PRECISIONS),
+    help="The native engine's weights: fp32, bf16 or int8 (repeatable; default: fp32), each row with its largest "
+    "logit difference from fp32. Other engines run at fp32.",
 )
 @click.option(
     "--batch",
@@ -95,6 +104,7 @@ def bench(
     recipe,
     overrides,
     engines,
+    precisions,
     batches,
     seconds,
     repeats,
@@ -112,7 +122,8 @@ def bench(
     as_json,
     quiet,
 ):
-    """Measure sampling speed (random weights): one table row per engine and batch size.
+    """Measure sampling speed (random weights): one table row per engine, precision and batch size,
+    after a line with the CPU and its fp32 matmul peak.
 
     With --train: training speed, one row per implementation, batch and segment length.
     With --learn DATA: validation bits/sample each variant reaches in the same training budget.
@@ -126,6 +137,7 @@ def bench(
         for batch in batches:
             check_streams(batch, "--batch", "measure smaller batches")
     config = apply_overrides(load_recipe(recipe), list(overrides))
+    from ..bench import machine, tables
     from ..bench import sampling as benchmark
     from ..devices import resolve_device
     from ..progress import bar as progress_bar
@@ -142,18 +154,18 @@ def bench(
 
         with bar:
             if as_json:
-                benchmark.print_results(results, echo)
+                tables.print_results(results, echo)
             else:
-                benchmark.print_table(results, columns, echo)
+                tables.print_table(results, columns, echo)
 
     from ..config import ConfigError
 
     if learn_data is not None:
         from ..bench import learning as bench_learn
 
-        if training or engines or cond or segments or compiled or recompute:
+        if training or engines or cond or segments or compiled or recompute or precisions:
             raise ConfigError(
-                "bench --learn trains variants: --train, --engine, --cond, --segment, --compile and "
+                "bench --learn trains variants: --train, --engine, --precision, --cond, --segment, --compile and "
                 "--recompute are for the speed benchmarks (set the shape with --set)"
             )
         if not minutes and not steps:
@@ -167,19 +179,22 @@ def bench(
         parsed = [bench_learn.parse_variant(v) for v in variants or (bench_learn.PLAIN, bench_learn.DEFAULT)]
         if len({v.name for v in parsed}) != len(parsed):
             raise ConfigError("bench --learn: variant names must differ")
-        click.echo(f"cpu: {bench_learn.cpu_name()}", err=True)
+        click.echo(f"cpu: {machine.cpu_name()}", err=True)
         results = bench_learn.run(
             config, learn_data, parsed, minutes=list(minutes), steps=list(steps), device=dev, threads=threads, bar=bar
         )
-        show(results, benchmark.LEARNING_COLUMNS)
+        show(results, tables.LEARNING_COLUMNS)
         return
     if variants or minutes:
         raise ConfigError("--variant and --minutes are for bench --learn DATA")
     if training:
         from ..bench import training as bench_train
 
-        if engines or cond:
-            raise ConfigError("bench --train measures training steps: --engine and --cond are for sampling")
+        if engines or cond or precisions:
+            raise ConfigError(
+                "bench --train measures training steps: --engine and --cond are for sampling, and so is "
+                "--precision (--set train.precision=... sets training's)"
+            )
         # the recipe's shape without conditioning (the plain model it is compared with has none)
         results = bench_train.run(
             benchmark.conditioned(config.model, "none"),
@@ -193,12 +208,27 @@ def bench(
             precision=config.train.precision,
             bar=bar,
         )
-        show(results, benchmark.TRAINING_COLUMNS)
+        show(results, tables.TRAINING_COLUMNS)
         return
-    default_engines = ["cuda-graph" if dev.type == "cuda" else "native", "torch", "reference"]
-    results = benchmark.run(
+    results = sampling_results(config, dev, engines, precisions, batches, seconds, repeats, threads, cond, as_json, bar)
+    show(results, tables.SAMPLING_COLUMNS)
+
+
+def sampling_results(config, dev, engines, precisions, batches, seconds, repeats, threads, cond, as_json, bar):
+    """The sampling benchmark's results (an iterator), after the machine's line, and a note when
+    a lower precision is asked of engines that have none."""
+    from ..bench import sampling as benchmark
+
+    engines = list(engines) or ["cuda-graph" if dev.type == "cuda" else "native", "peer", "torch", "reference"]
+    peak = machine_line(threads, as_json)
+    precisions = list(dict.fromkeys(precisions)) or ["fp32"]
+    lower, others = [p for p in precisions if p != "fp32"], [e for e in engines if e != "native"]
+    if lower and others:  # said once, not as a row per engine
+        verb = "runs" if len(others) == 1 else "run"
+        log(f"--precision {', '.join(lower)}: the native engine's alone; {', '.join(others)} {verb} at fp32")
+    return benchmark.run(
         config.model,
-        list(engines) or default_engines,
+        engines,
         list(batches) or [1, 32],
         seconds,
         config.data.sample_rate,
@@ -207,5 +237,22 @@ def bench(
         threads,
         cond,
         bar=bar,
+        precisions=precisions,
+        peak_gflops=peak,
     )
-    show(results, benchmark.SAMPLING_COLUMNS)
+
+
+def machine_line(threads: int | None, as_json: bool) -> float:
+    """Measure the CPU's fp32 matmul peak with the bench's threads and say it first: a line on
+    stderr, and with ``--json`` a JSON line before the results. Returns it in GFLOP/s."""
+    import torch
+
+    from ..bench.machine import cpu_name, sgemm_gflops
+
+    size, used = 2048, threads or torch.get_num_threads()
+    peak = sgemm_gflops(size, threads=used)
+    threads_used = f"{used} thread{'s' if used != 1 else ''}"
+    log(f"cpu: {cpu_name()}; fp32 matmul peak {peak:,.1f} GFLOP/s (torch.mm {size}², {threads_used})")
+    if as_json:
+        click.echo(json.dumps({"cpu": cpu_name(), "sgemm_gflops": round(peak, 1), "sgemm_size": size, "threads": used}))
+    return peak

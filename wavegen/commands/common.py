@@ -83,3 +83,13 @@ def log(message: str) -> None:
 
 
 ENGINE_CHOICE = click.Choice(["auto", "native", "cuda-graph", "torch", "reference"])
+
+# quantized.PRECISIONS, spelled out here: the CLI starts without importing torch (a test holds them equal).
+PRECISIONS = ("fp32", "bf16", "int8")
+PRECISION = click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="Weights as bf16 or int8 in the native CPU engine: faster sampling, slightly different logits; fp32 is exact.",
+)

@@ -9,6 +9,7 @@ import click
 
 from .common import (
     ENGINE_CHOICE,
+    PRECISIONS,
     QUIET,
     RUN_OR_CHECKPOINT,
     friendly_errors,
@@ -50,6 +51,14 @@ from .common import (
 @click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="Score the model as the native CPU engine computes it with bf16 or int8 weights (vocoders also "
+    "resynthesise with them): what the precision costs in bits/sample. fp32 is exact.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -57,7 +66,7 @@ from .common import (
 )
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
-def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine, device, as_json, quiet):
+def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine, device, precision, as_json, quiet):
     """Score a model: validation bits per sample; for vocoders, the resynthesis log-mel distance."""
     from ..limits import check_eval_lengths
 
@@ -66,7 +75,16 @@ def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine,
     from ..train.evaluate import evaluate as run_evaluate
 
     report = run_evaluate(
-        pick_checkpoint(run, checkpoint), data, seconds, files, max_seconds, engine, device, log=log, progress=not quiet
+        pick_checkpoint(run, checkpoint),
+        data,
+        seconds,
+        files,
+        max_seconds,
+        engine,
+        device,
+        log=log,
+        progress=not quiet,
+        precision=precision,
     )
     if as_json:
         click.echo(json.dumps(report))

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .common import (
+    PRECISION,
     QUIET,
     RUN_OR_CHECKPOINT,
     friendly_errors,
@@ -33,6 +34,7 @@ from .common import (
     help="auto: the fastest that runs here (native on a CPU, cuda-graph on a GPU).",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@PRECISION
 @click.option("--prime", type=click.Path(path_type=Path), help="Continue the end of this recording instead of silence.")
 @click.option(
     "--label",
@@ -46,7 +48,7 @@ from .common import (
 )
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
-def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, prime, labels, mel, quiet):
+def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, precision, prime, labels, mel, quiet):
     """Generate audio from a trained model and write 16-bit WAV files."""
     quick_checks(seconds=seconds, n=n, temperature=temperature, out=out)
     from ..generate.synth import pick_checkpoint, synthesize
@@ -65,4 +67,5 @@ def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, p
         mel=mel,
         log=log,
         progress=not quiet,
+        precision=precision,
     )

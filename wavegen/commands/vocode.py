@@ -8,6 +8,7 @@ import click
 
 from .common import (
     ENGINE_CHOICE,
+    PRECISION,
     QUIET,
     RUN_OR_CHECKPOINT,
     friendly_errors,
@@ -28,9 +29,10 @@ from .common import (
 )
 @click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@PRECISION
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
-def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, device, quiet):
+def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, device, precision, quiet):
     """Resynthesise recordings from their log-mel features with a vocoder model."""
     quick_checks(temperature=temperature, out=out)
     from ..generate.synth import pick_checkpoint
@@ -47,4 +49,5 @@ def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, devi
         labels=labels,
         log=log,
         progress=not quiet,
+        precision=precision,
     )

@@ -13,7 +13,6 @@ import torch
 from ..audio.artifacts import write_sample
 from ..audio.io import AudioReadError, cancel_note, read_recording
 from ..audio.mulaw import decode, encode
-from ..devices import resolve_device
 from ..errors import CheckpointError, ConfigError, DataError
 from ..limits import (
     MAX_STREAMS,
@@ -33,7 +32,7 @@ from ..outputs import (
 )
 from ..run_config import check_unedited
 from ..runs import checkpoint_paths, newest_run
-from .engines import generate, make_engine, native_available
+from .engines import checked_precision, engine_precision, generate, pick_engine
 
 
 def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
@@ -69,6 +68,7 @@ class SynthResult:
     real_time_factor: float
     engine: str
     labels: list[str] | None = None  # the label of each stream, for labelled models
+    precision: str = "fp32"  # the weights' precision in the engine
 
 
 def stream_labels(model, wanted: list[str], n: int | None) -> tuple[list[str] | None, int]:
@@ -130,23 +130,6 @@ def make_conditioning(model, labels: list[str] | None, mels: np.ndarray | None):
     return Conditioning(model, ids, mel)
 
 
-# Up to this many streams the native engine on the CPU outruns the cuda-graph engine on a GPU
-# (measured on an H200: the graph engine is launch-bound at ~2,000-2,800 samples/s per stream up
-# to 64 streams, the native engine ~4× that for one stream on one busy CPU core); beyond, a GPU's
-# batching wins (1.5 million samples/s for 1,024 streams).
-NATIVE_OVER_GPU_STREAMS = 16
-
-
-def pick_engine(engine: str, device: str, model, streams: int, log: Callable[[str], None]):
-    """The engine to synthesise with and its device. ``auto`` means the fastest: the native engine
-    when it builds (on the CPU, unless a GPU was asked for or the streams are many), the
-    cuda-graph engine on a GPU, else torch."""
-    dev = resolve_device(device)
-    if engine == "auto" and device == "auto" and dev.type != "cpu" and streams <= NATIVE_OVER_GPU_STREAMS:
-        dev = resolve_device("cpu") if native_available(log) else dev
-    return make_engine(engine, model, dev, log=log), dev
-
-
 @dataclass
 class Generated:
     """What ``generate_streams`` made: µ-law codes, not yet decoded nor written."""
@@ -158,6 +141,7 @@ class Generated:
     engine: str  # the engine that ran
     device: str
     seconds_taken: float  # wall time of the generation itself
+    precision: str = "fp32"  # the weights' precision in the engine (``quantized.PRECISIONS``)
 
     @property
     def samples_per_s(self) -> float:
@@ -173,6 +157,16 @@ def load_checkpoint(checkpoint: Path):
     config = ckpt.config_of(payload, checkpoint)
     check_unedited(checkpoint, config)  # an edited data.sample_rate would be ignored: refuse it
     return model, payload, config, _step_of(payload, checkpoint)
+
+
+def check_values(seconds: float | None, n: int | None, temperature: float, precision: str = "fp32") -> None:
+    """Refuse a length, stream count, temperature or precision out of range (``ConfigError``)."""
+    if seconds is not None:
+        check_seconds(seconds)
+    if n is not None:
+        check_streams(n)
+    check_temperature(temperature)
+    checked_precision(precision)
 
 
 def generate_streams(
@@ -191,6 +185,7 @@ def generate_streams(
     log: Callable[[str], None] = print,
     progress: bool = True,
     step: int | None = None,
+    precision: str = "fp32",
 ) -> Generated:
     """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) with ``model`` (a
     ``WaveNet``) trained at ``rate`` Hz; nothing is written.
@@ -200,14 +195,11 @@ def generate_streams(
     model's rate. A labelled model generates ``labels`` (default: each of its labels in turn);
     a mel-conditioned model needs ``mel``: log-mel features (frames, bands), as an array or a
     .npy file, whose length sets the duration unless ``seconds`` shortens it. Seconds default
-    to 2. Raises ``ConfigError`` for values out of range or conditioning the model lacks,
-    ``DataError`` for an unusable prime or mel file, ``OutOfMemory`` when it cannot fit.
+    to 2. ``precision`` (fp32, bf16, int8): the weights in the engine; bf16 and int8 run in the
+    native engine on the CPU. Raises ``ConfigError`` for values out of range or conditioning the
+    model lacks, ``DataError`` for an unusable prime or mel file, ``OutOfMemory`` when it cannot fit.
     """
-    if seconds is not None:
-        check_seconds(seconds)
-    if n is not None:
-        check_streams(n)
-    check_temperature(temperature)
+    check_values(seconds, n, temperature, precision)
     names, n = stream_labels(model, list(labels), n)
     if n > MAX_STREAMS and not labels:  # a stream per label by default
         raise ConfigError(
@@ -215,31 +207,16 @@ def generate_streams(
             "choose labels with --label"
         )
     check_streams(n)
-    mels = None
-    if model.config.mel_channels:
-        if mel is None:
-            raise ConfigError(
-                f"{where}: this model is conditioned on log-mel features: give --mel FILE.npy, "
-                "or use `wavegen vocode INPUT.wav`"
-            )
-        mels = (
-            read_mel_file(mel, model.config.mel_channels)
-            if isinstance(mel, (str, Path))
-            else check_mels(mel, model.config.mel_channels)
-        )
-        longest = len(mels) * model.config.mel_hop / rate
-        seconds = longest if seconds is None else min(seconds, longest)
-        mels = np.broadcast_to(mels, (n, *mels.shape))
-    elif mel is not None:
-        raise ConfigError("--mel: this model was trained without mel features")
+    mels, seconds = _stream_mels(model, mel, seconds, rate, n, where)
     num = max(1, round((2.0 if seconds is None else seconds) * rate))
     check_samples(n, num, rate)
     history = None if prime is None else _prime_codes(model, rate, prime, n, log)
-    gen, dev = pick_engine(engine, device, model, n, log)
+    gen, dev = pick_engine(engine, device, model, n, log, precision)
     conditioning = make_conditioning(model, names, mels)
     what = f" ({', '.join(sorted(set(names)))})" if names else ""
     at = "" if step is None else f", step {step}"
-    log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the '{gen.name}' engine on {dev} ({where}{at})")
+    how = f"'{gen.name}' engine" + ("" if engine_precision(gen) == "fp32" else f" ({engine_precision(gen)})")
+    log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the {how} on {dev} ({where}{at})")
     from ..progress import bar as progress_bar
 
     seeds = [seed + i for i in range(n)]
@@ -250,7 +227,28 @@ def generate_streams(
                 gen, num, seeds, temperature, history=history, progress=bar.update, conditioning=conditioning
             )
         elapsed = time.perf_counter() - tick
-    return Generated(codes, rate, seeds, names, gen.name, str(dev), elapsed)
+    return Generated(codes, rate, seeds, names, gen.name, str(dev), elapsed, engine_precision(gen))
+
+
+def _stream_mels(
+    model, mel: Path | np.ndarray | None, seconds: float | None, rate: int, n: int, where: str
+) -> tuple[np.ndarray | None, float | None]:
+    """The mel features of every stream (n, frames, bands), or None for a model without them, and
+    the seconds to generate: the features' length unless ``seconds`` is shorter."""
+    if not model.config.mel_channels:
+        if mel is not None:
+            raise ConfigError("--mel: this model was trained without mel features")
+        return None, seconds
+    if mel is None:
+        raise ConfigError(
+            f"{where}: this model is conditioned on log-mel features: give --mel FILE.npy, "
+            "or use `wavegen vocode INPUT.wav`"
+        )
+    bands = model.config.mel_channels
+    mels = read_mel_file(mel, bands) if isinstance(mel, (str, Path)) else check_mels(mel, bands)
+    longest = len(mels) * model.config.mel_hop / rate
+    seconds = longest if seconds is None else min(seconds, longest)
+    return np.broadcast_to(mels, (n, *mels.shape)), seconds
 
 
 def _prime_codes(model, rate: int, prime: Path | np.ndarray, n: int, log: Callable[[str], None]) -> torch.Tensor:
@@ -290,17 +288,14 @@ def synthesize(
     log: Callable[[str], None] = print,
     progress: bool = True,
     timings: bool = True,
+    precision: str = "fp32",
 ) -> SynthResult:
     """``generate_streams`` from a checkpoint, into ``out``: a WAV each, with its spectrogram
     (.png) and metadata (.json) beside it (``artifacts``). ``timings=False`` leaves took_s and
     created out of the metadata (the speed is still logged)."""
     # Everything that can be refused is refused before the (long) generation and before any
     # file is written: a refused call leaves earlier samples as they were.
-    if seconds is not None:
-        check_seconds(seconds)
-    if n is not None:
-        check_streams(n)
-    check_temperature(temperature)
+    check_values(seconds, n, temperature, precision)
     writable_folder(out)
     model, payload, config, step = load_checkpoint(checkpoint)
     run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
@@ -320,6 +315,7 @@ def synthesize(
         log=log,
         progress=progress,
         step=step,
+        precision=precision,
     )
     names, rate, n = made.labels, made.sample_rate, len(made.seeds)
     # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
@@ -343,6 +339,7 @@ def synthesize(
                 "seed": s,
                 "temperature": temperature,
                 "engine": made.engine,
+                "precision": made.precision,
                 "device": made.device,
                 "label": names[i] if names else None,
                 "prime": None if prime is None else str(prime),
@@ -354,7 +351,7 @@ def synthesize(
         )
         files.append(path)
     sps = made.samples_per_s
-    result = SynthResult(files, sps, sps / rate, made.engine, names)
+    result = SynthResult(files, sps, sps / rate, made.engine, names, made.precision)
     log(
         f"wrote {len(files)} files to {out}: {sps:,.0f} samples/s over {n} streams, "
         f"{result.real_time_factor:.3f}× real time"

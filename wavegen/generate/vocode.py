@@ -41,8 +41,8 @@ from ..outputs import (
     writable_folder,
 )
 from ..run_config import check_unedited
-from .engines import generate
-from .synth import make_conditioning, pick_engine, stream_labels
+from .engines import checked_precision, engine_precision, generate, pick_engine
+from .synth import make_conditioning, stream_labels
 
 
 def mel_settings(model, data: DataConfig, source: Path | str = "checkpoint") -> MelSettings:
@@ -62,6 +62,7 @@ class Resynthesis:
     engine: str
     took_s: float = 0.0  # wall time of the generation (every stream together)
     device: str = "cpu"
+    precision: str = "fp32"  # the weights' precision in the engine
 
 
 def resynthesize(
@@ -75,9 +76,11 @@ def resynthesize(
     labels: list[str] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> Resynthesis:
     """Generate audio for log-mel features (frames, bands), all inputs as streams of one batch
-    (stream i uses seed + i); shorter inputs are padded with silence frames."""
+    (stream i uses seed + i); shorter inputs are padded with silence frames. ``precision``:
+    the weights in the engine (bf16 and int8 run in the native engine on the CPU)."""
     hop = model.config.mel_hop
     frames = max(len(f) for f in features)
     mels = np.full((len(features), frames, features[0].shape[1]), SILENCE, np.float32)
@@ -85,7 +88,7 @@ def resynthesize(
         mels[i, : len(f)] = f
     num = max(lengths)
     assert num <= frames * hop
-    gen, dev = pick_engine(engine, device, model, len(features), log)
+    gen, dev = pick_engine(engine, device, model, len(features), log, precision)
     conditioning = make_conditioning(model, labels, mels)
     from ..progress import bar as progress_bar
 
@@ -97,7 +100,12 @@ def resynthesize(
         elapsed = time.perf_counter() - tick
     audio = decode(codes).numpy()
     return Resynthesis(
-        [audio[i, :n] for i, n in enumerate(lengths)], len(seeds) * num / elapsed, gen.name, elapsed, str(dev)
+        [audio[i, :n] for i, n in enumerate(lengths)],
+        len(seeds) * num / elapsed,
+        gen.name,
+        elapsed,
+        str(dev),
+        engine_precision(gen),
     )
 
 
@@ -120,10 +128,13 @@ def vocode(
     labels: list[str] = (),
     log: Callable[[str], None] = print,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> VocodeResult:
-    """Analyse each recording in ``inputs`` and resynthesise it with the model at ``checkpoint``."""
+    """Analyse each recording in ``inputs`` and resynthesise it with the model at ``checkpoint``
+    (``precision``: the weights in the engine, as ``resynthesize`` says)."""
     # Refusals come before the generation and before any file is written (earlier outputs stay).
     check_temperature(temperature)
+    checked_precision(precision)
     if len(inputs) > MAX_STREAMS:
         raise ConfigError(
             f"{len(inputs)} inputs: at most {MAX_STREAMS} are vocoded at once (a stream each, held in "
@@ -144,21 +155,7 @@ def vocode(
                 f"{checkpoint}: this model has labels ({', '.join(model.config.labels)}): choose one with --label"
             )
         names, _ = stream_labels(model, list(labels) * (len(inputs) if len(labels) == 1 else 1), len(inputs))
-    audios = []
-    for path in inputs:
-        try:
-            recording = read_recording(Path(path), settings.sample_rate)
-        except (AudioReadError, OSError) as exc:
-            raise DataError(f"{path}: cannot vocode ({exc})") from None
-        audio = recording.audio
-        if cancel_note(recording):  # a near-silent input would otherwise puzzle: say why
-            log(f"note: {path}: {cancel_note(recording)}")
-        if len(audio) > MAX_SECONDS * settings.sample_rate:
-            raise DataError(
-                f"{path}: {len(audio) / settings.sample_rate:.0f} s long; vocode takes recordings of "
-                f"at most {MAX_SECONDS:g} s (generation runs sample by sample): cut it into parts"
-            )
-        audios.append(audio)
+    audios = _read_inputs(inputs, settings, log)
     check_samples(len(audios), max(len(a) for a in audios), settings.sample_rate, "inputs")
     features = [log_mel(audio, settings) for audio in audios]
     seconds = sum(len(a) for a in audios) / settings.sample_rate
@@ -167,9 +164,8 @@ def vocode(
     log(
         f"vocoding {len(inputs)} file{'s' if len(inputs) != 1 else ''} ({seconds:.1f} s) with {checkpoint}, step {step}"
     )
-    result = resynthesize(
-        model, features, [len(a) for a in audios], seed, temperature, engine, device, names, log, progress
-    )
+    lengths = [len(a) for a in audios]
+    result = resynthesize(model, features, lengths, seed, temperature, engine, device, names, log, progress, precision)
     files, distances = [], []
     # Named after the inputs, kept inside ``out`` and distinct: inputs with the same name (from
     # different folders, or given twice) each get their own file.
@@ -192,6 +188,7 @@ def vocode(
                 "seed": seed + i,
                 "temperature": temperature,
                 "engine": result.engine,
+                "precision": result.precision,
                 "device": result.device,
                 "label": names[i] if names else None,
                 "prime": None,
@@ -205,8 +202,30 @@ def vocode(
         files.append(target)
         distances.append(distance)
         log(f"wrote {target}: log-mel distance to {path} {distance:.2f} dB")
+    how = f"'{result.engine}' engine" + ("" if result.precision == "fp32" else f" ({result.precision})")
     log(
-        f"{result.samples_per_s:,.0f} samples/s with the '{result.engine}' engine, "
+        f"{result.samples_per_s:,.0f} samples/s with the {how}, "
         f"{result.samples_per_s / settings.sample_rate:.3f}× real time"
     )
     return VocodeResult(files, distances, result.samples_per_s)
+
+
+def _read_inputs(inputs: list[Path], settings: MelSettings, log: Callable[[str], None]) -> list[np.ndarray]:
+    """Each recording as mono float audio at the model's rate; ``DataError`` for one that cannot
+    be read or is longer than ``MAX_SECONDS``."""
+    audios = []
+    for path in inputs:
+        try:
+            recording = read_recording(Path(path), settings.sample_rate)
+        except (AudioReadError, OSError) as exc:
+            raise DataError(f"{path}: cannot vocode ({exc})") from None
+        audio = recording.audio
+        if cancel_note(recording):  # a near-silent input would otherwise puzzle: say why
+            log(f"note: {path}: {cancel_note(recording)}")
+        if len(audio) > MAX_SECONDS * settings.sample_rate:
+            raise DataError(
+                f"{path}: {len(audio) / settings.sample_rate:.0f} s long; vocode takes recordings of "
+                f"at most {MAX_SECONDS:g} s (generation runs sample by sample): cut it into parts"
+            )
+        audios.append(audio)
+    return audios

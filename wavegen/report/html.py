@@ -18,6 +18,7 @@ SHOWN_META = [
     "temperature",
     "label",
     "engine",
+    "precision",
     "seconds",
     "sample_rate",
     "took_s",

@@ -16,11 +16,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..audio.features import log_mel, mel_distance
+from ..audio.features import MelSettings, log_mel, mel_distance
 from ..audio.mulaw import decode
 from ..data.prepared import PreparedData
 from ..devices import resolve_device
 from ..errors import DataError
+from ..generate.engines import checked_precision
+from ..generate.quantized import at_precision
 from ..generate.vocode import mel_settings, resynthesize
 from ..limits import check_eval_lengths
 from ..model import checkpoint as ckpt
@@ -38,34 +40,63 @@ def evaluate(
     device: str = "auto",
     log: Callable[[str], None] = print,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> dict:
-    """Validation bits per sample, and for vocoder models the resynthesis distance."""
+    """Validation bits per sample, and for vocoder models the resynthesis distance.
+
+    ``precision`` (fp32, bf16, int8): the network is scored as the native engine computes it at
+    that precision (``quantized.at_precision``, teacher-forced), and a vocoder resynthesises with
+    the native engine at it; the report says which (``"precision"``). Raises ``ConfigError`` for
+    an unknown precision, ``DataError``/``ConfigError`` for data the model cannot be scored on.
+    """
     check_eval_lengths(seconds, max_seconds)
+    checked_precision(precision)
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
     config = ckpt.config_of(payload, checkpoint)
     data = PreparedData(data_dir)
     check_unedited(checkpoint, config)
     check_compatible(model, config.data, data, checkpoint)
     dev = resolve_device(device)
-    bits, count = validation_bits(model, data, dev, max_seconds=max_seconds, progress=progress)
+    scored = at_precision(model, precision)  # the model itself at fp32
+    bits, count = validation_bits(scored, data, dev, max_seconds=max_seconds, progress=progress)
     report: dict = {
         "checkpoint": str(checkpoint),
         "step": payload.get("step"),
         "data": str(data_dir),
+        "precision": precision,
         "val_bits": round(bits, 4),
         "val_seconds": round(count / data.sample_rate, 2),
     }
-    log(f"validation: {bits:.3f} bits/sample over {count / data.sample_rate:.1f} s of held-out audio")
-    if not model.config.mel_channels:
-        return report
-    settings = mel_settings(model, config.data, checkpoint)  # (the data's, as check_compatible made sure)
+    log(f"validation: {bits:.3f} bits/sample ({precision}) over {count / data.sample_rate:.1f} s of held-out audio")
+    if model.config.mel_channels:
+        settings = mel_settings(model, config.data, checkpoint)  # (the data's, as check_compatible made sure)
+        report.update(
+            resynthesis_report(model, data, settings, seconds, files, engine, device, precision, log, progress)
+        )
+    return report
+
+
+def resynthesis_report(
+    model,
+    data: PreparedData,
+    settings: MelSettings,
+    seconds: float,
+    files: int,
+    engine: str,
+    device: str,
+    precision: str,
+    log: Callable[[str], None],
+    progress: bool,
+) -> dict:
+    """A vocoder's copy-synthesis of the first ``seconds`` of the ``files`` longest validation
+    tails: ``{"mel_distance_db": mean, "resynthesised": [per file]}`` (distances in dB)."""
     split, hop = data.val, settings.hop
     want = max(1, round(seconds * data.sample_rate))
     # The longest held-out tails (in file order): short ones say little.
     longest = sorted(range(len(split.spans)), key=lambda i: -split.spans[i][1])[:files]
     chosen = sorted(i for i in longest if split.spans[i][1] >= hop)
     if not chosen:
-        raise DataError(f"{data_dir}: no validation tail is long enough to resynthesise")
+        raise DataError(f"{data.folder}: no validation tail is long enough to resynthesise")
     lengths = [min(want, split.spans[i][1]) for i in chosen]
     features = []
     for i, n in zip(chosen, lengths):
@@ -74,7 +105,15 @@ def evaluate(
     labels = [model.config.labels[split.labels[i]] for i in chosen] if split.labels is not None else None
     sources = [f["source"] for f in data.manifest["files"] if f["val"][1] > 0]
     result = resynthesize(
-        model, features, lengths, labels=labels, engine=engine, device=device, log=log, progress=progress
+        model,
+        features,
+        lengths,
+        labels=labels,
+        engine=engine,
+        device=device,
+        log=log,
+        progress=progress,
+        precision=precision,
     )
     distances = []
     for i, n, audio in zip(chosen, lengths, result.audio):
@@ -82,11 +121,13 @@ def evaluate(
         held_out = decode(torch.from_numpy(np.asarray(split.codes[offset : offset + n], np.int64))).numpy()
         distances.append(mel_distance(log_mel(held_out, settings), log_mel(audio, settings)))
         log(f"  {sources[i]}: log-mel distance {distances[-1]:.2f} dB")
-    report["mel_distance_db"] = round(float(np.mean(distances)), 3)
-    report["resynthesised"] = [
-        {"source": sources[i], "seconds": round(n / data.sample_rate, 3), "mel_distance_db": round(d, 3)}
-        for i, n, d in zip(chosen, lengths, distances)
-    ]
+    report = {
+        "mel_distance_db": round(float(np.mean(distances)), 3),
+        "resynthesised": [
+            {"source": sources[i], "seconds": round(n / data.sample_rate, 3), "mel_distance_db": round(d, 3)}
+            for i, n, d in zip(chosen, lengths, distances)
+        ],
+    }
     log(
         f"resynthesis of {len(chosen)} validation excerpts ({sum(lengths) / data.sample_rate:.1f} s): "
         f"log-mel distance {report['mel_distance_db']:.2f} dB"

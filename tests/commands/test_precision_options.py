@@ -1,0 +1,159 @@
+"""``--precision`` on synth, vocode, eval and bench, run in this process (click's runner): the
+choices, the one-line refusals, and eval's report at a lower precision."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wavegen.audio.io import write_wav
+from wavegen.cli import main
+from wavegen.config import apply_overrides
+from wavegen.data.prepare import prepare
+from wavegen.generate.quantized import PRECISIONS
+from wavegen.model import checkpoint as ckpt
+from wavegen.recipe import load_recipe
+
+from helpers import random_model, tone
+
+MELS = ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"]
+
+
+def run(*args: str, cwd: Path):
+    """``wavegen ARGS`` in ``cwd``, in this process: (exit status, stdout, stderr)."""
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(here)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def error_line(stderr: str) -> str:
+    """The one ``Error:`` line of a refused command (and no traceback)."""
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A tiny model and a tiny vocoder (random weights) saved as checkpoints, a recording, and
+    prepared tones with a validation part, with and without mel features."""
+    root = tmp_path_factory.mktemp("precision")
+    write_wav(root / "dataset" / "a.wav", tone(440, 2.0), 16000)
+    write_wav(root / "input.wav", tone(330, 0.05), 16000)
+    tiny = load_recipe("tiny")
+    prepare(root / "dataset", root / "prepared", tiny.data, log=lambda _: None, progress=False)
+    ckpt.save(root / "tiny.pt", {"config": tiny.to_dict(), "model": random_model(tiny.model).state_dict(), "step": 3})
+    voc = apply_overrides(load_recipe("tiny"), MELS)
+    prepare(root / "dataset", root / "prepmel", voc.data, log=lambda _: None, progress=False)
+    ckpt.save(root / "voc.pt", {"config": voc.to_dict(), "model": random_model(voc.model).state_dict(), "step": 3})
+    return root
+
+
+def test_the_cli_offers_the_precisions_the_engines_have():
+    from wavegen.commands.common import PRECISIONS as OFFERED
+
+    assert OFFERED == PRECISIONS
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["synth", "--checkpoint", "tiny.pt"],
+        ["vocode", "input.wav", "--checkpoint", "voc.pt"],
+        ["eval", "--checkpoint", "tiny.pt", "--data", "prepared"],
+        ["bench", "--recipe", "tiny"],
+    ],
+)
+def test_an_unknown_precision_is_a_usage_error(project, args):
+    status, _, stderr = run(*args, "--precision", "fp16", cwd=project)
+    assert status == 2 and "Invalid value for '--precision': 'fp16' is not one of 'fp32', 'bf16', 'int8'" in stderr
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["synth", "--checkpoint", "tiny.pt", "--engine", "torch", "--precision", "int8"], "not the 'torch' engine"),
+        (["synth", "--checkpoint", "tiny.pt", "--engine", "reference", "--precision", "bf16"], "not the 'reference'"),
+        (["vocode", "input.wav", "--checkpoint", "voc.pt", "--engine", "torch", "--precision", "bf16"], "'torch'"),
+    ],
+)
+def test_a_lower_precision_outside_the_native_engine_is_a_one_line_error(project, args, phrase, tmp_path):
+    status, _, stderr = run(*args, "--out", str(tmp_path / "out"), "--quiet", cwd=project)
+    line = error_line(stderr)
+    assert status == 1 and line.startswith("Error: --precision ") and "runs in the native engine only" in line
+    assert phrase in line
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_synth_help_says_what_a_precision_trades(project):
+    _, stdout, _ = run("synth", "--help", cwd=project)
+    text = " ".join(stdout.split())
+    assert "--precision [fp32|bf16|int8]" in text and "fp32 is exact." in text and "[default: fp32]" in text
+
+
+def test_eval_scores_the_network_at_a_precision(project):
+    reports = {}
+    for precision in ("fp32", "bf16"):
+        status, stdout, stderr = run(
+            "eval", "--checkpoint", "tiny.pt", "--precision", precision, "--json", "--quiet", cwd=project
+        )
+        assert status == 0, stderr
+        reports[precision] = json.loads(stdout)
+        assert reports[precision]["precision"] == precision
+        assert f"bits/sample ({precision}) over" in stderr
+    fp32, bf16 = reports["fp32"]["val_bits"], reports["bf16"]["val_bits"]
+    # bf16 weights: another network, so another score, yet close to fp32's
+    assert fp32 != bf16 and abs(fp32 - bf16) < 0.01 * fp32
+    assert reports["fp32"]["val_seconds"] == reports["bf16"]["val_seconds"] > 0
+
+
+def test_eval_resynthesises_a_vocoders_validation_at_the_precision(project, recorded_native):
+    status, stdout, stderr = run(
+        "eval", "--checkpoint", "voc.pt", "--data", "prepmel", "--precision", "bf16", "--seconds", "0.05",
+        "--files", "1", "--json", "--quiet",
+        cwd=project,
+    )  # fmt: skip
+    assert status == 0, stderr
+    report = json.loads(stdout)
+    assert report["precision"] == "bf16" and report["val_bits"] > 0 and len(report["resynthesised"]) == 1
+    assert "bits/sample (bf16) over" in stderr
+    assert recorded_native == [("cpu", "bf16")]  # the resynthesis ran in the native engine at bf16
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (
+            ["--train"],
+            "bench --train measures training steps: --engine and --cond are for sampling, and so is --precision",
+        ),
+        (["--learn", "prepared", "--steps", "1"], "bench --learn trains variants: --train, --engine, --precision,"),
+    ],
+)
+def test_bench_precision_is_for_sampling(project, args, phrase):
+    status, _, stderr = run("bench", "--recipe", "tiny", "--precision", "bf16", *args, cwd=project)
+    assert status == 1 and phrase in error_line(stderr)
+
+
+def test_bench_says_the_machine_first_and_each_rows_precision(project):
+    status, stdout, stderr = run(
+        "bench", "--recipe", "tiny", "--engine", "torch", "--precision", "fp32", "--precision", "bf16",
+        "--batch", "1", "--seconds", "0.1", "--repeats", "1", "--threads", "1", "--json", "--quiet",
+        cwd=project,
+    )  # fmt: skip
+    assert status == 0, stderr
+    machine, *rows = [json.loads(line) for line in stdout.splitlines()]
+    assert machine["sgemm_gflops"] > 0 and machine["threads"] == 1 and machine["cpu"]
+    assert [(r["engine"], r["precision"]) for r in rows] == [("torch", "fp32")]  # bf16 is the native engine's
+    lines = stderr.splitlines()
+    assert lines[0].startswith("cpu: ") and "fp32 matmul peak" in lines[0] and "(torch.mm 2048², 1 thread)" in lines[0]
+    assert "--precision bf16: the native engine's alone; torch runs at fp32" in lines

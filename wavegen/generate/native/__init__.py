@@ -367,7 +367,7 @@ def _int8_panels(q: torch.Tensor | np.ndarray, rows: int) -> np.ndarray:
 
 def pack_int8(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The shape array, the flat float32 blocks and the flat int8 blocks for ``wg_create`` at
-    int8, from a ``quantized.Int8WaveNet``: the input table, biases and scales as floats, each
+    int8, from an ``int8.Int8WaveNet``: the input table, biases and scales as floats, each
     matrix as int8 panels (the conv one matrix per tap), in the order wavenet.cpp reads them."""
     plain, c = model.model, model.model.config
     R, G, S, C = c.residual_channels, c.gate_channels, c.skip_channels, c.classes

@@ -34,7 +34,7 @@
 // quantised per output column by Python, each block input, gated-unit row and head input
 // quantised per step and stream (quantize_row()), the products as exact integer sums (AVX-512 or
 // AVX VNNI, else AVX2 vpmaddubsw/vpmaddwd, else plain C++: dot4()), scaled back to float per
-// element; what quantized.Int8WaveNet computes in Python, bit for bit (so no fused multiply-add
+// element; what int8.Int8WaveNet computes in Python, bit for bit (so no fused multiply-add
 // in that path). The rings then hold the quantised block inputs and their scales.
 //
 // Threads: streams are split into groups; a group's threads run its streams in lockstep, each
@@ -348,7 +348,7 @@ struct StoreOut {
 
 // ---------------------------------------------------------------------------------------------
 // int8 (precision "int8"): weights quantised per output column, each activation row per step,
-// integer dot products. What Python's quantized.Int8WaveNet computes, bit for bit: every float
+// integer dot products. What Python's int8.Int8WaveNet computes, bit for bit: every float
 // operation from here to the matching "contract on" is one rounded operation, never a fused
 // multiply-add (the reference cannot fuse, so neither may this side).
 // ---------------------------------------------------------------------------------------------
@@ -1359,7 +1359,7 @@ void Engine::head(Worker& w) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The int8 step: forward() with quantised rows and integer products (see quantized.py for the
+// The int8 step: forward() with quantised rows and integer products (see generate/int8.py for the
 // arithmetic, which this follows operation for operation; no fused multiply-adds from here to
 // "contract on" below).
 // ---------------------------------------------------------------------------------------------

@@ -204,12 +204,12 @@ class Model:
         *,
         engine: str = "auto",
         device: str = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
         log: Log | None = None,
         progress: bool = False,
     ) -> Generation:
         """Generate ``n`` streams of ``seconds`` each, together; stream i uses seed ``seed + i``
-        (the same seed gives the same audio with every engine).
+        (the same seed gives the same audio with every engine at the same precision).
 
         ``seconds``: default 2, or for a mel-conditioned model the features' length. ``n``:
         default 1, or one stream per label. ``temperature`` (> 0) scales the logits. ``labels``:
@@ -217,8 +217,9 @@ class Model:
         label in turn). ``mel``: log-mel features (frames, bands) for a vocoder model, as an
         array or a .npy path. ``prime``: continue a recording (a path, or mono float audio at
         ``sample_rate``) instead of silence. ``engine``: auto, native, cuda-graph, torch or
-        reference; ``device``: auto, cpu or cuda. ``precision``: fp32 (exact), or bf16 or int8
-        weights in the native CPU engine (faster, slightly different logits). Returns a
+        reference; ``device``: auto, cpu or cuda. ``precision``: auto (int8 in the native CPU
+        engine, fp32 in the others), fp32 (the network as trained), or bf16 or int8 weights in
+        the native engine (faster, slightly different logits). Returns a
         ``Generation`` (audio (n, samples) float32 in [-1, 1]). Raises ``ConfigError`` for values
         out of range, a precision the engine or device cannot run, or conditioning the model
         lacks; ``DataError`` for an unusable prime or mel file; ``OutOfMemory``.

@@ -15,7 +15,7 @@ from wavegen.audio.mulaw import decode
 from wavegen.config import apply_overrides
 from wavegen.errors import ConfigError
 from wavegen.generate import engines
-from wavegen.generate.engines import generate, make_engine, pick_engine
+from wavegen.generate.engines import engine_precision, generate, make_engine, pick_engine
 from wavegen.generate.quantized import at_precision
 from wavegen.generate.reference import ReferenceEngine
 from wavegen.model import checkpoint as ckpt
@@ -69,7 +69,7 @@ def test_a_lower_precision_on_a_gpu_or_an_unknown_one_is_refused():
             ConfigError, match=r"^--precision bf16 runs in the native engine on the CPU \(use --device cpu\)$"
         ):
             make_engine(name, model, "cuda", precision="bf16")  # (refused before any GPU is touched)
-    with pytest.raises(ConfigError, match=r"^unknown precision 'fp16' \(choose from fp32, bf16, int8\)$"):
+    with pytest.raises(ConfigError, match=r"^unknown precision 'fp16' \(choose from auto, fp32, bf16, int8\)$"):
         make_engine("auto", model, precision="fp16")
     with pytest.raises(ValueError, match="unknown engine 'warp'"):
         make_engine("warp", model, precision="bf16")
@@ -85,6 +85,29 @@ def test_a_lower_precision_without_the_native_engine_says_why_and_falls_back_to_
     with pytest.raises(native.NativeUnavailable, match=r"^--precision int8: native engine unavailable: \S"):
         make_engine("auto", random_model(TINY.model), log=notices.append, precision="int8")
     assert notices == []  # no fallback to the torch engine: it would compute something else
+
+
+def test_auto_precision_is_int8_in_the_native_engine_and_fp32_in_the_others(recorded_native, monkeypatch, tmp_path):
+    model = random_model(TINY.model)
+    assert engine_precision(make_engine("auto", model, "cpu", precision="auto")) == "int8"
+    assert engine_precision(make_engine("native", model, "cpu", precision="auto")) == "int8"
+    for name in ("torch", "reference"):
+        made = make_engine(name, model, "cpu", precision="auto")
+        assert made.name == name and engine_precision(made) == "fp32"
+    assert recorded_native == [("cpu", "int8"), ("cpu", "int8")]
+    # Where the native engine cannot be built, auto falls back to the torch engine at fp32, saying why.
+    from wavegen.generate import native
+
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(engines, "_reported", set())  # the notice is given once per process
+    monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    notices = []
+    made = make_engine("auto", model, "cpu", log=notices.append, precision="auto")
+    assert (made.name, engine_precision(made)) == ("torch", "fp32")
+    assert notices == ["native engine unavailable: CXX=no-such-compiler not found; using the 'torch' engine"]
+    with pytest.raises(native.NativeUnavailable, match="native engine unavailable: CXX=no-such-compiler"):
+        make_engine("native", model, "cpu", precision="auto")
 
 
 def test_pick_engine_runs_a_lower_precision_on_the_cpu_even_with_a_gpu(recorded_native, monkeypatch):

@@ -88,6 +88,15 @@ ENGINE_CHOICE = click.Choice(["auto", "native", "cuda-graph", "torch", "referenc
 PRECISIONS = ("fp32", "bf16", "int8")
 PRECISION = click.option(
     "--precision",
+    type=click.Choice(("auto", *PRECISIONS)),
+    default="auto",
+    show_default=True,
+    help="The weights in the engine: auto is int8 in the native CPU engine (2-3x faster, 0.001 bits/sample "
+    "or less from fp32 where measured) and fp32 elsewhere; bf16 and int8 run in the native engine only; "
+    "fp32 is the network as trained.",
+)
+PRECISION = click.option(
+    "--precision",
     type=click.Choice(PRECISIONS),
     default="fp32",
     show_default=True,

@@ -89,12 +89,20 @@ def native_available(log: Callable[[str], None] | None = None) -> bool:
         return False
 
 
+# What ``precision="auto"`` means in the native engine: int8, whose cost was measured at 0.001
+# bits/sample or less from fp32 on trained speech models (docs/measurements.md) for 2-3x the speed.
+AUTO_NATIVE_PRECISION = "int8"
+
+
 def checked_precision(precision: str) -> str:
-    """``precision`` if it is one of ``quantized.PRECISIONS``; else ``ConfigError`` naming the choices."""
+    """``precision`` if it is ``auto`` or one of ``quantized.PRECISIONS``; else ``ConfigError``
+    naming the choices."""
+    if precision == "auto":
+        return precision
     try:
         return check_precision(precision)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc).replace("choose from ", "choose from auto, ")) from None
 
 
 def make_engine(
@@ -109,13 +117,26 @@ def make_engine(
     (through ``log``) why.
 
     ``precision`` (``fp32``, ``bf16``, ``int8``): anything but fp32 runs in the native engine on
-    the CPU only, so ``auto`` then means the native engine. Raises ``ConfigError`` for an unknown
-    precision, or a lower one asked of another engine or of a GPU; ``NativeUnavailable`` when the
-    native engine is asked for (or needed) and cannot run; ``ValueError`` for an unknown engine.
+    the CPU only, so ``auto`` then means the native engine. ``precision="auto"``: the native
+    engine at ``AUTO_NATIVE_PRECISION`` wherever it runs, any other engine at fp32. Raises
+    ``ConfigError`` for an unknown precision, or a lower one asked of another engine or of a GPU;
+    ``NativeUnavailable`` when the native engine is asked for (or needed) and cannot run;
+    ``ValueError`` for an unknown engine.
     """
     from .native import NativeUnavailable
 
-    if checked_precision(precision) != "fp32":
+    if checked_precision(precision) == "auto":
+        native = name == "native" or (name == "auto" and torch.device(device).type == "cpu")
+        if not native:
+            return make_engine(name, model, device, log, "fp32")
+        try:
+            return _native_engine(model, device, log, AUTO_NATIVE_PRECISION)
+        except NativeUnavailable as exc:
+            if name == "native" or torch.device(device).type != "cpu":
+                raise NativeUnavailable(f"native engine unavailable: {exc}") from None
+            _fallback_notice(exc, log)
+            return make_engine("torch", model, device, log, "fp32")
+    if precision != "fp32":
         return _lower_precision_engine(name, model, device, log, precision)
     if name == "auto":
         if torch.device(device).type == "cpu":
@@ -190,7 +211,7 @@ def pick_engine(
     when it builds (on the CPU, unless a GPU was asked for or the streams are many), the
     cuda-graph engine on a GPU, else torch. A lower ``precision`` runs on the CPU whenever the
     device is ``auto`` (only the native engine has it); see ``make_engine`` for what is refused."""
-    if checked_precision(precision) != "fp32" and device == "auto":
+    if checked_precision(precision) not in ("fp32", "auto") and device == "auto":
         return make_engine(engine, model, torch.device("cpu"), log=log, precision=precision), torch.device("cpu")
     dev = resolve_device(device)
     if engine == "auto" and device == "auto" and dev.type != "cpu" and streams <= NATIVE_OVER_GPU_STREAMS:

@@ -185,7 +185,7 @@ def generate_streams(
     log: Callable[[str], None] = print,
     progress: bool = True,
     step: int | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> Generated:
     """Generate ``n`` streams of ``seconds`` each (stream i uses seed + i) with ``model`` (a
     ``WaveNet``) trained at ``rate`` Hz; nothing is written.
@@ -195,8 +195,8 @@ def generate_streams(
     model's rate. A labelled model generates ``labels`` (default: each of its labels in turn);
     a mel-conditioned model needs ``mel``: log-mel features (frames, bands), as an array or a
     .npy file, whose length sets the duration unless ``seconds`` shortens it. Seconds default
-    to 2. ``precision`` (fp32, bf16, int8): the weights in the engine; bf16 and int8 run in the
-    native engine on the CPU. Raises ``ConfigError`` for values out of range or conditioning the
+    to 2. ``precision`` (auto, fp32, bf16, int8): the weights in the engine; bf16 and int8 run in
+    the native engine on the CPU, auto is int8 there and fp32 in every other engine. Raises ``ConfigError`` for values out of range or conditioning the
     model lacks, ``DataError`` for an unusable prime or mel file, ``OutOfMemory`` when it cannot fit.
     """
     check_values(seconds, n, temperature, precision)
@@ -288,7 +288,7 @@ def synthesize(
     log: Callable[[str], None] = print,
     progress: bool = True,
     timings: bool = True,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> SynthResult:
     """``generate_streams`` from a checkpoint, into ``out``: a WAV each, with its spectrogram
     (.png) and metadata (.json) beside it (``artifacts``). ``timings=False`` leaves took_s and

@@ -76,11 +76,12 @@ def resynthesize(
     labels: list[str] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> Resynthesis:
     """Generate audio for log-mel features (frames, bands), all inputs as streams of one batch
     (stream i uses seed + i); shorter inputs are padded with silence frames. ``precision``:
-    the weights in the engine (bf16 and int8 run in the native engine on the CPU)."""
+    the weights in the engine (bf16 and int8 run in the native engine on the CPU; auto is int8
+    there and fp32 elsewhere)."""
     hop = model.config.mel_hop
     frames = max(len(f) for f in features)
     mels = np.full((len(features), frames, features[0].shape[1]), SILENCE, np.float32)
@@ -128,7 +129,7 @@ def vocode(
     labels: list[str] = (),
     log: Callable[[str], None] = print,
     progress: bool = True,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> VocodeResult:
     """Analyse each recording in ``inputs`` and resynthesise it with the model at ``checkpoint``
     (``precision``: the weights in the engine, as ``resynthesize`` says)."""

@@ -94,29 +94,49 @@ inline vec vmax(vec a, vec b) { return a > b ? a : b; }
 // Math
 // ---------------------------------------------------------------------------------------------
 
+// How a polynomial step a·b + c is evaluated: Fused lets the compiler make it one fused
+// multiply-add (the fp32 engine); Rounded rounds the product first, as Python does (the int8
+// engine, which must match its reference bit for bit), whatever the compiler's contraction rules.
+struct Fused {
+  static vec madd(vec a, vec b, vec c) { return a * b + c; }
+};
+struct Rounded {
+  static vec madd(vec a, vec b, vec c) {
+    vec product = a * b;
+#if defined(__x86_64__) || defined(__i386__)
+    asm("" : "+x"(product));  // the product is a finished value: nothing can fuse it with the add
+#elif defined(__aarch64__)
+    asm("" : "+w"(product));
+#endif
+    return product + c;
+  }
+};
+
 // tanh(x) = p / q, a rational approximation (Eigen's float coefficients), within 3e-7 of the
 // exact value everywhere; returned as a ratio so gated() can share one division.
-inline void tanh_ratio(vec x, vec& p, vec& q) {
+template <class Op>
+__attribute__((always_inline)) inline void tanh_ratio(vec x, vec& p, vec& q) {
   const vec lim = splat(7.90531110763549805f);  // tanh rounds to ±1 in float beyond this
   x = vmax(vmin(x, lim), -lim);
   const vec x2 = x * x;
-  p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
-  p = x2 * p + -8.60467152213735e-11f;
-  p = x2 * p + 5.12229709037114e-08f;
-  p = x2 * p + 1.48572235717979e-05f;
-  p = x2 * p + 6.37261928875436e-04f;
-  p = x2 * p + 4.89352455891786e-03f;
+  p = Op::madd(x2, splat(-2.76076847742355e-16f), splat(2.00018790482477e-13f));
+  p = Op::madd(x2, p, splat(-8.60467152213735e-11f));
+  p = Op::madd(x2, p, splat(5.12229709037114e-08f));
+  p = Op::madd(x2, p, splat(1.48572235717979e-05f));
+  p = Op::madd(x2, p, splat(6.37261928875436e-04f));
+  p = Op::madd(x2, p, splat(4.89352455891786e-03f));
   p = x * p;
-  q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
-  q = x2 * q + 2.26843463243900e-03f;
-  q = x2 * q + 4.89352518554385e-03f;
+  q = Op::madd(x2, splat(1.19825839466702e-06f), splat(1.18534705686654e-04f));
+  q = Op::madd(x2, q, splat(2.26843463243900e-03f));
+  q = Op::madd(x2, q, splat(4.89352518554385e-03f));
 }
 
 // tanh(f) · sigmoid(g), with sigmoid(g) = (1 + tanh(g/2)) / 2: one division for both.
+template <class Op = Fused>
 __attribute__((always_inline)) inline vec gated(vec f, vec g) {
   vec pf, qf, pg, qg;
-  tanh_ratio(f, pf, qf);
-  tanh_ratio(g * 0.5f, pg, qg);
+  tanh_ratio<Op>(f, pf, qf);
+  tanh_ratio<Op>(g * 0.5f, pg, qg);
   return (pf * (qg + pg)) / (qf * qg * 2.0f);
 }
 
@@ -524,34 +544,10 @@ void qmatmul(const int8_t* x, int ldx, const float* xs, int rows, const QPanels&
   if (rows - r >= 1) qrows_block<1>(x + r * ldx, ldx, xs, W, start, p0, p1, r, out);
 }
 
-// tanh(f) · sigmoid(g) as tanh_ratio()/gated() define it, with every operation rounded alone.
-inline void tanh_ratio_exact(vec x, vec& p, vec& q) {
-  const vec lim = splat(7.90531110763549805f);
-  x = vmax(vmin(x, lim), -lim);
-  const vec x2 = x * x;
-  p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
-  p = x2 * p + -8.60467152213735e-11f;
-  p = x2 * p + 5.12229709037114e-08f;
-  p = x2 * p + 1.48572235717979e-05f;
-  p = x2 * p + 6.37261928875436e-04f;
-  p = x2 * p + 4.89352455891786e-03f;
-  p = x * p;
-  q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
-  q = x2 * q + 2.26843463243900e-03f;
-  q = x2 * q + 4.89352518554385e-03f;
-}
-
-inline vec gated_exact(vec f, vec g) {
-  vec pf, qf, pg, qg;
-  tanh_ratio_exact(f, pf, qf);
-  tanh_ratio_exact(g * 0.5f, pg, qg);
-  return (pf * (qg + pg)) / (qf * qg * 2.0f);
-}
-
 struct QGateOut {
   float* z;
   int ld;
-  void operator()(int r, int p, vec f, vec g) const { store(z + r * ld + p * kGateGroup, gated_exact(f, g)); }
+  void operator()(int r, int p, vec f, vec g) const { store(z + r * ld + p * kGateGroup, gated<Rounded>(f, g)); }
 };
 struct QGateTermOut {
   float* z;
@@ -560,7 +556,7 @@ struct QGateTermOut {
   ptrdiff_t term_ld;
   void operator()(int r, int p, vec f, vec g) const {
     const float* c = term + r * term_ld + p * kPanel;
-    store(z + r * ld + p * kGateGroup, gated_exact(f + load(c), g + load(c + 8)));
+    store(z + r * ld + p * kGateGroup, gated<Rounded>(f + load(c), g + load(c + 8)));
   }
 };
 

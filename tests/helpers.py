@@ -102,3 +102,18 @@ def one_line_error(proc, text):
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and text in errors[0], proc.stderr
+
+
+def run_in_process(*args: str, cwd: os.PathLike):
+    """``wavegen ARGS`` in ``cwd``, in this process (CliRunner): (exit status, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from wavegen.cli import main
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(here)
+    return result.exit_code, result.stdout, result.stderr

@@ -7,32 +7,16 @@ import math
 
 import pytest
 import torch
+from generate.test_sampling import SHAPES
 
 from wavegen.bench import sampling as bench
 from wavegen.bench.machine import cpu_name, flops_per_sample, sgemm_gflops
 from wavegen.bench.peer import PeerSampler, PeerUnavailable
-from wavegen.config import ModelConfig
 from wavegen.generate.torch_engine import TorchEngine
 from wavegen.recipe import load_recipe
 
 from helpers import random_model
 
-SHAPES = {
-    "k2": ModelConfig(cycles=2, layers_per_cycle=5, residual_channels=16, gate_channels=16, skip_channels=32),
-    "k3": ModelConfig(
-        cycles=1, layers_per_cycle=4, kernel_size=3, input_kernel_size=3, residual_channels=8, gate_channels=16
-    ),
-    # a one-tap input layer (the peer's 1×1 first layer) and a four-tap kernel
-    "odd": ModelConfig(
-        cycles=1,
-        layers_per_cycle=3,
-        kernel_size=4,
-        input_kernel_size=1,
-        residual_channels=5,
-        gate_channels=7,
-        skip_channels=9,
-    ),
-}
 SMALL = SHAPES["k2"]
 
 

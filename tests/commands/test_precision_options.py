@@ -4,34 +4,22 @@ choices, the one-line refusals, and eval's report at a lower precision."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from wavegen.audio.io import write_wav
-from wavegen.cli import main
 from wavegen.config import apply_overrides
 from wavegen.data.prepare import prepare
 from wavegen.generate.quantized import PRECISIONS
 from wavegen.model import checkpoint as ckpt
 from wavegen.recipe import load_recipe
 
-from helpers import random_model, tone
+from helpers import random_model, run_in_process, tone
 
 MELS = ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"]
 
 
-def run(*args: str, cwd: Path):
-    """``wavegen ARGS`` in ``cwd``, in this process: (exit status, stdout, stderr)."""
-    here = os.getcwd()
-    os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    finally:
-        os.chdir(here)
-    return result.exit_code, result.stdout, result.stderr
+run = run_in_process  # wavegen ARGS in this process: (exit status, stdout, stderr)
 
 
 def error_line(stderr: str) -> str:

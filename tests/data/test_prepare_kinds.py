@@ -16,11 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
 
-from wavegen.cli import main
-
-from helpers import tone
+from helpers import run_in_process, tone
 
 RATE = 16000
 HZ = 440.0
@@ -56,13 +53,8 @@ FORMATS = {
 
 def run(*args: str, cwd: Path):
     """``wavegen ARGS`` in ``cwd``, in this process; (exit status, stderr lines)."""
-    here = os.getcwd()
-    os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    finally:
-        os.chdir(here)
-    return result.exit_code, result.stderr.splitlines()
+    status, _, stderr = run_in_process(*args, cwd=cwd)
+    return status, stderr.splitlines()
 
 
 def manifest(folder: Path) -> dict:

@@ -91,7 +91,7 @@ PRECISION = click.option(
     type=click.Choice(("auto", *PRECISIONS)),
     default="auto",
     show_default=True,
-    help="The weights in the engine: auto is int8 in the native CPU engine (2-3x faster, 0.001 bits/sample "
+    help="The weights in the engine: auto is int8 in the native CPU engine (1.4-3.6x faster, 0.001 bits/sample "
     "or less from fp32 where measured) and fp32 elsewhere; bf16 and int8 run in the native engine only; "
     "fp32 is the network as trained.",
 )

@@ -90,7 +90,7 @@ def native_available(log: Callable[[str], None] | None = None) -> bool:
 
 
 # What ``precision="auto"`` means in the native engine: int8, whose cost was measured at 0.001
-# bits/sample or less from fp32 on trained speech models (docs/measurements.md) for 2-3x the speed.
+# bits/sample or less from fp32 on a trained speech model (docs/measurements.md) for 1.4-3.6x the speed.
 AUTO_NATIVE_PRECISION = "int8"
 
 

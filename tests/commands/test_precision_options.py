@@ -53,17 +53,17 @@ def test_the_cli_offers_the_precisions_the_engines_have():
 
 
 @pytest.mark.parametrize(
-    "args",
+    "args, choices",
     [
-        ["synth", "--checkpoint", "tiny.pt"],
-        ["vocode", "input.wav", "--checkpoint", "voc.pt"],
-        ["eval", "--checkpoint", "tiny.pt", "--data", "prepared"],
-        ["bench", "--recipe", "tiny"],
+        (["synth", "--checkpoint", "tiny.pt"], "'auto', 'fp32', 'bf16', 'int8'"),
+        (["vocode", "input.wav", "--checkpoint", "voc.pt"], "'auto', 'fp32', 'bf16', 'int8'"),
+        (["eval", "--checkpoint", "tiny.pt", "--data", "prepared"], "'fp32', 'bf16', 'int8'"),  # what it scores
+        (["bench", "--recipe", "tiny"], "'fp32', 'bf16', 'int8'"),
     ],
 )
-def test_an_unknown_precision_is_a_usage_error(project, args):
+def test_an_unknown_precision_is_a_usage_error(project, args, choices):
     status, _, stderr = run(*args, "--precision", "fp16", cwd=project)
-    assert status == 2 and "Invalid value for '--precision': 'fp16' is not one of 'fp32', 'bf16', 'int8'" in stderr
+    assert status == 2 and f"Invalid value for '--precision': 'fp16' is not one of {choices}" in stderr
 
 
 @pytest.mark.parametrize(
@@ -82,10 +82,12 @@ def test_a_lower_precision_outside_the_native_engine_is_a_one_line_error(project
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-def test_synth_help_says_what_a_precision_trades(project):
-    _, stdout, _ = run("synth", "--help", cwd=project)
+@pytest.mark.parametrize("command", ["synth", "vocode"])
+def test_synth_and_vocode_help_say_what_a_precision_trades(project, command):
+    _, stdout, _ = run(command, "--help", cwd=project)
     text = " ".join(stdout.split())
-    assert "--precision [fp32|bf16|int8]" in text and "fp32 is exact." in text and "[default: fp32]" in text
+    assert "--precision [auto|fp32|bf16|int8]" in text and "[default: auto]" in text
+    assert "auto is int8 in the native CPU engine" in text and "fp32 is the network as trained." in text
 
 
 def test_eval_scores_the_network_at_a_precision(project):
@@ -147,3 +149,28 @@ def test_bench_says_the_machine_first_and_each_rows_precision(project):
     lines = stderr.splitlines()
     assert lines[0].startswith("cpu: ") and "fp32 matmul peak" in lines[0] and "(torch.mm 2048², 1 thread)" in lines[0]
     assert "--precision bf16: the native engine's alone; torch runs at fp32" in lines
+
+
+@pytest.mark.parametrize(
+    "args, precision",
+    [
+        ([], "int8"),
+        (["--engine", "native"], "int8"),
+        (["--engine", "torch"], "fp32"),
+        (["--precision", "fp32"], "fp32"),
+    ],
+)
+def test_synth_samples_at_int8_by_default_where_the_native_engine_runs(project, recorded_native, args, precision):
+    out = project / f"out-{'-'.join(args) or 'default'}"
+    status, _, stderr = run(
+        "synth", "--checkpoint", "tiny.pt", "--seconds", "0.05", "--out", str(out), *args, cwd=project
+    )
+    assert status == 0, stderr
+    native = "--engine" not in args or "native" in args
+    expected = (
+        f"'native' engine{' (int8)' if precision == 'int8' else ''} on cpu" if native else "'torch' engine on cpu"
+    )
+    assert expected in stderr
+    (meta,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert meta["precision"] == precision
+    assert recorded_native == ([("cpu", precision)] if native else [])

@@ -95,10 +95,3 @@ PRECISION = click.option(
     "or less from fp32 where measured) and fp32 elsewhere; bf16 and int8 run in the native engine only; "
     "fp32 is the network as trained.",
 )
-PRECISION = click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="fp32",
-    show_default=True,
-    help="Weights as bf16 or int8 in the native CPU engine: faster sampling, slightly different logits; fp32 is exact.",
-)

@@ -88,6 +88,8 @@ def test_synth_writes_a_spectrogram_and_metadata_beside_every_wav(tiny_run):
         stem = folder / f"tiny-step3-seed{seed}"
         meta = json.loads(stem.with_suffix(".json").read_text())
         assert meta["engine"] in ("native", "torch") and f"'{meta['engine']}' engine" in out.stderr
+        # --precision auto: int8 where the native engine runs, fp32 in the torch engine
+        assert meta["precision"] == {"native": "int8", "torch": "fp32"}[meta["engine"]]
         assert Path(meta.pop("checkpoint")).name in ("best.pt", "latest.pt")
         assert float(meta.pop("took_s")) > 0 and meta.pop("created")
         assert meta == {
@@ -98,7 +100,7 @@ def test_synth_writes_a_spectrogram_and_metadata_beside_every_wav(tiny_run):
             "seed": seed,
             "temperature": 0.9,
             "engine": meta["engine"],
-            "precision": "fp32",
+            "precision": meta["precision"],
             "device": "cpu",
             "label": None,
             "prime": None,

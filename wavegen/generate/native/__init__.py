@@ -614,7 +614,7 @@ class NativeEngine:
         )
 
     def engine_terms(self, conditioning, start: int, count: int):
-        """``quantized.EngineTerms`` of times ``start .. start + count - 1``, made from the frame
+        """``int8.EngineTerms`` of times ``start .. start + count - 1``, made from the frame
         blocks this engine reads."""
         from ..int8 import EngineTerms
 

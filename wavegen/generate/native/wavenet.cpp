@@ -1128,14 +1128,11 @@ void Engine::reset(int batch, const float* rings, const int32_t* codes, int src_
   batch_ = batch;
   t_ = t;
   const size_t R = s.residual;
-  rings_ = make_buffer<float>(ring_floats_ * batch * R);
-  pending_ = make_buffer<float>(static_cast<size_t>(s.layers) * batch * R);
   codes_ = make_buffer<int32_t>(static_cast<size_t>(s.in_kernel) * batch);
   for (int slot = 0; slot < s.in_kernel; ++slot)
     for (int b = 0; b < batch; ++b) codes_[slot * batch + b] = codes[slot * src_batch + (src_batch == 1 ? 0 : b)];
   if (precision_ == kInt8) {
     // The rings hold each block input quantised, as the step that stored it would have.
-    rings_ = make_buffer<float>(0), pending_ = make_buffer<float>(0);
     qrings_ = make_buffer<int8_t>(ring_floats_ * batch * s.R16), qring_s_ = make_buffer<float>(ring_floats_ * batch);
     qpending_ = make_buffer<int8_t>(static_cast<size_t>(s.layers) * batch * s.R16);
     qpending_s_ = make_buffer<float>(static_cast<size_t>(s.layers) * batch);
@@ -1152,6 +1149,8 @@ void Engine::reset(int batch, const float* rings, const int32_t* codes, int src_
     return;
   }
   // Python gives (ring_len, src_batch, R) per layer; src_batch 1 is shared by every stream.
+  rings_ = make_buffer<float>(ring_floats_ * batch * R);
+  pending_ = make_buffer<float>(static_cast<size_t>(s.layers) * batch * R);
   const float* src = rings;
   for (const Layer& L : layers_) {
     float* dst = rings_.get() + L.ring_offset * batch * R;

@@ -214,3 +214,23 @@ def test_int8_reference_is_causal_and_close_to_the_network():
     assert at_precision(model, "fp32") is model
     with pytest.raises(ValueError, match="choose from fp32, bf16, int8"):
         at_precision(model, "int4")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_int8_engine_logits_equal_the_reference_from_a_prime_when_conditioned(kind):
+    native = native_or_skip()
+    model = model_for("odd", kind)
+    conditioning = conditioning_for(model, [1, 0])
+    gen = torch.Generator().manual_seed(5)
+    history, future = torch.randint(0, 256, (2, 50), generator=gen), torch.randint(0, 256, (2, 120), generator=gen)
+    engine = native.NativeEngine(model, threads=2, precision="int8")
+    engine.reset(2, history, conditioning)
+    steps = []
+    for n in range(future.shape[1]):
+        steps.append(engine.logits())
+        engine.append(future[:, n])
+    past = model.receptive_field + history.shape[1]  # the past: silence, then the prime, at times -past .. -1
+    codes = torch.cat([silence(2, model.receptive_field), history, future], dim=1)
+    terms = engine.engine_terms(conditioning, -past, past + future.shape[1])
+    full = Int8WaveNet(model)(codes, output_from=past, cond=terms)
+    assert torch.equal(torch.stack(steps, dim=2), full)

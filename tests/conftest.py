@@ -14,6 +14,11 @@ from wavegen.audio.io import write_wav
 
 from helpers import tone
 
+# Without a GPU, the persistent engine's Triton kernel runs under Triton's interpreter on the CPU
+# (tests/generate/test_persistent.py); Triton reads the variable when it is first imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 # Tiny models: one thread is faster than two on a busy 2-core machine, and keeps runs repeatable.
 torch.set_num_threads(1)
 

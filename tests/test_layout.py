@@ -43,7 +43,10 @@ MAY_IMPORT = {
 }
 # Modules over the budgets below, each at most its size today: they may shrink, never grow.
 MODULE_LINES, FUNCTION_LINES = 300, 60
-KERNELS = {"wavegen.generate.native"}  # the native engine's build, ABI and packing beside its C++ kernel
+KERNELS = {  # kernels, and the native engine's build, ABI and packing beside its C++ kernel
+    "wavegen.generate.native",
+    "wavegen.generate.persistent.kernel",
+}
 OVER_MODULE = {
     "wavegen.bench.training": 310,
     "wavegen.config": 335,
@@ -56,7 +59,7 @@ OVER_FUNCTION = {
     "wavegen.bench.learning._train_and_score": 66,
     "wavegen.commands.bench.bench": 112,
     "wavegen.config.validate": 69,
-    "wavegen.generate.synth.synthesize": 84,
+    "wavegen.generate.synth.synthesize": 83,
     "wavegen.generate.vocode.vocode": 91,
     "wavegen.report.html.render": 84,
 }

@@ -216,9 +216,9 @@ class Model:
         a labelled model's label(s): one for every stream, or one per stream (default: each
         label in turn). ``mel``: log-mel features (frames, bands) for a vocoder model, as an
         array or a .npy path. ``prime``: continue a recording (a path, or mono float audio at
-        ``sample_rate``) instead of silence. ``engine``: auto, native, cuda-graph, torch or
-        reference; ``device``: auto, cpu or cuda. ``precision``: auto (int8 in the native CPU
-        engine, fp32 in the others), fp32 (the network as trained), or bf16 or int8 weights in
+        ``sample_rate``) instead of silence. ``engine``: auto, native, persistent, cuda-graph,
+        torch or reference (``generate.choice.pick_engine`` says what auto picks); ``device``:
+        auto, cpu or cuda. ``precision``: auto (int8 in the native CPU engine, fp32 in the others), fp32 (the network as trained), or bf16 or int8 weights in
         the native engine (faster, slightly different logits). Returns a
         ``Generation`` (audio (n, samples) float32 in [-1, 1]). Raises ``ConfigError`` for values
         out of range, a precision the engine or device cannot run, or conditioning the model

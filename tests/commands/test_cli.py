@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
 
 from wavegen.audio.io import write_wav
 
@@ -126,6 +127,10 @@ def test_synth_engines_and_the_fallback_without_a_compiler(workdir):
         wavegen("synth", "--engine", "native", *short, cwd=workdir, ok=False, env=bare),
         "native engine unavailable: CXX=no-such-compiler not found",
     )
+    if not torch.cuda.is_available():  # the GPU engines, asked for by name where there is none
+        for engine in ("cuda-graph", "persistent"):
+            refused = wavegen("synth", "--engine", engine, *short, cwd=workdir, ok=False, env={"TRITON_INTERPRET": "0"})
+            one_line_error(refused, f"the {engine} engine needs a CUDA device")
 
 
 def test_import_and_help_stay_light(tmp_path):

@@ -14,8 +14,9 @@ import wavegen
 from wavegen.audio.mulaw import decode
 from wavegen.config import apply_overrides
 from wavegen.errors import ConfigError
-from wavegen.generate import engines
-from wavegen.generate.engines import engine_precision, generate, make_engine, pick_engine
+from wavegen.generate import choice, engines
+from wavegen.generate.choice import pick_engine
+from wavegen.generate.engines import engine_precision, generate, make_engine
 from wavegen.generate.quantized import at_precision
 from wavegen.generate.reference import ReferenceEngine
 from wavegen.model import checkpoint as ckpt
@@ -111,7 +112,7 @@ def test_auto_precision_is_int8_in_the_native_engine_and_fp32_in_the_others(reco
 
 
 def test_pick_engine_runs_a_lower_precision_on_the_cpu_even_with_a_gpu(recorded_native, monkeypatch):
-    monkeypatch.setattr(engines, "resolve_device", lambda name: torch.device("cuda" if name != "cpu" else "cpu"))
+    monkeypatch.setattr(choice, "resolve_device", lambda name: torch.device("cuda" if name != "cpu" else "cpu"))
     model = random_model(TINY.model)
     engine, device = pick_engine("auto", "auto", model, 64, print, "int8")  # many streams: a GPU's, at fp32
     assert (engine.name, engine.precision, device.type) == ("native", "int8", "cpu")

@@ -350,17 +350,19 @@ def test_bench_measures_a_conditioned_model():
 
 
 @pytest.mark.parametrize("kind", ["mels", "both"])
-def test_graph_engine_fills_each_replay_with_the_terms_of_its_times(kind):
+def test_the_gpu_engines_fill_each_launch_with_the_terms_of_its_times(kind):
+    """``fill_step_terms``, which the cuda-graph and persistent engines fill a replay's or a
+    launch's terms with, gives ``Conditioning.bias`` at every time."""
     model = model_for("k2", kind)
     cond = conditioning_for(model, LABELS)
-    engine = CudaGraphEngine(model, "cpu", use_graph=False)
-    engine.reset(3, None, cond)
-    engine._capture(3, "steps")
-    steps = engine.steps_per_replay
-    for time in (0, steps, 5 * steps):  # the last one past the end of the features
-        engine._fill_terms(time)
+    parts = engine_state.TermParts(cond)
+    fixed = None if parts.fixed is None else parts.fixed.transpose(0, 1)  # (L, B, 2G)
+    steps = 256
+    out = torch.empty(steps, parts.layers, 3, parts.channels)
+    for time in (0, 37, steps, 5 * steps):  # the last one past the end of the features
+        engine_state.fill_step_terms(parts, parts.kernel, fixed, time, out)
         expected = cond.bias(time, steps).permute(1, 2, 0, 3)  # (steps, L, B, 2G)
-        assert (engine.g_terms - expected).abs().max() < 1e-5
+        assert (out - expected).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("kind", ["none", *KINDS])

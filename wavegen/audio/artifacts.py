@@ -16,7 +16,7 @@ The keys, one sample each:
                   weights of the moment, which no checkpoint keeps); step: its training step
     weights       "trained", or "moving average" (train.ema): what generated it
     seed          the stream's seed (synth and vocode give stream i seed + i); temperature
-    engine        the sampling engine that ran ("native", "torch", "cuda-graph", "reference")
+    engine        the sampling engine that ran ("native", "persistent", "cuda-graph", "torch", "reference")
     precision     synth and vocode: the weights' precision in the engine ("fp32"; "bf16" and
                   "int8" in the native engine)
     device        where it ran ("cpu", "cuda", ...)

@@ -24,7 +24,7 @@ from .common import PRECISIONS, QUIET, friendly_errors, log
     "--engine",
     "engines",
     multiple=True,
-    type=click.Choice(["native", "cuda-graph", "torch", "reference", "peer"]),
+    type=click.Choice(["native", "persistent", "cuda-graph", "torch", "reference", "peer"]),
     help="Engines to run (repeatable; default: all). peer: r9y9/wavenet_vocoder's sampler on the same weights.",
 )
 @click.option(
@@ -219,7 +219,8 @@ def sampling_results(config, dev, engines, precisions, batches, seconds, repeats
     a lower precision is asked of engines that have none."""
     from ..bench import sampling as benchmark
 
-    engines = list(engines) or ["cuda-graph" if dev.type == "cuda" else "native", "peer", "torch", "reference"]
+    gpu = ["persistent", "cuda-graph"] if dev.type == "cuda" else ["native"]
+    engines = list(engines) or [*gpu, "peer", "torch", "reference"]
     peak = machine_line(threads, as_json)
     precisions = list(dict.fromkeys(precisions)) or ["fp32"]
     lower, others = [p for p in precisions if p != "fp32"], [e for e in engines if e != "native"]

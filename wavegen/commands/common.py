@@ -82,7 +82,7 @@ def log(message: str) -> None:
     click.echo(message, err=True)
 
 
-ENGINE_CHOICE = click.Choice(["auto", "native", "cuda-graph", "torch", "reference"])
+ENGINE_CHOICE = click.Choice(["auto", "native", "persistent", "cuda-graph", "torch", "reference"])
 
 # quantized.PRECISIONS, spelled out here: the CLI starts without importing torch (a test holds them equal).
 PRECISIONS = ("fp32", "bf16", "int8")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .common import (
+    ENGINE_CHOICE,
     PRECISION,
     QUIET,
     RUN_OR_CHECKPOINT,
@@ -28,10 +29,11 @@ from .common import (
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "native", "cuda-graph", "torch", "reference"]),
+    type=ENGINE_CHOICE,
     default="auto",
     show_default=True,
-    help="auto: the fastest that runs here (native on a CPU, cuda-graph on a GPU).",
+    help="auto: the fastest that runs here (native on a CPU; on a GPU persistent for up to 8 streams, "
+    "cuda-graph for more; with --device auto, native on the CPU when a trial finds it faster).",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @PRECISION

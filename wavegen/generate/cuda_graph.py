@@ -27,8 +27,10 @@ from typing import Callable
 
 import torch
 
+from ..errors import WavegenError
 from ..model.network import WaveNet
 from .engine import sample_codes
+from .state import fill_step_terms
 from .torch_engine import TorchEngine
 
 MIN_STEPS_PER_REPLAY = 256
@@ -40,8 +42,8 @@ MAX_STEPS_PER_REPLAY = 4096
 MAX_TERM_BYTES = 4 << 30  # static buffer of conditioning terms per replay
 
 
-class EngineUnavailable(RuntimeError):
-    """This engine cannot run here; the message says why."""
+class EngineUnavailable(WavegenError):
+    """This engine cannot run here; the message says why (one line, as the CLI shows it)."""
 
 
 class CudaGraphEngine(TorchEngine):
@@ -117,24 +119,6 @@ class CudaGraphEngine(TorchEngine):
         with torch.inference_mode(), torch.cuda.graph(self.graph):
             self._body()
 
-    def _fill_terms(self, time: int) -> None:
-        """The static terms (steps, L, B, 2G) of times ``time ..``, upsampled from the frame-rate
-        terms as ``engine_state.TermParts`` says (one gathered copy of the buffer at a time)."""
-        parts, hop, steps = self.parts, self.parts.hop, self.steps_per_replay
-        first = time // hop - 1  # the frame row 0 holds
-        frames = parts.frames(first, (time + steps - 1) // hop + 2 - first)  # (B, n, L, 2G)
-        frames = frames.to(self.device).permute(1, 2, 0, 3)  # (n, L, B, 2G)
-        t = torch.arange(time, time + steps, device=self.device)
-        row = torch.div(t, hop, rounding_mode="floor")
-        column = t - row * hop  # position in the frame
-        row -= first + 1  # the row of frame f - 1
-        weights = self.kernel[:, column].reshape(3, steps, 1, 1, 1)  # (3, steps, 1, 1, 1)
-        torch.mul(frames[row], weights[0], out=self.g_terms)
-        self.g_terms.addcmul_(frames[row + 1], weights[1])
-        self.g_terms.addcmul_(frames[row + 2], weights[2])
-        if self.fixed_term is not None:
-            self.g_terms.add_(self.fixed_term)
-
     # -- generation ----------------------------------------------------------------------------
     @torch.inference_mode()
     def generate_codes(
@@ -175,7 +159,7 @@ class CudaGraphEngine(TorchEngine):
         for start in range(0, num_samples, steps):
             self.g_uniform.copy_(draw_uniforms(steps), non_blocking=True)
             if kind == "steps":
-                self._fill_terms(n0 + start)
+                fill_step_terms(self.parts, self.kernel, self.fixed_term, n0 + start, self.g_terms)
             if self.use_graph:
                 self.graph.replay()
             else:

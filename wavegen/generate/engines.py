@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from ..devices import resolve_device
 from ..errors import ConfigError
 from ..model.network import WaveNet
 from .engine import Engine, StreamRandom, sample_codes, stream_uniforms
@@ -64,6 +63,7 @@ def _native_engine(
 
 
 ENGINES = {"native": _native_engine, "torch": TorchEngine, "reference": ReferenceEngine}
+GPU_ENGINES = ["cuda-graph", "persistent"]  # imported when asked for
 
 
 _reported: set[str] = set()  # fallback notices already given in this process
@@ -152,10 +152,11 @@ def make_engine(
             except EngineUnavailable as exc:
                 _fallback_notice(exc, log, "cuda-graph")
         name = "torch"
-    if name == "cuda-graph":  # imported only when asked for
+    if name in GPU_ENGINES:  # imported only when asked for
         from .cuda_graph import CudaGraphEngine
+        from .persistent import PersistentEngine
 
-        return CudaGraphEngine(model, device)
+        return {"cuda-graph": CudaGraphEngine, "persistent": PersistentEngine}[name](model, device)
     if name not in ENGINES:
         raise _unknown_engine(name)
     if name != "native":
@@ -173,7 +174,7 @@ def _lower_precision_engine(
     precision weights, and there is no fallback that would compute something else silently."""
     from .native import NativeUnavailable
 
-    if name not in ("auto", "cuda-graph", *ENGINES):
+    if name not in ("auto", *GPU_ENGINES, *ENGINES):
         raise _unknown_engine(name)
     if name not in ("auto", "native"):
         raise ConfigError(
@@ -189,34 +190,12 @@ def _lower_precision_engine(
 
 
 def _unknown_engine(name: str) -> ValueError:
-    return ValueError(f"unknown engine {name!r} (choose from auto, cuda-graph, {', '.join(ENGINES)})")
+    return ValueError(f"unknown engine {name!r} (choose from auto, {', '.join(GPU_ENGINES + list(ENGINES))})")
 
 
 def engine_precision(engine: Engine) -> str:
     """The precision an engine computes at: the native engine's own, fp32 for every other."""
     return getattr(engine, "precision", "fp32")
-
-
-# Up to this many streams the native engine on the CPU outruns the cuda-graph engine on a GPU
-# (measured on an H200: the graph engine is launch-bound at ~2,000-2,800 samples/s per stream up
-# to 64 streams, the native engine ~4× that for one stream on one busy CPU core); beyond, a GPU's
-# batching wins (1.5 million samples/s for 1,024 streams).
-NATIVE_OVER_GPU_STREAMS = 16
-
-
-def pick_engine(
-    engine: str, device: str, model, streams: int, log: Callable[[str], None], precision: str = "fp32"
-) -> tuple[Engine, torch.device]:
-    """The engine to synthesise with and its device. ``auto`` means the fastest: the native engine
-    when it builds (on the CPU, unless a GPU was asked for or the streams are many), the
-    cuda-graph engine on a GPU, else torch. A lower ``precision`` runs on the CPU whenever the
-    device is ``auto`` (only the native engine has it); see ``make_engine`` for what is refused."""
-    if checked_precision(precision) not in ("fp32", "auto") and device == "auto":
-        return make_engine(engine, model, torch.device("cpu"), log=log, precision=precision), torch.device("cpu")
-    dev = resolve_device(device)
-    if engine == "auto" and device == "auto" and dev.type != "cpu" and streams <= NATIVE_OVER_GPU_STREAMS:
-        dev = resolve_device("cpu") if native_available(log) else dev
-    return make_engine(engine, model, dev, log=log, precision=precision), dev
 
 
 def native_steps_per_call(batch: int) -> int:

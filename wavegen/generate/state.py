@@ -202,6 +202,30 @@ def _forward_past_split(
     return rings
 
 
+@torch.inference_mode()
+def fill_step_terms(
+    parts: TermParts, kernel: torch.Tensor, fixed: torch.Tensor | None, time: int, out: torch.Tensor
+) -> None:
+    """``out`` (steps, L, B, 2G) ← the terms of times ``time .. time + steps - 1``, upsampled from
+    ``parts``' frame-rate terms as ``TermParts`` says (one gathered copy at a time), plus the
+    labels' ``fixed`` term (L, B, 2G) if given; ``kernel`` (3, hop): the upsampling kernel on
+    ``out``'s device."""
+    hop, steps, device = parts.hop, out.shape[0], out.device
+    first = time // hop - 1  # the frame row 0 holds
+    frames = parts.frames(first, (time + steps - 1) // hop + 2 - first)  # (B, n, L, 2G)
+    frames = frames.to(device).permute(1, 2, 0, 3)  # (n, L, B, 2G)
+    t = torch.arange(time, time + steps, device=device)
+    row = torch.div(t, hop, rounding_mode="floor")
+    column = t - row * hop  # position in the frame
+    row -= first + 1  # the row of frame f - 1
+    weights = kernel[:, column].reshape(3, steps, 1, 1, 1)  # (3, steps, 1, 1, 1)
+    torch.mul(frames[row], weights[0], out=out)
+    out.addcmul_(frames[row + 1], weights[1])
+    out.addcmul_(frames[row + 2], weights[2])
+    if fixed is not None:
+        out.add_(fixed)
+
+
 def ring_of(x: torch.Tensor, length: int, t: int) -> torch.Tensor:
     """The last ``length`` time steps of ``x`` (b, F, T) as a ring (length, b, F) in which the
     value of time s sits at slot s mod length; ``t`` is the time just after x's last step."""

@@ -32,7 +32,8 @@ from ..outputs import (
 )
 from ..run_config import check_unedited
 from ..runs import checkpoint_paths, newest_run
-from .engines import checked_precision, engine_precision, generate, pick_engine
+from .choice import pick_engine
+from .engines import checked_precision, engine_precision, generate
 
 
 def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
@@ -325,8 +326,7 @@ def synthesize(
     for i, s in enumerate(made.seeds):
         tag = f"-{tags[names[i]]}" if names else ""
         path = inside(out, f"{run_name}-step{step}{tag}-seed{s}.wav")
-        # one stream at a time: 4 bytes a sample, not n × 4
-        write_sample(
+        write_sample(  # one stream at a time: 4 bytes a sample, not n × 4
             path,
             decode(made.codes[i]).numpy(),
             rate,

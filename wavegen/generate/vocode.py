@@ -41,7 +41,8 @@ from ..outputs import (
     writable_folder,
 )
 from ..run_config import check_unedited
-from .engines import checked_precision, engine_precision, generate, pick_engine
+from .choice import pick_engine
+from .engines import checked_precision, engine_precision, generate
 from .synth import make_conditioning, stream_labels
 
 

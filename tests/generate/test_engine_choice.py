@@ -1,0 +1,115 @@
+"""Which engine ``pick_engine`` runs for a device and a number of streams: the GPU's policy is
+checked here with stand-in engines and trial rates (no GPU needed), the trial itself on the CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from wavegen.errors import ConfigError
+from wavegen.generate import choice
+from wavegen.generate.engines import make_engine
+
+from helpers import random_model
+from test_sampling import SHAPES
+
+
+@dataclasses.dataclass
+class Stand:
+    name: str
+    device: str
+    precision: str = "fp32"
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """A machine with a GPU whose engines are stand-ins; returns the trial rates to set and the
+    log of what ``pick_engine`` said."""
+    rates, said = {}, []
+    monkeypatch.setattr(choice, "resolve_device", lambda name: torch.device("cpu" if name == "cpu" else "cuda"))
+    monkeypatch.setattr(choice, "native_available", lambda log: rates.get("native available", True))
+    monkeypatch.setattr(
+        choice,
+        "_persistent",
+        lambda model, device, streams, log: Stand("persistent", "cuda") if rates.get("gpu", 1) else None,
+    )
+
+    def make(name, model, device, log=None, precision="fp32"):
+        if torch.device(device).type == "cpu":
+            return Stand("native", "cpu", "int8" if precision == "auto" else precision)
+        return Stand("cuda-graph" if name == "auto" else name, "cuda")
+
+    monkeypatch.setattr(choice, "make_engine", make)
+    monkeypatch.setattr(choice, "trial_rate", lambda engine, device, model, streams: rates[engine.name])
+    return rates, said
+
+
+def picked(said, engine="auto", device="auto", streams=1, precision="auto"):
+    made, dev = choice.pick_engine(engine, device, None, streams, said.append, precision)
+    assert made.device == dev.type
+    return made.name, made.precision
+
+
+@pytest.mark.parametrize("streams", [1, 3, 8])
+def test_a_trial_picks_the_faster_of_the_gpus_persistent_and_the_cpus_native_engine(gpu, streams):
+    rates, said = gpu
+    rates.update(persistent=50_000.0 * streams, native=30_000.0)
+    assert picked(said, streams=streams) == ("persistent", "fp32")
+    rates.update(native=60_000.0 * streams)
+    assert picked(said, streams=streams) == ("native", "int8")
+    plural = "s" if streams > 1 else ""
+    assert said[-1] == (
+        f"engine trial, {streams} stream{plural}: persistent on cuda {50_000 * streams:,} samples/s, "
+        f"native on cpu {60_000 * streams:,} samples/s; using native"
+    )
+
+
+def test_without_a_trial_where_one_engine_alone_can_run(gpu):
+    rates, said = gpu
+    assert picked(said, device="cuda") == ("persistent", "fp32")  # the GPU was asked for
+    assert picked(said, streams=12) == ("native", "int8")  # past the persistent engine's streams
+    assert picked(said, device="cuda", streams=12) == ("cuda-graph", "fp32")
+    assert picked(said, streams=64) == ("cuda-graph", "fp32")  # a GPU's batching
+    rates["gpu"] = 0  # the persistent engine cannot run (its reason is logged by _persistent)
+    assert picked(said) == ("native", "int8")
+    assert picked(said, device="cuda") == ("cuda-graph", "fp32")
+    rates.update(gpu=1, **{"native available": False})
+    assert picked(said) == ("persistent", "fp32")
+    assert said == []  # no trial ran
+
+
+def test_a_lower_precision_never_goes_to_the_gpu(gpu):
+    rates, said = gpu
+    assert picked(said, precision="int8") == ("native", "int8")
+    assert picked(said, engine="auto", device="auto", streams=64, precision="bf16") == ("native", "bf16")
+
+
+def test_the_persistent_engine_refuses_a_lower_precision():
+    with pytest.raises(ConfigError, match="not the 'persistent' engine"):
+        make_engine("persistent", random_model(SHAPES["k2"]), "cpu", precision="int8")
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_the_trial_generates_and_rates_an_engine(conditioned):
+    config = SHAPES["k2"]
+    if conditioned:
+        config = dataclasses.replace(config, labels=["a", "b"], mel_channels=5, mel_hop=16, cond_channels=8)
+    model = random_model(config)
+    rate = choice.trial_rate(make_engine("torch", model), torch.device("cpu"), model, 2)
+    assert 100 < rate < 1e8
+
+
+def test_a_persistent_engine_that_fails_to_compile_or_run_is_left_for_the_others(monkeypatch):
+    pytest.importorskip("triton")
+    from wavegen.generate import persistent
+
+    class Failing:
+        def __init__(self, model, device):
+            raise RuntimeError("PTX assembly failed:\nptxas error: Entry function uses too much shared data")
+
+    monkeypatch.setattr(persistent, "PersistentEngine", Failing)
+    said = []
+    assert choice._persistent(random_model(SHAPES["k2"]), torch.device("cuda"), 1, said.append) is None
+    assert said == ["persistent engine unavailable: ptxas error: Entry function uses too much shared data"]

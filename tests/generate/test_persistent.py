@@ -66,9 +66,11 @@ def test_the_interpreted_kernel_logits_match_the_full_forward(shape):
 
 
 @interpreted
-@pytest.mark.parametrize("kind, history", [("labels", "none"), ("mels", "per-stream"), ("both", "shared")])
-def test_the_interpreted_kernel_draws_the_reference_codes_when_conditioned(kind, history):
-    model = model_for("k2", kind)
+@pytest.mark.parametrize(
+    "shape, kind, history", [("odd", "labels", "none"), ("k2", "mels", "per-stream"), ("odd", "both", "shared")]
+)
+def test_the_interpreted_kernel_draws_the_reference_codes_when_conditioned(shape, kind, history):
+    model = model_for(shape, kind)
     engine = PersistentEngine(model, "cpu", slices=2, heads=1)
     cond = conditioning_for(model, LABELS)
     fast = generate(engine, 36, SEEDS, temperature=0.8, history=history_for(history), conditioning=cond)

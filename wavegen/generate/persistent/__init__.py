@@ -161,7 +161,7 @@ class PersistentEngine(TorchEngine):
         self.ring_offsets = torch.tensor(self.ring_offsets_host, dtype=torch.int64, device=dev)
         self.code_rings = torch.zeros(Q, len(self.in_offsets), BB, dtype=torch.int32, device=dev)
         words = lambda *shape: torch.zeros(shape, dtype=torch.int64, device=dev)  # noqa: E731
-        self.blocks = words(n_layers, _pow2(Q + 1), BB, self.RP)
+        self.blocks = words(n_layers, Q + 1, BB, self.RP)
         self.skips, self.y1 = words(n_layers * Q, BB, self.SP), words(self.H1, BB, self.AP)
         self.logit_words = words(BB, self.CP)
         self.temps = torch.ones(BB, dtype=torch.float64, device=dev)
@@ -197,8 +197,7 @@ class PersistentEngine(TorchEngine):
             self.blocks, self.skips, self.y1, w["w1"], w["b1"], w["w2"], w["b2"], self.logit_words,
             len(self.layers), 0 if self.interpreted else POLL_LIMIT, self.error, self.k,
             Q=Q, H1=self.H1, BB=BB, RP=self.RP, GQ=self.GP // Q, PP=self.PP, SP=self.SP, SQ=SQ, AP=self.AP,
-            CP=self.CP, CQ=CQ, KP=_pow2(len(self.in_offsets)), Q1=_pow2(Q + 1), LQP=_pow2(len(self.layers) * Q),
-            H1P=_pow2(self.H1), HAS_TERMS=terms is not None, num_warps=8,
+            CP=self.CP, CQ=CQ, KP=_pow2(len(self.in_offsets)), HAS_TERMS=terms is not None, num_warps=8,
         )  # fmt: skip
         if self.error.item():
             raise EngineUnavailable("the persistent kernel's programs did not all run at once (is the GPU busy?)")

@@ -6,14 +6,16 @@ GPU runs it fast only if no launch and no trip to the host sits between two link
 spreads the network over programs (one per streaming multiprocessor), each holding its slice of
 the weights in registers from the first sample of a launch to the last:
 
-    program              holds                                     reads                 writes
-    layer l, slice q     conv rows of gate channels q·GQ..+GQ,      layer l-1's block    block l: h_l (q = 0),
-      (l·Q + q)          residual and skip columns of them          (or the logits)      its residual part,
-                                                                                         its skip part
-    head 1, slice h      W1 columns of skip channels h·SQ..+SQ      every skip part      its part of W1·relu(skip)
-    head 2, slice j      W2 rows of classes j·CQ..+CQ               every head-1 part    logits j·CQ..+CQ
+    program              holds                                  reads                    writes
+    layer l, slice q     conv rows of gate channels q·GQ..+GQ,   layer l-1's block        block l: h_l (q = 0) and
+      (l·Q + q)          residual and skip columns of them       (layer 0: the logits),   its residual part; its
+                                                                 skip sum (l-1, q)        skip sum (l, q)
+    head 1, slice h      W1 columns of skip channels h·SQ..+SQ   skip sums (L-1, ·)       its part of W1·relu(skip)
+    head 2, slice j      W2 rows of classes j·CQ..+CQ            every head-1 part        logits j·CQ..+CQ
 
     block l (Q+1 rows):  [ h_l | part(l, 0) | ... | part(l, Q-1) ],  h_{l+1} = the sum of its rows
+    skip sum (l, q):     skip sum (l-1, q) + layer l's skip output of gate slice q (off the chain:
+                         layer l-1's is long written when layer l asks for it)
 
 Layer 0's programs also draw the sample: the previous step's logits → float64 inverse CDF with
 the stream's uniform (``engine.sample_codes``'s definition) → the code → the input embedding.
@@ -47,19 +49,31 @@ def _words(x, tag):
 
 
 @triton.jit
-def _poll(ptrs, mask, tag, limit, error):
-    """The float32 values of the words at ``ptrs`` once every tag is ``tag`` (masked: 0.0)."""
+def _sum_words(ptrs, stride, COUNT: tl.constexpr, want):
+    """Σ_i (in order) of the values at ``ptrs + i·stride``, i < COUNT, and whether every tag is
+    ``want``: one part in registers at a time, not all of them."""
+    total = tl.zeros(ptrs.shape, tl.float32)
+    ready = 1
+    for i in tl.static_range(COUNT):
+        words = tl.load(ptrs + i * stride, volatile=True)
+        ready = ready & tl.min(((words >> 32) == want).to(tl.int32))
+        total += (words & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True)
+    return total, ready
+
+
+@triton.jit
+def _poll(ptrs, stride, COUNT: tl.constexpr, tag, limit, error):
+    """``_sum_words`` once every word carries ``tag`` (read again until then, at most ``limit``
+    times more; then ``error`` is set)."""
     want = tag.to(tl.int64)
-    words = tl.load(ptrs, mask=mask, other=want << 32, volatile=True)
-    ready = tl.min(((words >> 32) == want).to(tl.int32))
+    total, ready = _sum_words(ptrs, stride, COUNT, want)
     tries = 0
     while (ready == 0) & (tries < limit):
-        words = tl.load(ptrs, mask=mask, other=want << 32, volatile=True)
-        ready = tl.min(((words >> 32) == want).to(tl.int32))
+        total, ready = _sum_words(ptrs, stride, COUNT, want)
         tries += 1
     if ready == 0:
         tl.store(error, 1)
-    return (words & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True)
+    return total
 
 
 @triton.jit
@@ -70,16 +84,24 @@ def _tanh(x):
 
 
 @triton.jit
-def _matvec(x, w):
-    """x (BB, K) · w (N, K)ᵀ → (BB, N)."""
-    return tl.sum(x[:, None, :] * w[None, :, :], axis=2)
+def _matvec(x, w, BB: tl.constexpr):
+    """x (BB, K) · w (N, K)ᵀ → (BB, N), a stream at a time: a (BB, N, K) product of several
+    streams would not fit in registers (ptxas spills it to local memory from 4 streams on)."""
+    if BB == 1:
+        return tl.sum(x[:, None, :] * w[None, :, :], axis=2)
+    streams = tl.arange(0, BB)[:, None]
+    out = tl.zeros((BB, w.shape[0]), tl.float32)
+    for i in tl.static_range(BB):
+        row = tl.sum(tl.where(streams == i, x, 0.0), axis=0)  # (K,): stream i's row, exactly
+        out = tl.where(streams == i, tl.sum(row[None, :] * w, axis=1)[None, :], out)
+    return out
 
 
 @triton.jit
 def _draw(logits_w, tag, temps, uniforms, n, n_classes, limit, error, BB: tl.constexpr, CP: tl.constexpr):
     """The code of each stream from the logits of the step tagged ``tag``: (BB,) int32."""
     b, c = tl.arange(0, BB), tl.arange(0, CP)
-    lg = _poll(logits_w + b[:, None] * CP + c[None, :], c[None, :] < CP, tag, limit, error).to(tl.float64)
+    lg = _poll(logits_w + b[:, None] * CP + c[None, :], 0, 1, tag, limit, error).to(tl.float64)
     lg = tl.where(c[None, :] < n_classes, lg, float("-inf"))
     temp = tl.load(temps + b)
     e = tl.exp((lg - tl.max(lg, axis=1)[:, None]) / temp[:, None])  # (BB, CP) float64
@@ -95,7 +117,7 @@ def _layer(pid, steps, tail, t0, tag0, first_step, forced, n_forced, temps, unif
            code_ring, in_tables, in_bias, in_offsets, k_in, terms, term_step, n_streams, n_gate, n_classes,
            blocks, skips, logits_w, limit, error, kernel_taps,
            Q: tl.constexpr, BB: tl.constexpr, RP: tl.constexpr, GQ: tl.constexpr, PP: tl.constexpr,
-           SP: tl.constexpr, CP: tl.constexpr, KP: tl.constexpr, Q1: tl.constexpr, HAS_TERMS: tl.constexpr):  # fmt: skip
+           SP: tl.constexpr, CP: tl.constexpr, KP: tl.constexpr, HAS_TERMS: tl.constexpr):  # fmt: skip
     layer, q = pid // Q, pid % Q
     b, r, g, p = tl.arange(0, BB), tl.arange(0, RP), tl.arange(0, GQ), tl.arange(0, PP)
     # This program's weights, held for the whole launch.
@@ -115,7 +137,7 @@ def _layer(pid, steps, tail, t0, tag0, first_step, forced, n_forced, temps, unif
     in_past = tap < kernel_taps - 1
     gate = q * GQ + g
     gate_ok = (gate < n_gate)[None, :] & (b < n_streams)[:, None]
-    k, rows = tl.arange(0, KP), tl.arange(0, Q1)
+    k = tl.arange(0, KP)
     for n in range(steps + tail):
         t, tag = t0 + n, tag0 + n
         tl.debug_barrier()  # the ring write of the step before is done
@@ -124,8 +146,8 @@ def _layer(pid, steps, tail, t0, tag0, first_step, forced, n_forced, temps, unif
         past = tl.load(
             my_ring + (slot[None, :] * BB + b[:, None]) * RP + channel[None, :], mask=in_past[None, :], other=0.0
         )
-        a_t = bt[None, :] + _matvec(past, wt_past)  # (BB, GQ)
-        a_s = bs[None, :] + _matvec(past, ws_past)
+        a_t = bt[None, :] + _matvec(past, wt_past, BB)  # (BB, GQ)
+        a_s = bs[None, :] + _matvec(past, ws_past, BB)
         if HAS_TERMS:
             if n < steps:
                 at_term = terms + n * term_step + (layer * n_streams + b[:, None]) * (2 * n_gate) + gate[None, :]
@@ -148,45 +170,49 @@ def _layer(pid, steps, tail, t0, tag0, first_step, forced, n_forced, temps, unif
                     tl.load(rows_in, mask=(k < k_in)[:, None, None], other=0.0), 0
                 )
             else:  # h_l = h_{l-1} + the residual parts of layer l-1
-                block = blocks + ((layer - 1) * Q1 + rows[:, None, None]) * BB * RP + b[None, :, None] * RP
-                h = tl.sum(_poll(block + r[None, None, :], (rows < Q + 1)[:, None, None], tag, limit, error), 0)
+                block = blocks + ((layer - 1) * (Q + 1) * BB + b[:, None]) * RP + r[None, :]
+                h = _poll(block, BB * RP, Q + 1, tag, limit, error)
             tl.debug_barrier()  # every ring read above is done before the write below
             tl.store(my_ring + ((t % ring_len) * BB + b[:, None]) * RP + r[None, :], h)
             if q == 0:
-                tl.store(blocks + (layer * Q1 * BB + b[:, None]) * RP + r[None, :], _words(h, tag))
-            z = tl.sigmoid(a_s + _matvec(h, ws_now)) * _tanh(a_t + _matvec(h, wt_now))  # (BB, GQ)
-            part = b_res[None, :] + _matvec(z, w_res)  # (BB, RP)
-            tl.store(blocks + ((layer * Q1 + 1 + q) * BB + b[:, None]) * RP + r[None, :], _words(part, tag))
-            skip = b_skip[None, :] + _matvec(z, w_skip)  # (BB, SP)
-            tl.store(skips + (pid * BB + b[:, None]) * SP + s[None, :], _words(skip, tag))
+                tl.store(blocks + (layer * (Q + 1) * BB + b[:, None]) * RP + r[None, :], _words(h, tag))
+            z = tl.sigmoid(a_s + _matvec(h, ws_now, BB)) * _tanh(a_t + _matvec(h, wt_now, BB))  # (BB, GQ)
+            part = b_res[None, :] + _matvec(z, w_res, BB)  # (BB, RP)
+            tl.store(blocks + ((layer * (Q + 1) + 1 + q) * BB + b[:, None]) * RP + r[None, :], _words(part, tag))
+            skip = b_skip[None, :] + _matvec(z, w_skip, BB)  # (BB, SP)
+            my_skip = skips + (pid * BB + b[:, None]) * SP + s[None, :]
+            if layer > 0:
+                skip += _poll(my_skip - Q * BB * SP, 0, 1, tag, limit, error)  # the skip sum of (l-1, q)
+            tl.store(my_skip, _words(skip, tag))
 
 
 @triton.jit
-def _head1(h, steps, tag0, skips, w1, y1, n_parts, limit, error,
-           BB: tl.constexpr, SP: tl.constexpr, SQ: tl.constexpr, AP: tl.constexpr, LQP: tl.constexpr):  # fmt: skip
-    """relu(Σ skip parts) of skip channels h·SQ..+SQ → its part of W1·relu(skip) (no bias)."""
-    b, s, a, p = tl.arange(0, BB), tl.arange(0, SQ), tl.arange(0, AP), tl.arange(0, LQP)
+def _head1(h, steps, tag0, skips, w1, y1, last, limit, error,
+           Q: tl.constexpr, BB: tl.constexpr, SP: tl.constexpr, SQ: tl.constexpr, AP: tl.constexpr):  # fmt: skip
+    """relu(Σ skip sums of the last layer) of skip channels h·SQ..+SQ → its part of W1·relu(skip)
+    (no bias)."""
+    b, s, a = tl.arange(0, BB), tl.arange(0, SQ), tl.arange(0, AP)
     w = tl.load(w1 + (h * AP + a[:, None]) * SQ + s[None, :])  # (AP, SQ)
-    ptrs = skips + ((p[:, None, None] * BB + b[None, :, None]) * SP + h * SQ + s[None, None, :])
+    ptrs = skips + ((last * Q * BB + b[:, None]) * SP + h * SQ + s[None, :])  # (BB, SQ) of (L-1, 0)
     for n in range(steps):
         tag = tag0 + n
-        skip = tl.sum(_poll(ptrs, (p < n_parts)[:, None, None], tag, limit, error), 0)  # (BB, SQ)
-        y = _matvec(tl.maximum(skip, 0.0), w)  # (BB, AP)
+        skip = _poll(ptrs, BB * SP, Q, tag, limit, error)  # (BB, SQ)
+        y = _matvec(tl.maximum(skip, 0.0), w, BB)  # (BB, AP)
         tl.store(y1 + (h * BB + b[:, None]) * AP + a[None, :], _words(y, tag))
 
 
 @triton.jit
-def _head2(j, steps, tag0, y1, b1, w2, b2, logits_w, n_parts, limit, error,
-           BB: tl.constexpr, AP: tl.constexpr, CQ: tl.constexpr, CP: tl.constexpr, H1P: tl.constexpr):  # fmt: skip
+def _head2(j, steps, tag0, y1, b1, w2, b2, logits_w, limit, error,
+           H1: tl.constexpr, BB: tl.constexpr, AP: tl.constexpr, CQ: tl.constexpr, CP: tl.constexpr):  # fmt: skip
     """relu(b1 + Σ head-1 parts) → logits of classes j·CQ..+CQ."""
-    b, a, c, p = tl.arange(0, BB), tl.arange(0, AP), tl.arange(0, CQ), tl.arange(0, H1P)
+    b, a, c = tl.arange(0, BB), tl.arange(0, AP), tl.arange(0, CQ)
     w = tl.load(w2 + (j * CQ + c[:, None]) * AP + a[None, :])  # (CQ, AP)
     bias1, bias2 = tl.load(b1 + a), tl.load(b2 + j * CQ + c)
-    ptrs = y1 + ((p[:, None, None] * BB + b[None, :, None]) * AP + a[None, None, :])
+    ptrs = y1 + (b[:, None] * AP + a[None, :])  # (BB, AP) of part 0
     for n in range(steps):
         tag = tag0 + n
-        y = tl.maximum(bias1[None, :] + tl.sum(_poll(ptrs, (p < n_parts)[:, None, None], tag, limit, error), 0), 0.0)
-        logits = bias2[None, :] + _matvec(y, w)  # (BB, CQ)
+        y = tl.maximum(bias1[None, :] + _poll(ptrs, BB * AP, H1, tag, limit, error), 0.0)
+        logits = bias2[None, :] + _matvec(y, w, BB)  # (BB, CQ)
         tl.store(logits_w + b[:, None] * CP + j * CQ + c[None, :], _words(logits, tag))
 
 
@@ -201,8 +227,7 @@ def persistent_steps(steps, tail, t0, tag0, first_step, forced, n_forced, temps,
                      blocks, skips, y1, w1, b1, w2, b2, logits_w, n_layers, limit, error, kernel_taps,
                      Q: tl.constexpr, H1: tl.constexpr, BB: tl.constexpr, RP: tl.constexpr, GQ: tl.constexpr,
                      PP: tl.constexpr, SP: tl.constexpr, SQ: tl.constexpr, AP: tl.constexpr, CP: tl.constexpr,
-                     CQ: tl.constexpr, KP: tl.constexpr, Q1: tl.constexpr, LQP: tl.constexpr, H1P: tl.constexpr,
-                     HAS_TERMS: tl.constexpr):  # fmt: skip
+                     CQ: tl.constexpr, KP: tl.constexpr, HAS_TERMS: tl.constexpr):  # fmt: skip
     """``steps`` steps of every stream from time ``t0`` (tags ``tag0``..), plus with ``tail`` the
     draw of the last logits; ``first_step``: the generation step of step 0 (no draw before step 0
     of a generation). Grid: n_layers·Q + H1 + CP/CQ programs."""
@@ -213,8 +238,8 @@ def persistent_steps(steps, tail, t0, tag0, first_step, forced, n_forced, temps,
                conv_past, conv_now, conv_bias, res_w, skip_w, res_bias, skip_bias, dilations, ring, ring_offsets,
                code_ring, in_tables, in_bias, in_offsets, k_in, terms, term_step, n_streams, n_gate, n_classes,
                blocks, skips, logits_w, limit, error, kernel_taps,
-               Q, BB, RP, GQ, PP, SP, CP, KP, Q1, HAS_TERMS)  # fmt: skip
+               Q, BB, RP, GQ, PP, SP, CP, KP, HAS_TERMS)  # fmt: skip
     elif pid < n_parts + H1:
-        _head1(pid - n_parts, steps, tag0, skips, w1, y1, n_parts, limit, error, BB, SP, SQ, AP, LQP)
+        _head1(pid - n_parts, steps, tag0, skips, w1, y1, n_layers - 1, limit, error, Q, BB, SP, SQ, AP)
     else:
-        _head2(pid - n_parts - H1, steps, tag0, y1, b1, w2, b2, logits_w, H1, limit, error, BB, AP, CQ, CP, H1P)
+        _head2(pid - n_parts - H1, steps, tag0, y1, b1, w2, b2, logits_w, limit, error, H1, BB, AP, CQ, CP)

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from ...model.conditioning import Conditioning
 
 MAX_STEPS = 2048  # samples per launch on a GPU: a few hundredths of a second, so progress and Ctrl-C respond
-MAX_STREAMS = 16  # "few streams": beyond, the cuda-graph engine's batched products win
-POLL_LIMIT = 1 << 25  # polls (about 1 µs each) before a waiting program gives up and reports
+POLL_LIMIT = 1 << 25  # polls (a trip to the L2 cache each, ~1 µs) before a waiting program gives up
 
 
 def _pow2(n: int) -> int:
@@ -110,8 +109,11 @@ class PersistentEngine(TorchEngine):
             res_w, skip_w = _padded(out[:, :R].t(), RP, GP), _padded(out[:, R:].t(), SP, GP)
             for q in range(Q):
                 rows = slice(q * GQ, (q + 1) * GQ)
-                past.append(taps[:, rows]), now.append(w[:, rows, k - 1]), bias.append(b[:, rows])
-                res.append(res_w[:, rows]), skip.append(skip_w[:, rows])
+                past.append(taps[:, rows])
+                now.append(w[:, rows, k - 1])
+                bias.append(b[:, rows])
+                res.append(res_w[:, rows])
+                skip.append(skip_w[:, rows])
                 first = q == 0  # the biases once per layer, in the first slice's part
                 res_b.append(_padded(layer["out_bias"][:R], RP) * first)
                 skip_b.append(_padded(layer["out_bias"][R:], SP) * first)
@@ -202,7 +204,7 @@ class PersistentEngine(TorchEngine):
         if self.error.item():
             raise EngineUnavailable("the persistent kernel's programs did not all run at once (is the GPU busy?)")
         self.t, self.tag = self.t + steps, self.tag + steps
-        self.pending = self.pending if steps == 0 and not tail else bool(steps)
+        self.pending = steps > 0  # the last step's logits are not drawn yet
         return codes
 
     # -- the step-wise engine calls ------------------------------------------------------------
@@ -254,7 +256,8 @@ class PersistentEngine(TorchEngine):
             steps = min(per_launch, num_samples - computed)
             count = steps - (0 if self.pending else 1)  # no draw before a generation's first step
             codes = self._launch(steps, 0, draw_uniforms(count) if count else None)
-            take(codes, count) if count else None
+            if count:
+                take(codes, count)
             computed += steps
         if num_samples:  # the last logits, in a launch of their own (see kernel.py)
             take(self._launch(0, 1, draw_uniforms(1)), 1)

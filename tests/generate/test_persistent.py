@@ -32,6 +32,7 @@ def interpreted_engine(model, shape: str) -> PersistentEngine:
     return PersistentEngine(model, "cpu", slices=slices, heads=heads)
 
 
+@pytest.mark.slow  # the interpreter: seconds per generated step
 @interpreted
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_interpreted_kernel_draws_exactly_the_reference_codes(shape):
@@ -65,6 +66,7 @@ def test_the_interpreted_kernel_logits_match_the_full_forward(shape):
     assert (torch.stack(stepped, dim=2) - full).abs().max() < 1e-4
 
 
+@pytest.mark.slow
 @interpreted
 @pytest.mark.parametrize(
     "shape, kind, history", [("odd", "labels", "none"), ("k2", "mels", "per-stream"), ("odd", "both", "shared")]

@@ -9,6 +9,7 @@ reference engine's, and every teacher-forced logit within 1e-4 of the parallel f
 import pytest
 import torch
 
+from wavegen.config import ModelConfig
 from wavegen.generate.engines import generate, make_engine
 from wavegen.generate.reference import ReferenceEngine
 
@@ -78,6 +79,17 @@ def test_the_interpreted_kernel_draws_the_reference_codes_when_conditioned(shape
     fast = generate(engine, 36, SEEDS, temperature=0.8, history=history_for(history), conditioning=cond)
     ref = generate(ReferenceEngine(model), 36, SEEDS, 0.8, history=history_for(history), conditioning=cond)
     assert torch.equal(fast, ref)  # 36 samples: three mel frames of 16
+
+
+@interpreted
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_interpreted_kernel_of_one_or_two_layers(layers):
+    """The skip sums' edge cases: no layer before the last, or one."""
+    config = ModelConfig(cycles=1, layers_per_cycle=layers, residual_channels=8, gate_channels=8, skip_channels=16)
+    model = random_model(config, seed=5)
+    fast = generate(PersistentEngine(model, "cpu", slices=2, heads=2), 20, [1, 2], temperature=0.9)
+    assert torch.equal(fast, generate(ReferenceEngine(model), 20, [1, 2], temperature=0.9))
+    assert len(set(fast.flatten().tolist())) > 5
 
 
 @interpreted

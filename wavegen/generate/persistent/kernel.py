@@ -10,12 +10,14 @@ the weights in registers from the first sample of a launch to the last:
     layer l, slice q     conv rows of gate channels q·GQ..+GQ,   layer l-1's block        block l: h_l (q = 0) and
       (l·Q + q)          residual and skip columns of them       (layer 0: the logits),   its residual part; its
                                                                  skip sum (l-1, q)        skip sum (l, q)
-    head 1, slice h      W1 columns of skip channels h·SQ..+SQ   skip sums (L-1, ·)       its part of W1·relu(skip)
+    head 1, slice h      W1 columns of skip channels h·SQ..+SQ   skip sums (L-2, ·),      its part of W1·relu(skip)
+                                                                 skip outputs (L-1, ·)
     head 2, slice j      W2 rows of classes j·CQ..+CQ            every head-1 part        logits j·CQ..+CQ
 
     block l (Q+1 rows):  [ h_l | part(l, 0) | ... | part(l, Q-1) ],  h_{l+1} = the sum of its rows
     skip sum (l, q):     skip sum (l-1, q) + layer l's skip output of gate slice q (off the chain:
-                         layer l-1's is long written when layer l asks for it)
+                         layer l-1's is long written when layer l asks for it); the last layer
+                         leaves its own out, and head 1 adds both
 
 Layer 0's programs also draw the sample: the previous step's logits → float64 inverse CDF with
 the stream's uniform (``engine.sample_codes``'s definition) → the code → the input embedding.
@@ -115,7 +117,7 @@ def _draw(logits_w, tag, temps, uniforms, n, n_classes, limit, error, BB: tl.con
 def _layer(pid, steps, tail, t0, tag0, first_step, forced, n_forced, temps, uniforms, codes_out, out_stride,
            conv_past, conv_now, conv_bias, res_w, skip_w, res_bias, skip_bias, dilations, ring, ring_offsets,
            code_ring, in_tables, in_bias, in_offsets, k_in, terms, term_step, n_streams, n_gate, n_classes,
-           blocks, skips, logits_w, limit, error, kernel_taps,
+           blocks, skips, logits_w, n_layers, limit, error, kernel_taps,
            Q: tl.constexpr, BB: tl.constexpr, RP: tl.constexpr, GQ: tl.constexpr, PP: tl.constexpr,
            SP: tl.constexpr, CP: tl.constexpr, KP: tl.constexpr, HAS_TERMS: tl.constexpr):  # fmt: skip
     layer, q = pid // Q, pid % Q
@@ -172,8 +174,6 @@ def _layer(pid, steps, tail, t0, tag0, first_step, forced, n_forced, temps, unif
             else:  # h_l = h_{l-1} + the residual parts of layer l-1
                 block = blocks + ((layer - 1) * (Q + 1) * BB + b[:, None]) * RP + r[None, :]
                 h = _poll(block, BB * RP, Q + 1, tag, limit, error)
-            tl.debug_barrier()  # every ring read above is done before the write below
-            tl.store(my_ring + ((t % ring_len) * BB + b[:, None]) * RP + r[None, :], h)
             if q == 0:
                 tl.store(blocks + (layer * (Q + 1) * BB + b[:, None]) * RP + r[None, :], _words(h, tag))
             z = tl.sigmoid(a_s + _matvec(h, ws_now, BB)) * _tanh(a_t + _matvec(h, wt_now, BB))  # (BB, GQ)
@@ -181,22 +181,26 @@ def _layer(pid, steps, tail, t0, tag0, first_step, forced, n_forced, temps, unif
             tl.store(blocks + ((layer * (Q + 1) + 1 + q) * BB + b[:, None]) * RP + r[None, :], _words(part, tag))
             skip = b_skip[None, :] + _matvec(z, w_skip, BB)  # (BB, SP)
             my_skip = skips + (pid * BB + b[:, None]) * SP + s[None, :]
-            if layer > 0:
+            if (layer > 0) & (layer < n_layers - 1):  # the last layer's goes to the head as it is
                 skip += _poll(my_skip - Q * BB * SP, 0, 1, tag, limit, error)  # the skip sum of (l-1, q)
             tl.store(my_skip, _words(skip, tag))
+            tl.debug_barrier()  # every ring read of this step is done before the write below
+            tl.store(my_ring + ((t % ring_len) * BB + b[:, None]) * RP + r[None, :], h)
 
 
 @triton.jit
 def _head1(h, steps, tag0, skips, w1, y1, last, limit, error,
            Q: tl.constexpr, BB: tl.constexpr, SP: tl.constexpr, SQ: tl.constexpr, AP: tl.constexpr):  # fmt: skip
-    """relu(Σ skip sums of the last layer) of skip channels h·SQ..+SQ → its part of W1·relu(skip)
-    (no bias)."""
+    """relu(skip) of skip channels h·SQ..+SQ, from the last layer's skip outputs and the skip sums
+    of the layer before it → its part of W1·relu(skip) (no bias)."""
     b, s, a = tl.arange(0, BB), tl.arange(0, SQ), tl.arange(0, AP)
     w = tl.load(w1 + (h * AP + a[:, None]) * SQ + s[None, :])  # (AP, SQ)
     ptrs = skips + ((last * Q * BB + b[:, None]) * SP + h * SQ + s[None, :])  # (BB, SQ) of (L-1, 0)
     for n in range(steps):
         tag = tag0 + n
-        skip = _poll(ptrs, BB * SP, Q, tag, limit, error)  # (BB, SQ)
+        skip = _poll(ptrs, BB * SP, Q, tag, limit, error)  # (BB, SQ): the last layer's outputs
+        if last > 0:
+            skip += _poll(ptrs - Q * BB * SP, BB * SP, Q, tag, limit, error)  # and the sums before it
         y = _matvec(tl.maximum(skip, 0.0), w, BB)  # (BB, AP)
         tl.store(y1 + (h * BB + b[:, None]) * AP + a[None, :], _words(y, tag))
 
@@ -237,7 +241,7 @@ def persistent_steps(steps, tail, t0, tag0, first_step, forced, n_forced, temps,
         _layer(pid, steps, tail, t0, tag0, first_step, forced, n_forced, temps, uniforms, codes_out, out_stride,
                conv_past, conv_now, conv_bias, res_w, skip_w, res_bias, skip_bias, dilations, ring, ring_offsets,
                code_ring, in_tables, in_bias, in_offsets, k_in, terms, term_step, n_streams, n_gate, n_classes,
-               blocks, skips, logits_w, limit, error, kernel_taps,
+               blocks, skips, logits_w, n_layers, limit, error, kernel_taps,
                Q, BB, RP, GQ, PP, SP, CP, KP, HAS_TERMS)  # fmt: skip
     elif pid < n_parts + H1:
         _head1(pid - n_parts, steps, tag0, skips, w1, y1, n_layers - 1, limit, error, Q, BB, SP, SQ, AP)

@@ -86,7 +86,7 @@ def test_activation_count_under_bf16_autocast(config, segment):
     estimate = activation_bytes(model, window, segment, recompute=True, value_bytes=2)
     assert kept < estimate < kept + 0.5 * measured
     copies = saved_weight_bytes(model, value_bytes=2)
-    assert 0.5 * copies < whole - measured <= copies  # what a window does not explain: weight copies
+    assert 0.5 * copies < whole - measured <= 1.02 * copies  # what a window does not explain: weight copies (and norms)
 
 
 def test_check_names_the_largest_batch_that_fits():

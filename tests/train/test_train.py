@@ -155,8 +155,8 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(prepared, 
     halves = iter([whole.sampler.windows([0] * 2, [1000, 5000]), whole.sampler.windows([0] * 2, [20000, 40000])])
     whole.sampler.batch = lambda size: batch
     split.sampler.batch = lambda size: next(halves)
-    bits_whole, norm_whole = whole.train_step()
-    bits_split, norm_split = split.train_step()
+    bits_whole, norm_whole = map(float, whole.train_step())
+    bits_split, norm_split = map(float, split.train_step())
     assert bits_split == pytest.approx(bits_whole, rel=1e-5) and norm_split == pytest.approx(norm_whole, rel=1e-4)
     for (name, p), q in zip(whole.model.named_parameters(), split.model.parameters()):
         if p.grad is None:  # the last block's residual output feeds nothing
@@ -295,7 +295,7 @@ def test_a_bad_step_changes_nothing_and_is_counted(prepared, tmp_path, monkeypat
     trainer = Trainer(config, PreparedData(prepared), tmp_path / "run", torch.device("cpu"))
     snapshots, history = [(flat(trainer.model), flat(trainer.ema.module))], []
     for _ in range(4):
-        history.append((*trainer.train_step(), trainer.skipped, trainer.bad_in_a_row))
+        history.append((*map(float, trainer.train_step()), trainer.skipped, trainer.bad_in_a_row))
         snapshots.append((flat(trainer.model), flat(trainer.ema.module)))
     bits, norm, skipped, in_a_row = history[2]
     assert (skipped, in_a_row) == (1, 1) and not math.isfinite(norm)
@@ -452,18 +452,25 @@ def test_code_noise_is_measured_in_mulaw_steps_so_it_follows_the_level(prepared,
     assert steps_quiet > 10  # 0.03 of full scale is tens of µ-law steps near silence
 
 
-def test_the_moving_average_follows_a_young_run_then_settles_at_its_decay():
-    from wavegen.train.trainer import ema_update
+def test_the_moving_average_copies_then_follows_a_young_run_then_settles_at_its_decay():
+    from wavegen.train.ema import MovingAverage
 
-    update = ema_update(0.999)
-    averaged, current = [torch.zeros(3)], [torch.ones(3)]
-    update(averaged, current, torch.tensor(0))  # first update: decay 1/10
-    assert torch.allclose(averaged[0], torch.full((3,), 0.9))
-    update(averaged, current, torch.tensor(1))  # decay 2/11
-    assert torch.allclose(averaged[0], torch.full((3,), 0.9 * 2 / 11 + 9 / 11))
-    settled = [torch.zeros(1)]
-    update(settled, [torch.ones(1)], torch.tensor(100_000))  # far on: the configured decay
-    assert settled[0].item() == pytest.approx(0.001)
+    model = torch.nn.Linear(3, 1, bias=False)
+    model.weight.data.zero_()
+    ema = MovingAverage(model, 0.999)
+    model.weight.data.fill_(1.0)
+    ema.update(model)  # the first update copies the weights
+    assert torch.equal(ema.module.weight, torch.ones(1, 3))
+    model.weight.data.fill_(0.0)
+    ema.update(model)  # after 1 update: decay 2/11
+    assert torch.allclose(ema.module.weight, torch.full((1, 3), 2 / 11))
+    before = ema.module.weight.clone()
+    ema.update(model, keep=torch.tensor(0.0))  # a skipped step: nothing moves, nothing counts
+    assert torch.equal(ema.module.weight, before) and ema.count == 2
+    ema.updates.fill_(100_000)  # far on: the configured decay
+    model.weight.data.fill_(1.0)
+    ema.update(model, keep=torch.tensor(1.0))
+    assert ema.module.weight[0, 0].item() == pytest.approx(2 / 11 + 0.001 * (1 - 2 / 11)) and ema.count == 100_001
 
 
 def test_slow_cpu_steps_are_named_once_with_the_hours_and_a_smaller_recipe(prepared, tmp_path, monkeypatch):

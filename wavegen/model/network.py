@@ -41,7 +41,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
 from .conditioning import CONTEXT_FRAMES, Conditioner, LayerTerms
-from .parameterize import parameterize
+from .parameterize import layer_weights, parameterize
+
+Weights = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # one block's: see ResidualBlock
 
 
 class GatedTanh(torch.autograd.Function):
@@ -114,7 +116,12 @@ class CausalConv1d(nn.Conv1d):
 
 
 class ResidualBlock(nn.Module):
-    """Dilated causal conv → gated tanh·sigmoid → residual 1×1 and skip 1×1."""
+    """Dilated causal conv → gated tanh·sigmoid → residual and skip 1×1.
+
+    Its forward methods take the block's weights as ``layer_weights`` computes them for the
+    whole stack at once (``weights``: conv (2G, R, k), conv bias (2G,), residual and skip 1×1
+    one above the other (R + S, G, 1), their biases (R + S,)), or read them from the modules.
+    """
 
     def __init__(self, residual: int, gate: int, skip: int, kernel_size: int, dilation: int) -> None:
         super().__init__()
@@ -123,22 +130,41 @@ class ResidualBlock(nn.Module):
         self.residual = nn.Conv1d(gate, residual, 1)
         self.skip = nn.Conv1d(gate, skip, 1)
 
+    def weights(self) -> Weights:
+        """This block's weights, read from its modules (their parametrizations applied)."""
+        return (
+            self.conv.weight,
+            self.conv.bias,
+            torch.cat([self.residual.weight, self.skip.weight]),
+            torch.cat([self.residual.bias, self.skip.bias]),
+        )
+
     def forward(
-        self, x: torch.Tensor, skip_from: int = 0, cond: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        skip_from: int = 0,
+        cond: torch.Tensor | None = None,
+        weights: Weights | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (next block's input (B, R, T), skip contribution (B, S, T - skip_from)).
 
         ``cond`` (B, 2G, T or 1) is added to the conv's output before the gate: the paper's
         V·h term of global and local conditioning.
         """
-        pre = self.conv(x)  # (B, 2G, T)
+        conv, conv_bias, out, out_bias = weights or self.weights()
+        pre = F.conv1d(F.pad(x, (self.conv.left_pad, 0)), conv, conv_bias, dilation=self.dilation)  # (B, 2G, T)
         if cond is not None:
             pre = pre + cond
         z = gated(pre)  # (B, G, T)
-        return x + self.residual(z), self.skip(z[..., skip_from:])
+        return self._outputs(x, z, z.shape[-1] - skip_from, out, out_bias)
 
     def forward_trimmed(
-        self, x: torch.Tensor, keep: int, cond: torch.Tensor | None = None, last: bool = False
+        self,
+        x: torch.Tensor,
+        keep: int,
+        cond: torch.Tensor | None = None,
+        last: bool = False,
+        weights: Weights | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Unpadded: (next input (B, R, T - reach), skip of the last ``keep`` positions).
 
@@ -146,13 +172,28 @@ class ResidualBlock(nn.Module):
         no padding is needed; ``cond`` is aligned with the output (its last positions are
         used). The last block's residual output is never read, so it is not computed.
         """
+        conv, conv_bias, out, out_bias = weights or self.weights()
         reach = self.conv.left_pad
-        pre = F.conv1d(x, self.conv.weight, self.conv.bias, dilation=self.dilation)  # (B, 2G, T - reach)
+        pre = F.conv1d(x, conv, conv_bias, dilation=self.dilation)  # (B, 2G, T - reach)
         if cond is not None:
             pre = pre + (cond if cond.shape[-1] == 1 else cond[..., cond.shape[-1] - pre.shape[-1] :])
         z = gated(pre)
-        skip = self.skip(z[..., z.shape[-1] - keep :])
-        return None if last else x[..., reach:] + self.residual(z), skip
+        if last:
+            r = x.shape[1]
+            return None, F.conv1d(z[..., z.shape[-1] - keep :], out[r:], out_bias[r:])
+        return self._outputs(x[..., reach:], z, keep, out, out_bias)
+
+    @staticmethod
+    def _outputs(
+        x: torch.Tensor, z: torch.Tensor, keep: int, out: torch.Tensor, out_bias: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` + residual 1×1 of ``z`` (B, R, T), and the skip 1×1 of its last ``keep``
+        positions (B, S, keep): one convolution for both where the skip covers every position."""
+        r = x.shape[1]
+        if keep == z.shape[-1]:
+            residual, skip = F.conv1d(z, out, out_bias).split([r, out.shape[0] - r], dim=1)  # (B, R + S, T)
+            return x + residual, skip
+        return x + F.conv1d(z, out[:r], out_bias[:r]), F.conv1d(z[..., z.shape[-1] - keep :], out[r:], out_bias[r:])
 
 
 def receptive_field(config: ModelConfig) -> int:
@@ -245,20 +286,30 @@ class WaveNet(nn.Module):
             raise ValueError("this model is conditioned: pass cond (labels and/or mel features)")
         if output_from >= self.receptive_field:
             return self._forward_trimmed(codes, codes.shape[1] - output_from, cond, recompute)
-        onehot = F.one_hot(codes, self.config.classes).transpose(1, 2)  # (B, classes, T)
-        return self.forward_onehot(onehot.to(self.input.weight.dtype), output_from, cond=cond, recompute=recompute)
+        # The input layer as table lookups over codes led by k_in "nothing" codes: the zero
+        # vectors the convolution's padding reads (no one-hot tensor, and no device read:
+        # F.one_hot checks the codes' range on the host).
+        k_in, classes = self.config.input_kernel_size, self.config.classes
+        x = self._input_lookup(F.pad(codes, (k_in, 0), value=classes), nothing=True)  # (B, R, T)
+        if torch.is_autocast_enabled(x.device.type):  # the residual sums in its dtype, as from a convolution
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        return self._stack(x, output_from, cond=cond, recompute=recompute)
 
-    def _input_lookup(self, codes: torch.Tensor) -> torch.Tensor:
+    def _input_lookup(self, codes: torch.Tensor, nothing: bool = False) -> torch.Tensor:
         """The type-A input layer at positions k_in .. T-1, as table lookups: (B, R, T - k_in).
 
         Tap i of the convolution multiplies a one-hot vector, so it just picks column
-        ``codes[t - offset_i]`` of ``weight[:, :, i]``.
+        ``codes[t - offset_i]`` of ``weight[:, :, i]``. With ``nothing``, code ``classes``
+        stands for an all-zero input (it picks a zero row).
         """
         length = codes.shape[1] - self.config.input_kernel_size
         x = None
         for tap, offset in enumerate(self.input.tap_offsets()):
             start = self.config.input_kernel_size - offset
-            rows = F.embedding(codes[:, start : start + length], self.input.weight[:, :, tap].t())  # (B, T', R)
+            table = self.input.weight[:, :, tap].t()  # (classes, R)
+            if nothing:
+                table = F.pad(table, (0, 0, 0, 1))  # (classes + 1, R)
+            rows = F.embedding(codes[:, start : start + length], table)  # (B, T', R)
             x = rows if x is None else x + rows
         return (x + self.input.bias).transpose(1, 2)  # (B, R, T - k_in)
 
@@ -267,15 +318,21 @@ class WaveNet(nn.Module):
     ) -> torch.Tensor:
         x = self._input_lookup(codes)
         skips = None
-        for index, block in enumerate(self.blocks):
+        for index, (block, weights) in enumerate(zip(self.blocks, self._layer_weights(codes.device))):
             term = None if cond is None else cond.layer(index)
             last = index == len(self.blocks) - 1
             if recompute and torch.is_grad_enabled():
-                x, skip = checkpoint(block.forward_trimmed, x, keep, term, last, use_reentrant=False)
+                x, skip = checkpoint(block.forward_trimmed, x, keep, term, last, weights, use_reentrant=False)
             else:
-                x, skip = block.forward_trimmed(x, keep, term, last)
+                x, skip = block.forward_trimmed(x, keep, term, last, weights)
             skips = skip if skips is None else skips + skip
         return self.head(skips)  # (B, classes, keep)
+
+    def _layer_weights(self, device: torch.device) -> list[Weights]:
+        """Every block's weights, computed for the whole stack at once (``layer_weights``),
+        in the autocast dtype when autocast is on (one cast a stack instead of one a layer)."""
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+        return list(zip(*layer_weights(self, dtype)))
 
     def forward_onehot(
         self,
@@ -292,15 +349,25 @@ class WaveNet(nn.Module):
         """
         if self.conditioned and cond is None:
             raise ValueError("this model is conditioned: pass cond (labels and/or mel features)")
-        x = self.input(onehot)  # (B, R, T)
+        return self._stack(self.input(onehot), output_from, block_inputs, cond, recompute)
+
+    def _stack(
+        self,
+        x: torch.Tensor,
+        output_from: int = 0,
+        block_inputs: list | None = None,
+        cond: LayerTerms | None = None,
+        recompute: bool = False,
+    ) -> torch.Tensor:
+        """The blocks and the head on the input layer's output ``x`` (B, R, T), padded."""
         skips = None
-        for index, block in enumerate(self.blocks):
+        for index, (block, weights) in enumerate(zip(self.blocks, self._layer_weights(x.device))):
             if block_inputs is not None:
                 block_inputs.append(x)
             term = None if cond is None else cond.layer(index)
             if recompute and torch.is_grad_enabled():
-                x, skip = checkpoint(block, x, output_from, term, use_reentrant=False)
+                x, skip = checkpoint(block, x, output_from, term, weights, use_reentrant=False)
             else:
-                x, skip = block(x, output_from, term)
+                x, skip = block(x, output_from, term, weights)
             skips = skip if skips is None else skips + skip
         return self.head(skips)  # (B, classes, T - output_from)

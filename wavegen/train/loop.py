@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
 
 from ..config import Config, ConfigError, to_toml
@@ -55,6 +54,7 @@ from .distributed import World
 from .schedule import VALIDATION_KEYS, describe_schedule
 from .settings import condition_on
 from .slow import SlowStepNote
+from .step import Figures
 from .trainer import Trainer, TrainResult
 
 
@@ -234,13 +234,15 @@ def _first_validation(trainer: Trainer, board) -> None:
 
 @dataclass
 class _Progress:
-    """What the steps report as they go: recent losses (the bar and the summary), when they
-    started, and the progress bar."""
+    """What the steps report as they go: the mean loss of the last interval read (the bar and
+    the summary), when the steps started and when the figures were last read (the rate), and
+    the progress bar."""
 
     bar: object
     slow: SlowStepNote
     start: float = field(default_factory=time.perf_counter)
-    recent: list[float] = field(default_factory=list)
+    recent: float | None = None
+    read_at: tuple[float, int] | None = None  # (time, step) of the last read
 
 
 @contextlib.contextmanager
@@ -281,7 +283,8 @@ def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) 
     try:
         with _stop_requests() as stop:
             while trainer.step < t.steps:
-                stopping = _after_step(trainer, *_one_step(trainer, state), stop, state, board, log)
+                _one_step(trainer, state)
+                stopping = _after_step(trainer, stop, state, board, log)
                 if stopping:
                     state.bar.close()
                     world.barrier()  # nobody exits before rank 0 has written latest.pt (torchrun would kill it)
@@ -301,7 +304,7 @@ def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) 
         state.bar.close()
     return TrainResult(
         step=trainer.step,
-        train_bits=float(np.mean(state.recent)) if state.recent else None,
+        train_bits=state.recent,
         val_bits=trainer.val_history[-1][1] if trainer.val_history else None,
         best_val_bits=trainer.best_val,
         val_history=list(trainer.val_history),
@@ -310,58 +313,63 @@ def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) 
     )
 
 
-def _one_step(trainer: Trainer, state: _Progress) -> tuple[float, float, float]:
-    """One optimizer step: (loss in bits, gradient norm, audio samples per second of every
-    process). Running out of memory is one line saying what to lower; a run of bad steps stops."""
-    t, world = trainer.config.train, trainer.world
+def _one_step(trainer: Trainer, state: _Progress) -> None:
+    """One optimizer step, queued: nothing of it is read here (``_read``). Running out of
+    memory is one line saying what to lower."""
     tick = time.perf_counter()
+    if state.read_at is None:
+        state.read_at = (tick, trainer.step)
     try:
-        bits, norm = trainer.train_step()
+        trainer.train_step()
     except torch.OutOfMemoryError:
         raise trainer.out_of_memory() from None
     except RuntimeError as exc:  # a CPU allocation failure
         if "can't allocate memory" not in str(exc):
             raise
         raise trainer.out_of_memory() from None
-    took = time.perf_counter() - tick
-    rate = world.size * t.accumulate * t.batch_size * t.segment_length / took  # every process's samples
-    state.slow.after(trainer.step, took)
-    if math.isfinite(bits):
-        state.recent = (state.recent + [bits])[-50:]
-    if trainer.bad_in_a_row >= t.max_bad_steps:  # the same count in every process
+    state.slow.after(trainer.step, time.perf_counter() - tick)  # (a CPU's steps: they run as they are queued)
+
+
+def _read(trainer: Trainer, state: _Progress) -> tuple[Figures, float]:
+    """The step figures and the audio samples per second of every process since the last
+    read: one wait for the device. A run of bad steps stops here (the same count in every
+    process): each changed no weight, so reading them late loses nothing."""
+    t, world = trainer.config.train, trainer.world
+    figures = trainer.stats.read()
+    now, (then, step) = time.perf_counter(), state.read_at
+    rate = world.size * t.accumulate * t.batch_size * t.segment_length * (trainer.step - step) / max(now - then, 1e-9)
+    state.read_at = (now, trainer.step)
+    if figures.mean_bits is not None:
+        state.recent = figures.mean_bits
+    if figures.in_a_row >= t.max_bad_steps:
         raise TrainingDiverged(
-            f"step {trainer.step}: {trainer.bad_in_a_row} steps in a row had a non-finite loss or gradient "
+            f"step {trainer.step}: {figures.in_a_row} steps in a row had a non-finite loss or gradient "
             f"(train.max_bad_steps = {t.max_bad_steps}), so training stopped. {trainer.on_disk()}. "
             f"Lower train.lr (now {t.lr:g}), or look for broken data"
             if world.is_main
             else ""
         )
-    return bits, norm, rate
+    return figures, rate
 
 
-def _after_step(
-    trainer: Trainer,
-    bits: float,
-    norm: float,
-    rate: float,
-    stop: threading.Event,
-    state: _Progress,
-    board,
-    log: Callable[[str], None],
-) -> bool:
-    """Validate, log, save and sample as the step's number asks; returns whether to stop (a
-    stop request in any process: every process agrees, and rank 0 has saved this step)."""
+def _after_step(trainer: Trainer, stop: threading.Event, state: _Progress, board, log: Callable[[str], None]) -> bool:
+    """Read the step figures, validate, log, save and sample as the step's number asks;
+    returns whether to stop (a stop request in any process: every process agrees, and rank 0
+    has saved this step). Other steps read nothing from the device."""
     t, world, step = trainer.config.train, trainer.world, trainer.step
     stopping = world.any(stop.is_set())
     validating = (step % t.val_every == 0 or step == t.steps) and not stopping
     saving = step % t.checkpoint_every == 0 or step == t.steps or stopping
+    if not (validating or saving or step % t.log_every == 0):
+        return stopping
+    figures, rate = _read(trainer, state)
     # The checkpoints rank 0 may write now hold every process's sampling state.
     ranks = world.gather(trainer.rng_state()) if world.distributed and (validating or saving) else None
     if not world.is_main:
         return stopping
     val = _validate(trainer, ranks) if validating else None
     if step % t.log_every == 0 or val is not None:
-        _log_row(trainer, bits, norm, rate, val, state, board)
+        _log_row(trainer, figures, rate, val, state, board)
     if saving:
         trainer.save("latest", ranks)
     if t.sample_every and step % t.sample_every == 0 and not stopping:
@@ -381,42 +389,40 @@ def _validate(trainer: Trainer, ranks: list[dict] | None) -> float | None:
     return val
 
 
-def _log_row(
-    trainer: Trainer, bits: float, norm: float, rate: float, val: float | None, state: _Progress, board
-) -> None:
+def _log_row(trainer: Trainer, figures: Figures, rate: float, val: float | None, state: _Progress, board) -> None:
     """One row of log.csv, the same numbers to TensorBoard, and the progress bar's figures."""
     step, lr = trainer.step, trainer.lr_at(trainer.step - 1)
     append_row(
         trainer.run / "log.csv",
         {
             "step": step,
-            "train_bits": round(bits, 4),
+            "train_bits": round(figures.bits, 4),
             "val_bits": "" if val is None else round(val, 4),
             "lr": f"{lr:.3g}",
-            "grad_norm": round(norm, 4),
+            "grad_norm": round(figures.norm, 4),
             "samples_per_s": round(rate),
             "elapsed_s": round(time.perf_counter() - state.start, 1),
-            "skipped": trainer.skipped,
+            "skipped": figures.skipped,
         },
     )
     monitor.log_scalars(
         board,
         step,
         {
-            "train_bits": bits,
+            "train_bits": figures.bits,
             "val_bits": val,
             "lr": lr,
-            "grad_norm": norm,
+            "grad_norm": figures.norm,
             "samples_per_s": rate,
-            "skipped": trainer.skipped,
+            "skipped": figures.skipped,
         },
     )
-    postfix = {"bits": f"{np.mean(state.recent):.3f}"} if state.recent else {}  # (none measured yet: no number)
+    postfix = {"bits": f"{state.recent:.3f}"} if state.recent is not None else {}  # (none measured yet: no number)
     postfix["samples/s"] = f"{rate:,.0f}"
     if trainer.val_history:
         postfix["val"] = f"{trainer.val_history[-1][1]:.3f}"
-    if trainer.skipped:
-        postfix["skipped"] = trainer.skipped
+    if figures.skipped:
+        postfix["skipped"] = figures.skipped
     state.bar.set_postfix(postfix, refresh=False)
 
 

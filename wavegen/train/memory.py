@@ -50,24 +50,31 @@ def activation_bytes(model: WaveNet, window: int, segment: int, recompute: bool 
 
 def _padded_activation_bytes(model: WaveNet, window: int, recompute: bool, value_bytes: int) -> int:
     """``activation_bytes`` for a window with no context, every position predicted: the
-    padded forward keeps the one-hot input (padded), and per block its padded input and the
-    gate's three (G × window) outputs; the skips, the head and the loss cover every position."""
+    padded forward keeps the (padded) int64 codes of its table lookups, and per block its
+    padded input and the gate's three (G × window) outputs; the skips, the head and the loss
+    cover every position."""
     c = model.config
     residual, gate, skip = c.residual_channels, c.gate_channels, c.skip_channels
-    onehot = c.classes * (window + c.input_kernel_size) * value_bytes
+    lookup = (window + c.input_kernel_size) * 8
     blocks = [(residual * (window + block.conv.left_pad) + 3 * gate * window) * value_bytes for block in model.blocks]
     kept = len(blocks) * residual * window * 4 + max(blocks) if recompute else sum(blocks)
     head = 2 * skip * window * value_bytes + c.classes * window * 4
-    return onehot + kept + head
+    return lookup + kept + head
 
 
 def saved_weight_bytes(model: WaveNet, value_bytes: int = 4) -> int:
-    """Bytes of weights a step's backward pass keeps besides the parameters themselves: their
-    bf16 copies under autocast (``value_bytes`` 2), or in float32 the weights that weight
-    normalisation computes from its parameters (``model.weight_norm``)."""
-    if value_bytes == 2:
-        return model.parameter_count() * 2
-    return model.parameter_count() * 4 if model.config.weight_norm else 0
+    """Bytes of weights a step's backward pass keeps besides the parameters themselves.
+
+    The blocks' weights (``layer_weights``): with weight normalisation (``model.weight_norm``)
+    the stacked float32 directions it normalises, and the weights the convolutions read:
+    computed float32 ones, or their bf16 copies under autocast (``value_bytes`` 2). The head's:
+    the weights weight normalisation computes, or their bf16 copies. (The input layer's table
+    lookups keep only the codes.)"""
+    normed = model.config.weight_norm
+    blocks = sum(p.numel() for block in model.blocks for p in block.parameters())
+    head = sum(p.numel() for p in model.head.parameters())
+    computed = value_bytes if value_bytes == 2 or normed else 0
+    return blocks * (4 * normed + max(computed, value_bytes)) + head * computed
 
 
 def fixed_bytes(model: WaveNet, averaged: bool = False, value_bytes: int = 4) -> int:

@@ -7,7 +7,6 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -30,8 +29,10 @@ from ..model.network import WaveNet
 from ..runs import checkpoint_paths
 from . import precision as precisions
 from .distributed import World
+from .ema import MovingAverage
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .schedule import SCHEDULE_KEYS, continue_schedule, lr_at
+from .step import StepResult, StepStats, clip_grad_norm
 
 LN2 = math.log(2.0)
 
@@ -79,9 +80,12 @@ class Trainer:
         torch.manual_seed(t.seed)  # the same initial weights in every process
         self.model = WaveNet(config.model).to(device)
         self.rf = self.model.receptive_field
+        self.parameters = list(self.model.parameters())
         self.precision = precisions.resolve(t.precision, device)  # fp32 or bf16 (autocast)
         self.check_memory()  # before anything of batch size is built
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        # Fused Adam: one kernel for every parameter, and it takes the skip decision as a
+        # device tensor (found_inf), so that a step never reads the device (``step``).
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, fused=True)
         sampler_seed, noise_seed = rank_seeds(t.seed, self.world.rank)
         # Full context: windows of receptive field + segment codes, the loss on the last segment
         # (every prediction sees its whole past). Without: windows of segment codes with the
@@ -105,18 +109,18 @@ class Trainer:
         # The training forward: compiled on request (self.model keeps the weights and state dict).
         self.forward = torch.compile(self.net) if t.compile else self.net
         self.val_batches = self._validation_batches() if self.world.is_main else []  # only rank 0 validates
-        self.step, self.best_val, self.skipped = 0, None, 0
-        self.bad_in_a_row = 0  # consecutive skipped steps: too many stop the run (train.max_bad_steps)
+        self.step, self.best_val = 0, None
+        # The loss, norm, skipped steps and those in a row (too many stop the run:
+        # train.max_bad_steps) stay on the device; the loop reads them when it logs.
+        self.stats = StepStats(device)
         self.mid_step = False  # inside train_step: an interrupt there leaves a state not to save
         self.saved_at: dict[str, int | None] = {"latest": None, "best": None}  # step of each checkpoint on disk
         self.val_history: list[tuple[int, float]] = []
         self.schedule: tuple[int, float] | None = None  # lr_at's anchor: where a changed schedule went on from
         self.schedule_before: float | None = None  # the rate the checkpoint's own settings gave (when they changed)
-        self.ema = None  # moving average of the weights: what validation, best.pt and synth use
-        if t.ema > 0 and self.world.is_main:  # (which only rank 0 runs and writes)
-            from torch.optim.swa_utils import AveragedModel
-
-            self.ema = AveragedModel(self.model, multi_avg_fn=ema_update(t.ema), use_buffers=True)
+        # The moving average of the weights: what validation, best.pt and synth use (which only
+        # rank 0 runs and writes).
+        self.ema = MovingAverage(self.model, t.ema) if t.ema > 0 and self.world.is_main else None
 
     def _validation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """A fixed set of validation windows, so successive validations are comparable."""
@@ -143,11 +147,7 @@ class Trainer:
             "val_history": [list(v) for v in self.val_history],
             "skipped_steps": self.skipped,
             "schedule": list(self.schedule) if self.schedule is not None else None,
-            **(
-                {"ema": self.ema.module.state_dict(), "ema_updates": int(self.ema.n_averaged)}
-                if self.ema is not None
-                else {}
-            ),
+            **({"ema": self.ema.module.state_dict(), "ema_updates": self.ema.count} if self.ema is not None else {}),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "noise": self.noise.get_state(),
@@ -160,16 +160,16 @@ class Trainer:
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
+            self._fused_optimizer()
             self.step = int(payload["step"])
             self.best_val = payload["best_val_bits"]
             self.val_history = [tuple(v) for v in payload["val_history"]]
-            self.skipped = int(payload.get("skipped_steps", 0))
+            self.stats.set_counts(int(payload.get("skipped_steps", 0)))
             self._continue_schedule(payload)
             self.saved_at["latest"] = self.step
             self.saved_at["best"] = next((s for s, v in self.val_history if v == self.best_val), None)
             if self.ema is not None:  # a run that turns the average on starts it from its weights
-                self.ema.module.load_state_dict(payload.get("ema", payload["model"]))
-                self.ema.n_averaged.fill_(int(payload.get("ema_updates", 0)))
+                self.ema.load(payload.get("ema", payload["model"]), int(payload.get("ema_updates", 0)))
             torch.set_rng_state(payload["rng"]["torch"])
             mine = saved_rng(payload["rng"], self.world.rank)
             if mine is None:  # more processes than the checkpoint has states for
@@ -181,6 +181,26 @@ class Trainer:
                 self.sampler.set_state(mine["sampler"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.run}: checkpoint cannot be resumed ({exc})") from None
+
+    def _fused_optimizer(self) -> None:
+        """Adam as ``__init__`` made it, after loading a state: a checkpoint's groups carry the
+        options of the Adam that wrote it (from before the fused one, too), and its step counts
+        belong on the parameters' device as the fused update keeps them."""
+        for group in self.optimizer.param_groups:
+            group.update(fused=True, foreach=None, capturable=False)
+        for param, state in self.optimizer.state.items():
+            if "step" in state:
+                state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(param.device)
+
+    @property
+    def skipped(self) -> int:
+        """Steps skipped so far (a non-finite loss or gradient norm). Reads the device."""
+        return int(self.stats.values[StepStats._SKIPPED].item())
+
+    @property
+    def bad_in_a_row(self) -> int:
+        """Skipped steps in a row up to the last one. Reads the device."""
+        return int(self.stats.values[StepStats._IN_A_ROW].item())
 
     def _continue_schedule(self, payload: dict) -> None:
         """Lay the learning-rate schedule out from the checkpoint's: unchanged settings keep
@@ -240,15 +260,9 @@ class Trainer:
 
     def weights_finite(self) -> bool:
         models = [self.model] + ([self.ema.module] if self.ema is not None else [])
-        return all(bool(torch.isfinite(p).all()) for m in models for p in m.parameters())
+        return bool(torch.stack([torch.isfinite(p).all() for m in models for p in m.parameters()]).all())
 
     # -- steps ---------------------------------------------------------------------------------
-    def _to_device(self, array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-        if self.device.type == "cuda":
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor
-
     def _noisy(self, codes: torch.Tensor) -> torch.Tensor:
         """Inputs with a little noise: robustness to the model's own sampling errors at
         generation time. ``input_noise`` adds it in the audio domain (the same size at every
@@ -266,14 +280,22 @@ class Trainer:
         """Mean cross-entropy in bits over the targets (B, segment) of a batch of windows, by
         ``model``, or else by the training forward (through DDP when distributed, compiled on
         request, with activation checkpointing if asked)."""
+        return self._loss(self._on_device(batch, noisy), model)
+
+    def _on_device(self, batch: Batch, noisy: bool = False) -> Batch:
+        """A batch's arrays as tensors on the device (inputs with their noise when ``noisy``;
+        the mel offsets stay on the host, where ``WindowTerms`` reads them)."""
+        batch = batch_on_device(batch, self.device)
+        return batch._replace(inputs=self._noisy(batch.inputs)) if noisy else batch
+
+    def _loss(self, batch: Batch, model: WaveNet | None = None) -> torch.Tensor:
+        """``_bits`` of a batch already on the device (``_on_device``)."""
         net = model or self.forward
         recompute = model is None and self.config.train.activation_checkpointing
         model = model or self.model
-        inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
-        if noisy:
-            inputs = self._noisy(inputs)
+        inputs, targets = batch.inputs, batch.targets
         with precisions.autocast(self.device, self.precision):
-            cond = window_terms(model, batch, self._to_device)
+            cond = window_terms(model, batch)
             context = inputs.shape[1] - targets.shape[1]  # rf, or 0 for windows without context
             logits = net(inputs, output_from=context, cond=cond, recompute=recompute)  # (B, classes, segment)
         return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
@@ -284,11 +306,9 @@ class Trainer:
             return None
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
-        total = 0.0
-        for batch in self.val_batches:
-            total += self._bits(batch, model=model).item()
+        total = sum(self._bits(batch, model=model) for batch in self.val_batches)
         model.train()
-        return total / len(self.val_batches)
+        return total.item() / len(self.val_batches)  # (one read of the device)
 
     def check_memory(self) -> None:
         """Refuse, before the first step, a batch whose activations cannot fit (see ``memory``)."""
@@ -325,75 +345,51 @@ class Trainer:
             + f" (it ran out during step {self.step + 1}). {self.on_disk()}"
         )
 
-    def train_step(self) -> tuple[float, float]:
-        """One optimizer step; returns (loss in bits, averaged over the processes; gradient
-        norm). A non-finite loss in any process, or a non-finite gradient norm, makes every
-        process skip the step (counted in ``skipped`` and ``bad_in_a_row``)."""
+    def train_step(self) -> StepResult:
+        """One optimizer step; returns its loss in bits (averaged over the processes) and
+        gradient norm as device tensors, read by nobody here. A non-finite loss in any process,
+        or a non-finite gradient norm, makes every process skip the step: no weight, Adam
+        moment or average changes, and ``stats`` counts it (``skipped``, ``bad_in_a_row``)."""
         self.mid_step = True
-        result = self._step()
-        self.mid_step = False
-        return result
-
-    def _step(self) -> tuple[float, float]:
         t = self.config.train
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
+        losses = []
         for micro in range(t.accumulate):  # gradients of the micro-batches add up (each scaled by 1/n)
-            synced = micro == t.accumulate - 1  # DDP averages the sum once, in the last backward
-            with self._gradient_sync(synced):
+            with self._gradient_sync(micro == t.accumulate - 1):  # DDP averages the sum in the last backward
                 bits = self._bits(self.sampler.batch(t.batch_size), noisy=True)
-                # Every process must take the same branch here, or DDP's backward waits forever
-                # for a process that skipped it: the mean is finite only if every loss is.
-                mean = self.world.mean(bits)
-                if not torch.isfinite(mean):
-                    if synced and self.world.distributed:
-                        (bits * 0).backward()  # finishes the reduction DDP's forward started; dropped below
-                    return self._skip(float("nan"), float("nan"))
                 (bits / t.accumulate).backward()
-            total += mean.item()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
+            losses.append(bits.detach())
+        result = self._update(losses)
+        self.step += 1
+        self.mid_step = False
+        return result
+
+    def _update(self, losses: list[torch.Tensor]) -> StepResult:
+        """Clip, Adam and the moving average after the backward passes, skipping the step on
+        the device where the loss or the gradient norm is not finite. The loss of a process
+        with a non-finite one is non-finite in its gradients too, which DDP has averaged into
+        every process's, so every process takes the same decision without a word."""
+        t = self.config.train
+        mean = self.world.mean(torch.stack(losses).mean() if len(losses) > 1 else losses[0])
+        norm = clip_grad_norm(self.parameters, t.grad_clip or float("inf"))
         # A finite loss can still have an infinite gradient (an overflow in backward): clipping
-        # would then scale every gradient by 0 * inf = NaN, and Adam write NaN into the weights.
-        # The gradients were averaged over the processes already, so every one sees this norm.
-        if not torch.isfinite(norm):
-            return self._skip(total / t.accumulate, norm.item())
+        # then scales every gradient by 0 * inf = NaN, which the skipped update never reads.
+        bad = ~(torch.isfinite(mean) & torch.isfinite(norm))
+        self.optimizer.found_inf = bad.float()  # fused Adam leaves a step with found_inf = 1 undone
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        self.step += 1
-        self.bad_in_a_row = 0
-        return total / t.accumulate, norm.item()
-
-    def _skip(self, bits: float, norm: float) -> tuple[float, float]:
-        """A step that changes no weight (nor the moving average): it only counts."""
-        self.optimizer.zero_grad(set_to_none=True)
-        self.skipped += 1
-        self.bad_in_a_row += 1
-        self.step += 1
-        return bits, norm
+            self.ema.update(self.model, keep=(~bad).float())
+        result = StepResult(mean, norm)
+        self.stats.record(result, bad)
+        return result
 
     def _gradient_sync(self, synced: bool) -> contextlib.AbstractContextManager:
         """DDP's ``no_sync`` for the micro-batches before the last (nothing in one process)."""
         if synced or not self.world.distributed:
             return contextlib.nullcontext()
         return self.net.no_sync()
-
-
-def ema_update(decay: float) -> Callable:
-    """The moving average's update for ``AveragedModel``, with a warm-up: the n-th update uses
-    ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's ExponentialMovingAverage does with
-    ``num_updates``), so the average follows the weights of a young run instead of holding on
-    to its first steps (with 0.999 from the start, a run of 500 steps would still be 60 %
-    its initial weights) and reaches ``decay`` after ~9000 updates."""
-
-    @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
-        n = int(updates)
-        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1 + n) / (10 + n)))
-
-    return update
 
 
 def saved_rng(rng: dict, rank: int) -> dict | None:
@@ -403,18 +399,23 @@ def saved_rng(rng: dict, rank: int) -> dict | None:
     return ranks[rank] if rank < len(ranks) else None
 
 
-def window_terms(model: WaveNet, batch: Batch, to_device: Callable[[np.ndarray], torch.Tensor]) -> WindowTerms | None:
-    """The conditioning of a batch of windows, for a conditioned model (else None)."""
-    if not model.conditioned:
-        return None
+def batch_on_device(batch: Batch, device: torch.device) -> Batch:
+    """A batch's arrays as tensors on ``device`` (pinned and copied without waiting, on a GPU);
+    the mel offsets stay on the host, where ``WindowTerms`` reads them."""
 
     def put(array: np.ndarray | None) -> torch.Tensor | None:
-        return None if array is None else to_device(array)
+        if array is None:
+            return None
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
 
-    return WindowTerms(
-        model.conditioner,
-        batch.inputs.shape[1],
-        labels=put(batch.labels),
-        mels=put(batch.mels),
-        offsets=put(batch.offsets),
-    )
+    offsets = None if batch.offsets is None else torch.from_numpy(batch.offsets)
+    return Batch(put(batch.inputs), put(batch.targets), put(batch.labels), put(batch.mels), offsets)
+
+
+def window_terms(model: WaveNet, batch: Batch) -> WindowTerms | None:
+    """The conditioning of a batch of windows on the device (``Trainer._on_device``), for a
+    conditioned model (else None)."""
+    if not model.conditioned:
+        return None
+    return WindowTerms(model.conditioner, batch.inputs.shape[1], batch.labels, batch.mels, batch.offsets)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -15,7 +14,7 @@ from ..data.prepared import PreparedData
 from ..data.windows import IGNORE, WindowSampler
 from ..errors import ConfigError, DataError
 from ..generate.vocode import mel_settings
-from .trainer import window_terms
+from .trainer import batch_on_device, window_terms
 
 
 def check_compatible(model, config: DataConfig, data: PreparedData, checkpoint: Path | str = "the model") -> None:
@@ -81,13 +80,9 @@ def validation_bits(
     ) as bar:
         for i in range(0, len(windows), batch_size):
             chosen = windows[i : i + batch_size]
-            batch = sampler.windows([f for f, _ in chosen], [s for _, s in chosen])
-
-            def put(array: np.ndarray) -> torch.Tensor:
-                return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-            logits = model(put(batch.inputs), output_from=rf, cond=window_terms(model, batch, put))
-            targets = put(batch.targets)
+            batch = batch_on_device(sampler.windows([f for f, _ in chosen], [s for _, s in chosen]), device)
+            logits = model(batch.inputs, output_from=rf, cond=window_terms(model, batch))
+            targets = batch.targets
             total_bits += F.cross_entropy(
                 logits.float(), targets, ignore_index=IGNORE, reduction="sum"
             ).item() / math.log(2)

@@ -95,6 +95,7 @@ class TrainConfig:
     accumulate: int = 1  # micro-batches of batch_size per optimizer step (effective batch = their product)
     ema: float = 0.999  # decay of a moving average of the weights (e.g. 0.999; 0 = off): validated, saved, synthesised
     compile: bool = False  # run the training forward through torch.compile (pays a compile on the first step)
+    cuda_graph: bool = True  # on a GPU, capture the step once as a CUDA graph and replay it (train/graph.py)
     activation_checkpointing: bool = False  # keep only block inputs, recompute the rest in backward (less memory)
     precision: str = "auto"  # fp32, bf16 (autocast) or auto: bf16 where the device multiplies it natively
     checkpoint_every: int = 2000

@@ -83,16 +83,16 @@ def _lockstep(rank: int, port: int, prepared: Path, out: Path) -> None:
         data = PreparedData(prepared)
         trainer = Trainer(config, data, out / "run", torch.device("cpu"), world)
         batches, inputs, calls = [], [], []
-        draw, noisy, bits = trainer.sampler.batch, trainer._noisy, trainer._bits
+        draw, noisy, bits = trainer.sampler.batch, trainer._noisy, trainer._loss
         trainer.sampler.batch = lambda size: batches.append(draw(size)) or batches[-1]
         trainer._noisy = lambda codes: inputs.append(noisy(codes)) or inputs[-1]
 
-        def poisoned(batch, noisy=False, model=None):
-            value = bits(batch, noisy, model)
+        def poisoned(batch, model=None):
+            value = bits(batch, model)
             calls.append(None)
             return value * float("nan") if rank == 1 and len(calls) == 2 * POISONED_STEP + 2 else value
 
-        trainer._bits = poisoned
+        trainer._loss = poisoned
         reductions = []  # (step, bucket) of every bucket of gradients DDP averages
 
         def counting(state, bucket):

@@ -92,13 +92,13 @@ def says_what_is_on_disk(message: str, run) -> None:
 
 def poison_from(monkeypatch, first_bad: int) -> None:
     """Every step from ``first_bad`` on (1-based) has a NaN loss."""
-    original = Trainer._bits
+    original = Trainer._loss
 
-    def bits(self, batch, noisy=False, model=None):
-        value = original(self, batch, noisy, model)
+    def bits(self, batch, model=None):
+        value = original(self, batch, model)
         return value * float("nan") if model is None and self.step + 1 >= first_bad else value
 
-    monkeypatch.setattr(Trainer, "_bits", bits)
+    monkeypatch.setattr(Trainer, "_loss", bits)
 
 
 @pytest.mark.parametrize("first_bad", [1, 8])

@@ -262,7 +262,7 @@ def test_precision_sets_the_arithmetic_but_weights_and_optimizer_stay_float32(pr
 def poison(monkeypatch, steps, how="loss"):
     """Make the steps numbered in ``steps`` (1-based, as logged) go bad: a NaN loss, or a
     finite loss whose gradient is infinite (an overflow in backward)."""
-    original = Trainer._bits
+    original = Trainer._loss
 
     class InfiniteGradient(torch.autograd.Function):
         @staticmethod
@@ -273,13 +273,13 @@ def poison(monkeypatch, steps, how="loss"):
         def backward(ctx, grad):
             return grad * float("inf")
 
-    def bits(self, batch, noisy=False, model=None):
-        value = original(self, batch, noisy, model)
+    def bits(self, batch, model=None):
+        value = original(self, batch, model)
         if model is not None or self.step + 1 not in steps:  # validation, or a good step
             return value
         return value * float("nan") if how == "loss" else InfiniteGradient.apply(value)
 
-    monkeypatch.setattr(Trainer, "_bits", bits)
+    monkeypatch.setattr(Trainer, "_loss", bits)
 
 
 def flat(model):
@@ -400,14 +400,14 @@ def test_resuming_drops_the_log_rows_a_killed_run_wrote_past_its_checkpoint(tmp_
 def test_an_interrupt_inside_a_step_saves_nothing_half_done(prepared, tmp_path, monkeypatch):
     """A second Ctrl-C raises at once, maybe after the step drew its windows or halfway through
     Adam: that state is no point of any run, so the last checkpoint stays the resume point."""
-    original = Trainer._bits
+    original = Trainer._loss
 
-    def interrupted(self, batch, noisy=False, model=None):
+    def interrupted(self, batch, model=None):
         if model is None and self.step == 6:  # step 7, its windows drawn
             raise KeyboardInterrupt
-        return original(self, batch, noisy, model)
+        return original(self, batch, model)
 
-    monkeypatch.setattr(Trainer, "_bits", interrupted)
+    monkeypatch.setattr(Trainer, "_loss", interrupted)
     config = apply_overrides(load_recipe("tiny"), FAST)
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as stopped:

@@ -204,10 +204,13 @@ def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None]
 def _say_start(trainer: Trainer, log: Callable[[str], None]) -> None:
     t, world = trainer.config.train, trainer.world
     per_step = world.size * t.accumulate * t.batch_size
+    trainer.log = log  # (a CUDA graph that cannot be captured says so when it is tried)
+    graphed = "; the step is captured as a CUDA graph after its first steps" if trainer.graphed is not None else ""
+    eager = f"; the step runs eagerly: {trainer.eager_reason}" if trainer.eager_reason else ""
     log(
         f"training {trainer.model.parameter_count():,} parameters on {trainer.device} in {trainer.precision}, "
         f"receptive field {trainer.rf} samples ({1000 * trainer.rf / trainer.data.sample_rate:.0f} ms), "
-        f"steps {trainer.step}..{t.steps}"
+        f"steps {trainer.step}..{t.steps}{graphed}{eager}"
         + (
             f"; {world.size} processes, {per_step} windows per step (batch_size {t.batch_size} × "
             f"accumulate {t.accumulate} × {world.size} processes)"

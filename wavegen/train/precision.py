@@ -37,8 +37,10 @@ def resolve(precision: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The autocast context for a resolved ``precision`` (disabled for fp32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """The autocast context for a resolved ``precision`` (disabled for fp32). Its cache of cast
+    weights is off: a CUDA graph's capture cannot keep it, and ``layer_weights`` casts the
+    blocks' weights once a step anyway."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
 
 def value_bytes(precision: str) -> int:

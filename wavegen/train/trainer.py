@@ -7,6 +7,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,9 +28,11 @@ from ..model import checkpoint as ckpt
 from ..model.conditioning import WindowTerms
 from ..model.network import WaveNet
 from ..runs import checkpoint_paths
+from . import graph
 from . import precision as precisions
 from .distributed import World
 from .ema import MovingAverage
+from .graph import GraphedStep
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .schedule import SCHEDULE_KEYS, continue_schedule, lr_at
 from .step import StepResult, StepStats, clip_grad_norm
@@ -108,6 +111,15 @@ class Trainer:
             )
         # The training forward: compiled on request (self.model keeps the weights and state dict).
         self.forward = torch.compile(self.net) if t.compile else self.net
+        self.log: Callable[[str], None] = lambda message: None  # (the loop's, once it runs)
+        # On a GPU the step is captured as a CUDA graph where it can be; else why not (None
+        # for CPUs, which have nothing to capture).
+        self.eager_reason = graph.plan(self)
+        self.graphed = (
+            GraphedStep(self.optimizer, self._body, self._eager_step, lambda message: self.log(message))
+            if self.eager_reason is None
+            else None
+        )
         self.val_batches = self._validation_batches() if self.world.is_main else []  # only rank 0 validates
         self.step, self.best_val = 0, None
         # The loss, norm, skipped steps and those in a row (too many stop the run:
@@ -349,22 +361,36 @@ class Trainer:
         """One optimizer step; returns its loss in bits (averaged over the processes) and
         gradient norm as device tensors, read by nobody here. A non-finite loss in any process,
         or a non-finite gradient norm, makes every process skip the step: no weight, Adam
-        moment or average changes, and ``stats`` counts it (``skipped``, ``bad_in_a_row``)."""
+        moment or average changes, and ``stats`` counts it (``skipped``, ``bad_in_a_row``).
+        On a GPU the step is a CUDA graph's replay after its first steps (``graph``)."""
         self.mid_step = True
         t = self.config.train
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        losses = []
-        for micro in range(t.accumulate):  # gradients of the micro-batches add up (each scaled by 1/n)
-            with self._gradient_sync(micro == t.accumulate - 1):  # DDP averages the sum in the last backward
-                bits = self._bits(self.sampler.batch(t.batch_size), noisy=True)
-                (bits / t.accumulate).backward()
-            losses.append(bits.detach())
-        result = self._update(losses)
+        lr = self.lr_at(self.step)
+        # The windows are drawn and sent (with their noise) before the step's work: on a GPU
+        # the host prepares the next batch while the device still runs this one.
+        batches = [self._on_device(self.sampler.batch(t.batch_size), noisy=True) for _ in range(t.accumulate)]
+        result = self._eager_step(batches, lr) if self.graphed is None else self.graphed.step(batches, lr)
         self.step += 1
         self.mid_step = False
         return result
+
+    def _eager_step(self, batches: list[Batch], lr: float) -> StepResult:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._body(batches)
+
+    def _body(self, batches: list[Batch]) -> StepResult:
+        """Forward, backward and update on batches on the device: what a CUDA graph captures.
+        The micro-batches' gradients add up (each scaled by 1/n); DDP averages the sum over
+        the processes in the last backward."""
+        losses = []
+        for micro, batch in enumerate(batches):
+            with self._gradient_sync(micro == len(batches) - 1):
+                bits = self._loss(batch)
+                (bits / len(batches)).backward()
+            losses.append(bits.detach())
+        return self._update(losses)
 
     def _update(self, losses: list[torch.Tensor]) -> StepResult:
         """Clip, Adam and the moving average after the backward passes, skipping the step on

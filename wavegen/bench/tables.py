@@ -49,6 +49,8 @@ TRAINING_COLUMNS = [
     ("step s", "step_s", 8, _number(".4f")),
     ("samples/s", "samples_per_s", 11, _number(",.0f")),
     ("peak MB", "peak_memory_mb", 8, _number(",.1f")),
+    ("ops/step", "ops_per_step", 8, _number(",.0f")),
+    ("host reads", "host_reads_per_step", 10, _number(",.0f")),
     ("× plain", "speedup_vs_plain", 7, _number(".2f")),
     ("× plain same prec.", "speedup_vs_plain_same_precision", 18, _number(".2f")),
     ("× plain default", "speedup_vs_plain_default", 15, _number(".2f")),

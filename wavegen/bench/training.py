@@ -34,9 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..data.windows import Batch
 from ..model.network import WaveNet
 from ..train import precision as precisions
+from ..train.ema import MovingAverage
+from ..train.graph import GraphedStep
 from ..train.memory import freed_memory_kept, keep_freed_memory
+from ..train.step import StepResult, StepStats, clip_grad_norm
+from .ops import OpCount, count_ops
 
 LN2 = math.log(2.0)
 
@@ -135,21 +140,31 @@ class _Contender:
         self.name, self.model, self.forward, self.device, self.precision = name, model, forward, device, precision
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
 
+    def run(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
+        self.eager(inputs, targets, output_from)
+
     def step(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> float:
         """One optimizer step; returns its wall time (synchronised on CUDA)."""
         cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.synchronize()
         tick = time.perf_counter()
+        self.run(inputs, targets, output_from)
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - tick
+
+    def ops(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> OpCount:
+        """The operator calls and host reads of one eager step (``bench.ops``)."""
+        return count_ops(lambda: self.eager(inputs, targets, output_from))
+
+    def eager(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         with precisions.autocast(self.device, self.precision):
             logits = self.forward(inputs, output_from)  # (B, classes, segment)
         (F.cross_entropy(logits.float(), targets) / LN2).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - tick
 
     def peak_memory(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> int:
         """Bytes a step takes at its peak: the CUDA allocator's peak, or on a CPU how far the
@@ -161,6 +176,51 @@ class _Contender:
         with _PeakRss() as rss:
             self.step(inputs, targets, output_from)
         return rss.peak - rss.start
+
+
+class _TrainStep(_Contender):
+    """wavegen's step as ``train`` runs it (``train.trainer``): fused Adam that skips a
+    non-finite step on the device, the moving average, the figures kept on the device, and on
+    a GPU the step captured as a CUDA graph after its first steps (``train.graph``)."""
+
+    def __init__(self, name: str, model: nn.Module, forward, device: torch.device, precision: str, graph: bool) -> None:
+        super().__init__(name, model, forward, device, precision)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+        self.ema, self.stats, self.start = MovingAverage(model, 0.999), StepStats(device), 0
+        self.parameters = list(model.parameters())
+        self.graphed = GraphedStep(self.optimizer, self._body, self._eager, print) if graph else None
+
+    def _eager(self, batches: list[Batch], lr: float) -> StepResult:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._body(batches)
+
+    def _body(self, batches: list[Batch]) -> StepResult:
+        (inputs, targets, *_), start = batches[0], self.start
+        with precisions.autocast(self.device, self.precision):
+            logits = self.forward(inputs, start)  # (B, classes, segment)
+        bits = F.cross_entropy(logits.float(), targets) / LN2
+        bits.backward()
+        norm = clip_grad_norm(self.parameters, 1.0)
+        bad = ~(torch.isfinite(bits) & torch.isfinite(norm))
+        self.optimizer.found_inf = bad.float()
+        self.optimizer.step()
+        self.ema.update(self.model, keep=(~bad).float())
+        result = StepResult(bits.detach(), norm)
+        self.stats.record(result, bad)
+        return result
+
+    def eager(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
+        self.start = output_from
+        self._eager([Batch(inputs, targets)], 1e-4)
+
+    def run(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
+        self.start = output_from  # (the same in every step of a configuration)
+        if self.graphed is None:
+            self._eager([Batch(inputs, targets)], 1e-4)
+        else:
+            self.graphed.step([Batch(inputs, targets)], 1e-4)
 
 
 def run(
@@ -235,13 +295,18 @@ def _contenders(
     model = WaveNet(config).to(device)
     rf = model.receptive_field
     forward = torch.compile(model) if compile else model
+    graph = device.type == "cuda" and not compile
     contenders = [
-        _Contender(
-            "wavegen" + ("+compile" if compile else "") + ("+recompute" if recompute else ""),
+        _TrainStep(
+            "wavegen"
+            + ("+compile" if compile else "")
+            + ("+recompute" if recompute else "")
+            + ("+graph" if graph else ""),
             model,
             lambda codes, start: forward(codes, output_from=start, recompute=recompute),
             device,
             precision,
+            graph,
         )
     ]
     if not plain:
@@ -293,6 +358,11 @@ def _result(
 ) -> dict:
     """One row of the table for one contender (its memory measured on ``example``)."""
     codes, targets = example
+    ops = (
+        contender.ops(codes, targets, rf)
+        if not isinstance(contender, _TrainStep) or contender.graphed is None
+        else None
+    )
     return {
         "bench": "train",
         "impl": contender.name,
@@ -307,4 +377,7 @@ def _result(
         "samples_per_s": round(batch * segment / seconds, 1),
         "peak_memory_mb": round(contender.peak_memory(codes, targets, rf) / 2**20, 1),
         "memory": "cuda allocator peak" if device.type == "cuda" else "process rss growth in a step",
+        # operator calls and reads of a device value in one eager step (a graph's replay makes none)
+        "ops_per_step": ops.calls if ops else 0,
+        "host_reads_per_step": ops.host_reads if ops else 0,
     }

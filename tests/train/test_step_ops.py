@@ -59,7 +59,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("recipe,overrides,folder", CASES)
-def test_a_training_step_calls_few_operators_and_reads_nothing_from_the_device(data, tmp_path, recipe, overrides, folder):
+def test_a_training_step_calls_few_operators_and_reads_nothing_from_the_device(
+    data, tmp_path, recipe, overrides, folder
+):
     """Before the step kept its figures on the device and computed the blocks' weights a stack
     at a time, the `default` step made 4,620 operator calls with 285 host reads (batch 2)."""
     step = trainer(data, tmp_path, recipe, *overrides, folder=folder)
@@ -97,14 +99,25 @@ def same_work(trainer, lrs):
     return traces
 
 
-@pytest.mark.parametrize("recipe,overrides,folder", [CASES[i] for i in (1, 2, 3, 5, 6)])
+@pytest.mark.parametrize("recipe,overrides,folder", [CASES[i] for i in (1, 2, 3, 5, 6, 7)])
 def test_every_step_asks_for_the_same_work_so_one_captured_graph_replays_it(data, tmp_path, recipe, overrides, folder):
     """A CUDA graph replays the kernels of the step it captured, with the numbers it saw then:
     every later step must call the same operators with the same non-tensor arguments, whatever
-    its batch, learning rate, skipped steps or moving-average count (here, three steps).
-    (Mel conditioning runs eagerly: ``graph.plan``.)"""
+    its batch (and its windows' places in their mel frames), learning rate, skipped steps or
+    moving-average count (here, three steps)."""
     step = trainer(data, tmp_path, recipe, *overrides, folder=folder)
     first, second, third = same_work(step, [3e-3, 1e-3, 2e-4])
     assert len(first) == len(second) == len(third) > 100
     for a, b, c in zip(first, second, third):
         assert a == b == c
+
+
+@pytest.mark.parametrize("recipe,overrides,folder", CASES)
+def test_every_weight_gets_a_gradient_so_ddp_need_not_look_for_unused_ones(data, tmp_path, recipe, overrides, folder):
+    """``DistributedDataParallel(find_unused_parameters=False)`` waits for every parameter's
+    gradient: the last block's residual 1×1, whose output nothing reads, gets a zero one."""
+    step = trainer(data, tmp_path, recipe, *overrides, folder=folder)
+    missing = [name for name, p in step.model.named_parameters() if p.grad is None]
+    assert not missing
+    last = step.model.blocks[-1].residual
+    assert all(torch.count_nonzero(p.grad) == 0 for p in last.parameters())

@@ -38,7 +38,7 @@ from ..data.windows import Batch
 from ..model.network import WaveNet
 from ..train import precision as precisions
 from ..train.ema import MovingAverage
-from ..train.graph import GraphedStep
+from ..train.graph import WARMUP, GraphedStep
 from ..train.memory import freed_memory_kept, keep_freed_memory
 from ..train.step import StepResult, StepStats, clip_grad_norm
 from .ops import OpCount, count_ops
@@ -265,9 +265,10 @@ def run(
             keep_freed_memory()
         for batch in batches:
             for segment in segments:
-                medians, example = _medians(
-                    contenders, config, batch, rf, segment, steps, 2 if compile else 1, generator, device
-                )
+                warmup = 2 if compile else 1
+                if any(getattr(c, "graphed", None) is not None for c in contenders):
+                    warmup = WARMUP + 2  # the eager steps before capture, the capture, one replay
+                medians, example = _medians(contenders, config, batch, rf, segment, steps, warmup, generator, device)
                 if bar is not None:
                     bar.update(1)
                 if plain and phase == GLIBC_DEFAULT:

@@ -112,12 +112,12 @@ class Conditioner(nn.Module):
         assert self.frame_net is not None
         return self.frame_net((mels - _MEL_CENTER) / _MEL_SCALE)
 
-    def upsample(self, frames: torch.Tensor, offsets: list[int] | int, length: int) -> torch.Tensor:
+    def upsample(self, frames: torch.Tensor, offsets: torch.Tensor | int, length: int) -> torch.Tensor:
         """Frame-rate terms (B, C, n) -> (B, C, length) at the sample rate.
 
         The output covers frames 1 .. n-2 of the input (each reads its two neighbours),
         ``(n - 2)·hop`` samples, cropped to ``length`` samples starting ``offsets`` (an int, or
-        one per row) into that range.
+        an int64 tensor (B,) of one per row, on the frames' device) into that range.
         """
         # Each output frame's samples weigh the previous, own and next frame: one product
         # (B, C, n-2, 3) @ (3, hop) -> (B, C, n-2, hop).
@@ -125,7 +125,10 @@ class Conditioner(nn.Module):
         full = (neighbours @ self.upsample_kernel.to(neighbours.dtype)).flatten(-2)  # (B, C, (n-2)·hop)
         if isinstance(offsets, int):
             return full[..., offsets : offsets + length]
-        return torch.stack([full[row, :, at : at + length] for row, at in enumerate(offsets)])
+        # One gather for every row, its offsets read on the device (no host read: a CUDA graph
+        # replays it for windows at other offsets).
+        index = offsets[:, None, None] + torch.arange(length, device=full.device)  # (B, 1, length)
+        return full.gather(2, index.expand(-1, full.shape[1], -1))  # (B, C, length)
 
 
 class WindowTerms:
@@ -147,8 +150,7 @@ class WindowTerms:
         self.conditioner, self.length = conditioner, length
         self.labels = None if labels is None else conditioner.label_terms(labels)  # (B, L·2G)
         self.frames = None if mels is None else conditioner.frame_terms(mels)  # (B, L·2G, n-4)
-        # Python ints, read once: on a GPU each read is a device sync, and every layer needs them.
-        self.offsets = None if offsets is None else [int(x) for x in offsets.tolist()]
+        self.offsets = None if offsets is None else offsets.to(mels.device)  # (B,) int64
 
     def layer(self, index: int) -> torch.Tensor:
         c = self.conditioner.channels

@@ -280,7 +280,8 @@ class WaveNet(nn.Module):
         docstring). ``cond`` gives each residual layer's conditioning term, aligned with
         ``codes`` (see ``conditioning.LayerTerms``); a conditioned model needs it.
         ``recompute`` keeps just each block's input for the backward pass and recomputes the
-        rest there: activation checkpointing, for long windows or deep stacks.
+        rest there: activation checkpointing, for long windows or deep stacks (the forward
+        draws no random numbers, so no RNG state is kept for it: a CUDA graph could not).
         """
         if self.conditioned and cond is None:
             raise ValueError("this model is conditioned: pass cond (labels and/or mel features)")
@@ -322,7 +323,9 @@ class WaveNet(nn.Module):
             term = None if cond is None else cond.layer(index)
             last = index == len(self.blocks) - 1
             if recompute and torch.is_grad_enabled():
-                x, skip = checkpoint(block.forward_trimmed, x, keep, term, last, weights, use_reentrant=False)
+                x, skip = checkpoint(
+                    block.forward_trimmed, x, keep, term, last, weights, use_reentrant=False, preserve_rng_state=False
+                )
             else:
                 x, skip = block.forward_trimmed(x, keep, term, last, weights)
             skips = skip if skips is None else skips + skip
@@ -366,7 +369,9 @@ class WaveNet(nn.Module):
                 block_inputs.append(x)
             term = None if cond is None else cond.layer(index)
             if recompute and torch.is_grad_enabled():
-                x, skip = checkpoint(block, x, output_from, term, weights, use_reentrant=False)
+                x, skip = checkpoint(
+                    block, x, output_from, term, weights, use_reentrant=False, preserve_rng_state=False
+                )
             else:
                 x, skip = block(x, output_from, term, weights)
             skips = skip if skips is None else skips + skip

@@ -13,9 +13,9 @@ filled before each replay, and nothing in the step reads the device (``step``). 
 Adam's state, the autograd engine's threads), and are real steps. After capture the graph's
 memory pool holds the step's activations between steps.
 
-Where capture cannot work (several processes, ``train.compile``, mel conditioning, whose
-frames are placed by each window's offset on the host) the step runs eagerly, and the reason
-is said once (``plan``); a capture that fails says why in one line and the run goes on eagerly.
+Where capture cannot work (several processes, ``train.compile``) the step runs eagerly, and
+the reason is said once (``plan``); a capture that fails says why in one line and the run goes
+on eagerly.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ WARMUP = 3  # eager steps on a side stream before capture
 
 def plan(trainer: Trainer) -> str | None:
     """Why this run's step cannot be captured, in words (None: it can; no words on a CPU)."""
-    t, model = trainer.config.train, trainer.model
+    t = trainer.config.train
     if trainer.device.type != "cuda":
         return ""
     if not t.cuda_graph:
@@ -44,8 +44,6 @@ def plan(trainer: Trainer) -> str | None:
         return "several processes (DDP synchronises them in its own hooks)"
     if t.compile:
         return "train.compile is on"
-    if model.conditioned and model.conditioner.frame_net is not None:
-        return "mel conditioning places each window's frames by its offset, read on the host"
     return None
 
 
@@ -73,6 +71,8 @@ class GraphedStep:
         """One training step on ``batches`` (on the device) at learning rate ``lr``."""
         if self.failed:
             return self._eager(batches, lr)
+        if self.graph is not None and [b.inputs.shape for b in batches] != [b.inputs.shape for b in self.static]:
+            self.graph, self.static, self.out, self.warm = None, [], None, 0  # another shape: capture it anew
         if self.graph is None and self.warm < WARMUP:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())

@@ -357,10 +357,14 @@ def _read(trainer: Trainer, state: _Progress) -> tuple[Figures, float]:
 
 def _after_step(trainer: Trainer, stop: threading.Event, state: _Progress, board, log: Callable[[str], None]) -> bool:
     """Read the step figures, validate, log, save and sample as the step's number asks;
-    returns whether to stop (a stop request in any process: every process agrees, and rank 0
-    has saved this step). Other steps read nothing from the device."""
+    returns whether to stop (a stop request in any process: every process agrees, at the next
+    step that logs, validates or saves when there are several, and rank 0 has saved this
+    step). Other steps read nothing from the device."""
     t, world, step = trainer.config.train, trainer.world, trainer.step
-    stopping = world.any(stop.is_set())
+    due = step % t.log_every == 0 or step % t.val_every == 0 or step % t.checkpoint_every == 0 or step == t.steps
+    # Processes agree on a stop request at the steps that read the figures anyway: agreeing is
+    # a collective and a read of the device, which the other steps do not wait for.
+    stopping = world.any(stop.is_set()) if due or not world.distributed else False
     validating = (step % t.val_every == 0 or step == t.steps) and not stopping
     saving = step % t.checkpoint_every == 0 or step == t.steps or stopping
     if not (validating or saving or step % t.log_every == 0):

@@ -100,14 +100,15 @@ class Trainer:
         self.noise = torch.Generator(device=device).manual_seed(noise_seed)
         # The network the training forward runs through. DDP averages the gradients over the
         # processes during backward; it holds self.model itself, so the weights, the optimizer
-        # and the checkpoints stay those of the bare model (no "module." prefix). The last
-        # block's residual output feeds nothing, so some weights get no gradient: DDP must look.
+        # and the checkpoints stay those of the bare model (no "module." prefix). Every weight
+        # gets a gradient (the last block's unread residual 1×1 a zero one, through the stacked
+        # weights of ``layer_weights``), so DDP need not search each step's graph for unused ones.
         self.net: torch.nn.Module = self.model
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+                self.model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
             )
         # The training forward: compiled on request (self.model keeps the weights and state dict).
         self.forward = torch.compile(self.net) if t.compile else self.net
@@ -295,8 +296,7 @@ class Trainer:
         return self._loss(self._on_device(batch, noisy), model)
 
     def _on_device(self, batch: Batch, noisy: bool = False) -> Batch:
-        """A batch's arrays as tensors on the device (inputs with their noise when ``noisy``;
-        the mel offsets stay on the host, where ``WindowTerms`` reads them)."""
+        """A batch's arrays as tensors on the device (inputs with their noise when ``noisy``)."""
         batch = batch_on_device(batch, self.device)
         return batch._replace(inputs=self._noisy(batch.inputs)) if noisy else batch
 
@@ -426,8 +426,7 @@ def saved_rng(rng: dict, rank: int) -> dict | None:
 
 
 def batch_on_device(batch: Batch, device: torch.device) -> Batch:
-    """A batch's arrays as tensors on ``device`` (pinned and copied without waiting, on a GPU);
-    the mel offsets stay on the host, where ``WindowTerms`` reads them."""
+    """A batch's arrays as tensors on ``device`` (pinned and copied without waiting, on a GPU)."""
 
     def put(array: np.ndarray | None) -> torch.Tensor | None:
         if array is None:
@@ -435,8 +434,7 @@ def batch_on_device(batch: Batch, device: torch.device) -> Batch:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
         return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
 
-    offsets = None if batch.offsets is None else torch.from_numpy(batch.offsets)
-    return Batch(put(batch.inputs), put(batch.targets), put(batch.labels), put(batch.mels), offsets)
+    return Batch(put(batch.inputs), put(batch.targets), put(batch.labels), put(batch.mels), put(batch.offsets))
 
 
 def window_terms(model: WaveNet, batch: Batch) -> WindowTerms | None:

@@ -5,7 +5,6 @@ for the same work, as a CUDA graph captured once replays it (``train/graph.py``)
 import pytest
 import torch
 
-from helpers import tone
 from wavegen.audio.io import write_wav
 from wavegen.bench.ops import OpTrace, count_ops
 from wavegen.config import apply_overrides
@@ -14,6 +13,8 @@ from wavegen.data.prepared import PreparedData
 from wavegen.recipe import load_recipe
 from wavegen.train.settings import condition_on
 from wavegen.train.trainer import Trainer
+
+from helpers import tone
 
 SMALL = ["train.batch_size=2", "train.segment_length=300", "train.ema=0.999", "train.warmup_steps=2"]
 

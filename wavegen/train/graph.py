@@ -50,7 +50,7 @@ def plan(trainer: Trainer) -> str | None:
 class GraphedStep:
     """Runs a step eagerly (``eager``: batches on the device and the learning rate) for
     ``WARMUP`` steps, then captures ``body`` (the step's work after the learning rate is set
-    and the gradients cleared) and replays it."""
+    and the gradients cleared) and replays it. A batch of another shape is captured anew."""
 
     def __init__(
         self,
@@ -60,10 +60,10 @@ class GraphedStep:
         log: Callable[[str], None],
     ) -> None:
         self.optimizer, self.body, self._eager, self.log = optimizer, body, eager, log
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: list[Batch] = []
-        self.out: StepResult | None = None
-        self.lr: torch.Tensor | None = None
+        self.replay: Callable[[], None] | None = None  # the captured step (None: not captured)
+        self.static: list[Batch] = []  # the batches it reads, each step's copied in
+        self.out: StepResult | None = None  # what it writes
+        self.lr: torch.Tensor | None = None  # the learning rate it reads
         self.warm = 0
         self.failed = False
 
@@ -71,17 +71,12 @@ class GraphedStep:
         """One training step on ``batches`` (on the device) at learning rate ``lr``."""
         if self.failed:
             return self._eager(batches, lr)
-        if self.graph is not None and [b.inputs.shape for b in batches] != [b.inputs.shape for b in self.static]:
-            self.graph, self.static, self.out, self.warm = None, [], None, 0  # another shape: capture it anew
-        if self.graph is None and self.warm < WARMUP:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                result = self._eager(batches, lr)
-            torch.cuda.current_stream().wait_stream(side)
+        if self.replay is not None and [b.inputs.shape for b in batches] != [b.inputs.shape for b in self.static]:
+            self._release()
+        if self.replay is None and self.warm < WARMUP:
             self.warm += 1
-            return result
-        if self.graph is None:
+            return self._warm_up(lambda: self._eager(batches, lr))
+        if self.replay is None:
             try:
                 self._capture(batches, lr)
             except Exception as exc:  # (whatever stops a capture: the step runs eagerly from here on)
@@ -89,30 +84,51 @@ class GraphedStep:
                 return self._eager(batches, lr)
         for static, batch in zip(self.static, batches):
             for into, value in zip(static, batch):
-                if isinstance(into, torch.Tensor) and into.device.type == "cuda":
+                if isinstance(into, torch.Tensor):
                     into.copy_(value, non_blocking=True)
         self.lr.fill_(lr)
-        self.graph.replay()
+        self.replay()
         return StepResult(self.out.bits.clone(), self.out.norm.clone())
+
+    def _warm_up(self, work: Callable[[], StepResult]) -> StepResult:
+        """An eager step on a side stream, as CUDA's capture needs before it."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            result = work()
+        torch.cuda.current_stream().wait_stream(side)
+        return result
 
     def _capture(self, batches: list[Batch], lr: float) -> None:
         """Record the step on static copies of ``batches``; the gradients and activations it
         allocates come from the graph's pool and stay there."""
         self.static = [Batch(*(v.clone() if isinstance(v, torch.Tensor) else v for v in b)) for b in batches]
         self.lr = torch.tensor(lr, dtype=torch.float32, device=self.static[0].inputs.device)
-        for group in self.optimizer.param_groups:
-            group.update(lr=self.lr, capturable=True)
+        self._groups(lr=self.lr, capturable=True)
         self.optimizer.zero_grad(set_to_none=True)
+        self.replay = self._record(lambda: self.body(self.static))
+
+    def _record(self, work: Callable[[], StepResult]) -> Callable[[], None]:
+        """Capture ``work`` (nothing runs) into ``out``; returns what replays it."""
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self.out = self.body(self.static)
-        self.graph = graph
+            self.out = work()
+        return graph.replay
+
+    def _groups(self, **options) -> None:
+        for group in self.optimizer.param_groups:
+            group.update(options)
+
+    def _release(self) -> None:
+        """Drop the captured step (its memory pool with it) and go back to eager steps."""
+        self.replay, self.static, self.out, self.warm = None, [], None, 0
+        self._groups(lr=float(self.lr), capturable=False)  # (one read of the device)
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _give_up(self, exc: Exception) -> None:
-        self.failed, self.graph, self.static, self.out = True, None, [], None
-        for group in self.optimizer.param_groups:
-            group.update(lr=float(self.lr) if self.lr is not None else group["lr"], capturable=False)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.failed = True
+        if self.lr is not None:
+            self._release()
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         self.log(f"the training step could not be captured as a CUDA graph ({reason}); it runs eagerly")

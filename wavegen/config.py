@@ -99,10 +99,9 @@ class TrainConfig:
     activation_checkpointing: bool = False  # keep only block inputs, recompute the rest in backward (less memory)
     precision: str = "auto"  # fp32, bf16 (autocast) or auto: bf16 where the device multiplies it natively
     checkpoint_every: int = 2000
-    # Consecutive skipped steps (non-finite loss or gradient norm) that stop the run. A skipped
-    # step changes no weight, so a streak means every fresh batch fails at these weights: the
-    # run has diverged. A sporadic bad window (say 1 step in 100) runs 20 in a row about once
-    # in 10**40 steps, while a broken run stops within seconds instead of burning hours.
+    # Consecutive skipped steps (non-finite loss or gradient norm) that stop the run. A skipped step
+    # changes no weight, so a streak means every fresh batch fails at these weights: the run has
+    # diverged. A sporadic bad window (1 step in 100) runs 20 in a row once in 10**40 steps.
     max_bad_steps: int = 20
     val_every: int = 2000
     val_batches: int = 16

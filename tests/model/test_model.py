@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from wavegen.config import ModelConfig
-from wavegen.model.network import CausalConv1d, WaveNet
+from wavegen.model.layers import CausalConv1d
+from wavegen.model.network import WaveNet
 
 
 def dependence(output_at, x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +83,7 @@ def test_future_codes_do_not_change_past_logits_and_output_from_slices():
 
 # -- the trimmed training forward ------------------------------------------------------------
 from wavegen.model.conditioning import StackedTerms  # noqa: E402
-from wavegen.model.network import gated  # noqa: E402
+from wavegen.model.layers import gated  # noqa: E402
 
 
 def padded_logits(model, codes, output_from, cond=None):

@@ -3,9 +3,11 @@
 Every configuration runs several implementations of the same network in the same process,
 one step each in turn (a shared, noisy machine slows them alike), on the same random windows:
 
-- ``wavegen``: ``model.WaveNet`` as ``train`` runs it (trimmed layers, table-lookup input,
-  fused gate; ``train.precision``, so bf16 autocast where the device has native bf16;
-  optionally ``torch.compile`` or recomputed activations);
+- ``wavegen``: ``model.WaveNet`` stepped as ``train`` steps it (``steps.TrainStep``: trimmed
+  layers, table-lookup input, fused gate, fused Adam, the moving average, no device reads, on a
+  GPU a CUDA graph after its first steps: ``wavegen+graph``; ``train.precision``, so bf16
+  autocast where the device has native bf16; optionally ``torch.compile`` or recomputed
+  activations);
 - ``plain``: a straightforward PyTorch WaveNet (``PlainWaveNet``) in float32: ``nn.Conv1d``
   layers over the whole window with left padding, a one-hot input, separate tanh and sigmoid,
   skips and head at every position, the loss taken on the predicted positions;
@@ -22,11 +24,8 @@ function, computed two ways.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import statistics
-import threading
-import time
 from typing import Iterator
 
 import torch
@@ -34,14 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..data.windows import Batch
 from ..model.network import WaveNet
 from ..train import precision as precisions
-from ..train.ema import MovingAverage
-from ..train.graph import WARMUP, GraphedStep
+from ..train.graph import WARMUP
 from ..train.memory import freed_memory_kept, keep_freed_memory
-from ..train.step import StepResult, StepStats, clip_grad_norm
-from .ops import OpCount, count_ops
+from .steps import Contender, TrainStep
 
 LN2 = math.log(2.0)
 
@@ -96,133 +92,6 @@ class PlainWaveNet(nn.Module):
         return self.head(skips)[..., output_from:]  # (B, classes, T - output_from)
 
 
-class _PeakRss:
-    """Peak resident memory of this process while the block runs, sampled every 2 ms (CPU).
-
-    Freed memory is handed back to the system first (glibc ``malloc_trim``), so the peak
-    reflects this step rather than what an earlier one left cached."""
-
-    def __enter__(self) -> "_PeakRss":
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except OSError:
-            pass
-        self.start = self.peak = self._rss()
-        self._running = True
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._running = False
-        self._thread.join()
-
-    def _watch(self) -> None:
-        while self._running:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.002)
-
-    @staticmethod
-    def _rss() -> int:
-        try:
-            with open("/proc/self/statm") as handle:
-                return int(handle.read().split()[1]) * 4096
-        except OSError:  # not Linux: no measurement
-            return 0
-
-
-class _Contender:
-    """One implementation with its optimizer, stepping like ``train`` does."""
-
-    def __init__(
-        self, name: str, model: nn.Module, forward, device: torch.device, precision: str, lr: float = 1e-4
-    ) -> None:
-        self.name, self.model, self.forward, self.device, self.precision = name, model, forward, device, precision
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def run(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
-        self.eager(inputs, targets, output_from)
-
-    def step(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> float:
-        """One optimizer step; returns its wall time (synchronised on CUDA)."""
-        cuda = self.device.type == "cuda"
-        if cuda:
-            torch.cuda.synchronize()
-        tick = time.perf_counter()
-        self.run(inputs, targets, output_from)
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - tick
-
-    def ops(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> OpCount:
-        """The operator calls and host reads of one eager step (``bench.ops``)."""
-        return count_ops(lambda: self.eager(inputs, targets, output_from))
-
-    def eager(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        with precisions.autocast(self.device, self.precision):
-            logits = self.forward(inputs, output_from)  # (B, classes, segment)
-        (F.cross_entropy(logits.float(), targets) / LN2).backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-
-    def peak_memory(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> int:
-        """Bytes a step takes at its peak: the CUDA allocator's peak, or on a CPU how far the
-        process's resident memory grows during the step (an untimed step: watching costs)."""
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            self.step(inputs, targets, output_from)
-            return torch.cuda.max_memory_allocated()
-        with _PeakRss() as rss:
-            self.step(inputs, targets, output_from)
-        return rss.peak - rss.start
-
-
-class _TrainStep(_Contender):
-    """wavegen's step as ``train`` runs it (``train.trainer``): fused Adam that skips a
-    non-finite step on the device, the moving average, the figures kept on the device, and on
-    a GPU the step captured as a CUDA graph after its first steps (``train.graph``)."""
-
-    def __init__(self, name: str, model: nn.Module, forward, device: torch.device, precision: str, graph: bool) -> None:
-        super().__init__(name, model, forward, device, precision)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-        self.ema, self.stats, self.start = MovingAverage(model, 0.999), StepStats(device), 0
-        self.parameters = list(model.parameters())
-        self.graphed = GraphedStep(self.optimizer, self._body, self._eager, print) if graph else None
-
-    def _eager(self, batches: list[Batch], lr: float) -> StepResult:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        return self._body(batches)
-
-    def _body(self, batches: list[Batch]) -> StepResult:
-        (inputs, targets, *_), start = batches[0], self.start
-        with precisions.autocast(self.device, self.precision):
-            logits = self.forward(inputs, start)  # (B, classes, segment)
-        bits = F.cross_entropy(logits.float(), targets) / LN2
-        bits.backward()
-        norm = clip_grad_norm(self.parameters, 1.0)
-        bad = ~(torch.isfinite(bits) & torch.isfinite(norm))
-        self.optimizer.found_inf = bad.float()
-        self.optimizer.step()
-        self.ema.update(self.model, keep=(~bad).float())
-        result = StepResult(bits.detach(), norm)
-        self.stats.record(result, bad)
-        return result
-
-    def eager(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
-        self.start = output_from
-        self._eager([Batch(inputs, targets)], 1e-4)
-
-    def run(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
-        self.start = output_from  # (the same in every step of a configuration)
-        if self.graphed is None:
-            self._eager([Batch(inputs, targets)], 1e-4)
-        else:
-            self.graphed.step([Batch(inputs, targets)], 1e-4)
-
-
 def run(
     config: ModelConfig,
     batches: list[int],
@@ -258,6 +127,8 @@ def run(
         phases = ([] if freed_memory_kept() else [GLIBC_DEFAULT]) + [KEEP_FREED]
     plain_by_default: dict[tuple[int, int], float] = {}
     generator = torch.Generator().manual_seed(1)
+    # (a CUDA graph: the eager steps before its capture, the capture and one replay go untimed)
+    warmup = WARMUP + 2 if contenders[0].graphed is not None else 2 if compile else 1
     if bar is not None:
         bar.reset(total=len(phases) * len(batches) * len(segments))
     for phase in phases:
@@ -265,9 +136,6 @@ def run(
             keep_freed_memory()
         for batch in batches:
             for segment in segments:
-                warmup = 2 if compile else 1
-                if any(getattr(c, "graphed", None) is not None for c in contenders):
-                    warmup = WARMUP + 2  # the eager steps before capture, the capture, one replay
                 medians, example = _medians(contenders, config, batch, rf, segment, steps, warmup, generator, device)
                 if bar is not None:
                     bar.update(1)
@@ -288,7 +156,7 @@ def run(
 
 def _contenders(
     config: ModelConfig, device: torch.device, compile: bool, recompute: bool, plain: bool, precision: str
-) -> tuple[list["_Contender"], int, float | None]:
+) -> tuple[list[Contender], int, float | None]:
     """wavegen's model as ``train`` runs it, and the plain model with the same weights (in fp32,
     and at wavegen's precision when that differs); the receptive field; the largest logit
     difference between the two models."""
@@ -298,7 +166,7 @@ def _contenders(
     forward = torch.compile(model) if compile else model
     graph = device.type == "cuda" and not compile
     contenders = [
-        _TrainStep(
+        TrainStep(
             "wavegen"
             + ("+compile" if compile else "")
             + ("+recompute" if recompute else "")
@@ -314,11 +182,11 @@ def _contenders(
         return contenders, rf, None
     reference = PlainWaveNet(config).to(device)
     reference.load_state_dict(model.plain_state_dict())
-    contenders.append(_Contender("plain", reference, reference, device, "fp32"))
+    contenders.append(Contender("plain", reference, reference, device, "fp32"))
     if precision != "fp32":  # its own copy: the two plain models' Adam steps must not mix
         same = PlainWaveNet(config).to(device)
         same.load_state_dict(model.plain_state_dict())
-        contenders.append(_Contender(f"plain+{precision}", same, same, device, precision))
+        contenders.append(Contender(f"plain+{precision}", same, same, device, precision))
     with torch.no_grad():
         codes = torch.randint(0, config.classes, (2, rf + 64), device=device)
         diff = (model(codes, output_from=rf) - reference(codes, output_from=rf)).abs().max().item()
@@ -326,7 +194,7 @@ def _contenders(
 
 
 def _medians(
-    contenders: list["_Contender"],
+    contenders: list[Contender],
     config: ModelConfig,
     batch: int,
     rf: int,
@@ -348,7 +216,7 @@ def _medians(
 
 
 def _result(
-    contender: "_Contender",
+    contender: Contender,
     seconds: float,
     example: tuple,
     phase: str,
@@ -360,9 +228,7 @@ def _result(
     """One row of the table for one contender (its memory measured on ``example``)."""
     codes, targets = example
     ops = (
-        contender.ops(codes, targets, rf)
-        if not isinstance(contender, _TrainStep) or contender.graphed is None
-        else None
+        contender.ops(codes, targets, rf) if not isinstance(contender, TrainStep) or contender.graphed is None else None
     )
     return {
         "bench": "train",

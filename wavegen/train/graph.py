@@ -20,46 +20,47 @@ on eagerly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 import torch
 
+from ..config import Config
 from ..data.windows import Batch
 from .step import StepResult
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
 
 WARMUP = 3  # eager steps on a side stream before capture
 
 
-def plan(trainer: Trainer) -> str | None:
-    """Why this run's step cannot be captured, in words (None: it can; no words on a CPU)."""
-    t = trainer.config.train
-    if trainer.device.type != "cuda":
+def plan(config: Config, device: torch.device, distributed: bool) -> str | None:
+    """Why a run's step cannot be captured, in words (None: it can; no words on a CPU)."""
+    if device.type != "cuda":
         return ""
-    if not t.cuda_graph:
+    if not config.train.cuda_graph:
         return "train.cuda_graph is off"
-    if trainer.world.distributed:
+    if distributed:
         return "several processes (DDP synchronises them in its own hooks)"
-    if t.compile:
+    if config.train.compile:
         return "train.compile is on"
     return None
 
 
-class GraphedStep:
-    """Runs a step eagerly (``eager``: batches on the device and the learning rate) for
-    ``WARMUP`` steps, then captures ``body`` (the step's work after the learning rate is set
-    and the gradients cleared) and replays it. A batch of another shape is captured anew."""
+class Stepper(Protocol):
+    """What ``GraphedStep`` runs: the optimizer, the eager step (batches on the device and the
+    learning rate) and its body (the work after the rate is set and the gradients cleared)."""
 
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        body: Callable[[list[Batch]], StepResult],
-        eager: Callable[[list[Batch], float], StepResult],
-        log: Callable[[str], None],
-    ) -> None:
-        self.optimizer, self.body, self._eager, self.log = optimizer, body, eager, log
+    optimizer: torch.optim.Optimizer
+
+    def _eager_step(self, batches: list[Batch], lr: float) -> StepResult: ...
+
+    def _body(self, batches: list[Batch]) -> StepResult: ...
+
+
+class GraphedStep:
+    """Runs a ``Stepper``'s step eagerly for ``WARMUP`` steps, then captures its body and
+    replays it. A batch of another shape is captured anew."""
+
+    def __init__(self, stepper: Stepper, log: Callable[[str], None]) -> None:
+        self.optimizer, self.body, self._eager, self.log = stepper.optimizer, stepper._body, stepper._eager_step, log
         self.replay: Callable[[], None] | None = None  # the captured step (None: not captured)
         self.static: list[Batch] = []  # the batches it reads, each step's copied in
         self.out: StepResult | None = None  # what it writes

@@ -29,14 +29,12 @@ and only rank 0 logs, validates and writes the run folder.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -53,6 +51,7 @@ from . import monitor
 from .distributed import World
 from .schedule import VALIDATION_KEYS, describe_schedule
 from .settings import condition_on
+from .signals import stop_requests
 from .slow import SlowStepNote
 from .step import Figures
 from .trainer import Trainer, TrainResult
@@ -248,30 +247,6 @@ class _Progress:
     read_at: tuple[float, int] | None = None  # (time, step) of the last read
 
 
-@contextlib.contextmanager
-def _stop_requests() -> Iterator[threading.Event]:
-    """Ctrl-C (SIGINT) or SIGTERM only asks to stop: the step under way finishes, then the
-    processes (torchrun passes on the signal it gets) agree on that step, rank 0 saves there,
-    and all stop together. An interrupt raised inside a step could land anywhere, between the
-    windows drawn and the step counted or halfway through Adam's update, and save a state that
-    no uninterrupted run ever had. A second signal stops at once (``KeyboardInterrupt``, saving
-    in one process when it lands between steps)."""
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) -> TrainResult:
     """Train from ``trainer.step`` to ``train.steps``; a stop request, a second signal or a
     failed write ends it with the message that says what is kept."""
@@ -284,7 +259,7 @@ def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) 
         SlowStepNote(trainer.device, trainer.step, t.steps, log),
     )
     try:
-        with _stop_requests() as stop:
+        with stop_requests() as stop:
             while trainer.step < t.steps:
                 _one_step(trainer, state)
                 stopping = _after_step(trainer, stop, state, board, log)

@@ -80,3 +80,20 @@ def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Ten
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
     return norm
+
+
+def fused_adam(parameters: list[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """Adam, fused: one kernel for every parameter, and it takes the decision to skip a step
+    as a device tensor (``found_inf``), so that a step never reads the device."""
+    return torch.optim.Adam(parameters, lr=lr, fused=True)
+
+
+def keep_fused(optimizer: torch.optim.Adam) -> None:
+    """``fused_adam`` as made, after loading a state: a checkpoint's groups carry the options of
+    the Adam that wrote it (from before the fused one, too), and its step counts belong on the
+    parameters' device, where the fused update keeps them."""
+    for group in optimizer.param_groups:
+        group.update(fused=True, foreach=None, capturable=False)
+    for param, state in optimizer.state.items():
+        if "step" in state:
+            state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(param.device)

@@ -25,17 +25,17 @@ from ..errors import (
     WriteError,
 )
 from ..model import checkpoint as ckpt
-from ..model.conditioning import WindowTerms
 from ..model.network import WaveNet
 from ..runs import checkpoint_paths
 from . import graph
 from . import precision as precisions
+from .batches import batch_on_device, window_terms
 from .distributed import World
 from .ema import MovingAverage
 from .graph import GraphedStep
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .schedule import SCHEDULE_KEYS, continue_schedule, lr_at
-from .step import StepResult, StepStats, clip_grad_norm
+from .step import StepResult, StepStats, clip_grad_norm, fused_adam, keep_fused
 
 LN2 = math.log(2.0)
 
@@ -86,9 +86,7 @@ class Trainer:
         self.parameters = list(self.model.parameters())
         self.precision = precisions.resolve(t.precision, device)  # fp32 or bf16 (autocast)
         self.check_memory()  # before anything of batch size is built
-        # Fused Adam: one kernel for every parameter, and it takes the skip decision as a
-        # device tensor (found_inf), so that a step never reads the device (``step``).
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, fused=True)
+        self.optimizer = fused_adam(self.parameters, t.lr)
         sampler_seed, noise_seed = rank_seeds(t.seed, self.world.rank)
         # Full context: windows of receptive field + segment codes, the loss on the last segment
         # (every prediction sees its whole past). Without: windows of segment codes with the
@@ -113,14 +111,9 @@ class Trainer:
         # The training forward: compiled on request (self.model keeps the weights and state dict).
         self.forward = torch.compile(self.net) if t.compile else self.net
         self.log: Callable[[str], None] = lambda message: None  # (the loop's, once it runs)
-        # On a GPU the step is captured as a CUDA graph where it can be; else why not (None
-        # for CPUs, which have nothing to capture).
-        self.eager_reason = graph.plan(self)
-        self.graphed = (
-            GraphedStep(self.optimizer, self._body, self._eager_step, lambda message: self.log(message))
-            if self.eager_reason is None
-            else None
-        )
+        # On a GPU the step is captured as a CUDA graph where it can be; else why not ("" on a CPU).
+        self.eager_reason = graph.plan(config, device, self.world.distributed)
+        self.graphed = None if self.eager_reason is not None else GraphedStep(self, lambda m: self.log(m))
         self.val_batches = self._validation_batches() if self.world.is_main else []  # only rank 0 validates
         self.step, self.best_val = 0, None
         # The loss, norm, skipped steps and those in a row (too many stop the run:
@@ -173,7 +166,7 @@ class Trainer:
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
-            self._fused_optimizer()
+            keep_fused(self.optimizer)
             self.step = int(payload["step"])
             self.best_val = payload["best_val_bits"]
             self.val_history = [tuple(v) for v in payload["val_history"]]
@@ -194,16 +187,6 @@ class Trainer:
                 self.sampler.set_state(mine["sampler"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.run}: checkpoint cannot be resumed ({exc})") from None
-
-    def _fused_optimizer(self) -> None:
-        """Adam as ``__init__`` made it, after loading a state: a checkpoint's groups carry the
-        options of the Adam that wrote it (from before the fused one, too), and its step counts
-        belong on the parameters' device as the fused update keeps them."""
-        for group in self.optimizer.param_groups:
-            group.update(fused=True, foreach=None, capturable=False)
-        for param, state in self.optimizer.state.items():
-            if "step" in state:
-                state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(param.device)
 
     @property
     def skipped(self) -> int:
@@ -423,23 +406,3 @@ def saved_rng(rng: dict, rank: int) -> dict | None:
     single-process checkpoint holds rank 0's only, a distributed one those of each rank it ran."""
     ranks = rng.get("ranks") or [{"sampler": rng["sampler"], "noise": rng["noise"]}]
     return ranks[rank] if rank < len(ranks) else None
-
-
-def batch_on_device(batch: Batch, device: torch.device) -> Batch:
-    """A batch's arrays as tensors on ``device`` (pinned and copied without waiting, on a GPU)."""
-
-    def put(array: np.ndarray | None) -> torch.Tensor | None:
-        if array is None:
-            return None
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-        return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
-
-    return Batch(put(batch.inputs), put(batch.targets), put(batch.labels), put(batch.mels), put(batch.offsets))
-
-
-def window_terms(model: WaveNet, batch: Batch) -> WindowTerms | None:
-    """The conditioning of a batch of windows on the device (``Trainer._on_device``), for a
-    conditioned model (else None)."""
-    if not model.conditioned:
-        return None
-    return WindowTerms(model.conditioner, batch.inputs.shape[1], batch.labels, batch.mels, batch.offsets)

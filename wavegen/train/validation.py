@@ -14,7 +14,7 @@ from ..data.prepared import PreparedData
 from ..data.windows import IGNORE, WindowSampler
 from ..errors import ConfigError, DataError
 from ..generate.vocode import mel_settings
-from .trainer import batch_on_device, window_terms
+from .batches import batch_on_device, window_terms
 
 
 def check_compatible(model, config: DataConfig, data: PreparedData, checkpoint: Path | str = "the model") -> None:

@@ -1,0 +1,32 @@
+"""Stopping a run between steps: a signal asks, the loop answers at the end of the step."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[threading.Event]:
+    """Ctrl-C (SIGINT) or SIGTERM only asks to stop: the step under way finishes, then the
+    processes (torchrun passes on the signal it gets) agree on that step, rank 0 saves there,
+    and all stop together. An interrupt raised inside a step could land anywhere, between the
+    windows drawn and the step counted or halfway through Adam's update, and save a state that
+    no uninterrupted run ever had. A second signal stops at once (``KeyboardInterrupt``, saving
+    in one process when it lands between steps)."""
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

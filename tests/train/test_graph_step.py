@@ -76,9 +76,7 @@ def pair(data, tmp_path, folder, overrides, runner=Replayed, said=None):
         condition_on(config, PreparedData(data / folder), data / folder, resuming=False, log=quiet)
         made.append(Trainer(config, PreparedData(data / folder), tmp_path / name, torch.device("cpu")))
     eager, graphed = made
-    graphed.graphed = runner(
-        graphed.optimizer, graphed._body, graphed._eager_step, quiet if said is None else said.append
-    )
+    graphed.graphed = runner(graphed, quiet if said is None else said.append)
     return eager, graphed
 
 

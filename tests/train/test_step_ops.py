@@ -94,7 +94,7 @@ def same_work(trainer, lrs):
         rate.fill_(lr)
         batches = [trainer._on_device(trainer.sampler.batch(t.batch_size), noisy=True) for _ in range(t.accumulate)]
         with OpTrace(keep_args=True) as trace:
-            trainer._body(batches)
+            trainer.step_body(batches)
         # (fused Adam on a CPU reads a tensor rate as a number; on a GPU it reads it on the device)
         traces.append([(op, args) for op, args in trace.calls if not op.startswith("aten._fused_adam_")])
     return traces

@@ -116,13 +116,13 @@ class TrainStep(Contender):
         self.parameters = list(model.parameters())
         self.graphed = GraphedStep(self, print) if graph else None
 
-    def _eager_step(self, batches: list[Batch], lr: float) -> StepResult:
+    def eager_step(self, batches: list[Batch], lr: float) -> StepResult:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        return self._body(batches)
+        return self.step_body(batches)
 
-    def _body(self, batches: list[Batch]) -> StepResult:
+    def step_body(self, batches: list[Batch]) -> StepResult:
         (inputs, targets, *_), start = batches[0], self.start
         with precisions.autocast(self.device, self.precision):
             logits = self.forward(inputs, start)  # (B, classes, segment)
@@ -139,11 +139,11 @@ class TrainStep(Contender):
 
     def eager(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
         self.start = output_from
-        self._eager_step([Batch(inputs, targets)], 1e-4)
+        self.eager_step([Batch(inputs, targets)], 1e-4)
 
     def run(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
         self.start = output_from  # (the same in every step of a configuration)
         if self.graphed is None:
-            self._eager_step([Batch(inputs, targets)], 1e-4)
+            self.eager_step([Batch(inputs, targets)], 1e-4)
         else:
             self.graphed.step([Batch(inputs, targets)], 1e-4)

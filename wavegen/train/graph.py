@@ -50,9 +50,9 @@ class Stepper(Protocol):
 
     optimizer: torch.optim.Optimizer
 
-    def _eager_step(self, batches: list[Batch], lr: float) -> StepResult: ...
+    def eager_step(self, batches: list[Batch], lr: float) -> StepResult: ...
 
-    def _body(self, batches: list[Batch]) -> StepResult: ...
+    def step_body(self, batches: list[Batch]) -> StepResult: ...
 
 
 class GraphedStep:
@@ -60,7 +60,8 @@ class GraphedStep:
     replays it. A batch of another shape is captured anew."""
 
     def __init__(self, stepper: Stepper, log: Callable[[str], None]) -> None:
-        self.optimizer, self.body, self._eager, self.log = stepper.optimizer, stepper._body, stepper._eager_step, log
+        self.optimizer, self.log = stepper.optimizer, log
+        self.body, self._eager = stepper.step_body, stepper.eager_step
         self.replay: Callable[[], None] | None = None  # the captured step (None: not captured)
         self.static: list[Batch] = []  # the batches it reads, each step's copied in
         self.out: StepResult | None = None  # what it writes

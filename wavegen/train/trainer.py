@@ -352,18 +352,19 @@ class Trainer:
         # The windows are drawn and sent (with their noise) before the step's work: on a GPU
         # the host prepares the next batch while the device still runs this one.
         batches = [self._on_device(self.sampler.batch(t.batch_size), noisy=True) for _ in range(t.accumulate)]
-        result = self._eager_step(batches, lr) if self.graphed is None else self.graphed.step(batches, lr)
+        result = self.eager_step(batches, lr) if self.graphed is None else self.graphed.step(batches, lr)
         self.step += 1
         self.mid_step = False
         return result
 
-    def _eager_step(self, batches: list[Batch], lr: float) -> StepResult:
+    def eager_step(self, batches: list[Batch], lr: float) -> StepResult:
+        """A step on ``batches`` (on the device, with their noise) at learning rate ``lr``."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        return self._body(batches)
+        return self.step_body(batches)
 
-    def _body(self, batches: list[Batch]) -> StepResult:
+    def step_body(self, batches: list[Batch]) -> StepResult:
         """Forward, backward and update on batches on the device: what a CUDA graph captures.
         The micro-batches' gradients add up (each scaled by 1/n); DDP averages the sum over
         the processes in the last backward."""

@@ -248,3 +248,18 @@ def test_recomputing_without_context_gives_identical_gradients_and_keeps_less():
     assert torch.equal(plain, again)
     assert all(torch.equal(a, b) for a, b in zip(grads(model, plain), grads(model, again)))
     assert kept_recomputing < 0.75 * kept  # (the one-hot input and the head are kept either way)
+
+
+@pytest.mark.parametrize("weight_norm", [True, False])
+def test_a_model_run_in_inference_mode_first_still_trains(weight_norm):
+    """``layer_weights`` keeps the stack's fixed factors from its first call: a sampler's
+    inference mode must not make them tensors that training cannot use."""
+    model = WaveNet(ModelConfig(cycles=2, layers_per_cycle=3, residual_channels=8, gate_channels=8, skip_channels=8))
+    if not weight_norm:
+        model = WaveNet(ModelConfig(cycles=2, layers_per_cycle=3, weight_norm=False))
+    codes = torch.randint(0, 256, (2, 40))
+    with torch.inference_mode():
+        first = model(codes)
+    again = model(codes)
+    again.logsumexp(1).sum().backward()
+    assert torch.equal(first, again.detach()) and all(p.grad is not None for p in model.parameters())

@@ -160,5 +160,7 @@ def _factors(owner: nn.Module, name: str, values: list[float], stack: torch.Tens
     key = (name, stack.device, stack.dim(), tuple(values))
     cache = owner.__dict__.setdefault("_stacked_factors", {})  # a plain attribute: not saved, not a buffer
     if key not in cache:
-        cache[key] = torch.tensor(values, dtype=torch.float32, device=stack.device).view(-1, *[1] * (stack.dim() - 1))
+        with torch.inference_mode(False):  # (made in a sampler's inference mode, it could not train after)
+            factors = torch.tensor(values, dtype=torch.float32, device=stack.device)
+        cache[key] = factors.view(-1, *[1] * (stack.dim() - 1))
     return cache[key]

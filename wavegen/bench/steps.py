@@ -16,7 +16,7 @@ from ..data.windows import Batch
 from ..train import precision as precisions
 from ..train.ema import MovingAverage
 from ..train.graph import GraphedStep
-from ..train.step import StepResult, StepStats, clip_grad_norm
+from ..train.step import StepResult, StepStats, finish_step, fused_adam, start_step
 from .ops import OpCount, count_ops
 
 LN2 = math.log(2.0)
@@ -111,15 +111,13 @@ class TrainStep(Contender):
 
     def __init__(self, name: str, model: nn.Module, forward, device: torch.device, precision: str, graph: bool) -> None:
         super().__init__(name, model, forward, device, precision)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-        self.ema, self.stats, self.start = MovingAverage(model, 0.999), StepStats(device), 0
         self.parameters = list(model.parameters())
+        self.optimizer = fused_adam(self.parameters, 1e-4)
+        self.ema, self.stats, self.start = MovingAverage(model, 0.999), StepStats(device), 0
         self.graphed = GraphedStep(self, print) if graph else None
 
     def eager_step(self, batches: list[Batch], lr: float) -> StepResult:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
+        start_step(self.optimizer, lr)
         return self.step_body(batches)
 
     def step_body(self, batches: list[Batch]) -> StepResult:
@@ -128,14 +126,7 @@ class TrainStep(Contender):
             logits = self.forward(inputs, start)  # (B, classes, segment)
         bits = F.cross_entropy(logits.float(), targets) / LN2
         bits.backward()
-        norm = clip_grad_norm(self.parameters, 1.0)
-        bad = ~(torch.isfinite(bits) & torch.isfinite(norm))
-        self.optimizer.found_inf = bad.float()
-        self.optimizer.step()
-        self.ema.update(self.model, keep=(~bad).float())
-        result = StepResult(bits.detach(), norm)
-        self.stats.record(result, bad)
-        return result
+        return finish_step(self.optimizer, self.model, self.parameters, bits.detach(), 1.0, self.ema, self.stats)
 
     def eager(self, inputs: torch.Tensor, targets: torch.Tensor, output_from: int) -> None:
         self.start = output_from

@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import torch
 
+from .ema import MovingAverage
+
 
 class StepResult(NamedTuple):
     """One step's figures, 0-dim device tensors: the loss in bits (averaged over the
@@ -97,3 +99,34 @@ def keep_fused(optimizer: torch.optim.Adam) -> None:
     for param, state in optimizer.state.items():
         if "step" in state:
             state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(param.device)
+
+
+def start_step(optimizer: torch.optim.Optimizer, lr: float | torch.Tensor) -> None:
+    """Set the learning rate and clear the gradients, before a step's backward passes."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+
+
+def finish_step(
+    optimizer: torch.optim.Optimizer,
+    model: torch.nn.Module,
+    parameters: list[torch.Tensor],
+    bits: torch.Tensor,
+    grad_clip: float,
+    ema: MovingAverage | None,
+    stats: StepStats,
+) -> StepResult:
+    """Clip, Adam (``fused_adam``) and the moving average after a step's backward passes, the
+    step skipped on the device where its loss ``bits`` or the gradient norm is not finite: a
+    finite loss can still have an infinite gradient (an overflow in backward), and clipping then
+    scales every gradient by 0 · inf = NaN, which the skipped update never reads."""
+    norm = clip_grad_norm(parameters, grad_clip or float("inf"))
+    bad = ~(torch.isfinite(bits) & torch.isfinite(norm))
+    optimizer.found_inf = bad.float()  # fused Adam leaves a step with found_inf = 1 undone
+    optimizer.step()
+    if ema is not None:
+        ema.update(model, keep=(~bad).float())
+    result = StepResult(bits, norm)
+    stats.record(result, bad)
+    return result

@@ -35,7 +35,7 @@ from .ema import MovingAverage
 from .graph import GraphedStep
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .schedule import SCHEDULE_KEYS, continue_schedule, lr_at
-from .step import StepResult, StepStats, clip_grad_norm, fused_adam, keep_fused
+from .step import StepResult, StepStats, finish_step, fused_adam, keep_fused, start_step
 
 LN2 = math.log(2.0)
 
@@ -359,9 +359,7 @@ class Trainer:
 
     def eager_step(self, batches: list[Batch], lr: float) -> StepResult:
         """A step on ``batches`` (on the device, with their noise) at learning rate ``lr``."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
+        start_step(self.optimizer, lr)
         return self.step_body(batches)
 
     def step_body(self, batches: list[Batch]) -> StepResult:
@@ -374,26 +372,11 @@ class Trainer:
                 bits = self._loss(batch)
                 (bits / len(batches)).backward()
             losses.append(bits.detach())
-        return self._update(losses)
-
-    def _update(self, losses: list[torch.Tensor]) -> StepResult:
-        """Clip, Adam and the moving average after the backward passes, skipping the step on
-        the device where the loss or the gradient norm is not finite. The loss of a process
-        with a non-finite one is non-finite in its gradients too, which DDP has averaged into
-        every process's, so every process takes the same decision without a word."""
-        t = self.config.train
+        # Every process takes the same decision without a word: a process's non-finite loss is
+        # non-finite in its gradients too, which DDP has averaged into every process's.
         mean = self.world.mean(torch.stack(losses).mean() if len(losses) > 1 else losses[0])
-        norm = clip_grad_norm(self.parameters, t.grad_clip or float("inf"))
-        # A finite loss can still have an infinite gradient (an overflow in backward): clipping
-        # then scales every gradient by 0 * inf = NaN, which the skipped update never reads.
-        bad = ~(torch.isfinite(mean) & torch.isfinite(norm))
-        self.optimizer.found_inf = bad.float()  # fused Adam leaves a step with found_inf = 1 undone
-        self.optimizer.step()
-        if self.ema is not None:
-            self.ema.update(self.model, keep=(~bad).float())
-        result = StepResult(mean, norm)
-        self.stats.record(result, bad)
-        return result
+        t = self.config.train
+        return finish_step(self.optimizer, self.model, self.parameters, mean, t.grad_clip, self.ema, self.stats)
 
     def _gradient_sync(self, synced: bool) -> contextlib.AbstractContextManager:
         """DDP's ``no_sync`` for the micro-batches before the last (nothing in one process)."""

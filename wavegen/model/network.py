@@ -143,7 +143,7 @@ class WaveNet(nn.Module):
         x = self._input_lookup(F.pad(codes, (k_in, 0), value=classes), nothing=True)  # (B, R, T)
         if torch.is_autocast_enabled(x.device.type):  # the residual sums in its dtype, as from a convolution
             x = x.to(torch.get_autocast_dtype(x.device.type))
-        return self._stack(x, output_from, cond=cond, recompute=recompute)
+        return self._blocks_and_head(x, output_from, cond=cond, recompute=recompute)
 
     def _input_lookup(self, codes: torch.Tensor, nothing: bool = False) -> torch.Tensor:
         """The type-A input layer at positions k_in .. T-1, as table lookups: (B, R, T - k_in).
@@ -201,9 +201,9 @@ class WaveNet(nn.Module):
         """
         if self.conditioned and cond is None:
             raise ValueError("this model is conditioned: pass cond (labels and/or mel features)")
-        return self._stack(self.input(onehot), output_from, block_inputs, cond, recompute)
+        return self._blocks_and_head(self.input(onehot), output_from, block_inputs, cond, recompute)
 
-    def _stack(
+    def _blocks_and_head(
         self,
         x: torch.Tensor,
         output_from: int = 0,

@@ -47,8 +47,8 @@ def serve(parallel: int) -> None:
     import wavegen.bench.sampling  # noqa: F401
     import wavegen.cli  # noqa: F401
     import wavegen.commands.eval  # noqa: F401
-    import wavegen.generate.synth  # noqa: F401
-    import wavegen.generate.vocode  # noqa: F401
+    import wavegen.synthesis.synth  # noqa: F401
+    import wavegen.synthesis.vocode  # noqa: F401
     import wavegen.train.loop  # noqa: F401
 
     cases = [json.loads(line) for line in sys.stdin if line.strip()]

@@ -63,7 +63,7 @@ def run(tmp_path_factory):
 
 
 def test_generate_returns_what_synth_writes(run):
-    from wavegen.generate.synth import synthesize
+    from wavegen.synthesis.synth import synthesize
 
     model = wavegen.load(run / "run")
     assert model.checkpoint == run / "run" / "checkpoints" / "best.pt" and model.sample_rate == 16000

@@ -33,12 +33,20 @@ MAY_IMPORT = {
     "data": {"audio", "model"},  # (mel_window: which frames a window of samples depends on)
     "generate": {"audio", "model"},
     "train": {"audio", "data", "model", "generate"},  # (monitor: samples during training)
+    "synthesis": {"audio", "model", "generate"},  # use cases: a model and a request into files
     "report": {"audio", "model"},
     "bench": {"audio", "data", "model", "generate", "train"},
-    "commands": {"audio", "data", "model", "generate", "train", "report", "bench"},
+    "commands": {"audio", "data", "model", "generate", "synthesis", "train", "report", "bench"},
     "cli": {"commands"},
     "__main__": {"cli"},
-    "api": {"audio", "data", "model", "generate", "train"},  # the Python API: what the commands do, for a program
+    "api": {
+        "audio",
+        "data",
+        "model",
+        "generate",
+        "synthesis",
+        "train",
+    },  # the Python API: what the commands do, for a program
     "wavegen": {"api"},  # the package root: its names, lazily, from the API
 }
 # Modules over the budgets below, each at most its size today: they may shrink, never grow.
@@ -49,7 +57,6 @@ KERNELS = {  # kernels, and the native engine's build, ABI and packing beside it
 }
 OVER_MODULE = {
     "wavegen.config": 335,
-    "wavegen.generate.synth": 367,
     "wavegen.train.loop": 434,
     "wavegen.train.trainer": 392,
 }
@@ -57,8 +64,6 @@ OVER_FUNCTION = {
     "wavegen.bench.learning._train_and_score": 66,
     "wavegen.commands.bench.bench": 112,
     "wavegen.config.validate": 69,
-    "wavegen.generate.synth.synthesize": 83,
-    "wavegen.generate.vocode.vocode": 91,
     "wavegen.report.html.render": 84,
 }
 

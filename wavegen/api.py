@@ -165,7 +165,8 @@ class Model:
         folder, whose best checkpoint (lowest validation loss) is used, else its latest, as
         ``wavegen synth`` picks; None: the newest run under ``runs/``. Raises
         ``CheckpointError`` when there is no readable checkpoint there."""
-        from .generate.synth import load_checkpoint, pick_checkpoint
+        from .runs import pick_checkpoint
+        from .synthesis.synth import load_checkpoint
 
         if source is not None and Path(source).is_file():
             path = pick_checkpoint(checkpoint=Path(source))
@@ -217,7 +218,7 @@ class Model:
         label in turn). ``mel``: log-mel features (frames, bands) for a vocoder model, as an
         array or a .npy path. ``prime``: continue a recording (a path, or mono float audio at
         ``sample_rate``) instead of silence. ``engine``: auto, native, persistent, cuda-graph,
-        torch or reference (``generate.choice.pick_engine`` says what auto picks); ``device``:
+        torch or reference (``generate.choice`` says what auto picks); ``device``:
         auto, cpu or cuda. ``precision``: auto (int8 in the native CPU engine, fp32 in the others), fp32 (the network as trained), or bf16 or int8 weights in
         the native engine (faster, slightly different logits). Returns a
         ``Generation`` (audio (n, samples) float32 in [-1, 1]). Raises ``ConfigError`` for values
@@ -225,27 +226,14 @@ class Model:
         lacks; ``DataError`` for an unusable prime or mel file; ``OutOfMemory``.
         """
         from .audio.mulaw import decode
-        from .generate.synth import generate_streams
+        from .generate.request import GenerationRequest
+        from .generate.streams import generate_streams
 
-        if isinstance(labels, str):
-            labels = [labels]
+        request = GenerationRequest(  # checked here, once
+            seconds, n, seed, temperature, engine, device, precision, labels=labels, prime=prime, mel=mel
+        )
         made = generate_streams(
-            self.network,
-            self.sample_rate,
-            str(self.checkpoint),
-            seconds,
-            n,
-            seed,
-            temperature,
-            engine,
-            device,
-            prime=prime,
-            labels=list(labels),
-            mel=mel,
-            log=log or _silent,
-            progress=progress,
-            step=self.step,
-            precision=precision,
+            self.network, self.sample_rate, str(self.checkpoint), request, log or _silent, progress, self.step
         )
         audio = decode(made.codes).numpy().astype("float32", copy=False)
         return Generation(

@@ -20,6 +20,10 @@ class CheckpointError(WavegenError):
     """A checkpoint or run folder is missing, corrupt or of another shape."""
 
 
+class EngineUnavailable(WavegenError):
+    """A sampling engine cannot run here (no compiler, no GPU, no Triton...); the message says why."""
+
+
 class TrainingInterrupted(WavegenError):
     """Training stopped on Ctrl-C or SIGTERM, after saving a checkpoint where it could."""
 

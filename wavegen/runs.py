@@ -1,4 +1,5 @@
-"""A run folder's bookkeeping files: ``RUN/log.csv`` and what a killed run leaves behind.
+"""A run folder's rules: where its checkpoints are, which one generates (``pick_checkpoint``),
+``RUN/log.csv``, and what a killed run leaves behind.
 
 ``log.csv`` has one row per logged step (``LOG_FIELDS``); it is what ``wavegen report`` reads
 and the complete record of a run (TensorBoard is a view of it). A run resumed after a kill
@@ -13,7 +14,7 @@ import csv
 import io
 from pathlib import Path
 
-from .errors import CheckpointError, WriteError
+from .errors import CheckpointError, ConfigError, WriteError
 from .files import atomic_write_text, reason
 
 LOG_FIELDS = ["step", "train_bits", "val_bits", "lr", "grad_norm", "samples_per_s", "elapsed_s", "skipped"]
@@ -89,3 +90,29 @@ def newest_run(runs: Path = Path("runs")) -> Path:
 def checkpoint_paths(run: Path) -> dict[str, Path]:
     """Where a run keeps its checkpoints: ``latest`` (the resume point) and ``best``."""
     return {"latest": run / "checkpoints" / "latest.pt", "best": run / "checkpoints" / "best.pt"}
+
+
+def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
+    """``--checkpoint`` as given; else the run's best checkpoint (lowest validation loss), or
+    its latest when it has no validation data; the run defaults to the newest under ``runs/``."""
+    if checkpoint is not None and run is not None:  # one of them would be ignored
+        raise ConfigError(f"--run {run} and --checkpoint {checkpoint}: give one of them")
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if checkpoint.is_dir():
+            raise CheckpointError(
+                f"{checkpoint}: --checkpoint is a folder; give a checkpoint file "
+                f"(RUN/checkpoints/best.pt), or the run folder with --run"
+            )
+        return checkpoint
+    run = Path(run) if run is not None else newest_run()
+    if run.exists() and not run.is_dir():
+        raise CheckpointError(
+            f"{run}: --run is a file, not a run folder"
+            + ("; give a checkpoint file with --checkpoint" if run.suffix == ".pt" else "")
+        )
+    paths = checkpoint_paths(run)
+    for which in ("best", "latest"):
+        if paths[which].is_file():
+            return paths[which]
+    raise CheckpointError(f"{run}: no checkpoints in {run / 'checkpoints'} (train it first)")

@@ -125,7 +125,7 @@ def mel_data(tmp_path):
 
 
 def test_vocode_keeps_the_input_as_heard_beside_the_output(mel_data, tmp_path):
-    from wavegen.generate.vocode import vocode
+    from wavegen.synthesis.vocode import vocode
 
     config = apply_overrides(load_recipe("tiny"), MELS + SMALL + ["train.steps=2", "train.sample_every=2"])
     train(config, mel_data, tmp_path / "run", device="cpu", log=quiet, progress=False)

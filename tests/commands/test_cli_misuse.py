@@ -31,12 +31,12 @@ import pytest
 from wavegen.audio.io import write_wav
 from wavegen.config import Config, apply_overrides
 from wavegen.data.prepare import prepare
-from wavegen.generate.synth import synthesize
-from wavegen.generate.vocode import vocode
 from wavegen.model import checkpoint as ckpt
 from wavegen.model.network import WaveNet
 from wavegen.outputs import distinct_names, inside, safe_name
 from wavegen.recipe import load_recipe
+from wavegen.synthesis.synth import synthesize
+from wavegen.synthesis.vocode import vocode
 from wavegen.train.loop import train
 
 from helpers import tone

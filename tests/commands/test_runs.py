@@ -213,7 +213,7 @@ def test_a_signal_saves_where_training_stopped_and_the_rerun_finishes_the_same_r
 # the WAV must meet the full disk through a plain write.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_a_full_disk_while_writing_a_wav_keeps_the_previous_one(root, tmp_path, full_disk):
-    from wavegen.generate.synth import synthesize
+    from wavegen.synthesis.synth import synthesize
     from wavegen.train.loop import train
 
     config = apply_overrides(load_recipe("tiny"), ["train.steps=2", "train.batch_size=2", "train.segment_length=200"])
@@ -277,7 +277,7 @@ def one_line_error(proc: subprocess.CompletedProcess, expected: str) -> None:
 
 
 def test_a_full_tmpfs_is_a_one_line_error_and_keeps_the_checkpoint_and_the_wav(root, small_disk):
-    from wavegen.generate.synth import synthesize
+    from wavegen.synthesis.synth import synthesize
     from wavegen.train.loop import train
 
     run, samples = small_disk / "run", small_disk / "samples"

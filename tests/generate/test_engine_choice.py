@@ -1,5 +1,6 @@
-"""Which engine ``pick_engine`` runs for a device and a number of streams: the GPU's policy is
-checked here with stand-in engines and trial rates (no GPU needed), the trial itself on the CPU."""
+"""Which engine ``choose`` runs for a device and a number of streams: the GPU's policy is
+checked here with stand-in engines and trial rates (no GPU needed), the trial itself on the CPU,
+and the decision table (``plan``) row by row."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from wavegen.errors import ConfigError
 from wavegen.generate import choice
-from wavegen.generate.engines import make_engine
+from wavegen.generate.choice import Candidate, make_engine, plan
 
 from helpers import random_model
 from test_sampling import SHAPES
@@ -26,7 +27,7 @@ class Stand:
 @pytest.fixture
 def gpu(monkeypatch):
     """A machine with a GPU whose engines are stand-ins; returns the trial rates to set and the
-    log of what ``pick_engine`` said."""
+    log of what ``choose`` said."""
     rates, said = {}, []
     monkeypatch.setattr(choice, "resolve_device", lambda name: torch.device("cpu" if name == "cpu" else "cuda"))
     monkeypatch.setattr(choice, "native_available", lambda log: rates.get("native available", True))
@@ -36,18 +37,16 @@ def gpu(monkeypatch):
         lambda model, device, streams, log: Stand("persistent", "cuda") if rates.get("gpu", 1) else None,
     )
 
-    def make(name, model, device, log=None, precision="fp32"):
-        if torch.device(device).type == "cpu":
-            return Stand("native", "cpu", "int8" if precision == "auto" else precision)
-        return Stand("cuda-graph" if name == "auto" else name, "cuda")
+    def build(name, model, device, log=None, precision="fp32"):
+        return Stand(name, torch.device(device).type, precision)
 
-    monkeypatch.setattr(choice, "make_engine", make)
+    monkeypatch.setattr(choice, "build_engine", build)
     monkeypatch.setattr(choice, "trial_rate", lambda engine, device, model, streams: rates[engine.name])
     return rates, said
 
 
 def picked(said, engine="auto", device="auto", streams=1, precision="auto"):
-    made, dev = choice.pick_engine(engine, device, None, streams, said.append, precision)
+    made, dev = choice.choose(engine, device, precision, streams, None, said.append)
     assert made.device == dev.type
     return made.name, made.precision
 
@@ -113,3 +112,58 @@ def test_a_persistent_engine_that_fails_to_compile_or_run_is_left_for_the_others
     said = []
     assert choice._persistent(random_model(SHAPES["k2"]), torch.device("cuda"), 1, said.append) is None
     assert said == ["persistent engine unavailable: ptxas error: Entry function uses too much shared data"]
+
+
+N, P, G, T = (
+    Candidate(*c)
+    for c in [
+        ("native", "cpu", "int8"),
+        ("persistent", "cuda", "fp32"),
+        ("cuda-graph", "cuda", "fp32"),
+        ("torch", "cuda", "fp32"),
+    ]
+)
+CPU_TORCH = Candidate("torch", "cpu", "fp32")
+NATIVE32 = Candidate("native", "cpu", "fp32")
+
+
+@pytest.mark.parametrize(
+    "asked, gpu, expected",
+    [
+        # (engine, device, precision, streams), a GPU present, (candidates, fallbacks, preferred)
+        (("auto", "auto", "auto", 1), False, ((N,), (CPU_TORCH,), 0)),
+        (("auto", "cpu", "fp32", 64), True, ((NATIVE32,), (CPU_TORCH,), 0)),
+        (("auto", "auto", "auto", 1), True, ((P, N), (G, T), 1)),
+        (("auto", "auto", "fp32", 8), True, ((P, NATIVE32), (G, T), 1)),
+        (("auto", "auto", "auto", 9), True, ((N,), (G, T), 0)),
+        (("auto", "auto", "auto", 16), True, ((N,), (G, T), 0)),
+        (("auto", "auto", "auto", 17), True, ((G,), (T,), 0)),
+        (("auto", "cuda", "auto", 8), True, ((P,), (G, T), 0)),
+        (("auto", "cuda", "auto", 9), True, ((G,), (T,), 0)),
+        (("auto", "auto", "bf16", 64), True, ((Candidate("native", "cpu", "bf16"),), (), 0)),
+        (("native", "auto", "auto", 1), True, ((N,), (), 0)),
+        (("native", "cpu", "fp32", 1), False, ((NATIVE32,), (), 0)),
+        (("torch", "auto", "auto", 1), True, ((T,), (), 0)),
+        (("reference", "cpu", "auto", 3), False, ((Candidate("reference", "cpu", "fp32"),), (), 0)),
+        (("persistent", "cuda", "fp32", 100), True, ((Candidate("persistent", "cuda", "fp32"),), (), 0)),
+    ],
+)
+def test_the_decision_table_row_by_row(asked, gpu, expected):
+    decided = plan(*asked, gpu=gpu)
+    assert (decided.candidates, decided.fallbacks, decided.preferred) == expected
+
+
+@pytest.mark.parametrize(
+    "asked, error, message",
+    [
+        (("torch", "cpu", "int8"), ConfigError, "runs in the native engine only, not the 'torch' engine"),
+        (("auto", "cuda", "bf16"), ConfigError, r"runs in the native engine on the CPU \(use --device cpu\)"),
+        (("native", "cuda", "fp32"), ConfigError, "--engine native runs on the CPU"),
+        (("auto", "cpu", "fp16"), ConfigError, "unknown precision 'fp16'"),
+        (("warp", "cpu", "fp32"), ValueError, "unknown engine 'warp'"),
+    ],
+)
+def test_the_decision_table_refuses_what_cannot_run(asked, error, message):
+    for gpu in (False, True):
+        with pytest.raises(error, match=message):
+            plan(*asked, streams=1, gpu=gpu)

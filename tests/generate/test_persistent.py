@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from wavegen.config import ModelConfig
-from wavegen.generate.engines import generate, make_engine
+from wavegen.generate.choice import make_engine
+from wavegen.generate.engines import generate
 from wavegen.generate.reference import ReferenceEngine
 
 from helpers import random_model

@@ -14,9 +14,9 @@ import wavegen
 from wavegen.audio.mulaw import decode
 from wavegen.config import apply_overrides
 from wavegen.errors import ConfigError
-from wavegen.generate import choice, engines
-from wavegen.generate.choice import pick_engine
-from wavegen.generate.engines import engine_precision, generate, make_engine
+from wavegen.generate import choice
+from wavegen.generate.choice import choose, make_engine
+from wavegen.generate.engines import generate
 from wavegen.generate.quantized import at_precision
 from wavegen.generate.reference import ReferenceEngine
 from wavegen.model import checkpoint as ckpt
@@ -90,36 +90,36 @@ def test_a_lower_precision_without_the_native_engine_says_why_and_falls_back_to_
 
 def test_auto_precision_is_int8_in_the_native_engine_and_fp32_in_the_others(recorded_native, monkeypatch, tmp_path):
     model = random_model(TINY.model)
-    assert engine_precision(make_engine("auto", model, "cpu", precision="auto")) == "int8"
-    assert engine_precision(make_engine("native", model, "cpu", precision="auto")) == "int8"
+    assert make_engine("auto", model, "cpu", precision="auto").precision == "int8"
+    assert make_engine("native", model, "cpu", precision="auto").precision == "int8"
     for name in ("torch", "reference"):
         made = make_engine(name, model, "cpu", precision="auto")
-        assert made.name == name and engine_precision(made) == "fp32"
+        assert made.name == name and made.precision == "fp32"
     assert recorded_native == [("cpu", "int8"), ("cpu", "int8")]
     # Where the native engine cannot be built, auto falls back to the torch engine at fp32, saying why.
     from wavegen.generate import native
 
     monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setattr(engines, "_reported", set())  # the notice is given once per process
+    monkeypatch.setattr(choice, "_reported", set())  # the notice is given once per process
     monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CXX", "no-such-compiler")
     notices = []
     made = make_engine("auto", model, "cpu", log=notices.append, precision="auto")
-    assert (made.name, engine_precision(made)) == ("torch", "fp32")
+    assert (made.name, made.precision) == ("torch", "fp32")
     assert notices == ["native engine unavailable: CXX=no-such-compiler not found; using the 'torch' engine"]
     with pytest.raises(native.NativeUnavailable, match="native engine unavailable: CXX=no-such-compiler"):
         make_engine("native", model, "cpu", precision="auto")
 
 
-def test_pick_engine_runs_a_lower_precision_on_the_cpu_even_with_a_gpu(recorded_native, monkeypatch):
+def test_choose_runs_a_lower_precision_on_the_cpu_even_with_a_gpu(recorded_native, monkeypatch):
     monkeypatch.setattr(choice, "resolve_device", lambda name: torch.device("cuda" if name != "cpu" else "cpu"))
     model = random_model(TINY.model)
-    engine, device = pick_engine("auto", "auto", model, 64, print, "int8")  # many streams: a GPU's, at fp32
+    engine, device = choose("auto", "auto", "int8", 64, model, print)  # many streams: a GPU's, at fp32
     assert (engine.name, engine.precision, device.type) == ("native", "int8", "cpu")
-    engine, device = pick_engine("native", "auto", model, 1, print, "bf16")
+    engine, device = choose("native", "auto", "bf16", 1, model, print)
     assert (engine.precision, device.type) == ("bf16", "cpu")
     with pytest.raises(ConfigError, match="use --device cpu"):
-        pick_engine("auto", "cuda", model, 1, print, "bf16")
+        choose("auto", "cuda", "bf16", 1, model, print)
     assert recorded_native == [("cpu", "int8"), ("cpu", "bf16")]
 
 
@@ -131,7 +131,7 @@ def checkpoint(tmp_path):
 
 
 def test_synth_records_the_precision_in_its_message_and_metadata(recorded_native, checkpoint, tmp_path):
-    from wavegen.generate.synth import synthesize
+    from wavegen.synthesis.synth import synthesize
 
     said = []
     result = synthesize(checkpoint, tmp_path / "out", seconds=0.01, precision="bf16", log=said.append, progress=False)
@@ -159,7 +159,7 @@ def test_the_api_generates_at_a_precision(recorded_native, checkpoint):
 
 
 def test_resynthesis_at_a_precision(recorded_native):
-    from wavegen.generate.vocode import resynthesize
+    from wavegen.generate.resynthesis import resynthesize
 
     config = apply_overrides(load_recipe("tiny"), ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"])
     model = random_model(config.model)

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from wavegen.config import ModelConfig
+from wavegen.generate.choice import make_engine
 from wavegen.generate.engine import GOLDEN, StreamRandom, sample_codes, stream_uniforms
-from wavegen.generate.engines import generate, make_engine
+from wavegen.generate.engines import generate
 from wavegen.generate.reference import ReferenceEngine
 from wavegen.model.network import WaveNet
 

@@ -4,8 +4,9 @@ on a GPU (where one is present; skipped elsewhere)."""
 import pytest
 import torch
 
+from wavegen.generate.choice import make_engine
 from wavegen.generate.cuda_graph import CudaGraphEngine, EngineUnavailable
-from wavegen.generate.engines import generate, make_engine
+from wavegen.generate.engines import generate
 from wavegen.generate.reference import ReferenceEngine
 
 from helpers import random_model

@@ -12,8 +12,9 @@ import soundfile as sf
 from wavegen.audio.io import write_wav
 from wavegen.config import apply_overrides
 from wavegen.data.prepare import prepare
-from wavegen.generate.synth import pick_checkpoint, synthesize
 from wavegen.recipe import load_recipe
+from wavegen.runs import pick_checkpoint
+from wavegen.synthesis.synth import synthesize
 from wavegen.train.loop import train
 
 from helpers import spectrum_peak, tone

@@ -297,8 +297,8 @@ def test_an_edit_to_a_fixed_setting_is_refused_and_the_file_left_alone(prepared,
 
 
 def test_synth_vocode_and_eval_refuse_a_run_whose_data_settings_were_edited(prepared, tmp_path):
-    from wavegen.generate.synth import synthesize
-    from wavegen.generate.vocode import vocode
+    from wavegen.synthesis.synth import synthesize
+    from wavegen.synthesis.vocode import vocode
     from wavegen.train.evaluate import evaluate
 
     run = trained(prepared, tmp_path / "run")
@@ -348,7 +348,7 @@ def test_train_refuses_data_settings_and_keeps_a_checkpointless_runs_edits(prepa
 
 
 def test_a_broken_config_toml_is_one_line_naming_it(prepared, tmp_path):
-    from wavegen.generate.synth import synthesize
+    from wavegen.synthesis.synth import synthesize
 
     run = trained(prepared, tmp_path / "run")
     for text, phrase in [

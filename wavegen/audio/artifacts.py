@@ -44,6 +44,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,45 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
     with atomic_open(png, "wb") as handle:
         handle.write(spectrogram_png(audio, sample_rate, title=path.name))
     return png
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """What made a generated sample: its JSON's keys (above), the one place they are spelled.
+
+    ``synth``, ``vocode`` and training's periodic samples each fill one per stream and ``write``
+    it; ``extra`` holds what one kind adds (vocode: mel_distance_db, input)."""
+
+    kind: str
+    run: str
+    checkpoint: str | None
+    step: int
+    weights: str
+    seed: int
+    temperature: float
+    engine: str
+    precision: str
+    device: str
+    label: str | None = None
+    prime: str | None = None
+    mel: str | None = None
+    streams: int = 1
+    took_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def meta(self, timings: bool = True) -> dict[str, Any]:
+        """The JSON's keys in their order; without ``timings``, no took_s."""
+        fields = {k: v for k, v in asdict(self).items() if k != "extra"}
+        if not timings or self.took_s is None:
+            fields.pop("took_s")
+        else:
+            fields["took_s"] = round(self.took_s, 3)
+        return {**fields, **self.extra}
+
+    def write(self, path: Path, audio: np.ndarray, sample_rate: int, timings: bool = True) -> dict[str, Any]:
+        """``write_sample`` of ``audio`` (samples,) float in [-1, 1] at ``sample_rate`` Hz with
+        this record; returns the JSON written."""
+        return write_sample(path, audio, sample_rate, self.meta(timings), timings=timings)
 
 
 def write_sample(

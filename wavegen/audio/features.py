@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import ConfigError, DataConfig
+from ..config import ConfigError, DataConfig, ModelConfig
 
 SILENCE = math.log(1e-5)  # log-mel value of digital silence (log_mel clamps there)
 DB_PER_NEPER = 20 / math.log(10)  # ln-magnitude difference -> dB
@@ -61,6 +61,17 @@ class MelSettings:
             for name, mine, theirs in ((name, getattr(self, name), getattr(other, name)) for name in SETTING_NAMES)
             if mine != theirs
         ]
+
+
+def mel_settings(model: ModelConfig, data: DataConfig, source: object = "checkpoint") -> MelSettings:
+    """The analysis a vocoder model was trained on (its run's data settings, the model's bands).
+    Raises ``ConfigError`` naming ``source`` for a model trained without mel features."""
+    if not model.mel_channels:
+        raise ConfigError(
+            f"{source}: this model was trained without mel features (prepare the data with "
+            "a recipe that sets data.mels, e.g. --recipe vocoder, and train on it)"
+        )
+    return MelSettings.from_data(data, bands=model.mel_channels)
 
 
 # Each analysis setting's name in the config (what ``prepare --set`` takes).

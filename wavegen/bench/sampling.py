@@ -27,8 +27,9 @@ from typing import Iterator
 import torch
 
 from ..config import ModelConfig
-from ..errors import ConfigError
-from ..generate.engines import generate, make_engine
+from ..errors import ConfigError, EngineUnavailable
+from ..generate.choice import make_engine
+from ..generate.engines import generate
 from ..generate.quantized import at_precision
 from ..generate.reference import ReferenceEngine
 from ..model.conditioning import Conditioning
@@ -161,9 +162,6 @@ def run(
 
     An engine that cannot run here yields ``{"engine": name, "precision": p, "error": why}`` instead.
     """
-    from ..generate.cuda_graph import EngineUnavailable
-    from ..generate.native import NativeUnavailable
-
     if threads and device.type == "cpu":
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -175,7 +173,7 @@ def run(
     for name, precision in measured:
         try:
             engine = build(name, model, device, precision)
-        except (NativeUnavailable, EngineUnavailable, PeerUnavailable, ConfigError) as exc:
+        except (EngineUnavailable, PeerUnavailable, ConfigError) as exc:
             if bar is not None:
                 bar.update(len(batches))
             yield {"engine": name, "precision": precision, "error": str(exc)}

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import TrainingInterrupted, WavegenError
+from ..generate.request import ENGINES, PRECISIONS
 
 # What --quiet promises in every command that has it: the bars go, the one-line messages stay.
 # No library's warnings or notices show either way (noise.py; tests/test_any_script.py).
@@ -62,30 +63,11 @@ def friendly_errors(fn):
     return wrapper
 
 
-def quick_checks(seconds=None, n=None, temperature=None, out=None) -> None:
-    """A generating command's own values, checked before torch is imported so that a mistake is
-    answered at once (``synthesize`` and ``vocode`` check them again for their other callers)."""
-    from ..limits import check_seconds, check_streams, check_temperature
-    from ..outputs import writable_folder
-
-    if seconds is not None:
-        check_seconds(seconds)
-    if n is not None:
-        check_streams(n)
-    if temperature is not None:
-        check_temperature(temperature)
-    if out is not None:
-        writable_folder(out)
-
-
 def log(message: str) -> None:
     click.echo(message, err=True)
 
 
-ENGINE_CHOICE = click.Choice(["auto", "native", "persistent", "cuda-graph", "torch", "reference"])
-
-# quantized.PRECISIONS, spelled out here: the CLI starts without importing torch (a test holds them equal).
-PRECISIONS = ("fp32", "bf16", "int8")
+ENGINE_CHOICE = click.Choice(["auto", *ENGINES])
 PRECISION = click.option(
     "--precision",
     type=click.Choice(("auto", *PRECISIONS)),

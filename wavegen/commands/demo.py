@@ -14,9 +14,11 @@ from typing import Callable
 import click
 
 from ..config import apply_overrides
-from ..limits import check_samples, check_seconds, check_streams
+from ..generate.request import GenerationRequest
+from ..limits import check_samples
 from ..outputs import leaves_no_empty_folder, writable_folder
 from ..recipe import load_recipe
+from ..runs import pick_checkpoint
 from .common import QUIET, friendly_errors, log
 
 
@@ -34,16 +36,15 @@ def run_demo(
     the run and its samples is ``out/index.html`` (it shows the WAVs where they are)."""
     from ..data.builtin import make_dataset
     from ..data.prepare import prepare
-    from ..generate.synth import pick_checkpoint, synthesize
     from ..report.page import build_report
+    from ..synthesis.synth import synthesize
     from ..train.loop import train
 
     start = time.perf_counter()
     workdir = Path(workdir)
     config = apply_overrides(load_recipe("tiny"), [f"train.steps={steps}"])
     # What synth would refuse at the end is refused now, not after minutes of training.
-    check_seconds(seconds)
-    check_streams(n)
+    request = GenerationRequest(seconds=seconds, n=n, seed=0)
     check_samples(n, round(seconds * config.data.sample_rate), config.data.sample_rate)
     writable_folder(workdir, "--workdir")
     writable_folder(out)
@@ -58,9 +59,7 @@ def run_demo(
     log("[4/4] synth")
     # The samples and their page are committed in the repository: nothing in them may change
     # when the demo runs again on the same machine (no dates, no timings; the speed is logged).
-    result = synthesize(
-        pick_checkpoint(run), out, seconds=seconds, n=n, seed=0, log=log, progress=progress, timings=False
-    )
+    result = synthesize(pick_checkpoint(run), out, request, log=log, progress=progress, timings=False)
     page = build_report(run, [Path(out)], out, log=log, timings=False)
     log(
         f"demo finished in {time.perf_counter() - start:.0f} s; listen to: "

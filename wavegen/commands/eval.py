@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..runs import pick_checkpoint
 from .common import (
     ENGINE_CHOICE,
     PRECISIONS,
@@ -71,7 +72,6 @@ def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine,
     from ..limits import check_eval_lengths
 
     check_eval_lengths(seconds, max_seconds)  # before torch is imported: answered at once
-    from ..generate.synth import pick_checkpoint
     from ..train.evaluate import evaluate as run_evaluate
 
     report = run_evaluate(

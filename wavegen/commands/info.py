@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..runs import pick_checkpoint
 from .common import RUN_OR_CHECKPOINT, friendly_errors, options
 
 
@@ -15,7 +16,6 @@ from .common import RUN_OR_CHECKPOINT, friendly_errors, options
 @friendly_errors
 def info(run, checkpoint, as_json):
     """Show a model's config, parameter count and receptive field."""
-    from ..generate.synth import pick_checkpoint
     from ..model.checkpoint import describe_checkpoint
 
     facts = describe_checkpoint(pick_checkpoint(run, checkpoint))

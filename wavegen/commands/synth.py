@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from ..generate.request import GenerationRequest
+from ..outputs import writable_folder
+from ..runs import pick_checkpoint
 from .common import (
     ENGINE_CHOICE,
     PRECISION,
@@ -14,7 +17,6 @@ from .common import (
     friendly_errors,
     log,
     options,
-    quick_checks,
 )
 
 
@@ -52,22 +54,9 @@ from .common import (
 @friendly_errors
 def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, precision, prime, labels, mel, quiet):
     """Generate audio from a trained model and write 16-bit WAV files."""
-    quick_checks(seconds=seconds, n=n, temperature=temperature, out=out)
-    from ..generate.synth import pick_checkpoint, synthesize
+    # Checked before torch is imported, so that a mistake is answered at once.
+    request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
+    writable_folder(out)
+    from ..synthesis.synth import synthesize
 
-    synthesize(
-        pick_checkpoint(run, checkpoint),
-        out,
-        seconds,
-        n,
-        seed,
-        temperature,
-        engine,
-        device,
-        prime=prime,
-        labels=labels,
-        mel=mel,
-        log=log,
-        progress=not quiet,
-        precision=precision,
-    )
+    synthesize(pick_checkpoint(run, checkpoint), out, request, log=log, progress=not quiet)

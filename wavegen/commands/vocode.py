@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from ..generate.request import GenerationRequest
+from ..outputs import writable_folder
+from ..runs import pick_checkpoint
 from .common import (
     ENGINE_CHOICE,
     PRECISION,
@@ -14,7 +17,6 @@ from .common import (
     friendly_errors,
     log,
     options,
-    quick_checks,
 )
 
 
@@ -34,20 +36,11 @@ from .common import (
 @friendly_errors
 def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, device, precision, quiet):
     """Resynthesise recordings from their log-mel features with a vocoder model."""
-    quick_checks(temperature=temperature, out=out)
-    from ..generate.synth import pick_checkpoint
-    from ..generate.vocode import vocode as run_vocode
-
-    run_vocode(
-        pick_checkpoint(run, checkpoint),
-        list(inputs),
-        out,
-        seed,
-        temperature,
-        engine,
-        device,
-        labels=labels,
-        log=log,
-        progress=not quiet,
-        precision=precision,
+    # Checked before torch is imported, so that a mistake is answered at once.
+    request = GenerationRequest(
+        seed=seed, temperature=temperature, engine=engine, device=device, precision=precision, labels=labels
     )
+    writable_folder(out)
+    from ..synthesis.vocode import vocode as run_vocode
+
+    run_vocode(pick_checkpoint(run, checkpoint), list(inputs), out, request, log, progress=not quiet)

@@ -1,71 +1,227 @@
-"""Which engine synthesises, and where: the fastest for the device and the number of streams,
-found by a short trial when the CPU's native engine and a GPU's persistent engine could both run."""
+"""Which engine generates, where and at what precision: the one rule, for every caller.
+
+``plan`` is the decision table, a pure function of what was asked (engine, device, precision,
+streams) and whether a GPU is present; ``choose`` builds what the plan names, falls back where
+it allows, and times a short trial where two engines could both be fastest. ``synth``,
+``vocode``, ``eval``, the Python API and the training monitor all call ``choose``.
+
+    engine  device      precision        streams   candidates (→ fallbacks)
+    ------  ----------  ---------------  --------  ---------------------------------------------
+    native  auto/cpu    any              any       native on the CPU (auto: int8)
+    native  cuda        any              any       refused: the native engine runs on the CPU
+    other   any         fp32/auto        any       that engine on the device, at fp32
+    other   any         bf16/int8        any       refused: only the native engine has them
+    any     cuda        bf16/int8        any       refused: the native engine runs on the CPU
+    auto    CPU         any              any       native (auto: int8) → torch at fp32
+    auto    GPU         fp32/auto        > 16      cuda-graph → torch
+    auto    auto, GPU   fp32/auto        9 .. 16   native on the CPU → cuda-graph, torch
+    auto    auto, GPU   fp32/auto        <= 8      a trial of persistent and native on the CPU
+                                                   → cuda-graph, torch
+    auto    cuda        fp32/auto        <= 8      persistent → cuda-graph, torch
+    auto    cuda        fp32/auto        9 .. 16   cuda-graph → torch
+
+(GPU: ``auto`` or ``cuda`` with a CUDA device present; CPU: ``cpu``, or ``auto`` without one.)
+The numbers are measured: up to ``NATIVE_OVER_GPU_STREAMS`` streams the native engine on the
+CPU is faster than the cuda-graph engine on a GPU (launch-bound at ~2,000-2,800 samples/s per
+stream on an H200), and up to ``PERSISTENT_STREAMS`` the persistent engine is the GPU's fastest.
+"""
 
 from __future__ import annotations
 
 import copy
+import sys
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from ..audio.features import SILENCE
 from ..devices import resolve_device
+from ..errors import ConfigError, EngineUnavailable
 from ..model.conditioning import Conditioning
 from ..model.network import WaveNet
 from .engine import Engine
-from .engines import checked_precision, generate, make_engine, native_available
+from .engines import build_engine, generate
+from .request import check_engine, check_precision
 
-# Up to this many streams the native engine on the CPU outruns the cuda-graph engine on a GPU
-# (measured on an H200: the graph engine is launch-bound at ~2,000-2,800 samples/s per stream up
-# to 64 streams, the native engine ~4× that for one stream on one busy CPU core); beyond, a GPU's
-# batching wins (1.5 million samples/s for 1,024 streams).
 NATIVE_OVER_GPU_STREAMS = 16
-# Up to this many streams a GPU runs the persistent engine (one kernel launch for many samples
-# of every layer) rather than the cuda-graph engine, whose batched steps win for many streams.
 PERSISTENT_STREAMS = 8
 TRIAL_SAMPLES = 2048  # per stream, timed for each candidate after a short warm-up
+# What ``precision="auto"`` means in the native engine: int8, whose cost was measured at 0.001
+# bits/sample or less from fp32 on a trained speech model (docs/measurements.md) for 1.4-3.6x the speed.
+AUTO_NATIVE_PRECISION = "int8"
+
+Log = Callable[[str], None]
 
 
-def pick_engine(
-    engine: str, device: str, model: WaveNet, streams: int, log: Callable[[str], None], precision: str = "fp32"
-) -> tuple[Engine, torch.device]:
-    """The engine to synthesise with and its device. ``auto`` means the fastest here:
+@dataclass(frozen=True)
+class Candidate:
+    """One engine on one device at one precision."""
 
-    - on a CPU, the native engine when it builds, else torch;
-    - with a GPU and up to ``PERSISTENT_STREAMS`` streams, the persistent engine on the GPU, or
-      with ``--device auto`` whichever of it and the CPU's native engine a short trial finds faster
-      (one line through ``log`` gives both rates);
-    - with a GPU and more streams, the native engine on the CPU up to ``NATIVE_OVER_GPU_STREAMS``
-      streams with ``--device auto``, else the cuda-graph engine.
-
-    A lower ``precision`` runs on the CPU whenever the device is ``auto`` (only the native engine
-    has it); see ``make_engine`` for what is refused."""
-    lower = checked_precision(precision) not in ("fp32", "auto")
-    if lower and device == "auto":
-        return make_engine(engine, model, torch.device("cpu"), log=log, precision=precision), torch.device("cpu")
-    dev = resolve_device(device)
-    if engine != "auto" or lower or dev.type == "cpu" or streams > NATIVE_OVER_GPU_STREAMS:
-        return make_engine(engine, model, dev, log=log, precision=precision), dev
-    gpu = _persistent(model, dev, streams, log) if streams <= PERSISTENT_STREAMS else None
-    if device == "auto" and native_available(log):
-        cpu = torch.device("cpu")
-        native = make_engine("auto", model, cpu, log=log, precision=precision)
-        if gpu is None:
-            return native, cpu
-        return _faster([(gpu, dev), (native, cpu)], model, streams, log)
-    if gpu is not None:
-        return gpu, dev
-    return make_engine(engine, model, dev, log=log, precision=precision), dev
+    engine: str  # a name in ``request.ENGINES``
+    device: str  # "cpu" or "cuda"
+    precision: str  # "fp32", "bf16" or "int8"
 
 
-def _persistent(model: WaveNet, device: torch.device, streams: int, log: Callable[[str], None]) -> Engine | None:
-    """The persistent engine on a copy of the model (the CPU's engine keeps the model), compiled
-    and run for a few samples; or None after saying why it cannot run here."""
-    from .persistent import PersistentEngine
+@dataclass(frozen=True)
+class Plan:
+    """What ``plan`` decided: ``candidates`` are built (a trial picks the fastest of those that
+    run, or without a trial ``preferred`` first); when none runs, the first of ``fallbacks``
+    that runs is used, saying why. No fallbacks: the candidate's failure is the caller's error."""
+
+    candidates: tuple[Candidate, ...]
+    fallbacks: tuple[Candidate, ...] = ()
+    preferred: int = 0  # the candidate tried first without a trial
+
+
+def plan(engine: str, device: str, precision: str, streams: int, gpu: bool) -> Plan:
+    """The decision table above. ``gpu``: whether ``device`` (``auto``, ``cpu``, ``cuda``)
+    resolves to a CUDA device. Raises ``ConfigError`` for a precision that cannot run there,
+    ``ValueError`` for an unknown engine; builds nothing."""
+    refuse(engine, device, precision)
+    if precision in ("bf16", "int8"):  # only the native engine stores lower precision weights
+        return Plan((Candidate("native", "cpu", precision),))
+    here = "cuda" if gpu and device != "cpu" else "cpu"
+    native = Candidate("native", "cpu", AUTO_NATIVE_PRECISION if precision == "auto" else "fp32")
+    if engine != "auto":
+        return Plan((native if engine == "native" else Candidate(engine, here, "fp32"),))
+    if here == "cpu":
+        return Plan((native,), (Candidate("torch", "cpu", "fp32"),))
+    graph = (Candidate("cuda-graph", "cuda", "fp32"), Candidate("torch", "cuda", "fp32"))
+    if streams > NATIVE_OVER_GPU_STREAMS:
+        return Plan(graph[:1], graph[1:])
+    persistent = (Candidate("persistent", "cuda", "fp32"),) if streams <= PERSISTENT_STREAMS else ()
+    cpu = (native,) if device == "auto" else ()
+    if not persistent + cpu:
+        return Plan(graph[:1], graph[1:])
+    return Plan(persistent + cpu, graph, preferred=len(persistent + cpu) - 1)
+
+
+def refuse(engine: str, device: str, precision: str) -> None:
+    """The table's refusals, which need no device: ``ConfigError`` for a precision or an engine
+    that cannot run on ``device``, ``ValueError`` for an unknown engine."""
+    check_precision(precision)
+    check_engine(engine)
+    if precision in ("bf16", "int8"):
+        if engine not in ("auto", "native"):
+            raise ConfigError(
+                f"--precision {precision} runs in the native engine only, not the '{engine}' engine "
+                "(use --engine native or auto, or --precision fp32)"
+            )
+        if device == "cuda":
+            raise ConfigError(f"--precision {precision} runs in the native engine on the CPU (use --device cpu)")
+    if engine == "native" and device == "cuda":
+        raise ConfigError("--engine native runs on the CPU (use --device cpu or auto)")
+
+
+@dataclass
+class Chosen:
+    """The engine ``choose`` built, and the device it runs on."""
+
+    engine: Engine
+    device: torch.device
+
+    def __iter__(self):  # engine, device = choose(...)
+        return iter((self.engine, self.device))
+
+
+def choose(
+    engine: str, device: str, precision: str, streams: int, model: WaveNet, log: Log, trial: bool = True
+) -> Chosen:
+    """Build the engine ``plan`` decides for ``model`` (on the CPU; the engine copies what it
+    needs to its device). ``trial=False`` (the training monitor) takes the plan's preferred
+    candidate that runs instead of timing them. Raises ``ConfigError``/``ValueError`` as
+    ``plan`` does, ``EngineUnavailable`` when a named engine cannot run here."""
+    refuse(engine, device, precision)  # before any device is touched
+    resolved = resolve_device(device)
+    decided = plan(engine, device, precision, streams, resolved.type == "cuda")
+    asked = f"--precision {precision}: " if precision in ("bf16", "int8") else ""
+    order = list(decided.candidates)
+    if not trial:
+        order.insert(0, order.pop(decided.preferred))
+    built, failed = [], []
+    for candidate in order:
+        made = _try(candidate, model, streams, log, failed, None if decided.fallbacks else asked)
+        if made is not None:
+            built.append(made)
+            if not trial:
+                break
+    if len(built) > 1:
+        return _faster(built, model, streams, log)
+    if built:
+        return built[0]
+    for candidate in decided.fallbacks:
+        last = candidate == decided.fallbacks[-1]
+        made = _try(candidate, model, streams, log, failed, "" if last else None)
+        if made is not None:
+            for name, reason in failed:
+                _notice(f"{name} engine unavailable: {reason}; using the '{candidate.engine}' engine", log)
+            return made
+    raise AssertionError("the last fallback raises where it cannot run")  # pragma: no cover
+
+
+def make_engine(
+    name: str, model: WaveNet, device: torch.device | str = "cpu", log: Log | None = None, precision: str = "fp32"
+) -> Engine:
+    """One stream's engine on ``device``, as ``choose`` decides without a trial: ``name`` itself,
+    or for ``auto`` the plan's preferred engine that runs."""
+    return choose(name, torch.device(device).type, precision, 1, model, log or _stderr, trial=False).engine
+
+
+def _try(
+    candidate: Candidate, model: WaveNet, streams: int, log: Log, failed: list, alone: str | None
+) -> Chosen | None:
+    """``candidate`` built, or None after noting in ``failed`` (or saying) why it cannot run.
+    ``alone`` (a prefix for the message): nothing else could run instead, so raise."""
+    device = torch.device(candidate.device)
+    if alone is None and candidate.engine == "persistent":  # compiled and run briefly first
+        made = _persistent(model, device, streams, log)
+        return None if made is None else Chosen(made, device)
+    if alone is None and candidate.engine == "native" and not native_available(log):
+        return None  # (it has said why)
+    try:
+        return Chosen(build_engine(candidate.engine, model, device, log, candidate.precision), device)
+    except EngineUnavailable as exc:
+        if alone is None:
+            failed.append((candidate.engine, str(exc)))
+            return None
+        if candidate.engine != "native":
+            raise
+        raise EngineUnavailable(f"{alone}native engine unavailable: {exc}") from None
+
+
+_reported: set[str] = set()  # fallback notices already given in this process
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _notice(message: str, log: Log | None) -> None:
+    if message not in _reported:  # once per process
+        _reported.add(message)
+        (log or _stderr)(message)
+
+
+def native_available(log: Log | None = None) -> bool:
+    """Whether the native engine builds and loads here (building it if needed); if not, says
+    why once through ``log``."""
+    from .native import load
 
     try:
-        engine = PersistentEngine(copy.deepcopy(model), device)
+        load(log)
+        return True
+    except EngineUnavailable as exc:
+        _notice(f"native engine unavailable: {exc}; using the 'torch' engine", log)
+        return False
+
+
+def _persistent(model: WaveNet, device: torch.device, streams: int, log: Log) -> Engine | None:
+    """The persistent engine on a copy of the model (the CPU's engine keeps the model), compiled
+    and run for a few samples; or None after saying why it cannot run here."""
+    try:
+        engine = build_engine("persistent", copy.deepcopy(model), device)
         generate(engine, 16, list(range(streams)), conditioning=_silent(engine.model, streams))
         return engine
     except Exception as exc:  # a first compile or launch that fails here: the other engines still run
@@ -74,14 +230,12 @@ def _persistent(model: WaveNet, device: torch.device, streams: int, log: Callabl
         return None
 
 
-def _faster(
-    candidates: list[tuple[Engine, torch.device]], model: WaveNet, streams: int, log: Callable[[str], None]
-) -> tuple[Engine, torch.device]:
+def _faster(candidates: list[Chosen], model: WaveNet, streams: int, log: Log) -> Chosen:
     """The candidate that generates fastest in a short trial, saying the rates in one line."""
-    rates = [trial_rate(engine, device, model, streams) for engine, device in candidates]
+    rates = [trial_rate(c.engine, c.device, model, streams) for c in candidates]
     best = max(range(len(candidates)), key=lambda i: rates[i])
-    said = ", ".join(f"{e.name} on {d.type} {r:,.0f} samples/s" for (e, d), r in zip(candidates, rates))
-    log(f"engine trial, {streams} stream{'s' * (streams > 1)}: {said}; using {candidates[best][0].name}")
+    said = ", ".join(f"{c.engine.name} on {c.device.type} {r:,.0f} samples/s" for c, r in zip(candidates, rates))
+    log(f"engine trial, {streams} stream{'s' * (streams > 1)}: {said}; using {candidates[best].engine.name}")
     return candidates[best]
 
 

@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import WavegenError
+from ..errors import EngineUnavailable
 from ..model.network import WaveNet
 from .engine import sample_codes
 from .state import fill_step_terms
@@ -40,10 +40,6 @@ MAX_STEPS_PER_REPLAY = 4096
 
 
 MAX_TERM_BYTES = 4 << 30  # static buffer of conditioning terms per replay
-
-
-class EngineUnavailable(WavegenError):
-    """This engine cannot run here; the message says why (one line, as the CLI shows it)."""
 
 
 class CudaGraphEngine(TorchEngine):

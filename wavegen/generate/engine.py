@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -11,14 +11,51 @@ if TYPE_CHECKING:
     from ..model.conditioning import Conditioning
 
 
+@runtime_checkable
 class Engine(Protocol):
+    """A sampling engine: a network's state for a batch of streams, advanced one sample at a time.
+
+        engine.reset(batch, history, conditioning)   start from past codes (B, P), or from silence
+        engine.logits()         logits (B, classes) for the next sample, from the state
+        engine.append(codes)    advance the state by the sampled codes (B,)
+
+    ``name`` is the engine's (``request.ENGINES``), ``precision`` the weights' in it (fp32 but in
+    the native engine). An engine may also have a loop of its own (``HostLoop``, ``DeviceLoop``),
+    which ``engines.generate`` then uses; the codes are the same either way.
+    """
+
     name: str
+    precision: str
 
     def reset(
         self, batch: int, history: torch.Tensor | None = None, conditioning: Conditioning | None = None
     ) -> None: ...
     def logits(self) -> torch.Tensor: ...
     def append(self, codes: torch.Tensor) -> None: ...
+
+
+@runtime_checkable
+class HostLoop(Protocol):
+    """An engine that samples many steps per call on the host (the native engine)."""
+
+    def sample_steps(self, out: torch.Tensor, start: int, count: int, seeds: list[int], temps: np.ndarray) -> None:
+        """Write codes into ``out[:, start : start + count]`` ((B, N) uint8), drawing the uniforms
+        of sample indices ``start ..`` of each stream at temperature ``temps[b]`` (B,)."""
+
+
+@runtime_checkable
+class DeviceLoop(Protocol):
+    """An engine that runs whole loops on its device (the graph and persistent engines)."""
+
+    def generate_codes(
+        self,
+        num: int,
+        temps: torch.Tensor,
+        draw: Callable[[int], torch.Tensor],
+        progress: Callable[[int], None] | None,
+    ) -> torch.Tensor:
+        """``num`` codes per stream, (B, num) uint8 on the CPU; ``draw(count)`` gives the next
+        uniforms (count, B) float64, continuing each stream's counter."""
 
 
 # Counter-based random numbers (SplitMix64's finaliser), computed identically in Python and in

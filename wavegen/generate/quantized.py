@@ -20,8 +20,7 @@ import torch
 from ..model.network import WaveNet
 from ..model.parameterize import plain_copy
 from .int8 import Int8WaveNet
-
-PRECISIONS = ("fp32", "bf16", "int8")
+from .request import PRECISIONS
 
 
 def check_precision(precision: str) -> str:

@@ -18,6 +18,7 @@ class ReferenceEngine:
     """Full forward over the last receptive field per sample: slow, simple, the ground truth."""
 
     name = "reference"
+    precision = "fp32"  # the weights as trained
 
     def __init__(self, model: WaveNet, device: torch.device | str = "cpu") -> None:
         self.model = model.to(device).eval()

@@ -23,6 +23,7 @@ class TorchEngine:
     """Incremental step in plain PyTorch with per-layer ring buffers (no recomputation)."""
 
     name = "torch"
+    precision = "fp32"  # the weights as trained
 
     def __init__(self, model: WaveNet, device: torch.device | str = "cpu") -> None:
         self.model = model.to(device).eval()

@@ -16,14 +16,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..audio.features import MelSettings, log_mel, mel_distance
+from ..audio.features import MelSettings, log_mel, mel_distance, mel_settings
 from ..audio.mulaw import decode
 from ..data.prepared import PreparedData
 from ..devices import resolve_device
 from ..errors import DataError
-from ..generate.engines import checked_precision
 from ..generate.quantized import at_precision
-from ..generate.vocode import mel_settings, resynthesize
+from ..generate.request import GenerationRequest, check_precision
+from ..generate.resynthesis import resynthesize
 from ..limits import check_eval_lengths
 from ..model import checkpoint as ckpt
 from ..run_config import check_unedited
@@ -50,7 +50,7 @@ def evaluate(
     an unknown precision, ``DataError``/``ConfigError`` for data the model cannot be scored on.
     """
     check_eval_lengths(seconds, max_seconds)
-    checked_precision(precision)
+    request = GenerationRequest(engine=engine, device=device, precision=check_precision(precision, allow_auto=False))
     model, payload = ckpt.load_model(checkpoint, map_location="cpu")
     config = ckpt.config_of(payload, checkpoint)
     data = PreparedData(data_dir)
@@ -69,10 +69,8 @@ def evaluate(
     }
     log(f"validation: {bits:.3f} bits/sample ({precision}) over {count / data.sample_rate:.1f} s of held-out audio")
     if model.config.mel_channels:
-        settings = mel_settings(model, config.data, checkpoint)  # (the data's, as check_compatible made sure)
-        report.update(
-            resynthesis_report(model, data, settings, seconds, files, engine, device, precision, log, progress)
-        )
+        settings = mel_settings(model.config, config.data, checkpoint)  # (the data's, as check_compatible made sure)
+        report.update(resynthesis_report(model, data, settings, seconds, files, request, log, progress))
     return report
 
 
@@ -82,9 +80,7 @@ def resynthesis_report(
     settings: MelSettings,
     seconds: float,
     files: int,
-    engine: str,
-    device: str,
-    precision: str,
+    request: GenerationRequest,
     log: Callable[[str], None],
     progress: bool,
 ) -> dict:
@@ -104,17 +100,7 @@ def resynthesis_report(
         features.append(np.asarray(split.mels[offset : offset + -(-n // hop)]))
     labels = [model.config.labels[split.labels[i]] for i in chosen] if split.labels is not None else None
     sources = [f["source"] for f in data.manifest["files"] if f["val"][1] > 0]
-    result = resynthesize(
-        model,
-        features,
-        lengths,
-        labels=labels,
-        engine=engine,
-        device=device,
-        log=log,
-        progress=progress,
-        precision=precision,
-    )
+    result = resynthesize(model, features, lengths, request, labels, log, progress)
     distances = []
     for i, n, audio in zip(chosen, lengths, result.audio):
         offset, _ = split.spans[i]

@@ -13,7 +13,7 @@ and periodic samples. Rank 0 alone writes them.
 ``log.csv`` stays the complete record (what ``wavegen report`` reads); TensorBoard is a view.
 
 A sample is one stream, from silence, seed ``train.seed``, temperature 1, generated on the CPU
-with the native engine when it builds (else the fastest there is: ``sampling.make_engine``):
+with the native engine when it builds (``choice.choose`` without a trial, else the torch engine):
 about 1 s for 1 s of audio with the default recipe's shape on one core (21,000 samples/s,
 README "CPU: the native engine"), ~11 s with the torch fallback. At the default recipe's
 2,000-step interval that is about 1 % of a run on one H200 (2,000 steps of batch 8 × 8000 at
@@ -33,7 +33,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..audio.artifacts import SampleRecord
+from ..audio.mulaw import decode
 from ..errors import WriteError
+from ..generate.choice import choose
+from ..generate.engines import generate
+from ..generate.streams import make_conditioning
 
 TENSORBOARD_HINT = "pip install 'wavegen[tensorboard]'"
 
@@ -89,51 +94,40 @@ def sample_conditioning(model, data) -> tuple[str | None, np.ndarray | None, str
 def training_sample(trainer, step: int, log: Callable[[str], None], writer=None) -> Path | None:
     """Generate and write ``RUN/samples/step{step}.wav`` (+ .png, .json) from the weights validation
     uses, and hand its audio to TensorBoard. A failed write is reported and training goes on."""
-    from ..audio.artifacts import write_sample
-    from ..audio.mulaw import decode
-    from ..generate.engines import generate, make_engine, native_available
-    from ..generate.synth import make_conditioning
-
     config = trainer.config
     rate, seconds, seed = config.data.sample_rate, config.train.sample_seconds, config.train.seed
     source = trainer.ema.module if trainer.ema is not None else trainer.model
     model = copy.deepcopy(source).to("cpu").eval()  # the engine packs these; training goes on with its own
-    device = trainer.device
-    if device.type != "cpu" and native_available(log):  # one stream: the native engine beats a GPU
-        device = torch.device("cpu")
-    engine = make_engine("auto", model, device, log=log)
+    # One stream, no trial: the CPU's native engine where it builds (it leaves the GPU to training).
+    device = "auto" if trainer.device.type != "cpu" else "cpu"
+    chosen = choose("auto", device, "fp32", 1, model, log, trial=False)
     label, mels, mel_source, most = sample_conditioning(model, trainer.data)
     num = max(1, round(seconds * rate))
     if most is not None:
         num = min(num, most)
     conditioning = make_conditioning(model, None if label is None else [label], None if mels is None else mels[None])
     tick = time.perf_counter()
-    codes = generate(engine, num, [seed], 1.0, conditioning=conditioning)
+    codes = generate(chosen.engine, num, [seed], 1.0, conditioning=conditioning)
     took = time.perf_counter() - tick
     audio = decode(codes[0]).numpy()
     path = trainer.run / "samples" / f"step{step}.wav"
+    record = SampleRecord(
+        kind="train",
+        run=trainer.run.name,
+        checkpoint=None,
+        step=step,
+        weights="moving average" if trainer.ema is not None else "trained",
+        seed=seed,
+        temperature=1.0,
+        engine=chosen.engine.name,
+        precision=chosen.engine.precision,
+        device=str(chosen.device),
+        label=label,
+        mel=mel_source,
+        took_s=took,
+    )
     try:
-        write_sample(
-            path,
-            audio,
-            rate,
-            {
-                "kind": "train",
-                "run": trainer.run.name,
-                "checkpoint": None,
-                "step": step,
-                "weights": "moving average" if trainer.ema is not None else "trained",
-                "seed": seed,
-                "temperature": 1.0,
-                "engine": engine.name,
-                "device": str(device),
-                "label": label,
-                "prime": None,
-                "mel": mel_source,
-                "streams": 1,
-                "took_s": round(took, 3),
-            },
-        )
+        record.write(path, audio, rate)
     except WriteError as exc:
         log(f"{exc}; no sample at step {step}, training goes on")
         path = None

@@ -8,12 +8,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..audio.features import check_same_analysis
+from ..audio.features import check_same_analysis, mel_settings
 from ..config import DataConfig
 from ..data.prepared import PreparedData
 from ..data.windows import IGNORE, WindowSampler
 from ..errors import ConfigError, DataError
-from ..generate.vocode import mel_settings
 from .batches import batch_on_device, window_terms
 
 
@@ -39,7 +38,7 @@ def check_compatible(model, config: DataConfig, data: PreparedData, checkpoint: 
         )
     if data.mel:
         check_same_analysis(
-            data.mel, mel_settings(model, config, checkpoint), data.folder, f"the model in {checkpoint}"
+            data.mel, mel_settings(model.config, config, checkpoint), data.folder, f"the model in {checkpoint}"
         )
 
 

@@ -42,7 +42,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ...errors import WavegenError
+from ...errors import EngineUnavailable, WavegenError
 from ...model.network import WaveNet
 
 SOURCE = Path(__file__).resolve().parent / "wavenet.cpp"
@@ -53,8 +53,8 @@ PANEL = 16  # columns per packed panel (wavenet.cpp: kPanel)
 MAX_TERM_FRAMES = 256  # frames of frame-rate terms per block (and at most engine_state.TERM_BYTES)
 
 
-class NativeUnavailable(WavegenError):
-    """The native engine cannot be built or used here; the message says why."""
+# The native engine cannot be built or used here: every engine's one error, by its old name.
+NativeUnavailable = EngineUnavailable
 
 
 def cache_dir() -> Path:

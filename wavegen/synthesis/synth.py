@@ -1,0 +1,102 @@
+"""Synthesis from a checkpoint into a folder: load the model, generate the request, write a
+sample record per stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..audio.artifacts import SampleRecord
+from ..audio.mulaw import decode
+from ..config import Config
+from ..errors import CheckpointError
+from ..generate.request import GenerationRequest, as_request
+from ..generate.streams import generate_streams
+from ..model import checkpoint as ckpt
+from ..model.network import WaveNet
+from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
+from ..run_config import check_unedited
+
+
+@dataclass
+class SynthResult:
+    files: list[Path]
+    samples_per_s: float
+    real_time_factor: float
+    engine: str
+    labels: list[str] | None = None  # the label of each stream, for labelled models
+    precision: str = "fp32"  # the weights' precision in the engine
+
+
+def load_checkpoint(checkpoint: Path) -> tuple[WaveNet, dict, Config, int]:
+    """``(model, payload, config, step)`` of a checkpoint file: the model rebuilt from it alone
+    (moving-average weights when it has them), on the CPU. Raises ``CheckpointError`` for an
+    unreadable file and ``ConfigError`` when the run's config.toml changes a fixed setting."""
+    model, payload = ckpt.load_model(checkpoint, map_location="cpu")
+    config = ckpt.config_of(payload, checkpoint)
+    check_unedited(checkpoint, config)  # an edited data.sample_rate would be ignored: refuse it
+    return model, payload, config, step_of(payload, checkpoint)
+
+
+def step_of(payload: dict, checkpoint: Path) -> int:
+    """The training step a checkpoint was saved at (part of the output names)."""
+    try:
+        return int(payload.get("step", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{checkpoint}: bad step in checkpoint ({payload.get('step')!r})") from None
+
+
+@leaves_no_empty_folder("out")
+def synthesize(
+    checkpoint: Path,
+    out: Path = Path("samples"),
+    request: GenerationRequest | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    timings: bool = True,
+    **asked,
+) -> SynthResult:
+    """``generate_streams`` of ``request`` (or its fields as keywords) from a checkpoint, into
+    ``out``: a WAV each, with its spectrogram (.png) and metadata (.json) beside it
+    (``SampleRecord``). ``timings=False`` leaves took_s and created out of the metadata (the
+    speed is still logged). A refused request leaves earlier samples as they were."""
+    request = as_request(request, asked)  # refused here, before the (long) generation
+    writable_folder(out)
+    model, payload, config, step = load_checkpoint(checkpoint)
+    run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
+    made = generate_streams(model, config.data.sample_rate, str(checkpoint), request, log, progress, step)
+    names, rate, n = made.labels, made.sample_rate, len(made.seeds)
+    # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
+    # list, so a label's file name does not depend on which others were asked for.
+    tags = dict(zip(model.config.labels, distinct_names(list(model.config.labels))))
+    files = []
+    for i, s in enumerate(made.seeds):
+        tag = f"-{tags[names[i]]}" if names else ""
+        path = inside(out, f"{run_name}-step{step}{tag}-seed{s}.wav")
+        record = SampleRecord(
+            kind="synth",
+            run=run_name,
+            checkpoint=str(checkpoint),
+            step=step,
+            weights="moving average" if "ema" in payload else "trained",
+            seed=s,
+            temperature=request.temperature,
+            engine=made.engine,
+            precision=made.precision,
+            device=made.device,
+            label=names[i] if names else None,
+            prime=None if request.prime is None else str(request.prime),
+            mel=None if request.mel is None else str(request.mel),
+            streams=n,
+            took_s=made.seconds_taken,
+        )
+        record.write(path, decode(made.codes[i]).numpy(), rate, timings)  # one stream at a time
+        files.append(path)
+    sps = made.samples_per_s
+    result = SynthResult(files, sps, sps / rate, made.engine, names, made.precision)
+    log(
+        f"wrote {len(files)} files to {out}: {sps:,.0f} samples/s over {n} streams, "
+        f"{result.real_time_factor:.3f}× real time"
+    )
+    return result

@@ -58,7 +58,7 @@ KERNELS = {  # kernels, and the native engine's build, ABI and packing beside it
 OVER_MODULE = {
     "wavegen.config": 335,
     "wavegen.train.loop": 434,
-    "wavegen.train.trainer": 392,
+    "wavegen.train.trainer": 390,
 }
 OVER_FUNCTION = {
     "wavegen.bench.learning._train_and_score": 66,

@@ -9,9 +9,8 @@ import numpy as np
 from ..audio.mulaw import SILENCE_CODE
 from ..errors import DataError
 from ..model.conditioning import mel_window
+from ..model.loss import IGNORE
 from .prepared import Split
-
-IGNORE = -100  # target value that the loss skips (past the end of a file)
 
 
 class Batch(NamedTuple):

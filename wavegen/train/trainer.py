@@ -11,12 +11,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..audio.mulaw import decode, encode
 from ..config import Config
 from ..data.prepared import PreparedData
-from ..data.windows import IGNORE, Batch, WindowSampler
+from ..data.windows import Batch, WindowSampler
 from ..errors import (
     CheckpointError,
     OutOfMemory,
@@ -25,6 +24,7 @@ from ..errors import (
     WriteError,
 )
 from ..model import checkpoint as ckpt
+from ..model.loss import bits
 from ..model.network import WaveNet
 from ..runs import checkpoint_paths
 from . import graph
@@ -36,8 +36,6 @@ from .graph import GraphedStep
 from .memory import check_fits, describe_shortfall, free_bytes, keep_freed_memory
 from .schedule import SCHEDULE_KEYS, continue_schedule, lr_at
 from .step import StepResult, StepStats, finish_step, fused_adam, keep_fused, start_step
-
-LN2 = math.log(2.0)
 
 
 def rank_seeds(seed: int, rank: int, step: int | None = None) -> tuple[int | np.random.SeedSequence, int]:
@@ -293,7 +291,7 @@ class Trainer:
             cond = window_terms(model, batch)
             context = inputs.shape[1] - targets.shape[1]  # rf, or 0 for windows without context
             logits = net(inputs, output_from=context, cond=cond, recompute=recompute)  # (B, classes, segment)
-        return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
+        return bits(logits, targets)
 
     @torch.no_grad()
     def validate(self) -> float | None:

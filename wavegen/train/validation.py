@@ -6,13 +6,13 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..audio.features import check_same_analysis, mel_settings
 from ..config import DataConfig
 from ..data.prepared import PreparedData
-from ..data.windows import IGNORE, WindowSampler
+from ..data.windows import WindowSampler
 from ..errors import ConfigError, DataError
+from ..model.loss import IGNORE, bits
 from .batches import batch_on_device, window_terms
 
 
@@ -82,9 +82,7 @@ def validation_bits(
             batch = batch_on_device(sampler.windows([f for f, _ in chosen], [s for _, s in chosen]), device)
             logits = model(batch.inputs, output_from=rf, cond=window_terms(model, batch))
             targets = batch.targets
-            total_bits += F.cross_entropy(
-                logits.float(), targets, ignore_index=IGNORE, reduction="sum"
-            ).item() / math.log(2)
+            total_bits += bits(logits, targets, reduction="sum").item()
             total += int((targets != IGNORE).sum())
             bar.update(sum(scored[i : i + batch_size]))
     return total_bits / total, total

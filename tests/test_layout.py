@@ -68,6 +68,22 @@ OVER_FUNCTION = {
 }
 
 
+# Where an import of wavegen's own modules may sit inside a function, and why; everywhere else
+# imports are at the top, where they show what a module depends on.
+LAZY_IMPORTERS = {  # entry points: `wavegen --help`, a usage error and `import wavegen` stay fast
+    "wavegen": "the package's names load on first use",
+    "wavegen.api": "the Python API loads torch on first use",
+    "wavegen.cli": "the CLI answers --help before torch is imported",
+    "wavegen.commands": "each command loads its work when it runs, after its quick checks",
+}
+LAZY_TARGETS = {  # optional or heavy back-ends, loaded only where used
+    "wavegen.generate.native": "may build a C++ library on first use",
+    "wavegen.generate.persistent": "imports Triton",
+    "wavegen.generate.cuda_graph": "the GPU engine, loaded only when asked for",
+    "wavegen.audio.plots": "imports matplotlib (about half a second)",
+}
+
+
 def modules() -> dict[str, Path]:
     found = {}
     for path in PACKAGE.rglob("*.py"):
@@ -78,11 +94,11 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """The wavegen modules ``name`` imports, anywhere in it."""
+def imports(name: str, path: Path, known: dict[str, Path], tree: ast.AST | None = None) -> set[str]:
+    """The wavegen modules ``name`` imports, anywhere in it (or in ``tree``, a part of it)."""
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree if tree is not None else ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
             target = ".".join(base + ([node.module] if node.module else []))
@@ -153,6 +169,25 @@ def test_commands_do_not_import_each_other_and_nothing_imports_them():
                 assert name == "wavegen.cli", f"{name} imports the command {target}"
             if target == "wavegen.cli":
                 assert name == "wavegen.__main__", f"{name} imports the CLI"
+
+
+def _within(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_imports_inside_functions_are_only_where_they_say_why():
+    known, hidden = modules(), []
+    for name, path in known.items():
+        if name == "wavegen" or _within(name, set(LAZY_IMPORTERS) - {"wavegen"}):
+            continue
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = ast.Module(body=fn.body, type_ignores=[])
+            for target in imports(name, path, known, body):
+                if not _within(target, LAZY_TARGETS):
+                    hidden.append(f"{name}.{fn.name} imports {target}")
+    assert not hidden, sorted(set(hidden))
 
 
 def test_modules_and_functions_keep_within_their_budget():

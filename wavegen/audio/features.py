@@ -90,8 +90,6 @@ def check_same_analysis(data_mel: dict, trained: MelSettings, folder: object, wh
     those ``whose`` model was trained on: every analysis setting must match, or the model would
     hear features it never learned. The message names each difference and the prepare options
     that give the model's features."""
-    from ..errors import ConfigError
-
     found = trained.mismatch(MelSettings(**data_mel))
     if found:
 

@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.io import write_wav
+from ..progress import bar
 
 
 def make_dataset(
     folder: Path, files: int = 24, seconds: float = 4.0, sample_rate: int = 16000, seed: int = 0, progress: bool = False
 ) -> list[Path]:
     """Write ``files`` melody WAVs into ``folder`` (deterministic for a given seed)."""
-    from ..progress import bar
-
     rng = np.random.default_rng(seed)
     paths = []
     for i in bar(range(files), enabled=progress, desc="dataset", unit="file", leave=False):

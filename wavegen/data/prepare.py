@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..audio.features import MelSettings, check_bands, frame_count, log_mel
 from ..audio.io import (
     AudioReadError,
     cancel_note,
@@ -24,6 +25,7 @@ from ..config import DataConfig
 from ..errors import DataError
 from ..files import atomic_open, atomic_write_text
 from ..outputs import no_empty_folders_on_failure
+from ..progress import bar
 from .prepared import FORMAT, MANIFEST
 from .reasons import loudest_channel, silence, too_short
 
@@ -82,8 +84,6 @@ def has_problems(manifest: dict) -> bool:
 def _prepare(
     dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool, min_samples: int
 ) -> dict:
-    from ..audio.features import MelSettings, check_bands
-    from ..progress import bar
 
     mel = MelSettings.from_data(config) if config.mels else None
     if mel:
@@ -206,8 +206,6 @@ class _Preparation:
 
     def add(self, path: Path, audio: np.ndarray, trimmed: int, label: str | None) -> None:
         """Append a file's codes (and mel frames) to the splits: its tail is held out."""
-        from ..audio.features import frame_count, log_mel
-
         rate, mel = self.config.sample_rate, self.mel
         codes = encode_uint8(audio)
         cut = len(codes) - int(len(codes) * self.config.val_fraction)

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..audio.features import SILENCE
 from ..audio.mulaw import SILENCE_CODE
 from ..errors import DataError
 from ..model.conditioning import mel_window
@@ -64,8 +65,6 @@ class WindowSampler:
     def window_mels(self, file_index: int, start: int, length: int) -> tuple[np.ndarray, int]:
         """The mel frames (bands, n) that samples ``start .. start + length - 1`` of a file
         depend on (silence outside the file), and ``start``'s offset in its frame."""
-        from ..audio.features import SILENCE
-
         offset, count = self.split.mel_spans[file_index]
         first, n = mel_window(start, length, self.split.hop)
         out = np.full((n, self.split.mels.shape[1]), SILENCE, np.float32)

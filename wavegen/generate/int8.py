@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..model.network import WaveNet
 from ..model.parameterize import plain_copy
+from .state import FrameBlocks, TermParts, silence
 
 QMAX = 127  # symmetric int8: -127 .. 127 (no -128, so |q·Q| ≤ 127² and AVX2's pairwise i16 sums cannot saturate)
 EXACT_K = 2**24 // QMAX**2  # the longest dot product whose integer sums a float32 product holds exactly
@@ -181,8 +182,6 @@ class Int8WaveNet:
         every block's input over the last (k-1)·d of them (b, R, (k-1)·d). ``terms(start,
         count)``: a conditioned model's terms of those times (``EngineTerms``); the past is at
         times -P .. -1. b is 1 when every stream has the same past."""
-        from .state import silence
-
         rf = self.model.receptive_field
         if history is not None:
             history = history[:, -rf:].cpu().long()
@@ -218,7 +217,6 @@ class EngineTerms:
     reads. Labels alone: the label term, (B, 2G, 1)."""
 
     def __init__(self, conditioning, start: int, count: int, width: int, max_frames: int) -> None:
-        from .state import FrameBlocks, TermParts
 
         parts = TermParts(conditioning)
         self.fixed = None if parts.fixed is None else parts.fixed.float().cpu()  # (B, L, 2G)

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..audio.io import AudioReadError
+from ..audio.artifacts import spectrogram_png
+from ..audio.io import AudioReadError, load_audio
 from ..errors import ConfigError
 from ..files import atomic_open, atomic_write_text
 from ..outputs import no_empty_folders_on_failure
@@ -101,9 +102,6 @@ def _spectrogram(folder: Path, wav: str, png: Any, page: _Folder) -> str:
         if name and (folder / name).is_file():
             return page.put(folder / name)
     import soundfile as sf
-
-    from ..audio.artifacts import spectrogram_png
-    from ..audio.io import load_audio
 
     path = folder / wav
     rate = sf.info(str(path)).samplerate

@@ -11,22 +11,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..audio.artifacts import plain_name as is_plain
+from ..audio.artifacts import read_samples
+from ..config import Config
 from ..errors import CheckpointError
+from ..model.checkpoint import describe_checkpoint
+from ..model.network import WaveNet
+from ..outputs import safe_name
+from ..runs import checkpoint_paths, newest_run
 
 
 def plain_name(name: Any, suffix: str) -> str | None:
     """``name`` when it is a plain file name ending in ``suffix`` (never a path, never ../), else
     None: a name read from metadata anyone can edit (the rule is ``artifacts.plain_name``)."""
-    from ..audio.artifacts import plain_name as is_plain
-
     return name if is_plain(name, suffix) else None
 
 
 def find_run(run: Path | None) -> Path:
     """``run`` as given (it must be a run folder), or the newest run under ``runs/``."""
     if run is None:
-        from ..runs import newest_run
-
         return newest_run()
     run = Path(run)
     if not run.exists():
@@ -60,9 +63,6 @@ def read_log(path: Path) -> list[dict[str, float | None]]:
 def run_facts(run: Path, rows: list[dict]) -> dict[str, Any]:
     """Name, step, parameters, receptive field and resolved config (a dict, or the raw text when
     config.toml cannot be parsed), from the latest checkpoint where there is one."""
-    from ..model.checkpoint import describe_checkpoint
-    from ..runs import checkpoint_paths
-
     facts: dict[str, Any] = {
         "name": run.resolve().name,
         "step": None,
@@ -91,9 +91,6 @@ def run_facts(run: Path, rows: list[dict]) -> dict[str, Any]:
         if facts["config"] is None and facts["config_text"] is None:
             facts["config"] = described["config"]
     elif facts["config"] is not None:
-        from ..config import Config
-        from ..model.network import WaveNet
-
         config = Config.from_dict(facts["config"], source=str(config_path))
         rf = WaveNet(config.model).receptive_field
         facts.update(
@@ -129,9 +126,6 @@ def input_of(record: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def find_samples(run_name: str, folders: list[Path]) -> list[dict[str, Any]]:
     """This run's samples in ``folders``, newest first (metadata records with "folder")."""
-    from ..audio.artifacts import read_samples
-    from ..outputs import safe_name
-
     found, seen = [], set()
     names = {run_name, safe_name(run_name)}  # synth names its files and metadata after the safe one
     pattern = re.compile(rf"(?:{'|'.join(re.escape(n) for n in names)})-step(\d+)(?:-(.+?))?-seed(-?\d+)\.wav")

@@ -13,6 +13,7 @@ from ..data.prepared import PreparedData
 from ..data.windows import WindowSampler
 from ..errors import ConfigError, DataError
 from ..model.loss import IGNORE, bits
+from ..progress import bar as progress_bar
 from .batches import batch_on_device, window_terms
 
 
@@ -72,7 +73,6 @@ def validation_bits(
             budget -= scored[-1]
     model = model.to(device).eval()
     total_bits, total = 0.0, 0
-    from ..progress import bar as progress_bar
 
     with progress_bar(
         total=sum(scored), desc="eval", unit="sample", unit_scale=True, enabled=progress, leave=False

@@ -49,7 +49,7 @@ KERNELS = {  # kernels, and the native engine's build, ABI and packing beside it
 }
 OVER_MODULE = {
     "wavegen.config": 335,
-    "wavegen.generate.synth": 367,
+    "wavegen.generate.synth": 366,
     "wavegen.train.loop": 434,
     "wavegen.train.trainer": 392,
 }
@@ -58,7 +58,7 @@ OVER_FUNCTION = {
     "wavegen.commands.bench.bench": 112,
     "wavegen.config.validate": 69,
     "wavegen.generate.synth.synthesize": 83,
-    "wavegen.generate.vocode.vocode": 91,
+    "wavegen.generate.vocode.vocode": 90,
     "wavegen.report.html.render": 84,
 }
 

@@ -169,7 +169,7 @@ def test_synth_uses_the_moving_average_of_the_weights(prepared, tmp_path):
     config = apply_overrides(load_recipe("tiny"), FAST + ["train.ema=0.5"])
     train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
     payload = ckpt.load(tmp_path / "run" / "checkpoints" / "latest.pt")
-    model, _ = ckpt.load_model(tmp_path / "run" / "checkpoints" / "latest.pt")
+    model, _, _ = ckpt.load_model(tmp_path / "run" / "checkpoints" / "latest.pt")
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], payload["ema"][k]) for k in loaded)
     assert not all(torch.equal(payload["ema"][k], payload["model"][k]) for k in loaded)

@@ -7,11 +7,11 @@ from wavegen.config import (
     apply_overrides,
     differences,
     known_keys,
-    load_toml,
     to_toml,
 )
 from wavegen.errors import ConfigError
 from wavegen.recipe import load_recipe, shipped_recipes
+from wavegen.run_config import load_toml
 
 ISSUE_KEYS = [
     "model.cycles",

@@ -123,9 +123,17 @@ def train(
 
     log = log or _silent
     base = checked(config) if config is not None else recipe
-    resolved, _, changes, checkpoint = resolve_config(run, base, list(overrides), steps, log=log)
+    resolved = resolve_config(run, Path(data), base, list(overrides), steps, log=log)
     return run_train(
-        resolved, Path(data), run, device=device, log=log, progress=progress, changes=changes, checkpoint=checkpoint
+        resolved.config,
+        Path(data),
+        run,
+        device=device,
+        log=log,
+        progress=progress,
+        changes=resolved.changes,
+        checkpoint=resolved.checkpoint,
+        config_file_current=resolved.config_file_current,
     )
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import tomli_w
@@ -325,11 +323,3 @@ def validate(config: Config) -> None:
 
 def to_toml(config: Config) -> str:
     return tomli_w.dumps(config.to_dict())
-
-
-def load_toml(path: Path) -> Config:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc})") from None
-    return Config.from_dict(raw, source=str(path))

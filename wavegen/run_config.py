@@ -76,28 +76,59 @@ def run_of(checkpoint: Path) -> Path | None:
     return run if Path(checkpoint).parent.name == "checkpoints" and (run / CONFIG_FILE).is_file() else None
 
 
-def read_edits(run: Path, saved: Config) -> Config:
-    """``saved`` with the values ``RUN/config.toml`` sets, checked like a recipe.
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's tables as TOML gives them, unchecked; an unreadable file is a
+    ``ConfigError`` naming it."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
 
-    Only the keys the file holds count: a file written before a setting existed keeps the
-    checkpoint's value for it. A file that cannot be read is a one-line error naming it.
-    """
+
+def load_toml(path: Path) -> Config:
+    """A config file as a ``Config``: every key and type checked (``validate`` is the caller's)."""
+    return Config.from_dict(read_toml(path), source=str(path))
+
+
+def read_run_file(run: Path) -> dict[str, Any] | None:
+    """What ``RUN/config.toml`` holds, as TOML tables (None: there is no file). A file that
+    cannot be read is a one-line error naming it."""
     path = Path(run) / CONFIG_FILE
     if not path.is_file():
-        return Config.from_dict(saved.to_dict())
+        return None
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
             f"{path}: cannot read the run's settings ({reason}); fix the file, or delete it to use the checkpoint's"
         ) from None
+
+
+def with_edits(raw: dict[str, Any] | None, run: Path, saved: Config) -> Config:
+    """``saved`` with the values ``raw`` (``RUN/config.toml`` as ``read_run_file`` read it) sets,
+    checked like a recipe: only the keys the file holds count, so a file written before a
+    setting existed keeps ``saved``'s value for it. Always a new ``Config``."""
+    if raw is None:
+        return Config.from_dict(saved.to_dict())
+    path = Path(run) / CONFIG_FILE
     config = Config.from_dict(raw, source=str(path), base=saved)
     try:
         validate(config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return config
+
+
+def read_edits(run: Path, saved: Config) -> Config:
+    """``saved`` with the values ``RUN/config.toml`` sets (``read_run_file``, then ``with_edits``)."""
+    return with_edits(read_run_file(run), run, saved)
+
+
+def says(raw: dict[str, Any] | None, run: Path, config: Config) -> bool:
+    """Whether ``RUN/config.toml`` (``raw`` as read) already says ``config``: every key it holds
+    has ``config``'s value (then ``train`` leaves the file as the user wrote it)."""
+    return raw is not None and with_edits(raw, run, config) == config
 
 
 def changes(saved: Config, config: Config, source: str) -> list[Change]:

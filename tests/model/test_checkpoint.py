@@ -19,8 +19,9 @@ def small_payload() -> dict:
 def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
     payload = small_payload()
     ckpt.save(tmp_path / "c.pt", payload)
-    model, loaded = ckpt.load_model(tmp_path / "c.pt")
+    model, loaded, config = ckpt.load_model(tmp_path / "c.pt")
     assert loaded["step"] == 7 and model.config == SMALL
+    assert config.model == SMALL and config == ckpt.config_of(loaded)  # the config, parsed once
     for name, tensor in payload["model"].items():
         assert torch.equal(model.state_dict()[name], tensor)
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary files left behind
@@ -117,9 +118,8 @@ def test_a_checkpoint_from_before_the_parameterisation_settings_loads_as_it_was(
     for key in LEGACY_TRAIN:
         del config["train"][key]
     ckpt.save(tmp_path / "old.pt", {"config": config, "model": old.state_dict(), "step": 3})
-    model, payload = ckpt.load_model(tmp_path / "old.pt")
+    model, _, loaded = ckpt.load_model(tmp_path / "old.pt")
     assert model.config == old_shape
-    loaded = ckpt.config_of(payload)
     assert (loaded.train.code_noise, loaded.train.full_context) == (0.0, True)
     codes = torch.randint(0, 256, (1, 40))
     with torch.no_grad():

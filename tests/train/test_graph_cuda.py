@@ -8,7 +8,7 @@ from wavegen.config import apply_overrides
 from wavegen.data.prepared import PreparedData
 from wavegen.recipe import load_recipe
 from wavegen.train.graph import WARMUP
-from wavegen.train.settings import condition_on
+from wavegen.train.settings import fit_to_data
 from wavegen.train.trainer import Trainer
 
 from test_graph_step import FAST, data, flat, quiet  # noqa: F401 (data: the fixture)
@@ -29,7 +29,9 @@ def test_the_captured_step_trains_as_the_eager_one(data, tmp_path, folder, overr
     trainers = []
     for graph in (False, True):
         config = apply_overrides(load_recipe("tiny"), FAST + overrides + [f"train.cuda_graph={graph}"])
-        condition_on(config, PreparedData(data / folder), data / folder, resuming=False, log=quiet)
+        config = fit_to_data(
+            config, PreparedData(data / folder), data / folder, tmp_path / str(graph), resuming=False, log=quiet
+        )
         trainers.append(Trainer(config, PreparedData(data / folder), tmp_path / str(graph), torch.device("cuda")))
     eager, graphed = trainers
     said = []

@@ -16,7 +16,7 @@ from wavegen.data.prepare import prepare
 from wavegen.data.prepared import PreparedData
 from wavegen.recipe import load_recipe
 from wavegen.train.graph import WARMUP, GraphedStep
-from wavegen.train.settings import condition_on
+from wavegen.train.settings import fit_to_data
 from wavegen.train.trainer import Trainer
 
 from helpers import tone
@@ -73,7 +73,9 @@ def pair(data, tmp_path, folder, overrides, runner=Replayed, said=None):
     made = []
     for name in ("eager", "graphed"):
         config = apply_overrides(load_recipe("tiny"), FAST + overrides)
-        condition_on(config, PreparedData(data / folder), data / folder, resuming=False, log=quiet)
+        config = fit_to_data(
+            config, PreparedData(data / folder), data / folder, tmp_path / name, resuming=False, log=quiet
+        )
         made.append(Trainer(config, PreparedData(data / folder), tmp_path / name, torch.device("cpu")))
     eager, graphed = made
     graphed.graphed = runner(graphed, quiet if said is None else said.append)

@@ -59,9 +59,17 @@ def trained(prepared, run, *settings):
 def resume(prepared, run, overrides=(), steps=None):
     """``wavegen train --run RUN`` as the command runs it: returns the result and every line said."""
     said = []
-    config, _, changes, checkpoint = resolve_config(run, None, list(overrides), steps, log=said.append)
+    resolved = resolve_config(run, prepared, None, list(overrides), steps, log=said.append)
     result = train(
-        config, prepared, run, device="cpu", log=said.append, progress=False, changes=changes, checkpoint=checkpoint
+        resolved.config,
+        prepared,
+        run,
+        device="cpu",
+        log=said.append,
+        progress=False,
+        changes=resolved.changes,
+        checkpoint=resolved.checkpoint,
+        config_file_current=resolved.config_file_current,
     )
     return result, said
 
@@ -342,7 +350,7 @@ def test_train_refuses_data_settings_and_keeps_a_checkpointless_runs_edits(prepa
     (run / "config.toml").write_text(to_toml(apply_overrides(load_recipe("tiny"), FAST)))
     edit(run / "config.toml", steps=3)
     said = []
-    config, resuming, _, _ = resolve_config(run, None, [], None, log=said.append)
+    config, resuming, *_ = resolve_config(run, prepared, None, [], None, log=said.append)
     assert not resuming and config.train.steps == 3
     assert said == [f"using the settings in {run}/config.toml (this run has no checkpoint yet)"]
 

@@ -11,7 +11,7 @@ from wavegen.config import apply_overrides
 from wavegen.data.prepare import prepare
 from wavegen.data.prepared import PreparedData
 from wavegen.recipe import load_recipe
-from wavegen.train.settings import condition_on
+from wavegen.train.settings import fit_to_data
 from wavegen.train.trainer import Trainer
 
 from helpers import tone
@@ -41,7 +41,9 @@ def data(tmp_path_factory):
 
 def trainer(data, tmp_path, recipe, *overrides, folder="plain"):
     config = apply_overrides(load_recipe(recipe), SMALL + list(overrides))
-    condition_on(config, PreparedData(data / folder), data / folder, resuming=False, log=quiet)
+    config = fit_to_data(
+        config, PreparedData(data / folder), data / folder, tmp_path / "run", resuming=False, log=quiet
+    )
     trainer = Trainer(config, PreparedData(data / folder), tmp_path / "run", torch.device("cpu"))
     trainer.train_step()  # (Adam's state, the stacked factors: made once, by the first step)
     return trainer

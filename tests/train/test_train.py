@@ -60,7 +60,7 @@ def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path,
     monkeypatch.setattr(Trainer, "train_step", original)
 
     messages = []
-    config_again, resuming, _, _ = resolve_config(tmp_path / "resumed", None, [], None)
+    config_again, resuming, *_ = resolve_config(tmp_path / "resumed", prepared, None, [], None)
     assert resuming and config_again == config
     train(config_again, prepared, tmp_path / "resumed", device="cpu", log=messages.append, progress=False)
     assert any("resuming" in m and "step 7" in m for m in messages)
@@ -89,10 +89,10 @@ def test_resuming_refuses_a_different_model_shape(prepared, tmp_path):
     config = apply_overrides(load_recipe("tiny"), FAST)
     train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
     with pytest.raises(ConfigError, match=r"model.residual_channels = 16, and it cannot change \(the network.s shape"):
-        resolve_config(tmp_path / "run", None, ["model.residual_channels=32"], None)
+        resolve_config(tmp_path / "run", prepared, None, ["model.residual_channels=32"], None)
     with pytest.raises(ConfigError, match="differs from recipe 'default'"):
-        resolve_config(tmp_path / "run", "default", [], None)
-    extended, resuming, _, _ = resolve_config(tmp_path / "run", None, [], 20)
+        resolve_config(tmp_path / "run", prepared, "default", [], None)
+    extended, resuming, *_ = resolve_config(tmp_path / "run", prepared, None, [], 20)
     assert resuming and extended.train.steps == 20
 
 
@@ -126,12 +126,14 @@ def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(ton
     assert (saved.data.mels, saved.data.mel_hop, saved.data.mel_n_fft) == (8, 64, 256)  # vocode needs these
 
     prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, log=quiet, progress=False)
-    resumed, _, _, _ = resolve_config(tmp_path / "run", None, [], 20)
     with pytest.raises(
         ConfigError,
         match="the data has no labels, no mels but the run was trained with "
         "labels \\[high, low\\], 8 mel bands every 64 samples",
     ):
+        resolve_config(tmp_path / "run", tmp_path / "plain", None, [], 20)
+    resumed = resolve_config(tmp_path / "run", tmp_path / "conditioned", None, [], 20).config
+    with pytest.raises(ConfigError, match="the data has no labels, no mels but the run was trained with labels"):
         train(resumed, tmp_path / "plain", tmp_path / "run", device="cpu", log=quiet, progress=False)
 
 
@@ -169,7 +171,7 @@ def test_synth_uses_the_moving_average_of_the_weights(prepared, tmp_path):
     config = apply_overrides(load_recipe("tiny"), FAST + ["train.ema=0.5"])
     train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
     payload = ckpt.load(tmp_path / "run" / "checkpoints" / "latest.pt")
-    model, _ = ckpt.load_model(tmp_path / "run" / "checkpoints" / "latest.pt")
+    model, _, _ = ckpt.load_model(tmp_path / "run" / "checkpoints" / "latest.pt")
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], payload["ema"][k]) for k in loaded)
     assert not all(torch.equal(payload["ema"][k], payload["model"][k]) for k in loaded)
@@ -352,7 +354,7 @@ def test_weights_that_are_no_longer_finite_are_never_saved(prepared, tmp_path, m
         return result
 
     monkeypatch.setattr(Trainer, "train_step", corrupting)
-    resumed, _, _, _ = resolve_config(tmp_path / "run", None, [], 15)
+    resumed = resolve_config(tmp_path / "run", prepared, None, [], 15).config
     with pytest.raises(
         TrainingDiverged,
         match=r"step 15: the weights are no longer finite, so training stopped "
@@ -371,7 +373,7 @@ def test_a_full_disk_stops_training_and_keeps_the_previous_checkpoint(prepared, 
     train(config, prepared, run, device="cpu", log=quiet, progress=False)
     before = (run / "checkpoints" / "latest.pt").read_bytes()
     full_disk.room = 10_000  # config.toml fits, a checkpoint (~0.5 MB) does not
-    resumed, _, _, _ = resolve_config(run, None, [], 12)
+    resumed = resolve_config(run, prepared, None, [], 12).config
     with pytest.raises(CheckpointError) as stopped:
         train(resumed, prepared, run, device="cpu", log=quiet, progress=False)
     assert str(stopped.value) == (

@@ -57,30 +57,25 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
 
     launching = nproc is not None and nproc > 1
     speaks = not launching and distributed.from_env()[1] == 0  # what the config says, once: by rank 0
-    config, _, changes, checkpoint = resolve_config(
-        run, recipe, list(overrides), steps, log=log if speaks else lambda _: None
-    )
-    if launching:  # this command again, in nproc processes under torchrun
-        from ..data.prepared import PreparedData
-
-        PreparedData(data)  # a missing folder: one error line here, not one from every process
+    resolved = resolve_config(run, data, recipe, list(overrides), steps, log=log if speaks else lambda _: None)
+    if launching:  # this command again, in nproc processes under torchrun (each resolves the config)
         args = ["-m", "wavegen", "train", "--data", str(data), "--run-dir", str(run), "--device", device]
         args += (["--recipe", recipe] if recipe else []) + [part for item in overrides for part in ("--set", item)]
         args += (["--steps", str(steps)] if steps else []) + (["--quiet"] if quiet else [])
-        checkpoint = None  # (each process reads its own; this one only waits for them)
         sys.exit(distributed.launch(nproc, resolve_device(device), args))
     world = distributed.start(resolve_device(device))
     try:
         run_train(
-            config,
+            resolved.config,
             data,
             run,
             device=device,
             log=log,
             progress=not quiet,
             world=world,
-            changes=changes,
-            checkpoint=checkpoint,
+            changes=resolved.changes,
+            checkpoint=resolved.checkpoint,
+            config_file_current=resolved.config_file_current,
         )
     finally:
         world.close()

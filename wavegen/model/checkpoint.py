@@ -11,7 +11,7 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -76,24 +76,48 @@ def config_of(payload: dict[str, Any], path: Path | str = "checkpoint") -> Confi
         raise CheckpointError(f"{path}: bad config in checkpoint ({exc})") from None
 
 
-def load_model(path: Path, map_location: str | torch.device = "cpu") -> tuple[WaveNet, dict[str, Any]]:
-    """Rebuild the model from a checkpoint alone (its config gives the shape), with the moving
-    average of its weights when the run kept one (``train.ema``)."""
+class Checkpoint(NamedTuple):
+    """A checkpoint as read: the saved dict, and the config it carries, parsed and checked once
+    (``config_of``)."""
+
+    payload: dict[str, Any]
+    config: Config
+
+
+class Loaded(NamedTuple):
+    """A checkpoint's model rebuilt from it alone, with the saved dict and its config (parsed
+    once: callers use this one rather than parsing ``payload["config"]`` again)."""
+
+    model: WaveNet
+    payload: dict[str, Any]
+    config: Config
+
+
+def read(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """``load`` and ``config_of`` in one: the payload and its checked config. Raises
+    ``CheckpointError`` for an unreadable file or a bad config."""
     payload = load(path, map_location)
-    config = config_of(payload, path)
+    return Checkpoint(payload, config_of(payload, path))
+
+
+def load_model(path: Path, map_location: str | torch.device = "cpu") -> Loaded:
+    """Rebuild the model from a checkpoint alone (its config gives the shape), with the moving
+    average of its weights when the run kept one (``train.ema``); the model is in eval mode.
+    Raises ``CheckpointError`` for an unreadable file, a bad config or weights that do not fit."""
+    payload, config = read(path, map_location)
     model = WaveNet(config.model)
     try:
         model.load_state_dict(payload["ema"] if "ema" in payload else payload["model"])
     except (KeyError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit the model shape in its config ({reason})") from None
-    return model.eval(), payload
+    return Loaded(model.eval(), payload, config)
 
 
 def describe_checkpoint(path: Path) -> dict:
     """What ``wavegen info`` shows: config, size, receptive field, training state."""
-    model, payload = load_model(path)
-    config = payload["config"]
+    model, payload, _ = load_model(path)
+    config = payload["config"]  # as saved: what `info` shows
     rate = config["data"]["sample_rate"]
     rf = model.receptive_field
     return {

@@ -33,8 +33,7 @@ def load_checkpoint(checkpoint: Path) -> tuple[WaveNet, dict, Config, int]:
     """``(model, payload, config, step)`` of a checkpoint file: the model rebuilt from it alone
     (moving-average weights when it has them), on the CPU. Raises ``CheckpointError`` for an
     unreadable file and ``ConfigError`` when the run's config.toml changes a fixed setting."""
-    model, payload = ckpt.load_model(checkpoint, map_location="cpu")
-    config = ckpt.config_of(payload, checkpoint)
+    model, payload, config = ckpt.load_model(checkpoint, map_location="cpu")
     check_unedited(checkpoint, config)  # an edited data.sample_rate would be ignored: refuse it
     return model, payload, config, step_of(payload, checkpoint)
 

@@ -61,8 +61,7 @@ def vocode(
         if Path(path).is_dir():
             raise DataError(f"{path}: is a folder; vocode takes recordings (e.g. {Path(path) / '*.wav'})")
     writable_folder(out)
-    model, payload = ckpt.load_model(checkpoint, map_location="cpu")
-    config = ckpt.config_of(payload, checkpoint)
+    model, payload, config = ckpt.load_model(checkpoint, map_location="cpu")
     check_unedited(checkpoint, config)  # edited analysis settings could not take effect: refuse them
     settings = mel_settings(model.config, config.data, checkpoint)
     names = _input_labels(model, list(request.labels), len(inputs), checkpoint)

@@ -51,8 +51,7 @@ def evaluate(
     """
     check_eval_lengths(seconds, max_seconds)
     request = GenerationRequest(engine=engine, device=device, precision=check_precision(precision, allow_auto=False))
-    model, payload = ckpt.load_model(checkpoint, map_location="cpu")
-    config = ckpt.config_of(payload, checkpoint)
+    model, payload, config = ckpt.load_model(checkpoint, map_location="cpu")
     data = PreparedData(data_dir)
     check_unedited(checkpoint, config)
     check_compatible(model, config.data, data, checkpoint)

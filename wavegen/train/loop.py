@@ -38,19 +38,19 @@ from typing import Callable
 
 import torch
 
-from ..config import Config, ConfigError, to_toml
+from ..config import Config, to_toml
 from ..data.prepared import PreparedData
 from ..devices import resolve_device
 from ..errors import TrainingDiverged, TrainingInterrupted, WriteError
 from ..files import atomic_write_text
 from ..model import checkpoint as ckpt
 from ..outputs import leaves_no_empty_folder
-from ..run_config import CONFIG_FILE, Change, read_edits
+from ..run_config import CONFIG_FILE, Change, read_run_file, says
 from ..runs import append_row, checkpoint_paths, clear_leftovers, resume_log
 from . import monitor
 from .distributed import World
 from .schedule import VALIDATION_KEYS, describe_schedule
-from .settings import condition_on
+from .settings import fit_to_data
 from .signals import stop_requests
 from .slow import SlowStepNote
 from .step import Figures
@@ -71,15 +71,17 @@ def train(
     progress: bool = True,
     world: World | None = None,
     changes: list[Change] = (),
-    checkpoint: dict | None = None,
+    checkpoint: ckpt.Checkpoint | None = None,
+    config_file_current: bool | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in ``run`` on the prepared data in ``data_dir``.
 
-    ``world``: this process's place in a distributed run (``distributed.start``; its device
-    replaces ``device``). Every process calls ``train``; rank 0 alone logs and writes files.
-    ``changes``: what ``resolve_config`` changed in a resumed run's settings, to be named;
-    ``checkpoint``: the run's latest checkpoint as it read it (else read here). A run already at
-    ``train.steps`` trains nothing and says how to go on.
+    ``config``: as ``settings.resolve_config`` returns it (a recipe's is fitted to the data here as
+    it would be). ``world``: this process's place in a distributed run (``distributed.start``; its
+    device replaces ``device``). Every process calls ``train``; rank 0 alone logs and writes
+    files. ``changes``, ``checkpoint``, ``config_file_current``: what ``resolve_config`` changed
+    in a resumed run's settings, the checkpoint it read and whether RUN/config.toml says the
+    config (None: found out here). A run already at ``train.steps`` trains nothing and says how to go on.
     """
     world = world or World(device=resolve_device(device))
     if not world.is_main:
@@ -88,10 +90,10 @@ def train(
     trainer, payload = _open(config, Path(data_dir), run, world, log, checkpoint)
     if payload is not None:
         _say_resumed(trainer, payload, changes, log)
-        if trainer.step >= config.train.steps:
+        if trainer.step >= trainer.config.train.steps:
             return _already_done(trainer, log)
     if world.is_main:
-        _tidy_run_folder(trainer, resumed=payload is not None, log=log)
+        _tidy_run_folder(trainer, resumed=payload is not None, log=log, current=config_file_current)
     board = (
         monitor.open_tensorboard(run, trainer.step + 1 if payload is not None else None, log) if world.is_main else None
     )
@@ -111,28 +113,22 @@ def train(
 
 
 def _open(
-    config: Config, data_dir: Path, run: Path, world: World, log: Callable[[str], None], checkpoint: dict | None
+    config: Config, data_dir: Path, run: Path, world: World, log: Callable[[str], None], read: ckpt.Checkpoint | None
 ) -> tuple[Trainer, dict | None]:
-    """The prepared data, the model conditioned on what it carries, and the trainer, with the
-    run's checkpoint loaded when there is one (``checkpoint``, when the caller read it already;
+    """The prepared data, the trainer with the final config, and the run's checkpoint loaded
+    into it when there is one (``read``, when the caller read it already; its payload is
     returned too: None for a new run)."""
     data = PreparedData(data_dir)
     latest = checkpoint_paths(run)["latest"]
-    if data.sample_rate != config.data.sample_rate:
-        if latest.is_file():
-            raise ConfigError(
-                f"{data_dir}: prepared at {data.sample_rate} Hz but run {run} is at "
-                f"{config.data.sample_rate} Hz; prepare again with --sample-rate {config.data.sample_rate}"
-            )
-        log(f"using the prepared data's rate, {data.sample_rate} Hz (recipe said {config.data.sample_rate})")
-        config.data.sample_rate = data.sample_rate
-    condition_on(config, data, data_dir, resuming=latest.is_file(), log=log)
-    trainer = Trainer(config, data, run, world.device, world)
+    fitted = fit_to_data(config, data, data_dir, run, latest.is_file(), _quiet)
+    if fitted != config:  # not resolve_config's: fitted here, saying what resolve_config would
+        fitted = fit_to_data(config, data, data_dir, run, latest.is_file(), log)
+    trainer = Trainer(fitted, data, run, world.device, world)
     if not latest.is_file():
         return trainer, None
     # every process reads it (CPU tensors: RNG states must stay there), once: resolve_config's read
-    payload = checkpoint if checkpoint is not None else ckpt.load(latest)
-    trainer.load_state(payload)
+    payload, saved = read if read is not None else ckpt.read(latest)
+    trainer.load_state(payload, saved)
     return trainer, payload
 
 
@@ -175,9 +171,10 @@ def _already_done(trainer: Trainer, log: Callable[[str], None]) -> TrainResult:
     )
 
 
-def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None]) -> None:
+def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None], current: bool | None) -> None:
     """Clear what a killed run left (temporary files, log rows past its checkpoint) and write
-    config.toml unless it already says what the run is (a user's file is left as written)."""
+    config.toml unless it already says what the run is (``current``: whether it does, None: read
+    it here; a user's file is left as written)."""
     run, config = trainer.run, trainer.config
     run.mkdir(parents=True, exist_ok=True)
     strays = clear_leftovers(run)
@@ -196,7 +193,9 @@ def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None]
             if resumed
             else f"dropped {rows} of an attempt that saved no checkpoint"
         )
-    if not (run / CONFIG_FILE).is_file() or read_edits(run, config).to_dict() != config.to_dict():
+    if current is None:
+        current = says(read_run_file(run), run, config)
+    if not current:
         atomic_write_text(run / CONFIG_FILE, to_toml(config))
 
 

@@ -1,8 +1,10 @@
 """The settings a ``train`` call runs with: a new run's recipe, or a resumed run's own config with
-the changes ``run_config`` allows, and what the prepared data makes the model condition on."""
+the changes ``run_config`` allows, fitted to the prepared data (its sample rate, and what it makes
+the model condition on). ``resolve_config`` returns the final config: nothing changes it later."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -12,7 +14,6 @@ from ..config import (
     ConfigError,
     apply_overrides,
     differences,
-    load_toml,
     validate,
 )
 from ..data.prepared import PreparedData
@@ -23,8 +24,11 @@ from ..run_config import (
     Change,
     changes,
     merge_changes,
-    read_edits,
+    read_run_file,
+    read_toml,
     refuse_fixed,
+    says,
+    with_edits,
 )
 from ..runs import checkpoint_paths
 
@@ -46,14 +50,16 @@ SHAPE_KEYS = (
 
 
 class Resolved(NamedTuple):
-    """What ``resolve_config`` found: the config, whether the run resumes, what that changes in
-    its settings, and the checkpoint it read (None for a new run): ``train`` resumes from it
-    rather than reading the file a second time."""
+    """What ``resolve_config`` found: the final config (fitted to the prepared data), whether the
+    run resumes, what that changes in its settings, the checkpoint it read (None for a new run)
+    and whether RUN/config.toml already says the config: ``train`` takes both from here rather
+    than reading either file a second time."""
 
     config: Config
     resuming: bool
     changes: list[Change]
-    checkpoint: dict | None
+    checkpoint: ckpt.Checkpoint | None
+    config_file_current: bool
 
 
 def _recipe(recipe: str | Config | None) -> Config:
@@ -67,7 +73,12 @@ def _recipe(recipe: str | Config | None) -> Config:
 
 
 def resolve_config(
-    run: Path, recipe: str | Config | None, overrides: list[str], steps: int | None, log: Callable[[str], None] = _quiet
+    run: Path,
+    data_dir: Path,
+    recipe: str | Config | None,
+    overrides: list[str],
+    steps: int | None,
+    log: Callable[[str], None] = _quiet,
 ) -> Resolved:
     """The config a ``train`` call will use, whether it resumes an existing run, and what it
     changes in that run's settings (``run_config``: edits to RUN/config.toml, ``--set``,
@@ -75,21 +86,25 @@ def resolve_config(
 
     A new run starts from the recipe (``default`` if none), or from the config.toml of an attempt
     that saved no checkpoint when no recipe is given; an existing run from its checkpoint's
-    config with the user's edits to its config.toml.
+    config with the user's edits to its config.toml. Last, the config is fitted to the prepared
+    data in ``data_dir`` (``fit_to_data``). Raises ``ConfigError`` (and ``DataError`` for data
+    that is missing or unreadable) with one line.
     """
     latest = checkpoint_paths(run)["latest"]
     saved_file = Path(run) / CONFIG_FILE
     resuming = latest.is_file()
     stages: list[list[Change]] = []
+    checkpoint, raw = None, None  # raw: RUN/config.toml as read (once)
     if resuming:
-        payload = ckpt.load(latest)
-        saved = ckpt.config_of(payload, latest)
+        checkpoint = ckpt.read(latest)
         if recipe is not None:
-            _check_recipe(run, recipe, saved, log)
-        config = read_edits(run, saved)
-        stages.append(changes(saved, config, str(saved_file)))
+            _check_recipe(run, recipe, checkpoint.config, log)
+        raw = read_run_file(run)
+        config = with_edits(raw, run, checkpoint.config)
+        stages.append(changes(checkpoint.config, config, str(saved_file)))
     elif recipe is None and saved_file.is_file():  # an attempt that saved no checkpoint: its settings, as edited
-        config = load_toml(saved_file)
+        raw = read_toml(saved_file)
+        config = Config.from_dict(raw, source=str(saved_file))
         validate(config)
         log(f"using the settings in {saved_file} (this run has no checkpoint yet)")
     else:
@@ -102,14 +117,17 @@ def resolve_config(
         apply_overrides(config, items)
         stages.append(changes(before, config, source))
     found = merge_changes(stages)
-    if resuming:
+    if checkpoint is not None:
         refuse_fixed(found, run)
-        if config.train.steps < int(payload.get("step", 0)):  # it would train nothing, silently
+        if config.train.steps < int(checkpoint.payload.get("step", 0)):  # it would train nothing, silently
             raise ConfigError(
-                f"{run}: already trained to step {payload.get('step')}; --steps {config.train.steps} "
+                f"{run}: already trained to step {checkpoint.payload.get('step')}; --steps {config.train.steps} "
                 "is behind it: give a larger --steps to train on, or --run NEW_DIR to start again"
             )
-    return Resolved(config, resuming, found if resuming else [], payload if resuming else None)
+    config = fit_to_data(config, PreparedData(data_dir), Path(data_dir), run, resuming, log)
+    if raw is None and saved_file.is_file():  # a new run's recipe: the old file is kept if it says the same
+        raw = read_run_file(run)
+    return Resolved(config, resuming, found if resuming else [], checkpoint, says(raw, run, config))
 
 
 def _check_recipe(run: Path, recipe: str | Config, saved: Config, log: Callable[[str], None]) -> None:
@@ -131,37 +149,72 @@ def _check_recipe(run: Path, recipe: str | Config, saved: Config, log: Callable[
         )
 
 
-def condition_on(
-    config: Config, data: PreparedData, data_dir: Path, resuming: bool, log: Callable[[str], None] = print
-) -> None:
-    """Make the model condition on what the prepared data carries (label names, log-mel
-    features with their analysis settings); a resumed run's data must carry the same."""
+def fit_to_data(
+    config: Config,
+    data: PreparedData,
+    data_dir: Path,
+    run: Path,
+    resuming: bool,
+    log: Callable[[str], None] = print,
+) -> Config:
+    """``config`` fitted to the prepared ``data`` (read from ``data_dir``), as a new validated
+    ``Config``: the data's sample rate, and the model conditioned on what the data carries (label
+    names, log-mel features with their analysis settings). A new run also records how its data
+    was prepared; a resumed run's data must have its rate and conditioning (else ``ConfigError``).
+    ``config`` itself is not changed; a config fitted already comes back equal."""
     m, d = config.model, config.data
+    rate = _sample_rate(d.sample_rate, data, data_dir, run, resuming, log)
     mel = data.mel or {}
     wanted = {"labels": list(data.labels), "mel_channels": int(mel.get("bands", 0)), "mel_hop": int(mel.get("hop", 0))}
     have = {"labels": list(m.labels), "mel_channels": m.mel_channels, "mel_hop": m.mel_hop}
     if resuming and wanted != have:
-
-        def said(c):
-            return (f"labels [{', '.join(c['labels'])}]" if c["labels"] else "no labels") + (
-                f", {c['mel_channels']} mel bands every {c['mel_hop']} samples" if c["mel_channels"] else ", no mels"
-            )
-
         raise ConfigError(
-            f"{data_dir}: the data has {said(wanted)} but the run was trained with {said(have)}; "
+            f"{data_dir}: the data has {_said(wanted)} but the run was trained with {_said(have)}; "
             "prepare the data the same way or start a new run with --run NEW_DIR"
         )
     if resuming and mel:  # the same bands and hop are not enough: every analysis setting must match
         check_same_analysis(mel, MelSettings.from_data(d, bands=m.mel_channels), data_dir, "this run")
-    m.labels, m.mel_channels, m.mel_hop = wanted["labels"], wanted["mel_channels"], wanted["mel_hop"]
+    prepared: dict = {"sample_rate": rate}
     if not resuming:  # the run records how its data was prepared, not what the recipe would have done
-        d.val_fraction = float(data.manifest.get("val_fraction", d.val_fraction))
-        d.labels = "folders" if data.labels else "none"
-        d.channel = str(data.manifest.get("channel", d.channel))
+        prepared["val_fraction"] = float(data.manifest.get("val_fraction", d.val_fraction))
+        prepared["labels"] = "folders" if data.labels else "none"
+        prepared["channel"] = str(data.manifest.get("channel", d.channel))
     if mel:  # the run keeps the analysis settings, so vocode computes the same features
-        d.mels, d.mel_hop, d.mel_n_fft = int(mel["bands"]), int(mel["hop"]), int(mel["n_fft"])
-        d.mel_fmin, d.mel_fmax = float(mel["fmin"]), float(mel["fmax"])
-    if not resuming and (m.labels or m.mel_channels):
-        parts = [f"{len(m.labels)} labels ({', '.join(m.labels)})"] if m.labels else []
-        parts += [f"{m.mel_channels}-band log-mels every {m.mel_hop} samples"] if m.mel_channels else []
+        prepared |= {"mels": int(mel["bands"]), "mel_hop": int(mel["hop"]), "mel_n_fft": int(mel["n_fft"])}
+        prepared |= {"mel_fmin": float(mel["fmin"]), "mel_fmax": float(mel["fmax"])}
+    fitted = Config(
+        model=dataclasses.replace(m, **wanted),
+        data=dataclasses.replace(d, **prepared),
+        train=dataclasses.replace(config.train),
+    )
+    validate(fitted)
+    labels, bands, hop = wanted["labels"], wanted["mel_channels"], wanted["mel_hop"]
+    if not resuming and (labels or bands):
+        parts = [f"{len(labels)} labels ({', '.join(labels)})"] if labels else []
+        parts += [f"{bands}-band log-mels every {hop} samples"] if bands else []
         log("conditioning on " + " and ".join(parts))
+    return fitted
+
+
+def _sample_rate(
+    rate: int, data: PreparedData, data_dir: Path, run: Path, resuming: bool, log: Callable[[str], None]
+) -> int:
+    """The rate a run trains at: the prepared data's. A resumed run's must be its own."""
+    if data.sample_rate == rate:
+        return rate
+    if resuming:
+        raise ConfigError(
+            f"{data_dir}: prepared at {data.sample_rate} Hz but run {run} is at "
+            f"{rate} Hz; prepare again with --sample-rate {rate}"
+        )
+    log(f"using the prepared data's rate, {data.sample_rate} Hz (recipe said {rate})")
+    return data.sample_rate
+
+
+def _said(conditioning: dict) -> str:
+    """Labels and mels as a message names them."""
+    labels = conditioning["labels"]
+    mels = conditioning["mel_channels"]
+    return (f"labels [{', '.join(labels)}]" if labels else "no labels") + (
+        f", {mels} mel bands every {conditioning['mel_hop']} samples" if mels else ", no mels"
+    )

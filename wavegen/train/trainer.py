@@ -160,7 +160,7 @@ class Trainer:
             },
         }
 
-    def load_state(self, payload: dict) -> None:
+    def load_state(self, payload: dict, saved: Config | None = None) -> None:
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -169,7 +169,7 @@ class Trainer:
             self.best_val = payload["best_val_bits"]
             self.val_history = [tuple(v) for v in payload["val_history"]]
             self.stats.set_counts(int(payload.get("skipped_steps", 0)))
-            self._continue_schedule(payload)
+            self._continue_schedule(payload, saved)
             self.saved_at["latest"] = self.step
             self.saved_at["best"] = next((s for s, v in self.val_history if v == self.best_val), None)
             if self.ema is not None:  # a run that turns the average on starts it from its weights
@@ -196,14 +196,14 @@ class Trainer:
         """Skipped steps in a row up to the last one. Reads the device."""
         return int(self.stats.values[StepStats._IN_A_ROW].item())
 
-    def _continue_schedule(self, payload: dict) -> None:
-        """Lay the learning-rate schedule out from the checkpoint's: unchanged settings keep
-        it, changed ones continue it from the rate reached (``continue_schedule``)."""
+    def _continue_schedule(self, payload: dict, saved_config: Config | None) -> None:
+        """Lay the learning-rate schedule out from the checkpoint's (its config: ``saved_config``, else
+        parsed here): unchanged settings keep it, changed ones continue it from the rate reached."""
         saved = payload.get("schedule")
         anchor = None if saved is None else (int(saved[0]), float(saved[1]))
         if anchor is not None and not (anchor[0] >= 0 and math.isfinite(anchor[1]) and anchor[1] >= 0):
             raise ValueError(f"bad schedule {saved!r}")  # (a crafted file: refused like any bad field)
-        before = ckpt.config_of(payload, self.run)
+        before = saved_config if saved_config is not None else ckpt.config_of(payload, self.run)
         self.schedule = continue_schedule(self.step, before, self.config, anchor)
         if any(getattr(before.train, key) != getattr(self.config.train, key) for key in SCHEDULE_KEYS + ("lr",)):
             self.schedule_before = lr_at(self.step, before, anchor)

@@ -13,6 +13,7 @@ from helpers import run_in_process
 @pytest.mark.parametrize(
     "old, new",
     [
+        ([], ["sample"]),
         (["--recipe", "tiny"], ["sample", "--recipe", "tiny"]),
         (["-q"], ["sample", "-q"]),
         (["--train", "--batch", "2"], ["train", "--batch", "2"]),
@@ -59,3 +60,16 @@ def test_an_option_of_another_benchmark_names_it(tmp_path):
     )
     status, _, stderr = run_in_process("bench", "sample", "--nosuch", cwd=tmp_path)  # anything else: click's words
     assert status == 2 and "No such option" in stderr
+
+
+@pytest.mark.parametrize("args", [[], ["--quiet"], ["sample"]])
+def test_bench_alone_runs_the_sampling_benchmark(tmp_path, monkeypatch, args):
+    from wavegen.commands import bench as module
+    from wavegen.errors import WavegenError
+
+    def setup(*_):
+        raise WavegenError("the sampling benchmark ran")
+
+    monkeypatch.setattr(module, "setup", setup)
+    status, _, stderr = run_in_process("bench", *args, cwd=tmp_path)
+    assert status == 1 and stderr.strip() == "Error: the sampling benchmark ran"

@@ -38,7 +38,7 @@ class BenchGroup(click.Group):
     benchmark is refused naming the benchmark it belongs to."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        if not args or args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = self.new_spelling(args)
         return super().parse_args(ctx, args)
 

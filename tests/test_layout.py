@@ -62,7 +62,6 @@ OVER_MODULE = {
 }
 OVER_FUNCTION = {
     "wavegen.bench.learning._train_and_score": 66,
-    "wavegen.commands.bench.bench": 112,
     "wavegen.config.validate": 69,
     "wavegen.report.html.render": 84,
 }

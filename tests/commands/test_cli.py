@@ -153,7 +153,7 @@ def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
     # bf16 explicitly (emulated where the CPU lacks it), so that every machine runs all three
     proc = wavegen(
         "bench",
-        "--train",
+        "train",
         "--recipe",
         "tiny",
         "--batch",
@@ -183,13 +183,13 @@ def test_bench_train_prints_one_json_line_per_implementation(tmp_path):
         assert r["samples_per_s"] == pytest.approx(2 * r["segment"] / r["step_s"], rel=0.01)
         assert r["peak_memory_mb"] > 0
         assert r["max_logit_diff_vs_plain"] < 1e-4  # the baseline computes the same function
-    one_line_error(wavegen("bench", "--train", "--cond", "mels", cwd=tmp_path, ok=False), "--engine and --cond")
+    one_line_error(wavegen("bench", "train", "--cond", "mels", cwd=tmp_path, ok=False), "--cond is an option of")
     wg, plain, plain_bf16 = results[0], results[1], results[2]
     assert wg["speedup_vs_plain"] == pytest.approx(plain["step_s"] / wg["step_s"], rel=0.01)
     assert wg["speedup_vs_plain_same_precision"] == pytest.approx(plain_bf16["step_s"] / wg["step_s"], rel=0.01)
     assert plain["speedup_vs_plain_same_precision"] == plain["speedup_vs_plain"]
     assert results[6]["speedup_vs_plain_default"] == pytest.approx(plain["step_s"] / results[6]["step_s"], rel=0.01)
-    # float32 asked for: no bf16 contender
+    # float32 asked for: no bf16 contender (spelled as before subcommands: --train is train)
     proc = wavegen(
         "bench",
         "--train",

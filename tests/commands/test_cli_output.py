@@ -95,6 +95,7 @@ def test_eval_json_goes_to_stdout_and_its_report_to_stderr(trained):
 def test_bench_prints_a_table_or_json_lines(tmp_path):
     args = [
         "bench",
+        "sample",
         *TINY,
         "--engine",
         "torch",
@@ -127,10 +128,10 @@ def test_bench_prints_a_table_or_json_lines(tmp_path):
         with pytest.raises(json.JSONDecodeError):
             json.loads(line)
     assert_bar(table.stderr, "bench", "config")
-    # bench --train: one row per implementation, its own columns
+    # bench train: one row per implementation, its own columns
     trains = wavegen(
         "bench",
-        "--train",
+        "train",
         *TINY,
         "--batch",
         "1",

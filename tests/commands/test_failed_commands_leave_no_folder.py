@@ -100,7 +100,7 @@ REFUSED = [  # fail before writing anything, or write nothing at all
     ("synth", *TINY, "--out", "new/samples", "--prime", "silent/none.wav"),
     ("vocode", "dataset/none.wav", "--run", "runs/voc", "--out", "new/vocoded"),
     ("eval", *TINY, "--data", "new/prepared"),
-    ("bench", "--learn", "new/prepared", "--steps", "1"),
+    ("bench", "learn", "new/prepared", "--steps", "1"),
     ("demo", "--workdir", "new/demo", "--out", "new/samples", "--seconds", "0"),
 ]
 

@@ -58,7 +58,8 @@ def test_the_cli_offers_the_precisions_the_engines_have():
         (["synth", "--checkpoint", "tiny.pt"], "'auto', 'fp32', 'bf16', 'int8'"),
         (["vocode", "input.wav", "--checkpoint", "voc.pt"], "'auto', 'fp32', 'bf16', 'int8'"),
         (["eval", "--checkpoint", "tiny.pt", "--data", "prepared"], "'fp32', 'bf16', 'int8'"),  # what it scores
-        (["bench", "--recipe", "tiny"], "'fp32', 'bf16', 'int8'"),
+        (["bench", "sample", "--recipe", "tiny"], "'fp32', 'bf16', 'int8'"),
+        (["bench", "--recipe", "tiny"], "'fp32', 'bf16', 'int8'"),  # no subcommand: sample
     ],
 )
 def test_an_unknown_precision_is_a_usage_error(project, args, choices):
@@ -124,21 +125,19 @@ def test_eval_resynthesises_a_vocoders_validation_at_the_precision(project, reco
 @pytest.mark.parametrize(
     "args, phrase",
     [
-        (
-            ["--train"],
-            "bench --train measures training steps: --engine and --cond are for sampling, and so is --precision",
-        ),
-        (["--learn", "prepared", "--steps", "1"], "bench --learn trains variants: --train, --engine, --precision,"),
+        (["train"], "--precision is an option of `bench sample`, not of `bench train`"),
+        (["learn", "prepared", "--steps", "1"], "--precision is an option of `bench sample`, not of `bench learn`"),
+        (["--train"], "--precision is an option of `bench sample`, not of `bench train`"),  # the spelling of before
     ],
 )
 def test_bench_precision_is_for_sampling(project, args, phrase):
-    status, _, stderr = run("bench", "--recipe", "tiny", "--precision", "bf16", *args, cwd=project)
-    assert status == 1 and phrase in error_line(stderr)
+    status, _, stderr = run("bench", *args, "--recipe", "tiny", "--precision", "bf16", cwd=project)
+    assert status == 2 and phrase in error_line(stderr)
 
 
 def test_bench_says_the_machine_first_and_each_rows_precision(project):
     status, stdout, stderr = run(
-        "bench", "--recipe", "tiny", "--engine", "torch", "--precision", "fp32", "--precision", "bf16",
+        "bench", "sample", "--recipe", "tiny", "--engine", "torch", "--precision", "fp32", "--precision", "bf16",
         "--batch", "1", "--seconds", "0.1", "--repeats", "1", "--threads", "1", "--json", "--quiet",
         cwd=project,
     )  # fmt: skip

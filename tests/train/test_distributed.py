@@ -141,6 +141,55 @@ def test_without_torchrun_a_process_trains_alone_and_bad_variables_are_refused(m
         distributed.launch(2, torch.device("cpu"), ["-m", "wavegen", "train"])
 
 
+def every_option(command) -> list[str]:
+    """Each of ``command``'s options given a value of its type other than its default (twice
+    where it is repeatable): a new option is in it without anyone writing it here."""
+    import click
+
+    args = []
+    for param in command.params:
+        name = param.opts[-1]
+        if param.is_flag:
+            args.append(name)
+        elif isinstance(param.type, click.Choice):
+            args += [name, param.type.choices[-1]]
+        elif isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)):
+            args += [name, "7"]
+        else:
+            args += [name, f"-odd {name} value"]  # a value that looks like an option stays a value
+        if param.multiple:
+            args += args[-2:]
+    return args
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--run", "grown", "--set", "train.lr=1e-3", "--set", "model.cycles=2", "-q", "--steps", "420", "--nproc", "2"],
+        "every option",
+    ],
+)
+def test_torchrun_gets_back_every_option_train_was_given(argv):
+    """``train --nproc N`` starts itself again under torchrun with an argument list derived from
+    train's own parameters: parsed by train it gives the same values, and torchrun passes it on."""
+    from torch.distributed.run import parse_args
+
+    from wavegen.commands.common import command_line
+    from wavegen.commands.train import train as train_command
+
+    argv = every_option(train_command) if argv == "every option" else argv
+    given = train_command.make_context("train", list(argv))
+    again = command_line(given)
+    assert train_command.make_context("train", list(again)).params == given.params
+    moved = command_line(given, run=Path("elsewhere"), nproc=None)  # what train passes: its run, no --nproc
+    assert "--run-dir=elsewhere" in moved and not any(part.startswith("--nproc") for part in moved)
+    # torchrun passes it on untouched (its options match abbreviations: --run would be its --run-path)
+    torchrun = parse_args(["--standalone", "--nproc-per-node", "2", "-m", "wavegen", "train", *moved])
+    assert torchrun.module and torchrun.training_script == "wavegen"
+    assert torchrun.training_script_args == ["train", *moved]
+
+
 @pytest.fixture(scope="module")
 def tones(tmp_path_factory) -> Path:
     """Four 2 s tones (220-660 Hz), prepared: windows differ enough that batch size matters."""

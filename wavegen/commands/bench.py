@@ -1,25 +1,97 @@
-"""``wavegen bench``."""
+"""``wavegen bench``: ``sample`` (sampling speed), ``train`` (training speed) and ``learn DATA``
+(learning in equal budgets), each with only its own options."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from .common import PRECISIONS, QUIET, friendly_errors, log
+from .common import PRECISIONS, QUIET, friendly_errors, log, options
+
+MANY = functools.partial(click.option, multiple=True)  # a repeatable option: a tuple of its values
+POSITIVE = click.IntRange(min=1)
+
+# Every benchmark's options, before its own: the shape, the machine and the output.
+SHARED = [
+    click.option("--recipe", default="default", show_default=True, help="Recipe whose model shape is measured."),
+    click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Change the shape, e.g. model.cycles=2 (train and learn: also train.* settings).",
+    ),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True),
+    click.option("--threads", type=POSITIVE, help="CPU threads (default: every core available)."),
+    click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table."),
+    click.option("-q", "--quiet", is_flag=True, help=QUIET),
+]
 
 
-@click.command()
-@click.option("--recipe", default="default", show_default=True, help="Recipe whose model shape is measured.")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Change the shape, e.g. model.cycles=2 (with --train also train.precision).",
-)
+class BenchGroup(click.Group):
+    """``bench`` with the spellings of before its subcommands: no subcommand runs ``sample``,
+    ``--train`` is ``train`` and ``--learn DATA`` is ``learn DATA``. An option of another
+    benchmark is refused naming the benchmark it belongs to."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = self.new_spelling(args)
+        return super().parse_args(ctx, args)
+
+    def new_spelling(self, args: list[str]) -> list[str]:
+        """``args`` with a subcommand first: ``learn DATA`` for ``--learn DATA`` (the last one),
+        else ``train`` for ``--train``, else ``sample``. Option values stay (``--set --train``)."""
+        params = [param for command in self.commands.values() for param in command.params]
+        valued = {name for p in params if isinstance(p, click.Option) and not p.is_flag for name in p.opts}
+        rest, data, training, i = [], None, False, 0
+        while i < len(args):
+            arg, value = args[i], args[i + 1 : i + 2]
+            if arg == "--learn":
+                data, i = value, i + 1
+            elif arg.startswith("--learn="):
+                data = [arg.removeprefix("--learn=")]
+            elif arg == "--train":
+                training = True
+            else:
+                rest += [arg, *value] if arg in valued else [arg]
+                i += 1 if arg in valued else 0
+            i += 1
+        if data is not None:  # (with --train too: learn refuses it as an option it does not have)
+            return ["learn", *data, *rest, *(["--train"] if training else [])]
+        return ["train" if training else "sample", *rest]
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they are defined: sample, train, learn
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            name = exc.option_name
+            owners = [f"`bench {key}`" for key, cmd in self.commands.items() if any(name in p.opts for p in cmd.params)]
+            if not owners or exc.ctx is None:
+                raise
+            message = f"{name} is an option of {' and '.join(owners)}, not of `bench {exc.ctx.info_name}`"
+            raise click.NoSuchOption(name, message, ctx=exc.ctx) from None
+
+
+@click.group(cls=BenchGroup, short_help="Measure sampling speed, training speed or learning.")
+def bench() -> None:
+    """Measure sampling speed, training speed or learning on this machine, one row per
+    configuration (a table, or JSON lines with --json).
+
+    `wavegen bench [OPTIONS]` with no subcommand is `wavegen bench sample [OPTIONS]`; the
+    spellings of before, `bench --train ...` and `bench --learn DATA ...`, are `bench train ...`
+    and `bench learn DATA ...`.
+    """
+
+
+@bench.command("sample", short_help="Sampling speed of each engine, precision and batch.")
+@options(SHARED)
 @click.option(
     "--engine",
     "engines",
@@ -35,183 +107,140 @@ from .common import PRECISIONS, QUIET, friendly_errors, log
     help="The native engine's weights: fp32, bf16 or int8 (repeatable; default: fp32), each row with its largest "
     "logit difference from fp32. Other engines run at fp32.",
 )
-@click.option(
-    "--batch",
-    "batches",
-    multiple=True,
-    type=click.IntRange(min=1),
-    help="Streams at once (repeatable; default: 1 and 32, with --train the recipe's batch_size).",
-)
+@MANY("--batch", "batches", type=POSITIVE, help="Streams at once (repeatable; default: 1 and 32).")
 @click.option(
     "--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement."
 )
 @click.option(
     "--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median)."
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: every core available).")
 @click.option(
     "--cond",
     type=click.Choice(["none", "labels", "mels", "both"]),
     help="Condition the model: on 4 labels, on 80 log-mel bands (random), or both (default: as the recipe).",
 )
-@click.option(
-    "--train",
-    "training",
-    is_flag=True,
-    help="Measure training steps instead (forward+backward+Adam), against a plain nn.Conv1d WaveNet.",
-)
-@click.option(
-    "--segment",
-    "segments",
-    multiple=True,
-    type=click.IntRange(min=1),
-    help="--train: predicted samples per window (repeatable; default: the recipe's).",
-)
-@click.option(
-    "--learn",
-    "learn_data",
-    type=click.Path(path_type=Path),
-    metavar="DATA",
-    help="Measure learning instead: train variants on prepared DATA for the same budget, score validation.",
-)
+@friendly_errors
+def sample(recipe, overrides, device, threads, as_json, quiet, engines, precisions, batches, seconds, repeats, cond):
+    """Sampling speed (random weights): one table row per engine, precision and batch size, after
+    a line with the CPU and its fp32 matmul peak. With --json: JSON lines, each printed as soon as
+    it is measured."""
+    from ..limits import check_seconds, check_streams
+
+    check_seconds(seconds, beyond="wall time per measurement")
+    for batch in batches:
+        check_streams(batch, "--batch", "measure smaller batches")
+    config, dev, bar = setup(recipe, overrides, device, quiet)
+    from ..bench import tables
+
+    results = sampling_results(config, dev, engines, precisions, batches, seconds, repeats, threads, cond, as_json, bar)
+    show(results, tables.SAMPLING_COLUMNS, bar, as_json)
+
+
+@bench.command("train", short_help="Training speed against a plain PyTorch WaveNet.")
+@options(SHARED)
+@MANY("--batch", "batches", type=POSITIVE, help="Windows per step (repeatable; default: the recipe's batch_size).")
+@MANY("--segment", "segments", type=POSITIVE, help="Predicted samples per window (repeatable; default: the recipe's).")
+@click.option("--steps", type=POSITIVE, default=5, show_default=True, help="Timed steps (median).")
+@click.option("--compile", "compiled", is_flag=True, help="Run wavegen's model through torch.compile.")
+@click.option("--recompute", is_flag=True, help="Activation checkpointing (recompute in backward).")
+@friendly_errors
+def train(recipe, overrides, device, threads, as_json, quiet, batches, segments, steps, compiled, recompute):
+    """Training speed: forward, backward and Adam steps of wavegen's model against a plain
+    nn.Conv1d WaveNet with the same weights, one row per implementation, batch and segment
+    length (the recipe's shape without conditioning; --set train.precision=... sets the precision)."""
+    config, dev, bar = setup(recipe, overrides, device, quiet)
+    from ..bench import sampling, tables
+    from ..bench import training as bench_train
+
+    # the recipe's shape without conditioning (the plain model it is compared with has none)
+    results = bench_train.run(
+        sampling.conditioned(config.model, "none"),
+        list(batches) or [config.train.batch_size],
+        list(segments) or [config.train.segment_length],
+        dev,
+        steps,
+        threads,
+        compile=compiled,
+        recompute=recompute,
+        precision=config.train.precision,
+        bar=bar,
+    )
+    show(results, tables.TRAINING_COLUMNS, bar, as_json)
+
+
+@bench.command("learn", short_help="Learning: validation bits/sample in equal budgets.")
+@click.argument("data", type=click.Path(path_type=Path))
+@options(SHARED)
 @click.option(
     "--variant",
     "variants",
     multiple=True,
     metavar="NAME[:KEY=VALUE,...]",
-    help="--learn: a variant (repeatable): 'plain' (the field's standard WaveNet), 'default' (the recipe), "
+    help="A variant (repeatable): 'plain' (the field's standard WaveNet), 'default' (the recipe), "
     "or NAME:key=value,... on top of the recipe (default: plain and default).",
 )
 @click.option(
     "--minutes",
     multiple=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="--learn: wall-clock budget of training per variant (repeatable: scored at each mark).",
+    help="Wall-clock budget of training per variant (repeatable: scored at each mark).",
 )
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    multiple=True,
-    help="--train: timed steps (median). --learn: step budget per variant (repeatable) (default: 5 with --train).",
-)
-@click.option("--compile", "compiled", is_flag=True, help="--train: run wavegen's model through torch.compile.")
-@click.option("--recompute", is_flag=True, help="--train: activation checkpointing (recompute in backward).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table.")
-@click.option("-q", "--quiet", is_flag=True, help=QUIET)
+@MANY("--steps", type=POSITIVE, help="Step budget per variant (repeatable: scored at each).")
+@MANY("--batch", "batches", type=POSITIVE, help="Batch size of every variant (one; as --set train.batch_size=N).")
 @friendly_errors
-def bench(
-    recipe,
-    overrides,
-    engines,
-    precisions,
-    batches,
-    seconds,
-    repeats,
-    device,
-    threads,
-    cond,
-    training,
-    segments,
-    learn_data,
-    variants,
-    minutes,
-    steps,
-    compiled,
-    recompute,
-    as_json,
-    quiet,
-):
-    """Measure sampling speed (random weights): one table row per engine, precision and batch size,
-    after a line with the CPU and its fp32 matmul peak.
+def learn(data, recipe, overrides, device, threads, as_json, quiet, variants, minutes, steps, batches):
+    """Learning: train variants of the recipe on prepared DATA for the same budget (--minutes or
+    --steps) and score each on validation, bits/sample, at every mark."""
+    from ..config import ConfigError, apply_overrides
 
-    With --train: training speed, one row per implementation, batch and segment length.
-    With --learn DATA: validation bits/sample each variant reaches in the same training budget.
-    With --json: the same results as JSON lines, each printed as soon as it is measured."""
-    from ..config import apply_overrides
-    from ..limits import check_seconds, check_streams
-    from ..recipe import load_recipe
-
-    check_seconds(seconds, beyond="wall time per measurement")
-    if not training:
-        for batch in batches:
-            check_streams(batch, "--batch", "measure smaller batches")
-    config = apply_overrides(load_recipe(recipe), list(overrides))
+    config, dev, bar = setup(recipe, overrides, device, quiet)
+    from ..bench import learning as bench_learn
     from ..bench import machine, tables
-    from ..bench import sampling as benchmark
+
+    if not minutes and not steps:
+        raise ConfigError("bench learn: give a budget, --minutes M or --steps N (repeatable)")
+    if minutes and steps:
+        raise ConfigError("bench learn: give --minutes or --steps, not both")
+    if len(batches) > 1:
+        raise ConfigError("bench learn: one --batch (or --set train.batch_size=N) for every variant")
+    if batches:
+        apply_overrides(config, [f"train.batch_size={batches[0]}"])
+    parsed = [bench_learn.parse_variant(v) for v in variants or (bench_learn.PLAIN, bench_learn.DEFAULT)]
+    if len({v.name for v in parsed}) != len(parsed):
+        raise ConfigError("bench learn: variant names must differ")
+    click.echo(f"cpu: {machine.cpu_name()}", err=True)
+    results = bench_learn.run(
+        config, data, parsed, minutes=list(minutes), steps=list(steps), device=dev, threads=threads, bar=bar
+    )
+    show(results, tables.LEARNING_COLUMNS, bar, as_json)
+
+
+def setup(recipe: str, overrides: tuple[str, ...], device: str, quiet: bool):
+    """(the recipe with ``--set`` applied, the torch device, a progress bar whose total comes once known)."""
+    from ..config import apply_overrides
     from ..devices import resolve_device
     from ..progress import bar as progress_bar
+    from ..recipe import load_recipe
 
-    dev = resolve_device(device)
-    bar = progress_bar(enabled=not quiet, desc="bench", unit="config", delay=0.5)  # its total: once known
+    config = apply_overrides(load_recipe(recipe), list(overrides))
+    return config, resolve_device(device), progress_bar(enabled=not quiet, desc="bench", unit="config", delay=0.5)
 
-    def show(results, columns):
-        from tqdm import tqdm
 
-        def echo(line):  # a row, with the bar (stderr, the same terminal) cleared and redrawn around it
-            with tqdm.external_write_mode(file=sys.stdout):
-                click.echo(line)
+def show(results, columns, bar, as_json: bool) -> None:
+    """Print ``results`` as they come: a table with ``columns``, or JSON lines with ``--json``."""
+    from tqdm import tqdm
 
-        with bar:
-            if as_json:
-                tables.print_results(results, echo)
-            else:
-                tables.print_table(results, columns, echo)
+    from ..bench import tables
 
-    from ..config import ConfigError
+    def echo(line):  # a row, with the bar (stderr, the same terminal) cleared and redrawn around it
+        with tqdm.external_write_mode(file=sys.stdout):
+            click.echo(line)
 
-    if learn_data is not None:
-        from ..bench import learning as bench_learn
-
-        if training or engines or cond or segments or compiled or recompute or precisions:
-            raise ConfigError(
-                "bench --learn trains variants: --train, --engine, --precision, --cond, --segment, --compile and "
-                "--recompute are for the speed benchmarks (set the shape with --set)"
-            )
-        if not minutes and not steps:
-            raise ConfigError("bench --learn: give a budget, --minutes M or --steps N (repeatable)")
-        if minutes and steps:
-            raise ConfigError("bench --learn: give --minutes or --steps, not both")
-        if len(batches) > 1:
-            raise ConfigError("bench --learn: one --batch (or --set train.batch_size=N) for every variant")
-        if batches:
-            apply_overrides(config, [f"train.batch_size={batches[0]}"])
-        parsed = [bench_learn.parse_variant(v) for v in variants or (bench_learn.PLAIN, bench_learn.DEFAULT)]
-        if len({v.name for v in parsed}) != len(parsed):
-            raise ConfigError("bench --learn: variant names must differ")
-        click.echo(f"cpu: {machine.cpu_name()}", err=True)
-        results = bench_learn.run(
-            config, learn_data, parsed, minutes=list(minutes), steps=list(steps), device=dev, threads=threads, bar=bar
-        )
-        show(results, tables.LEARNING_COLUMNS)
-        return
-    if variants or minutes:
-        raise ConfigError("--variant and --minutes are for bench --learn DATA")
-    if training:
-        from ..bench import training as bench_train
-
-        if engines or cond or precisions:
-            raise ConfigError(
-                "bench --train measures training steps: --engine and --cond are for sampling, and so is "
-                "--precision (--set train.precision=... sets training's)"
-            )
-        # the recipe's shape without conditioning (the plain model it is compared with has none)
-        results = bench_train.run(
-            benchmark.conditioned(config.model, "none"),
-            list(batches) or [config.train.batch_size],
-            list(segments) or [config.train.segment_length],
-            dev,
-            steps[-1] if steps else 5,
-            threads,
-            compile=compiled,
-            recompute=recompute,
-            precision=config.train.precision,
-            bar=bar,
-        )
-        show(results, tables.TRAINING_COLUMNS)
-        return
-    results = sampling_results(config, dev, engines, precisions, batches, seconds, repeats, threads, cond, as_json, bar)
-    show(results, tables.SAMPLING_COLUMNS)
+    with bar:
+        if as_json:
+            tables.print_results(results, echo)
+        else:
+            tables.print_table(results, columns, echo)
 
 
 def sampling_results(config, dev, engines, precisions, batches, seconds, repeats, threads, cond, as_json, bar):

@@ -32,6 +32,31 @@ def options(options):
     return wrap
 
 
+def command_line(ctx: click.Context, **values) -> list[str]:
+    """The arguments that give ``ctx``'s command its parsed values again (``values`` replacing
+    some; None and () are "not given"), derived from the command's own parameters so that
+    none is forgotten: each option in its longest spelling, ``--name=value`` (a value starting
+    with ``-`` stays a value), once per item when repeatable; flags by name; arguments last, after ``--``."""
+    values, options, arguments = {**ctx.params, **values}, [], []
+    for param in ctx.command.params:
+        value = values.get(param.name)
+        if isinstance(param, click.Argument):
+            arguments += [str(v) for v in (value if param.multiple or param.nargs != 1 else [value]) if v is not None]
+            continue
+        name = max(param.opts, key=len)
+        if param.count:
+            options += [name] * (value or 0)
+        elif param.is_flag:  # on by name; off as --no-NAME where it has one, else by leaving it out
+            on = value is True if param.is_bool_flag else value == param.flag_value
+            if on or param.secondary_opts:
+                options.append(name if on else max(param.secondary_opts, key=len))
+        elif value is not None:
+            for item in value if param.multiple else [value]:
+                parts = [str(part) for part in (item if param.nargs != 1 else [item])]
+                options += [f"{name}={parts[0]}", *parts[1:]] if name.startswith("--") else [name, *parts]
+    return options + (["--", *arguments] if arguments else [])
+
+
 def one_line(message: str) -> str:
     """A message on one line: names from data (a label, a file name) may hold line breaks, and
     library messages (torch's) may span several lines."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import QUIET, friendly_errors, log
+from .common import QUIET, command_line, friendly_errors, log
 
 
 @click.command()
@@ -59,9 +59,9 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
     speaks = not launching and distributed.from_env()[1] == 0  # what the config says, once: by rank 0
     resolved = resolve_config(run, data, recipe, list(overrides), steps, log=log if speaks else lambda _: None)
     if launching:  # this command again, in nproc processes under torchrun (each resolves the config)
-        args = ["-m", "wavegen", "train", "--data", str(data), "--run-dir", str(run), "--device", device]
-        args += (["--recipe", recipe] if recipe else []) + [part for item in overrides for part in ("--set", item)]
-        args += (["--steps", str(steps)] if steps else []) + (["--quiet"] if quiet else [])
+        # every option as given, from train's own parameters (--run as --run-dir, torchrun's --run
+        # being its --run-path), with the run folder resolved and no --nproc
+        args = ["-m", "wavegen", "train", *command_line(click.get_current_context(), run=run, nproc=None)]
         sys.exit(distributed.launch(nproc, resolve_device(device), args))
     world = distributed.start(resolve_device(device))
     try:

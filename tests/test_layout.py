@@ -57,7 +57,7 @@ KERNELS = {  # kernels, and the native engine's build, ABI and packing beside it
 }
 OVER_MODULE = {
     "wavegen.config": 325,
-    "wavegen.train.loop": 433,
+    "wavegen.train.loop": 432,
     "wavegen.train.trainer": 390,
 }
 OVER_FUNCTION = {

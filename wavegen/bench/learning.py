@@ -34,19 +34,17 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import Config, ConfigError, apply_overrides
 from ..data.prepared import PreparedData
-from ..data.windows import IGNORE, WindowSampler
+from ..data.windows import WindowSampler
+from ..model import loss
 from ..model.baseline import StandardWaveNet
 from ..train import precision as precisions
 from ..train.memory import keep_freed_memory
+from ..train.trainer import Trainer
 from ..train.validation import validation_bits
 from .machine import cpu_name
-
-LN2 = math.log(2.0)
-
 
 PLAIN, DEFAULT = "plain", "default"  # the built-in variants
 
@@ -109,7 +107,7 @@ class PlainRunner:
         self.optimizer.zero_grad(set_to_none=True)
         with precisions.autocast(self.device, self.precision):
             logits = self.model(inputs)  # (B, classes, segment)
-        bits = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE) / LN2
+        bits = loss.bits(logits, targets)
         if not torch.isfinite(bits):
             return float("nan")
         bits.backward()
@@ -129,7 +127,6 @@ class WavegenRunner:
     is written: the run folder is a temporary one that no checkpoint reaches)."""
 
     def __init__(self, config: Config, data: PreparedData, device: torch.device) -> None:
-        from ..train.trainer import Trainer
 
         config.train.val_batches = 0  # the benchmark scores the snapshots itself, on the whole split
         self._folder = tempfile.TemporaryDirectory(prefix="wavegen-bench-learn-")

@@ -4,22 +4,19 @@ wavegen's step as ``train`` runs it (``TrainStep``), each timed, counted and mea
 from __future__ import annotations
 
 import ctypes
-import math
 import threading
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.windows import Batch
+from ..model import loss
 from ..train import precision as precisions
 from ..train.ema import MovingAverage
 from ..train.graph import GraphedStep
 from ..train.step import StepResult, StepStats, finish_step, fused_adam, start_step
 from .ops import OpCount, count_ops
-
-LN2 = math.log(2.0)
 
 
 class PeakRss:
@@ -88,7 +85,7 @@ class Contender:
         self.optimizer.zero_grad(set_to_none=True)
         with precisions.autocast(self.device, self.precision):
             logits = self.forward(inputs, output_from)  # (B, classes, segment)
-        (F.cross_entropy(logits.float(), targets) / LN2).backward()
+        loss.bits(logits, targets).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
 
@@ -124,7 +121,7 @@ class TrainStep(Contender):
         (inputs, targets, *_), start = batches[0], self.start
         with precisions.autocast(self.device, self.precision):
             logits = self.forward(inputs, start)  # (B, classes, segment)
-        bits = F.cross_entropy(logits.float(), targets) / LN2
+        bits = loss.bits(logits, targets)
         bits.backward()
         return finish_step(self.optimizer, self.model, self.parameters, bits.detach(), 1.0, self.ema, self.stats)
 

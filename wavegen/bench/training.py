@@ -24,7 +24,6 @@ function, computed two ways.
 
 from __future__ import annotations
 
-import math
 import statistics
 from typing import Iterator
 
@@ -38,9 +37,6 @@ from ..train import precision as precisions
 from ..train.graph import WARMUP
 from ..train.memory import freed_memory_kept, keep_freed_memory
 from .steps import Contender, TrainStep
-
-LN2 = math.log(2.0)
-
 
 GLIBC_DEFAULT, KEEP_FREED = "glibc default", "keep freed"  # the CPU allocator phases
 

@@ -45,6 +45,7 @@ from ..errors import TrainingDiverged, TrainingInterrupted, WriteError
 from ..files import atomic_write_text
 from ..model import checkpoint as ckpt
 from ..outputs import leaves_no_empty_folder
+from ..progress import bar as progress_bar
 from ..run_config import CONFIG_FILE, Change, read_run_file, says
 from ..runs import append_row, checkpoint_paths, clear_leftovers, resume_log
 from . import monitor
@@ -249,8 +250,6 @@ class _Progress:
 def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) -> TrainResult:
     """Train from ``trainer.step`` to ``train.steps``; a stop request, a second signal or a
     failed write ends it with the message that says what is kept."""
-    from ..progress import bar as progress_bar
-
     t, world = trainer.config.train, trainer.world
     latest = checkpoint_paths(trainer.run)["latest"]
     state = _Progress(

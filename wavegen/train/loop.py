@@ -121,7 +121,7 @@ def _open(
     returned too: None for a new run)."""
     data = PreparedData(data_dir)
     latest = checkpoint_paths(run)["latest"]
-    fitted = fit_to_data(config, data, data_dir, run, latest.is_file(), _quiet)
+    fitted = fit_to_data(config, data, data_dir, run, latest.is_file(), _quiet, check=False)
     if fitted != config:  # not resolve_config's: fitted here, saying what resolve_config would
         fitted = fit_to_data(config, data, data_dir, run, latest.is_file(), log)
     trainer = Trainer(fitted, data, run, world.device, world)

@@ -156,12 +156,14 @@ def fit_to_data(
     run: Path,
     resuming: bool,
     log: Callable[[str], None] = print,
+    check: bool = True,
 ) -> Config:
     """``config`` fitted to the prepared ``data`` (read from ``data_dir``), as a new validated
     ``Config``: the data's sample rate, and the model conditioned on what the data carries (label
     names, log-mel features with their analysis settings). A new run also records how its data
     was prepared; a resumed run's data must have its rate and conditioning (else ``ConfigError``).
-    ``config`` itself is not changed; a config fitted already comes back equal."""
+    ``config`` itself is not changed; a config fitted already comes back equal. ``check=False``:
+    not validated (to compare it with one that was)."""
     m, d = config.model, config.data
     rate = _sample_rate(d.sample_rate, data, data_dir, run, resuming, log)
     mel = data.mel or {}
@@ -187,7 +189,8 @@ def fit_to_data(
         data=dataclasses.replace(d, **prepared),
         train=dataclasses.replace(config.train),
     )
-    validate(fitted)
+    if check:
+        validate(fitted)
     labels, bands, hop = wanted["labels"], wanted["mel_channels"], wanted["mel_hop"]
     if not resuming and (labels or bands):
         parts = [f"{len(labels)} labels ({', '.join(labels)})"] if labels else []

@@ -2,11 +2,13 @@
 #   make demo   install into .venv, then prepare → train → synth on the built-in dataset
 #   make test   install into .venv, then lint (ruff) and run the whole test suite
 # make test-fast runs the tests that answer in seconds (no real command line, no training runs).
+# make native-check, after changing the native engine's C++: builds it with ASan + UBSan and holds
+# it to the Python references (a minute for the first build, then seconds).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast native-check lint install clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +28,9 @@ test: install lint
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not sweep"
+
+native-check: install
+	$(BIN)/python -m wavegen.generate.native.check --sanitize
 
 lint: install
 	$(BIN)/ruff check wavegen tests

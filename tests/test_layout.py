@@ -51,16 +51,13 @@ MAY_IMPORT = {
 }
 # Modules over the budgets below, each at most its size today: they may shrink, never grow.
 MODULE_LINES, FUNCTION_LINES = 300, 60
-KERNELS = {  # kernels, and the native engine's build, ABI and packing beside its C++ kernel
-    "wavegen.generate.native",
-    "wavegen.generate.persistent.kernel",
-}
 OVER_MODULE = {
     "wavegen.config": 325,
     "wavegen.train.loop": 432,
     "wavegen.train.trainer": 390,
 }
 OVER_FUNCTION = {
+    "wavegen.generate.persistent.kernel._layer": 72,  # one Triton program's layer, inlined as a whole
     "wavegen.bench.learning._train_and_score": 66,
     "wavegen.config.validate": 69,
     "wavegen.report.html.render": 84,
@@ -189,11 +186,22 @@ def test_imports_inside_functions_are_only_where_they_say_why():
     assert not hidden, sorted(set(hidden))
 
 
+def test_engines_are_chosen_in_one_module():
+    """Which engine runs is decided in ``generate.choice`` alone: no other module builds an
+    engine by name (``engines.build_engine``); every caller goes through ``choose`` or
+    ``make_engine``."""
+    builders = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("engines"):
+                if "build_engine" in {alias.name for alias in node.names} and name != "wavegen.generate.choice":
+                    builders.append(name)
+    assert not builders, builders
+
+
 def test_modules_and_functions_keep_within_their_budget():
     over = []
     for name, path in modules().items():
-        if any(name == kernel or name.startswith(kernel + ".") for kernel in KERNELS):
-            continue
         source = path.read_text()
         lines = len(source.splitlines())
         if lines > OVER_MODULE.get(name, MODULE_LINES):

@@ -59,7 +59,7 @@ def test_bench_rows_of_the_native_engine():
 def test_an_engine_that_cannot_run_a_precision_is_a_row_that_says_why(monkeypatch, tmp_path):
     from wavegen.generate import native
 
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native.abi, "_loaded", {})
     monkeypatch.setenv("CXX", "no-such-compiler")
     monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
     rows = list(bench.run(SMALL, ["native", "peer"], [1], seconds=0.05, repeats=1, cond="labels", precisions=["bf16"]))

@@ -79,7 +79,7 @@ def test_a_lower_precision_on_a_gpu_or_an_unknown_one_is_refused():
 def test_a_lower_precision_without_the_native_engine_says_why_and_falls_back_to_nothing(monkeypatch, tmp_path):
     from wavegen.generate import native
 
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native.abi, "_loaded", {})
     monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CXX", "no-such-compiler")
     notices = []
@@ -99,7 +99,7 @@ def test_auto_precision_is_int8_in_the_native_engine_and_fp32_in_the_others(reco
     # Where the native engine cannot be built, auto falls back to the torch engine at fp32, saying why.
     from wavegen.generate import native
 
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native.abi, "_loaded", {})
     monkeypatch.setattr(choice, "_reported", set())  # the notice is given once per process
     monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CXX", "no-such-compiler")

@@ -205,7 +205,7 @@ def fresh_native(monkeypatch, tmp_path):
     """The native module with an empty build cache and nothing loaded yet in this process."""
     from wavegen.generate import native
 
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native.abi, "_loaded", {})
     monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
     return native
 
@@ -232,7 +232,7 @@ def test_a_compile_error_is_reported_as_unavailable(fresh_native, monkeypatch, t
     compiler_or_skip(fresh_native)
     broken = tmp_path / "broken.cpp"
     broken.write_text("this is not C++\n")
-    monkeypatch.setattr(fresh_native, "SOURCE", broken)
+    monkeypatch.setattr(fresh_native.toolchain, "SOURCE", broken)
     with pytest.raises(fresh_native.NativeUnavailable, match="compiling broken.cpp failed"):
         fresh_native.load()
     assert not list((tmp_path / "cache").glob("*.so"))  # nothing half-built left behind

@@ -156,7 +156,7 @@ def test_native_conditioned_codes_do_not_depend_on_the_thread_layout_or_chunking
         assert torch.equal(generate(engine, SAMPLES, seeds, temperature=0.9, conditioning=cond), expected)
     # Calls of odd lengths, switching layouts in between, with blocks of one frame of terms (16
     # steps: a call then spans several blocks and starts in the middle of one).
-    monkeypatch.setattr(native, "MAX_TERM_FRAMES", 1)
+    monkeypatch.setattr(native.engine, "MAX_TERM_FRAMES", 1)
     engine.set_threads(1)
     engine.reset(batch, None, cond)
     out = torch.empty(batch, SAMPLES, dtype=torch.uint8)

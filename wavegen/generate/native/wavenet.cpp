@@ -1,6 +1,12 @@
 // The native sampling engine of wavegen: WaveNet's cached incremental step and the softmax
 // sampling in one loop, many samples per call, with no Python in between. Plain C ABI for
-// ctypes (see __init__.py beside it, which builds this file on first use and packs the weights).
+// ctypes (abi.py beside it binds it; toolchain.py builds this file on first use; packing.py
+// packs the weights; engine.py drives it).
+//
+// Built as toolchain.build() runs it (FLAGS, then $WAVEGEN_NATIVE_FLAGS), into the cache folder:
+//   g++ -O3 -march=native -std=c++20 -shared -fPIC -pthread -o wavenet-<fingerprint>.so wavenet.cpp
+// After changing this file: make native-check (this build with -O1 -g and ASan + UBSan, held to
+// the Python references by check.py), then the tests.
 //
 // One step for a batch of b streams at time t (shapes per stream; R residual, G gate, S skip,
 // C classes, k kernel taps, padded sizes G8 = ceil8(G), R16/S16/C16 = ceil16(.)):

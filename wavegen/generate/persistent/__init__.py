@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from ...errors import EngineUnavailable
 from ...model.network import WaveNet
-from ..cuda_graph import MAX_TERM_BYTES, EngineUnavailable
+from ..cuda_graph import MAX_TERM_BYTES
 from ..state import fill_step_terms
 from ..torch_engine import TorchEngine
 
@@ -189,15 +190,15 @@ class PersistentEngine(TorchEngine):
         codes = torch.zeros(BB, steps + tail, dtype=torch.int32, device=dev)
         terms, term_step = self._terms(steps) if steps and self.parts is not None else (None, 0)
         Q, SQ, CQ = self.Q, self.SP // self.H1, self.CP // self.H2
-        w = self.w
+        # By keyword, named as kernel.persistent_steps names them (self.w's keys are its weights' names).
         self.kernel_fn[(self.programs,)](
-            steps, tail, self.t, self.tag, int(self.pending), self.forced, self.forced_count, self.temps, draws,
-            codes, steps + tail, w["conv_past"], w["conv_now"], w["conv_bias"], w["res_w"], w["skip_w"],
-            w["res_bias"], w["skip_bias"], w["dilations"], self.ring, self.ring_offsets, self.code_rings,
-            w["in_tables"], w["in_bias"], w["in_offsets"], len(self.in_offsets),
-            terms if terms is not None else self.temps, term_step, self.batch, self.gate, self.model.config.classes,
-            self.blocks, self.skips, self.y1, w["w1"], w["b1"], w["w2"], w["b2"], self.logit_words,
-            len(self.layers), 0 if self.interpreted else POLL_LIMIT, self.error, self.k,
+            steps=steps, tail=tail, t0=self.t, tag0=self.tag, first_step=int(self.pending), forced=self.forced,
+            n_forced=self.forced_count, temps=self.temps, uniforms=draws, codes_out=codes, out_stride=steps + tail,
+            ring=self.ring, ring_offsets=self.ring_offsets, code_ring=self.code_rings, k_in=len(self.in_offsets),
+            terms=terms if terms is not None else self.temps, term_step=term_step, n_streams=self.batch,
+            n_gate=self.gate, n_classes=self.model.config.classes, blocks=self.blocks, skips=self.skips, y1=self.y1,
+            logits_w=self.logit_words, n_layers=len(self.layers), limit=0 if self.interpreted else POLL_LIMIT,
+            error=self.error, kernel_taps=self.k, **self.w,
             Q=Q, H1=self.H1, BB=BB, RP=self.RP, GQ=self.GP // Q, PP=self.PP, SP=self.SP, SQ=SQ, AP=self.AP,
             CP=self.CP, CQ=CQ, KP=_pow2(len(self.in_offsets)), HAS_TERMS=terms is not None, num_warps=8,
         )  # fmt: skip

@@ -12,6 +12,7 @@ import torch
 from wavegen.errors import ConfigError
 from wavegen.generate import choice
 from wavegen.generate.choice import Candidate, make_engine, plan
+from wavegen.generate.request import GenerationRequest
 
 from helpers import random_model
 from test_sampling import SHAPES
@@ -46,7 +47,9 @@ def gpu(monkeypatch):
 
 
 def picked(said, engine="auto", device="auto", streams=1, precision="auto"):
-    made, dev = choice.choose(engine, device, precision, streams, None, said.append)
+    made, dev = choice.choose(
+        GenerationRequest(engine=engine, device=device, precision=precision), streams, None, said.append
+    )
     assert made.device == dev.type
     return made.name, made.precision
 
@@ -149,7 +152,8 @@ NATIVE32 = Candidate("native", "cpu", "fp32")
     ],
 )
 def test_the_decision_table_row_by_row(asked, gpu, expected):
-    decided = plan(*asked, gpu=gpu)
+    engine, device, precision, streams = asked
+    decided = plan(GenerationRequest(engine=engine, device=device, precision=precision), streams, gpu)
     assert (decided.candidates, decided.fallbacks, decided.preferred) == expected
 
 
@@ -166,4 +170,4 @@ def test_the_decision_table_row_by_row(asked, gpu, expected):
 def test_the_decision_table_refuses_what_cannot_run(asked, error, message):
     for gpu in (False, True):
         with pytest.raises(error, match=message):
-            plan(*asked, streams=1, gpu=gpu)
+            plan(GenerationRequest(engine=asked[0], device=asked[1], precision=asked[2]), 1, gpu)

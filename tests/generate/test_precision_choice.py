@@ -19,6 +19,7 @@ from wavegen.generate.choice import choose, make_engine
 from wavegen.generate.engines import generate
 from wavegen.generate.quantized import at_precision
 from wavegen.generate.reference import ReferenceEngine
+from wavegen.generate.request import GenerationRequest
 from wavegen.model import checkpoint as ckpt
 from wavegen.recipe import load_recipe
 
@@ -114,12 +115,14 @@ def test_auto_precision_is_int8_in_the_native_engine_and_fp32_in_the_others(reco
 def test_choose_runs_a_lower_precision_on_the_cpu_even_with_a_gpu(recorded_native, monkeypatch):
     monkeypatch.setattr(choice, "resolve_device", lambda name: torch.device("cuda" if name != "cpu" else "cpu"))
     model = random_model(TINY.model)
-    engine, device = choose("auto", "auto", "int8", 64, model, print)  # many streams: a GPU's, at fp32
+    engine, device = choose(
+        GenerationRequest(engine="auto", device="auto", precision="int8"), 64, model, print
+    )  # many streams: a GPU's, at fp32
     assert (engine.name, engine.precision, device.type) == ("native", "int8", "cpu")
-    engine, device = choose("native", "auto", "bf16", 1, model, print)
+    engine, device = choose(GenerationRequest(engine="native", device="auto", precision="bf16"), 1, model, print)
     assert (engine.precision, device.type) == ("bf16", "cpu")
     with pytest.raises(ConfigError, match="use --device cpu"):
-        choose("auto", "cuda", "bf16", 1, model, print)
+        choose(GenerationRequest(engine="auto", device="cuda", precision="bf16"), 1, model, print)
     assert recorded_native == [("cpu", "int8"), ("cpu", "bf16")]
 
 

@@ -1,7 +1,7 @@
 """Which engine generates, where and at what precision: the one rule, for every caller.
 
-``plan`` is the decision table, a pure function of what was asked (engine, device, precision,
-streams) and whether a GPU is present; ``choose`` builds what the plan names, falls back where
+``plan`` is the decision table, a pure function of what was asked (a ``GenerationRequest``'s
+engine, device and precision, and the number of streams) and whether a GPU is present; ``choose`` builds what the plan names, falls back where
 it allows, and times a short trial where two engines could both be fastest. ``synth``,
 ``vocode``, ``eval``, the Python API and the training monitor all call ``choose``.
 
@@ -43,7 +43,7 @@ from ..model.conditioning import Conditioning
 from ..model.network import WaveNet
 from .engine import Engine
 from .engines import build_engine, generate
-from .request import check_engine, check_precision
+from .request import GenerationRequest
 
 NATIVE_OVER_GPU_STREAMS = 16
 PERSISTENT_STREAMS = 8
@@ -75,11 +75,17 @@ class Plan:
     preferred: int = 0  # the candidate tried first without a trial
 
 
-def plan(engine: str, device: str, precision: str, streams: int, gpu: bool) -> Plan:
-    """The decision table above. ``gpu``: whether ``device`` (``auto``, ``cpu``, ``cuda``)
-    resolves to a CUDA device. Raises ``ConfigError`` for a precision that cannot run there,
-    ``ValueError`` for an unknown engine; builds nothing."""
-    refuse(engine, device, precision)
+def plan(request: GenerationRequest, streams: int, gpu: bool) -> Plan:
+    """The decision table above for ``request`` (whose names it checked) and ``streams``.
+    ``gpu``: whether its device (``auto``, ``cpu``, ``cuda``) resolves to a CUDA device. Raises
+    ``ConfigError`` for an engine or precision that cannot run there; builds nothing."""
+    refuse(request)
+    return _table(request, streams, gpu)
+
+
+def _table(request: GenerationRequest, streams: int, gpu: bool) -> Plan:
+    """``plan`` for a request ``refuse`` let through."""
+    engine, device, precision = request.engine, request.device, request.precision
     if precision in ("bf16", "int8"):  # only the native engine stores lower precision weights
         return Plan((Candidate("native", "cpu", precision),))
     here = "cuda" if gpu and device != "cpu" else "cpu"
@@ -98,11 +104,10 @@ def plan(engine: str, device: str, precision: str, streams: int, gpu: bool) -> P
     return Plan(persistent + cpu, graph, preferred=len(persistent + cpu) - 1)
 
 
-def refuse(engine: str, device: str, precision: str) -> None:
+def refuse(request: GenerationRequest) -> None:
     """The table's refusals, which need no device: ``ConfigError`` for a precision or an engine
-    that cannot run on ``device``, ``ValueError`` for an unknown engine."""
-    check_precision(precision)
-    check_engine(engine)
+    that cannot run on the request's device."""
+    engine, device, precision = request.engine, request.device, request.precision
     if precision in ("bf16", "int8"):
         if engine not in ("auto", "native"):
             raise ConfigError(
@@ -126,16 +131,14 @@ class Chosen:
         return iter((self.engine, self.device))
 
 
-def choose(
-    engine: str, device: str, precision: str, streams: int, model: WaveNet, log: Log, trial: bool = True
-) -> Chosen:
-    """Build the engine ``plan`` decides for ``model`` (on the CPU; the engine copies what it
-    needs to its device). ``trial=False`` (the training monitor) takes the plan's preferred
-    candidate that runs instead of timing them. Raises ``ConfigError``/``ValueError`` as
-    ``plan`` does, ``EngineUnavailable`` when a named engine cannot run here."""
-    refuse(engine, device, precision)  # before any device is touched
-    resolved = resolve_device(device)
-    decided = plan(engine, device, precision, streams, resolved.type == "cuda")
+def choose(request: GenerationRequest, streams: int, model: WaveNet, log: Log, trial: bool = True) -> Chosen:
+    """Build the engine ``plan`` decides for ``request`` and ``streams`` streams of ``model``
+    (on the CPU; the engine copies what it needs to its device). ``trial=False`` (the training
+    monitor) takes the plan's preferred candidate that runs instead of timing them. Raises
+    ``ConfigError`` as ``plan`` does, ``EngineUnavailable`` when a named engine cannot run here."""
+    refuse(request)  # before any device is touched
+    decided = _table(request, streams, resolve_device(request.device).type == "cuda")
+    precision = request.precision
     asked = f"--precision {precision}: " if precision in ("bf16", "int8") else ""
     order = list(decided.candidates)
     if not trial:
@@ -165,8 +168,10 @@ def make_engine(
     name: str, model: WaveNet, device: torch.device | str = "cpu", log: Log | None = None, precision: str = "fp32"
 ) -> Engine:
     """One stream's engine on ``device``, as ``choose`` decides without a trial: ``name`` itself,
-    or for ``auto`` the plan's preferred engine that runs."""
-    return choose(name, torch.device(device).type, precision, 1, model, log or _stderr, trial=False).engine
+    or for ``auto`` the plan's preferred engine that runs. Raises as ``GenerationRequest`` and
+    ``choose`` do."""
+    request = GenerationRequest(engine=name, device=torch.device(device).type, precision=precision)
+    return choose(request, 1, model, log or _stderr, trial=False).engine
 
 
 def _try(

@@ -41,7 +41,6 @@ import torch
 from ..model.network import WaveNet
 from .engine import DeviceLoop, Engine, HostLoop, StreamRandom, sample_codes, stream_uniforms
 from .reference import ReferenceEngine
-from .request import check_engine, check_precision
 from .torch_engine import TorchEngine
 
 if TYPE_CHECKING:
@@ -56,11 +55,9 @@ def build_engine(
     precision: str = "fp32",
 ) -> Engine:
     """The engine called ``name`` (one of ``request.ENGINES``) for ``model`` on ``device``, with
-    its weights at ``precision`` (fp32; bf16 and int8 in the native engine only: ``choice.plan``
-    refuses other combinations before anything is built). Raises ``EngineUnavailable`` (saying
-    why) where it cannot run, ``ValueError`` for an unknown name."""
-    check_engine(name)
-    check_precision(precision, allow_auto=False)
+    its weights at ``precision`` (fp32; bf16 and int8 in the native engine only), as a
+    ``choice.Candidate`` names them: the plan has refused other combinations. Raises
+    ``EngineUnavailable`` (saying why) where it cannot run."""
     if name == "native":  # imported on demand: it may build a C++ library
         from .native import NativeEngine
 

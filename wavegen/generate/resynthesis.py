@@ -54,7 +54,7 @@ def resynthesize(
         mels[i, : len(f)] = f
     num = max(lengths)
     assert num <= frames * hop
-    chosen = choose(request.engine, request.device, request.precision, len(features), model, log)
+    chosen = choose(request, len(features), model, log)
     gen, dev = chosen.engine, chosen.device
     conditioning = make_conditioning(model, labels, mels)
     seeds = [request.seed + i for i in range(len(features))]

@@ -131,7 +131,7 @@ def generate_streams(
     num = max(1, round((2.0 if seconds is None else seconds) * rate))
     check_samples(n, num, rate)
     history = None if request.prime is None else _prime_codes(model, rate, request.prime, n, log)
-    chosen = choose(request.engine, request.device, request.precision, n, model, log)
+    chosen = choose(request, n, model, log)
     gen, dev = chosen.engine, chosen.device
     conditioning = make_conditioning(model, names, mels)
     what = f" ({', '.join(sorted(set(names)))})" if names else ""

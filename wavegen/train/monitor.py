@@ -38,6 +38,7 @@ from ..audio.mulaw import decode
 from ..errors import WriteError
 from ..generate.choice import choose
 from ..generate.engines import generate
+from ..generate.request import GenerationRequest
 from ..generate.streams import make_conditioning
 
 TENSORBOARD_HINT = "pip install 'wavegen[tensorboard]'"
@@ -99,8 +100,8 @@ def training_sample(trainer, step: int, log: Callable[[str], None], writer=None)
     source = trainer.ema.module if trainer.ema is not None else trainer.model
     model = copy.deepcopy(source).to("cpu").eval()  # the engine packs these; training goes on with its own
     # One stream, no trial: the CPU's native engine where it builds (it leaves the GPU to training).
-    device = "auto" if trainer.device.type != "cpu" else "cpu"
-    chosen = choose("auto", device, "fp32", 1, model, log, trial=False)
+    request = GenerationRequest(device="auto" if trainer.device.type != "cpu" else "cpu", precision="fp32")
+    chosen = choose(request, 1, model, log, trial=False)
     label, mels, mel_source, most = sample_conditioning(model, trainer.data)
     num = max(1, round(seconds * rate))
     if most is not None:

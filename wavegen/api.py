@@ -134,6 +134,7 @@ def train(
         changes=resolved.changes,
         checkpoint=resolved.checkpoint,
         config_file_current=resolved.config_file_current,
+        data=resolved.data,
     )
 
 

@@ -76,6 +76,7 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
             changes=resolved.changes,
             checkpoint=resolved.checkpoint,
             config_file_current=resolved.config_file_current,
+            data=resolved.data,
         )
     finally:
         world.close()

@@ -74,21 +74,22 @@ def train(
     changes: list[Change] = (),
     checkpoint: ckpt.Checkpoint | None = None,
     config_file_current: bool | None = None,
+    data: PreparedData | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in ``run`` on the prepared data in ``data_dir``.
 
     ``config``: as ``settings.resolve_config`` returns it (a recipe's is fitted to the data here as
     it would be). ``world``: this process's place in a distributed run (``distributed.start``; its
     device replaces ``device``). Every process calls ``train``; rank 0 alone logs and writes
-    files. ``changes``, ``checkpoint``, ``config_file_current``: what ``resolve_config`` changed
-    in a resumed run's settings, the checkpoint it read and whether RUN/config.toml says the
-    config (None: found out here). A run already at ``train.steps`` trains nothing and says how to go on.
+    files. ``changes``, ``checkpoint``, ``config_file_current``, ``data``: what ``resolve_config``
+    changed in a resumed run's settings, the checkpoint it read, whether RUN/config.toml says the
+    config (None: found out here) and the prepared data it opened (None: opened here). A run already at ``train.steps`` trains nothing and says how to go on.
     """
     world = world or World(device=resolve_device(device))
     if not world.is_main:
         log, progress = _quiet, False
     run = Path(run)
-    trainer, payload = _open(config, Path(data_dir), run, world, log, checkpoint)
+    trainer, payload = _open(config, data or PreparedData(Path(data_dir)), run, world, log, checkpoint)
     if payload is not None:
         _say_resumed(trainer, payload, changes, log)
         if trainer.step >= trainer.config.train.steps:
@@ -114,21 +115,20 @@ def train(
 
 
 def _open(
-    config: Config, data_dir: Path, run: Path, world: World, log: Callable[[str], None], read: ckpt.Checkpoint | None
+    config: Config, data: PreparedData, run: Path, world: World, log: Callable[[str], None], got: ckpt.Checkpoint | None
 ) -> tuple[Trainer, dict | None]:
-    """The prepared data, the trainer with the final config, and the run's checkpoint loaded
-    into it when there is one (``read``, when the caller read it already; its payload is
-    returned too: None for a new run)."""
-    data = PreparedData(data_dir)
+    """The trainer with the final config on ``data``, and the run's checkpoint loaded into it
+    when there is one (``got``, when the caller read it already; its payload is returned too:
+    None for a new run)."""
     latest = checkpoint_paths(run)["latest"]
-    fitted = fit_to_data(config, data, data_dir, run, latest.is_file(), _quiet, check=False)
+    fitted = fit_to_data(config, data, data.folder, run, latest.is_file(), _quiet, check=False)
     if fitted != config:  # not resolve_config's: fitted here, saying what resolve_config would
-        fitted = fit_to_data(config, data, data_dir, run, latest.is_file(), log)
+        fitted = fit_to_data(config, data, data.folder, run, latest.is_file(), log)
     trainer = Trainer(fitted, data, run, world.device, world)
     if not latest.is_file():
         return trainer, None
     # every process reads it (CPU tensors: RNG states must stay there), once: resolve_config's read
-    payload, saved = read if read is not None else ckpt.read(latest)
+    payload, saved = got if got is not None else ckpt.read(latest)
     trainer.load_state(payload, saved)
     return trainer, payload
 

@@ -52,14 +52,15 @@ SHAPE_KEYS = (
 class Resolved(NamedTuple):
     """What ``resolve_config`` found: the final config (fitted to the prepared data), whether the
     run resumes, what that changes in its settings, the checkpoint it read (None for a new run)
-    and whether RUN/config.toml already says the config: ``train`` takes both from here rather
-    than reading either file a second time."""
+    whether RUN/config.toml already says the config, and the prepared data it opened: ``train``
+    takes them from here rather than reading any of these files a second time."""
 
     config: Config
     resuming: bool
     changes: list[Change]
     checkpoint: ckpt.Checkpoint | None
     config_file_current: bool
+    data: PreparedData | None = None
 
 
 def _recipe(recipe: str | Config | None) -> Config:
@@ -124,10 +125,11 @@ def resolve_config(
                 f"{run}: already trained to step {checkpoint.payload.get('step')}; --steps {config.train.steps} "
                 "is behind it: give a larger --steps to train on, or --run NEW_DIR to start again"
             )
-    config = fit_to_data(config, PreparedData(data_dir), Path(data_dir), run, resuming, log)
+    data = PreparedData(data_dir)
+    config = fit_to_data(config, data, Path(data_dir), run, resuming, log)
     if raw is None and saved_file.is_file():  # a new run's recipe: the old file is kept if it says the same
         raw = read_run_file(run)
-    return Resolved(config, resuming, found if resuming else [], checkpoint, says(raw, run, config))
+    return Resolved(config, resuming, found if resuming else [], checkpoint, says(raw, run, config), data)
 
 
 def _check_recipe(run: Path, recipe: str | Config, saved: Config, log: Callable[[str], None]) -> None:

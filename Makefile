@@ -1,6 +1,6 @@
 # Two commands set up everything on a fresh machine (Python >= 3.11 with venv and pip):
 #   make demo   install into .venv, then prepare → train → synth on the built-in dataset
-#   make test   install into .venv, then lint (ruff) and run the whole test suite
+#   make test   install into .venv, then lint (ruff), check types (mypy) and run the whole test suite
 # make test-fast runs the tests that answer in seconds (no real command line, no training runs).
 # make native-check, after changing the native engine's C++: builds it with ASan + UBSan and holds
 # it to the Python references (a minute for the first build, then seconds).
@@ -35,6 +35,7 @@ native-check: install
 lint: install
 	$(BIN)/ruff check wavegen tests
 	$(BIN)/ruff format --check wavegen tests
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) demo runs prepared .pytest_cache
+	rm -rf $(VENV) demo runs prepared .pytest_cache .mypy_cache

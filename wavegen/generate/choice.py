@@ -1,9 +1,11 @@
 """Which engine generates, where and at what precision: the one rule, for every caller.
 
 ``plan`` is the decision table, a pure function of what was asked (a ``GenerationRequest``'s
-engine, device and precision, and the number of streams) and whether a GPU is present; ``choose`` builds what the plan names, falls back where
-it allows, and times a short trial where two engines could both be fastest. ``synth``,
-``vocode``, ``eval``, the Python API and the training monitor all call ``choose``.
+engine, device and precision, and the number of streams) and whether a GPU is present.
+``choose`` builds what the plan names, falls back where it allows, and times a short trial
+where two engines could both be fastest. ``synth``, ``vocode``, ``eval``, the Python API and
+the training monitor all call ``choose``; ``make_engine`` is one stream's choice, for tests and
+benchmarks.
 
     engine  device      precision        streams   candidates (→ fallbacks)
     ------  ----------  ---------------  --------  ---------------------------------------------
@@ -76,7 +78,7 @@ class Plan:
 
 
 def plan(request: GenerationRequest, streams: int, gpu: bool) -> Plan:
-    """The decision table above for ``request`` (whose names it checked) and ``streams``.
+    """The decision table above for ``request`` (whose names the request checked) and ``streams``.
     ``gpu``: whether its device (``auto``, ``cpu``, ``cuda``) resolves to a CUDA device. Raises
     ``ConfigError`` for an engine or precision that cannot run there; builds nothing."""
     refuse(request)

@@ -85,8 +85,8 @@ def synthesize(
             precision=made.precision,
             device=made.device,
             label=names[i] if names else None,
-            prime=None if request.prime is None else str(request.prime),
-            mel=None if request.mel is None else str(request.mel),
+            prime=_named(request.prime),
+            mel=_named(request.mel),
             streams=n,
             took_s=made.seconds_taken,
         )
@@ -99,3 +99,10 @@ def synthesize(
         f"{result.real_time_factor:.3f}× real time"
     )
     return result
+
+
+def _named(source: object) -> str | None:
+    """A prime's or mel's name in the record: its path, "array" for data given as such."""
+    if source is None:
+        return None
+    return str(source) if isinstance(source, (str, Path)) else "array"

@@ -163,8 +163,9 @@ def known_keys() -> list[str]:
 
 
 def _field_type(section_obj: Any, key: str) -> type:
-    types = {f.name: f.type for f in dataclasses.fields(section_obj)}
-    return {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list}[types[key]]
+    annotation = {f.name: f.type for f in dataclasses.fields(section_obj)}[key]
+    assert isinstance(annotation, str)  # annotations are postponed (__future__): text, not types
+    return {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list}[annotation]
 
 
 def nearest_keys(dotted: str, count: int = 3) -> list[str]:

@@ -88,6 +88,8 @@ class GraphedStep:
             for into, value in zip(static, batch):
                 if isinstance(into, torch.Tensor):
                     into.copy_(value, non_blocking=True)
+        # captured (above): the graph, the learning rate it reads and the result it writes are set
+        assert self.replay is not None and self.lr is not None and self.out is not None
         self.lr.fill_(lr)
         self.replay()
         return StepResult(self.out.bits.clone(), self.out.norm.clone())
@@ -104,7 +106,7 @@ class GraphedStep:
     def _capture(self, batches: list[Batch], lr: float) -> None:
         """Record the step on static copies of ``batches``; the gradients and activations it
         allocates come from the graph's pool and stay there."""
-        self.static = [Batch(*(v.clone() if isinstance(v, torch.Tensor) else v for v in b)) for b in batches]
+        self.static = [Batch._make(v.clone() if isinstance(v, torch.Tensor) else v for v in b) for b in batches]
         self.lr = torch.tensor(lr, dtype=torch.float32, device=self.static[0].inputs.device)
         self._groups(lr=self.lr, capturable=True)
         self.optimizer.zero_grad(set_to_none=True)
@@ -124,6 +126,7 @@ class GraphedStep:
 
     def _release(self) -> None:
         """Drop the captured step (its memory pool with it) and go back to eager steps."""
+        assert self.lr is not None  # a capture sets its learning rate first
         self.replay, self.static, self.out, self.warm = None, [], None, 0
         self._groups(lr=float(self.lr), capturable=False)  # (one read of the device)
         self.optimizer.zero_grad(set_to_none=True)

@@ -27,6 +27,7 @@ def batch_on_device(batch: Batch, device: torch.device) -> Batch:
 def window_terms(model: WaveNet, batch: Batch) -> WindowTerms | None:
     """The conditioning of a batch of windows on the device (``Trainer._on_device``), for a
     conditioned model (else None)."""
-    if model.conditioner is None:
+    if not model.conditioned:  # (the baseline network has no conditioner at all)
         return None
+    assert model.conditioner is not None  # a conditioned model has one
     return WindowTerms(model.conditioner, batch.inputs.shape[1], batch.labels, batch.mels, batch.offsets)

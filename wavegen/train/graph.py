@@ -88,10 +88,10 @@ class GraphedStep:
             for into, value in zip(static, batch):
                 if isinstance(into, torch.Tensor):
                     into.copy_(value, non_blocking=True)
-        # captured (above): the graph, the learning rate it reads and the result it writes are set
-        assert self.replay is not None and self.lr is not None and self.out is not None
+        assert self.replay is not None and self.lr is not None  # captured (above), with the rate it reads
         self.lr.fill_(lr)
         self.replay()
+        assert self.out is not None  # the captured step's result, written by then
         return StepResult(self.out.bits.clone(), self.out.norm.clone())
 
     def _warm_up(self, work: Callable[[], StepResult]) -> StepResult:

@@ -21,8 +21,9 @@ class Engine(Protocol):
         engine.append(codes)    advance the state by the sampled codes (B,)
 
     ``name`` is the engine's (``request.ENGINES``), ``precision`` the weights' in it (fp32 but in
-    the native engine), ``model`` the network it runs. An engine may also have a loop of its own (``HostLoop``, ``DeviceLoop``),
-    which ``engines.generate`` then uses; the codes are the same either way.
+    the native engine), ``model`` the network it runs. An engine may also have a loop of its own
+    (``HostLoop``, ``DeviceLoop``), which ``engines.generate`` then uses; the codes are the same
+    either way.
     """
 
     name: str

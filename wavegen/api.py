@@ -238,6 +238,7 @@ class Model:
         from .generate.request import GenerationRequest
         from .generate.streams import generate_streams
 
+        labels = (labels,) if isinstance(labels, str) else tuple(labels)  # one label, not its letters
         request = GenerationRequest(  # checked here, once
             seconds, n, seed, temperature, engine, device, precision, labels=labels, prime=prime, mel=mel
         )

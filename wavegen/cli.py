@@ -44,13 +44,17 @@ class OneLineGroup(click.Group):
 def _one_line_usage(exc: click.UsageError) -> click.UsageError:
     if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `wavegen`: the help
         return exc
-    names, ctx = [], exc.ctx
+    names: list[str] = []
+    ctx = exc.ctx
     while ctx is not None and ctx.parent is not None:  # the root's name may be "python -m wavegen"
+        assert ctx.info_name is not None  # a subcommand's context is named as it was called
         names.insert(0, ctx.info_name)
         ctx = ctx.parent
     where = " ".join(["wavegen", *names])
     short = click.UsageError(one_line(f"{exc.format_message().rstrip('.')} (see `{where} --help`)"))
-    short.exit_code = exc.exit_code  # no context: click prints no usage block and no hint
+    # click's stubs declare exit_code a ClassVar, yet click reads it from the instance (show, main),
+    # so an instance's own code is honoured: no context means no usage block and no hint printed
+    short.exit_code = exc.exit_code  # type: ignore[misc]
     return short
 
 

@@ -163,7 +163,7 @@ def known_keys() -> list[str]:
 
 
 def _field_type(section_obj: Any, key: str) -> type:
-    types = {f.name: f.type for f in dataclasses.fields(section_obj)}
+    types = {f.name: str(f.type) for f in dataclasses.fields(section_obj)}  # (postponed: text already)
     return {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list}[types[key]]
 
 

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, cast
 
 from .errors import WriteError
 
@@ -32,7 +32,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, mode) as raw:
             handle = _Recording(raw)
-            yield handle
+            yield cast(IO, handle)  # a proxy: every attribute but write is the real handle's
             finishing = True  # from here on an OSError is this file's own
             raw.flush()
             os.fsync(raw.fileno())

@@ -45,7 +45,7 @@ def resume_log(path: Path, step: int) -> int:
         lines = lines[:-1]
     reader = csv.DictReader(lines)
     rows = list(reader)
-    kept = [row for row in rows if _logged_step(row) is not None and _logged_step(row) <= step]
+    kept = [row for row in rows if (logged := _logged_step(row)) is not None and logged <= step]
     if len(kept) == len(rows) and len(lines) == len(text.splitlines()) and reader.fieldnames == LOG_FIELDS:
         return 0
     table = io.StringIO()

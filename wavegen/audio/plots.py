@@ -120,10 +120,15 @@ def _fallback_families() -> tuple[str, ...]:
         for entry in font_manager.fontManager.ttflist
         if entry.style == "normal"
         and entry.stretch == "normal"
-        and font_manager.weight_dict.get(entry.weight, entry.weight) == 400
+        and _weight(entry.weight, font_manager.weight_dict) == 400
         and not NOT_FALLBACKS.fullmatch(entry.name)
     }
     return tuple(sorted(names, key=lambda name: ("sans" not in name.lower(), name)))
+
+
+def _weight(weight: str | int, names: dict[str, int]) -> str | int:
+    """A font's weight as a number where it is named (``bold``: 700); a name unknown stays."""
+    return names.get(weight, weight) if isinstance(weight, str) else weight
 
 
 @lru_cache(maxsize=None)

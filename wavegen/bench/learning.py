@@ -183,7 +183,7 @@ def run(
     base.model = dataclasses.replace(base.model, labels=[], mel_channels=0, mel_hop=0)
     configs = [(variant, variant_config(base, variant)) for variant in variants]  # refuse bad settings first
     return _train_and_score(
-        configs, data, sorted(set(minutes or steps)), bool(minutes), device, threads, max_eval_seconds, bar
+        configs, data, sorted(set(minutes or steps or ())), bool(minutes), device, threads, max_eval_seconds, bar
     )
 
 
@@ -208,7 +208,7 @@ def _train_and_score(
         runner = (PlainRunner if variant.plain else WavegenRunner)(config, data, device)
         t = config.train
         per_step = t.batch_size * t.accumulate * t.segment_length
-        snapshots, spent, step, recent, times = [], 0.0, 0, [], []
+        snapshots, spent, step, recent, times = [], 0.0, 0, list[float](), []  # recent: the last finite bits
         for mark in marks:
             limit = mark * 60 if by_time else mark
             while (spent if by_time else step) < limit:

@@ -63,6 +63,7 @@ class BufferedConv:
     def step(self, x: torch.Tensor) -> torch.Tensor:
         """The output (B, out) for the next input ``x`` (B, in)."""
         if self.k > 1:
+            assert self.buffer is not None, "start() first"  # it fills the buffer from the past
             self.buffer[:, :-1] = self.buffer[:, 1:].clone()
             self.buffer[:, -1] = x
             x = self.buffer[:, :: self.d].reshape(x.shape[0], -1)  # (B, k·in): a copy when d > 1

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -150,7 +150,7 @@ def run(
     threads: int | None = None,
     cond: str | None = None,
     bar=None,
-    precisions: list[str] = ("fp32",),
+    precisions: Sequence[str] = ("fp32",),
     peak_gflops: float | None = None,
 ) -> Iterator[dict]:
     """Yield one result per engine, precision and batch size: the median of ``repeats`` timed

@@ -57,6 +57,8 @@ class PeakRss:
 class Contender:
     """One implementation with its optimizer, stepping like ``train`` does."""
 
+    graphed: GraphedStep | None = None  # its step captured as a CUDA graph (a TrainStep's, on a GPU)
+
     def __init__(
         self, name: str, model: nn.Module, forward, device: torch.device, precision: str, lr: float = 1e-4
     ) -> None:

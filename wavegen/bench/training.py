@@ -161,7 +161,7 @@ def _contenders(
     rf = model.receptive_field
     forward = torch.compile(model) if compile else model
     graph = device.type == "cuda" and not compile
-    contenders = [
+    contenders: list[Contender] = [
         TrainStep(
             "wavegen"
             + ("+compile" if compile else "")

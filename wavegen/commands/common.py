@@ -41,8 +41,10 @@ def command_line(ctx: click.Context, **values) -> list[str]:
     for param in ctx.command.params:
         value = values.get(param.name)
         if isinstance(param, click.Argument):
-            arguments += [str(v) for v in (value if param.multiple or param.nargs != 1 else [value]) if v is not None]
+            given = (value or ()) if param.multiple or param.nargs != 1 else [value]  # None: not given
+            arguments += [str(v) for v in given if v is not None]
             continue
+        assert isinstance(param, click.Option)  # a command's parameters are its arguments and options
         name = max(param.opts, key=len)
         if param.count:
             options += [name] * (value or 0)

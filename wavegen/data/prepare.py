@@ -32,11 +32,11 @@ from .reasons import loudest_channel, silence, too_short
 
 def _trim(audio: np.ndarray, top_db: float) -> tuple[np.ndarray, int]:
     """Drop leading and trailing silence; return the audio and how many samples went."""
-    import librosa
+    from librosa.effects import trim
 
     if not np.any(audio):
         return audio[:0], len(audio)
-    trimmed, (start, end) = librosa.effects.trim(audio, top_db=top_db)
+    trimmed, (start, end) = trim(audio, top_db=top_db)
     return trimmed, len(audio) - (end - start)
 
 
@@ -84,7 +84,6 @@ def has_problems(manifest: dict) -> bool:
 def _prepare(
     dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool, min_samples: int
 ) -> dict:
-
     mel = MelSettings.from_data(config) if config.mels else None
     if mel:
         check_bands(mel)
@@ -141,7 +140,8 @@ class _Preparation:
 
     def _entry(self, path: Path, reason: str, ignored: bool = False) -> None:
         folder = path.is_dir()  # a folder that could not be listed, or a link not followed
-        entry = {"source": display_name(path.relative_to(self.dataset)) + ("/" if folder else ""), "reason": reason}
+        source = display_name(path.relative_to(self.dataset)) + ("/" if folder else "")
+        entry: dict[str, str | bool] = {"source": source, "reason": reason}
         if ignored:
             entry["ignored"] = True
         self.manifest["skipped"].append(entry)
@@ -178,13 +178,13 @@ class _Preparation:
             label = display_name(parts[0])
         try:
             recording = read_recording(path, config.sample_rate, config.channel)
-        except AudioReadError as exc:
-            return self.skip(path, str(exc))
-        except OSError as exc:  # e.g. the file went away while it was being read
-            return self.skip(path, os_error_reason(exc, path))
+        except (AudioReadError, OSError) as exc:  # OSError: e.g. the file went away while it was being read
+            self.skip(path, str(exc) if isinstance(exc, AudioReadError) else os_error_reason(exc, path))
+            return None
         reason = silence(recording)
         if reason:
-            return self.skip(path, reason)
+            self.skip(path, reason)
+            return None
         if cancel_note(recording):
             self.log(
                 f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
@@ -195,13 +195,15 @@ class _Preparation:
             audio, trimmed = _trim(audio, config.trim_db)
             self.trimmed_total += trimmed
             if len(audio) == 0:
-                return self.skip(
+                self.skip(
                     path,
                     f"nothing left after trimming silence (no part above -{config.trim_db:g} dB "
                     "from its peak); --no-trim-silence keeps the file whole",
                 )
+                return None
         if len(audio) < self.min_samples:
-            return self.skip(path, too_short(len(audio), trimmed, self.min_samples, config))
+            self.skip(path, too_short(len(audio), trimmed, self.min_samples, config))
+            return None
         return audio, trimmed, label
 
     def add(self, path: Path, audio: np.ndarray, trimmed: int, label: str | None) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,7 +31,13 @@ class WindowSampler:
     """Draws random training windows from one split with its own numpy RNG (state is saveable)."""
 
     def __init__(
-        self, split: Split, context: int, segment: int, seed: int, start_fraction: float = 0.0, start_silence: int = 0
+        self,
+        split: Split,
+        context: int,
+        segment: int,
+        seed: int | np.random.SeedSequence,
+        start_fraction: float = 0.0,
+        start_silence: int = 0,
     ) -> None:
         if not split.spans:
             raise DataError(f"{split.name}: no samples to draw windows from (prepare more or longer files)")
@@ -65,12 +72,14 @@ class WindowSampler:
     def window_mels(self, file_index: int, start: int, length: int) -> tuple[np.ndarray, int]:
         """The mel frames (bands, n) that samples ``start .. start + length - 1`` of a file
         depend on (silence outside the file), and ``start``'s offset in its frame."""
+        mels = self.split.mels
+        assert mels is not None  # asked only of a split with mel frames (``windows``)
         offset, count = self.split.mel_spans[file_index]
         first, n = mel_window(start, length, self.split.hop)
-        out = np.full((n, self.split.mels.shape[1]), SILENCE, np.float32)
+        out = np.full((n, mels.shape[1]), SILENCE, np.float32)
         lo, hi = max(first, 0), min(first + n, count)
         if hi > lo:
-            out[lo - first : hi - first] = self.split.mels[offset + lo : offset + hi]
+            out[lo - first : hi - first] = mels[offset + lo : offset + hi]
         return out.T, start % self.split.hop
 
     def batch(self, batch_size: int) -> Batch:
@@ -106,8 +115,8 @@ class WindowSampler:
             batch = batch._replace(mels=np.stack(mels), offsets=np.array(offsets, np.int64))
         return batch
 
-    def state(self) -> dict:
+    def state(self) -> Mapping[str, Any]:
         return self.rng.bit_generator.state
 
-    def set_state(self, state: dict) -> None:
+    def set_state(self, state: Mapping[str, Any]) -> None:
         self.rng.bit_generator.state = state

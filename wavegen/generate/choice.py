@@ -34,7 +34,7 @@ import copy
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -129,7 +129,7 @@ class Chosen:
     engine: Engine
     device: torch.device
 
-    def __iter__(self):  # engine, device = choose(...)
+    def __iter__(self) -> Iterator[Engine | torch.device]:  # engine, device = choose(...)
         return iter((self.engine, self.device))
 
 
@@ -145,7 +145,8 @@ def choose(request: GenerationRequest, streams: int, model: WaveNet, log: Log, t
     order = list(decided.candidates)
     if not trial:
         order.insert(0, order.pop(decided.preferred))
-    built, failed = [], []
+    built: list[Chosen] = []
+    failed: list[tuple[str, str]] = []  # (engine, why it cannot run)
     for candidate in order:
         made = _try(candidate, model, streams, log, failed, None if decided.fallbacks else asked)
         if made is not None:
@@ -177,7 +178,7 @@ def make_engine(
 
 
 def _try(
-    candidate: Candidate, model: WaveNet, streams: int, log: Log, failed: list, alone: str | None
+    candidate: Candidate, model: WaveNet, streams: int, log: Log, failed: list[tuple[str, str]], alone: str | None
 ) -> Chosen | None:
     """``candidate`` built, or None after noting in ``failed`` (or saying) why it cannot run.
     ``alone`` (a prefix for the message): nothing else could run instead, so raise."""

@@ -149,6 +149,7 @@ class CudaGraphEngine(TorchEngine):
         self.g_codes.copy_(torch.roll(self.code_ring, -(self.t % k_in), dims=0))
         self.g_temperature.copy_(temperature)
         if kind == "fixed":
+            assert self.g_terms is not None  # _capture made the terms' tensor of this kind
             self.g_terms.copy_(self.fixed_term)
         n0 = self.t - self.t0  # generation time of the first step
         out = torch.empty(batch, num_samples, dtype=torch.uint8)
@@ -157,6 +158,7 @@ class CudaGraphEngine(TorchEngine):
             if kind == "steps":
                 fill_step_terms(self.parts, self.kernel, self.fixed_term, n0 + start, self.g_terms)
             if self.use_graph:
+                assert self.graph is not None  # captured above (_capture)
                 self.graph.replay()
             else:
                 self._body()

@@ -9,6 +9,7 @@ import torch
 
 if TYPE_CHECKING:
     from ..model.conditioning import Conditioning
+    from ..model.network import WaveNet
 
 
 @runtime_checkable
@@ -20,12 +21,14 @@ class Engine(Protocol):
         engine.append(codes)    advance the state by the sampled codes (B,)
 
     ``name`` is the engine's (``request.ENGINES``), ``precision`` the weights' in it (fp32 but in
-    the native engine). An engine may also have a loop of its own (``HostLoop``, ``DeviceLoop``),
-    which ``engines.generate`` then uses; the codes are the same either way.
+    the native engine), ``model`` the network it runs. An engine may also have a loop of its own
+    (``HostLoop``, ``DeviceLoop``), which ``engines.generate`` then uses; the codes are the same
+    either way.
     """
 
     name: str
     precision: str
+    model: WaveNet  # the network it runs (in the engine's own form: on its device, in its precision)
 
     def reset(
         self, batch: int, history: torch.Tensor | None = None, conditioning: Conditioning | None = None

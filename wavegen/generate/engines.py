@@ -72,7 +72,7 @@ def build_engine(
         from .persistent import PersistentEngine
 
         return PersistentEngine(model, device)
-    return {"torch": TorchEngine, "reference": ReferenceEngine}[name](model, device)
+    return TorchEngine(model, device) if name == "torch" else ReferenceEngine(model, device)
 
 
 def native_steps_per_call(batch: int) -> int:

@@ -220,8 +220,8 @@ class EngineTerms:
 
         parts = TermParts(conditioning)
         self.fixed = None if parts.fixed is None else parts.fixed.float().cpu()  # (B, L, 2G)
-        self.mel = None
-        if not parts.hop:
+        self.mel: torch.Tensor | None = None
+        if parts.kernel is None:  # labels alone: no mel features, no kernel
             return
         blocks = FrameBlocks(parts, lambda frames: frames.float().cpu(), width, max_frames=max_frames)
         kernel, chunks, t = parts.kernel.cpu(), [], start
@@ -238,6 +238,7 @@ class EngineTerms:
 
     def layer(self, index: int) -> torch.Tensor:
         if self.mel is None:
+            assert self.fixed is not None  # a conditioning without mels has labels
             return self.fixed[:, index, :, None]  # (B, 2G, 1)
         term = self.mel[:, :, index].transpose(1, 2)  # (B, 2G, count)
         return term if self.fixed is None else term + self.fixed[:, index, :, None]

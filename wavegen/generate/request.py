@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from ..errors import ConfigError
 from ..limits import check_seconds, check_streams, check_temperature
@@ -86,7 +86,7 @@ class GenerationRequest:
         check_precision(self.precision)
         check_engine(self.engine)
 
-    def replace(self, **changes) -> GenerationRequest:
+    def replace(self, **changes: Any) -> GenerationRequest:
         """A copy with ``changes``, checked again."""
         return dataclasses.replace(self, **changes)
 

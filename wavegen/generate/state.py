@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio.mulaw import SILENCE_CODE
-from ..model.conditioning import CONTEXT_FRAMES, StackedTerms, mel_window, slice_frames
+from ..model.conditioning import CONTEXT_FRAMES, LayerTerms, StackedTerms, mel_window, slice_frames
 from ..model.network import WaveNet
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class PartsWindow:
         return term
 
 
-def _forward_past(model: WaveNet, past: torch.Tensor, cond: StackedTerms | None) -> list[torch.Tensor]:
+def _forward_past(model: WaveNet, past: torch.Tensor, cond: LayerTerms | None) -> list[torch.Tensor]:
     """Every block's input over the last (k-1)·d times of ``past`` (b, P), what its ring holds."""
     inputs: list[torch.Tensor] = []
     onehot = F.one_hot(past, model.config.classes).transpose(1, 2).float()  # (b, C, P)
@@ -160,7 +160,9 @@ def past_block_inputs(
     if not parts.hop:
         if not shared:
             streams, which = torch.arange(batch), torch.arange(batch)
-        terms = StackedTerms(TermParts(conditioning, streams).fixed.to(device)[:, :, :, None])
+        fixed = TermParts(conditioning, streams).fixed
+        assert fixed is not None  # without mel features the terms are the labels'
+        terms = StackedTerms(fixed.to(device)[:, :, :, None])
         inputs = _forward_past(model, past[streams.to(device)], terms)
         return (past[:1], inputs) if len(streams) == 1 else (past, [x[which.to(device)] for x in inputs])
     suffix = CONTEXT_FRAMES * parts.hop  # before, every stream's mel frames are silence

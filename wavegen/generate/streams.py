@@ -46,7 +46,7 @@ def stream_labels(model: WaveNet, wanted: list[str], n: int | None) -> tuple[lis
     return [names[i % len(names)] for i in range(n)], n
 
 
-def read_mel_file(path: Path, bands: int) -> np.ndarray:
+def read_mel_file(path: str | Path, bands: int) -> np.ndarray:
     """Log-mel features (frames, bands) from a .npy file, as ``prepare`` stores them
     ((bands, frames) is accepted too). Raises ``DataError`` for an unreadable file or bad features."""
     try:
@@ -150,7 +150,7 @@ def generate_streams(
 
 
 def _stream_mels(
-    model, mel: Path | np.ndarray | None, seconds: float | None, rate: int, n: int, where: str
+    model: WaveNet, mel: str | Path | np.ndarray | None, seconds: float | None, rate: int, n: int, where: str
 ) -> tuple[np.ndarray | None, float | None]:
     """The mel features of every stream (n, frames, bands), or None for a model without them, and
     the seconds to generate: the features' length unless ``seconds`` is shorter."""
@@ -170,7 +170,9 @@ def _stream_mels(
     return np.broadcast_to(mels, (n, *mels.shape)), seconds
 
 
-def _prime_codes(model, rate: int, prime: Path | np.ndarray, n: int, log: Callable[[str], None]) -> torch.Tensor:
+def _prime_codes(
+    model: WaveNet, rate: int, prime: str | Path | np.ndarray, n: int, log: Callable[[str], None]
+) -> torch.Tensor:
     """The codes (n, P) every stream continues: the last receptive field of ``prime`` (a file,
     read at the model's rate, or mono float audio already at it)."""
     if isinstance(prime, (str, Path)):

@@ -82,7 +82,7 @@ class TorchEngine:
         self.frame_blocks: FrameBlocks | None = None  # blocks of (rows, L, B, 2G): the mels' frame terms
         if self.parts is not None and self.parts.fixed is not None:
             self.fixed_term = self.parts.fixed.to(self.device).transpose(0, 1).contiguous()
-        if self.parts is not None and self.parts.hop:
+        if self.parts is not None and self.parts.kernel is not None:  # a kernel where there are mels
             self.kernel = self.parts.kernel.to(self.device)  # (3, hop)
             self.frame_blocks = FrameBlocks(
                 self.parts,
@@ -124,10 +124,11 @@ class TorchEngine:
         """This step's conditioning (L, B, 2G), or None: ``TermParts``' arithmetic, in the native engine's order."""
         if self.frame_blocks is None:
             return self.fixed_term
-        t = self.t - self.t0
+        assert self.parts is not None  # the frame blocks are the parts' (__init__)
+        t, hop = self.t - self.t0, self.parts.hop
         block, first, _ = self.frame_blocks.at(t)
-        f = t // self.parts.hop
-        rows, k = block[f - 1 - first :], self.kernel[:, t - f * self.parts.hop]
+        f = t // hop
+        rows, k = block[f - 1 - first :], self.kernel[:, t - f * hop]
         term = (rows[0] * k[0] + rows[1] * k[1]) + rows[2] * k[2]
         return term if self.fixed_term is None else term + self.fixed_term
 

@@ -103,8 +103,8 @@ class StandardWaveNet(nn.Module):
         """Logits (B, classes, T - output_from) for codes (B, T)."""
         onehot = F.one_hot(codes, self.config.classes).transpose(1, 2).float()  # (B, classes, T)
         x = self.input(F.pad(onehot, (1, -1)))  # (B, R, T): position t reads code t-1 (zeros before the window)
-        skips = 0
-        for block in self.blocks:
+        x, skips = self.blocks[0](x)  # the sum of every block's skip, (B, S, T)
+        for block in self.blocks[1:]:
             x, skip = block(x)
             skips = skips + skip
         skips = skips[..., output_from:] * math.sqrt(1.0 / len(self.blocks))  # (B, S, T - output_from)

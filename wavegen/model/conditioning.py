@@ -150,7 +150,7 @@ class WindowTerms:
         self.conditioner, self.length = conditioner, length
         self.labels = None if labels is None else conditioner.label_terms(labels)  # (B, L·2G)
         self.frames = None if mels is None else conditioner.frame_terms(mels)  # (B, L·2G, n-4)
-        self.offsets = None if offsets is None else offsets.to(mels.device)  # (B,) int64
+        self.offsets = None if offsets is None or mels is None else offsets.to(mels.device)  # (B,) int64
 
     def layer(self, index: int) -> torch.Tensor:
         c = self.conditioner.channels
@@ -189,7 +189,9 @@ class Conditioning:
         if (labels is None) != (conditioner.labels is None) or (mels is None) != (conditioner.frame_net is None):
             raise ValueError("conditioning must match the model: labels and mels exactly as it was trained with")
         self.conditioner = conditioner
-        self.batch = len(labels) if labels is not None else mels.shape[0]
+        given = labels if labels is not None else mels
+        assert given is not None  # a conditioner has labels, mels or both, and they match it (above)
+        self.batch = given.shape[0]
         self.layers, self.channels = conditioner.layers, conditioner.channels
         param = next(conditioner.parameters())
         self.device = param.device
@@ -203,6 +205,7 @@ class Conditioning:
         """Every layer's term for times ``start .. start + count - 1``: (B, count, L, 2G)."""
         shape = (self.batch, self.layers, self.channels)
         if self.mels is None:
+            assert self.label_terms is not None  # without mels a conditioner has labels
             return self.label_terms.view(*shape)[:, None].expand(-1, count, -1, -1)
         c = self.conditioner
         first, frames = mel_window(start, count, c.hop)

@@ -188,7 +188,8 @@ def _build_report(
     for record in find_samples(facts["name"], folders):
         folder = Path(record["folder"])
         try:
-            shown = {"record": record, "png": _spectrogram(folder, record["wav"], record.get("spectrogram"), page)}
+            png = _spectrogram(folder, record["wav"], record.get("spectrogram"), page)
+            shown: dict[str, Any] = {"record": record, "png": png}
             source, source_png = input_of(record)
             if source and (folder / source).is_file():
                 shown["input_png"] = _spectrogram(folder, source, source_png, page)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..audio.artifacts import SampleRecord
 from ..audio.mulaw import decode
@@ -54,7 +54,7 @@ def synthesize(
     log: Callable[[str], None] = print,
     progress: bool = True,
     timings: bool = True,
-    **asked,
+    **asked: Any,
 ) -> SynthResult:
     """``generate_streams`` of ``request`` (or its fields as keywords) from a checkpoint, into
     ``out``: a WAV each, with its spectrogram (.png) and metadata (.json) beside it

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from ..generate.resynthesis import resynthesize
 from ..generate.streams import stream_labels
 from ..limits import MAX_SECONDS, MAX_STREAMS, check_samples
 from ..model import checkpoint as ckpt
+from ..model.network import WaveNet
 from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
 from ..run_config import check_unedited
 from .synth import step_of
@@ -45,7 +46,7 @@ def vocode(
     request: GenerationRequest | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
-    **asked,
+    **asked: Any,
 ) -> VocodeResult:
     """Analyse each recording in ``inputs`` and resynthesise it with the model at ``checkpoint``
     into ``out``: input i is stream i, with seed ``request.seed + i``; ``request`` (or its
@@ -97,7 +98,7 @@ def vocode(
     return VocodeResult(files, distances, result.samples_per_s)
 
 
-def _input_labels(model, wanted: list[str], inputs: int, checkpoint: Path) -> list[str] | None:
+def _input_labels(model: WaveNet, wanted: list[str], inputs: int, checkpoint: Path) -> list[str] | None:
     """The label of each input's stream (labelled models), from one label or one per input."""
     if not (model.config.labels or wanted):
         return None

@@ -13,18 +13,21 @@ from ..model.network import WaveNet
 def batch_on_device(batch: Batch, device: torch.device) -> Batch:
     """A batch's arrays as tensors on ``device`` (pinned and copied without waiting, on a GPU)."""
 
-    def put(array: np.ndarray | None) -> torch.Tensor | None:
-        if array is None:
-            return None
+    def put(array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
         return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
 
-    return Batch(put(batch.inputs), put(batch.targets), put(batch.labels), put(batch.mels), put(batch.offsets))
+    inputs, targets = put(batch.inputs), put(batch.targets)
+    labels, mels, offsets = (
+        None if array is None else put(array) for array in (batch.labels, batch.mels, batch.offsets)
+    )
+    return Batch(inputs, targets, labels, mels, offsets)
 
 
 def window_terms(model: WaveNet, batch: Batch) -> WindowTerms | None:
     """The conditioning of a batch of windows on the device (``Trainer._on_device``), for a
     conditioned model (else None)."""
-    if not model.conditioned:
+    if not model.conditioned:  # (the baseline network has no conditioner at all)
         return None
+    assert model.conditioner is not None  # a conditioned model has one
     return WindowTerms(model.conditioner, batch.inputs.shape[1], batch.labels, batch.mels, batch.offsets)

@@ -86,6 +86,7 @@ def resynthesis_report(
     """A vocoder's copy-synthesis of the first ``seconds`` of the ``files`` longest validation
     tails: ``{"mel_distance_db": mean, "resynthesised": [per file]}`` (distances in dB)."""
     split, hop = data.val, settings.hop
+    assert split.mels is not None  # a vocoder's data has mel frames (check_compatible made sure)
     want = max(1, round(seconds * data.sample_rate))
     # The longest held-out tails (in file order): short ones say little.
     longest = sorted(range(len(split.spans)), key=lambda i: -split.spans[i][1])[:files]

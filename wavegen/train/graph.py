@@ -88,8 +88,10 @@ class GraphedStep:
             for into, value in zip(static, batch):
                 if isinstance(into, torch.Tensor):
                     into.copy_(value, non_blocking=True)
+        assert self.replay is not None and self.lr is not None  # captured (above), with the rate it reads
         self.lr.fill_(lr)
         self.replay()
+        assert self.out is not None  # the captured step's result, written by then
         return StepResult(self.out.bits.clone(), self.out.norm.clone())
 
     def _warm_up(self, work: Callable[[], StepResult]) -> StepResult:
@@ -104,7 +106,7 @@ class GraphedStep:
     def _capture(self, batches: list[Batch], lr: float) -> None:
         """Record the step on static copies of ``batches``; the gradients and activations it
         allocates come from the graph's pool and stay there."""
-        self.static = [Batch(*(v.clone() if isinstance(v, torch.Tensor) else v for v in b)) for b in batches]
+        self.static = [Batch._make(v.clone() if isinstance(v, torch.Tensor) else v for v in b) for b in batches]
         self.lr = torch.tensor(lr, dtype=torch.float32, device=self.static[0].inputs.device)
         self._groups(lr=self.lr, capturable=True)
         self.optimizer.zero_grad(set_to_none=True)
@@ -124,6 +126,7 @@ class GraphedStep:
 
     def _release(self) -> None:
         """Drop the captured step (its memory pool with it) and go back to eager steps."""
+        assert self.lr is not None  # a capture sets its learning rate first
         self.replay, self.static, self.out, self.warm = None, [], None, 0
         self._groups(lr=float(self.lr), capturable=False)  # (one read of the device)
         self.optimizer.zero_grad(set_to_none=True)

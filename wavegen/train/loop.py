@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -71,7 +71,7 @@ def train(
     log: Callable[[str], None] = print,
     progress: bool = True,
     world: World | None = None,
-    changes: list[Change] = (),
+    changes: Sequence[Change] = (),
     checkpoint: ckpt.Checkpoint | None = None,
     config_file_current: bool | None = None,
     data: PreparedData | None = None,
@@ -133,7 +133,7 @@ def _open(
     return trainer, payload
 
 
-def _say_resumed(trainer: Trainer, payload: dict, changes: list[Change], log: Callable[[str], None]) -> None:
+def _say_resumed(trainer: Trainer, payload: dict, changes: Sequence[Change], log: Callable[[str], None]) -> None:
     """What resuming changes: settings, the schedule, the validation windows, new ranks' seeds."""
     config, world = trainer.config, trainer.world
     log(f"resuming {trainer.run} at step {trainer.step}" + (f" with {', '.join(map(str, changes))}" if changes else ""))
@@ -240,7 +240,7 @@ class _Progress:
     the summary), when the steps started and when the figures were last read (the rate), and
     the progress bar."""
 
-    bar: object
+    bar: Any  # a tqdm (progress.bar)
     slow: SlowStepNote
     start: float = field(default_factory=time.perf_counter)
     recent: float | None = None
@@ -310,8 +310,8 @@ def _read(trainer: Trainer, state: _Progress) -> tuple[Figures, float]:
     """The step figures and the audio samples per second of every process since the last
     read: one wait for the device. A run of bad steps stops here (the same count in every
     process): each changed no weight, so reading them late loses nothing."""
-    t, world = trainer.config.train, trainer.world
-    figures = trainer.stats.read()
+    t, world, figures = trainer.config.train, trainer.world, trainer.stats.read()
+    assert state.read_at is not None  # the first step (_one_step) set it
     now, (then, step) = time.perf_counter(), state.read_at
     rate = world.size * t.accumulate * t.batch_size * t.segment_length * (trainer.step - step) / max(now - then, 1e-9)
     state.read_at = (now, trainer.step)
@@ -397,7 +397,7 @@ def _log_row(trainer: Trainer, figures: Figures, rate: float, val: float | None,
             "skipped": figures.skipped,
         },
     )
-    postfix = {"bits": f"{state.recent:.3f}"} if state.recent is not None else {}  # (none measured yet: no number)
+    postfix: dict[str, str | int] = {"bits": f"{state.recent:.3f}"} if state.recent is not None else {}  # (none yet)
     postfix["samples/s"] = f"{rate:,.0f}"
     if trainer.val_history:
         postfix["val"] = f"{trainer.val_history[-1][1]:.3f}"

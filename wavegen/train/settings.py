@@ -169,7 +169,8 @@ def fit_to_data(
     m, d = config.model, config.data
     rate = _sample_rate(d.sample_rate, data, data_dir, run, resuming, log)
     mel = data.mel or {}
-    wanted = {"labels": list(data.labels), "mel_channels": int(mel.get("bands", 0)), "mel_hop": int(mel.get("hop", 0))}
+    labels, bands, hop = list(data.labels), int(mel.get("bands", 0)), int(mel.get("hop", 0))
+    wanted = {"labels": labels, "mel_channels": bands, "mel_hop": hop}
     have = {"labels": list(m.labels), "mel_channels": m.mel_channels, "mel_hop": m.mel_hop}
     if resuming and wanted != have:
         raise ConfigError(
@@ -187,13 +188,12 @@ def fit_to_data(
         prepared |= {"mels": int(mel["bands"]), "mel_hop": int(mel["hop"]), "mel_n_fft": int(mel["n_fft"])}
         prepared |= {"mel_fmin": float(mel["fmin"]), "mel_fmax": float(mel["fmax"])}
     fitted = Config(
-        model=dataclasses.replace(m, **wanted),
+        model=dataclasses.replace(m, labels=labels, mel_channels=bands, mel_hop=hop),
         data=dataclasses.replace(d, **prepared),
         train=dataclasses.replace(config.train),
     )
     if check:
         validate(fitted)
-    labels, bands, hop = wanted["labels"], wanted["mel_channels"], wanted["mel_hop"]
     if not resuming and (labels or bands):
         parts = [f"{len(labels)} labels ({', '.join(labels)})"] if labels else []
         parts += [f"{bands}-band log-mels every {hop} samples"] if bands else []

@@ -126,7 +126,7 @@ class Trainer:
         # rank 0 runs and writes).
         self.ema = MovingAverage(self.model, t.ema) if t.ema > 0 and self.world.is_main else None
 
-    def _validation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _validation_batches(self) -> list[Batch]:
         """A fixed set of validation windows, so successive validations are comparable."""
         t = self.config.train
         if not self.data.val.spans or t.val_batches == 0:
@@ -299,9 +299,9 @@ class Trainer:
             return None
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
-        total = sum(self._bits(batch, model=model) for batch in self.val_batches)
+        first, *rest = [self._bits(batch, model=model) for batch in self.val_batches]
         model.train()
-        return total.item() / len(self.val_batches)  # (one read of the device)
+        return sum(rest, first).item() / len(self.val_batches)  # (one read of the device)
 
     def check_memory(self) -> None:
         """Refuse, before the first step, a batch whose activations cannot fit (see ``memory``)."""

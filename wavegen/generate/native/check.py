@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from .engine import NativeEngine
 from .toolchain import NativeUnavailable, build, find_compiler
 
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-COND = dict(labels=["a", "b", "c"], mel_channels=5, mel_hop=16, cond_channels=12)
+COND: dict[str, Any] = dict(labels=["a", "b", "c"], mel_channels=5, mel_hop=16, cond_channels=12)
 SHAPES = {
     "k2": ModelConfig(cycles=2, layers_per_cycle=5, residual_channels=16, gate_channels=16, skip_channels=32),
     # Sizes that fill no vector or panel, a one-tap input layer, a four-tap kernel.

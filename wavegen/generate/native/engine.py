@@ -84,7 +84,9 @@ class NativeEngine:
         self._silence: tuple[np.ndarray, np.ndarray, int] | None = None
         self.batch = 0
         self.n = 0
-        self.fixed_terms = self.frame_blocks = self.kernel = None
+        self.fixed_terms: torch.Tensor | None = None  # (B, L·2·G8) labels' terms, packed
+        self.frame_blocks: FrameBlocks | None = None  # mel terms a block of frames at a time
+        self.kernel: torch.Tensor | None = None  # (3, hop) the mel upsampling's weights
 
     def set_threads(self, threads: int, group_size: int = 0) -> None:
         """Use up to ``threads`` threads. ``group_size`` fixes how many share each stream;
@@ -121,7 +123,7 @@ class NativeEngine:
             parts = TermParts(conditioning)
             if parts.fixed is not None:  # (B, L·2·G8)
                 self.fixed_terms = pack_terms(parts.fixed.cpu()[:, None])[:, 0]
-            if parts.hop:  # blocks of (B, rows, L·2·G8)
+            if parts.kernel is not None:  # mel terms: blocks of (B, rows, L·2·G8)
                 width = term_width(self.model)
                 self.kernel = parts.kernel.cpu().contiguous()
                 self.frame_blocks = FrameBlocks(
@@ -137,7 +139,7 @@ class NativeEngine:
         cond, steps = Cond(time=n), 2**31 - 1
         if self.fixed_terms is not None:
             cond.fixed, cond.fixed_stream = self.fixed_terms.data_ptr(), self.fixed_terms.stride(0)
-        if self.frame_blocks is not None:
+        if self.frame_blocks is not None and self.kernel is not None:  # (set together, by reset)
             block, first, steps = self.frame_blocks.at(n)
             cond.frames, cond.frame_stream, cond.frame_step = block.data_ptr(), block.stride(0), block.stride(1)
             cond.first_frame, cond.frame_rows = first, block.shape[1]

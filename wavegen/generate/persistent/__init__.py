@@ -153,7 +153,7 @@ class PersistentEngine(TorchEngine):
         self.code_rings.copy_(codes.expand(Q, -1, -1))
         for words in (self.blocks, self.skips, self.y1, self.logit_words):
             words.zero_()  # no tag of an earlier generation can match
-        self.tag, self.pending, self.forced_count, self.cached = 1, False, 0, None
+        self.tag, self.undrawn, self.forced_count, self.cached = 1, False, 0, None
         self.temps.fill_(1.0)
 
     def _allocate(self, BB: int) -> None:
@@ -192,7 +192,7 @@ class PersistentEngine(TorchEngine):
         Q, SQ, CQ = self.Q, self.SP // self.H1, self.CP // self.H2
         # By keyword, named as kernel.persistent_steps names them (self.w's keys are its weights' names).
         self.kernel_fn[(self.programs,)](
-            steps=steps, tail=tail, t0=self.t, tag0=self.tag, first_step=int(self.pending), forced=self.forced,
+            steps=steps, tail=tail, t0=self.t, tag0=self.tag, first_step=int(self.undrawn), forced=self.forced,
             n_forced=self.forced_count, temps=self.temps, uniforms=draws, codes_out=codes, out_stride=steps + tail,
             ring=self.ring, ring_offsets=self.ring_offsets, code_ring=self.code_rings, k_in=len(self.in_offsets),
             terms=terms if terms is not None else self.temps, term_step=term_step, n_streams=self.batch,
@@ -205,7 +205,7 @@ class PersistentEngine(TorchEngine):
         if self.error.item():
             raise EngineUnavailable("the persistent kernel's programs did not all run at once (is the GPU busy?)")
         self.t, self.tag = self.t + steps, self.tag + steps
-        self.pending = steps > 0  # the last step's logits are not drawn yet
+        self.undrawn = steps > 0  # the last step's logits are not drawn yet
         return codes
 
     # -- the step-wise engine calls ------------------------------------------------------------
@@ -255,14 +255,14 @@ class PersistentEngine(TorchEngine):
 
         while computed < num_samples:
             steps = min(per_launch, num_samples - computed)
-            count = steps - (0 if self.pending else 1)  # no draw before a generation's first step
+            count = steps - (0 if self.undrawn else 1)  # no draw before a generation's first step
             codes = self._launch(steps, 0, draw_uniforms(count) if count else None)
             if count:
                 take(codes, count)
             computed += steps
         if num_samples:  # the last logits, in a launch of their own (see kernel.py)
             take(self._launch(0, 1, draw_uniforms(1)), 1)
-        self.pending = False
+        self.undrawn = False
         return out
 
 

@@ -9,10 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
-from wavegen.config import ModelConfig
-from wavegen.model.network import WaveNet
+from wavegen.generate.native.check import random_model  # noqa: F401  (the native check's, shared)
 
 
 def tone(freq: float, seconds: float, rate: int = 16000, amplitude: float = 0.5) -> np.ndarray:
@@ -49,22 +47,6 @@ def pitch_track(audio: np.ndarray, rate: int = 16000, n_fft: int = 1024, hop: in
         a, b, c = np.log(power[k - 1 : k + 2] + 1e-12)
         track.append((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / n_fft)
     return np.array(track)
-
-
-def random_model(config: ModelConfig, seed: int = 0) -> WaveNet:
-    """Random weights scaled up so the output distribution is far from uniform (a trained-like
-    peaky softmax makes a mismatch between engines show up as different codes)."""
-    torch.manual_seed(seed)
-    model = WaveNet(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-        # The stack's weights as the engines read them (through weight norm and the folded
-        # scales): N(0, 0.3) each, whatever the parameterisation.
-        for module in model.modules():
-            for name in list(getattr(module, "parametrizations", {}) or {}):
-                setattr(module, name, torch.randn(getattr(module, name).shape) * 0.3)
-    return model.eval()
 
 
 def native_or_skip():

@@ -9,13 +9,14 @@ from wavegen.config import ModelConfig
 from wavegen.generate.choice import make_engine
 from wavegen.generate.engine import GOLDEN, StreamRandom, sample_codes, stream_uniforms
 from wavegen.generate.engines import generate
+from wavegen.generate.native import check
 from wavegen.generate.reference import ReferenceEngine
 from wavegen.model.network import WaveNet
 
 from helpers import native_or_skip, random_model
 
-SHAPES = {
-    "k2": ModelConfig(cycles=2, layers_per_cycle=5, residual_channels=16, gate_channels=16, skip_channels=32),
+SHAPES = {  # the native check's shapes (k2, odd), and a three-tap kernel with a three-tap input layer
+    **check.SHAPES,
     "k3": ModelConfig(
         cycles=1,
         layers_per_cycle=4,
@@ -24,16 +25,6 @@ SHAPES = {
         residual_channels=8,
         gate_channels=16,
         skip_channels=16,
-    ),
-    # Sizes that fill no vector or panel, a one-tap input layer, a four-tap kernel.
-    "odd": ModelConfig(
-        cycles=1,
-        layers_per_cycle=3,
-        kernel_size=4,
-        input_kernel_size=1,
-        residual_channels=5,
-        gate_channels=7,
-        skip_channels=9,
     ),
 }
 FAST_ENGINES = ["torch", "native"]  # each is held to the reference engine

@@ -8,31 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from wavegen.config import ModelConfig
 from wavegen.generate import state as engine_state
 from wavegen.generate.cuda_graph import CudaGraphEngine
 from wavegen.generate.engines import generate
+from wavegen.generate.native import check
 from wavegen.generate.reference import ReferenceEngine
 from wavegen.generate.torch_engine import TorchEngine
 from wavegen.model.conditioning import Conditioning, StackedTerms
 
 from helpers import native_or_skip, random_model
 
-COND = dict(labels=["a", "b", "c"], mel_channels=5, mel_hop=16, cond_channels=12)
-SHAPES = {
-    "k2": ModelConfig(cycles=2, layers_per_cycle=5, residual_channels=16, gate_channels=16, skip_channels=32, **COND),
-    # A gate of 7 channels (padded to 8 in the native engine's panels), a four-tap kernel.
-    "odd": ModelConfig(
-        cycles=1,
-        layers_per_cycle=3,
-        kernel_size=4,
-        input_kernel_size=1,
-        residual_channels=5,
-        gate_channels=7,
-        skip_channels=9,
-        **COND,
-    ),
-}
+COND = check.COND
+SHAPES = {name: dataclasses.replace(config, **COND) for name, config in check.SHAPES.items()}  # k2, odd (a gate of 7)
 KINDS = ["labels", "mels", "both"]
 ENGINES = ["torch", "native", "graph-eager"]
 SAMPLES = 300

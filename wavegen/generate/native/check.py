@@ -84,11 +84,15 @@ def cases() -> list[Case]:
 
 
 def tiny_model(shape: str, conditioned: bool, seed: int = 0) -> WaveNet:
-    """A random model whose softmax is peaky (a mismatch shows up as different codes): every
-    weight the engines read N(0, 0.3), whatever the parameterisation."""
+    """``random_model`` of one of ``SHAPES``, conditioned on ``COND`` or not."""
     config = SHAPES[shape]
-    if conditioned:
-        config = dataclasses.replace(config, **COND)
+    return random_model(dataclasses.replace(config, **COND) if conditioned else config, seed)
+
+
+def random_model(config: ModelConfig, seed: int = 0) -> WaveNet:
+    """A model of ``config`` with random weights whose softmax is peaky, as a trained one's is (a
+    mismatch between engines then shows up as different codes): every weight the engines read
+    N(0, 0.3), through weight norm and the folded scales, whatever the parameterisation."""
     torch.manual_seed(seed)
     model = WaveNet(config)
     with torch.no_grad():

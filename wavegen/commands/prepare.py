@@ -36,14 +36,14 @@ from .common import EXIT_SKIPPED, QUIET, friendly_errors, log
     "--labels",
     type=click.Choice(["none", "folders"]),
     default=None,
-    help="Sets data.label_source. folders: label each file by its first-level folder, DATASET/<label>/... "
-    "(default: the recipe's).",
+    help="folders: label each file by its first-level folder, DATASET/<label>/... (sets data.label_source; "
+    "default: the recipe's).",
 )
 @click.option(
     "--mels",
     type=click.IntRange(min=0),
     default=None,
-    help="Sets data.mel_bands: store this many log-mel bands per frame for a vocoder (0: none; default: the recipe's).",
+    help="Store this many log-mel bands per frame for a vocoder (sets data.mel_bands; 0: none; default: the recipe's).",
 )
 @click.option(
     "--channel",

@@ -100,7 +100,7 @@ CASES = [
     case("prepare", "dataset", "--set", "data.sample_rate=fast", phrase="data.sample_rate=fast: expected int"),
     case("prepare", "dataset", "--set", "data.val_fraction=most", phrase="expected float"),
     case("prepare", "dataset", "--set", "data.trim_silence=maybe", phrase="expected bool"),
-    case(
+    case(  # data.labels: the old name of data.label_source, still read (the message names the new one)
         "prepare", "dataset", "--set", "data.labels=speakers", phrase="'data.label_source' must be 'none' or 'folders'"
     ),
     case("prepare", "dataset", "--channel", "left", phrase="'data.channel' must be 'mix' or a channel number"),

@@ -84,7 +84,6 @@ def has_problems(manifest: dict) -> bool:
 def _prepare(
     dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool, min_samples: int
 ) -> dict:
-
     mel = MelSettings.from_data(config) if config.mel_bands else None
     if mel:
         check_bands(mel)

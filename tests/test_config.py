@@ -4,6 +4,7 @@ import pytest
 
 from wavegen.config import (
     Config,
+    DataConfig,
     apply_overrides,
     differences,
     known_keys,
@@ -60,7 +61,8 @@ def test_overrides_are_typed():
         ("data.trim_silence=maybe", "expected bool"),
         ("train.steps", "expected section.key=value"),
         ("train.batch_size=0", "must be > 0"),
-        ("data.labels=speakers", "'data.labels' must be 'none' or 'folders'"),
+        ("data.label_source=speakers", "'data.label_source' must be 'none' or 'folders'"),
+        ("data.labels=speakers", "'data.label_source' must be 'none' or 'folders'"),  # the old name
         ("data.channel=left", "'data.channel' must be 'mix' or a channel number"),
         ("data.channel=-1", "'data.channel' must be 'mix' or a channel number"),
         ("data.channel=1.5", "'data.channel' must be 'mix' or a channel number"),
@@ -90,8 +92,8 @@ def test_recipe_with_unknown_or_mistyped_key_is_refused(tmp_path):
 
 def test_conditioning_recipes_and_list_settings():
     vocoder, speakers = load_recipe("vocoder"), load_recipe("speakers")
-    assert (vocoder.data.mels, vocoder.data.mel_hop, vocoder.model.cycles) == (80, 256, 2)
-    assert speakers.data.labels == "folders" and speakers.data.mels == 0
+    assert (vocoder.data.mel_bands, vocoder.data.mel_hop, vocoder.model.cycles) == (80, 256, 2)
+    assert speakers.data.label_source == "folders" and speakers.data.mel_bands == 0
     config = apply_overrides(Config(), ["model.labels= low, high "])
     assert config.model.labels == ["low", "high"]
     with pytest.raises(ConfigError, match="'model.labels' must be list"):
@@ -117,6 +119,9 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
         ("trian.lr", "train.lr"),
         ("train.batchsize", "train.batch_size"),
         ("lrr", "train.lr"),
+        ("data.mel_band", "data.mel_bands"),
+        ("data.melss", "data.mel_bands"),  # near an old name: the setting's new one
+        ("data.label", "data.label_source"),
     ],
 )
 def test_a_mistyped_setting_is_answered_with_the_nearest_key(typo, nearest):
@@ -176,8 +181,8 @@ SHIPPED = {
         "train.sample_every": 0,
         "train.threads": 1,
     },
-    "speakers": {"data.labels": "folders"},
-    "vocoder": {"model.cycles": 2, "data.mels": 80, "data.mel_fmax": 8000.0},
+    "speakers": {"data.label_source": "folders"},
+    "vocoder": {"model.cycles": 2, "data.mel_bands": 80, "data.mel_fmax": 8000.0},
 }
 
 
@@ -244,3 +249,38 @@ def test_a_cycle_through_a_link_is_refused(tmp_path):
     (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
     with pytest.raises(ConfigError, match="'extends' makes a cycle"):
         load_recipe(str(tmp_path / "a.toml"))
+
+
+def test_the_old_names_of_renamed_settings_still_load(tmp_path):
+    """data.labels and data.mels are now data.label_source and data.mel_bands; a recipe, a run's
+    config.toml, a checkpoint's config of an older run and --set may still give the old names."""
+    from wavegen.run_config import read_edits
+
+    config = Config.from_dict({"data": {"labels": "folders", "mels": 80}})
+    assert (config.data.label_source, config.data.mel_bands) == ("folders", 80)
+    (tmp_path / "old.toml").write_text('extends = "default"\n[data]\nlabels = "folders"\nmels = 80\n')
+    assert load_recipe(str(tmp_path / "old.toml")) == config
+    (tmp_path / "config.toml").write_text("[data]\nmels = 40\n")
+    assert read_edits(tmp_path, config).data.mel_bands == 40
+    assert apply_overrides(Config(), ["data.mels=8", "data.labels=folders"]).data == DataConfig(
+        label_source="folders", mel_bands=8
+    )
+    assert apply_overrides(Config(), ["data.mels=8", "data.mel_bands=16"]).data.mel_bands == 16  # the last --set
+    with pytest.raises(ConfigError, match="--set data.mels=many: expected int"):  # the name as given
+        apply_overrides(Config(), ["data.mels=many"])
+
+
+def test_a_table_with_both_names_of_one_setting_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        Config.from_dict({"data": {"mel_bands": 40, "mels": 80}}, source="old.toml")
+    assert str(refused.value) == "old.toml: both 'data.mels' and its new name 'data.mel_bands' are set; keep one"
+    (tmp_path / "both.toml").write_text('[data]\nlabels = "folders"\nlabel_source = "none"\n')
+    with pytest.raises(ConfigError, match=r"both\.toml: both 'data\.labels' and its new name 'data\.label_source'"):
+        load_recipe(str(tmp_path / "both.toml"))
+
+
+def test_written_configs_hold_only_the_new_names():
+    config = Config.from_dict({"data": {"labels": "folders", "mels": 80}})
+    for data in (config.to_dict()["data"], tomllib.loads(to_toml(config))["data"]):
+        assert (data["label_source"], data["mel_bands"]) == ("folders", 80)
+        assert "labels" not in data and "mels" not in data

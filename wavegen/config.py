@@ -51,12 +51,12 @@ class DataConfig:
     val_fraction: float = 0.05  # tail of every file held out for validation
     trim_silence: bool = False  # trim leading/trailing silence (reported, never silent)
     trim_db: float = 40.0  # below peak, what counts as silence when trimming
-    labels: str = "none"  # "folders": each file's label is its first-level folder (global conditioning)
+    label_source: str = "none"  # "folders": each file's label is its first-level folder (global conditioning)
     # "mix": a file's channels are averaged to mono; "0", "1", ...: that channel alone is kept
     # (for files whose channels cancel when mixed, or hold different sources). Mono files are
     # used as they are either way.
     channel: str = "mix"
-    mels: int = 0  # log-mel bands stored beside the codes for local conditioning (0 = none)
+    mel_bands: int = 0  # log-mel bands stored beside the codes for local conditioning (0 = none)
     mel_hop: int = 256  # samples per mel frame
     mel_n_fft: int = 1024  # analysis window (Hann) and FFT size
     mel_fmin: float = 0.0
@@ -69,6 +69,9 @@ INITS = ("kaiming", "torch")  # model.init
 # weights, unscaled sums (``checkpoint.config_of`` fills them in for a config that lacks them).
 LEGACY_MODEL = {"init": "torch", "weight_norm": False, "scale_sums": False}
 LEGACY_TRAIN = {"code_noise": 0.0, "full_context": True}  # likewise: no code noise, context windows
+# Old names of renamed settings, read as the new ones wherever settings are read (recipes, config.toml,
+# checkpoints, --set); written configs hold the new names only. A table with both names is refused.
+RENAMED = {"data.labels": "data.label_source", "data.mels": "data.mel_bands"}
 
 
 @dataclass
@@ -131,12 +134,15 @@ class Config:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config", base: "Config | None" = None) -> "Config":
         """Build a config from nested dicts, checking every key and type: the dataclass defaults,
-        or a copy of ``base``, with the values ``raw`` sets."""
+        or a copy of ``base``, with the values ``raw`` sets (an old name in ``RENAMED``: the new one)."""
         config = cls.from_dict(base.to_dict()) if base is not None else cls()
         for section, values in raw.items():
             if not isinstance(values, dict):
                 raise ConfigError(f"{source}: '{section}' must be a table like [{section}]")
             for key, value in values.items():
+                new = RENAMED.get(f"{section}.{key}", "")
+                if new and new.partition(".")[2] in values:
+                    raise ConfigError(f"{source}: both '{section}.{key}' and its new name '{new}' are set; keep one")
                 _assign(config, f"{section}.{key}", value, source)
         return config
 
@@ -148,12 +154,8 @@ def differences(before: Config, after: Config) -> list[tuple[str, Any, Any]]:
     """Every ``section.key`` whose value differs, with the value before and after, in
     declaration order."""
     old, new = before.to_dict(), after.to_dict()
-    return [
-        (f"{section}.{key}", old[section][key], new[section][key])
-        for section in old
-        for key in old[section]
-        if old[section][key] != new[section][key]
-    ]
+    keys = [(section, key) for section in old for key in old[section]]
+    return [(f"{s}.{k}", old[s][k], new[s][k]) for s, k in keys if old[s][k] != new[s][k]]
 
 
 def known_keys() -> list[str]:
@@ -171,23 +173,23 @@ def nearest_keys(dotted: str, count: int = 3) -> list[str]:
     """The known ``section.key`` names closest to a mistyped one, best first: by the key within
     a known section (``train.lrr`` → ``train.lr``), else by the whole name or the key alone
     (``lrr``). Only near misses count (difflib's ratio >= 0.75), so an unrelated name gets none."""
-    keys = known_keys()
+    names = RENAMED | {k: k for k in known_keys()}  # a name as given → the key it sets (old names too)
     section, _, key = dotted.partition(".")
     if section in SECTIONS and key:
-        candidates = {k.partition(".")[2]: k for k in keys if k.startswith(section + ".")}
+        candidates = {k.partition(".")[2]: v for k, v in names.items() if k.startswith(section + ".")}
         word = key
     else:
-        candidates = {k: k for k in keys}
-        word = dotted
+        candidates, word = names, dotted
         if "." not in dotted:  # a key without its section: compare it with the keys' names
-            candidates = {k.partition(".")[2]: k for k in keys}
-    return [candidates[name] for name in difflib.get_close_matches(word, list(candidates), n=count, cutoff=0.75)]
+            candidates = {k.partition(".")[2]: v for k, v in names.items()}
+    close = difflib.get_close_matches(word, list(candidates), n=count, cutoff=0.75)
+    return list(dict.fromkeys(candidates[name] for name in close))  # an old and a new name: one key
 
 
 def _locate(config: Config, dotted: str, source: str) -> tuple[Any, str]:
-    """The section object and key ``dotted`` names; an unknown one is refused with the nearest
-    known keys (all of them when none is close)."""
-    section, _, key = dotted.partition(".")
+    """The section object and key ``dotted`` names (an old name: the renamed key); an unknown one
+    is refused with the nearest known keys (all of them when none is close)."""
+    section, _, key = RENAMED.get(dotted, dotted).partition(".")
     if section not in SECTIONS or not key or not hasattr(getattr(config, section), key):
         raise unknown_setting(dotted, source)
     return getattr(config, section), key
@@ -215,17 +217,15 @@ def _assign(config: Config, dotted: str, value: Any, source: str) -> None:
     setattr(obj, key, value)
 
 
+BOOLEANS = {**dict.fromkeys(("true", "1", "yes", "on"), True), **dict.fromkeys(("false", "0", "no", "off"), False)}
+
+
 def _parse(text: str, want: type, dotted: str) -> Any:
     """Parse a ``--set`` value given as text into the field's type."""
     text = text.strip()
     try:
         if want is bool:
-            lowered = text.lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
+            return BOOLEANS[text.lower()]
         if want is int:
             return int(text.replace("_", ""))
         if want is float:
@@ -233,7 +233,7 @@ def _parse(text: str, want: type, dotted: str) -> Any:
         if want is list:  # comma-separated names
             return [item.strip() for item in text.split(",") if item.strip()]
         return text
-    except ValueError:
+    except (ValueError, KeyError):
         raise ConfigError(f"--set {dotted}={text}: expected {want.__name__}") from None
 
 
@@ -297,10 +297,10 @@ def validate(config: Config) -> None:
         raise ConfigError(f"'train.start_fraction' must be in [0, 1], got {t.start_fraction}")
     if d.channel != "mix" and not (d.channel.isascii() and d.channel.isdigit()):
         raise ConfigError(f"'data.channel' must be 'mix' or a channel number (0 for the first), got {d.channel!r}")
-    if d.labels not in ("none", "folders"):
-        raise ConfigError(f"'data.labels' must be 'none' or 'folders', got {d.labels!r}")
-    if d.mels < 0 or m.mel_channels < 0 or m.mel_hop < 0 or m.cond_channels <= 0:
-        raise ConfigError("data.mels, model.mel_channels and model.mel_hop must be >= 0, model.cond_channels > 0")
+    if d.label_source not in ("none", "folders"):
+        raise ConfigError(f"'data.label_source' must be 'none' or 'folders', got {d.label_source!r}")
+    if d.mel_bands < 0 or m.mel_channels < 0 or m.mel_hop < 0 or m.cond_channels <= 0:
+        raise ConfigError("data.mel_bands, model.mel_channels and model.mel_hop must be >= 0, model.cond_channels > 0")
     if d.mel_hop <= 0 or d.mel_n_fft < d.mel_hop:
         raise ConfigError(f"'data.mel_n_fft' ({d.mel_n_fft}) must be >= 'data.mel_hop' ({d.mel_hop}) > 0")
     if d.mel_fmin < 0 or (d.mel_fmax and d.mel_fmax <= d.mel_fmin) or d.mel_fmax > d.sample_rate / 2:

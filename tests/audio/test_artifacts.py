@@ -33,7 +33,7 @@ SMALL = [
     "train.val_every=2",
     "train.val_batches=1",
 ]
-MELS = ["data.mels=16", "data.mel_hop=128", "data.mel_n_fft=512", "data.mel_fmax=4000", "model.cond_channels=16"]
+MELS = ["data.mel_bands=16", "data.mel_hop=128", "data.mel_n_fft=512", "data.mel_fmax=4000", "model.cond_channels=16"]
 PNG_SHAPE = (300, 800)  # spectrogram_png's figure: 8 × 3 inches at 100 dpi
 
 

@@ -100,7 +100,9 @@ CASES = [
     case("prepare", "dataset", "--set", "data.sample_rate=fast", phrase="data.sample_rate=fast: expected int"),
     case("prepare", "dataset", "--set", "data.val_fraction=most", phrase="expected float"),
     case("prepare", "dataset", "--set", "data.trim_silence=maybe", phrase="expected bool"),
-    case("prepare", "dataset", "--set", "data.labels=speakers", phrase="'data.labels' must be 'none' or 'folders'"),
+    case(  # data.labels: the old name of data.label_source, still read (the message names the new one)
+        "prepare", "dataset", "--set", "data.labels=speakers", phrase="'data.label_source' must be 'none' or 'folders'"
+    ),
     case("prepare", "dataset", "--channel", "left", phrase="'data.channel' must be 'mix' or a channel number"),
     case("prepare", "dataset", "--set", "data.sample_rate=-16000", phrase="'data.sample_rate' must be > 0"),
     case("prepare", "dataset", "--set", "data.trim_db=nan", phrase="'data.trim_db' must be a finite number"),
@@ -297,7 +299,7 @@ def project(tmp_path_factory) -> Path:
     tiny = apply_overrides(load_recipe("tiny"), ["train.steps=2"])
     prepare(root / "dataset", root / "prepared", tiny.data, log=quiet, progress=False)
     train(tiny, root / "prepared", root / "runs" / "tiny", device="cpu", log=quiet, progress=False)
-    vocoder = apply_overrides(load_recipe("tiny"), ["train.steps=2", "data.mels=8"])
+    vocoder = apply_overrides(load_recipe("tiny"), ["train.steps=2", "data.mel_bands=8"])
     prepare(root / "dataset", root / "prepmel", vocoder.data, log=quiet, progress=False)
     train(vocoder, root / "prepmel", root / "runs" / "voc", device="cpu", log=quiet, progress=False)
     latest = root / "runs" / "tiny" / "checkpoints" / "latest.pt"

@@ -16,7 +16,7 @@ from wavegen.recipe import load_recipe
 
 from helpers import random_model, run_in_process, tone
 
-MELS = ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"]
+MELS = ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"]  # data.mels: the old name of data.mel_bands
 
 
 run = run_in_process  # wavegen ARGS in this process: (exit status, stdout, stderr)

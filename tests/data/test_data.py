@@ -154,7 +154,7 @@ def test_labels_from_folders_and_mels_aligned_with_the_codes(tmp_path):
             sf.write(root / label / f"{f}.wav", tone(f, 1.0), 16000)
     sf.write(root / "loose.wav", tone(300, 1.0), 16000)  # not in a label folder
     messages = []
-    config = DataConfig(labels="folders", mels=16, mel_hop=100, mel_n_fft=400, val_fraction=0.25)
+    config = DataConfig(label_source="folders", mel_bands=16, mel_hop=100, mel_n_fft=400, val_fraction=0.25)
     manifest = prepare(root, tmp_path / "prepared", config, log=messages.append, progress=False)
     assert manifest["labels"] == ["high", "low"]
     assert "labels: high (1 file), low (2 files)" in messages

@@ -310,7 +310,7 @@ def test_a_prime_or_vocode_input_whose_channels_cancel_is_noted(tmp_path, ratio,
     from wavegen.model.network import WaveNet
     from wavegen.recipe import load_recipe
 
-    config = apply_overrides(load_recipe("tiny"), ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"])
+    config = apply_overrides(load_recipe("tiny"), ["data.mel_bands=8", "model.mel_channels=8", "model.mel_hop=256"])
     ckpt.save(tmp_path / "voc.pt", {"config": config.to_dict(), "model": WaveNet(config.model).state_dict(), "step": 0})
     left = tone(HZ, 0.02)
     sf.write(tmp_path / "input.wav", np.stack([left, -ratio * left], 1), RATE, subtype="FLOAT")

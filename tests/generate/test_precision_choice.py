@@ -164,7 +164,7 @@ def test_the_api_generates_at_a_precision(recorded_native, checkpoint):
 def test_resynthesis_at_a_precision(recorded_native):
     from wavegen.generate.resynthesis import resynthesize
 
-    config = apply_overrides(load_recipe("tiny"), ["data.mels=8", "model.mel_channels=8", "model.mel_hop=256"])
+    config = apply_overrides(load_recipe("tiny"), ["data.mel_bands=8", "model.mel_channels=8", "model.mel_hop=256"])
     model = random_model(config.model)
     features = [np.full((3, 8), -4.0, np.float32)]
     result = resynthesize(model, features, [700], engine="auto", precision="int8", log=lambda _: None, progress=False)

@@ -124,3 +124,20 @@ def test_a_checkpoint_from_before_the_parameterisation_settings_loads_as_it_was(
     codes = torch.randint(0, 256, (1, 40))
     with torch.no_grad():
         assert torch.equal(model(codes), old(codes))
+
+
+def test_a_checkpoint_saved_with_the_old_setting_names_loads(tmp_path):
+    """Runs saved before data.labels and data.mels were renamed data.label_source and
+    data.mel_bands carry the old names in their checkpoints' configs."""
+    config = Config(model=SMALL).to_dict()
+    del config["data"]["label_source"], config["data"]["mel_bands"]
+    config["data"] |= {"labels": "folders", "mels": 16}
+    weights = WaveNet(SMALL).state_dict()
+    ckpt.save(tmp_path / "old.pt", {"config": config, "model": weights, "step": 3})
+    model, payload, loaded = ckpt.load_model(tmp_path / "old.pt")
+    assert model.config == SMALL and (loaded.data.label_source, loaded.data.mel_bands) == ("folders", 16)
+    assert "mels" not in loaded.to_dict()["data"]  # what a resumed run saves again: the new names
+    config["data"]["mel_bands"] = 16
+    ckpt.save(tmp_path / "both.pt", {"config": config, "model": weights, "step": 3})
+    with pytest.raises(CheckpointError, match="both 'data.mels' and its new name 'data.mel_bands' are set"):
+        ckpt.load_model(tmp_path / "both.pt")

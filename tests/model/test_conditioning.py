@@ -144,5 +144,5 @@ def test_log_mel_frames_are_aligned_with_the_samples():
 
 
 def test_mel_settings_come_from_the_data_config():
-    s = MelSettings.from_data(DataConfig(mels=80, mel_fmax=0.0))
+    s = MelSettings.from_data(DataConfig(mel_bands=80, mel_fmax=0.0))
     assert (s.bands, s.hop, s.n_fft, s.fmax) == (80, 256, 1024, 8000.0)

@@ -53,7 +53,7 @@ def test_labels_choose_the_pitch(tmp_path):
 
 MEL_SETTINGS = [
     "--set",
-    "data.mels=40",
+    "data.mel_bands=40",
     "--set",
     "data.mel_hop=128",
     "--set",

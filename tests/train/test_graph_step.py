@@ -62,7 +62,7 @@ def data(tmp_path_factory):
     for label, hz in (("low", 233), ("high", 740)):
         write_wav(root / "set" / label / f"{hz}.wav", tone(hz, 1.5), 16000)
     plain, conditioned = load_recipe("tiny").data, load_recipe("tiny").data
-    conditioned.labels, conditioned.mels, conditioned.mel_hop, conditioned.mel_n_fft = "folders", 8, 64, 256
+    conditioned.label_source, conditioned.mel_bands, conditioned.mel_hop, conditioned.mel_n_fft = "folders", 8, 64, 256
     prepare(root / "set", root / "plain", plain, log=quiet, progress=False)
     prepare(root / "set", root / "conditioned", conditioned, log=quiet, progress=False)
     return root

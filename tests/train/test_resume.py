@@ -382,7 +382,7 @@ def test_a_broken_config_toml_is_one_line_naming_it(prepared, tmp_path):
 
 # -- conditioning features must be computed as the run's were -----------------------------------
 
-MEL = {"data.mels": 8, "data.mel_hop": 64, "data.mel_n_fft": 256, "data.mel_fmin": 0.0, "data.mel_fmax": 8000.0}
+MEL = {"data.mel_bands": 8, "data.mel_hop": 64, "data.mel_n_fft": 256, "data.mel_fmin": 0.0, "data.mel_fmax": 8000.0}
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,14 @@ import copy
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from wavegen.audio.io import write_wav
 from wavegen.data.prepare import prepare
 from wavegen.errors import ConfigError
 from wavegen.model import checkpoint as ckpt
 from wavegen.recipe import load_recipe
-from wavegen.run_config import load_toml
+from wavegen.run_config import load_toml, read_toml
 from wavegen.train.loop import train
 from wavegen.train.settings import resolve_config
 
@@ -41,7 +42,7 @@ def conditioned(tmp_path) -> Path:
     write_wav(dataset / "low" / "a.wav", tone(220, 2.0, rate=8000), 8000)
     write_wav(dataset / "high" / "b.wav", tone(660, 2.0, rate=8000), 8000)
     data = load_recipe("tiny").data
-    data.sample_rate, data.labels, data.mels, data.mel_hop, data.mel_n_fft = 8000, "folders", 8, 64, 256
+    data.sample_rate, data.label_source, data.mel_bands, data.mel_hop, data.mel_n_fft = 8000, "folders", 8, 64, 256
     prepare(dataset, tmp_path / "prepared", data, log=quiet, progress=False)
     return tmp_path / "prepared"
 
@@ -64,9 +65,9 @@ def test_the_resolved_config_is_fitted_to_the_data_and_train_leaves_it_as_it_is(
     said = []
     resolved = resolve_config(tmp_path / "run", conditioned, "tiny", FAST, None, log=said.append)
     config = resolved.config
-    assert config.data.sample_rate == 8000 and config.data.labels == "folders"
+    assert config.data.sample_rate == 8000 and config.data.label_source == "folders"
     assert config.model.labels == ["high", "low"] and (config.model.mel_channels, config.model.mel_hop) == (8, 64)
-    assert (config.data.mels, config.data.mel_hop, config.data.mel_n_fft) == (8, 64, 256)
+    assert (config.data.mel_bands, config.data.mel_hop, config.data.mel_n_fft) == (8, 64, 256)
     assert said == [
         "using the prepared data's rate, 8000 Hz (recipe said 16000)",
         "conditioning on 2 labels (high, low) and 8-band log-mels every 64 samples",
@@ -124,3 +125,23 @@ def test_a_resumed_run_refuses_data_at_another_rate_when_resolved(conditioned, t
     prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, log=quiet, progress=False)
     with pytest.raises(ConfigError, match=r"prepared at 16000 Hz but run .* is at 8000 Hz; prepare again with"):
         resolve_config(run, tmp_path / "plain", None, [], 8)
+
+
+def test_a_run_saved_with_the_old_setting_names_resumes_as_it_was(conditioned, tmp_path):
+    """A run saved before data.labels and data.mels were renamed data.label_source and
+    data.mel_bands: its checkpoint and config.toml say the old names, and it resumes unchanged."""
+    run = tmp_path / "run"
+    first = resolve_config(run, conditioned, "tiny", FAST, None)
+    run_train(first, conditioned, run, quiet)
+    latest = run / "checkpoints" / "latest.pt"
+    payload, raw = ckpt.load(latest), read_toml(run / "config.toml")
+    for saved in (payload["config"], raw):
+        saved["data"]["labels"], saved["data"]["mels"] = (
+            saved["data"].pop("label_source"),
+            saved["data"].pop("mel_bands"),
+        )
+    ckpt.save(latest, payload)
+    (run / "config.toml").write_text(tomli_w.dumps(raw))
+    resumed = resolve_config(run, conditioned, None, [], None)
+    assert resumed.resuming and resumed.changes == [] and resumed.config == first.config
+    assert resumed.config_file_current  # the old file says the same settings: it is left as written

@@ -32,8 +32,8 @@ def data(tmp_path_factory):
         for hz in pitches:
             write_wav(root / "set" / label / f"{hz}.wav", tone(hz, 1.5), 16000)
     plain, labels, conditioned = (load_recipe("tiny").data for _ in range(3))
-    labels.labels = "folders"
-    conditioned.labels, conditioned.mels, conditioned.mel_hop, conditioned.mel_n_fft = "folders", 8, 64, 256
+    labels.label_source = "folders"
+    conditioned.label_source, conditioned.mel_bands, conditioned.mel_hop, conditioned.mel_n_fft = "folders", 8, 64, 256
     for folder, settings in (("plain", plain), ("labels", labels), ("conditioned", conditioned)):
         prepare(root / "set", root / folder, settings, log=quiet, progress=False)
     return root

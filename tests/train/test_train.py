@@ -115,7 +115,7 @@ def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(ton
     write_wav(labelled / "low" / "a.wav", tone(220, 2.0), 16000)
     write_wav(labelled / "high" / "b.wav", tone(660, 2.0), 16000)
     data = load_recipe("tiny").data
-    data.labels, data.mels, data.mel_hop, data.mel_n_fft = "folders", 8, 64, 256
+    data.label_source, data.mel_bands, data.mel_hop, data.mel_n_fft = "folders", 8, 64, 256
     prepare(labelled, tmp_path / "conditioned", data, log=quiet, progress=False)
     config = apply_overrides(load_recipe("tiny"), FAST[:1] + FAST[1:3])
     messages = []
@@ -123,7 +123,7 @@ def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(ton
     assert "conditioning on 2 labels (high, low) and 8-band log-mels every 64 samples" in messages
     saved = ckpt.config_of(ckpt.load(tmp_path / "run" / "checkpoints" / "latest.pt"))
     assert saved.model.labels == ["high", "low"] and (saved.model.mel_channels, saved.model.mel_hop) == (8, 64)
-    assert (saved.data.mels, saved.data.mel_hop, saved.data.mel_n_fft) == (8, 64, 256)  # vocode needs these
+    assert (saved.data.mel_bands, saved.data.mel_hop, saved.data.mel_n_fft) == (8, 64, 256)  # vocode needs these
 
     prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, log=quiet, progress=False)
     with pytest.raises(

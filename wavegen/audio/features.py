@@ -44,7 +44,7 @@ class MelSettings:
     def from_data(cls, config: DataConfig, bands: int | None = None) -> "MelSettings":
         return cls(
             config.sample_rate,
-            bands or config.mels,
+            bands or config.mel_bands,
             config.mel_hop,
             config.mel_n_fft,
             config.mel_fmin,
@@ -69,7 +69,7 @@ def mel_settings(model: ModelConfig, data: DataConfig, source: object = "checkpo
     if not model.mel_channels:
         raise ConfigError(
             f"{source}: this model was trained without mel features (prepare the data with "
-            "a recipe that sets data.mels, e.g. --recipe vocoder, and train on it)"
+            "a recipe that sets data.mel_bands, e.g. --recipe vocoder, and train on it)"
         )
     return MelSettings.from_data(data, bands=model.mel_channels)
 
@@ -77,7 +77,7 @@ def mel_settings(model: ModelConfig, data: DataConfig, source: object = "checkpo
 # Each analysis setting's name in the config (what ``prepare --set`` takes).
 SETTING_NAMES = {
     "sample_rate": "data.sample_rate",
-    "bands": "data.mels",
+    "bands": "data.mel_bands",
     "hop": "data.mel_hop",
     "n_fft": "data.mel_n_fft",
     "fmin": "data.mel_fmin",
@@ -133,7 +133,7 @@ def check_bands(s: MelSettings) -> None:
         return
     fits = next((n for n in range(s.bands - 1, 0, -1) if not empty_bands(s, n)), 0)
     raise ConfigError(
-        f"data.mels = {s.bands}: {empty} of the bands would hold no frequency bin (data.mel_n_fft = "
+        f"data.mel_bands = {s.bands}: {empty} of the bands would hold no frequency bin (data.mel_n_fft = "
         f"{s.n_fft} gives bins every {s.sample_rate / s.n_fft:g} Hz, and the bands share "
         f"{s.fmin:g}-{s.fmax:g} Hz); use at most {fits} bands (--mels {fits}) or a larger "
         "data.mel_n_fft"

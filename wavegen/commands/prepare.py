@@ -36,13 +36,14 @@ from .common import EXIT_SKIPPED, QUIET, friendly_errors, log
     "--labels",
     type=click.Choice(["none", "folders"]),
     default=None,
-    help="folders: label each file by its first-level folder, DATASET/<label>/... (default: the recipe's).",
+    help="folders: label each file by its first-level folder, DATASET/<label>/... (sets data.label_source; "
+    "default: the recipe's).",
 )
 @click.option(
     "--mels",
     type=click.IntRange(min=0),
     default=None,
-    help="Store this many log-mel bands per frame for a vocoder (0: none; default: the recipe's).",
+    help="Store this many log-mel bands per frame for a vocoder (sets data.mel_bands; 0: none; default: the recipe's).",
 )
 @click.option(
     "--channel",
@@ -83,9 +84,9 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     if trim_silence is not None:
         config.trim_silence = trim_silence
     if labels is not None:
-        config.labels = labels
+        config.label_source = labels
     if mels is not None:
-        config.mels = mels
+        config.mel_bands = mels
     if channel is not None:
         config.channel = channel.strip()
     validate(Config(data=config))

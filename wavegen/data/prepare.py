@@ -84,7 +84,7 @@ def has_problems(manifest: dict) -> bool:
 def _prepare(
     dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool, min_samples: int
 ) -> dict:
-    mel = MelSettings.from_data(config) if config.mels else None
+    mel = MelSettings.from_data(config) if config.mel_bands else None
     if mel:
         check_bands(mel)
     job = _Preparation(dataset, out, config, mel, log, min_samples)
@@ -170,7 +170,7 @@ class _Preparation:
         """The file's audio (mono, at the rate, trimmed if asked), samples trimmed, and label;
         None when it cannot be used (then named with its reason)."""
         config, label = self.config, None
-        if config.labels == "folders":
+        if config.label_source == "folders":
             parts = path.relative_to(self.dataset).parts
             if len(parts) < 2:
                 self.skip(path, "not inside a label folder (with --labels folders, files go in DATASET/<label>/)")
@@ -236,7 +236,7 @@ class _Preparation:
         manifest["train_samples"], manifest["val_samples"] = offsets["train"], offsets["val"]
         if self.mel:
             manifest["train_frames"], manifest["val_frames"] = offsets["train_frames"], offsets["val_frames"]
-        if self.config.labels == "folders":
+        if self.config.label_source == "folders":
             counts = Counter(entry["label"] for entry in manifest["files"])
             manifest["labels"] = sorted(counts)
             self.log("labels: " + ", ".join(f"{name} ({_plural(counts[name], 'file')})" for name in manifest["labels"]))

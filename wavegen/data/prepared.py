@@ -4,7 +4,7 @@ Layout of a prepared folder (all written atomically, the manifest last):
 
     train.u8        codes of every file's training part, back to back (np.memmap-able)
     val.u8          codes of every file's held-out tail, back to back
-    train.mel       with ``data.mels``: log-mel frames (frames, bands) float32 of every
+    train.mel       with ``data.mel_bands``: log-mel frames (frames, bands) float32 of every
     val.mel         training part / held-out tail, back to back (features.py: frame f
                     covers samples [f·hop, (f+1)·hop) of its part)
     manifest.json   sample rate, channel setting, per-file source/duration/trim/label and

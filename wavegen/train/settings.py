@@ -182,10 +182,10 @@ def fit_to_data(
     prepared: dict = {"sample_rate": rate}
     if not resuming:  # the run records how its data was prepared, not what the recipe would have done
         prepared["val_fraction"] = float(data.manifest.get("val_fraction", d.val_fraction))
-        prepared["labels"] = "folders" if data.labels else "none"
+        prepared["label_source"] = "folders" if data.labels else "none"
         prepared["channel"] = str(data.manifest.get("channel", d.channel))
     if mel:  # the run keeps the analysis settings, so vocode computes the same features
-        prepared |= {"mels": int(mel["bands"]), "mel_hop": int(mel["hop"]), "mel_n_fft": int(mel["n_fft"])}
+        prepared |= {"mel_bands": int(mel["bands"]), "mel_hop": int(mel["hop"]), "mel_n_fft": int(mel["n_fft"])}
         prepared |= {"mel_fmin": float(mel["fmin"]), "mel_fmax": float(mel["fmax"])}
     fitted = Config(
         model=dataclasses.replace(m, labels=labels, mel_channels=bands, mel_hop=hop),

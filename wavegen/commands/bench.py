@@ -33,7 +33,7 @@ SHARED = [
 
 
 class BenchGroup(click.Group):
-    """``bench`` with the spellings of before its subcommands: no subcommand runs ``sample``,
+    """``bench`` with the older spellings of its subcommands: no subcommand runs ``sample``,
     ``--train`` is ``train`` and ``--learn DATA`` is ``learn DATA``. An option of another
     benchmark is refused naming the benchmark it belongs to."""
 
@@ -84,8 +84,8 @@ def bench() -> None:
     """Measure sampling speed, training speed or learning on this machine, one row per
     configuration (a table, or JSON lines with --json).
 
-    `wavegen bench [OPTIONS]` with no subcommand is `wavegen bench sample [OPTIONS]`; the
-    spellings of before, `bench --train ...` and `bench --learn DATA ...`, are `bench train ...`
+    `wavegen bench [OPTIONS]` with no subcommand is `wavegen bench sample [OPTIONS]`; the older
+    spellings `bench --train ...` and `bench --learn DATA ...` still work, as `bench train ...`
     and `bench learn DATA ...`.
     """
 

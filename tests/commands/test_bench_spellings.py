@@ -1,5 +1,5 @@
 """``wavegen bench``: one subcommand per benchmark, each with only its own options, and the
-spellings of before (no subcommand, ``--train``, ``--learn DATA``) mapped onto them."""
+older spellings (no subcommand, ``--train``, ``--learn DATA``) mapped onto them."""
 
 from __future__ import annotations
 

@@ -23,6 +23,16 @@ if not torch.cuda.is_available():
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _own_trials(tmp_path_factory, monkeypatch):
+    """Engine trials remembered in a file of the test's own (``generate.trials``): a test's
+    stand-in engines never decide a later test's engine, nor reach the user's cache."""
+    from wavegen.generate import trials
+
+    where = tmp_path_factory.mktemp("cache") / trials.FILE
+    monkeypatch.setattr(trials, "path", lambda: where)
+
+
 @pytest.fixture
 def tone_dataset(tmp_path: Path) -> Path:
     """A folder with one 5 s 440 Hz tone at 16 kHz."""

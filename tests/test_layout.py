@@ -13,8 +13,9 @@ import wavegen
 PACKAGE = Path(wavegen.__file__).parent
 
 # Which rooms a room may import from. Foundations (the root modules: config, recipe, errors, files,
-# runs, devices, outputs, limits, progress, noise, run_config) import foundations only.
+# runs, devices, cache, outputs, limits, progress, noise, run_config) import foundations only.
 FOUNDATIONS = {
+    "cache",
     "config",
     "recipe",
     "errors",

@@ -10,12 +10,15 @@ import pytest
 import torch
 
 from wavegen.errors import ConfigError
-from wavegen.generate import choice
+from wavegen.generate import choice, trials
 from wavegen.generate.choice import Candidate, make_engine, plan
 from wavegen.generate.request import GenerationRequest
 
 from helpers import random_model
 from test_sampling import SHAPES
+
+
+MODEL = random_model(SHAPES["k2"])
 
 
 @dataclasses.dataclass
@@ -29,26 +32,30 @@ class Stand:
 def gpu(monkeypatch):
     """A machine with a GPU whose engines are stand-ins; returns the trial rates to set and the
     log of what ``choose`` said."""
-    rates, said = {}, []
+    rates, said, built = {}, [], []
+    rates["built"] = built  # the engines built, in order
     monkeypatch.setattr(choice, "resolve_device", lambda name: torch.device("cpu" if name == "cpu" else "cuda"))
     monkeypatch.setattr(choice, "native_available", lambda log: rates.get("native available", True))
-    monkeypatch.setattr(
-        choice,
-        "_persistent",
-        lambda model, device, streams, log: Stand("persistent", "cuda") if rates.get("gpu", 1) else None,
-    )
+    monkeypatch.setattr(choice, "native_ready", lambda: rates.get("native built", True))
+
+    def persistent(model, device, streams, log):
+        built.append("persistent")
+        return Stand("persistent", "cuda") if rates.get("gpu", 1) else None
+
+    monkeypatch.setattr(choice, "_persistent", persistent)
 
     def build(name, model, device, log=None, precision="fp32"):
+        built.append(name)
         return Stand(name, torch.device(device).type, precision)
 
     monkeypatch.setattr(choice, "build_engine", build)
-    monkeypatch.setattr(choice, "trial_rate", lambda engine, device, model, streams: rates[engine.name])
+    monkeypatch.setattr(choice.trials, "trial_rate", lambda engine, device, model, streams: rates[engine.name])
     return rates, said
 
 
 def picked(said, engine="auto", device="auto", streams=1, precision="auto"):
     made, dev = choice.choose(
-        GenerationRequest(engine=engine, device=device, precision=precision), streams, None, said.append
+        GenerationRequest(engine=engine, device=device, precision=precision), streams, MODEL, said.append
     )
     assert made.device == dev.type
     return made.name, made.precision
@@ -59,6 +66,7 @@ def test_a_trial_picks_the_faster_of_the_gpus_persistent_and_the_cpus_native_eng
     rates, said = gpu
     rates.update(persistent=50_000.0 * streams, native=30_000.0)
     assert picked(said, streams=streams) == ("persistent", "fp32")
+    trials.path().unlink()  # forget it: time them again
     rates.update(native=60_000.0 * streams)
     assert picked(said, streams=streams) == ("native", "int8")
     plural = "s" if streams > 1 else ""
@@ -99,7 +107,7 @@ def test_the_trial_generates_and_rates_an_engine(conditioned):
     if conditioned:
         config = dataclasses.replace(config, labels=["a", "b"], mel_channels=5, mel_hop=16, cond_channels=8)
     model = random_model(config)
-    rate = choice.trial_rate(make_engine("torch", model), torch.device("cpu"), model, 2)
+    rate = choice.trials.trial_rate(make_engine("torch", model), torch.device("cpu"), model, 2)
     assert 100 < rate < 1e8
 
 
@@ -114,7 +122,10 @@ def test_a_persistent_engine_that_fails_to_compile_or_run_is_left_for_the_others
     monkeypatch.setattr(persistent, "PersistentEngine", Failing)
     said = []
     assert choice._persistent(random_model(SHAPES["k2"]), torch.device("cuda"), 1, said.append) is None
-    assert said == ["persistent engine unavailable: ptxas error: Entry function uses too much shared data"]
+    assert said == [
+        "compiling the persistent engine's kernel for this GPU and model (once: it is cached)",
+        "persistent engine unavailable: ptxas error: Entry function uses too much shared data",
+    ]
 
 
 N, P, G, T = (
@@ -171,3 +182,79 @@ def test_the_decision_table_refuses_what_cannot_run(asked, error, message):
     for gpu in (False, True):
         with pytest.raises(error, match=message):
             plan(GenerationRequest(engine=asked[0], device=asked[1], precision=asked[2]), 1, gpu)
+
+
+def test_a_trial_is_remembered_per_machine_model_and_streams_and_its_winner_alone_is_built(gpu):
+    rates, said = gpu
+    built = rates["built"]
+    rates.update(persistent=50_000.0, native=30_000.0)
+    assert picked(said) == ("persistent", "fp32")
+    assert built == ["persistent", "native"] and said[-1].startswith("engine trial, 1 stream:")
+    rates.update(native=90_000.0)  # the machine is the same: the earlier trial still decides
+    built.clear()
+    assert picked(said) == ("persistent", "fp32")
+    assert built == ["persistent"]  # no native engine built, no trial
+    assert said[-1] == (
+        "engine: persistent on cuda, the faster in this machine's trial "
+        "(persistent on cuda 50,000, native on cpu 30,000 samples/s)"
+    )
+    built.clear()
+    assert picked(said, streams=2) == ("native", "int8")  # another stream count: a trial of its own
+    assert built == ["persistent", "native"]
+    other = random_model(dataclasses.replace(SHAPES["k2"], residual_channels=12))
+    said.clear()
+    choice.choose(GenerationRequest(), 1, other, said.append)  # another model shape: timed too
+    assert said[-1].startswith("engine trial, 1 stream:") and said[-1].endswith("using native")
+
+
+def test_a_remembered_winner_that_no_longer_runs_leaves_the_others(gpu):
+    rates, said = gpu
+    rates.update(persistent=50_000.0, native=30_000.0)
+    picked(said)
+    rates["gpu"] = 0  # e.g. a driver update broke the kernel's compile
+    assert picked(said) == ("native", "int8")
+
+
+def test_without_a_trial_to_recall_and_no_native_build_the_rule_decides_and_nothing_is_compiled_to_time(gpu):
+    rates, said = gpu
+    rates.update(persistent=50_000.0, native=90_000.0, **{"native built": False})
+    assert picked(said) == ("persistent", "fp32")
+    assert rates["built"] == ["persistent"]
+    assert said == ["engine: persistent on cuda by the rule (no trial: the native CPU engine is not built here)"]
+    rates["gpu"] = 0  # the rule's engine cannot run: the native engine is built after all
+    assert picked(said) == ("native", "int8")
+    rates.update(gpu=1, **{"native built": True})  # built now (e.g. by training's monitor): timed
+    assert picked(said) == ("native", "int8") and said[-1].endswith("using native")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "a list", "unwritable"])
+def test_a_damaged_or_unwritable_trial_file_costs_only_a_trial(gpu, damage, tmp_path, monkeypatch):
+    rates, said = gpu
+    rates.update(persistent=50_000.0, native=30_000.0)
+    where = trials.path()
+    if damage == "unwritable":
+        monkeypatch.setattr(trials, "path", lambda: tmp_path / "a file" / trials.FILE)
+        (tmp_path / "a file").write_text("not a folder")
+    else:
+        where.write_text("{not json" if damage == "garbage" else "[1, 2]")
+    for _ in range(2):
+        assert picked(said) == ("persistent", "fp32")
+    timed = [line for line in said if line.startswith("engine trial")]
+    assert len(timed) == (2 if damage == "unwritable" else 1)  # remembered once the file is rewritten
+
+
+def test_the_first_compile_of_a_persistent_kernel_is_announced_once(monkeypatch):
+    pytest.importorskip("triton")
+
+    class Compiles:
+        def __init__(self, model, device):
+            self.model = model
+
+    monkeypatch.setattr(choice, "build_engine", lambda name, model, device: Compiles(model, device))
+    monkeypatch.setattr(choice, "generate", lambda *args, **kwargs: None)
+    said = []
+    for _ in range(2):
+        assert isinstance(choice._persistent(MODEL, torch.device("cuda"), 1, said.append), Compiles)
+    assert said == ["compiling the persistent engine's kernel for this GPU and model (once: it is cached)"]
+    choice._persistent(random_model(SHAPES["odd"]), torch.device("cuda"), 1, said.append)
+    assert len(said) == 2  # another model: another kernel

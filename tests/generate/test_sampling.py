@@ -1,3 +1,4 @@
+import random
 import sys
 from pathlib import Path
 
@@ -265,6 +266,29 @@ def test_layout_tuner_runs_mostly_on_the_fastest_layout_and_notices_a_change():
     spent = {layout: 0.0 for layout in speed}
     run(400_000)
     assert tuner.best == (1, 1) and spent[(2, 2)] < 0.1 * spent[(1, 1)]
+
+
+@pytest.mark.parametrize(
+    "batch, fastest",
+    [(1, (4, 4)), (1, (16, 16)), (1, (1, 1)), (8, (8, 8)), (32, (16, 4)), (32, (16, 1))],
+)
+def test_layout_tuner_on_a_many_core_host_finds_the_fastest_thread_count_and_grouping(batch, fastest):
+    """On 16 cores one stream can run fastest on 4 of them (barriers cost more than the columns
+    they share), or many streams in groups of 4: whichever layout is fastest is found and run."""
+    from wavegen.generate.native import LayoutTuner
+
+    tuner = LayoutTuner(threads=16, batch=batch)
+    assert fastest in tuner.layouts and (1, 1) in tuner.layouts and (16, 16) in tuner.layouts
+    rng = random.Random(batch)
+    speed = {layout: rng.uniform(2000, 9000) for layout in tuner.layouts}
+    speed[fastest] = 10_000.0
+    spent, steps_left, previous = dict.fromkeys(speed, 0.0), 200_000, None
+    while steps_left:
+        layout, steps = tuner.next(min(steps_left, 4096))
+        seconds = steps * batch / speed[layout] + (0.002 if layout != previous else 0.0)
+        tuner.record(layout, steps, seconds)
+        spent[layout], previous, steps_left = spent[layout] + seconds, layout, steps_left - steps
+    assert tuner.best == fastest and spent[fastest] > 0.8 * sum(spent.values())
 
 
 def test_the_build_name_does_not_depend_on_the_terminal_width(fresh_native, monkeypatch):

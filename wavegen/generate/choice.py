@@ -32,24 +32,21 @@ from __future__ import annotations
 
 import copy
 import sys
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
-from ..audio.features import SILENCE
 from ..devices import resolve_device
 from ..errors import ConfigError, EngineUnavailable
-from ..model.conditioning import Conditioning
 from ..model.network import WaveNet
+from . import trials
 from .engine import Engine
 from .engines import build_engine, generate
 from .request import GenerationRequest
 
 NATIVE_OVER_GPU_STREAMS = 16
 PERSISTENT_STREAMS = 8
-TRIAL_SAMPLES = 2048  # per stream, timed for each candidate after a short warm-up
 # What ``precision="auto"`` means in the native engine: int8, whose cost was measured at 0.001
 # bits/sample or less from fp32 on a trained speech model (docs/measurements.md) for 1.4-3.6x the speed.
 AUTO_NATIVE_PRECISION = "int8"
@@ -143,8 +140,12 @@ def choose(request: GenerationRequest, streams: int, model: WaveNet, log: Log, t
     precision = request.precision
     asked = f"--precision {precision}: " if precision in ("bf16", "int8") else ""
     order = list(decided.candidates)
+    key = None
     if not trial:
         order.insert(0, order.pop(decided.preferred))
+    elif len(order) > 1:
+        key = trials.trial_key(model, streams, [_named(c) for c in order])
+        trial = _decided_before_building(order, key, log)
     built: list[Chosen] = []
     failed: list[tuple[str, str]] = []  # (engine, why it cannot run)
     for candidate in order:
@@ -154,7 +155,7 @@ def choose(request: GenerationRequest, streams: int, model: WaveNet, log: Log, t
             if not trial:
                 break
     if len(built) > 1:
-        return _faster(built, model, streams, log)
+        return _faster(built, model, streams, log, key)
     if built:
         return built[0]
     for candidate in decided.fallbacks:
@@ -165,6 +166,30 @@ def choose(request: GenerationRequest, streams: int, model: WaveNet, log: Log, t
                 _notice(f"{name} engine unavailable: {reason}; using the '{candidate.engine}' engine", log)
             return made
     raise AssertionError("the last fallback raises where it cannot run")  # pragma: no cover
+
+
+def _named(candidate: Candidate) -> str:
+    return f"{candidate.engine} on {candidate.device}"
+
+
+def _decided_before_building(order: list[Candidate], key: str, log: Log) -> bool:
+    """Put first in ``order`` the candidate known to win here, and say whether a trial is still
+    needed: this machine's earlier trial for the same key decides (``trials``); without one,
+    where the CPU's native engine is not built yet, the rule decides (the GPU's engine first),
+    because building it only to time it costs a compile of ~10 s or more; else a trial runs."""
+    known = trials.recall(key)
+    names = [_named(c) for c in order]
+    if isinstance(known, dict) and known.get("winner") in names:
+        order.insert(0, order.pop(names.index(known["winner"])))
+        rates = known.get("rates", {})
+        said = ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items() if isinstance(rate, (int, float)))
+        log(f"engine: {known['winner']}, the faster in this machine's trial ({said} samples/s)")
+        return False
+    if any(c.engine == "native" for c in order) and not native_ready():
+        order.sort(key=lambda c: c.engine == "native")  # (stable: the GPU's engines first)
+        log(f"engine: {_named(order[0])} by the rule (no trial: the native CPU engine is not built here)")
+        return False
+    return True
 
 
 def make_engine(
@@ -212,6 +237,13 @@ def _notice(message: str, log: Log | None) -> None:
         (log or _stderr)(message)
 
 
+def native_ready() -> bool:
+    """Whether the native engine loads here without a compile (built before, or loaded)."""
+    from .native import ready
+
+    return ready()
+
+
 def native_available(log: Log | None = None) -> bool:
     """Whether the native engine builds and loads here (building it if needed); if not, says
     why once through ``log``."""
@@ -228,9 +260,13 @@ def native_available(log: Log | None = None) -> bool:
 def _persistent(model: WaveNet, device: torch.device, streams: int, log: Log) -> Engine | None:
     """The persistent engine on a copy of the model (the CPU's engine keeps the model), compiled
     and run for a few samples; or None after saying why it cannot run here."""
+    first = trials.compiled_key(model)
+    if not trials.recall(first, "compiled"):
+        log("compiling the persistent engine's kernel for this GPU and model (once: it is cached)")
     try:
         engine = build_engine("persistent", copy.deepcopy(model), device)
-        generate(engine, 16, list(range(streams)), conditioning=_silent(engine.model, streams))
+        generate(engine, 16, list(range(streams)), conditioning=trials.silent(engine.model, streams))
+        trials.remember(first, trials.stamp(), "compiled")
         return engine
     except Exception as exc:  # a first compile or launch that fails here: the other engines still run
         lines = str(exc).strip().splitlines()  # a compiler's message: its last line says what failed
@@ -238,30 +274,15 @@ def _persistent(model: WaveNet, device: torch.device, streams: int, log: Log) ->
         return None
 
 
-def _faster(candidates: list[Chosen], model: WaveNet, streams: int, log: Log) -> Chosen:
-    """The candidate that generates fastest in a short trial, saying the rates in one line."""
-    rates = [trial_rate(c.engine, c.device, model, streams) for c in candidates]
+def _faster(candidates: list[Chosen], model: WaveNet, streams: int, log: Log, key: str | None) -> Chosen:
+    """The candidate that generates fastest in a short trial, saying the rates in one line and
+    remembering the winner under ``key`` (``trials``)."""
+    rates = [trials.trial_rate(c.engine, c.device, model, streams) for c in candidates]
     best = max(range(len(candidates)), key=lambda i: rates[i])
     said = ", ".join(f"{c.engine.name} on {c.device.type} {r:,.0f} samples/s" for c, r in zip(candidates, rates))
     log(f"engine trial, {streams} stream{'s' * (streams > 1)}: {said}; using {candidates[best].engine.name}")
+    if key is not None:
+        named = [f"{c.engine.name} on {c.device.type}" for c in candidates]
+        record = {"winner": named[best], "rates": dict(zip(named, rates)), "when": trials.stamp()}
+        trials.remember(key, record)
     return candidates[best]
-
-
-def trial_rate(engine: Engine, device: torch.device, model: WaveNet, streams: int) -> float:
-    """Samples/s summed over ``streams`` streams of ``TRIAL_SAMPLES`` each, after a warm-up
-    (a first build or compile, thread layouts) of 64; conditioned on silence where the model is."""
-    seeds, cond = list(range(streams)), _silent(engine.model, streams)
-    generate(engine, 64, seeds, conditioning=cond)
-    tick = time.perf_counter()
-    generate(engine, TRIAL_SAMPLES, seeds, conditioning=cond)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return streams * TRIAL_SAMPLES / (time.perf_counter() - tick)
-
-
-def _silent(model: WaveNet, streams: int) -> Conditioning | None:
-    """Conditioning on the first label and on silent mel frames, where ``model`` is conditioned."""
-    c = model.config
-    labels = torch.zeros(streams, dtype=torch.long) if c.labels else None
-    mels = torch.full((streams, c.mel_channels, 1), SILENCE) if c.mel_channels else None
-    return None if labels is None and mels is None else Conditioning(model, labels, mels)

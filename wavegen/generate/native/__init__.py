@@ -19,7 +19,7 @@ way: engine → tuning, packing, abi → toolchain):
 
 from __future__ import annotations
 
-from .abi import ABI_VERSION, PRECISION_CODES, Cond, _loaded, load, open_library
+from .abi import ABI_VERSION, PRECISION_CODES, Cond, _loaded, load, open_library, ready
 from .engine import MAX_TERM_FRAMES, NativeEngine
 from .packing import PANEL, pack, pack_int8, pack_terms
 from .toolchain import FLAGS, SOURCE, STABLE_ENV, NativeUnavailable, build, cache_dir, find_compiler, fingerprint, flags
@@ -48,5 +48,6 @@ __all__ = [
     "pack",
     "pack_int8",
     "pack_terms",
+    "ready",
     "_loaded",
 ]

@@ -7,7 +7,7 @@ import ctypes
 from pathlib import Path
 from typing import Callable
 
-from .toolchain import NativeUnavailable, build
+from .toolchain import NativeUnavailable, build, built
 
 ABI_VERSION = 3
 PRECISION_CODES = {"fp32": 0, "bf16": 1, "int8": 2}  # wavenet.cpp: enum Precision
@@ -77,3 +77,10 @@ def load(log: Callable[[str], None] | None = None) -> ctypes.CDLL:
     if isinstance(found, NativeUnavailable):
         raise found
     return found
+
+
+def ready() -> bool:
+    """Whether ``load`` costs no compile: the library is loaded, or built for this machine."""
+    if "lib" in _loaded:
+        return not isinstance(_loaded["lib"], NativeUnavailable)
+    return built()

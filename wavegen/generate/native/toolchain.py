@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from ...cache import cache_dir
 from ...errors import EngineUnavailable
 
 SOURCE = Path(__file__).resolve().parent / "wavenet.cpp"
@@ -33,19 +34,6 @@ FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-pthread"]
 
 # The native engine cannot be built or used here: every engine's one error, by its old name.
 NativeUnavailable = EngineUnavailable
-
-
-def cache_dir() -> Path:
-    """Where built libraries are kept: ``$WAVEGEN_CACHE``, ``$XDG_CACHE_HOME/wavegen`` or
-    ``~/.cache/wavegen``."""
-    if os.environ.get("WAVEGEN_CACHE"):
-        return Path(os.environ["WAVEGEN_CACHE"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "wavegen"
-    try:
-        return Path.home() / ".cache" / "wavegen"
-    except RuntimeError:  # no home directory to be found
-        raise NativeUnavailable("no cache folder for the build (set WAVEGEN_CACHE)") from None
 
 
 def find_compiler() -> str:
@@ -122,6 +110,15 @@ def build(log: Callable[[str], None] | None = None, extra: Sequence[str] = (), v
             return target
         _compile(compiler, target, log, extra)
     return target
+
+
+def built() -> bool:
+    """Whether the library for this machine is already in the cache (``build`` then compiles
+    nothing); False where it could not be built at all."""
+    try:
+        return (cache_dir() / f"wavenet-{fingerprint(find_compiler())}.so").is_file()
+    except EngineUnavailable:
+        return False
 
 
 @contextlib.contextmanager

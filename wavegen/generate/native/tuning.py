@@ -20,13 +20,26 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def layouts(threads: int, batch: int) -> list[tuple[int, int]]:
+    """The (threads, threads per group) layouts ``LayoutTuner`` times for ``batch`` streams."""
+    ladder = [n for n in (2**k for k in range(threads.bit_length())) if n < threads] + [threads]
+    wanted = {(n, n) for n in ladder} | {(threads, size) for size in ladder}
+    # Layouts that make the same groups are one layout (C++ plan(): min(threads // size, batch) groups).
+    unique = {(t, min(t // g, batch)): (t, g) for t, g in sorted(wanted)}
+    return list(unique.values())
+
+
 class LayoutTuner:
     """Picks how the engine's threads share the streams, from timed runs, and checks again now
     and then: threads in lockstep are fastest on idle cores but crawl when another process
     takes one of them, and which layout wins for a batch depends on the machine.
 
     A layout is (threads, threads per group); the codes are the same whichever runs, so
-    switching between calls of one generation is invisible in the output.
+    switching between calls of one generation is invisible in the output. The layouts timed
+    (``layouts``): all threads in one group, or in groups of 1, 2, 4 … threads; and fewer
+    threads (1, 2, 4 …) in one group, because on a host with many cores one stream of a
+    small model runs fastest on fewer threads than it could have (barriers cost more than
+    the columns they share).
     """
 
     FIRST_CHECK_S = 2.0  # seconds on the best layout before its rivals are timed again
@@ -36,10 +49,7 @@ class LayoutTuner:
     DROP = 0.7  # the best slowing down to this fraction of its last rate: time the others now
 
     def __init__(self, threads: int, batch: int) -> None:
-        layouts = {(threads, threads), (threads, 1), (1, 1)}
-        # Layouts that make the same groups are one layout (C++ plan(): min(threads // size, batch) groups).
-        unique = {(t, min(t // g, batch)): (t, g) for t, g in sorted(layouts)}
-        self.layouts = list(unique.values())
+        self.layouts = layouts(threads, batch)
         self.batch = batch
         self.rates: dict[tuple[int, int], float] = {}  # latest samples/s of each layout
         self.timed: set[tuple[int, int]] = set()  # layouts timed since the last check began

@@ -245,6 +245,9 @@ CASES = [
     case("bench", "sample", "--batch", "0", phrase="Invalid value for '--batch'", status=2),
     case("bench", "sample", "--device", "cuda", phrase="no CUDA device is available", env=NO_CUDA),
     case("bench", "train", "--engine", "torch", phrase="--engine is an option of `bench sample`", status=2),
+    case("bench", "startup", "--seconds", "nan", phrase="--seconds must be in (0, 3600], got nan"),
+    case("bench", "startup", "--repeats", "0", phrase="Invalid value for '--repeats'", status=2),
+    case("bench", "startup", "--engine", "torch", phrase="--engine is an option of `bench sample`", status=2),
     # (the older spellings: no subcommand is sample, --train is train)
     case("bench", "--batch", "100000", phrase="--batch 100000: at most 4096 streams"),
     case("bench", "--train", "--engine", "torch", phrase="--engine is an option of `bench sample`", status=2),

@@ -70,6 +70,18 @@ LEARNING_COLUMNS = [
 ]
 
 
+STARTUP_COLUMNS = [
+    ("start", "start", 5, str),
+    ("seconds", "seconds", 7, _number(".2f")),
+    ("audio s", "audio_seconds", 7, _number("g")),
+    ("engine", "engine", 10, str),
+    ("precision", "precision", 9, str),
+    ("device", "device", 6, str),
+    ("built native", "built_native", 12, lambda built: "yes" if built else "no"),
+    ("runs", "runs", 4, _number("d")),
+]
+
+
 def print_table(results: Iterator[dict], columns: list[tuple], echo: Callable[[str], None] = print) -> list[dict]:
     """A header, then one aligned row per result as soon as it is measured (``bench``'s
     default output). Text columns are left-aligned, numbers right-aligned; a result with an

@@ -1,5 +1,5 @@
-"""``wavegen bench``: ``sample`` (sampling speed), ``train`` (training speed) and ``learn DATA``
-(learning in equal budgets), each with only its own options."""
+"""``wavegen bench``: ``sample`` (sampling speed), ``train`` (training speed), ``learn DATA``
+(learning in equal budgets) and ``startup`` (synth's start-up), each with only its own options."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class BenchGroup(click.Group):
         return ["train" if training else "sample", *rest]
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # in the order they are defined: sample, train, learn
+        return list(self.commands)  # in the order they are defined: sample, train, learn, startup
 
     def invoke(self, ctx: click.Context):
         try:
@@ -79,10 +79,10 @@ class BenchGroup(click.Group):
             raise click.NoSuchOption(name, message, ctx=exc.ctx) from None
 
 
-@click.group(cls=BenchGroup, short_help="Measure sampling speed, training speed or learning.")
+@click.group(cls=BenchGroup, short_help="Measure sampling speed, training speed, learning or start-up.")
 def bench() -> None:
-    """Measure sampling speed, training speed or learning on this machine, one row per
-    configuration (a table, or JSON lines with --json).
+    """Measure sampling speed, training speed, learning or synth's start-up on this machine, one
+    row per configuration (a table, or JSON lines with --json).
 
     `wavegen bench [OPTIONS]` with no subcommand is `wavegen bench sample [OPTIONS]`; the older
     spellings `bench --train ...` and `bench --learn DATA ...` still work, as `bench train ...`
@@ -215,6 +215,26 @@ def learn(data, recipe, overrides, device, threads, as_json, quiet, variants, mi
     show(results, tables.LEARNING_COLUMNS, bar, as_json)
 
 
+@bench.command("startup", short_help="Start-up of `wavegen synth`: cold (empty caches) and warm.")
+@options(SHARED)
+@click.option("--seconds", type=float, default=2.0, show_default=True, help="Audio seconds each synth generates.")
+@click.option("--repeats", type=POSITIVE, default=3, show_default=True, help="Warm runs (median; the floor's too).")
+@friendly_errors
+def startup(recipe, overrides, device, threads, as_json, quiet, seconds, repeats):
+    """Start-up: the wall time of `wavegen synth --seconds S` (a random checkpoint of the recipe's shape),
+    cold (empty engine caches: it compiles its engine) and warm, beside `wavegen --version` (the floor).
+    The caches are temporary folders, removed afterwards: yours are never touched."""
+    from ..limits import check_seconds
+
+    check_seconds(seconds)
+    config, dev, bar = setup(recipe, overrides, device, quiet)
+    from ..bench import machine, tables
+    from ..bench import startup as bench_startup
+
+    log(f"cpu: {machine.cpu_name()}")
+    show(bench_startup.run(config, seconds, dev.type, repeats, threads, bar=bar), tables.STARTUP_COLUMNS, bar, as_json)
+
+
 def setup(recipe: str, overrides: tuple[str, ...], device: str, quiet: bool):
     """(the recipe with ``--set`` applied, the torch device, a progress bar whose total comes once known)."""
     from ..config import apply_overrides
@@ -256,20 +276,9 @@ def sampling_results(config, dev, engines, precisions, batches, seconds, repeats
     if lower and others:  # said once, not as a row per engine
         verb = "runs" if len(others) == 1 else "run"
         log(f"--precision {', '.join(lower)}: the native engine's alone; {', '.join(others)} {verb} at fp32")
-    return benchmark.run(
-        config.model,
-        engines,
-        list(batches) or [1, 32],
-        seconds,
-        config.data.sample_rate,
-        dev,
-        repeats,
-        threads,
-        cond,
-        bar=bar,
-        precisions=precisions,
-        peak_gflops=peak,
-    )
+    batches, rate = list(batches) or [1, 32], config.data.sample_rate
+    measure = functools.partial(benchmark.run, bar=bar, precisions=precisions, peak_gflops=peak)
+    return measure(config.model, engines, batches, seconds, rate, dev, repeats, threads, cond)
 
 
 def machine_line(threads: int | None, as_json: bool) -> float:

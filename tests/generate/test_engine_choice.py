@@ -17,7 +17,6 @@ from wavegen.generate.request import GenerationRequest
 from helpers import random_model
 from test_sampling import SHAPES
 
-
 MODEL = random_model(SHAPES["k2"])
 
 

@@ -49,7 +49,7 @@ def run(
     config: Config, seconds: float, device: str, repeats: int = 3, threads: int | None = None, bar=None
 ) -> Iterator[dict]:
     """Yield the floor, the cold start and the warm start of ``synth`` generating ``seconds`` of
-    audio on ``device`` ("cpu" or "cuda") with ``config``'s model shape: one row each, with
+    audio on ``device`` ("auto", "cpu" or "cuda", given to synth as it is) with ``config``'s model shape: one row each, with
     the wall time in seconds (the median of ``repeats`` runs for floor and warm, the one cold
     run), the engine, precision and device the sample's record names, and whether the run
     compiled the native engine. ``threads`` sets ``$WAVEGEN_THREADS`` and ``$OMP_NUM_THREADS``.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from .config import Config, unknown_setting, validate
 from .errors import ConfigError
@@ -25,6 +25,7 @@ from .recipe import load_recipe
 if TYPE_CHECKING:
     import numpy as np
 
+    from .generate.live import LiveStream
     from .train.trainer import TrainResult
 
 Log = Callable[[str], None]
@@ -249,6 +250,52 @@ class Model:
         return Generation(
             audio, made.sample_rate, made.labels, made.seeds, made.engine, made.samples_per_s, made.precision
         )
+
+    def stream(
+        self,
+        seconds: float | None = None,
+        n: int | None = None,
+        seed: int = 0,
+        temperature: float = 1.0,
+        labels: str | Sequence[str] = (),
+        mel: np.ndarray | str | Path | Iterable[np.ndarray] | None = None,
+        prime: np.ndarray | str | Path | None = None,
+        *,
+        chunk: int = 4096,
+        engine: str = "auto",
+        device: str = "auto",
+        precision: str = "auto",
+        log: Log | None = None,
+    ) -> LiveStream:
+        """``generate``'s audio as it is made: iterate the result for float32 blocks (n, chunk)
+        in [-1, 1] (the last may be shorter), each as soon as it is generated. The samples are
+        exactly ``generate``'s for the same options, wherever the blocks fall.
+
+        ``seconds`` None: no end; stop by leaving the loop, or ``close()`` (it is also a context
+        manager). ``mel``: as in ``generate``, or an iterable of frames as they arrive (arrays
+        (bands,) or (frames, bands)): each block is generated once the frames it depends on
+        have come (4 frames after its own), and the audio ends with the last frame. Without a
+        length known in advance, ``device="auto"`` runs on the CPU. The returned
+        ``LiveStream`` names its ``engine``, ``precision``, ``threads`` and ``sample_rate``.
+        Raises as ``generate`` does, when called.
+        """
+        import numpy as np
+
+        from .generate.live import stream_audio
+        from .generate.request import GenerationRequest
+
+        whole: np.ndarray | str | Path | None = None
+        frames: Iterable[np.ndarray] | None = None
+        if mel is None or isinstance(mel, (str, Path, np.ndarray)):  # a file or an array
+            whole = mel
+        else:
+            frames = mel
+        labels = (labels,) if isinstance(labels, str) else tuple(labels)  # one label, not its letters
+        request = GenerationRequest(  # checked here, once
+            seconds, n, seed, temperature, engine, device, precision, labels=labels, prime=prime, mel=whole
+        )
+        where = str(self.checkpoint)
+        return stream_audio(self.network, self.sample_rate, where, request, log or _silent, chunk, frames, self.step)
 
 
 def load(source: str | Path | None = None) -> Model:

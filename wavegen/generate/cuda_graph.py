@@ -123,8 +123,10 @@ class CudaGraphEngine(TorchEngine):
         temperature: torch.Tensor,
         draw_uniforms: Callable[[int], torch.Tensor],
         progress: Callable[[int], None] | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Continue from the state ``reset`` left; returns codes (B, N) uint8 on the CPU.
+        """Continue from the state ``reset`` left; returns codes (B, N) uint8 on the CPU (``out``
+        if given, filled as ``DeviceLoop`` says).
 
         ``draw_uniforms(n)`` gives the next n uniforms of every stream as (n, B) float64. The
         step-wise ``logits``/``append`` API must not be mixed with this call without a reset.
@@ -152,7 +154,7 @@ class CudaGraphEngine(TorchEngine):
             assert self.g_terms is not None  # _capture made the terms' tensor of this kind
             self.g_terms.copy_(self.fixed_term)
         n0 = self.t - self.t0  # generation time of the first step
-        out = torch.empty(batch, num_samples, dtype=torch.uint8)
+        out = torch.empty(batch, num_samples, dtype=torch.uint8) if out is None else out
         for start in range(0, num_samples, steps):
             self.g_uniform.copy_(draw_uniforms(steps), non_blocking=True)
             if kind == "steps":

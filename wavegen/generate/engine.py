@@ -41,9 +41,12 @@ class Engine(Protocol):
 class HostLoop(Protocol):
     """An engine that samples many steps per call on the host (the native engine)."""
 
-    def sample_steps(self, out: torch.Tensor, start: int, count: int, seeds: list[int], temps: np.ndarray) -> None:
+    def sample_steps(
+        self, out: torch.Tensor, start: int, count: int, seeds: list[int], temps: np.ndarray, index: int | None = None
+    ) -> None:
         """Write codes into ``out[:, start : start + count]`` ((B, N) uint8), drawing the uniforms
-        of sample indices ``start ..`` of each stream at temperature ``temps[b]`` (B,)."""
+        of sample indices ``index ..`` (default ``start``) of each stream at temperature
+        ``temps[b]`` (B,)."""
 
 
 @runtime_checkable
@@ -56,9 +59,12 @@ class DeviceLoop(Protocol):
         temps: torch.Tensor,
         draw: Callable[[int], torch.Tensor],
         progress: Callable[[int], None] | None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``num`` codes per stream, (B, num) uint8 on the CPU; ``draw(count)`` gives the next
-        uniforms (count, B) float64, continuing each stream's counter."""
+        uniforms (count, B) float64, continuing each stream's counter. ``out`` (B, num) uint8:
+        written in place, its columns in order, ``progress(count)`` called after each ``count``
+        of them (a reader in another thread may take them then)."""
 
 
 # Counter-based random numbers (SplitMix64's finaliser), computed identically in Python and in

@@ -61,15 +61,24 @@ class TermParts:
         """``streams``: the conditioning of these streams only (indices), else of every stream."""
         self.conditioner = conditioning.conditioner
         self.layers, self.channels = conditioning.layers, conditioning.channels
-        labels, self.mels = conditioning.label_terms, conditioning.mels  # (B, L·2G), (B, M, frames)
+        labels = conditioning.label_terms  # (B, L·2G)
+        self.streams = streams
         if streams is not None:
             labels = None if labels is None else labels[streams.to(labels.device)]
-            self.mels = None if self.mels is None else self.mels[streams.to(self.mels.device)]
         self.batch = conditioning.batch if streams is None else len(streams)
         self.fixed = None if labels is None else labels.view(self.batch, self.layers, self.channels)
-        self.hop = 0 if self.mels is None else self.conditioner.hop
+        self.hop = 0 if conditioning.mels is None else self.conditioner.hop
         self.kernel = None if not self.hop else self.conditioner.upsample_kernel.detach().float()  # (3, hop)
         self.conditioning = conditioning
+
+    @property
+    def mels(self) -> torch.Tensor | None:
+        """The mel features (B, M, frames) of these streams, read from the conditioning each
+        time (frames may arrive during a generation: ``Conditioning.extend``)."""
+        mels = self.conditioning.mels
+        if mels is None or self.streams is None:
+            return mels
+        return mels[self.streams.to(mels.device)]
 
     @torch.inference_mode()
     def frames(self, first: int, count: int) -> torch.Tensor:
@@ -266,6 +275,7 @@ class FrameBlocks:
         self.frames = max(1, min(max_frames, budget // (4 * width * parts.batch) - 2))
         self.first: int | None = None  # frame of the block's row 0
         self.block: torch.Tensor | None = None
+        self.known = 0  # the mel frames given when the block was made
 
     def at(self, t: int) -> tuple[torch.Tensor, int, int]:
         """The block serving time ``t``, the frame of its row 0, and how many steps from t on it
@@ -273,8 +283,12 @@ class FrameBlocks:
         frame = t // self.hop
         k = frame // self.frames
         first = k * self.frames - 1
-        if first != self.first:
+        known = self.parts.conditioning.frames
+        # Rows F(first) .. F(first + frames + 1) read mel frames up to first + frames + 3: a block
+        # made before all of those had arrived is made again once more have (a live vocoder).
+        stale = self.known < known and self.known <= first + self.frames + 3
+        if first != self.first or stale:
             self.block = None  # let the old block go before the new one is made
             self.block = self.pack(self.parts.frames(first, self.frames + 2))
-            self.first = first
+            self.first, self.known = first, known
         return self.block, first, (k + 1) * self.frames * self.hop - t

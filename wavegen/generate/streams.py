@@ -20,6 +20,7 @@ from ..model.conditioning import Conditioning
 from ..model.network import WaveNet
 from ..progress import bar as progress_bar
 from .choice import choose
+from .engine import Engine
 from .engines import generate
 from .request import GenerationRequest
 
@@ -100,6 +101,65 @@ class Generated:
         return self.codes.numel() / max(self.seconds_taken, 1e-9)
 
 
+@dataclass
+class Prepared:
+    """A request made ready to generate: the engine built, the streams' conditioning and past."""
+
+    engine: Engine
+    device: torch.device
+    seeds: list[int]  # stream i's seed
+    labels: list[str] | None  # the label of each stream, for labelled models
+    samples: int | None  # per stream; None: no end (a live stream)
+    conditioning: Conditioning | None
+    history: torch.Tensor | None  # (B, P) codes to continue, or None for silence
+
+
+def prepare_streams(
+    model: WaveNet,
+    rate: int,
+    where: str,
+    request: GenerationRequest,
+    log: Callable[[str], None] = print,
+    step: int | None = None,
+    live: bool = False,
+    frames_arrive: bool = False,
+) -> Prepared:
+    """Check ``request`` against ``model``, build its engine (``choice``) and say what will be
+    generated in one line. ``live``: for a stream given block by block, where no length
+    (``seconds`` None and no mel features) means no end. ``frames_arrive``: a vocoder's
+    features come later (through ``Conditioning.extend``) instead of ``request.mel``. Raises
+    as ``generate_streams`` does."""
+    names, n = stream_labels(model, list(request.labels), request.n)
+    if n > MAX_STREAMS and not request.labels:  # a stream per label by default
+        raise ConfigError(
+            f"{where}: {n} labels, a stream each, are more than {MAX_STREAMS} streams at once; "
+            "choose labels with --label"
+        )
+    if request.n is None:  # a stream per label asked for (the request checked a number it was given)
+        check_streams(n)
+    arriving = frames_arrive and bool(model.config.mel_channels)
+    mels: np.ndarray | None
+    if arriving:
+        mels, seconds = np.zeros((n, 0, model.config.mel_channels), np.float32), request.seconds
+    else:
+        mels, seconds = _stream_mels(model, request.mel, request.seconds, rate, n, where)
+    num = None if live and seconds is None else max(1, round((2.0 if seconds is None else seconds) * rate))
+    if num is not None:
+        check_samples(n, num, rate)
+    history = None if request.prime is None else _prime_codes(model, rate, request.prime, n, log)
+    chosen = choose(request, n, model, log)
+    gen, dev = chosen.engine, chosen.device
+    what = f" ({', '.join(sorted(set(names)))})" if names else ""
+    at = "" if step is None else f", step {step}"
+    how = f"'{gen.name}' engine" + ("" if gen.precision == "fp32" else f" ({gen.precision})")
+    length = (
+        "as the mel frames come" if arriving and num is None else "without end" if num is None else f"{num / rate:g} s"
+    )
+    log(f"synthesising {n} × {length}{what} at {rate} Hz with the {how} on {dev} ({where}{at})")
+    seeds = [request.seed + i for i in range(n)]
+    return Prepared(gen, dev, seeds, names, num, make_conditioning(model, names, mels), history)
+
+
 def generate_streams(
     model: WaveNet,
     rate: int,
@@ -120,34 +180,23 @@ def generate_streams(
     and precision that cannot run here, ``DataError`` for an unusable prime or mel file,
     ``OutOfMemory`` when it cannot fit.
     """
-    names, n = stream_labels(model, list(request.labels), request.n)
-    if n > MAX_STREAMS and not request.labels:  # a stream per label by default
-        raise ConfigError(
-            f"{where}: {n} labels, a stream each, are more than {MAX_STREAMS} streams at once; "
-            "choose labels with --label"
-        )
-    if request.n is None:  # a stream per label asked for (the request checked a number it was given)
-        check_streams(n)
-    mels, seconds = _stream_mels(model, request.mel, request.seconds, rate, n, where)
-    num = max(1, round((2.0 if seconds is None else seconds) * rate))
-    check_samples(n, num, rate)
-    history = None if request.prime is None else _prime_codes(model, rate, request.prime, n, log)
-    chosen = choose(request, n, model, log)
-    gen, dev = chosen.engine, chosen.device
-    conditioning = make_conditioning(model, names, mels)
-    what = f" ({', '.join(sorted(set(names)))})" if names else ""
-    at = "" if step is None else f", step {step}"
-    how = f"'{gen.name}' engine" + ("" if gen.precision == "fp32" else f" ({gen.precision})")
-    log(f"synthesising {n} × {num / rate:g} s{what} at {rate} Hz with the {how} on {dev} ({where}{at})")
-    seeds = [request.seed + i for i in range(n)]
+    ready = prepare_streams(model, rate, where, request, log, step)
+    gen, n, num = ready.engine, len(ready.seeds), ready.samples
+    assert num is not None  # (not live: always a length)
     with progress_bar(total=num, desc="synth", unit="sample", unit_scale=True, enabled=progress, leave=False) as bar:
         tick = time.perf_counter()
         with generation_memory(f"{n} × {num / rate:g} s"):
             codes = generate(
-                gen, num, seeds, request.temperature, history=history, progress=bar.update, conditioning=conditioning
+                gen,
+                num,
+                ready.seeds,
+                request.temperature,
+                history=ready.history,
+                progress=bar.update,
+                conditioning=ready.conditioning,
             )
         elapsed = time.perf_counter() - tick
-    return Generated(codes, rate, seeds, names, gen.name, str(dev), elapsed, gen.precision)
+    return Generated(codes, rate, ready.seeds, ready.labels, gen.name, str(ready.device), elapsed, gen.precision)
 
 
 def _stream_mels(

@@ -200,6 +200,20 @@ class Conditioning:
         self.mels = None if mels is None else mels.to(self.device, torch.float32)
         self.time_invariant = mels is None  # labels only: the same term at every step
 
+    def extend(self, mels: torch.Tensor) -> None:
+        """Append frames (B, M, count) to the mel features, for features that arrive while the
+        streams are generated (a live vocoder). Engines read the features through this object,
+        so the new frames are theirs from their next step; a step must not have read a frame
+        before it arrived (frames not yet given read as silence)."""
+        if self.mels is None:
+            raise ValueError("the model is not conditioned on mel features")
+        self.mels = torch.cat([self.mels, mels.to(self.device, torch.float32)], dim=-1)
+
+    @property
+    def frames(self) -> int:
+        """The number of mel frames given so far (0 without mel features)."""
+        return 0 if self.mels is None else self.mels.shape[-1]
+
     @torch.inference_mode()
     def bias(self, start: int, count: int) -> torch.Tensor:
         """Every layer's term for times ``start .. start + count - 1``: (B, count, L, 2G)."""

@@ -190,10 +190,17 @@ class NativeEngine:
         self.n += 1
 
     def sample_steps(
-        self, out: torch.Tensor, start: int, steps: int, seeds: list[int], temperatures: np.ndarray
+        self,
+        out: torch.Tensor,
+        start: int,
+        steps: int,
+        seeds: list[int],
+        temperatures: np.ndarray,
+        index: int | None = None,
     ) -> None:
         """Generate ``steps`` samples into ``out[:, start:start + steps]`` ((B, N) uint8, contiguous),
-        drawing the uniforms of sample indices ``start ..`` of each stream."""
+        drawing the uniforms of sample indices ``index ..`` (default ``start``) of each stream."""
+        drawn = start if index is None else index
         assert out.dtype == torch.uint8 and out.is_contiguous() and out.shape[0] == self.batch
         assert 0 <= start and start + steps <= out.shape[1], "steps beyond the end of out"
         seeds_u64 = np.array([int(s) % 2**64 for s in seeds], np.uint64)
@@ -216,7 +223,7 @@ class NativeEngine:
                 count,
                 _ptr(seeds_u64),
                 _ptr(temps),
-                start + done,
+                drawn + done,
                 out.data_ptr() + start + done,
                 out.shape[1],
                 cond,

@@ -234,13 +234,15 @@ class PersistentEngine(TorchEngine):
         temperature: torch.Tensor,
         draw_uniforms: Callable[[int], torch.Tensor],
         progress: Callable[[int], None] | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Continue from the state ``reset`` left; returns codes (B, N) uint8 on the CPU.
+        """Continue from the state ``reset`` left; returns codes (B, N) uint8 on the CPU (``out``
+        if given, filled as ``DeviceLoop`` says).
 
         ``draw_uniforms(n)`` gives the next n uniforms of every stream as (n, B) float64. Must
         follow ``reset`` directly (not the step-wise calls)."""
         self.temps[: self.batch] = temperature.to(self.device)
-        out = torch.empty(self.batch, num_samples, dtype=torch.uint8)
+        out = torch.empty(self.batch, num_samples, dtype=torch.uint8) if out is None else out
         per_launch = 1 if self.interpreted else self.steps_per_launch
         if self.frame_blocks is not None:  # a launch's terms in at most MAX_TERM_BYTES
             per_launch = min(per_launch, max(1, MAX_TERM_BYTES // (8 * len(self.layers) * self.batch * self.gate)))

@@ -124,3 +124,42 @@ def test_fit_resumes_and_refuses_mistakes(run):
     with pytest.raises(ConfigError, match="data settings are prepare's"):
         wavegen.fit(run / "prepared", run / "other", overrides=["data.sample_rate=8000"])
     assert not (run / "other").exists() and not (run / "p2").exists()
+
+
+def test_stream_gives_generates_samples_in_blocks_as_they_are_made(run):
+    model = wavegen.load(run / "run")
+    whole = model.generate(seconds=0.3, n=2, seed=3, device="cpu").audio
+    stream = model.stream(seconds=0.3, n=2, seed=3, chunk=1000, device="cpu")
+    assert stream.engine == "native" and stream.precision == "int8" and stream.sample_rate == 16000
+    blocks = list(stream)
+    assert [b.shape for b in blocks] == [(2, 1000)] * 4 + [(2, 800)] and blocks[0].dtype == np.float32
+    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), whole)
+    with model.stream(seed=5, chunk=700, engine="torch") as endless:  # no length: until the caller stops
+        assert endless.samples is None and endless.device == "cpu"  # (no end: the CPU's engines)
+        taken = [block for block, _ in zip(endless, range(3))]
+    expected = model.generate(seconds=2100 / 16000, seed=5, engine="torch").audio
+    np.testing.assert_array_equal(np.concatenate(taken, axis=1), expected)
+
+
+def test_a_vocoder_streams_from_mel_frames_as_they_arrive(tmp_path):
+    from wavegen.bench.startup import as_trained, write_checkpoint
+
+    config = wavegen.load_recipe("vocoder").override("model.cycles=1", "model.residual_channels=16")
+    model = wavegen.load(write_checkpoint(as_trained(config), tmp_path / "vocoder.pt"))
+    mels = np.random.default_rng(0).normal(-4, 2, (12, 80)).astype(np.float32)
+    whole = model.generate(mel=mels, seed=2, device="cpu").audio
+    arrived = []
+
+    def frames():  # one at a time, noting how many had come when each block is made
+        for frame in mels:
+            arrived.append(frame)
+            yield frame
+
+    blocks = []
+    for block in model.stream(mel=frames(), seed=2, chunk=256):
+        blocks.append((len(arrived), block))
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks], axis=1), whole)
+    assert whole.shape == (1, 12 * 256)
+    assert [n for n, _ in blocks][:8] == [4, 5, 6, 7, 8, 9, 10, 11]  # block k waits for frame k + 3 alone
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        model.stream(mel=frames(), device="cuda")

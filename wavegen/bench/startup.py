@@ -15,6 +15,7 @@ read or written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -59,6 +60,7 @@ def run(
         bar.reset(total=1 + 2 * repeats)
     with tempfile.TemporaryDirectory(prefix="wavegen-startup-") as folder:
         root = Path(folder)
+        config = as_trained(config)
         checkpoint = write_checkpoint(config, root / "model.pt")
         env = environment(root, threads)
         command = [*synth_command(checkpoint, seconds, device), *mel_option(config, seconds, root), "--out"]
@@ -66,6 +68,16 @@ def run(
         for start, count in (("cold", 1), ("warm", repeats)):
             runs = [_synth(start, command, root, env, bar) for _ in range(count)]
             yield _row(start, runs, seconds)
+
+
+def as_trained(config: Config) -> Config:
+    """``config`` with the model conditioned on the mel features its data settings store, as
+    training on such data makes it (a recipe leaves that to the data)."""
+    d = config.data
+    if not d.mel_bands or config.model.mel_channels:
+        return config
+    model = dataclasses.replace(config.model, mel_channels=d.mel_bands, mel_hop=d.mel_hop)
+    return dataclasses.replace(config, model=model)
 
 
 def write_checkpoint(config: Config, path: Path) -> Path:

@@ -79,7 +79,7 @@ class MelFeed:
             )
         for one in frames:
             check_mels(one, self.bands, "mel frames")
-        self.conditioning.extend(torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 2, 1))))  # (B, M, k)
+        self.conditioning.extend(torch.from_numpy(np.array(frames.transpose(0, 2, 1))))  # (B, M, k), a copy
         self.arrived += frames.shape[1]
 
 

@@ -119,15 +119,17 @@ def generate_blocks(
             count = feed.ready(done, count)
             if not count:
                 return
-        out = torch.empty(batch, count, dtype=torch.uint8)
         if isinstance(engine, HostLoop):
+            out = torch.empty(batch, count, dtype=torch.uint8)
             engine.sample_steps(out, 0, count, seeds, temps.numpy(), index=done)
         else:
             assert rng is not None
-            for n in range(count):  # (the device's codes come to the host once per block)
+            chunk = []
+            for _ in range(count):
                 codes = sample_codes(engine.logits(), temps, rng.next())
                 engine.append(codes)
-                out[:, n] = codes.to("cpu", torch.uint8)
+                chunk.append(codes)
+            out = torch.stack(chunk, 1).to("cpu", torch.uint8)  # (B, count): one copy from the device
         done += count
         yield out
 

@@ -26,6 +26,9 @@ benchmarks.
 The numbers are measured: up to ``NATIVE_OVER_GPU_STREAMS`` streams the native engine on the
 CPU is faster than the cuda-graph engine on a GPU (launch-bound at ~2,000-2,800 samples/s per
 stream on an H200), and up to ``PERSISTENT_STREAMS`` the persistent engine is the GPU's fastest.
+A trial runs once per machine, model and stream count: its winner is remembered (``trials``)
+and built alone the next time; where the native engine has never been built here, the GPU's
+engine is taken without a trial rather than compiling the CPU's only to time it.
 """
 
 from __future__ import annotations

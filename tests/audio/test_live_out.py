@@ -163,7 +163,9 @@ def test_without_sounddevice_or_a_device_the_player_says_so_in_one_line(monkeypa
         raise sounddevice.PortAudioError("Error querying device -1\n(no default output device)")
 
     monkeypatch.setattr(sounddevice, "OutputStream", no_device)
-    with pytest.raises(PlayerUnavailable, match=r"^cannot play on the default output device: Error querying device -1 \("):
+    with pytest.raises(
+        PlayerUnavailable, match=r"^cannot play on the default output device: Error querying device -1 \("
+    ):
         DevicePlayer(16000, 1)
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # not installed
     with pytest.raises(PlayerUnavailable, match="pip install sounddevice") as missing:

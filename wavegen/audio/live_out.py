@@ -39,7 +39,16 @@ def wav_header(rate: int, channels: int, frames: int | None = None) -> bytes:
         data = UNKNOWN_SIZE
     riff = UNKNOWN_SIZE if data == UNKNOWN_SIZE else data + HEADER_BYTES - 8
     fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * align, align, 16)  # PCM, 16 bits
-    return b"RIFF" + struct.pack("<I", riff) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data)
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", data)
+    )
 
 
 class Sink(Protocol):
@@ -122,7 +131,7 @@ def load_sounddevice() -> Any:
     """The ``sounddevice`` module (imported here only: an optional package), or
     ``PlayerUnavailable`` saying how to get it or what to do instead."""
     try:
-        import sounddevice  # type: ignore[import-not-found]
+        import sounddevice
     except ImportError:
         raise PlayerUnavailable(
             "playing needs the sounddevice package: pip install sounddevice (or the wavegen[live] extra), "

@@ -2,6 +2,9 @@
 is made, the messages on stderr, and a player that quits early ends it quietly."""
 
 import io
+import os
+import pty
+import signal
 import subprocess
 import sys
 import time
@@ -70,3 +73,27 @@ def test_a_player_that_quits_ends_generation_quietly(checkpoint):
     assert time.monotonic() - closed_at < 30
     assert "Traceback" not in stderr and "Exception ignored" not in stderr and "BrokenPipe" not in stderr, stderr
     assert "stopped: standard output was closed after 1 ×" in stderr
+
+
+def test_ctrl_c_stops_a_stream_as_it_stops_any_command(checkpoint):
+    command = [sys.executable, "-m", "wavegen", "synth", "--checkpoint", str(checkpoint), "--seconds", "3600"]
+    proc = subprocess.Popen([*command, "--out", "-"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert len(proc.stdout.read(20000)) == 20000  # under way
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and stderr.decode().splitlines()[-1] == "interrupted", stderr.decode()
+    assert b"Traceback" not in stderr
+
+
+def test_audio_is_not_written_to_a_terminal(checkpoint):
+    leader, follower = pty.openpty()
+    try:
+        command = [sys.executable, "-m", "wavegen", "synth", "--checkpoint", str(checkpoint), "--out", "-"]
+        proc = subprocess.run(command, env=ENV, stdout=follower, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 2 and "pipe it into a player" in proc.stderr and "Traceback" not in proc.stderr

@@ -109,4 +109,6 @@ def _live_sink(out: Path, fmt: str | None, play: bool) -> str | None:
         except PlayerUnavailable as exc:
             raise click.UsageError(str(exc)) from None
         return "play"
+    if streaming and sys.stdout.isatty():
+        raise click.UsageError("--out - writes audio to standard output: pipe it into a player (| aplay) or a file")
     return (fmt or "wav") if streaming else None

@@ -99,3 +99,61 @@ def run_in_process(*args: str, cwd: os.PathLike):
     finally:
         os.chdir(here)
     return result.exit_code, result.stdout, result.stderr
+
+
+def fake_sounddevice(pull: bool = False, frames: int = 512):
+    """A stand-in for the ``sounddevice`` module (put it in ``sys.modules``): its
+    ``OutputStream`` keeps what it was opened with in ``module.streams``; ``start`` starts
+    playing, which with ``pull`` is a thread that calls the callback ``frames`` at a time, as
+    PortAudio does, keeping every frame it got in ``stream.played``."""
+    import threading
+    import time
+    import types
+
+    import numpy as np
+
+    module = types.ModuleType("sounddevice")
+    module.streams = []
+
+    class PortAudioError(Exception):
+        pass
+
+    class OutputStream:
+        def __init__(self, samplerate, channels, dtype, callback, **kwargs):
+            self.rate, self.channels, self.dtype, self.callback = samplerate, channels, dtype, callback
+            self.played, self.state, self.thread, self.closed = [], "open", None, False
+            module.streams.append(self)
+
+        def pull(self, count=frames):
+            out = np.full((count, self.channels), np.nan, np.float32)
+            self.callback(out, count, None, None)
+            self.played.append(out.copy())
+            return out
+
+        def start(self):
+            self.state = "started"
+            if pull:
+                self.thread = threading.Thread(target=self._run, daemon=True)
+                self.thread.start()
+
+        def _run(self):
+            while self.state == "started":
+                self.pull()
+                time.sleep(0.001)
+
+        def _halt(self, state):
+            self.state = state
+            if self.thread is not None:
+                self.thread.join()
+
+        def stop(self):
+            self._halt("stopped")
+
+        def abort(self):
+            self._halt("aborted")
+
+        def close(self):
+            self.closed = True
+
+    module.PortAudioError, module.OutputStream = PortAudioError, OutputStream
+    return module

@@ -47,3 +47,7 @@ class WriteError(WavegenError):
     def __init__(self, path, reason: str, outcome: str) -> None:
         self.path, self.reason = path, reason
         super().__init__(f"{path}: {reason} ({outcome})")
+
+
+class PlayerUnavailable(WavegenError):
+    """Audio cannot be played here: no ``sounddevice`` package, no PortAudio, or no output device."""

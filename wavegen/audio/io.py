@@ -229,3 +229,14 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     sf.write(encoded, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     with atomic_open(path, "wb") as handle:
         handle.write(encoded.getbuffer())
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    """Float audio (channels, samples) as interleaved 16-bit little-endian PCM, converted as
+    ``write_wav`` converts: clipped to [-1, 1], then libsndfile's float-to-PCM_16 (which scales
+    by 32768 and saturates: a plain ``round(x * 32767)`` differs in the last bit)."""
+    encoded = io.BytesIO()
+    frames = np.clip(audio, -1.0, 1.0).T  # (samples, channels): interleaved
+    # (RAW has no header: the rate is not written, any valid one will do)
+    sf.write(encoded, frames, 8000, subtype="PCM_16", format="RAW", endian="LITTLE")
+    return encoded.getvalue()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ..generate.request import GenerationRequest
 from ..outputs import writable_folder
@@ -28,7 +30,27 @@ from .common import (
 @click.option("-n", "--n", "n", type=int, help="Number of streams generated together (default: 1, or one per label).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Stream i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("samples"),
+    show_default=True,
+    help="Folder for the WAVs; '-': one WAV on standard output as it is made (channel i = stream i), "
+    "for a player: --out - | aplay.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["wav", "raw"]),
+    help="With --out -: wav (default), or raw 16-bit little-endian PCM, channels interleaved.",
+)
+@click.option(
+    "--play",
+    is_flag=True,
+    help="Play on the default output device as it is made, and write nothing "
+    "(needs the sounddevice package: pip install sounddevice).",
+)
 @click.option(
     "--engine",
     type=ENGINE_CHOICE,
@@ -52,11 +74,41 @@ from .common import (
 )
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
-def synth(run, checkpoint, seconds, n, seed, temperature, out, engine, device, precision, prime, labels, mel, quiet):
-    """Generate audio from a trained model and write 16-bit WAV files."""
+def synth(
+    run, checkpoint, seconds, n, seed, temperature, out, fmt, play, engine, device, precision, prime, labels, mel, quiet
+):
+    """Generate audio from a trained model and write 16-bit WAV files, or stream it (--out -, --play)."""
     # Checked before torch is imported, so that a mistake is answered at once.
     request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
+    to = _live_sink(out, fmt, play)
+    if to is not None:
+        from ..synthesis.live import synthesize_live
+
+        synthesize_live(pick_checkpoint(run, checkpoint), request, to, None if play else sys.stdout.buffer, log)
+        return
     writable_folder(out)
     from ..synthesis.synth import synthesize
 
     synthesize(pick_checkpoint(run, checkpoint), out, request, log=log, progress=not quiet)
+
+
+def _live_sink(out: Path, fmt: str | None, play: bool) -> str | None:
+    """Where live audio goes ("wav", "raw" or "play"), None for files; a usage error for
+    options that do not go together, or --play where nothing can play."""
+    streaming = str(out) == "-"
+    if fmt is not None and not streaming:
+        raise click.UsageError("--format is for --out - (a stream on standard output)")
+    if play:
+        if click.get_current_context().get_parameter_source("out") != ParameterSource.DEFAULT:
+            raise click.UsageError("--play writes nothing: leave out --out")
+        from ..audio.live_out import load_sounddevice
+        from ..errors import PlayerUnavailable
+
+        try:  # before the model loads
+            load_sounddevice()
+        except PlayerUnavailable as exc:
+            raise click.UsageError(str(exc)) from None
+        return "play"
+    if streaming and sys.stdout.isatty():
+        raise click.UsageError("--out - writes audio to standard output: pipe it into a player (| aplay) or a file")
+    return (fmt or "wav") if streaming else None

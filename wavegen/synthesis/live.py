@@ -1,0 +1,131 @@
+"""Synthesis heard as it is made: a checkpoint's streams, block by block, into a sink (a WAV or
+raw stream on standard output, or the default output device), with the speed watched.
+
+Generation runs in the caller's thread and the sink takes each block as it comes: a pipe's
+player reads at its own pace (a full pipe holds generation back, so the speed is measured on
+the time spent generating alone), a device player buffers (``audio.live_out.DevicePlayer``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from ..audio.live_out import DevicePlayer, RawStream, Sink, WavStream
+from ..generate.live import LiveStream, stream_audio
+from ..generate.request import GenerationRequest
+from .synth import load_checkpoint
+
+DEFAULT_SECONDS = 2.0  # synth's length when none is asked for (and no mel features give one)
+KEEP_UP_AFTER_S = 1.0  # audio generated before the speed is judged
+SINKS = ("wav", "raw", "play")
+
+
+@dataclass
+class LiveResult:
+    samples: int  # per stream, given to the sink
+    seconds: float  # wall time, from asking for the first block to the sink's close
+    rtf: float | None  # generation's speed (audio s per s spent generating, after the first block); None: one block
+    gaps: int  # times playback ran dry before the end (a device; 0 for a pipe)
+    closed: bool = False  # the pipe's reader went away before the end (generation stopped)
+
+
+def play_stream(
+    stream: LiveStream, sink: Sink, log: Callable[[str], None], clock: Callable[[], float] = time.perf_counter
+) -> LiveResult:
+    """Move ``stream``'s blocks into ``sink`` as they come, then close both. Says once (through
+    ``log``) when, after ``KEEP_UP_AFTER_S`` of audio, generation is slower than real time, with
+    what runs and what would keep up. A closed pipe (``BrokenPipeError``) ends it quietly:
+    generation stops and ``closed`` is set. Any other exception (Ctrl-C too) aborts the sink and
+    is raised."""
+    rate, start = stream.sample_rate, clock()
+    written = after_first = 0
+    generating, warned, closed = 0.0, False, False
+    rtf: float | None = None
+    blocks = iter(stream)
+    try:
+        while True:
+            asked = clock()
+            block = next(blocks, None)
+            if block is None:
+                break
+            if written:  # the first block carries the engine's start-up
+                generating += clock() - asked
+                after_first += block.shape[1]
+                rtf = after_first / rate / generating if generating > 0 else None
+            sink.write(block)
+            written += block.shape[1]
+            if not warned and rtf is not None and rtf < 1.0 and written >= KEEP_UP_AFTER_S * rate:
+                log(too_slow(stream, rtf))
+                warned = True
+        sink.close()
+    except BrokenPipeError:
+        closed = True
+    except BaseException:
+        sink.close(abort=True)
+        raise
+    finally:
+        stream.close()  # stops generation
+    return LiveResult(written, clock() - start, rtf, int(getattr(sink, "gaps", 0)), closed)
+
+
+def too_slow(stream: LiveStream, rtf: float) -> str:
+    """The one line that says generation does not keep up with playback, and what would."""
+    threads = f", {stream.threads} threads" if stream.threads else ""
+    runs = f"the '{stream.engine}' engine ({stream.precision}{threads}) on {stream.device}"
+    ideas = []
+    if stream.device.startswith("cpu") and stream.precision != "int8":
+        ideas.append("--precision int8" if stream.engine == "native" else "--engine native --precision int8")
+    if len(stream.seeds) > 1:
+        ideas.append(f"fewer streams than {len(stream.seeds)} (-n)")
+    ideas.append("a smaller model (fewer layers or channels, as the tiny recipe)")
+    keep_up = ", ".join(ideas[:-1]) + (" or " if len(ideas) > 1 else "") + ideas[-1]
+    return (
+        f"generation runs at {rtf:.2f}× real time with {runs}, slower than playback: "
+        f"the sound will pause while it catches up; to keep up, try {keep_up}"
+    )
+
+
+def open_sink(to: str, stream: LiveStream, out: BinaryIO | None, log: Callable[[str], None]) -> Sink:
+    """The sink ``to`` names for ``stream``: "wav" or "raw" into ``out``, "play" on the device."""
+    channels = len(stream.seeds)
+    if to == "play":
+        return DevicePlayer(stream.sample_rate, channels, stream.samples, log)
+    if out is None:
+        raise ValueError(f"a {to} stream needs a file to write to")
+    if to == "raw":
+        return RawStream(out, channels)
+    return WavStream(out, stream.sample_rate, channels, stream.samples)
+
+
+def synthesize_live(
+    checkpoint: Path,
+    request: GenerationRequest,
+    to: str = "wav",
+    out: BinaryIO | None = None,
+    log: Callable[[str], None] = print,
+) -> LiveResult:
+    """``request``'s streams from a checkpoint as they are made: a WAV (channel i = stream i)
+    or raw 16-bit PCM into ``out`` (``to`` "wav" or "raw"), or played on the default output
+    device ("play"). The length is ``DEFAULT_SECONDS`` unless asked (or given by mel features).
+    Raises as ``synthesize`` does, and ``PlayerUnavailable`` for a device that cannot play."""
+    if to not in SINKS:
+        raise ValueError(f"unknown sink {to!r} (choose from {', '.join(SINKS)})")
+    if request.seconds is None and request.mel is None:
+        request = request.replace(seconds=DEFAULT_SECONDS)
+    model, _, config, step = load_checkpoint(checkpoint)
+    with stream_audio(model, config.data.sample_rate, str(checkpoint), request, log, step=step) as stream:
+        result = play_stream(stream, open_sink(to, stream, out, log), log)
+    rate, n = stream.sample_rate, len(stream.seeds)
+    heard = f"{n} × {result.samples / rate:g} s"
+    speed = "" if result.rtf is None else f": {result.rtf:.2f}× real time"
+    if result.closed:
+        log(f"stopped: standard output was closed after {heard}")
+    elif to == "play":
+        gaps = f", {result.gaps} gap{'s' if result.gaps != 1 else ''} (generation fell behind)" if result.gaps else ""
+        log(f"played {heard}{speed}{gaps}")
+    else:
+        log(f"streamed {heard} to standard output{speed}")
+    return result

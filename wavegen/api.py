@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, cast
 
 from .config import Config, unknown_setting, validate
 from .errors import ConfigError
@@ -236,13 +236,9 @@ class Model:
         lacks; ``DataError`` for an unusable prime or mel file; ``OutOfMemory``.
         """
         from .audio.mulaw import decode
-        from .generate.request import GenerationRequest
         from .generate.streams import generate_streams
 
-        labels = (labels,) if isinstance(labels, str) else tuple(labels)  # one label, not its letters
-        request = GenerationRequest(  # checked here, once
-            seconds, n, seed, temperature, engine, device, precision, labels=labels, prime=prime, mel=mel
-        )
+        request = _request(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
         made = generate_streams(
             self.network, self.sample_rate, str(self.checkpoint), request, log or _silent, progress, self.step
         )
@@ -267,35 +263,31 @@ class Model:
         precision: str = "auto",
         log: Log | None = None,
     ) -> LiveStream:
-        """``generate``'s audio as it is made: iterate the result for float32 blocks (n, chunk)
-        in [-1, 1] (the last may be shorter), each as soon as it is generated. The samples are
-        exactly ``generate``'s for the same options, wherever the blocks fall.
-
-        ``seconds`` None: no end; stop by leaving the loop, or ``close()`` (it is also a context
-        manager). ``mel``: as in ``generate``, or an iterable of frames as they arrive (arrays
-        (bands,) or (frames, bands)): each block is generated once the frames it depends on
-        have come (4 frames after its own), and the audio ends with the last frame. Without a
-        length known in advance, ``device="auto"`` runs on the CPU. The returned
-        ``LiveStream`` names its ``engine``, ``precision``, ``threads`` and ``sample_rate``.
-        Raises as ``generate`` does, when called.
-        """
+        """``generate``'s audio as it is made: a ``LiveStream`` of float32 blocks (n, chunk) in
+        [-1, 1] (the last may be shorter), exactly ``generate``'s samples wherever blocks fall.
+        ``seconds`` None: no end (leave the loop, or ``close()``; a context manager). ``mel``: as
+        in ``generate``, or an iterable of frames (bands,) or (frames, bands) as they arrive:
+        a block waits for frames up to 3 past its own; the audio ends with the last frame.
+        Without a length known in advance it runs on the CPU. Raises as ``generate`` does."""
         import numpy as np
 
         from .generate.live import stream_audio
-        from .generate.request import GenerationRequest
 
-        whole: np.ndarray | str | Path | None = None
-        frames: Iterable[np.ndarray] | None = None
-        if mel is None or isinstance(mel, (str, Path, np.ndarray)):  # a file or an array
-            whole = mel
-        else:
-            frames = mel
-        labels = (labels,) if isinstance(labels, str) else tuple(labels)  # one label, not its letters
-        request = GenerationRequest(  # checked here, once
-            seconds, n, seed, temperature, engine, device, precision, labels=labels, prime=prime, mel=whole
+        whole = mel is None or isinstance(mel, (str, Path, np.ndarray))  # a file or an array, else frames
+        request = _request(
+            seconds, n, seed, temperature, engine, device, precision, labels, prime, mel if whole else None
         )
+        frames = None if whole else cast("Iterable[np.ndarray]", mel)
         where = str(self.checkpoint)
         return stream_audio(self.network, self.sample_rate, where, request, log or _silent, chunk, frames, self.step)
+
+
+def _request(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel):
+    """The ``GenerationRequest`` of ``generate``'s or ``stream``'s options, checked here, once."""
+    from .generate.request import GenerationRequest
+
+    labels = (labels,) if isinstance(labels, str) else tuple(labels)  # one label, not its letters
+    return GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
 
 
 def load(source: str | Path | None = None) -> Model:

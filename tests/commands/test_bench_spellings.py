@@ -27,6 +27,11 @@ from helpers import run_in_process
         (["--learn", "a", "--train"], ["learn", "a", "--train"]),  # left for learn to refuse
         (["--learn"], ["learn"]),  # DATA missing: learn says so
         (["--set", "--train"], ["sample", "--set", "--train"]),  # an option's value stays a value
+        (["--stream", "--seconds", "5"], ["stream", "--seconds", "5"]),
+        (["--json", "--stream"], ["stream", "--json"]),
+        (["--stream", "--train"], ["train", "--stream"]),  # left for train to refuse
+        (["--train", "--stream", "--train"], ["train", "--train", "--stream"]),  # (a repeat: click's word)
+        (["--learn", "a", "--stream"], ["learn", "a", "--stream"]),
     ],
 )
 def test_the_spellings_of_before_are_the_subcommands(old, new):

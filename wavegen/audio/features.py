@@ -173,12 +173,22 @@ def log_mel(audio: np.ndarray | torch.Tensor, settings: MelSettings) -> np.ndarr
     frames = frame_count(len(x), settings.hop)
     if frames == 0:
         return np.zeros((0, settings.bands), np.float32)
+    left, right = padded_sides(settings)
+    x = torch.nn.functional.pad(x, (left, frames * settings.hop - len(x) + right))
+    return windows_log_mel(x, settings)
+
+
+def padded_sides(settings: MelSettings) -> tuple[int, int]:
+    """The zeros ``log_mel`` puts before the audio and after its last whole hop: (left, right)."""
     side = (settings.n_fft - settings.hop) // 2
-    extra = settings.n_fft - settings.hop - 2 * side  # odd difference: one more on the right
-    x = torch.nn.functional.pad(x, (side, frames * settings.hop - len(x) + side + extra))
+    return side, settings.n_fft - settings.hop - side  # (an odd difference: one more on the right)
+
+
+def windows_log_mel(x: torch.Tensor, settings: MelSettings) -> np.ndarray:
+    """Log-mel frames (frames, bands) float32 of padded audio (samples,) holding whole windows:
+    frame f from the window at f·hop, ``(samples - n_fft) // hop + 1`` frames."""
     with torch.no_grad():
         mel = _transform(settings)(x)  # (bands, frames)
-    assert mel.shape[1] == frames, (mel.shape, frames)
     return torch.log(mel.clamp(min=math.exp(SILENCE))).T.contiguous().numpy()
 
 

@@ -21,12 +21,13 @@ peak measured in the same run (``machine.sgemm_gflops``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Iterator, Sequence
 
 import torch
 
-from ..config import ModelConfig
+from ..config import Config, ModelConfig
 from ..errors import ConfigError, EngineUnavailable
 from ..generate.choice import make_engine
 from ..generate.engines import generate
@@ -34,7 +35,7 @@ from ..generate.quantized import at_precision
 from ..generate.reference import ReferenceEngine
 from ..model.conditioning import Conditioning
 from ..model.network import WaveNet
-from .machine import flops_per_sample
+from .machine import announce_peak, flops_per_sample
 from .peer import PeerSampler, PeerUnavailable
 
 COND_KINDS = ("none", "labels", "mels", "both")
@@ -232,3 +233,22 @@ def _measure(
         count *= 2
     count = max(unit, round(count * seconds / (took - reset) / unit) * unit)
     return count, [_timed(engine, count, seeds, device, model) for _ in range(repeats)]
+
+
+def run_asked(
+    config: Config, dev: torch.device, engines, precisions, batches, seconds, repeats, threads, cond, *, log, say, bar
+) -> Iterator[dict]:
+    """``bench sample``'s results (``run``) for the options as given (empty: the defaults), after
+    the machine's line (``machine.announce_peak``; ``say``: its JSON line too) and a note to
+    ``log`` when a lower precision is asked of engines that have none."""
+    gpu = ["persistent", "cuda-graph"] if dev.type == "cuda" else ["native"]
+    engines = list(engines) or [*gpu, "peer", "torch", "reference"]
+    peak = announce_peak(threads, log, say)
+    precisions = list(dict.fromkeys(precisions)) or ["fp32"]
+    lower, others = [p for p in precisions if p != "fp32"], [e for e in engines if e != "native"]
+    if lower and others:  # said once, not as a row per engine
+        verb = "runs" if len(others) == 1 else "run"
+        log(f"--precision {', '.join(lower)}: the native engine's alone; {', '.join(others)} {verb} at fp32")
+    batches, rate = list(batches) or [1, 32], config.data.sample_rate
+    measure = functools.partial(run, bar=bar, precisions=precisions, peak_gflops=peak)
+    return measure(config.model, engines, batches, seconds, rate, dev, repeats, threads, cond)

@@ -82,6 +82,26 @@ STARTUP_COLUMNS = [
 ]
 
 
+STREAMING_COLUMNS = [
+    ("measure", "measure", 10, str),
+    ("first audio ms", "first_audio_ms", 14, _number(",.1f")),
+    ("audio s", "audio_seconds", 7, _number("g")),
+    ("× real time", "real_time_factor", 11, _number(".3f")),
+    ("worst block ×", "worst_block_rtf", 13, _number(".3f")),
+    ("latency ms", "latency_median_ms", 10, _number(",.1f")),
+    ("max ms", "latency_max_ms", 7, _number(",.1f")),
+    ("hops", "latency_median_hops", 5, _number(".2f")),
+    ("max hops", "latency_max_hops", 8, _number(".2f")),
+    ("look-ahead ms", "lookahead_ms", 13, _number(",.1f")),
+    ("compute ms", "compute_median_ms", 10, _number(",.1f")),
+    ("max ms", "compute_max_ms", 7, _number(",.1f")),
+    ("engine", "engine", 10, str),
+    ("precision", "precision", 9, str),
+    ("threads", "threads", 7, str),
+    ("chunk", "chunk", 5, str),
+]
+
+
 def print_table(results: Iterator[dict], columns: list[tuple], echo: Callable[[str], None] = print) -> list[dict]:
     """A header, then one aligned row per result as soon as it is measured (``bench``'s
     default output). Text columns are left-aligned, numbers right-aligned; a result with an
@@ -93,7 +113,7 @@ def print_table(results: Iterator[dict], columns: list[tuple], echo: Callable[[s
             cell.rjust(w) if right else cell.ljust(w) for cell, w, right in zip(cells, widths, numeric)
         ).rstrip()
 
-    numeric = [fmt is not str or key in ("batch", "segment", "threads", "steps") for _, key, _, fmt in columns]
+    numeric = [fmt is not str or key in ("batch", "segment", "threads", "steps", "chunk") for _, key, _, fmt in columns]
     echo(line([header for header, *_ in columns], numeric))
     collected = []
     for result in results:

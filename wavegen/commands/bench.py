@@ -1,10 +1,10 @@
 """``wavegen bench``: ``sample`` (sampling speed), ``train`` (training speed), ``learn DATA``
-(learning in equal budgets) and ``startup`` (synth's start-up), each with only its own options."""
+(learning in equal budgets), ``startup`` (synth's start-up) and ``stream`` (live generation), each
+with only its own options."""
 
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 
@@ -34,8 +34,8 @@ SHARED = [
 
 class BenchGroup(click.Group):
     """``bench`` with the older spellings of its subcommands: no subcommand runs ``sample``,
-    ``--train`` is ``train`` and ``--learn DATA`` is ``learn DATA``. An option of another
-    benchmark is refused naming the benchmark it belongs to."""
+    ``--train`` is ``train``, ``--stream`` is ``stream`` and ``--learn DATA`` is ``learn DATA``.
+    An option of another benchmark is refused naming the benchmark it belongs to."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or args[0] not in self.commands and args[0] not in ctx.help_option_names:
@@ -44,28 +44,32 @@ class BenchGroup(click.Group):
 
     def new_spelling(self, args: list[str]) -> list[str]:
         """``args`` with a subcommand first: ``learn DATA`` for ``--learn DATA`` (the last one),
-        else ``train`` for ``--train``, else ``sample``. Option values stay (``--set --train``)."""
+        else ``train`` for ``--train``, else ``stream`` for ``--stream``, else ``sample``. Option
+        values stay (``--set --train``); a second spelling stays for its command to refuse."""
         params = [param for command in self.commands.values() for param in command.params]
         valued = {name for p in params if isinstance(p, click.Option) and not p.is_flag for name in p.opts}
-        rest, data, training, i = [], None, False, 0
+        rest, data, flags, i = [], None, [], 0
         while i < len(args):
             arg, value = args[i], args[i + 1 : i + 2]
             if arg == "--learn":
                 data, i = value, i + 1
             elif arg.startswith("--learn="):
                 data = [arg.removeprefix("--learn=")]
-            elif arg == "--train":
-                training = True
+            elif arg in ("--train", "--stream") and arg not in flags:
+                flags.append(arg)
             else:
                 rest += [arg, *value] if arg in valued else [arg]
                 i += 1 if arg in valued else 0
             i += 1
+        flags.sort(key=["--train", "--stream"].index)  # (--train first, as before --stream was one)
         if data is not None:  # (with --train too: learn refuses it as an option it does not have)
-            return ["learn", *data, *rest, *(["--train"] if training else [])]
-        return ["train" if training else "sample", *rest]
+            return ["learn", *data, *rest, *flags]
+        if flags:
+            return [flags[0].removeprefix("--"), *rest, *flags[1:]]
+        return ["sample", *rest]
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # in the order they are defined: sample, train, learn, startup
+        return list(self.commands)  # in the order they are defined: sample, train, learn, startup, stream
 
     def invoke(self, ctx: click.Context):
         try:
@@ -79,14 +83,14 @@ class BenchGroup(click.Group):
             raise click.NoSuchOption(name, message, ctx=exc.ctx) from None
 
 
-@click.group(cls=BenchGroup, short_help="Measure sampling speed, training speed, learning or start-up.")
+@click.group(cls=BenchGroup, short_help="Measure sampling, training, learning, start-up or live generation.")
 def bench() -> None:
-    """Measure sampling speed, training speed, learning or synth's start-up on this machine, one
-    row per configuration (a table, or JSON lines with --json).
+    """Measure sampling speed, training speed, learning, synth's start-up or live generation on
+    this machine, one row per configuration (a table, or JSON lines with --json).
 
-    `wavegen bench [OPTIONS]` with no subcommand is `wavegen bench sample [OPTIONS]`; the older
-    spellings `bench --train ...` and `bench --learn DATA ...` still work, as `bench train ...`
-    and `bench learn DATA ...`.
+    `wavegen bench [OPTIONS]` with no subcommand is `wavegen bench sample [OPTIONS]`; the
+    spellings `bench --train ...`, `bench --stream ...` and `bench --learn DATA ...` work too, as
+    `bench train ...`, `bench stream ...` and `bench learn DATA ...`.
     """
 
 
@@ -130,10 +134,11 @@ def sample(recipe, overrides, device, threads, as_json, quiet, engines, precisio
     for batch in batches:
         check_streams(batch, "--batch", "measure smaller batches")
     config, dev, bar = setup(recipe, overrides, device, quiet)
-    from ..bench import tables
+    from ..bench import sampling, tables
 
-    results = sampling_results(config, dev, engines, precisions, batches, seconds, repeats, threads, cond, as_json, bar)
-    show(results, tables.SAMPLING_COLUMNS, bar, as_json)
+    say = click.echo if as_json else None  # (the machine's JSON line, before the rows)
+    asked = (engines, precisions, batches, seconds, repeats, threads, cond)
+    show(sampling.run_asked(config, dev, *asked, log=log, say=say, bar=bar), tables.SAMPLING_COLUMNS, bar, as_json)
 
 
 @bench.command("train", short_help="Training speed against a plain PyTorch WaveNet.")
@@ -236,6 +241,31 @@ def startup(recipe, overrides, device, threads, as_json, quiet, seconds, repeats
     show(bench_startup.run(config, seconds, device, repeats, threads, bar=bar), tables.STARTUP_COLUMNS, bar, as_json)
 
 
+@bench.command("stream", short_help="Live generation: time to first audio, real-time factor, a vocoder's latency.")
+@options(SHARED)
+@click.option(
+    "--seconds", type=float, default=60.0, show_default=True, help="Audio seconds of the sustained (and live) run."
+)
+@click.option("--precision", type=click.Choice(("auto", *PRECISIONS)), default="auto", show_default=True)
+@click.option("--chunk", type=POSITIVE, help="Samples per block (default: 4096, and one hop for a vocoder's live run).")
+@friendly_errors
+def stream(recipe, overrides, device, threads, as_json, quiet, seconds, precision, chunk):
+    """Live generation (random weights, in this process): the time to the first block of audio with
+    the engine built cold and warm, the real-time factor sustained over --seconds of audio and its
+    worst block, and for a model with mel features (e.g. --recipe vocoder) the latency from a
+    frame's arrival, at the rate a live analysis makes them, to its audio (look-ahead and compute)."""
+    from ..limits import check_seconds
+
+    check_seconds(seconds)
+    config, dev, bar = setup(recipe, overrides, device, quiet)
+    from ..bench import machine, tables
+    from ..bench import streaming as bench_stream
+
+    log(f"cpu: {machine.cpu_name()}")
+    rows = bench_stream.run(config, seconds, precision, chunk, dev.type, threads, bar=bar, log=log)
+    show(rows, tables.STREAMING_COLUMNS, bar, as_json)
+
+
 def setup(recipe: str, overrides: tuple[str, ...], device: str, quiet: bool):
     """(the recipe with ``--set`` applied, the torch device, a progress bar whose total comes once known)."""
     from ..config import apply_overrides
@@ -262,37 +292,3 @@ def show(results, columns, bar, as_json: bool) -> None:
             tables.print_results(results, echo)
         else:
             tables.print_table(results, columns, echo)
-
-
-def sampling_results(config, dev, engines, precisions, batches, seconds, repeats, threads, cond, as_json, bar):
-    """The sampling benchmark's results (an iterator), after the machine's line, and a note when
-    a lower precision is asked of engines that have none."""
-    from ..bench import sampling as benchmark
-
-    gpu = ["persistent", "cuda-graph"] if dev.type == "cuda" else ["native"]
-    engines = list(engines) or [*gpu, "peer", "torch", "reference"]
-    peak = machine_line(threads, as_json)
-    precisions = list(dict.fromkeys(precisions)) or ["fp32"]
-    lower, others = [p for p in precisions if p != "fp32"], [e for e in engines if e != "native"]
-    if lower and others:  # said once, not as a row per engine
-        verb = "runs" if len(others) == 1 else "run"
-        log(f"--precision {', '.join(lower)}: the native engine's alone; {', '.join(others)} {verb} at fp32")
-    batches, rate = list(batches) or [1, 32], config.data.sample_rate
-    measure = functools.partial(benchmark.run, bar=bar, precisions=precisions, peak_gflops=peak)
-    return measure(config.model, engines, batches, seconds, rate, dev, repeats, threads, cond)
-
-
-def machine_line(threads: int | None, as_json: bool) -> float:
-    """Measure the CPU's fp32 matmul peak with the bench's threads and say it first: a line on
-    stderr, and with ``--json`` a JSON line before the results. Returns it in GFLOP/s."""
-    import torch
-
-    from ..bench.machine import cpu_name, sgemm_gflops
-
-    size, used = 2048, threads or torch.get_num_threads()
-    peak = sgemm_gflops(size, threads=used)
-    threads_used = f"{used} thread{'s' if used != 1 else ''}"
-    log(f"cpu: {cpu_name()}; fp32 matmul peak {peak:,.1f} GFLOP/s (torch.mm {size}², {threads_used})")
-    if as_json:
-        click.echo(json.dumps({"cpu": cpu_name(), "sgemm_gflops": round(peak, 1), "sgemm_size": size, "threads": used}))
-    return peak

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..audio.io import AudioReadError, cancel_note, read_recording
+from ..audio.mel_input import check_mels, read_mel_file
 from ..audio.mulaw import encode
 from ..errors import ConfigError, DataError
 from ..limits import MAX_STREAMS, check_samples, check_streams, generation_memory
@@ -45,31 +46,6 @@ def stream_labels(model: WaveNet, wanted: list[str], n: int | None) -> tuple[lis
     if len(wanted) > 1 and n != len(wanted):
         raise ConfigError(f"--n {n} with {len(wanted)} labels: give one --label, or one per stream")
     return [names[i % len(names)] for i in range(n)], n
-
-
-def read_mel_file(path: str | Path, bands: int) -> np.ndarray:
-    """Log-mel features (frames, bands) from a .npy file, as ``prepare`` stores them
-    ((bands, frames) is accepted too). Raises ``DataError`` for an unreadable file or bad features."""
-    try:
-        mels = np.load(Path(path), allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read mel features ({exc})") from None
-    return check_mels(mels, bands, str(path))
-
-
-def check_mels(mels: np.ndarray, bands: int, source: str = "mel") -> np.ndarray:
-    """``mels`` as contiguous float32 (frames, bands); (bands, frames) is transposed. Raises
-    ``DataError`` naming ``source`` for another shape, no frames, or NaN/infinite values."""
-    mels = np.asarray(mels)
-    if mels.ndim != 2 or bands not in mels.shape:
-        raise DataError(f"{source}: expected log-mel features of shape (frames, {bands}), got {mels.shape}")
-    if mels.shape[1] != bands:
-        mels = mels.T
-    if not np.issubdtype(mels.dtype, np.number) or not np.isfinite(mels).all():
-        raise DataError(f"{source}: mel features contain NaN or infinite values")
-    if len(mels) == 0:
-        raise DataError(f"{source}: no frames")
-    return np.ascontiguousarray(mels, np.float32)
 
 
 def make_conditioning(model: WaveNet, labels: list[str] | None, mels: np.ndarray | None) -> Conditioning | None:

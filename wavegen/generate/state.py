@@ -44,6 +44,9 @@ def check_conditioning(model: WaveNet, batch: int, conditioning: Conditioning | 
         raise ValueError(f"the conditioning is for {conditioning.batch} streams, not {batch}")
 
 
+FRAME_TILE = 32  # frames of frame-rate terms computed together (TermParts.frames)
+
+
 class TermParts:
     """A ``Conditioning`` taken apart the way the cached engines use it. The term of stream s at
     time t, with f = floor(t / hop) and j = t - f·hop, is
@@ -82,10 +85,19 @@ class TermParts:
 
     @torch.inference_mode()
     def frames(self, first: int, count: int) -> torch.Tensor:
-        """F(first) .. F(first + count - 1): (B, count, L, 2G) float32."""
-        mels = slice_frames(self.mels, first - 2, count + 4)  # the frame net reads ±2 frames
-        terms = self.conditioner.frame_terms(mels).float()  # (B, L·2G, count)
-        return terms.view(self.batch, self.layers, self.channels, count).permute(0, 3, 1, 2)
+        """F(first) .. F(first + count - 1): (B, count, L, 2G) float32.
+
+        Computed in tiles of ``FRAME_TILE`` frames at fixed places (multiples of it), so that
+        F(g) is the same number whichever rows are asked for: a convolution's rounding can
+        depend on its input's length, and engines ask for blocks of different sizes (a live
+        vocoder for a few rows at a time)."""
+        mels, start = self.mels, first - first % FRAME_TILE
+        tiles = [  # (B, L·2G, FRAME_TILE) each; the frame net reads ±2 frames
+            self.conditioner.frame_terms(slice_frames(mels, s - 2, FRAME_TILE + 4)).float()
+            for s in range(start, first + count, FRAME_TILE)
+        ]
+        terms = torch.cat(tiles, dim=-1)[..., first - start : first - start + count]  # (B, L·2G, count)
+        return terms.reshape(self.batch, self.layers, self.channels, count).permute(0, 3, 1, 2)
 
     def window(self, start: int, count: int) -> PartsWindow:
         """The terms of times ``start .. start + count - 1`` for ``WaveNet.forward``, upsampled
@@ -269,8 +281,10 @@ class FrameBlocks:
         width: int,
         max_frames: int = 256,
         max_bytes: int | None = None,
+        row_dim: int = 1,
     ) -> None:
-        self.parts, self.pack, self.hop = parts, pack, parts.hop
+        """``row_dim``: the dimension of ``pack``'s output that holds the rows."""
+        self.parts, self.pack, self.hop, self.row_dim = parts, pack, parts.hop, row_dim
         budget = TERM_BYTES if max_bytes is None else max_bytes
         self.frames = max(1, min(max_frames, budget // (4 * width * parts.batch) - 2))
         self.first: int | None = None  # frame of the block's row 0
@@ -284,11 +298,23 @@ class FrameBlocks:
         k = frame // self.frames
         first = k * self.frames - 1
         known = self.parts.conditioning.frames
-        # Rows F(first) .. F(first + frames + 1) read mel frames up to first + frames + 3: a block
-        # made before all of those had arrived is made again once more have (a live vocoder).
-        stale = self.known < known and self.known <= first + self.frames + 3
-        if first != self.first or stale:
+        if first != self.first:
             self.block = None  # let the old block go before the new one is made
             self.block = self.pack(self.parts.frames(first, self.frames + 2))
             self.first, self.known = first, known
+        elif self.known < known:  # frames arrived since the block was made (a live vocoder)
+            self._refresh(known)
+        assert self.block is not None
         return self.block, first, (k + 1) * self.frames * self.hop - t
+
+    def _refresh(self, known: int) -> None:
+        """Make again the rows that read a frame which has arrived since: F(g) reads mel frames
+        g - 2 .. g + 2, so rows from ``self.known`` - 2 on, up to ``known`` + 1 (past it they
+        read only frames still to come, silence, as when they were made)."""
+        assert self.first is not None and self.block is not None
+        lo = max(self.first, self.known - 2)
+        hi = min(self.first + self.frames + 1, known + 1)
+        if hi >= lo:
+            rows = self.pack(self.parts.frames(lo, hi - lo + 1))
+            self.block.narrow(self.row_dim, lo - self.first, hi - lo + 1).copy_(rows)
+        self.known = known

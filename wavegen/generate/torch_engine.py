@@ -88,6 +88,7 @@ class TorchEngine:
                 self.parts,
                 lambda frames: frames.to(self.device).permute(1, 2, 0, 3).contiguous(),
                 self.parts.layers * self.parts.channels,
+                row_dim=0,
             )
         self.rings = [  # (L, B, R) each
             ring_of(x, layer["ring_length"], self.t).float().expand(-1, batch, -1).contiguous()

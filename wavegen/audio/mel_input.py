@@ -21,7 +21,7 @@ import torch
 from ..errors import DataError
 from .features import MelSettings, frame_count, padded_sides, windows_log_mel
 from .io import AudioReadError, read_recording
-from .wav_stream import WavStream
+from .wav_stream import WavPipeReader
 
 PIECE = 1 << 16  # bytes asked of a pipe at a time (it gives what it has)
 
@@ -149,7 +149,7 @@ def _frames_of_file(path: Path, settings: MelSettings, piece: int = 1 << 16) -> 
 
 
 def _frames_of_stream(stream: BinaryIO, settings: MelSettings) -> Iterator[np.ndarray]:
-    wav = WavStream(reader(stream), _name(stream), settings.sample_rate)
+    wav = WavPipeReader(reader(stream), _name(stream), settings.sample_rate)
     analysis = MelFrames(settings)
     for audio in wav:
         yield from _some(analysis.add(audio))

@@ -22,7 +22,7 @@ PCM, FLOAT, EXTENSIBLE = 1, 3, 0xFFFE
 UNKNOWN_SIZES = (0, 0xFFFFFFFF)
 
 
-class WavStream:
+class WavPipeReader:
     """Mono float32 pieces (samples,) of a WAV stream, at ``rate`` Hz, each as soon as its bytes
     have arrived. ``read(n)`` returns what the stream has, up to n bytes (b"" at its end). The
     header is read when this is made: ``DataError`` naming ``name`` for a stream that is not a

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ..errors import TrainingInterrupted, WavegenError
 from ..generate.request import ENGINES, PRECISIONS
@@ -104,3 +105,25 @@ PRECISION = click.option(
     "or less from fp32 where measured) and fp32 elsewhere; bf16 and int8 run in the native engine only; "
     "fp32 is the network as trained.",
 )
+
+
+def live_sink(out: Path, fmt: str | None, play: bool) -> str | None:
+    """Where live audio goes ("wav", "raw" or "play"), None for files; a usage error for
+    options that do not go together, or --play where nothing can play."""
+    streaming = str(out) == "-"
+    if fmt is not None and not streaming:
+        raise click.UsageError("--format is for --out - (a stream on standard output)")
+    if play:
+        if click.get_current_context().get_parameter_source("out") != ParameterSource.DEFAULT:
+            raise click.UsageError("--play writes nothing: leave out --out")
+        from ..audio.live_out import load_sounddevice
+        from ..errors import PlayerUnavailable
+
+        try:  # before the model loads
+            load_sounddevice()
+        except PlayerUnavailable as exc:
+            raise click.UsageError(str(exc)) from None
+        return "play"
+    if streaming and sys.stdout.isatty():
+        raise click.UsageError("--out - writes audio to standard output: pipe it into a player (| aplay) or a file")
+    return (fmt or "wav") if streaming else None

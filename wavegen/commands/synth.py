@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
 from ..generate.request import GenerationRequest
 from ..outputs import writable_folder
@@ -17,6 +16,7 @@ from .common import (
     QUIET,
     RUN_OR_CHECKPOINT,
     friendly_errors,
+    live_sink,
     log,
     options,
 )
@@ -80,7 +80,7 @@ def synth(
     """Generate audio from a trained model and write 16-bit WAV files, or stream it (--out -, --play)."""
     # Checked before torch is imported, so that a mistake is answered at once.
     request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
-    to = _live_sink(out, fmt, play)
+    to = live_sink(out, fmt, play)
     if to is not None:
         from ..synthesis.live import synthesize_live
 
@@ -90,25 +90,3 @@ def synth(
     from ..synthesis.synth import synthesize
 
     synthesize(pick_checkpoint(run, checkpoint), out, request, log=log, progress=not quiet)
-
-
-def _live_sink(out: Path, fmt: str | None, play: bool) -> str | None:
-    """Where live audio goes ("wav", "raw" or "play"), None for files; a usage error for
-    options that do not go together, or --play where nothing can play."""
-    streaming = str(out) == "-"
-    if fmt is not None and not streaming:
-        raise click.UsageError("--format is for --out - (a stream on standard output)")
-    if play:
-        if click.get_current_context().get_parameter_source("out") != ParameterSource.DEFAULT:
-            raise click.UsageError("--play writes nothing: leave out --out")
-        from ..audio.live_out import load_sounddevice
-        from ..errors import PlayerUnavailable
-
-        try:  # before the model loads
-            load_sounddevice()
-        except PlayerUnavailable as exc:
-            raise click.UsageError(str(exc)) from None
-        return "play"
-    if streaming and sys.stdout.isatty():
-        raise click.UsageError("--out - writes audio to standard output: pipe it into a player (| aplay) or a file")
-    return (fmt or "wav") if streaming else None

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from wavegen.generate import state as engine_state
+from wavegen.generate import terms
 from wavegen.generate.cuda_graph import CudaGraphEngine
 from wavegen.generate.engines import generate
 from wavegen.generate.native import check
@@ -192,7 +193,7 @@ def test_a_shared_past_with_mel_features_is_computed_once_up_to_where_they_reach
     hist = history_for(history)
     past, split = engine_state.past_block_inputs(model, 3, hist, "cpu", cond)
     length = past.shape[1]
-    full = engine_state._forward_past(model, past, engine_state.TermParts(cond).window(-length, length))
+    full = engine_state._forward_past(model, past, terms.TermParts(cond).window(-length, length))
     assert len(split) == len(full) == len(model.blocks)
     for a, b in zip(split, full):
         assert a.shape == b.shape and (a - b).abs().max() < 1e-5
@@ -218,7 +219,7 @@ def test_term_parts_compute_what_bias_computes(kind):
     another window length)."""
     model = model_for("k2", kind)
     cond = conditioning_for(model, LABELS)
-    parts = engine_state.TermParts(cond)
+    parts = terms.TermParts(cond)
     start, count = -70, 400  # past and future, beyond the end of the features too
     bias = cond.bias(start, count)  # (B, count, L, 2G)
     window = parts.window(start, count)
@@ -241,22 +242,22 @@ def test_term_parts_compute_what_bias_computes(kind):
 
 def test_frame_blocks_sit_at_fixed_places():
     model = model_for("k2", "mels")
-    parts = engine_state.TermParts(conditioning_for(model, [0, 1]))
+    parts = terms.TermParts(conditioning_for(model, [0, 1]))
     width = parts.layers * parts.channels
-    blocks = engine_state.FrameBlocks(parts, lambda frames: frames, width, max_frames=4)
+    blocks = terms.FrameBlocks(parts, lambda frames: frames, width, max_frames=4)
     assert blocks.frames == 4  # 4 frames of 16 samples: times 0..63 in block 0, 64..127 in block 1
     block, first, steps = blocks.at(70)
     assert (first, steps) == (3, 58) and block.shape[1] == 6  # frames 3..8 for times 64..127
     assert torch.equal(block, parts.frames(3, 6))
     assert blocks.at(127)[0] is block  # the same block, not computed again
     assert blocks.at(-1)[1:] == (-5, 1)  # frames -5..0 for times -64..-1
-    small = engine_state.FrameBlocks(parts, lambda frames: frames, width, max_bytes=4 * width * 2 * 5)
+    small = terms.FrameBlocks(parts, lambda frames: frames, width, max_bytes=4 * width * 2 * 5)
     assert small.frames == 3  # 5 rows of 2 streams
 
 
 @pytest.mark.parametrize("kind", ["mels", "both"])
 def test_torch_step_terms_are_bias(kind, monkeypatch):
-    monkeypatch.setattr(engine_state, "TERM_BYTES", 4 * 320 * 3 * 6)  # blocks of 4 frames: several of them
+    monkeypatch.setattr(terms, "TERM_BYTES", 4 * 320 * 3 * 6)  # blocks of 4 frames: several of them
     model = model_for("k2", kind)
     cond = conditioning_for(model, LABELS)
     engine = TorchEngine(model)
@@ -342,12 +343,12 @@ def test_the_gpu_engines_fill_each_launch_with_the_terms_of_its_times(kind):
     launch's terms with, gives ``Conditioning.bias`` at every time."""
     model = model_for("k2", kind)
     cond = conditioning_for(model, LABELS)
-    parts = engine_state.TermParts(cond)
+    parts = terms.TermParts(cond)
     fixed = None if parts.fixed is None else parts.fixed.transpose(0, 1)  # (L, B, 2G)
     steps = 256
     out = torch.empty(steps, parts.layers, 3, parts.channels)
     for time in (0, 37, steps, 5 * steps):  # the last one past the end of the features
-        engine_state.fill_step_terms(parts, parts.kernel, fixed, time, out)
+        terms.fill_step_terms(parts, parts.kernel, fixed, time, out)
         expected = cond.bias(time, steps).permute(1, 2, 0, 3)  # (steps, L, B, 2G)
         assert (out - expected).abs().max() < 1e-5
 

@@ -30,7 +30,7 @@ import torch
 from ..errors import EngineUnavailable
 from ..model.network import WaveNet
 from .engine import sample_codes
-from .state import fill_step_terms
+from .terms import fill_step_terms
 from .torch_engine import TorchEngine
 
 MIN_STEPS_PER_REPLAY = 256

@@ -21,7 +21,7 @@ A conditioned model (``conditioning.py``) adds a term per layer and time to the 
 before the gate. Times count from the first generated sample (0); the past (silence, then the
 history, whose last code is at time -1) sits at negative times. The reference engine asks
 ``Conditioning.terms`` for every window it runs. The cached engines take the conditioning apart
-(``state.TermParts``): a fixed term per stream (labels) and frame-rate terms (mel features) that
+(``terms.TermParts``): a fixed term per stream (labels) and frame-rate terms (mel features) that
 they upsample themselves, three multiply-adds per channel and step from rows they fetch a block
 of frames at a time (``FrameBlocks``): the per-sample terms would cost more memory traffic than
 the step itself.

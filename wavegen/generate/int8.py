@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from ..model.network import WaveNet
 from ..model.parameterize import plain_copy
-from .state import FrameBlocks, TermParts, silence
+from .state import silence
+from .terms import FrameBlocks, TermParts
 
 QMAX = 127  # symmetric int8: -127 .. 127 (no -128, so |q·Q| ≤ 127² and AVX2's pairwise i16 sums cannot saturate)
 EXACT_K = 2**24 // QMAX**2  # the longest dot product whose integer sums a float32 product holds exactly

@@ -4,7 +4,7 @@ vocoder's mel frames taken as they arrive.
 ``generate_blocks`` yields exactly the codes ``generate`` returns for the same engine, seeds and
 conditioning, whatever the block size: sample n of a stream draws the uniform u(seed, n) in
 every engine, the engines keep their state between calls, and a ``FrameBlocks`` cache made
-before some of its mel frames had arrived is made again (``state.FrameBlocks``). Engines with a
+before some of its mel frames had arrived is made again (``terms.FrameBlocks``). Engines with a
 loop of their own on the host (``HostLoop``) or none run block after block, without an end if
 asked; those that run a whole loop on a GPU (``DeviceLoop``) run it in a thread that fills one
 buffer, whose blocks are handed on as they are written, so they need a length.

@@ -7,13 +7,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..model.network import WaveNet
-from .state import (
-    FrameBlocks,
-    TermParts,
-    check_conditioning,
-    past_block_inputs,
-    ring_of,
-)
+from .state import check_conditioning, past_block_inputs, ring_of
+from .terms import FrameBlocks, TermParts
 
 if TYPE_CHECKING:
     from ..model.conditioning import Conditioning

@@ -5,7 +5,7 @@
 panels, ``pack_int8``). It packs a model's weights once into the panel layout the kernels read and
 then offers the engine calls of ``sampling.py`` (reset/logits/append) plus ``sample_steps``, which
 generates many samples per call with the sampling done inside the loop. A conditioned model's
-terms reach the C++ side as ``engine_state.TermParts`` has them, repacked into the conv panels'
+terms reach the C++ side as ``terms.TermParts`` has them, repacked into the conv panels'
 column order (``pack_terms``): the labels' fixed term per stream, and the mel features' terms at
 the frame rate, a block of frames at a time, which the kernel upsamples itself.
 """
@@ -23,13 +23,14 @@ import torch
 from ...model.network import WaveNet
 from ..int8 import EngineTerms, Int8WaveNet
 from ..quantized import bf16_model, check_precision
-from ..state import FrameBlocks, TermParts, check_conditioning, past_block_inputs, ring_of
+from ..state import check_conditioning, past_block_inputs, ring_of
+from ..terms import FrameBlocks, TermParts
 from .abi import PRECISION_CODES, Cond, load
 from .packing import pack, pack_int8, pack_terms, term_width
 from .toolchain import NativeUnavailable
 from .tuning import LayoutTuner, default_threads
 
-MAX_TERM_FRAMES = 256  # frames of frame-rate terms per block (and at most engine_state.TERM_BYTES)
+MAX_TERM_FRAMES = 256  # frames of frame-rate terms per block (and at most terms.TERM_BYTES)
 
 
 def _ptr(array: np.ndarray | torch.Tensor) -> int:

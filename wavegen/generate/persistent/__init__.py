@@ -21,7 +21,7 @@ import torch
 from ...errors import EngineUnavailable
 from ...model.network import WaveNet
 from ..cuda_graph import MAX_TERM_BYTES
-from ..state import fill_step_terms
+from ..terms import fill_step_terms
 from ..torch_engine import TorchEngine
 
 if TYPE_CHECKING:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ..generate.request import GenerationRequest
 from ..outputs import writable_folder
@@ -15,6 +17,7 @@ from .common import (
     QUIET,
     RUN_OR_CHECKPOINT,
     friendly_errors,
+    live_sink,
     log,
     options,
 )
@@ -29,17 +32,49 @@ from .common import (
 @click.option(
     "--label", "labels", multiple=True, metavar="NAME", help="Label, for a labelled vocoder (one, or one per input)."
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Write the audio as it is made from one INPUT read as it comes: '-' (standard input: a WAV "
+    "stream, or raw float32 log-mel frames of the model's bands), a .npy of frames, or an audio file; "
+    "to standard output as a WAV (--out -) unless --play.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["wav", "raw"]),
+    help="With --out -: wav (default), or raw 16-bit little-endian PCM.",
+)
+@click.option("--play", is_flag=True, help="Play on the default output device as it is made (needs sounddevice).")
 @click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @PRECISION
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
-def vocode(inputs, run, checkpoint, out, seed, temperature, labels, engine, device, precision, quiet):
-    """Resynthesise recordings from their log-mel features with a vocoder model."""
+def vocode(
+    inputs, run, checkpoint, out, seed, temperature, labels, stream, fmt, play, engine, device, precision, quiet
+):
+    """Resynthesise recordings from their log-mel features with a vocoder model, or, with
+    --stream, turn features or audio into sound as they arrive."""
     # Checked before torch is imported, so that a mistake is answered at once.
     request = GenerationRequest(
         seed=seed, temperature=temperature, engine=engine, device=device, precision=precision, labels=labels
     )
+    if stream and not play and click.get_current_context().get_parameter_source("out") == ParameterSource.DEFAULT:
+        out = Path("-")  # --stream writes to standard output unless told otherwise
+    to = live_sink(out, fmt, play)
+    if stream and to is None:
+        raise click.UsageError("--stream writes to standard output (--out -) or the device (--play), not a folder")
+    if to is not None:
+        if len(inputs) != 1:
+            raise click.UsageError(f"a stream takes one INPUT, not {len(inputs)}")
+        from ..synthesis.live import vocode_live
+
+        target = None if to == "play" else sys.stdout.buffer
+        vocode_live(pick_checkpoint(run, checkpoint), inputs[0], request, to, target, log, sys.stdin.buffer)
+        return
+    if any(str(path) == "-" for path in inputs):
+        raise click.UsageError("INPUT '-' (standard input) is read with --stream")
     writable_folder(out)
     from ..synthesis.vocode import vocode as run_vocode
 

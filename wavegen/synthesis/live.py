@@ -11,9 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
+import numpy as np
+
+from ..audio.features import MelSettings, mel_settings
 from ..audio.live_out import DevicePlayer, RawStream, Sink, WavStream
+from ..audio.mel_input import frames_from_audio, frames_from_npy, frames_from_raw
 from ..generate.live import LiveStream, stream_audio
 from ..generate.request import GenerationRequest
 from .synth import load_checkpoint
@@ -118,6 +122,12 @@ def synthesize_live(
     model, _, config, step = load_checkpoint(checkpoint)
     with stream_audio(model, config.data.sample_rate, str(checkpoint), request, log, step=step) as stream:
         result = play_stream(stream, open_sink(to, stream, out, log), log)
+    _said(result, stream, to, log)
+    return result
+
+
+def _said(result: LiveResult, stream: LiveStream, to: str, log: Callable[[str], None]) -> None:
+    """The last line: what was heard, how fast, and any gaps."""
     rate, n = stream.sample_rate, len(stream.seeds)
     heard = f"{n} × {result.samples / rate:g} s"
     speed = "" if result.rtf is None else f": {result.rtf:.2f}× real time"
@@ -128,4 +138,40 @@ def synthesize_live(
         log(f"played {heard}{speed}{gaps}")
     else:
         log(f"streamed {heard} to standard output{speed}")
+
+
+def mel_frames_of(source: str | Path, settings: MelSettings, stdin: BinaryIO | None = None) -> Iterator[np.ndarray]:
+    """A vocoder's input as log-mel frames, taken as they come: ``source`` "-" reads ``stdin``
+    (a WAV stream, or raw float32 frames of ``settings.bands`` values), a .npy file holds
+    frames, any other file is audio, analysed with ``settings``."""
+    if str(source) == "-":
+        if stdin is None:
+            raise ValueError("standard input was not given")
+        peek = getattr(stdin, "peek", None)
+        head = peek(4)[:4] if peek is not None else b""
+        return frames_from_audio(stdin, settings) if head == b"RIFF" else frames_from_raw(stdin, settings.bands)
+    if Path(source).suffix.lower() == ".npy":
+        return frames_from_npy(source, settings.bands)
+    return frames_from_audio(source, settings)
+
+
+def vocode_live(
+    checkpoint: Path,
+    source: str | Path,
+    request: GenerationRequest,
+    to: str = "wav",
+    out: BinaryIO | None = None,
+    log: Callable[[str], None] = print,
+    stdin: BinaryIO | None = None,
+) -> LiveResult:
+    """A vocoder's audio as its input arrives (``mel_frames_of``): one block per mel frame, each
+    as soon as the frames it depends on have come, into ``out`` or the device as
+    ``synthesize_live`` does. Raises ``ConfigError`` for a model without mel features,
+    ``DataError`` for input that cannot be read."""
+    model, _, config, step = load_checkpoint(checkpoint)
+    frames = mel_frames_of(source, mel_settings(model.config, config.data, checkpoint), stdin)
+    hop = model.config.mel_hop
+    with stream_audio(model, config.data.sample_rate, str(checkpoint), request, log, hop, frames, step) as stream:
+        result = play_stream(stream, open_sink(to, stream, out, log), log)
+    _said(result, stream, to, log)
     return result

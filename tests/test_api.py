@@ -163,3 +163,17 @@ def test_a_vocoder_streams_from_mel_frames_as_they_arrive(tmp_path):
     assert [n for n, _ in blocks][:8] == [4, 5, 6, 7, 8, 9, 10, 11]  # block k waits for frame k + 3 alone
     with pytest.raises(ConfigError, match="runs on the CPU"):
         model.stream(mel=frames(), device="cuda")
+
+
+def test_a_loaded_model_keeps_its_engine_between_generations_but_never_shares_one(run):
+    model = wavegen.load(run / "run")
+    first = model.generate(seconds=0.05, seed=1, device="cpu").audio
+    (kept,) = model.kept.kept.values()
+    again = model.generate(seconds=0.05, seed=1, device="cpu").audio
+    assert next(iter(model.kept.kept.values())).engine is kept.engine  # not built again
+    np.testing.assert_array_equal(again, first)
+    expected = [model.generate(seconds=0.2, seed=s, device="cpu").audio for s in (2, 3)]
+    one, two = model.stream(seconds=0.2, seed=2, chunk=800), model.stream(seconds=0.2, seed=3, chunk=800)
+    got = [np.concatenate(blocks, axis=1) for blocks in zip(*zip(one, two))]  # read side by side
+    for audio, wanted in zip(got, expected):
+        np.testing.assert_array_equal(audio, wanted)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from .config import Config, unknown_setting, validate
 from .errors import ConfigError
@@ -168,6 +168,7 @@ class Model:
         self.config = config  # the run's resolved settings, as the checkpoint carries them
         self.checkpoint = checkpoint
         self.step = step  # the training step it was saved at
+        self.kept = None  # engines kept between generations (``generate.reuse``), made on first use
 
     @classmethod
     def load(cls, source: str | Path | None = None) -> "Model":
@@ -236,11 +237,14 @@ class Model:
         lacks; ``DataError`` for an unusable prime or mel file; ``OutOfMemory``.
         """
         from .audio.mulaw import decode
+        from .generate.request import GenerationRequest
         from .generate.streams import generate_streams
 
-        request = _request(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
+        # (labels: a str or a sequence, made a tuple by the request)
+        request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)  # type: ignore[arg-type]
+        where, self.kept = str(self.checkpoint), self.kept or _engine_cache()
         made = generate_streams(
-            self.network, self.sample_rate, str(self.checkpoint), request, log or _silent, progress, self.step
+            self.network, self.sample_rate, where, request, log or _silent, progress, self.step, self.kept
         )
         audio = decode(made.codes).numpy().astype("float32", copy=False)
         return Generation(
@@ -263,31 +267,24 @@ class Model:
         precision: str = "auto",
         log: Log | None = None,
     ) -> LiveStream:
-        """``generate``'s audio as it is made: a ``LiveStream`` of float32 blocks (n, chunk) in
-        [-1, 1] (the last may be shorter), exactly ``generate``'s samples wherever blocks fall.
-        ``seconds`` None: no end (leave the loop, or ``close()``; a context manager). ``mel``: as
-        in ``generate``, or an iterable of frames (bands,) or (frames, bands) as they arrive:
-        a block waits for frames up to 3 past its own; the audio ends with the last frame.
-        Without a length known in advance it runs on the CPU. Raises as ``generate`` does."""
-        import numpy as np
+        """``generate``'s audio as it is made: a ``LiveStream`` of float32 blocks (n, chunk), exactly
+        ``generate``'s samples. ``seconds`` None: no end (leave the loop, or ``close()``). ``mel``:
+        as in ``generate``, or an iterable of frames (bands,) or (frames, bands) as they arrive
+        (docs/live.md). Without a length known in advance it runs on the CPU. Raises as ``generate``."""
+        from .generate.live import split_mel, stream_audio
+        from .generate.request import GenerationRequest
 
-        from .generate.live import stream_audio
-
-        whole = mel is None or isinstance(mel, (str, Path, np.ndarray))  # a file or an array, else frames
-        request = _request(
-            seconds, n, seed, temperature, engine, device, precision, labels, prime, mel if whole else None
-        )
-        frames = None if whole else cast("Iterable[np.ndarray]", mel)
-        where = str(self.checkpoint)
-        return stream_audio(self.network, self.sample_rate, where, request, log or _silent, chunk, frames, self.step)
+        whole, frames = split_mel(mel)  # (labels: a str or a sequence, made a tuple by the request)
+        request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, whole)  # type: ignore[arg-type]
+        self.kept = self.kept or _engine_cache()
+        where, log = str(self.checkpoint), log or _silent
+        return stream_audio(self.network, self.sample_rate, where, request, log, chunk, frames, self.step, self.kept)
 
 
-def _request(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel):
-    """The ``GenerationRequest`` of ``generate``'s or ``stream``'s options, checked here, once."""
-    from .generate.request import GenerationRequest
+def _engine_cache():  # (imported on first use: ``import wavegen`` stays light)
+    from .generate.reuse import EngineCache
 
-    labels = (labels,) if isinstance(labels, str) else tuple(labels)  # one label, not its letters
-    return GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
+    return EngineCache()
 
 
 def load(source: str | Path | None = None) -> Model:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from ..model.conditioning import CONTEXT_FRAMES, Conditioning
 from ..model.network import WaveNet
 from .engine import DeviceLoop, Engine, HostLoop, StreamRandom, sample_codes, stream_uniforms
 from .request import GenerationRequest
+from .reuse import EngineCache
 from .streams import check_mels, prepare_streams
 
 BLOCK = 4096  # samples per stream in a block by default: 0.26 s at 16 kHz
@@ -184,8 +186,9 @@ def _device_blocks(
         worker.join()
 
 
-def _decoded(codes: Iterator[torch.Tensor]) -> Iterator[np.ndarray]:
-    """µ-law codes (B, n) as float32 audio (B, n), block by block; closing this closes ``codes``."""
+def _decoded(codes: Iterator[torch.Tensor], release: Callable[[], None]) -> Iterator[np.ndarray]:
+    """µ-law codes (B, n) as float32 audio (B, n), block by block; closing this closes ``codes``,
+    then ``release`` gives the engine back."""
     try:
         for block in codes:
             yield decode(block).numpy()
@@ -193,6 +196,7 @@ def _decoded(codes: Iterator[torch.Tensor]) -> Iterator[np.ndarray]:
         close = getattr(codes, "close", None)
         if close is not None:
             close()
+        release()
 
 
 @dataclass
@@ -225,6 +229,14 @@ class LiveStream:
         self.close()
 
 
+def split_mel(mel: np.ndarray | str | Path | Iterable[np.ndarray] | None) -> tuple[Any, Iterable[np.ndarray] | None]:
+    """``mel`` as a request's (a file or an array, whole) or as frames that arrive (any other
+    iterable): (whole or None, frames or None)."""
+    if mel is None or isinstance(mel, (str, Path, np.ndarray)):
+        return mel, None
+    return None, mel
+
+
 def stream_audio(
     model: WaveNet,
     rate: int,
@@ -234,6 +246,7 @@ def stream_audio(
     block: int = BLOCK,
     mel_frames: Iterable[np.ndarray] | None = None,
     step: int | None = None,
+    engines: EngineCache | None = None,
 ) -> LiveStream:
     """The streams ``request`` asks for, as audio blocks of ``block`` samples per stream (the
     last may be shorter): exactly what ``generate_streams`` makes, decoded. ``request.seconds``
@@ -252,7 +265,8 @@ def stream_audio(
         raise ConfigError("a stream without a length known in advance runs on the CPU (use --device cpu or auto)")
     if unbounded:
         request = request.replace(device="cpu")
-    ready = prepare_streams(model, rate, where, request, log, step, live=True, frames_arrive=mel_frames is not None)
+    frames_arrive = mel_frames is not None
+    ready = prepare_streams(model, rate, where, request, log, step, True, frames_arrive, engines)
     feed = None
     if mel_frames is not None:
         assert ready.conditioning is not None  # (a mel model is conditioned)
@@ -269,7 +283,7 @@ def stream_audio(
     )
     engine = ready.engine
     return LiveStream(
-        _decoded(codes),
+        _decoded(codes, ready.release),
         rate,
         ready.seeds,
         ready.labels,

@@ -24,6 +24,7 @@ from .choice import choose
 from .engine import Engine
 from .engines import generate
 from .request import GenerationRequest
+from .reuse import EngineCache
 
 
 def stream_labels(model: WaveNet, wanted: list[str], n: int | None) -> tuple[list[str] | None, int]:
@@ -88,6 +89,7 @@ class Prepared:
     samples: int | None  # per stream; None: no end (a live stream)
     conditioning: Conditioning | None
     history: torch.Tensor | None  # (B, P) codes to continue, or None for silence
+    release: Callable[[], None] = lambda: None  # the engine's generation is over: keep it for the next
 
 
 def prepare_streams(
@@ -99,12 +101,14 @@ def prepare_streams(
     step: int | None = None,
     live: bool = False,
     frames_arrive: bool = False,
+    engines: EngineCache | None = None,
 ) -> Prepared:
     """Check ``request`` against ``model``, build its engine (``choice``) and say what will be
     generated in one line. ``live``: for a stream given block by block, where no length
     (``seconds`` None and no mel features) means no end. ``frames_arrive``: a vocoder's
-    features come later (through ``Conditioning.extend``) instead of ``request.mel``. Raises
-    as ``generate_streams`` does."""
+    features come later (through ``Conditioning.extend``) instead of ``request.mel``.
+    ``engines``: where the engine is taken from and given back to (``Prepared.release``) after.
+    Raises as ``generate_streams`` does."""
     names, n = stream_labels(model, list(request.labels), request.n)
     if n > MAX_STREAMS and not request.labels:  # a stream per label by default
         raise ConfigError(
@@ -123,7 +127,7 @@ def prepare_streams(
     if num is not None:
         check_samples(n, num, rate)
     history = None if request.prime is None else _prime_codes(model, rate, request.prime, n, log)
-    chosen = choose(request, n, model, log)
+    chosen = engines.take(request, n, model, log) if engines is not None else choose(request, n, model, log)
     gen, dev = chosen.engine, chosen.device
     what = f" ({', '.join(sorted(set(names)))})" if names else ""
     at = "" if step is None else f", step {step}"
@@ -133,7 +137,8 @@ def prepare_streams(
     )
     log(f"synthesising {n} × {length}{what} at {rate} Hz with the {how} on {dev} ({where}{at})")
     seeds = [request.seed + i for i in range(n)]
-    return Prepared(gen, dev, seeds, names, num, make_conditioning(model, names, mels), history)
+    release = (lambda: engines.give_back(request, n, chosen)) if engines is not None else (lambda: None)
+    return Prepared(gen, dev, seeds, names, num, make_conditioning(model, names, mels), history, release)
 
 
 def generate_streams(
@@ -144,6 +149,7 @@ def generate_streams(
     log: Callable[[str], None] = print,
     progress: bool = True,
     step: int | None = None,
+    engines: EngineCache | None = None,
 ) -> Generated:
     """Generate the streams ``request`` asks for with ``model`` trained at ``rate`` Hz; stream
     i uses seed + i. Nothing is written.
@@ -154,9 +160,9 @@ def generate_streams(
     needs ``request.mel``, whose length sets the duration unless ``seconds`` shortens it.
     Seconds default to 2. Raises ``ConfigError`` for conditioning the model lacks, or an engine
     and precision that cannot run here, ``DataError`` for an unusable prime or mel file,
-    ``OutOfMemory`` when it cannot fit.
+    ``OutOfMemory`` when it cannot fit. ``engines``: engines kept between calls (``reuse``).
     """
-    ready = prepare_streams(model, rate, where, request, log, step)
+    ready = prepare_streams(model, rate, where, request, log, step, engines=engines)
     gen, n, num = ready.engine, len(ready.seeds), ready.samples
     assert num is not None  # (not live: always a length)
     with progress_bar(total=num, desc="synth", unit="sample", unit_scale=True, enabled=progress, leave=False) as bar:
@@ -172,6 +178,7 @@ def generate_streams(
                 conditioning=ready.conditioning,
             )
         elapsed = time.perf_counter() - tick
+    ready.release()
     return Generated(codes, rate, ready.seeds, ready.labels, gen.name, str(ready.device), elapsed, gen.precision)
 
 

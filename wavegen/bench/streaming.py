@@ -5,8 +5,9 @@ the mel features its data settings store, as training makes it) is streamed in t
 with ``--device`` and ``--precision`` as asked, one row per measurement:
 
 - ``first-cold``: time to first audio, from the call of ``stream_audio`` (the model loaded, its
-  engine not yet built) to the first block; ``first-warm``: the same again on the same model, in
-  the same process (what a second stream costs);
+  engine not yet built) to the first block; ``first-warm``: the same again with the engine the
+  first stream built, kept as a loaded ``Model`` keeps it (``generate.reuse``): what a second
+  stream costs;
 - ``sustained``: audio seconds / wall seconds over ``seconds`` of audio, from the call to the last
   block, and the worst block's own ratio (its samples / the time since the block before);
 - ``mel-live`` (a model with mel features): frames fed by a simulated real-time source (frame k
@@ -34,6 +35,7 @@ from ..config import Config
 from ..generate.live import stream_audio
 from ..generate.native.check import random_model
 from ..generate.request import GenerationRequest
+from ..generate.reuse import EngineCache
 from ..model.conditioning import CONTEXT_FRAMES
 from ..model.network import WaveNet
 from .startup import as_trained
@@ -65,12 +67,13 @@ def run(
     hop = config.model.mel_hop if config.model.mel_channels else 0
     frames = _random_frames(model, math.ceil(seconds * rate / hop)) if hop else None
     request = GenerationRequest(seconds=None if hop else seconds, device=device, precision=precision)
-    said = [False]
+    said, engines = [False], EngineCache()  # the engine kept between streams, as a loaded Model keeps it
 
     def stream(block: int, mels: Iterable[np.ndarray] | None):
         quiet = said[0]
         said[0] = True
-        return stream_audio(model, rate, "bench stream", request, (lambda _: None) if quiet else log, block, mels)
+        say = (lambda _: None) if quiet else log
+        return stream_audio(model, rate, "bench stream", request, say, block, mels, engines=engines)
 
     if bar is not None:
         bar.reset(total=4 if hop else 3)

@@ -107,6 +107,22 @@ PRECISION = click.option(
 )
 
 
+LIVE = [  # how live audio is heard (synth, vocode --stream)
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["wav", "raw"]),
+        help="With --out -: wav (default), or raw 16-bit little-endian PCM, channels interleaved.",
+    ),
+    click.option(
+        "--play",
+        is_flag=True,
+        help="Play on the default output device as it is made, and write nothing "
+        "(needs the sounddevice package: pip install sounddevice).",
+    ),
+]
+
+
 def live_sink(out: Path, fmt: str | None, play: bool) -> str | None:
     """Where live audio goes ("wav", "raw" or "play"), None for files; a usage error for
     options that do not go together, or --play where nothing can play."""

@@ -12,6 +12,7 @@ from ..outputs import writable_folder
 from ..runs import pick_checkpoint
 from .common import (
     ENGINE_CHOICE,
+    LIVE,
     PRECISION,
     QUIET,
     RUN_OR_CHECKPOINT,
@@ -39,18 +40,7 @@ from .common import (
     help="Folder for the WAVs; '-': one WAV on standard output as it is made (channel i = stream i), "
     "for a player: --out - | aplay.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["wav", "raw"]),
-    help="With --out -: wav (default), or raw 16-bit little-endian PCM, channels interleaved.",
-)
-@click.option(
-    "--play",
-    is_flag=True,
-    help="Play on the default output device as it is made, and write nothing "
-    "(needs the sounddevice package: pip install sounddevice).",
-)
+@options(LIVE)
 @click.option(
     "--engine",
     type=ENGINE_CHOICE,

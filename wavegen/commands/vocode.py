@@ -13,6 +13,7 @@ from ..outputs import writable_folder
 from ..runs import pick_checkpoint
 from .common import (
     ENGINE_CHOICE,
+    LIVE,
     PRECISION,
     QUIET,
     RUN_OR_CHECKPOINT,
@@ -39,13 +40,7 @@ from .common import (
     "stream, or raw float32 log-mel frames of the model's bands), a .npy of frames, or an audio file; "
     "to standard output as a WAV (--out -) unless --play.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["wav", "raw"]),
-    help="With --out -: wav (default), or raw 16-bit little-endian PCM.",
-)
-@click.option("--play", is_flag=True, help="Play on the default output device as it is made (needs sounddevice).")
+@options(LIVE)
 @click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @PRECISION

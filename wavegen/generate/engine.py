@@ -94,6 +94,25 @@ def stream_uniforms(seeds: list[int], start: int, count: int) -> np.ndarray:
     return bits.astype(np.float64) * 2.0**-53
 
 
+def uniform_draws(seeds: list[int]) -> Callable[[int], torch.Tensor]:
+    """``draw(count)``: the next ``count`` uniforms of every stream, (count, B) float64, counting
+    samples from 0 (what a ``DeviceLoop`` takes)."""
+    drawn = 0
+
+    def draw(count: int) -> torch.Tensor:
+        nonlocal drawn
+        uniforms = stream_uniforms(seeds, drawn, count)
+        drawn += count
+        return torch.from_numpy(np.ascontiguousarray(uniforms.T))
+
+    return draw
+
+
+def temperatures(temperature: float | list[float], batch: int) -> torch.Tensor:
+    """One temperature per stream, (B,) float64: ``temperature`` for each, or a list of them."""
+    return torch.as_tensor(temperature if isinstance(temperature, list) else [temperature] * batch, dtype=torch.float64)
+
+
 class StreamRandom:
     """One uniform per stream and sample, counting samples from 0; drawn ahead in chunks."""
 

@@ -35,11 +35,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-import numpy as np
 import torch
 
 from ..model.network import WaveNet
-from .engine import DeviceLoop, Engine, HostLoop, StreamRandom, sample_codes, stream_uniforms
+from .engine import DeviceLoop, Engine, HostLoop, StreamRandom, sample_codes, temperatures, uniform_draws
 from .reference import ReferenceEngine
 from .torch_engine import TorchEngine
 
@@ -100,20 +99,10 @@ def generate(
     is called with the number of new samples after each chunk (at most 4096 samples).
     """
     batch = len(seeds)
-    temps = torch.as_tensor(
-        temperature if isinstance(temperature, list) else [temperature] * batch, dtype=torch.float64
-    )
+    temps = temperatures(temperature, batch)
     engine.reset(batch, history, conditioning)
     if isinstance(engine, DeviceLoop):  # uniforms go in per replay
-        drawn = 0
-
-        def draw(count: int) -> torch.Tensor:  # (count, B) float64, continuing the counter
-            nonlocal drawn
-            uniforms = stream_uniforms(seeds, drawn, count)
-            drawn += count
-            return torch.from_numpy(np.ascontiguousarray(uniforms.T))
-
-        return engine.generate_codes(num_samples, temps, draw, progress)
+        return engine.generate_codes(num_samples, temps, uniform_draws(seeds), progress)
     out = torch.empty(batch, num_samples, dtype=torch.uint8)
     if isinstance(engine, HostLoop):
         step = native_steps_per_call(batch)

@@ -31,7 +31,7 @@ from ..audio.mulaw import decode
 from ..errors import ConfigError
 from ..model.conditioning import CONTEXT_FRAMES, Conditioning
 from ..model.network import WaveNet
-from .engine import DeviceLoop, Engine, HostLoop, StreamRandom, sample_codes, stream_uniforms
+from .engine import DeviceLoop, Engine, HostLoop, StreamRandom, sample_codes, temperatures, uniform_draws
 from .request import GenerationRequest
 from .reuse import EngineCache
 from .streams import check_mels, prepare_streams
@@ -101,9 +101,7 @@ def generate_blocks(
     mel frames taken as they are needed. Raises ``ConfigError`` where a ``DeviceLoop`` engine is
     asked for no end or for arriving frames."""
     batch = len(seeds)
-    temps = torch.as_tensor(
-        temperature if isinstance(temperature, list) else [temperature] * batch, dtype=torch.float64
-    )
+    temps = temperatures(temperature, batch)
     if isinstance(engine, DeviceLoop) and (num_samples is None or feed is not None):
         raise ConfigError(f"the '{engine.name}' engine needs a length known in advance: use the CPU (--device cpu)")
     if feed is not None:
@@ -148,13 +146,6 @@ def _device_blocks(
     out = torch.empty(len(seeds), num, dtype=torch.uint8)
     written: queue.Queue = queue.Queue()
     stop = threading.Event()
-    drawn = 0
-
-    def draw(count: int) -> torch.Tensor:  # (count, B) float64, continuing the counter
-        nonlocal drawn
-        uniforms = stream_uniforms(seeds, drawn, count)
-        drawn += count
-        return torch.from_numpy(np.ascontiguousarray(uniforms.T))
 
     def progress(count: int) -> None:
         if stop.is_set():
@@ -163,7 +154,7 @@ def _device_blocks(
 
     def run() -> None:
         try:
-            engine.generate_codes(num, temps, draw, progress, out)
+            engine.generate_codes(num, temps, uniform_draws(seeds), progress, out)
             written.put(None)
         except BaseException as exc:  # handed to the reader, which raises it
             written.put(exc)

@@ -13,7 +13,8 @@ import wavegen
 PACKAGE = Path(wavegen.__file__).parent
 
 # Which rooms a room may import from. Foundations (the root modules: config, recipe, errors, files,
-# runs, devices, cache, outputs, limits, progress, noise, run_config) import foundations only.
+# runs, devices, cache, outputs, limits, progress, noise, run_config, config_ranges, config_reference)
+# import foundations only.
 FOUNDATIONS = {
     "cache",
     "config",
@@ -27,6 +28,8 @@ FOUNDATIONS = {
     "progress",
     "noise",
     "run_config",
+    "config_ranges",
+    "config_reference",
 }
 MAY_IMPORT = {
     "audio": set(),
@@ -53,14 +56,12 @@ MAY_IMPORT = {
 # Modules over the budgets below, each at most its size today: they may shrink, never grow.
 MODULE_LINES, FUNCTION_LINES = 300, 60
 OVER_MODULE = {
-    "wavegen.config": 325,
     "wavegen.train.loop": 432,
     "wavegen.train.trainer": 390,
 }
 OVER_FUNCTION = {
     "wavegen.generate.persistent.kernel._layer": 72,  # one Triton program's layer, inlined as a whole
     "wavegen.bench.learning._train_and_score": 66,
-    "wavegen.config.validate": 69,
     "wavegen.report.html.render": 84,
 }
 

@@ -13,6 +13,7 @@ import click
 
 from .commands.bench import bench
 from .commands.common import one_line
+from .commands.config import config
 from .commands.demo import demo
 from .commands.eval import evaluate_command
 from .commands.info import info
@@ -85,6 +86,7 @@ main.add_command(info)
 main.add_command(report)
 main.add_command(demo)
 main.add_command(bench)
+main.add_command(config)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ from typing import Any
 
 import tomli_w
 
+from .config_ranges import CHOICES, RANGES, in_range
 from .errors import ConfigError
 
 
@@ -22,14 +23,14 @@ from .errors import ConfigError
 class ModelConfig:
     """Shape of the WaveNet (see ``model.WaveNet``)."""
 
-    classes: int = 256
-    cycles: int = 3
+    classes: int = 256  # µ-law levels: the input's one-hot width and the softmax's classes
+    cycles: int = 3  # stacks of dilated layers; the receptive field grows with each
     layers_per_cycle: int = 10  # dilations 1, 2, ... 2**(layers_per_cycle - 1)
-    kernel_size: int = 2
+    kernel_size: int = 2  # taps of each dilated convolution
     input_kernel_size: int = 2  # taps of the first, type-A layer
-    residual_channels: int = 64
-    gate_channels: int = 128
-    skip_channels: int = 256
+    residual_channels: int = 64  # width of the residual stream between layers
+    gate_channels: int = 128  # width of each layer's dilated convolution, halved by the tanh·sigmoid gate
+    skip_channels: int = 256  # width of the skip connections and the output head before the softmax
     # How the stack is parameterised and initialised (see ``model.WaveNet``); the function the
     # sampling engines compute is the same plain stack whatever these say.
     init: str = "kaiming"  # "kaiming": He-normal weights (ReLU gain), zero biases; "torch": PyTorch's defaults
@@ -47,7 +48,7 @@ class ModelConfig:
 class DataConfig:
     """How ``prepare`` turns recordings into codes."""
 
-    sample_rate: int = 16000
+    sample_rate: int = 16000  # Hz; recordings at other rates are resampled to it
     val_fraction: float = 0.05  # tail of every file held out for validation
     trim_silence: bool = False  # trim leading/trailing silence (reported, never silent)
     trim_db: float = 40.0  # below peak, what counts as silence when trimming
@@ -59,12 +60,12 @@ class DataConfig:
     mel_bands: int = 0  # log-mel bands stored beside the codes for local conditioning (0 = none)
     mel_hop: int = 256  # samples per mel frame
     mel_n_fft: int = 1024  # analysis window (Hann) and FFT size
-    mel_fmin: float = 0.0
+    mel_fmin: float = 0.0  # Hz, lowest edge of the mel bands
     mel_fmax: float = 0.0  # 0 = half the sample rate
 
 
-PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see precision.py)
-INITS = ("kaiming", "torch")  # model.init
+PRECISIONS = CHOICES["train.precision"]  # (see precision.py)
+INITS = CHOICES["model.init"]
 # What checkpoints written before these settings existed were: PyTorch's initialisation, plain
 # weights, unscaled sums (``checkpoint.config_of`` fills them in for a config that lacks them).
 LEGACY_MODEL = {"init": "torch", "weight_norm": False, "scale_sums": False}
@@ -78,13 +79,13 @@ RENAMED = {"data.labels": "data.label_source", "data.mels": "data.mel_bands"}
 class TrainConfig:
     """Optimisation and bookkeeping for ``train``."""
 
-    batch_size: int = 8
+    batch_size: int = 8  # windows per step (per process when training in several)
     segment_length: int = 8000  # predicted samples per window (with full_context, the context comes on top)
-    lr: float = 4e-3
-    warmup_steps: int = 100
+    lr: float = 4e-3  # Adam's peak learning rate, after warm-up
+    warmup_steps: int = 100  # steps of linear warm-up to lr
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
-    steps: int = 200_000
-    grad_clip: float = 1.0
+    steps: int = 200_000  # the step training stops at (and the length of the cosine decay)
+    grad_clip: float = 1.0  # largest gradient norm; larger ones are scaled down to it (0 = off)
     input_noise: float = 0.0  # std of noise on input audio before quantising; targets stay clean
     # std of noise on the input codes, in µ-law steps: relative to the level, as µ-law steps are
     # (one step is ~0.1 % of full scale near silence, ~2 % near full scale); targets stay clean
@@ -99,20 +100,20 @@ class TrainConfig:
     cuda_graph: bool = True  # on a GPU, capture the step once as a CUDA graph and replay it (train/graph.py)
     activation_checkpointing: bool = False  # keep only block inputs, recompute the rest in backward (less memory)
     precision: str = "auto"  # fp32, bf16 (autocast) or auto: bf16 where the device multiplies it natively
-    checkpoint_every: int = 2000
+    checkpoint_every: int = 2000  # steps between saves of RUN/checkpoints/latest.pt
     # Consecutive skipped steps (non-finite loss or gradient norm) that stop the run. A skipped step
     # changes no weight, so a streak means every fresh batch fails at these weights: the run has
     # diverged. A sporadic bad window (1 step in 100) runs 20 in a row once in 10**40 steps.
     max_bad_steps: int = 20
-    val_every: int = 2000
-    val_batches: int = 16
-    log_every: int = 50
+    val_every: int = 2000  # steps between validations (best.pt is kept at the best one)
+    val_batches: int = 16  # validation batches each time (0 = none)
+    log_every: int = 50  # steps between lines of RUN/log.csv and the progress bar's loss
     # Every this many steps rank 0 writes RUN/samples/stepN.wav (+ .png, .json) and logs it to
     # TensorBoard: sample_seconds of audio from the weights validation uses (0 = off). See
     # monitor.py for its cost: about 1 s per 1 s of audio with the default shape on a CPU core.
     sample_every: int = 2000
-    sample_seconds: float = 1.0
-    seed: int = 0
+    sample_seconds: float = 1.0  # length of each of those samples
+    seed: int = 0  # seeds the weights, the windows drawn and the samples
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
 
 
@@ -258,49 +259,17 @@ def validate(config: Config) -> None:
             value = getattr(getattr(config, section), f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"'{section}.{f.name}' must be a finite number, got {value}")
-    positive = {
-        "model.classes": m.classes,
-        "model.cycles": m.cycles,
-        "model.layers_per_cycle": m.layers_per_cycle,
-        "model.kernel_size": m.kernel_size,
-        "model.input_kernel_size": m.input_kernel_size,
-        "model.residual_channels": m.residual_channels,
-        "model.gate_channels": m.gate_channels,
-        "model.skip_channels": m.skip_channels,
-        "data.sample_rate": d.sample_rate,
-        "train.batch_size": t.batch_size,
-        "train.segment_length": t.segment_length,
-        "train.lr": t.lr,
-        "train.steps": t.steps,
-        "train.checkpoint_every": t.checkpoint_every,
-        "train.val_every": t.val_every,
-        "train.log_every": t.log_every,
-        "train.max_bad_steps": t.max_bad_steps,
-        "data.trim_db": d.trim_db,
-    }
-    for name, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"'{name}' must be > 0, got {value}")
+    for name, spec in RANGES.items():
+        section, _, key = name.partition(".")
+        value = getattr(getattr(config, section), key)
+        if not in_range(value, spec):
+            raise ConfigError(f"'{name}' must be {spec}, got {value}")
     if m.classes != 256:
         raise ConfigError("'model.classes' must be 256 (8-bit µ-law)")
-    if not 0.0 <= d.val_fraction < 1.0:
-        raise ConfigError(f"'data.val_fraction' must be in [0, 1), got {d.val_fraction}")
-    if t.warmup_steps < 0 or t.grad_clip < 0 or t.input_noise < 0 or t.code_noise < 0 or t.val_batches < 0:
-        raise ConfigError("train.warmup_steps, grad_clip, input_noise, code_noise and val_batches must be >= 0")
-    if t.threads < 0:
-        raise ConfigError(f"'train.threads' must be >= 0 (0: torch's default), got {t.threads}")
-    if t.accumulate < 1:
-        raise ConfigError(f"'train.accumulate' must be >= 1, got {t.accumulate}")
-    if not 0.0 <= t.ema < 1.0:
-        raise ConfigError(f"'train.ema' must be in [0, 1), got {t.ema}")
-    if not 0.0 <= t.start_fraction <= 1.0:
-        raise ConfigError(f"'train.start_fraction' must be in [0, 1], got {t.start_fraction}")
     if d.channel != "mix" and not (d.channel.isascii() and d.channel.isdigit()):
         raise ConfigError(f"'data.channel' must be 'mix' or a channel number (0 for the first), got {d.channel!r}")
-    if d.label_source not in ("none", "folders"):
+    if d.label_source not in CHOICES["data.label_source"]:
         raise ConfigError(f"'data.label_source' must be 'none' or 'folders', got {d.label_source!r}")
-    if d.mel_bands < 0 or m.mel_channels < 0 or m.mel_hop < 0 or m.cond_channels <= 0:
-        raise ConfigError("data.mel_bands, model.mel_channels and model.mel_hop must be >= 0, model.cond_channels > 0")
     if d.mel_hop <= 0 or d.mel_n_fft < d.mel_hop:
         raise ConfigError(f"'data.mel_n_fft' ({d.mel_n_fft}) must be >= 'data.mel_hop' ({d.mel_hop}) > 0")
     if d.mel_fmin < 0 or (d.mel_fmax and d.mel_fmax <= d.mel_fmin) or d.mel_fmax > d.sample_rate / 2:
@@ -313,12 +282,6 @@ def validate(config: Config) -> None:
         raise ConfigError(f"'model.init' must be one of {', '.join(INITS)}, got {m.init!r}")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"'train.precision' must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
-    if t.sample_every < 0:
-        raise ConfigError(f"'train.sample_every' must be >= 0 (0 = no samples), got {t.sample_every}")
-    if not 0.0 < t.sample_seconds <= 60.0:
-        raise ConfigError(f"'train.sample_seconds' must be in (0, 60], got {t.sample_seconds}")
-    if not 0.0 <= t.min_lr_ratio <= 1.0:
-        raise ConfigError(f"'train.min_lr_ratio' must be in [0, 1], got {t.min_lr_ratio}")
 
 
 def to_toml(config: Config) -> str:

@@ -1,6 +1,6 @@
-# Two commands set up everything on a fresh machine (Python >= 3.11 with venv and pip):
-#   make demo   install into .venv, then prepare → train → synth on the built-in dataset
-#   make test   install into .venv, then lint (ruff), check types (mypy) and run the whole test suite
+# On a fresh machine (Python >= 3.11 with venv and pip):
+#   make demo   the set-up: install into .venv, then prepare → train → synth on the built-in dataset
+#   make test   for developers: install into .venv, then lint (ruff), check types (mypy) and run the whole test suite
 # make test-fast runs the tests that answer in seconds (no real command line, no training runs).
 # make native-check, after changing the native engine's C++: builds it with ASan + UBSan and holds
 # it to the Python references (a minute for the first build, then seconds).

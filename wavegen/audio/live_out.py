@@ -134,7 +134,7 @@ def load_sounddevice() -> Any:
         import sounddevice
     except ImportError:
         raise PlayerUnavailable(
-            "playing needs the sounddevice package: pip install sounddevice (or the wavegen[live] extra), "
+            "playing needs the sounddevice package: pip install sounddevice (in a checkout: pip install -e '.[live]'), "
             "or pipe --out - into a player (| aplay, | ffplay -nodisp -)"
         ) from None
     except OSError as exc:  # the package is there, PortAudio's library is not

@@ -5,7 +5,7 @@ and periodic samples. Rank 0 alone writes them.
                                 step's scalars (bits/train, bits/validation, lr, grad_norm,
                                 samples_per_s, skipped_steps) and each periodic sample's audio.
                                 Only when tensorboard is installed (``pip install
-                                'wavegen[tensorboard]'``); training says once when it is not.
+                                tensorboard``); training says once when it is not.
     RUN/samples/stepN.wav       every ``train.sample_every`` steps, ``train.sample_seconds`` of
                                 audio from the weights validation uses, with .png and .json
                                 beside it (``artifacts``; kind "train")
@@ -15,7 +15,7 @@ and periodic samples. Rank 0 alone writes them.
 A sample is one stream, from silence, seed ``train.seed``, temperature 1, generated on the CPU
 with the native engine when it builds (``choice.choose`` without a trial, else the torch engine):
 about 1 s for 1 s of audio with the default recipe's shape on one core (21,000 samples/s,
-README "CPU: the native engine"), ~11 s with the torch fallback. At the default recipe's
+docs/measurements.md#cpu-the-native-engine), ~11 s with the torch fallback. At the default recipe's
 2,000-step interval that is about 1 % of a run on one H200 (2,000 steps of batch 8 × 8000 at
 the measured 1.45 million samples/s take about 90 s) and far less on a CPU, where 2,000 steps
 take hours. A labelled model generates its
@@ -41,7 +41,7 @@ from ..generate.engines import generate
 from ..generate.request import GenerationRequest
 from ..generate.streams import make_conditioning
 
-TENSORBOARD_HINT = "pip install 'wavegen[tensorboard]'"
+TENSORBOARD_HINT = "pip install tensorboard"  # the tensorboard extra holds just this, whatever the install
 
 
 SCALARS = {  # log.csv column → TensorBoard tag

@@ -94,6 +94,7 @@ def train(
     steps: int | None = None,
     overrides: Sequence[str] = (),
     *,
+    init_from: str | Path | None = None,
     device: str = "auto",
     log: Log | None = None,
     progress: bool = False,
@@ -104,7 +105,9 @@ def train(
     The settings: ``config`` or ``recipe`` (not both; default: the ``default`` recipe, or the
     run's own when it resumes), then ``overrides`` (``"train.lr=3e-4"`` strings, as ``--set``),
     then ``steps`` (train until this step). ``run`` defaults to ``runs/RECIPE`` (``runs/custom``
-    with a config). ``device``: ``auto``, ``cpu`` or ``cuda``. Returns a ``TrainResult`` (step
+    with a config). ``init_from``: a new run starts from the weights and model settings of a run,
+    checkpoint or exported folder (data and training settings: the recipe's, else its run's).
+    ``device``: ``auto``, ``cpu`` or ``cuda``. Returns a ``TrainResult`` (step
     reached, training and validation bits per sample, seconds). Raises ``ConfigError`` for bad
     settings or a change a trained run refuses, ``DataError`` for missing prepared data,
     ``OutOfMemory``, ``TrainingDiverged``; Ctrl-C saves the run and raises ``TrainingInterrupted``.
@@ -124,7 +127,7 @@ def train(
 
     log = log or _silent
     base = checked(config) if config is not None else recipe
-    resolved = resolve_config(run, Path(data), base, list(overrides), steps, log=log)
+    resolved = resolve_config(run, Path(data), base, list(overrides), steps, log=log, init_from=init_from)
     return run_train(
         resolved.config,
         Path(data),
@@ -136,6 +139,7 @@ def train(
         checkpoint=resolved.checkpoint,
         config_file_current=resolved.config_file_current,
         data=resolved.data,
+        init=resolved.init,
     )
 
 
@@ -172,9 +176,9 @@ class Model:
 
     @classmethod
     def load(cls, source: str | Path | None = None) -> "Model":
-        """The model in ``source``: a checkpoint file (``RUN/checkpoints/best.pt``), or a run
-        folder, whose best checkpoint (lowest validation loss) is used, else its latest, as
-        ``wavegen synth`` picks; None: the newest run under ``runs/``. Raises
+        """The model in ``source``: a checkpoint file (``RUN/checkpoints/best.pt``), an exported
+        folder (``wavegen export``), or a run folder, whose best checkpoint (lowest validation loss)
+        is used, else its latest, as ``wavegen synth`` picks; None: the newest run. Raises
         ``CheckpointError`` when there is no readable checkpoint there."""
         from .runs import pick_checkpoint
         from .synthesis.synth import load_checkpoint
@@ -288,8 +292,8 @@ def _engine_cache():  # (imported on first use: ``import wavegen`` stays light)
 
 
 def load(source: str | Path | None = None) -> Model:
-    """``Model.load(source)``: a checkpoint file, a run folder (its best checkpoint, else its
-    latest) or None (the newest run under ``runs/``)."""
+    """``Model.load(source)``: a checkpoint file, an exported folder, a run folder (its best
+    checkpoint, else its latest) or None (the newest run under ``runs/``)."""
     return Model.load(source)
 
 

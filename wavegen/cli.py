@@ -16,6 +16,7 @@ from .commands.common import one_line
 from .commands.config import config
 from .commands.demo import demo
 from .commands.eval import evaluate_command
+from .commands.export import export
 from .commands.info import info
 from .commands.prepare import prepare
 from .commands.report import report
@@ -71,6 +72,7 @@ def main() -> None:
       wavegen vocode speech.wav     resynthesise a recording with a vocoder (mel) model
       wavegen eval                  validation bits/sample (and resynthesis distance)
       wavegen report                an HTML page of the newest run and its samples
+      wavegen export RUN OUT/       a model folder to share or start from
     """
     from .noise import quiet_libraries
 
@@ -84,6 +86,7 @@ main.add_command(vocode)
 main.add_command(evaluate_command)
 main.add_command(info)
 main.add_command(report)
+main.add_command(export)
 main.add_command(demo)
 main.add_command(bench)
 main.add_command(config)

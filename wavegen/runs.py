@@ -1,5 +1,6 @@
 """A run folder's rules: where its checkpoints are, which one generates (``pick_checkpoint``),
-``RUN/log.csv``, and what a killed run leaves behind.
+``RUN/log.csv``, and what a killed run leaves behind. Wherever a checkpoint is taken, an exported
+model folder (``wavegen export``: ``MODEL_WEIGHTS`` and ``MODEL_CONFIG``) is taken too.
 
 ``log.csv`` has one row per logged step (``LOG_FIELDS``); it is what ``wavegen report`` reads
 and the complete record of a run (TensorBoard is a view of it). A run resumed after a kill
@@ -17,6 +18,7 @@ from pathlib import Path
 from .errors import CheckpointError, ConfigError, WriteError
 from .files import atomic_write_text, reason
 
+MODEL_WEIGHTS, MODEL_CONFIG, MODEL_CARD = "model.safetensors", "config.json", "README.md"  # an exported model
 LOG_FIELDS = ["step", "train_bits", "val_bits", "lr", "grad_norm", "samples_per_s", "elapsed_s", "skipped"]
 
 
@@ -92,20 +94,35 @@ def checkpoint_paths(run: Path) -> dict[str, Path]:
     return {"latest": run / "checkpoints" / "latest.pt", "best": run / "checkpoints" / "best.pt"}
 
 
+def is_model_folder(path: Path) -> bool:
+    """Whether ``path`` is an exported model folder (it holds ``MODEL_WEIGHTS``)."""
+    return (Path(path) / MODEL_WEIGHTS).is_file()
+
+
+def model_name(checkpoint: Path) -> str:
+    """What a model is called in output names: an exported folder's own name, else the run's
+    (``RUN/checkpoints/best.pt``); "model" when neither has one."""
+    where = Path(checkpoint).resolve()
+    return (where.name if is_model_folder(where) else where.parent.parent.name) or "model"
+
+
 def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
     """``--checkpoint`` as given; else the run's best checkpoint (lowest validation loss), or
-    its latest when it has no validation data; the run defaults to the newest under ``runs/``."""
+    its latest when it has no validation data; the run defaults to the newest under ``runs/``.
+    An exported model folder, given as either, is returned as it is."""
     if checkpoint is not None and run is not None:  # one of them would be ignored
         raise ConfigError(f"--run {run} and --checkpoint {checkpoint}: give one of them")
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
-        if checkpoint.is_dir():
+        if checkpoint.is_dir() and not is_model_folder(checkpoint):
             raise CheckpointError(
-                f"{checkpoint}: --checkpoint is a folder; give a checkpoint file "
-                f"(RUN/checkpoints/best.pt), or the run folder with --run"
+                f"{checkpoint}: --checkpoint is a folder without {MODEL_WEIGHTS}; give a checkpoint file "
+                f"(RUN/checkpoints/best.pt), an exported model folder, or the run folder with --run"
             )
         return checkpoint
     run = Path(run) if run is not None else newest_run()
+    if is_model_folder(run):
+        return run
     if run.exists() and not run.is_dir():
         raise CheckpointError(
             f"{run}: --run is a file, not a run folder"

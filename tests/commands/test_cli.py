@@ -133,6 +133,36 @@ def test_synth_engines_and_the_fallback_without_a_compiler(workdir):
             one_line_error(refused, f"the {engine} engine needs a CUDA device")
 
 
+def test_export_a_run_then_synth_info_and_train_from_the_folder(workdir):
+    wavegen("prepare", "dataset", "--recipe", "tiny", cwd=workdir)
+    wavegen("train", "--recipe", "tiny", "--steps", "4", "--set", "train.val_every=2", "--quiet", cwd=workdir)
+    said = wavegen("export", "runs/tiny", "shared/tones", cwd=workdir).stderr
+    assert "exported runs/tiny/checkpoints/best.pt (step 4, moving average weights) to shared/tones: " in said
+    assert sorted(p.name for p in (workdir / "shared" / "tones").iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    short = ["--seconds", "0.05", "--seed", "7", "--engine", "torch", "--quiet"]
+    wavegen("synth", "--checkpoint", "shared/tones/", *short, "--out", "from-folder", cwd=workdir)
+    wavegen("synth", "--run", "runs/tiny", *short, "--out", "from-run", cwd=workdir)
+    (ours,), (theirs,) = ((workdir / d).glob("*.wav") for d in ("from-folder", "from-run"))
+    assert ours.name == "tones-step4-seed7.wav" and theirs.name == "tiny-step4-seed7.wav"
+    assert sf.read(ours)[0].tolist() == sf.read(theirs)[0].tolist()  # the same model, the same audio
+    facts = json.loads(wavegen("info", "--checkpoint", "shared/tones", "--json", cwd=workdir).stdout)
+    assert facts["step"] == 4 and facts["receptive_field_samples"] == 129
+    started = wavegen("train", "--init-from", "shared/tones", "--run", "runs/again", "--steps", "2", cwd=workdir)
+    assert "starting from the weights of shared/tones (trained to step 4)" in started.stderr
+    assert "steps 0..2" in started.stderr
+    one_line_error(
+        wavegen("train", "--init-from", "shared/tones", "--run", "runs/again", cwd=workdir, ok=False),
+        "runs/again has a checkpoint and resumes from it",
+    )
+    one_line_error(
+        wavegen("export", "runs/tiny", "dataset", cwd=workdir, ok=False), "dataset: not empty and not an earlier export"
+    )
+
+
 def test_import_and_help_stay_light(tmp_path):
     """Neither ``import wavegen`` nor ``wavegen --help`` loads torch or builds the native engine."""
     code = (

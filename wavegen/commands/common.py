@@ -20,7 +20,11 @@ EXIT_SKIPPED = 3  # prepare: data was prepared, but some files were skipped (eac
 
 RUN_OR_CHECKPOINT = [
     click.option("--run", "run", type=click.Path(path_type=Path), help="Run folder (default: newest under runs/)."),
-    click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint file instead of a run."),
+    click.option(
+        "--checkpoint",
+        type=click.Path(path_type=Path),
+        help="A checkpoint file, or a folder `wavegen export` wrote, instead of a run.",
+    ),
 ]
 
 

@@ -29,6 +29,13 @@ from .common import QUIET, command_line, friendly_errors, log
     type=click.IntRange(min=1),
     help="Train until this step, as --set train.steps=N (default: the recipe's or the run's).",
 )
+@click.option(
+    "--init-from",
+    type=click.Path(path_type=Path),
+    metavar="RUN|CHECKPOINT|FOLDER",
+    help="Start a new run from this model's weights and model settings (fresh optimizer, schedule, step 0); "
+    "data and training settings from --recipe, else from that model's run.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option(
     "--nproc",
@@ -38,7 +45,7 @@ from .common import QUIET, command_line, friendly_errors, log
 )
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
-def train(data, run, recipe, overrides, steps, device, nproc, quiet):
+def train(data, run, recipe, overrides, steps, init_from, device, nproc, quiet):
     """Train a model on prepared data, or resume the run if it has a checkpoint.
 
     Under torchrun (``torchrun --nproc-per-node N -m wavegen train ...``) every process runs this
@@ -57,7 +64,8 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
 
     launching = nproc is not None and nproc > 1
     speaks = not launching and distributed.from_env()[1] == 0  # what the config says, once: by rank 0
-    resolved = resolve_config(run, data, recipe, list(overrides), steps, log=log if speaks else lambda _: None)
+    said = log if speaks else lambda _: None
+    resolved = resolve_config(run, data, recipe, list(overrides), steps, log=said, init_from=init_from)
     if launching:  # this command again, in nproc processes under torchrun (each resolves the config)
         # every option as given, from train's own parameters (--run as --run-dir, torchrun's --run
         # being its --run-path), with the run folder resolved and no --nproc
@@ -77,6 +85,7 @@ def train(data, run, recipe, overrides, steps, device, nproc, quiet):
             checkpoint=resolved.checkpoint,
             config_file_current=resolved.config_file_current,
             data=resolved.data,
+            init=resolved.init,
         )
     finally:
         world.close()

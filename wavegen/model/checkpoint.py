@@ -3,7 +3,8 @@
 A checkpoint is a dict of tensors and plain Python values (no classes), saved with ``torch.save``
 and loaded with ``weights_only=True``, which refuses to unpickle anything else: opening a
 checkpoint from a stranger cannot run code. It carries the resolved config, so ``synth`` and
-``info`` need nothing but the file.
+``info`` need nothing but the file. An exported model folder (``exported``) reads as a checkpoint
+too (``read``, ``load_model``), its weights checked against its config.json.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch
 from ..config import LEGACY_MODEL, LEGACY_TRAIN, Config, validate
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_open
+from ..runs import MODEL_CONFIG, MODEL_WEIGHTS
+from .exported import check_shapes, read_folder
 from .network import WaveNet
 
 FORMAT = "wavegen-checkpoint"
@@ -94,29 +97,39 @@ class Loaded(NamedTuple):
 
 
 def read(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """``load`` and ``config_of`` in one: the payload and its checked config. Raises
-    ``CheckpointError`` for an unreadable file or a bad config."""
+    """``load`` and ``config_of`` in one: the payload and its checked config; ``path`` may be an
+    exported model folder (``exported.read_folder``, on the CPU). Raises ``CheckpointError`` for
+    an unreadable file or a bad config."""
+    if Path(path).is_dir():
+        payload = read_folder(path)
+        return Checkpoint(payload, config_of(payload, Path(path) / MODEL_CONFIG))
     payload = load(path, map_location)
     return Checkpoint(payload, config_of(payload, path))
 
 
 def load_model(path: Path, map_location: str | torch.device = "cpu") -> Loaded:
-    """Rebuild the model from a checkpoint alone (its config gives the shape), with the moving
-    average of its weights when the run kept one (``train.ema``); the model is in eval mode.
-    Raises ``CheckpointError`` for an unreadable file, a bad config or weights that do not fit."""
+    """Rebuild the model from a checkpoint (or an exported model folder) alone (its config gives
+    the shape), with the moving average of its weights when the run kept one (``train.ema``); the
+    model is in eval mode. Raises ``CheckpointError`` for an unreadable file, a bad config or
+    weights that do not fit (naming the first tensor that does not)."""
     payload, config = read(path, map_location)
     model = WaveNet(config.model)
+    folder = Path(path).is_dir()
+    where = f"{Path(path) / MODEL_WEIGHTS} (checked against {MODEL_CONFIG})" if folder else str(path)
     try:
-        model.load_state_dict(payload["ema"] if "ema" in payload else payload["model"])
-    except (KeyError, RuntimeError) as exc:
+        state = payload["ema"] if "ema" in payload else payload["model"]
+        check_shapes(state, model.state_dict(), where)
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError, AttributeError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit the model shape in its config ({reason})") from None
     return Loaded(model.eval(), payload, config)
 
 
-def describe_checkpoint(path: Path) -> dict:
-    """What ``wavegen info`` shows: config, size, receptive field, training state."""
-    model, payload, _ = load_model(path)
+def describe_checkpoint(path: Path, loaded: Loaded | None = None) -> dict:
+    """What ``wavegen info`` shows: config, size, receptive field, training state (``loaded``:
+    the checkpoint at ``path``, when the caller read it already)."""
+    model, payload, _ = loaded if loaded is not None else load_model(path)
     config = payload["config"]  # as saved: what `info` shows
     rate = config["data"]["sample_rate"]
     rf = model.receptive_field
@@ -131,5 +144,6 @@ def describe_checkpoint(path: Path) -> dict:
         "labels": list(model.config.labels),
         "weights": f"moving average (train.ema = {config['train'].get('ema')})" if "ema" in payload else "trained",
         "mel_context_frames": list(model.mel_context),
+        **({"init_from": payload["init_from"]} if payload.get("init_from") else {}),
         "config": config,
     }

@@ -17,6 +17,7 @@ from ..model import checkpoint as ckpt
 from ..model.network import WaveNet
 from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
 from ..run_config import check_unedited
+from ..runs import model_name
 
 
 @dataclass
@@ -63,7 +64,7 @@ def synthesize(
     request = as_request(request, asked)  # refused here, before the (long) generation
     writable_folder(out)
     model, payload, config, step = load_checkpoint(checkpoint)
-    run_name = safe_name(Path(checkpoint).resolve().parent.parent.name or "model")
+    run_name = safe_name(model_name(checkpoint))
     made = generate_streams(model, config.data.sample_rate, str(checkpoint), request, log, progress, step)
     names, rate, n = made.labels, made.sample_rate, len(made.seeds)
     # Labels come from the data or the checkpoint: made safe and distinct as the model's whole

@@ -28,6 +28,7 @@ from ..model import checkpoint as ckpt
 from ..model.network import WaveNet
 from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
 from ..run_config import check_unedited
+from ..runs import model_name
 from .synth import step_of
 
 
@@ -77,7 +78,7 @@ def vocode(
     result = resynthesize(model, features, [len(a) for a in audios], request, names, log, progress)
     record = SampleRecord(
         kind="vocode",
-        run=safe_name(Path(checkpoint).resolve().parent.parent.name or "model"),
+        run=safe_name(model_name(checkpoint)),
         checkpoint=str(checkpoint),
         step=step,
         weights="moving average" if "ema" in payload else "trained",

@@ -50,6 +50,7 @@ from ..run_config import CONFIG_FILE, Change, read_run_file, says
 from ..runs import append_row, checkpoint_paths, clear_leftovers, resume_log
 from . import monitor
 from .distributed import World
+from .init_from import Source, start_from
 from .schedule import VALIDATION_KEYS, describe_schedule
 from .settings import fit_to_data
 from .signals import stop_requests
@@ -75,21 +76,25 @@ def train(
     checkpoint: ckpt.Checkpoint | None = None,
     config_file_current: bool | None = None,
     data: PreparedData | None = None,
+    init: Source | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in ``run`` on the prepared data in ``data_dir``.
 
     ``config``: as ``settings.resolve_config`` returns it (a recipe's is fitted to the data here as
     it would be). ``world``: this process's place in a distributed run (``distributed.start``; its
     device replaces ``device``). Every process calls ``train``; rank 0 alone logs and writes
-    files. ``changes``, ``checkpoint``, ``config_file_current``, ``data``: what ``resolve_config``
+    files. ``changes``, ``checkpoint``, ``config_file_current``, ``data``, ``init``: what ``resolve_config``
     changed in a resumed run's settings, the checkpoint it read, whether RUN/config.toml says the
-    config (None: found out here) and the prepared data it opened (None: opened here). A run already at ``train.steps`` trains nothing and says how to go on.
+    config (None: found out here), the prepared data it opened (None: opened here) and the model a
+    new run starts from (``--init-from``). A run already at ``train.steps`` trains nothing and says how to go on.
     """
     world = world or World(device=resolve_device(device))
     if not world.is_main:
         log, progress = _quiet, False
     run = Path(run)
     trainer, payload = _open(config, data or PreparedData(Path(data_dir)), run, world, log, checkpoint)
+    if init is not None and payload is None:  # a new run from a model's weights (--init-from)
+        start_from(trainer, init)
     if payload is not None:
         _say_resumed(trainer, payload, changes, log)
         if trainer.step >= trainer.config.train.steps:
@@ -385,18 +390,8 @@ def _log_row(trainer: Trainer, figures: Figures, rate: float, val: float | None,
             "skipped": figures.skipped,
         },
     )
-    monitor.log_scalars(
-        board,
-        step,
-        {
-            "train_bits": figures.bits,
-            "val_bits": val,
-            "lr": lr,
-            "grad_norm": figures.norm,
-            "samples_per_s": rate,
-            "skipped": figures.skipped,
-        },
-    )
+    scalars = {"train_bits": figures.bits, "val_bits": val, "lr": lr, "grad_norm": figures.norm}  # (unrounded)
+    monitor.log_scalars(board, step, scalars | {"samples_per_s": rate, "skipped": figures.skipped})
     postfix: dict[str, str | int] = {"bits": f"{state.recent:.3f}"} if state.recent is not None else {}  # (none yet)
     postfix["samples/s"] = f"{rate:,.0f}"
     if trainer.val_history:

@@ -31,6 +31,7 @@ from ..run_config import (
     with_edits,
 )
 from ..runs import checkpoint_paths
+from . import init_from as start
 
 
 def _quiet(message: str) -> None:
@@ -61,6 +62,7 @@ class Resolved(NamedTuple):
     checkpoint: ckpt.Checkpoint | None
     config_file_current: bool
     data: PreparedData | None = None
+    init: start.Source | None = None  # the model a new run starts from (--init-from)
 
 
 def _recipe(recipe: str | Config | None) -> Config:
@@ -80,6 +82,7 @@ def resolve_config(
     overrides: list[str],
     steps: int | None,
     log: Callable[[str], None] = _quiet,
+    init_from: str | Path | None = None,
 ) -> Resolved:
     """The config a ``train`` call will use, whether it resumes an existing run, and what it
     changes in that run's settings (``run_config``: edits to RUN/config.toml, ``--set``,
@@ -88,15 +91,18 @@ def resolve_config(
     A new run starts from the recipe (``default`` if none), or from the config.toml of an attempt
     that saved no checkpoint when no recipe is given; an existing run from its checkpoint's
     config with the user's edits to its config.toml. Last, the config is fitted to the prepared
-    data in ``data_dir`` (``fit_to_data``). Raises ``ConfigError`` (and ``DataError`` for data
-    that is missing or unreadable) with one line.
+    data in ``data_dir`` (``fit_to_data``); ``init_from``: a new run's model (``init_from``).
+    Raises ``ConfigError`` (and ``DataError`` for data that is missing or unreadable) with one line.
     """
     latest = checkpoint_paths(run)["latest"]
     saved_file = Path(run) / CONFIG_FILE
     resuming = latest.is_file()
     stages: list[list[Change]] = []
-    checkpoint, raw = None, None  # raw: RUN/config.toml as read (once)
-    if resuming:
+    checkpoint, raw, init = None, None, None  # raw: RUN/config.toml as read (once)
+    if init_from is not None:  # a new run from a model's weights and settings
+        init = start.read_source(Path(init_from), run, resuming)
+        config = start.base_config(init, None if recipe is None else _recipe(recipe), _what(recipe), log)
+    elif resuming:
         checkpoint = ckpt.read(latest)
         if recipe is not None:
             _check_recipe(run, recipe, checkpoint.config, log)
@@ -111,32 +117,41 @@ def resolve_config(
     else:
         config = _recipe(recipe)
         if saved_file.is_file():
-            what = "the given config" if isinstance(recipe, Config) else f"recipe '{recipe}'"
-            log(f"replacing {saved_file} (of an attempt that saved no checkpoint) with {what}")
+            log(f"replacing {saved_file} (of an attempt that saved no checkpoint) with {_what(recipe)}")
     for source, items in (("--set", overrides), ("--steps", [] if steps is None else [f"train.steps={steps}"])):
         before = Config.from_dict(config.to_dict())
         apply_overrides(config, items)
         stages.append(changes(before, config, source))
     found = merge_changes(stages)
     if checkpoint is not None:
-        refuse_fixed(found, run)
-        if config.train.steps < int(checkpoint.payload.get("step", 0)):  # it would train nothing, silently
-            raise ConfigError(
-                f"{run}: already trained to step {checkpoint.payload.get('step')}; --steps {config.train.steps} "
-                "is behind it: give a larger --steps to train on, or --run NEW_DIR to start again"
-            )
+        _check_resumed(run, checkpoint, found, config)
     data = PreparedData(data_dir)
+    if init is not None:
+        start.check(init, config, data, Path(data_dir), log)
     config = fit_to_data(config, data, Path(data_dir), run, resuming, log)
     if raw is None and saved_file.is_file():  # a new run's recipe: the old file is kept if it says the same
         raw = read_run_file(run)
-    return Resolved(config, resuming, found if resuming else [], checkpoint, says(raw, run, config), data)
+    return Resolved(config, resuming, found if resuming else [], checkpoint, says(raw, run, config), data, init)
+
+
+def _check_resumed(run: Path, checkpoint: ckpt.Checkpoint, found: list[Change], config: Config) -> None:
+    """Refuse a resumed run's change to a fixed setting, and a --steps behind its step."""
+    refuse_fixed(found, run)
+    if config.train.steps < int(checkpoint.payload.get("step", 0)):  # it would train nothing, silently
+        raise ConfigError(
+            f"{run}: already trained to step {checkpoint.payload.get('step')}; --steps {config.train.steps} "
+            "is behind it: give a larger --steps to train on, or --run NEW_DIR to start again"
+        )
+
+
+def _what(recipe: str | Config | None) -> str:
+    return "the given config" if isinstance(recipe, Config) else f"recipe '{recipe}'"
 
 
 def _check_recipe(run: Path, recipe: str | Config, saved: Config, log: Callable[[str], None]) -> None:
     """``--recipe`` given for an existing run: its model shape must be the run's; its other
     settings do not apply (the run's own do), which is said rather than done silently."""
-    wanted = _recipe(recipe)
-    what = "the given config" if isinstance(recipe, Config) else f"recipe '{recipe}'"
+    wanted, what = _recipe(recipe), _what(recipe)
     shape = {k: getattr(saved.model, k) for k in SHAPE_KEYS}
     if {k: getattr(wanted.model, k) for k in SHAPE_KEYS} != shape:
         raise ConfigError(

@@ -16,13 +16,7 @@ from ..audio.mulaw import decode, encode
 from ..config import Config
 from ..data.prepared import PreparedData
 from ..data.windows import Batch, WindowSampler
-from ..errors import (
-    CheckpointError,
-    OutOfMemory,
-    TrainingDiverged,
-    WavegenError,
-    WriteError,
-)
+from ..errors import CheckpointError, OutOfMemory, TrainingDiverged, WavegenError, WriteError
 from ..model import checkpoint as ckpt
 from ..model.loss import bits
 from ..model.network import WaveNet
@@ -125,6 +119,7 @@ class Trainer:
         # The moving average of the weights: what validation, best.pt and synth use (which only
         # rank 0 runs and writes).
         self.ema = MovingAverage(self.model, t.ema) if t.ema > 0 and self.world.is_main else None
+        self.init_from: str | None = None  # the model a new run started from (--init-from), kept in its checkpoints
 
     def _validation_batches(self) -> list[Batch]:
         """A fixed set of validation windows, so successive validations are comparable."""
@@ -152,6 +147,7 @@ class Trainer:
             "skipped_steps": self.skipped,
             "schedule": list(self.schedule) if self.schedule is not None else None,
             **({"ema": self.ema.module.state_dict(), "ema_updates": self.ema.count} if self.ema is not None else {}),
+            **({"init_from": self.init_from} if self.init_from else {}),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "noise": self.noise.get_state(),
@@ -167,6 +163,7 @@ class Trainer:
             keep_fused(self.optimizer)
             self.step = int(payload["step"])
             self.best_val = payload["best_val_bits"]
+            self.init_from = payload.get("init_from")
             self.val_history = [tuple(v) for v in payload["val_history"]]
             self.stats.set_counts(int(payload.get("skipped_steps", 0)))
             self._continue_schedule(payload, saved)

@@ -27,6 +27,7 @@ FOUNDATIONS = {
     "limits",
     "progress",
     "noise",
+    "pretrained",
     "run_config",
     "config_ranges",
     "config_reference",

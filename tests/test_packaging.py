@@ -90,6 +90,8 @@ def test_the_wheel_carries_recipes_license_and_native_source(dist):
     assert "wavegen/generate/native/wavenet.cpp" in names and "wavegen/generate/native/__init__.py" in names
     assert {f"wavegen/recipes/{p.name}" for p in (ROOT / "recipes").glob("*.toml")} <= set(names)
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    shipped = {f"wavegen/shipped/{p.parent.name}/{p.name}" for p in (ROOT / "wavegen" / "shipped").glob("*/*")}
+    assert shipped and shipped <= set(names)  # the models that ship, by name
 
 
 def test_the_installed_wheel_runs_every_step_outside_the_checkout(dist, tmp_path):

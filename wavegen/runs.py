@@ -17,6 +17,8 @@ from pathlib import Path
 
 from .errors import CheckpointError, ConfigError, WriteError
 from .files import atomic_write_text, reason
+from .pretrained import find as shipped_model
+from .pretrained import is_name as is_shipped
 
 MODEL_WEIGHTS, MODEL_CONFIG, MODEL_CARD = "model.safetensors", "config.json", "README.md"  # an exported model
 LOG_FIELDS = ["step", "train_bits", "val_bits", "lr", "grad_norm", "samples_per_s", "elapsed_s", "skipped"]
@@ -109,7 +111,8 @@ def model_name(checkpoint: Path) -> str:
 def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
     """``--checkpoint`` as given; else the run's best checkpoint (lowest validation loss), or
     its latest when it has no validation data; the run defaults to the newest under ``runs/``.
-    An exported model folder, given as either, is returned as it is."""
+    An exported model folder, given as either, is returned as it is; a run that is the name of a
+    shipped model (``pretrained``) and no path is that model's folder."""
     if checkpoint is not None and run is not None:  # one of them would be ignored
         raise ConfigError(f"--run {run} and --checkpoint {checkpoint}: give one of them")
     if checkpoint is not None:
@@ -120,6 +123,8 @@ def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> 
                 f"(RUN/checkpoints/best.pt), an exported model folder, or the run folder with --run"
             )
         return checkpoint
+    if run is not None and is_shipped(run):  # a model that ships with wavegen
+        return shipped_model(str(run))
     run = Path(run) if run is not None else newest_run()
     if is_model_folder(run):
         return run

@@ -75,7 +75,8 @@ def generation_memory(what: str) -> Iterator[None]:
     try:
         yield
     except (MemoryError, torch.OutOfMemoryError) as exc:
-        raise OutOfMemory(f"ran out of memory generating {what} ({type(exc).__name__}); {LESS}") from None
+        where = "GPU memory" if isinstance(exc, torch.OutOfMemoryError) else "memory"
+        raise OutOfMemory(f"ran out of {where} generating {what}; {LESS}") from None
     except RuntimeError as exc:  # a failed CPU allocation
         if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
             raise

@@ -81,15 +81,45 @@ def clear_leftovers(run: Path) -> list[Path]:
 
 def newest_run(runs: Path = Path("runs")) -> Path:
     """The run under ``runs/`` whose latest checkpoint was written most recently."""
-    candidates = [p.parent.parent for p in Path(runs).glob("*/checkpoints/latest.pt")]
+    candidates = runs_in(Path(runs))
     if not candidates:
         raise CheckpointError(f"{runs}: no trained runs found (run `wavegen train` first, or pass --run/--checkpoint)")
-    return max(candidates, key=lambda run: checkpoint_paths(run)["latest"].stat().st_mtime)
+    return candidates[0]
+
+
+def runs_in(folder: Path) -> list[Path]:
+    """The runs directly under ``folder`` that have a latest checkpoint, newest first."""
+    found = [p.parent.parent for p in Path(folder).glob("*/checkpoints/latest.pt")]
+    return sorted(found, key=lambda run: checkpoint_paths(run)["latest"].stat().st_mtime, reverse=True)
 
 
 def checkpoint_paths(run: Path) -> dict[str, Path]:
     """Where a run keeps its checkpoints: ``latest`` (the resume point) and ``best``."""
     return {"latest": run / "checkpoints" / "latest.pt", "best": run / "checkpoints" / "best.pt"}
+
+
+def run_folder(run: Path) -> Path:
+    """``run`` (a ``--run`` as given) when it is a run folder: one with ``checkpoints/`` or
+    ``config.toml``. Otherwise a ``CheckpointError`` in the words every command shares: no such
+    run folder, a file (a checkpoint file is pointed to ``--checkpoint``), a folder of runs
+    (its runs named, newest first), or a folder that is not a run."""
+    run = Path(run)
+    if not run.exists():
+        raise CheckpointError(f"{run}: no such run folder (train one: wavegen train --run {run})")
+    if not run.is_dir():
+        raise CheckpointError(
+            f"{run}: --run is a file, not a run folder"
+            + ("; give a checkpoint file with --checkpoint" if run.suffix == ".pt" else "")
+        )
+    if (run / "checkpoints").is_dir() or (run / "config.toml").is_file():
+        return run
+    inside = runs_in(run)
+    if inside:
+        names = ", ".join(str(r) for r in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
+        raise CheckpointError(f"{run}: a folder of runs, not a run; give one with --run (newest first): {names}")
+    raise CheckpointError(
+        f"{run}: not a run folder (no checkpoints/ or config.toml; train one: wavegen train --run {run})"
+    )
 
 
 def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
@@ -101,18 +131,13 @@ def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> 
         checkpoint = Path(checkpoint)
         if checkpoint.is_dir():
             raise CheckpointError(
-                f"{checkpoint}: --checkpoint is a folder; give a checkpoint file "
+                f"{checkpoint}: --checkpoint is a folder, not a file; give a checkpoint file "
                 f"(RUN/checkpoints/best.pt), or the run folder with --run"
             )
         return checkpoint
-    run = Path(run) if run is not None else newest_run()
-    if run.exists() and not run.is_dir():
-        raise CheckpointError(
-            f"{run}: --run is a file, not a run folder"
-            + ("; give a checkpoint file with --checkpoint" if run.suffix == ".pt" else "")
-        )
+    run = run_folder(run) if run is not None else newest_run()
     paths = checkpoint_paths(run)
     for which in ("best", "latest"):
         if paths[which].is_file():
             return paths[which]
-    raise CheckpointError(f"{run}: no checkpoints in {run / 'checkpoints'} (train it first)")
+    raise CheckpointError(f"{run}: no checkpoints in {run / 'checkpoints'} (train it first: wavegen train --run {run})")

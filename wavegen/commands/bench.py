@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from .common import PRECISIONS, QUIET, friendly_errors, log, options
+from ..limits import MAX_SECONDS
+from .common import DEVICE, PRECISIONS, QUIET, friendly_errors, log, options, usage_errors
 
 MANY = functools.partial(click.option, multiple=True)  # a repeatable option: a tuple of its values
 POSITIVE = click.IntRange(min=1)
@@ -25,7 +26,7 @@ SHARED = [
         metavar="KEY=VALUE",
         help="Change the shape, e.g. model.cycles=2 (train and learn: also train.* settings).",
     ),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True),
+    DEVICE,
     click.option("--threads", type=POSITIVE, help="CPU threads (default: every core available)."),
     click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table."),
     click.option("-q", "--quiet", is_flag=True, help=QUIET),
@@ -113,7 +114,11 @@ def bench() -> None:
 )
 @MANY("--batch", "batches", type=POSITIVE, help="Streams at once (repeatable; default: 1 and 32).")
 @click.option(
-    "--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement."
+    "--seconds",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help=f"Wall time per measurement, at most {MAX_SECONDS:g} s.",
 )
 @click.option(
     "--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median)."
@@ -130,9 +135,10 @@ def sample(recipe, overrides, device, threads, as_json, quiet, engines, precisio
     it is measured."""
     from ..limits import check_seconds, check_streams
 
-    check_seconds(seconds, beyond="wall time per measurement")
-    for batch in batches:
-        check_streams(batch, "--batch", "measure smaller batches")
+    with usage_errors():
+        check_seconds(seconds, beyond="wall time per measurement")
+        for batch in batches:
+            check_streams(batch, "--batch", "measure smaller batches")
     config, dev, bar = setup(recipe, overrides, device, quiet)
     from ..bench import sampling, tables
 
@@ -222,7 +228,13 @@ def learn(data, recipe, overrides, device, threads, as_json, quiet, variants, mi
 
 @bench.command("startup", short_help="Start-up of `wavegen synth`: cold (empty caches) and warm.")
 @options(SHARED)
-@click.option("--seconds", type=float, default=2.0, show_default=True, help="Audio seconds each synth generates.")
+@click.option(
+    "--seconds",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help=f"Audio seconds each synth generates, at most {MAX_SECONDS:g}.",
+)
 @click.option("--repeats", type=POSITIVE, default=3, show_default=True, help="Warm runs (median; the floor's too).")
 @friendly_errors
 def startup(recipe, overrides, device, threads, as_json, quiet, seconds, repeats):
@@ -231,7 +243,8 @@ def startup(recipe, overrides, device, threads, as_json, quiet, seconds, repeats
     The caches are temporary folders, removed afterwards: yours are never touched."""
     from ..limits import check_seconds
 
-    check_seconds(seconds)
+    with usage_errors():
+        check_seconds(seconds)
     config, _, bar = setup(recipe, overrides, device, quiet)  # (device: checked here)
     from ..bench import machine, tables
     from ..bench import startup as bench_startup
@@ -244,9 +257,19 @@ def startup(recipe, overrides, device, threads, as_json, quiet, seconds, repeats
 @bench.command("stream", short_help="Live generation: time to first audio, real-time factor, a vocoder's latency.")
 @options(SHARED)
 @click.option(
-    "--seconds", type=float, default=60.0, show_default=True, help="Audio seconds of the sustained (and live) run."
+    "--seconds",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help=f"Audio seconds of the sustained (and live) run, at most {MAX_SECONDS:g}.",
 )
-@click.option("--precision", type=click.Choice(("auto", *PRECISIONS)), default="auto", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(("auto", *PRECISIONS)),
+    default="auto",
+    show_default=True,
+    help="The weights in the engine, as synth's --precision.",
+)
 @click.option("--chunk", type=POSITIVE, help="Samples per block (default: 4096, and one hop for a vocoder's live run).")
 @friendly_errors
 def stream(recipe, overrides, device, threads, as_json, quiet, seconds, precision, chunk):
@@ -256,7 +279,8 @@ def stream(recipe, overrides, device, threads, as_json, quiet, seconds, precisio
     frame's arrival, at the rate a live analysis makes them, to its audio (look-ahead and compute)."""
     from ..limits import check_seconds
 
-    check_seconds(seconds)
+    with usage_errors():
+        check_seconds(seconds)
     config, dev, bar = setup(recipe, overrides, device, quiet)
     from ..bench import machine, tables
     from ..bench import streaming as bench_stream

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..errors import TrainingInterrupted, WavegenError
+from ..errors import ConfigError, TrainingInterrupted, WavegenError
 from ..generate.request import ENGINES, PRECISIONS
 
 # What --quiet promises in every command that has it: the bars go, the one-line messages stay.
@@ -17,6 +18,14 @@ from ..generate.request import ENGINES, PRECISIONS
 QUIET = "No progress bars. The one-line messages stay (what was done, results, skipped files); errors always show."
 
 EXIT_SKIPPED = 3  # prepare: data was prepared, but some files were skipped (each named with its reason)
+
+DEVICE = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: the GPU when there is one, else the CPU.",
+)
 
 RUN_OR_CHECKPOINT = [
     click.option("--run", "run", type=click.Path(path_type=Path), help="Run folder (default: newest under runs/)."),
@@ -89,6 +98,17 @@ def friendly_errors(fn):
             sys.exit(130)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def usage_errors():
+    """The checks of a command's own values (a length, a count, a temperature out of range) as
+    usage errors, exit status 2, as click's own range checks are: the same mistake gets the same
+    status in every command. (The library raises ``ConfigError`` for them.)"""
+    try:
+        yield
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def log(message: str) -> None:

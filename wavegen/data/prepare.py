@@ -12,14 +12,7 @@ from typing import Callable
 import numpy as np
 
 from ..audio.features import MelSettings, check_bands, frame_count, log_mel
-from ..audio.io import (
-    AudioReadError,
-    cancel_note,
-    display_name,
-    duration,
-    os_error_reason,
-    read_recording,
-)
+from ..audio.io import AudioReadError, cancel_note, display_name, duration, os_error_reason, read_recording
 from ..audio.mulaw import encode_uint8
 from ..audio.search import find_audio_files
 from ..config import DataConfig
@@ -55,23 +48,20 @@ def prepare(
     Every file under ``dataset`` is prepared or named, once, with its reason; the manifest
     lists the named ones under "skipped":
 
-    - skipped (a problem; ``has_problems`` is true): a file that looks like audio (by name or
-      content) but cannot be used: unreadable, not audio after all, NaN samples, silent (and
-      why: channels that cancel when mixed, a constant offset), shorter than ``min_samples``
-      after resampling and trimming (the CLI passes the recipe's receptive field, and
-      ``min_reason`` names it: ``short_reason``), a channel it
-      does not have (``data.channel``); folders that cannot be listed and links not followed.
+    - skipped (a problem; ``has_problems`` is true): a file that looks like audio (by name or content) but
+      cannot be used: unreadable, not audio after all, NaN samples, silent (and why: channels that cancel when
+      mixed, a constant offset), shorter than ``min_samples`` after resampling and trimming (``min_reason``: the
+      recipe's receptive field), a channel it does not have (``data.channel``); folders that cannot be listed and
+      links not followed.
     - ignored (entries with ``"ignored": true``; no problem): files that are not audio by name
-      nor content (a README, cover art), hidden files and folders (``.DS_Store``, ``.git/``),
-      and ``out`` or other prepared data inside ``dataset``. They are named grouped by reason,
-      a line per reason.
+      nor content (a README, cover art), hidden files and folders (``.DS_Store``, ``.git/``), and
+      ``out`` or other prepared data inside ``dataset``. They are named grouped by reason, a line per reason.
 
-    Trimming is reported per file and in total. Re-running replaces the previous prepared data
-    only once the new one is complete; a call that prepares nothing leaves no ``out`` folder.
+    Trimming is reported per file and in total. Re-running replaces the previous prepared data only
+    once the new one is complete; a call that prepares nothing leaves no ``out`` folder.
     """
     dataset, out = Path(dataset), Path(out)
-    problem = wrong_kind(dataset, "folder")
-    if problem:  # (a single recording is a folder's work too: put it in one)
+    if problem := wrong_kind(dataset, "folder"):  # (one recording is a folder's work too: put it in one)
         raise DataError(f"{dataset}: {problem}; give the folder that holds the recordings")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: --out is a file, not a folder")

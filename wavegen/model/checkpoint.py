@@ -39,7 +39,7 @@ def not_a_checkpoint(path: Path) -> CheckpointError:
     """The error for a file that does not load as a checkpoint, saying what it is where that is
     recognisable (an audio file given as ``--checkpoint`` is the usual mix-up)."""
     kind = what_file(path)
-    if kind is not None:
+    if kind is not None and kind != "a ZIP archive":  # (torch.save writes ZIP archives: a cut one is one)
         return CheckpointError(f"{path}: is {kind}, not a checkpoint (a run keeps them in RUN/checkpoints/)")
     return CheckpointError(f"{path}: not a wavegen checkpoint (corrupt or truncated)")
 

@@ -71,18 +71,22 @@ def prepare(
     ``ConfigError`` for a bad config.
     """
     from .data.prepare import prepare as run_prepare
+    from .data.reasons import short_reason
     from .model.network import receptive_field
     from .outputs import writable_folder
 
+    given = config is not None
     config = checked(config) if config is not None else load_recipe(recipe)
     writable_folder(Path(out))
+    shortest = receptive_field(config.model)
     return run_prepare(
         Path(dataset),
         Path(out),
         config.data,
         log=log or _silent,
         progress=progress,
-        min_samples=receptive_field(config.model),
+        min_samples=shortest,
+        min_reason="the config's receptive field" if given else short_reason(recipe, shortest),
     )
 
 

@@ -80,7 +80,7 @@ def test_demo_runs_end_to_end_with_few_steps(tmp_path):
 def test_mistakes_get_one_line_errors(workdir):
     one_line_error(wavegen("prepare", "nowhere", cwd=workdir, ok=False), "nowhere: no such folder")
     (workdir / "afile").write_text("x")
-    one_line_error(wavegen("prepare", "dataset", "--out", "afile", cwd=workdir, ok=False), "is not a folder")
+    one_line_error(wavegen("prepare", "dataset", "--out", "afile", cwd=workdir, ok=False), "is a file, not a folder")
     one_line_error(wavegen("train", cwd=workdir, ok=False), "no prepared data here")
     one_line_error(
         wavegen("train", "--set", "model.colour=red", cwd=workdir, ok=False), "unknown setting 'model.colour'"

@@ -112,7 +112,7 @@ CASES = [
     # -- train: no prepared data, --set of every type, the run folder, resuming another shape
     case("train", phrase="prepared: no prepared data here (run `wavegen prepare", cwd="empty"),
     case("train", "--data", "emptyds", phrase="emptyds: no prepared data here"),
-    case("train", "--data", "afile", phrase="afile: no prepared data here"),
+    case("train", "--data", "afile", phrase="afile: is a file, not a folder"),
     case("train", "--recipe", "nope", phrase="unknown recipe 'nope'"),
     case("train", "--set", "model.colour=red", phrase="unknown setting 'model.colour'"),
     case("train", "--set", "train.steps=1.5", phrase="train.steps=1.5: expected int"),

@@ -125,9 +125,15 @@ def test_eval_resynthesises_a_vocoders_validation_at_the_precision(project, reco
 @pytest.mark.parametrize(
     "args, phrase",
     [
-        (["train"], "--precision is an option of `bench sample`, not of `bench train`"),
-        (["learn", "prepared", "--steps", "1"], "--precision is an option of `bench sample`, not of `bench learn`"),
-        (["--train"], "--precision is an option of `bench sample`, not of `bench train`"),  # the older spelling
+        (["train"], "--precision is an option of `bench sample` and `bench stream`, not of `bench train`"),
+        (
+            ["learn", "prepared", "--steps", "1"],
+            "--precision is an option of `bench sample` and `bench stream`, not of `bench learn`",
+        ),
+        (
+            ["--train"],
+            "--precision is an option of `bench sample` and `bench stream`, not of `bench train`",
+        ),  # the older spelling
     ],
 )
 def test_bench_precision_is_for_sampling(project, args, phrase):

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..limits import MAX_SECONDS, check_seconds, check_streams
-from .common import DEVICE, PRECISION, PRECISIONS, QUIET, friendly_errors, log, options, usage_errors
+from .common import DEVICE, PRECISION, PRECISIONS, QUIET, friendly_errors, log, options
 
 MANY = functools.partial(click.option, multiple=True)  # a repeatable option: a tuple of its values
 POSITIVE = click.IntRange(min=1)
@@ -134,10 +134,9 @@ def sample(recipe, overrides, device, threads, as_json, quiet, engines, precisio
     """Sampling speed (random weights): one table row per engine, precision and batch size, after
     a line with the CPU and its fp32 matmul peak. With --json: JSON lines, each printed as soon as
     it is measured."""
-    with usage_errors():
-        check_seconds(seconds, beyond="wall time per measurement")
-        for batch in batches:
-            check_streams(batch, "--batch", "measure smaller batches")
+    check_seconds(seconds, beyond="wall time per measurement")
+    for batch in batches:
+        check_streams(batch, "--batch", "measure smaller batches")
     config, dev, bar = setup(recipe, overrides, device, quiet)
     from ..bench import sampling, tables
 
@@ -234,8 +233,7 @@ def startup(recipe, overrides, device, threads, as_json, quiet, seconds, repeats
     """Start-up: the wall time of `wavegen synth --seconds S` (a random checkpoint of the recipe's shape),
     cold (empty engine caches: it compiles its engine) and warm, beside `wavegen --version` (the floor).
     The caches are temporary folders, removed afterwards: yours are never touched."""
-    with usage_errors():
-        check_seconds(seconds)
+    check_seconds(seconds)
     config, _, bar = setup(recipe, overrides, device, quiet)  # (device: checked here)
     from ..bench import machine, tables
     from ..bench import startup as bench_startup
@@ -256,8 +254,7 @@ def stream(recipe, overrides, device, threads, as_json, quiet, seconds, precisio
     the engine built cold and warm, the real-time factor sustained over --seconds of audio and its
     worst block, and for a model with mel features (e.g. --recipe vocoder) the latency from a
     frame's arrival, at the rate a live analysis makes them, to its audio (look-ahead and compute)."""
-    with usage_errors():
-        check_seconds(seconds)
+    check_seconds(seconds)
     config, dev, bar = setup(recipe, overrides, device, quiet)
     from ..bench import machine, tables
     from ..bench import streaming as bench_stream

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..errors import ConfigError, TrainingInterrupted, WavegenError
+from ..errors import OutOfRange, TrainingInterrupted, WavegenError
 from ..generate.request import ENGINES, PRECISIONS
 
 # What --quiet promises in every command that has it: the bars go, the one-line messages stay.
@@ -82,6 +81,8 @@ def friendly_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except OutOfRange as exc:  # a usage error (status 2) in every command, as click's range checks
+            raise click.UsageError(one_line(str(exc))) from None
         except TrainingInterrupted as exc:
             if str(exc):  # in a distributed run only rank 0 has something to say
                 click.echo(str(exc), err=True)
@@ -98,17 +99,6 @@ def friendly_errors(fn):
             sys.exit(130)
 
     return wrapper
-
-
-@contextlib.contextmanager
-def usage_errors():
-    """The checks of a command's own values (a length, a count, a temperature out of range) as
-    usage errors, exit status 2, as click's own range checks are: the same mistake gets the same
-    status in every command. (The library raises ``ConfigError`` for them.)"""
-    try:
-        yield
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def log(message: str) -> None:

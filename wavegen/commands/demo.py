@@ -19,7 +19,7 @@ from ..limits import MAX_SECONDS, MAX_STREAMS, check_samples
 from ..outputs import leaves_no_empty_folder, writable_folder
 from ..recipe import load_recipe
 from ..runs import pick_checkpoint
-from .common import QUIET, friendly_errors, log, usage_errors
+from .common import QUIET, friendly_errors, log
 
 
 def demo_request(seconds: float, n: int) -> GenerationRequest:
@@ -109,7 +109,5 @@ def run_demo(
 @friendly_errors
 def demo(workdir, out, steps, seconds, n, quiet):
     """Run the whole pipeline on a built-in dataset of generated melodies (no data needed)."""
-    with usage_errors():  # before the dataset is written or anything is trained
-        demo_request(seconds, n)
 
     run_demo(workdir, out, steps, seconds, n, log=log, progress=not quiet)

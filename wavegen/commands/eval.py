@@ -18,7 +18,6 @@ from .common import (
     friendly_errors,
     log,
     options,
-    usage_errors,
 )
 
 
@@ -80,8 +79,7 @@ def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine,
     """Score a model: validation bits per sample; for vocoders, the resynthesis log-mel distance."""
     from ..limits import check_eval_lengths
 
-    with usage_errors():  # before torch is imported: answered at once
-        check_eval_lengths(seconds, max_seconds)
+    check_eval_lengths(seconds, max_seconds)  # before torch is imported: answered at once
     from ..train.evaluate import evaluate as run_evaluate
 
     report = run_evaluate(

@@ -22,7 +22,6 @@ from .common import (
     live_sink,
     log,
     options,
-    usage_errors,
 )
 
 
@@ -80,8 +79,7 @@ def synth(
 ):
     """Generate audio from a trained model and write 16-bit WAV files, or stream it (--out -, --play)."""
     # Checked before torch is imported, so that a mistake is answered at once.
-    with usage_errors():
-        request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
+    request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
     to = live_sink(out, fmt, play)
     if to is not None:
         from ..synthesis.live import synthesize_live

@@ -22,7 +22,6 @@ from .common import (
     live_sink,
     log,
     options,
-    usage_errors,
 )
 
 
@@ -67,10 +66,9 @@ def vocode(
     """Resynthesise recordings from their log-mel features with a vocoder model, or, with
     --stream, turn features or audio into sound as they arrive."""
     # Checked before torch is imported, so that a mistake is answered at once.
-    with usage_errors():
-        request = GenerationRequest(
-            seed=seed, temperature=temperature, engine=engine, device=device, precision=precision, labels=labels
-        )
+    request = GenerationRequest(
+        seed=seed, temperature=temperature, engine=engine, device=device, precision=precision, labels=labels
+    )
     if stream and not play and click.get_current_context().get_parameter_source("out") == ParameterSource.DEFAULT:
         out = Path("-")  # --stream writes to standard output unless told otherwise
     to = live_sink(out, fmt, play)

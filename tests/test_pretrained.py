@@ -23,7 +23,7 @@ def test_the_shipped_model_is_found_by_name_and_makes_tones_not_noise():
 def test_a_path_wins_over_a_name_and_an_unknown_name_lists_the_models(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "melodies").mkdir()  # a folder of the user's by that name: theirs, not the shipped model
-    with pytest.raises(CheckpointError, match="no checkpoints"):
+    with pytest.raises(CheckpointError, match="melodies: not a run folder"):
         wavegen.load("melodies")
     with pytest.raises(
         CheckpointError, match=r"--model birdsong: no such model ships with wavegen \(there are: melodies"

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .generate.live import LiveStream
+    from .generate.reuse import EngineCache
     from .train.trainer import TrainResult
 
 Log = Callable[[str], None]
@@ -71,18 +72,23 @@ def prepare(
     ``ConfigError`` for a bad config.
     """
     from .data.prepare import prepare as run_prepare
+    from .data.reasons import short_reason
     from .model.network import receptive_field
     from .outputs import writable_folder
 
+    why = "the config's receptive field" if config is not None else None  # else the recipe's, named
     config = checked(config) if config is not None else load_recipe(recipe)
     writable_folder(Path(out))
+    shortest = receptive_field(config.model)
+    why = why or short_reason(recipe, shortest)
     return run_prepare(
         Path(dataset),
         Path(out),
         config.data,
         log=log or _silent,
         progress=progress,
-        min_samples=receptive_field(config.model),
+        min_samples=shortest,
+        min_reason=why,
     )
 
 
@@ -172,7 +178,7 @@ class Model:
         self.config = config  # the run's resolved settings, as the checkpoint carries them
         self.checkpoint = checkpoint
         self.step = step  # the training step it was saved at
-        self.kept = None  # engines kept between generations (``generate.reuse``), made on first use
+        self.kept: EngineCache | None = None  # engines kept between generations (``generate.reuse``), made on first use
 
     @classmethod
     def load(cls, source: str | Path | None = None) -> "Model":
@@ -183,10 +189,8 @@ class Model:
         from .runs import pick_checkpoint
         from .synthesis.synth import load_checkpoint
 
-        if source is not None and Path(source).is_file():
-            path = pick_checkpoint(checkpoint=Path(source))
-        else:
-            path = pick_checkpoint(run=None if source is None else Path(source))
+        given = None if source is None else Path(source)
+        path = pick_checkpoint(checkpoint=given) if given and given.is_file() else pick_checkpoint(run=given)
         network, _, config, step = load_checkpoint(path)
         return cls(network, config, path, step)
 
@@ -242,11 +246,12 @@ class Model:
         """
         from .audio.mulaw import decode
         from .generate.request import GenerationRequest
+        from .generate.reuse import EngineCache
         from .generate.streams import generate_streams
 
         # (labels: a str or a sequence, made a tuple by the request)
         request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)  # type: ignore[arg-type]
-        where, self.kept = str(self.checkpoint), self.kept or _engine_cache()
+        where, self.kept = str(self.checkpoint), self.kept or EngineCache()
         made = generate_streams(
             self.network, self.sample_rate, where, request, log or _silent, progress, self.step, self.kept
         )
@@ -277,18 +282,13 @@ class Model:
         (docs/live.md). Without a length known in advance it runs on the CPU. Raises as ``generate``."""
         from .generate.live import split_mel, stream_audio
         from .generate.request import GenerationRequest
+        from .generate.reuse import EngineCache
 
         whole, frames = split_mel(mel)  # (labels: a str or a sequence, made a tuple by the request)
         request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, whole)  # type: ignore[arg-type]
-        self.kept = self.kept or _engine_cache()
+        self.kept = self.kept or EngineCache()
         where, log = str(self.checkpoint), log or _silent
         return stream_audio(self.network, self.sample_rate, where, request, log, chunk, frames, self.step, self.kept)
-
-
-def _engine_cache():  # (imported on first use: ``import wavegen`` stays light)
-    from .generate.reuse import EngineCache
-
-    return EngineCache()
 
 
 def load(source: str | Path | None = None) -> Model:

@@ -42,6 +42,16 @@ class OneLineGroup(click.Group):
         except click.UsageError as exc:
             raise _one_line_usage(exc) from None
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in workflow order, as added below: prepare, train, synth...
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole summary, wrapped, never cut with "..." as click's default
+        width would cut most of them."""
+        rows = [(name, self.commands[name].get_short_help_str(limit=1000)) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 def _one_line_usage(exc: click.UsageError) -> click.UsageError:
     if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `wavegen`: the help

@@ -12,6 +12,11 @@ class ConfigError(WavegenError):
     """A recipe or ``--set`` override is unknown, badly typed or out of range."""
 
 
+class OutOfRange(ConfigError):
+    """An option's value outside its range (a length, a stream count, a temperature): the CLI
+    makes it a usage error, exit status 2, in every command, as click's own range checks are."""
+
+
 class DataError(WavegenError):
     """A dataset or prepared-data folder is missing, empty or unreadable."""
 

@@ -99,3 +99,17 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def wrong_kind(path: Path, want: str) -> str | None:
+    """Why ``path`` cannot be read as a ``want`` ("folder" or "file"), in the words every
+    command uses: ``no such folder``, ``is a file, not a folder``, ``is a folder, not a file``;
+    None when it can. (Each caller adds the path and its own error class.)"""
+    path = Path(path)
+    if not path.exists():
+        return f"no such {want}"
+    if want == "folder" and not path.is_dir():
+        return "is a file, not a folder"
+    if want == "file" and path.is_dir():
+        return "is a folder, not a file"
+    return None

@@ -13,7 +13,7 @@ import contextlib
 import math
 from typing import Iterator
 
-from .errors import ConfigError, OutOfMemory
+from .errors import OutOfMemory, OutOfRange
 
 MAX_SECONDS = 3600.0  # one stream: an hour
 MAX_STREAMS = 4096  # generated together (a GPU's batching stops paying well before this)
@@ -26,31 +26,32 @@ def check_seconds(
     maximum: float = MAX_SECONDS,
     beyond: str = "an hour per stream at most: generation runs sample by sample",
 ) -> None:
-    """A length in seconds: positive, finite, at most ``maximum`` (``beyond`` says why and what to do)."""
+    """A length in seconds: positive, finite, at most ``maximum`` (``beyond`` says why and what to
+    do). Every check here raises ``OutOfRange``, a ``ConfigError``."""
     if not 0 < seconds <= maximum:  # NaN fails too
         why = f" ({beyond})" if seconds > maximum and beyond else ""
-        raise ConfigError(f"{option} must be in (0, {maximum:g}], got {seconds:g}{why}")
+        raise OutOfRange(f"{option} must be in (0, {maximum:g}], got {seconds:g}{why}")
 
 
 def check_eval_lengths(seconds: float, max_seconds: float | None) -> None:
     """``eval``'s lengths: seconds resynthesised per file, and validation audio scored at most."""
     check_seconds(seconds, beyond="seconds resynthesised per validation file, sample by sample")
     if max_seconds is not None and not max_seconds > 0:  # NaN too; inf means all of it
-        raise ConfigError(f"--max-seconds must be > 0, got {max_seconds:g}")
+        raise OutOfRange(f"--max-seconds must be > 0, got {max_seconds:g}")
 
 
 def check_temperature(temperature: float) -> None:
     """The softmax temperature: positive and finite."""
     if not (temperature > 0 and math.isfinite(temperature)):
-        raise ConfigError(f"--temperature must be > 0 (and finite), got {temperature:g}")
+        raise OutOfRange(f"--temperature must be > 0 (and finite), got {temperature:g}")
 
 
 def check_streams(streams: int, what: str = "--n", instead: str = "run several calls with different --seed") -> None:
     """How many streams are generated together: at least one, at most ``MAX_STREAMS``."""
     if streams < 1:
-        raise ConfigError(f"{what} must be at least 1, got {streams}")
+        raise OutOfRange(f"{what} must be at least 1, got {streams}")
     if streams > MAX_STREAMS:
-        raise ConfigError(
+        raise OutOfRange(
             f"{what} {streams}: at most {MAX_STREAMS} streams are generated at once (each holds "
             f"its own network state in memory); {instead}"
         )
@@ -60,7 +61,7 @@ def check_samples(streams: int, samples: int, rate: int, what: str = "--n × --s
     """All streams of one call together: at most ``MAX_SAMPLES`` samples."""
     total = streams * samples
     if total > MAX_SAMPLES:
-        raise ConfigError(
+        raise OutOfRange(
             f"{what}: {streams} × {samples / rate:g} s is {total:,} samples at {rate} Hz; one call generates at "
             f"most {MAX_SAMPLES:,} ({MAX_SAMPLES / rate / 3600:.1f} h of audio, {MAX_SAMPLES >> 20} MiB of codes "
             "in memory): generate fewer or shorter streams, or run several calls"
@@ -75,7 +76,8 @@ def generation_memory(what: str) -> Iterator[None]:
     try:
         yield
     except (MemoryError, torch.OutOfMemoryError) as exc:
-        raise OutOfMemory(f"ran out of memory generating {what} ({type(exc).__name__}); {LESS}") from None
+        where = "GPU memory" if isinstance(exc, torch.OutOfMemoryError) else "memory"
+        raise OutOfMemory(f"ran out of {where} generating {what}; {LESS}") from None
     except RuntimeError as exc:  # a failed CPU allocation
         if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
             raise

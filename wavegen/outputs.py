@@ -36,7 +36,7 @@ def writable_folder(path: Path, option: str = "--out") -> Path:
         existing = existing.parent
     if os.path.lexists(existing) and not existing.is_dir():
         if existing == path:
-            raise ConfigError(f"{path}: {option} exists and is not a folder; choose another {option}")
+            raise ConfigError(f"{path}: {option} is a file, not a folder; choose another {option}")
         raise ConfigError(f"{path}: {existing} is a file, not a folder; choose another {option}")
     try:  # an honest test: permissions, read-only mounts and ACLs all show up here
         fd, probe = tempfile.mkstemp(prefix=".wavegen-write-test-", dir=existing)

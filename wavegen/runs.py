@@ -85,10 +85,16 @@ def clear_leftovers(run: Path) -> list[Path]:
 
 def newest_run(runs: Path = Path("runs")) -> Path:
     """The run under ``runs/`` whose latest checkpoint was written most recently."""
-    candidates = [p.parent.parent for p in Path(runs).glob("*/checkpoints/latest.pt")]
+    candidates = runs_in(Path(runs))
     if not candidates:
         raise CheckpointError(f"{runs}: no trained runs found (run `wavegen train` first, or pass --run/--checkpoint)")
-    return max(candidates, key=lambda run: checkpoint_paths(run)["latest"].stat().st_mtime)
+    return candidates[0]
+
+
+def runs_in(folder: Path) -> list[Path]:
+    """The runs directly under ``folder`` that have a latest checkpoint, newest first."""
+    found = [p.parent.parent for p in Path(folder).glob("*/checkpoints/latest.pt")]
+    return sorted(found, key=lambda run: checkpoint_paths(run)["latest"].stat().st_mtime, reverse=True)
 
 
 def checkpoint_paths(run: Path) -> dict[str, Path]:
@@ -108,6 +114,30 @@ def model_name(checkpoint: Path) -> str:
     return (where.name if is_model_folder(where) else where.parent.parent.name) or "model"
 
 
+def run_folder(run: Path) -> Path:
+    """``run`` (a ``--run`` as given) when it is a run folder: one with ``checkpoints/`` or
+    ``config.toml``. Otherwise a ``CheckpointError`` in the words every command shares: no such
+    run folder, a file (a checkpoint file is pointed to ``--checkpoint``), a folder of runs
+    (its runs named, newest first), or a folder that is not a run."""
+    run = Path(run)
+    if not run.exists():
+        raise CheckpointError(f"{run}: no such run folder (train one: wavegen train --run {run})")
+    if not run.is_dir():
+        raise CheckpointError(
+            f"{run}: --run is a file, not a run folder"
+            + ("; give a checkpoint file with --checkpoint" if run.suffix == ".pt" else "")
+        )
+    if (run / "checkpoints").is_dir() or (run / "config.toml").is_file():
+        return run
+    inside = runs_in(run)
+    if inside:
+        names = ", ".join(str(r) for r in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
+        raise CheckpointError(f"{run}: a folder of runs, not a run; give one with --run (newest first): {names}")
+    raise CheckpointError(
+        f"{run}: not a run folder (no checkpoints/ or config.toml; train one: wavegen train --run {run})"
+    )
+
+
 def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> Path:
     """``--checkpoint`` as given; else the run's best checkpoint (lowest validation loss), or
     its latest when it has no validation data; the run defaults to the newest under ``runs/``.
@@ -119,22 +149,17 @@ def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> 
         checkpoint = Path(checkpoint)
         if checkpoint.is_dir() and not is_model_folder(checkpoint):
             raise CheckpointError(
-                f"{checkpoint}: --checkpoint is a folder without {MODEL_WEIGHTS}; give a checkpoint file "
-                f"(RUN/checkpoints/best.pt), an exported model folder, or the run folder with --run"
+                f"{checkpoint}: --checkpoint is a folder, not a file nor an exported model (no {MODEL_WEIGHTS}); "
+                "give a checkpoint file (RUN/checkpoints/best.pt), an exported model folder, or the run folder with --run"
             )
         return checkpoint
     if run is not None and is_shipped(run):  # a model that ships with wavegen
         return shipped_model(str(run))
-    run = Path(run) if run is not None else newest_run()
-    if is_model_folder(run):
-        return run
-    if run.exists() and not run.is_dir():
-        raise CheckpointError(
-            f"{run}: --run is a file, not a run folder"
-            + ("; give a checkpoint file with --checkpoint" if run.suffix == ".pt" else "")
-        )
+    if run is not None and is_model_folder(Path(run)):
+        return Path(run)
+    run = run_folder(run) if run is not None else newest_run()
     paths = checkpoint_paths(run)
     for which in ("best", "latest"):
         if paths[which].is_file():
             return paths[which]
-    raise CheckpointError(f"{run}: no checkpoints in {run / 'checkpoints'} (train it first)")
+    raise CheckpointError(f"{run}: no checkpoints in {run / 'checkpoints'} (train it first: wavegen train --run {run})")

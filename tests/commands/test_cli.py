@@ -78,9 +78,9 @@ def test_demo_runs_end_to_end_with_few_steps(tmp_path):
 
 
 def test_mistakes_get_one_line_errors(workdir):
-    one_line_error(wavegen("prepare", "nowhere", cwd=workdir, ok=False), "dataset folder not found")
+    one_line_error(wavegen("prepare", "nowhere", cwd=workdir, ok=False), "nowhere: no such folder")
     (workdir / "afile").write_text("x")
-    one_line_error(wavegen("prepare", "dataset", "--out", "afile", cwd=workdir, ok=False), "is not a folder")
+    one_line_error(wavegen("prepare", "dataset", "--out", "afile", cwd=workdir, ok=False), "is a file, not a folder")
     one_line_error(wavegen("train", cwd=workdir, ok=False), "no prepared data here")
     one_line_error(
         wavegen("train", "--set", "model.colour=red", cwd=workdir, ok=False), "unknown setting 'model.colour'"
@@ -89,8 +89,12 @@ def test_mistakes_get_one_line_errors(workdir):
     one_line_error(wavegen("train", "--recipe", "huge", cwd=workdir, ok=False), "unknown recipe 'huge'")
     one_line_error(wavegen("synth", cwd=workdir, ok=False), "no trained runs found")
     (workdir / "junk.pt").write_bytes(b"not a checkpoint")
-    one_line_error(wavegen("synth", "--checkpoint", "junk.pt", cwd=workdir, ok=False), "not a readable checkpoint")
-    one_line_error(wavegen("info", "--checkpoint", "junk.pt", cwd=workdir, ok=False), "not a readable checkpoint")
+    one_line_error(
+        wavegen("synth", "--checkpoint", "junk.pt", cwd=workdir, ok=False), "junk.pt: is a text file, not a checkpoint"
+    )
+    one_line_error(
+        wavegen("info", "--checkpoint", "junk.pt", cwd=workdir, ok=False), "junk.pt: is a text file, not a checkpoint"
+    )
 
 
 def test_synth_priming_and_refusals(workdir):

@@ -233,13 +233,16 @@ def test_a_run_without_log_or_samples_says_so(tmp_path):
 
 
 def test_misuse_is_one_line(workdir, tmp_path):
-    one_line_error(wavegen("report", "--run", "runs/nope", cwd=workdir, ok=False), "runs/nope: no such run folder")
+    one_line_error(
+        wavegen("report", "--run", "runs/nope", cwd=workdir, ok=False),
+        "runs/nope: no such run folder (train one: wavegen train --run runs/nope)",
+    )
     one_line_error(wavegen("report", "--run", "dataset", cwd=workdir, ok=False), "not a run folder")
     one_line_error(wavegen("report", cwd=tmp_path, ok=False), "no trained runs found")
     (tmp_path / "file").write_text("x")
     one_line_error(
         wavegen("report", "--run", str(workdir / "runs" / "tiny"), "--out", "file", cwd=tmp_path, ok=False),
-        "file: exists and is not a folder",
+        "file: --out is a file, not a folder",
     )
     one_line_error(
         wavegen("report", "--samples", "missing", cwd=workdir, ok=False), "--samples missing: no such folder"

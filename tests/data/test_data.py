@@ -85,7 +85,7 @@ def test_rerunning_prepare_replaces_the_output_consistently(tone_dataset, tmp_pa
 
 
 def test_missing_empty_or_unusable_folders_are_clear_errors(tmp_path):
-    with pytest.raises(DataError, match="dataset folder not found"):
+    with pytest.raises(DataError, match="no such folder"):
         prepare(tmp_path / "nope", tmp_path / "out", DataConfig(), log=quiet, progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no audio files found"):

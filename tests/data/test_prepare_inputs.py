@@ -359,6 +359,6 @@ def test_the_minimum_length_is_the_recipes_receptive_field(tmp_path):
     assert proc.returncode == 3
     assert (
         "skipped dataset/tenth.wav: too short: 1600 samples at 16000 Hz, fewer than the 3071 of the "
-        "model's receptive field"
+        "default recipe's receptive field (--recipe tiny needs 129)"
     ) in proc.stderr
     assert "prepared 1 file (" in proc.stderr

@@ -296,7 +296,7 @@ def test_every_reason_names_its_true_cause(tmp_path, seed):
     assert by_file["burst.wav"].startswith("skipped dataset/burst.wav: too short: ")
     assert by_file["burst.wav"].endswith(
         "after trimming silence (16000 before; the rest is more than 40 dB below its peak), fewer than the 3071 of "
-        "the model's receptive field; --no-trim-silence keeps the file whole"
+        "the default recipe's receptive field (--recipe tiny needs 129); --no-trim-silence keeps the file whole"
     )
     assert [e["source"] for e in manifest(tmp_path / "prepared")["files"]] == ["partly.wav"]
 

@@ -131,7 +131,7 @@ def test_data_the_model_cannot_train_on_is_refused(source, tmp_path):
     wavegen.prepare(tmp_path / "slow", tmp_path / "8k", wavegen.load_recipe("tiny").override("data.sample_rate=8000"))
     with pytest.raises(ConfigError, match=r"8k: prepared at 8000 Hz but the model in .* works at 16000 Hz"):
         wavegen.fit(tmp_path / "8k", tmp_path / "new", init_from=source / "model")
-    with pytest.raises(wavegen.CheckpointError, match="no checkpoints"):
+    with pytest.raises(wavegen.CheckpointError, match="nothing: no such run folder"):
         wavegen.fit(source / "prepared", tmp_path / "new", init_from=tmp_path / "nothing")
     assert not (tmp_path / "new").exists()
 

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import io
 import os
+import shutil
 import stat
 import sys
 import warnings
@@ -92,6 +93,13 @@ def looks_like(head: bytes) -> str | None:
     return None
 
 
+# soundfile (libsndfile) decodes WAV, FLAC, OGG/Opus, MP3, AIFF and more by itself; librosa's
+# fallback, audioread, decodes the rest (M4A/AAC, WMA...) only through a system decoder such as
+# ffmpeg, which pip does not install.
+FORMAT_HINT = "convert it to WAV or FLAC"
+NO_FFMPEG = "or install ffmpeg (librosa decodes M4A, AAC, WMA and the like through it)"
+
+
 def _decode_failure(error: Exception, head: bytes) -> str:
     kind = looks_like(head)
     if kind:
@@ -99,6 +107,8 @@ def _decode_failure(error: Exception, head: bytes) -> str:
     why = str(getattr(error, "error_string", None) or error).removeprefix("Error : ").rstrip(".")
     if "does not exist" in why:  # libsndfile's MP3 reader says this of any data it cannot parse
         why = "no audio stream found"
+    if "format not recognised" in why.lower():  # a container libsndfile does not read at all
+        return f"cannot decode ({why}): {FORMAT_HINT}" + ("" if shutil.which("ffmpeg") else f", {NO_FFMPEG}")
     return f"cannot decode ({why})"
 
 
@@ -129,7 +139,10 @@ def _decode(path: Path, head: bytes) -> tuple[np.ndarray, int]:
 def read_head(path: Path) -> bytes:
     """The first bytes of ``path``, or an ``AudioReadError`` saying why it cannot be read."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the read forever
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise AudioReadError("is a folder, not a file")
+        if not stat.S_ISREG(mode):  # a pipe would block the read forever
             raise AudioReadError("not a regular file")
         with open(path, "rb") as handle:
             return handle.read(512)
@@ -207,6 +220,18 @@ def _mix_db(mono: np.ndarray, data: np.ndarray) -> float:
     if unmixed == 0.0:
         return 0.0
     return 20 * np.log10(max(mixed / unmixed, 1e-12))
+
+
+def duration(seconds: float) -> str:
+    """A length of audio in the unit that fits: ``0.25 s``, ``12.3 s``, ``4.5 min``, ``2.1 h``
+    (never ``0.0 min`` for a few seconds of data)."""
+    if seconds < 1:
+        return f"{seconds:.2g} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _plural(n: int, word: str) -> str:

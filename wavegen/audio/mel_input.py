@@ -44,6 +44,8 @@ def check_mels(mels: np.ndarray, bands: int, source: str = "mel") -> np.ndarray:
 def read_mel_file(path: str | Path, bands: int) -> np.ndarray:
     """Log-mel features (frames, bands) from a .npy file, as ``prepare`` stores them
     ((bands, frames) is accepted too). Raises ``DataError`` for an unreadable file or bad features."""
+    if Path(path).is_dir():
+        raise DataError(f"{path}: is a folder, not a file; give a .npy of log-mel frames")
     try:
         mels = np.load(Path(path), allow_pickle=False)
     except (OSError, ValueError) as exc:

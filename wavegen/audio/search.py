@@ -173,3 +173,18 @@ def sniff(path: Path) -> str | None:
     except Exception:
         kind = looks_like(head)
         return f"not audio (looks like {kind})" if kind else "not audio (no audio format recognised in its content)"
+
+
+def what_file(path: Path) -> str | None:
+    """What a file that turned out not to be what was asked for appears to be, for a message:
+    "an audio file" (by its name or its content), "a PNG image", "a text file"...; None when
+    nothing is recognised (or it cannot be read)."""
+    if Path(path).suffix.lower() in AUDIO_EXTENSIONS | RAW_EXTENSIONS:
+        return "an audio file"
+    try:
+        if sniff(path) is None:
+            return "an audio file"
+        kind = looks_like(read_head(path))
+    except AudioReadError:
+        return None
+    return "a text file" if kind == "text" else kind

@@ -10,10 +10,18 @@ from pathlib import Path
 
 import click
 
-from .common import PRECISIONS, QUIET, friendly_errors, log, options
+from ..limits import MAX_SECONDS, check_seconds, check_streams
+from .common import DEVICE, PRECISION, PRECISIONS, QUIET, friendly_errors, log, options
 
 MANY = functools.partial(click.option, multiple=True)  # a repeatable option: a tuple of its values
 POSITIVE = click.IntRange(min=1)
+
+
+def SECONDS(default: float, what: str, kind: click.ParamType | type = float):  # noqa: N802 (an option, as MANY)
+    return click.option(
+        "--seconds", type=kind, default=default, show_default=True, help=f"{what}, at most {MAX_SECONDS:g} s."
+    )
+
 
 # Every benchmark's options, before its own: the shape, the machine and the output.
 SHARED = [
@@ -25,7 +33,7 @@ SHARED = [
         metavar="KEY=VALUE",
         help="Change the shape, e.g. model.cycles=2 (train and learn: also train.* settings).",
     ),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True),
+    DEVICE,
     click.option("--threads", type=POSITIVE, help="CPU threads (default: every core available)."),
     click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the table."),
     click.option("-q", "--quiet", is_flag=True, help=QUIET),
@@ -112,9 +120,7 @@ def bench() -> None:
     "logit difference from fp32. Other engines run at fp32.",
 )
 @MANY("--batch", "batches", type=POSITIVE, help="Streams at once (repeatable; default: 1 and 32).")
-@click.option(
-    "--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Wall time per measurement."
-)
+@SECONDS(2.0, "Wall time per measurement", click.FloatRange(min=0.1))
 @click.option(
     "--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Measurements per result (median)."
 )
@@ -128,8 +134,6 @@ def sample(recipe, overrides, device, threads, as_json, quiet, engines, precisio
     """Sampling speed (random weights): one table row per engine, precision and batch size, after
     a line with the CPU and its fp32 matmul peak. With --json: JSON lines, each printed as soon as
     it is measured."""
-    from ..limits import check_seconds, check_streams
-
     check_seconds(seconds, beyond="wall time per measurement")
     for batch in batches:
         check_streams(batch, "--batch", "measure smaller batches")
@@ -222,15 +226,13 @@ def learn(data, recipe, overrides, device, threads, as_json, quiet, variants, mi
 
 @bench.command("startup", short_help="Start-up of `wavegen synth`: cold (empty caches) and warm.")
 @options(SHARED)
-@click.option("--seconds", type=float, default=2.0, show_default=True, help="Audio seconds each synth generates.")
+@SECONDS(2.0, "Audio each synth generates")
 @click.option("--repeats", type=POSITIVE, default=3, show_default=True, help="Warm runs (median; the floor's too).")
 @friendly_errors
 def startup(recipe, overrides, device, threads, as_json, quiet, seconds, repeats):
     """Start-up: the wall time of `wavegen synth --seconds S` (a random checkpoint of the recipe's shape),
     cold (empty engine caches: it compiles its engine) and warm, beside `wavegen --version` (the floor).
     The caches are temporary folders, removed afterwards: yours are never touched."""
-    from ..limits import check_seconds
-
     check_seconds(seconds)
     config, _, bar = setup(recipe, overrides, device, quiet)  # (device: checked here)
     from ..bench import machine, tables
@@ -243,10 +245,8 @@ def startup(recipe, overrides, device, threads, as_json, quiet, seconds, repeats
 
 @bench.command("stream", short_help="Live generation: time to first audio, real-time factor, a vocoder's latency.")
 @options(SHARED)
-@click.option(
-    "--seconds", type=float, default=60.0, show_default=True, help="Audio seconds of the sustained (and live) run."
-)
-@click.option("--precision", type=click.Choice(("auto", *PRECISIONS)), default="auto", show_default=True)
+@SECONDS(60.0, "Audio of the sustained (and live) run")
+@PRECISION
 @click.option("--chunk", type=POSITIVE, help="Samples per block (default: 4096, and one hop for a vocoder's live run).")
 @friendly_errors
 def stream(recipe, overrides, device, threads, as_json, quiet, seconds, precision, chunk):
@@ -254,8 +254,6 @@ def stream(recipe, overrides, device, threads, as_json, quiet, seconds, precisio
     the engine built cold and warm, the real-time factor sustained over --seconds of audio and its
     worst block, and for a model with mel features (e.g. --recipe vocoder) the latency from a
     frame's arrival, at the rate a live analysis makes them, to its audio (look-ahead and compute)."""
-    from ..limits import check_seconds
-
     check_seconds(seconds)
     config, dev, bar = setup(recipe, overrides, device, quiet)
     from ..bench import machine, tables

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..errors import TrainingInterrupted, WavegenError
+from ..errors import OutOfRange, TrainingInterrupted, WavegenError
 from ..generate.request import ENGINES, PRECISIONS
 
 # What --quiet promises in every command that has it: the bars go, the one-line messages stay.
@@ -17,6 +17,14 @@ from ..generate.request import ENGINES, PRECISIONS
 QUIET = "No progress bars. The one-line messages stay (what was done, results, skipped files); errors always show."
 
 EXIT_SKIPPED = 3  # prepare: data was prepared, but some files were skipped (each named with its reason)
+
+DEVICE = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: the GPU when there is one, else the CPU.",
+)
 
 RUN_OR_CHECKPOINT = [
     click.option("--run", "run", type=click.Path(path_type=Path), help="Run folder (default: newest under runs/)."),
@@ -77,6 +85,8 @@ def friendly_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except OutOfRange as exc:  # a usage error (status 2) in every command, as click's range checks
+            raise click.UsageError(one_line(str(exc))) from None
         except TrainingInterrupted as exc:
             if str(exc):  # in a distributed run only rank 0 has something to say
                 click.echo(str(exc), err=True)

@@ -15,11 +15,20 @@ import click
 
 from ..config import apply_overrides
 from ..generate.request import GenerationRequest
-from ..limits import check_samples
+from ..limits import MAX_SECONDS, MAX_STREAMS, check_samples
 from ..outputs import leaves_no_empty_folder, writable_folder
 from ..recipe import load_recipe
 from ..runs import pick_checkpoint
 from .common import QUIET, friendly_errors, log
+
+
+def demo_request(seconds: float, n: int) -> GenerationRequest:
+    """What synth would refuse at the end of the demo, refused now, not after minutes of
+    training (``ConfigError``)."""
+    request = GenerationRequest(seconds=seconds, n=n, seed=0)
+    rate = load_recipe("tiny").data.sample_rate
+    check_samples(n, round(seconds * rate), rate)
+    return request
 
 
 @leaves_no_empty_folder("workdir", "out")
@@ -43,9 +52,7 @@ def run_demo(
     start = time.perf_counter()
     workdir = Path(workdir)
     config = apply_overrides(load_recipe("tiny"), [f"train.steps={steps}"])
-    # What synth would refuse at the end is refused now, not after minutes of training.
-    request = GenerationRequest(seconds=seconds, n=n, seed=0)
-    check_samples(n, round(seconds * config.data.sample_rate), config.data.sample_rate)
+    request = demo_request(seconds, n)
     writable_folder(workdir, "--workdir")
     writable_folder(out)
     dataset = workdir / "dataset"
@@ -77,10 +84,27 @@ def run_demo(
     show_default=True,
     help="Where the built-in dataset, prepared data and run go.",
 )
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
-@click.option("--seconds", type=float, default=2.0, show_default=True)
-@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("samples"),
+    show_default=True,
+    help="Folder for the WAVs and the page about them (index.html).",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="Training steps.")
+@click.option(
+    "--seconds", type=float, default=2.0, show_default=True, help=f"Length of each sample, at most {MAX_SECONDS:g} s."
+)
+@click.option(
+    "-n",
+    "--n",
+    "n",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help=f"Samples generated, 1 to {MAX_STREAMS}.",
+)
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def demo(workdir, out, steps, seconds, n, quiet):

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
+from ..limits import MAX_SECONDS
 from ..runs import pick_checkpoint
 from .common import (
+    DEVICE,
     ENGINE_CHOICE,
     PRECISIONS,
     QUIET,
@@ -33,7 +35,7 @@ from .common import (
     type=click.FloatRange(min=0.01),
     default=2.0,
     show_default=True,
-    help="Vocoder models: seconds resynthesised per validation file.",
+    help=f"Vocoder models: seconds resynthesised per validation file, at most {MAX_SECONDS:g}.",
 )
 @click.option(
     "--files",
@@ -49,8 +51,14 @@ from .common import (
     show_default=True,
     help="Validation audio scored at most (from the first held-out file on).",
 )
-@click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--engine",
+    type=ENGINE_CHOICE,
+    default="auto",
+    show_default=True,
+    help="Vocoder models: the engine that resynthesises (auto: the fastest that runs here).",
+)
+@DEVICE
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+import tomli_w
 
 from ..runs import pick_checkpoint
 from .common import RUN_OR_CHECKPOINT, friendly_errors, options
@@ -43,7 +44,9 @@ def info(run, checkpoint, as_json):
             f"depends on mel frames f-{before}..f+{after} ({1000 * before * hop / rate:.0f} ms back, "
             f"{1000 * after * hop / rate:.0f} ms ahead)"
         )
-    for section, values in facts["config"].items():
-        click.echo(f"[{section}]")
-        for key, value in values.items():
-            click.echo(f"  {key} = {value}")
+    # TOML, as a recipe writes it: any part of it can be pasted into one (None has no TOML form)
+    click.echo(tomli_w.dumps(_without_none(facts["config"])).rstrip("\n"))
+
+
+def _without_none(table: dict) -> dict:
+    return {k: _without_none(v) if isinstance(v, dict) else v for k, v in table.items() if v is not None}

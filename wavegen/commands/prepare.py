@@ -93,11 +93,12 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     writable_folder(out)
     from ..data.prepare import has_problems
     from ..data.prepare import prepare as run_prepare
-    from ..model.network import (
-        receptive_field,  # (torch: after the checks above, which answer at once)
-    )
+    from ..data.reasons import short_reason  # (torch: after the checks above, which answer at once)
+    from ..model.network import receptive_field
 
     # a file shorter than the model's context would give it nothing but padding to learn from
-    manifest = run_prepare(dataset, out, config, log=log, progress=not quiet, min_samples=receptive_field(full.model))
+    shortest = receptive_field(full.model)
+    why = short_reason(recipe, shortest)
+    manifest = run_prepare(dataset, out, config, log=log, progress=not quiet, min_samples=shortest, min_reason=why)
     if has_problems(manifest):  # files that are not audio (a README beside the recordings) are normal
         sys.exit(EXIT_SKIPPED)

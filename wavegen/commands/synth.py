@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 
 from ..generate.request import GenerationRequest
+from ..limits import MAX_SECONDS, MAX_STREAMS
 from ..outputs import writable_folder
 from ..runs import pick_checkpoint
 from .common import (
+    DEVICE,
     ENGINE_CHOICE,
     LIVE,
     PRECISION,
@@ -26,9 +28,17 @@ from .common import (
 @click.command()
 @options(RUN_OR_CHECKPOINT)
 @click.option(
-    "--seconds", type=float, help="Length of each output in seconds (default: 2; with --mel, the features' length)."
+    "--seconds",
+    type=float,
+    help=f"Length of each output in seconds, at most {MAX_SECONDS:g} (default: 2; with --mel, the features' length).",
 )
-@click.option("-n", "--n", "n", type=int, help="Number of streams generated together (default: 1, or one per label).")
+@click.option(
+    "-n",
+    "--n",
+    "n",
+    type=int,
+    help=f"Number of streams generated together, 1 to {MAX_STREAMS} (default: 1, or one per label).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Stream i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
 @click.option(
@@ -49,7 +59,7 @@ from .common import (
     help="auto: the fastest that runs here (native on a CPU; on a GPU persistent for up to 8 streams, "
     "cuda-graph for more; with --device auto, native on the CPU when a trial finds it faster).",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@DEVICE
 @PRECISION
 @click.option("--prime", type=click.Path(path_type=Path), help="Continue the end of this recording instead of silence.")
 @click.option(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import QUIET, command_line, friendly_errors, log
+from .common import DEVICE, QUIET, command_line, friendly_errors, log
 
 
 @click.command()
@@ -36,7 +36,7 @@ from .common import QUIET, command_line, friendly_errors, log
     help="Start a new run from this model's weights and model settings (fresh optimizer, schedule, step 0); "
     "data and training settings from --recipe, else from that model's run.",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@DEVICE
 @click.option(
     "--nproc",
     type=click.IntRange(min=1),
@@ -48,8 +48,8 @@ from .common import QUIET, command_line, friendly_errors, log
 def train(data, run, recipe, overrides, steps, init_from, device, nproc, quiet):
     """Train a model on prepared data, or resume the run if it has a checkpoint.
 
-    Under torchrun (``torchrun --nproc-per-node N -m wavegen train ...``) every process runs this
-    command and they train one model together; ``--nproc N`` starts torchrun for one machine.
+    Under torchrun (torchrun --nproc-per-node N -m wavegen train ...) every process runs this
+    command and they train one model together; --nproc N starts torchrun for one machine.
     """
     from ..outputs import writable_folder
     from ..run_config import check_train_overrides

@@ -12,6 +12,7 @@ from ..generate.request import GenerationRequest
 from ..outputs import writable_folder
 from ..runs import pick_checkpoint
 from .common import (
+    DEVICE,
     ENGINE_CHOICE,
     LIVE,
     PRECISION,
@@ -27,7 +28,14 @@ from .common import (
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @options(RUN_OR_CHECKPOINT)
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("samples"),
+    show_default=True,
+    help="Folder for the WAVs (one per INPUT); '-': a WAV on standard output, with --stream.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Input i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
 @click.option(
@@ -41,8 +49,14 @@ from .common import (
     "to standard output as a WAV (--out -) unless --play.",
 )
 @options(LIVE)
-@click.option("--engine", type=ENGINE_CHOICE, default="auto", show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--engine",
+    type=ENGINE_CHOICE,
+    default="auto",
+    show_default=True,
+    help="auto: the fastest that runs here; engines and their speeds: docs/engines.md.",
+)
+@DEVICE
 @PRECISION
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors

@@ -12,18 +12,12 @@ from typing import Callable
 import numpy as np
 
 from ..audio.features import MelSettings, check_bands, frame_count, log_mel
-from ..audio.io import (
-    AudioReadError,
-    cancel_note,
-    display_name,
-    os_error_reason,
-    read_recording,
-)
+from ..audio.io import AudioReadError, cancel_note, display_name, duration, os_error_reason, read_recording
 from ..audio.mulaw import encode_uint8
 from ..audio.search import find_audio_files
 from ..config import DataConfig
 from ..errors import DataError
-from ..files import atomic_open, atomic_write_text
+from ..files import atomic_open, atomic_write_text, wrong_kind
 from ..outputs import no_empty_folders_on_failure
 from ..progress import bar
 from .prepared import FORMAT, MANIFEST
@@ -47,32 +41,32 @@ def prepare(
     log: Callable[[str], None] = print,
     progress: bool = True,
     min_samples: int = 0,
+    min_reason: str = "the model's receptive field",
 ) -> dict:
     """Encode every audio file under ``dataset`` into ``out``; return the manifest.
 
     Every file under ``dataset`` is prepared or named, once, with its reason; the manifest
     lists the named ones under "skipped":
 
-    - skipped (a problem; ``has_problems`` is true): a file that looks like audio (by name or
-      content) but cannot be used: unreadable, not audio after all, NaN samples, silent (and
-      why: channels that cancel when mixed, a constant offset), shorter than ``min_samples``
-      after resampling and trimming (the CLI passes the model's receptive field), a channel it
-      does not have (``data.channel``); folders that cannot be listed and links not followed.
+    - skipped (a problem; ``has_problems`` is true): a file that looks like audio (by name or content) but
+      cannot be used: unreadable, not audio after all, NaN samples, silent (and why: channels that cancel when
+      mixed, a constant offset), shorter than ``min_samples`` after resampling and trimming (``min_reason``: the
+      recipe's receptive field), a channel it does not have (``data.channel``); folders that cannot be listed and
+      links not followed.
     - ignored (entries with ``"ignored": true``; no problem): files that are not audio by name
-      nor content (a README, cover art), hidden files and folders (``.DS_Store``, ``.git/``),
-      and ``out`` or other prepared data inside ``dataset``. They are named grouped by reason,
-      a line per reason.
+      nor content (a README, cover art), hidden files and folders (``.DS_Store``, ``.git/``), and
+      ``out`` or other prepared data inside ``dataset``. They are named grouped by reason, a line per reason.
 
-    Trimming is reported per file and in total. Re-running replaces the previous prepared data
-    only once the new one is complete; a call that prepares nothing leaves no ``out`` folder.
+    Trimming is reported per file and in total. Re-running replaces the previous prepared data only
+    once the new one is complete; a call that prepares nothing leaves no ``out`` folder.
     """
     dataset, out = Path(dataset), Path(out)
-    if not dataset.is_dir():
-        raise DataError(f"{dataset}: dataset folder not found")
+    if problem := wrong_kind(dataset, "folder"):  # (one recording is a folder's work too: put it in one)
+        raise DataError(f"{dataset}: {problem}; give the folder that holds the recordings")
     if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: output path exists and is not a folder")
+        raise DataError(f"{out}: --out is a file, not a folder")
     with no_empty_folders_on_failure(out):
-        return _prepare(dataset, out, config, log, progress, min_samples)
+        return _prepare(dataset, out, config, log, progress, (min_samples, min_reason))
 
 
 def has_problems(manifest: dict) -> bool:
@@ -82,12 +76,12 @@ def has_problems(manifest: dict) -> bool:
 
 
 def _prepare(
-    dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool, min_samples: int
+    dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool, shortest: tuple[int, str]
 ) -> dict:
     mel = MelSettings.from_data(config) if config.mel_bands else None
     if mel:
         check_bands(mel)
-    job = _Preparation(dataset, out, config, mel, log, min_samples)
+    job = _Preparation(dataset, out, config, mel, log, shortest)
     files = find_audio_files(dataset, job.skip, job.ignore, prune=_not_searched(out))
     job.say_ignored()
     if not files:
@@ -117,10 +111,10 @@ class _Preparation:
     mel frames go to (and where the next ones start), and what it names as skipped or ignored."""
 
     def __init__(
-        self, dataset: Path, out: Path, config: DataConfig, mel, log: Callable[[str], None], min_samples: int
+        self, dataset: Path, out: Path, config: DataConfig, mel, log: Callable[[str], None], shortest: tuple[int, str]
     ) -> None:
         self.dataset, self.out, self.config, self.mel, self.log = dataset, out, config, mel, log
-        self.min_samples, self.trimmed_total = min_samples, 0
+        (self.min_samples, self.min_reason), self.trimmed_total = shortest, 0
         self.manifest: dict = {
             "format": FORMAT,
             "version": 1,
@@ -202,7 +196,7 @@ class _Preparation:
                 )
                 return None
         if len(audio) < self.min_samples:
-            self.skip(path, too_short(len(audio), trimmed, self.min_samples, config))
+            self.skip(path, too_short(len(audio), trimmed, self.min_samples, config, self.min_reason))
             return None
         return audio, trimmed, label
 
@@ -247,14 +241,14 @@ class _Preparation:
         config, offsets, skipped = self.config, self.offsets, self.manifest["skipped"]
         seconds = (offsets["train"] + offsets["val"]) / config.sample_rate
         text = (
-            f"prepared {_plural(len(self.manifest['files']), 'file')} ({seconds / 60:.1f} min at "
+            f"prepared {_plural(len(self.manifest['files']), 'file')} ({duration(seconds)} at "
             f"{config.sample_rate} Hz: {offsets['train']} train + {offsets['val']} validation samples) into "
             f"{display_name(self.out)}"
         )
         if self.mel:
             text += f", with {self.mel.bands}-band log-mel features every {self.mel.hop} samples"
         if config.trim_silence:
-            text += f"; trimmed {self.trimmed_total / config.sample_rate:.1f} s of silence"
+            text += f"; trimmed {duration(self.trimmed_total / config.sample_rate)} of silence"
         problems = [entry for entry in skipped if not entry.get("ignored")]
         if problems:
             text += f"; skipped {_count_skipped(problems)} (named above)"

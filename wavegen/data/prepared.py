@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio.io import duration
 from ..errors import DataError
 
 MANIFEST = "manifest.json"
@@ -72,6 +73,8 @@ class PreparedData:
     def __init__(self, folder: Path) -> None:
         folder = Path(folder)
         manifest_path = folder / MANIFEST
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"{folder}: is a file, not a folder; give the folder `wavegen prepare` wrote")
         if not manifest_path.is_file():
             raise DataError(f"{folder}: no prepared data here (run `wavegen prepare DATASET --out {folder}`)")
         try:
@@ -121,8 +124,8 @@ class PreparedData:
 def describe(data: PreparedData) -> str:
     rate = data.sample_rate
     text = (
-        f"{len(data.manifest['files'])} files, {data.train.samples / rate / 60:.1f} min train, "
-        f"{data.val.samples / rate:.1f} s validation at {rate} Hz"
+        f"{len(data.manifest['files'])} files, {duration(data.train.samples / rate)} train, "
+        f"{duration(data.val.samples / rate)} validation at {rate} Hz"
     )
     if data.labels:
         text += f", labels {', '.join(data.labels)}"

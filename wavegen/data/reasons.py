@@ -3,10 +3,15 @@ silent channel kept, a constant offset, trimming that left too little)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..audio.io import Recording
 from ..config import DataConfig
+from ..errors import ConfigError
+from ..model.network import receptive_field
+from ..recipe import load_recipe, recipe_names
 
 # A file whose loudest sample is below this is skipped as silent, trimming or not: it would only
 # teach the model more silence (the training windows already start in it), and it is nearly
@@ -60,16 +65,34 @@ def silence(recording: Recording) -> str | None:
     return None
 
 
-def too_short(length: int, trimmed: int, min_samples: int, config: DataConfig) -> str:
-    """The reason for a file shorter than the model's receptive field; when trimming made it so,
-    that is the cause to name."""
+def too_short(
+    length: int, trimmed: int, min_samples: int, config: DataConfig, why: str = "the model's receptive field"
+) -> str:
+    """The reason for a file shorter than ``min_samples`` (``why``: what asks for that many,
+    ``short_reason``); when trimming made it so, that is the cause to name."""
     reason = f"too short: {length} samples at {config.sample_rate} Hz"
     if trimmed and length + trimmed >= min_samples:
         return (
             f"{reason} after trimming silence ({length + trimmed} before; the rest is more than "
-            f"{config.trim_db:g} dB below its peak), fewer than the {min_samples} of the model's receptive "
-            "field; --no-trim-silence keeps the file whole"
+            f"{config.trim_db:g} dB below its peak), fewer than the {min_samples} of {why}; "
+            "--no-trim-silence keeps the file whole"
         )
-    return (
-        f"{reason}{' after trimming' if trimmed else ''}, fewer than the {min_samples} of the model's receptive field"
-    )
+    return f"{reason}{' after trimming' if trimmed else ''}, fewer than the {min_samples} of {why}"
+
+
+def short_reason(recipe: str, min_samples: int) -> str:
+    """What asks a file for ``min_samples`` samples, for ``too_short``: the recipe's receptive
+    field (``recipe`` as given to ``--recipe``), and the shipped or local recipe that needs the
+    fewest, when it needs fewer (``--recipe tiny needs 129``)."""
+    name = Path(recipe).stem
+    sizes = {}
+    for other in recipe_names():
+        try:
+            sizes[other] = receptive_field(load_recipe(other).model)
+        except ConfigError:  # a broken recipe in ./recipes says nothing about the others
+            continue
+    why = f"the {name} recipe's receptive field"
+    smallest = min(sizes, key=lambda other: (sizes[other], other), default=None)
+    if smallest is not None and sizes[smallest] < min_samples:
+        why += f" (--recipe {smallest} needs {sizes[smallest]})"
+    return why

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ..audio.search import what_file
 from ..config import LEGACY_MODEL, LEGACY_TRAIN, Config, validate
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_open
@@ -37,6 +38,15 @@ def save(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, handle)
 
 
+def not_a_checkpoint(path: Path) -> CheckpointError:
+    """The error for a file that does not load as a checkpoint, saying what it is where that is
+    recognisable (an audio file given as ``--checkpoint`` is the usual mix-up)."""
+    kind = what_file(path)
+    if kind is not None and kind != "a ZIP archive":  # (torch.save writes ZIP archives: a cut one is one)
+        return CheckpointError(f"{path}: is {kind}, not a checkpoint (a run keeps them in RUN/checkpoints/)")
+    return CheckpointError(f"{path}: not a wavegen checkpoint (corrupt or truncated)")
+
+
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint without executing code from it; a bad file gives a one-line error."""
     path = Path(path)
@@ -50,13 +60,11 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
             raise CheckpointError(
                 f"{path}: refused to load, it asks to import {found.group(1)} (checkpoints hold only weights)"
             ) from None
-        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or another format)") from None
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: corrupt or truncated)"
-        ) from None
+        raise not_a_checkpoint(path) from None
+    except Exception:  # torch raises many types for truncated or foreign files
+        raise not_a_checkpoint(path) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a wavegen checkpoint")
+        raise CheckpointError(f"{path}: not a wavegen checkpoint (a PyTorch file of something else)")
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported")
     return payload

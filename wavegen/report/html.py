@@ -8,6 +8,8 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+import tomli_w
+
 CURVES = "curves"  # OUT/curves/: the plots of log.csv (sample files end in .wav or .png: no clash)
 
 
@@ -61,6 +63,14 @@ SCRIPT = """
   });
 })();
 """
+
+
+def toml_value(value: Any) -> str:
+    """A setting's value as a recipe writes it (``true``, ``[]``, ``"mix"``), so that it can be
+    pasted back into one; a value TOML cannot hold (None) as nothing."""
+    if value is None:
+        return ""
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").strip()
 
 
 def _e(value: Any) -> str:
@@ -186,11 +196,11 @@ def render(
             if isinstance(values, dict):
                 parts.append(
                     f'<h3>[{_e(section)}]</h3><table class="config">'
-                    + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in values.items())
+                    + "".join(f"<tr><th>{_e(k)}</th><td>{_e(toml_value(v))}</td></tr>" for k, v in values.items())
                     + "</table>"
                 )
             else:
-                parts.append(f"<p>{_e(section)} = {_e(values)}</p>")
+                parts.append(f"<p>{_e(section)} = {_e(toml_value(values))}</p>")
     elif facts["config_text"] is not None:
         parts.append(f"<pre>{_e(facts['config_text'])}</pre>")
     else:

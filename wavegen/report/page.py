@@ -30,7 +30,7 @@ from typing import Any, Callable
 from ..audio.artifacts import spectrogram_png
 from ..audio.io import AudioReadError, load_audio
 from ..errors import ConfigError
-from ..files import atomic_open, atomic_write_text
+from ..files import atomic_open, atomic_write_text, wrong_kind
 from ..outputs import no_empty_folders_on_failure
 from .html import CURVES, render
 from .sources import find_run, find_samples, input_of, plain_name, read_log, run_facts
@@ -164,7 +164,7 @@ def build_report(
     run = find_run(run)
     out = Path(out) if out is not None else run / "report"
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder (give --out a folder for the page)")
+        raise ConfigError(f"{out}: --out is a file, not a folder; give --out a folder for the page")
     with no_empty_folders_on_failure(out):
         return _build_report(run, sample_dirs, out, log, timings)
 
@@ -174,8 +174,9 @@ def _build_report(
 ) -> Page:
     if sample_dirs:
         for folder in sample_dirs:
-            if not Path(folder).is_dir():
-                raise ConfigError(f"--samples {folder}: no such folder")
+            problem = wrong_kind(folder, "folder")
+            if problem:
+                raise ConfigError(f"--samples {folder}: {problem}")
         folders = [Path(f) for f in sample_dirs]
     else:
         folders = [run / "samples", Path("samples")]

@@ -14,11 +14,10 @@ from typing import Any
 from ..audio.artifacts import plain_name as is_plain
 from ..audio.artifacts import read_samples
 from ..config import Config
-from ..errors import CheckpointError
 from ..model.checkpoint import describe_checkpoint
 from ..model.network import WaveNet
 from ..outputs import safe_name
-from ..runs import checkpoint_paths, newest_run
+from ..runs import checkpoint_paths, newest_run, run_folder
 
 
 def plain_name(name: Any, suffix: str) -> str | None:
@@ -28,17 +27,8 @@ def plain_name(name: Any, suffix: str) -> str | None:
 
 
 def find_run(run: Path | None) -> Path:
-    """``run`` as given (it must be a run folder), or the newest run under ``runs/``."""
-    if run is None:
-        return newest_run()
-    run = Path(run)
-    if not run.exists():
-        raise CheckpointError(f"{run}: no such run folder")
-    if not run.is_dir():
-        raise CheckpointError(f"{run}: not a folder (give a run folder, e.g. runs/tiny)")
-    if not (run / "config.toml").is_file() and not (run / "checkpoints").is_dir():
-        raise CheckpointError(f"{run}: not a run folder (no config.toml or checkpoints/; train it first)")
-    return run
+    """``run`` as given (it must be a run folder: ``runs.run_folder``), or the newest run under ``runs/``."""
+    return newest_run() if run is None else run_folder(run)
 
 
 def read_log(path: Path) -> list[dict[str, float | None]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..audio.artifacts import SampleRecord, write_audio
 from ..audio.features import MelSettings, log_mel, mel_distance, mel_settings
-from ..audio.io import AudioReadError, cancel_note, read_recording
+from ..audio.io import AudioReadError, cancel_note, duration, read_recording
 from ..audio.mulaw import decode, encode
 from ..errors import ConfigError, DataError
 from ..generate.request import GenerationRequest, as_request
@@ -61,7 +61,7 @@ def vocode(
         )
     for path in inputs:
         if Path(path).is_dir():
-            raise DataError(f"{path}: is a folder; vocode takes recordings (e.g. {Path(path) / '*.wav'})")
+            raise DataError(f"{path}: is a folder, not a file; vocode takes recordings (e.g. {Path(path) / '*.wav'})")
     writable_folder(out)
     model, payload, config = ckpt.load_model(checkpoint, map_location="cpu")
     check_unedited(checkpoint, config)  # edited analysis settings could not take effect: refuse them
@@ -73,7 +73,7 @@ def vocode(
     seconds = sum(len(a) for a in audios) / settings.sample_rate
     step = step_of(payload, checkpoint)
     log(
-        f"vocoding {len(inputs)} file{'s' if len(inputs) != 1 else ''} ({seconds:.1f} s) with {checkpoint}, step {step}"
+        f"vocoding {len(inputs)} file{'s' if len(inputs) != 1 else ''} ({duration(seconds)}) with {checkpoint}, step {step}"
     )
     result = resynthesize(model, features, [len(a) for a in audios], request, names, log, progress)
     record = SampleRecord(

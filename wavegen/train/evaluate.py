@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..audio.features import MelSettings, log_mel, mel_distance, mel_settings
+from ..audio.io import duration
 from ..audio.mulaw import decode
 from ..data.prepared import PreparedData
 from ..devices import resolve_device
@@ -66,7 +67,7 @@ def evaluate(
         "val_bits": round(bits, 4),
         "val_seconds": round(count / data.sample_rate, 2),
     }
-    log(f"validation: {bits:.3f} bits/sample ({precision}) over {count / data.sample_rate:.1f} s of held-out audio")
+    log(f"validation: {bits:.3f} bits/sample ({precision}) over {duration(count / data.sample_rate)} of held-out audio")
     if model.config.mel_channels:
         settings = mel_settings(model.config, config.data, checkpoint)  # (the data's, as check_compatible made sure)
         report.update(resynthesis_report(model, data, settings, seconds, files, request, log, progress))
@@ -115,7 +116,7 @@ def resynthesis_report(
         ],
     }
     log(
-        f"resynthesis of {len(chosen)} validation excerpts ({sum(lengths) / data.sample_rate:.1f} s): "
+        f"resynthesis of {len(chosen)} validation excerpts ({duration(sum(lengths) / data.sample_rate)}): "
         f"log-mel distance {report['mel_distance_db']:.2f} dB"
     )
     return report

@@ -90,7 +90,9 @@ def test_the_wheel_carries_recipes_license_and_native_source(dist):
     assert "wavegen/generate/native/wavenet.cpp" in names and "wavegen/generate/native/__init__.py" in names
     assert {f"wavegen/recipes/{p.name}" for p in (ROOT / "recipes").glob("*.toml")} <= set(names)
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
-    shipped = {f"wavegen/shipped/{p.parent.name}/{p.name}" for p in (ROOT / "wavegen" / "shipped").glob("*/*")}
+    shipped = {
+        f"wavegen/shipped-models/{p.parent.name}/{p.name}" for p in (ROOT / "wavegen" / "shipped-models").glob("*/*")
+    }
     assert shipped and shipped <= set(names)  # the models that ship, by name
 
 
@@ -121,3 +123,5 @@ def test_the_installed_wheel_runs_every_step_outside_the_checkout(dist, tmp_path
     assert (work / "runs" / "tones" / "checkpoints" / "latest.pt").is_file()
     wavegen("synth", "--run", "runs/tones", "--seconds", "0.1", "--out", "out", "--quiet")
     assert list((work / "out").glob("*.wav"))
+    wavegen("synth", "--model", "melodies", "--seconds", "0.1", "--out", "shipped", "--quiet")  # no training
+    assert list((work / "shipped").glob("melodies-step2000-seed0.wav"))

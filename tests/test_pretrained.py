@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 import wavegen
 from wavegen import pretrained
@@ -30,3 +31,25 @@ def test_a_path_wins_over_a_name_and_an_unknown_name_lists_the_models(tmp_path, 
     ):
         pretrained.find("birdsong")
     assert np.isfinite(wavegen.load(pretrained.find("melodies")).generate(seconds=0.01).audio).all()
+
+
+def test_synth_model_name_writes_the_shipped_models_audio_and_models_lists_it(tmp_path):
+    from click.testing import CliRunner
+
+    from wavegen.cli import main
+
+    runner = CliRunner()
+    listed = runner.invoke(main, ["models"])
+    assert listed.exit_code == 0 and listed.output.startswith("melodies  (") and "harmonic tones" in listed.output
+    done = runner.invoke(
+        main, ["synth", "--model", "melodies", "--seconds", "0.25", "--seed", "3", "-q", "--out", str(tmp_path)]
+    )
+    assert done.exit_code == 0, done.output
+    assert "wrote 1 file to" in done.output and "over 1 stream," in done.output  # (one of each, said so)
+    (wav,) = tmp_path.glob("*.wav")
+    written, _ = sf.read(wav, dtype="float32")
+    expected = wavegen.load("melodies").generate(seconds=0.25, seed=3).audio[0]
+    np.testing.assert_allclose(written, expected, atol=1 / 32767)
+    for args in (["--model", "birdsong"], ["--model", "melodies", "--run", "runs/x"]):
+        refused = runner.invoke(main, ["synth", *args, "--out", str(tmp_path / "no")])
+        assert refused.exit_code in (1, 2) and "Error: " in refused.output and not (tmp_path / "no").exists()

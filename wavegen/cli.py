@@ -18,6 +18,7 @@ from .commands.demo import demo
 from .commands.eval import evaluate_command
 from .commands.export import export
 from .commands.info import info
+from .commands.models import models
 from .commands.prepare import prepare
 from .commands.report import report
 from .commands.synth import synth
@@ -83,6 +84,7 @@ def main() -> None:
       wavegen eval                  validation bits/sample (and resynthesis distance)
       wavegen report                an HTML page of the newest run and its samples
       wavegen export RUN OUT/       a model folder to share or start from
+      wavegen synth --model melodies  hear a model that ships with wavegen (wavegen models)
     """
     from .noise import quiet_libraries
 
@@ -97,6 +99,7 @@ main.add_command(evaluate_command)
 main.add_command(info)
 main.add_command(report)
 main.add_command(export)
+main.add_command(models)
 main.add_command(demo)
 main.add_command(bench)
 main.add_command(config)

@@ -2,7 +2,8 @@
 installing: ``wavegen synth --model tones``, ``wavegen.load("tones")``, ``wavegen models``.
 
 Each is an exported model folder (``model.safetensors``, ``config.json``, a ``README.md`` model
-card: ``wavegen export``) under ``wavegen/shipped/NAME/``. Nothing is downloaded.
+card: ``wavegen export``) under ``wavegen/shipped-models/NAME/``: a folder name that is no Python
+identifier, which packaging then takes for data, not for a package. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from .errors import CheckpointError
 
-SHIPPED = Path(__file__).resolve().parent / "shipped"
+SHIPPED = Path(__file__).resolve().parent / "shipped-models"
 WEIGHTS = "model.safetensors"
 
 

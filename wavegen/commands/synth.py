@@ -27,6 +27,7 @@ from .common import (
 
 @click.command()
 @options(RUN_OR_CHECKPOINT)
+@click.option("--model", "shipped", metavar="NAME", help="A model that ships with wavegen (see `wavegen models`).")
 @click.option(
     "--seconds",
     type=float,
@@ -75,11 +76,33 @@ from .common import (
 @click.option("-q", "--quiet", is_flag=True, help=QUIET)
 @friendly_errors
 def synth(
-    run, checkpoint, seconds, n, seed, temperature, out, fmt, play, engine, device, precision, prime, labels, mel, quiet
+    run,
+    checkpoint,
+    shipped,
+    seconds,
+    n,
+    seed,
+    temperature,
+    out,
+    fmt,
+    play,
+    engine,
+    device,
+    precision,
+    prime,
+    labels,
+    mel,
+    quiet,
 ):
     """Generate audio from a trained model and write 16-bit WAV files, or stream it (--out -, --play)."""
     # Checked before torch is imported, so that a mistake is answered at once.
     request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)
+    if shipped is not None:
+        if run is not None or checkpoint is not None:
+            raise click.UsageError("--model names a shipped model: give it, --run or --checkpoint, not several")
+        from ..pretrained import find
+
+        checkpoint = find(shipped)
     to = live_sink(out, fmt, play)
     if to is not None:
         from ..synthesis.live import synthesize_live

@@ -96,7 +96,8 @@ def synthesize(
     sps = made.samples_per_s
     result = SynthResult(files, sps, sps / rate, made.engine, names, made.precision)
     log(
-        f"wrote {len(files)} files to {out}: {sps:,.0f} samples/s over {n} streams, "
+        f"wrote {len(files)} file{'s' * (len(files) != 1)} to {out}: {sps:,.0f} samples/s over {n} "
+        f"stream{'s' * (n != 1)}, "
         f"{result.real_time_factor:.3f}× real time"
     )
     return result

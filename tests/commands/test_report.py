@@ -255,6 +255,9 @@ def test_demo_writes_its_page_beside_its_samples(tmp_path):
     page = Page((samples / "index.html").read_text())
     assert [a["src"] for a in page.audio] == ["melodies-step10-seed0.wav"]  # shown in place, not copied
     assert (samples / page.images[0]["src"]).is_file() and len(page.curves) == 2
+    text = (samples / "index.html").read_text()  # values as a reader writes them, not Python's
+    assert "<th>label</th><td>none</td>" in text and "<th>weight_norm</th><td>true</td>" in text
+    assert [r for r in (">None<", ">True<", ">False<") if r in text] == []
     assert sorted(p.name for p in samples.glob("*.wav")) == ["melodies-step10-seed0.wav"]
     # The demo's samples are committed: made again (elsewhere, later), not a byte may differ.
     again = tmp_path / "again"

@@ -82,9 +82,12 @@ def _src(name: str) -> str:
 
 
 def _number(value: Any) -> str:
+    """A sample record's value as a reader wants it: ``1.5``, ``none`` (not Python's ``None``)."""
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    if value is None:
+        return "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _media(wav: str, png: str, caption: str, role: str) -> str:

@@ -141,11 +141,7 @@ def train(
         device=device,
         log=log,
         progress=progress,
-        changes=resolved.changes,
-        checkpoint=resolved.checkpoint,
-        config_file_current=resolved.config_file_current,
-        data=resolved.data,
-        init=resolved.init,
+        **resolved.found(),
     )
 
 

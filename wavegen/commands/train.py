@@ -81,11 +81,7 @@ def train(data, run, recipe, overrides, steps, init_from, device, nproc, quiet):
             log=log,
             progress=not quiet,
             world=world,
-            changes=resolved.changes,
-            checkpoint=resolved.checkpoint,
-            config_file_current=resolved.config_file_current,
-            data=resolved.data,
-            init=resolved.init,
+            **resolved.found(),
         )
     finally:
         world.close()

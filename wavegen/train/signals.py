@@ -7,6 +7,8 @@ import signal
 import threading
 from typing import Iterator
 
+from .. import interrupts
+
 
 @contextlib.contextmanager
 def stop_requests() -> Iterator[threading.Event]:
@@ -19,8 +21,9 @@ def stop_requests() -> Iterator[threading.Event]:
     stop = threading.Event()
 
     def on_signal(signum, frame):
+        interrupts.record(signum)  # the exit status: 130 for SIGINT, 143 for SIGTERM
         if stop.is_set():
-            raise KeyboardInterrupt
+            raise interrupts.interruption(signum)
         stop.set()
 
     in_main_thread = threading.current_thread() is threading.main_thread()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, cast
 
-from . import interrupts
 from .errors import WriteError
+from .interrupts import raise_swallowed, signals_held
 
 try:
     import fcntl
@@ -73,7 +73,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
             finishing = True  # from here on an OSError is this file's own
             raw.flush()
             os.fsync(raw.fileno())
-        interrupts.check()  # a Ctrl-C that a library's callback swallowed: keep the old file
+        raise_swallowed()  # a Ctrl-C that a library's callback swallowed: keep the old file
         if group is not None:
             group.append(_Pending(order, Path(tmp), path, existed, lock))
             lock = None  # (released when the group ends)
@@ -95,7 +95,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
 def all_or_none() -> Iterator[None]:
     """The atomic writes in the block put in place together: each file is written and fsynced
     to its temporary file as usual, and renamed over its path only when the whole block has
-    succeeded, all renames with stop signals held (``interrupts.held``) so that none lands
+    succeeded, all renames with stop signals held (``signals_held``) so that none lands
     between two. On any error (Ctrl-C, SIGTERM, a full disk) every temporary file goes and no
     path is replaced: a sample's WAV, spectrogram and JSON are there whole or not at all. A
     block inside another one joins it."""
@@ -107,10 +107,10 @@ def all_or_none() -> Iterator[None]:
     try:
         try:
             yield
-            interrupts.check()
+            raise_swallowed()
         finally:
             _local.group = None
-        with interrupts.held():
+        with signals_held():
             for item in sorted(pending, key=lambda item: item.order):
                 try:
                     os.replace(item.tmp, item.path)

@@ -2,18 +2,18 @@
 ``docker stop`` send) end every command the same way.
 
 Python's own SIGTERM ends the process at once, without running a single ``finally``, so a
-half-written temporary file would stay. Under ``handled`` (every command's, through
+half-written temporary file would stay. Under ``signals_handled`` (every command's, through
 ``friendly_errors``) SIGTERM raises ``Terminated``, a ``KeyboardInterrupt``: every cleanup
 written for Ctrl-C runs for it too, and the command exits with 128 + the signal's number (130
-for SIGINT, 143 for SIGTERM) and one line, which adds what the command ``note``d it keeps.
+for SIGINT, 143 for SIGTERM) and one line, which adds what the command said it keeps
+(``note_kept``).
 
 An exception a signal raises can land inside a ``__del__``, a weakref or an atexit callback
 (matplotlib's figures have them), where Python prints "Exception ignored in ..." and carries
-on. ``handled`` takes those back: the interrupt is remembered, and ``check`` raises it again at
-the next place that asks (before a file is put in place, and when the command returns).
-``held`` keeps signals out of a block altogether (a set of files put in place together): one
-that comes meanwhile is raised when the block ends.
-"""
+on. ``signals_handled`` takes those back: the interrupt is remembered, and ``raise_swallowed``
+raises it again where it is asked (before a file is put in place, and when the command
+returns). ``signals_held`` keeps signals out of a block altogether (a set of files put in place
+together): one that comes meanwhile is raised when the block ends."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ class Terminated(KeyboardInterrupt):
 @dataclass
 class _State:
     received: int | None = None  # the last stop signal: the exit status and the word said
-    swallowed: bool = False  # its exception was lost inside a callback; ``check`` raises it
-    holding: int = 0  # depth of ``held`` blocks
+    swallowed: bool = False  # its exception was lost inside a callback; ``raise_swallowed`` raises it
+    holding: int = 0  # depth of ``signals_held`` blocks
     pending: int | None = None  # a signal that came while held
     kept: str = ""  # what stays on disk if the command stops now
 
@@ -48,13 +48,13 @@ def interruption(signum: int) -> KeyboardInterrupt:
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def record(signum: int) -> None:
+def record_signal(signum: int) -> None:
     """Remember a stop signal that a handler of its own answered (``train`` stops between steps)."""
     _state.received = signum
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    record(signum)
+    record_signal(signum)
     if _state.holding:
         _state.pending = signum
         return
@@ -64,7 +64,7 @@ def _on_signal(signum: int, frame: object) -> None:
 def _unraisable(previous):
     def hook(unraisable) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            _state.swallowed = True  # raised again by ``check``, not printed
+            _state.swallowed = True  # raised again by ``raise_swallowed``, not printed
             return
         previous(unraisable)
 
@@ -72,7 +72,7 @@ def _unraisable(previous):
 
 
 @contextlib.contextmanager
-def handled() -> Iterator[None]:
+def signals_handled() -> Iterator[None]:
     """SIGINT and SIGTERM raise ``KeyboardInterrupt`` / ``Terminated`` inside the block (in the
     main thread; elsewhere Python runs no signal handlers, and nothing changes)."""
     global _state
@@ -90,7 +90,7 @@ def handled() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def check() -> None:
+def raise_swallowed() -> None:
     """Raise the interrupt that a callback swallowed since the last check; nothing otherwise."""
     if _state.swallowed:
         _state.swallowed = False
@@ -98,7 +98,7 @@ def check() -> None:
 
 
 @contextlib.contextmanager
-def held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """No stop signal raises inside the block; one that came meanwhile is raised at its end."""
     _state.holding += 1
     try:
@@ -110,7 +110,7 @@ def held() -> Iterator[None]:
             raise interruption(signum)
 
 
-def note(kept: str) -> None:
+def note_kept(kept: str) -> None:
     """Say what stays on disk if the command stops from here on (``samples: kept 2 of 4 samples``);
     the stop line adds it."""
     _state.kept = kept

@@ -174,7 +174,7 @@ def test_an_interrupt_that_a_callback_swallows_still_stops_the_write(tmp_path, w
 
     target = tmp_path / "a.png"
     target.write_bytes(b"old")
-    with interrupts.handled():
+    with interrupts.signals_handled():
         with pytest.raises(KeyboardInterrupt):
             with files.atomic_open(target) as handle:
                 handle.write(b"new")

@@ -37,7 +37,7 @@ machine: ``timings=False`` (``wavegen demo``, whose samples are committed) leave
 
 All three are written atomically and put in place together (``files.all_or_none``), the JSON
 last: a sample is there whole or not at all, even when Ctrl-C or SIGTERM comes while it is
-written (a signal then waits for the set to be in place, ``interrupts.held``).
+written (a signal then waits for the set to be in place, ``signals_held``).
 ``read_samples`` lists a folder's samples, newest first: what ``wavegen report`` shows.
 """
 
@@ -52,8 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import interrupts
 from ..files import all_or_none, atomic_open, atomic_write_text
+from ..interrupts import signals_held
 from .io import write_wav
 
 N_FFT, HOP = 1024, 256  # 64 ms windows at 16 kHz: resolves harmonics ~16 Hz apart
@@ -162,7 +162,7 @@ def write_sample(
     ``timings=False``: no "created" stamp, so the same sample makes the same bytes. The three
     files appear together, or (on an error) none of them: the previous ones stay."""
     path = Path(path)
-    with interrupts.held(), all_or_none():  # (no signal lands inside matplotlib's callbacks either)
+    with signals_held(), all_or_none():  # (no signal lands inside matplotlib's callbacks either)
         png = write_audio(path, audio, sample_rate)
         record = {
             **meta,

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from .. import interrupts
 from ..errors import OutOfRange, TrainingInterrupted, WavegenError
 from ..generate.request import ENGINES, PRECISIONS
+from ..interrupts import exit_status, raise_swallowed, signals_handled, stop_line
 
 # What --quiet promises in every command that has it: the bars go, the one-line messages stay.
 # No library's warnings or notices show either way (noise.py; tests/test_any_script.py).
@@ -85,17 +85,17 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with interrupts.handled():
+        with signals_handled():
             try:
                 result = fn(*args, **kwargs)
-                interrupts.check()  # a Ctrl-C that a library's callback swallowed still stops it
+                raise_swallowed()  # a Ctrl-C that a library's callback swallowed still stops it
                 return result
             except OutOfRange as exc:  # a usage error (status 2) in every command, as click's range checks
                 raise click.UsageError(one_line(str(exc))) from None
             except TrainingInterrupted as exc:
                 if str(exc):  # in a distributed run only rank 0 has something to say
                     click.echo(str(exc), err=True)
-                sys.exit(interrupts.exit_status())
+                sys.exit(exit_status())
             except WavegenError as exc:
                 if not str(exc):  # another training process's failure: rank 0 has said it
                     sys.exit(1)
@@ -104,8 +104,8 @@ def friendly_errors(fn):
                 where = f"{exc.filename}: " if exc.filename else ""
                 raise click.ClickException(one_line(f"{where}{exc.strerror or exc}")) from None
             except KeyboardInterrupt:
-                click.echo(one_line(interrupts.stop_line()), err=True)
-                sys.exit(interrupts.exit_status())
+                click.echo(one_line(stop_line()), err=True)
+                sys.exit(exit_status())
 
     return wrapper
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .. import interrupts
+from ..interrupts import note_kept
 from .common import EXIT_SKIPPED, QUIET, friendly_errors, log
 
 
@@ -101,7 +101,7 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     shortest = receptive_field(full.model)
     why = short_reason(recipe, shortest)
     earlier = (out / "manifest.json").exists()  # (a new set replaces it only once complete)
-    interrupts.note(f"{out} is as it was" if earlier else f"nothing was written to {out}")
+    note_kept(f"{out} is as it was" if earlier else f"nothing was written to {out}")
     manifest = run_prepare(dataset, out, config, log=log, progress=not quiet, min_samples=shortest, min_reason=why)
     if has_problems(manifest):  # files that are not audio (a README beside the recordings) are normal
         sys.exit(EXIT_SKIPPED)

@@ -15,7 +15,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import interrupts
 from ..audio.artifacts import SampleRecord, write_audio
 from ..audio.features import MelSettings, log_mel, mel_distance, mel_settings
 from ..audio.io import AudioReadError, cancel_note, duration, read_recording
@@ -25,6 +24,7 @@ from ..files import all_or_none
 from ..generate.request import GenerationRequest, as_request
 from ..generate.resynthesis import resynthesize
 from ..generate.streams import stream_labels
+from ..interrupts import note_kept, signals_held
 from ..limits import MAX_SECONDS, MAX_STREAMS, check_samples
 from ..model import checkpoint as ckpt
 from ..model.network import WaveNet
@@ -65,7 +65,7 @@ def vocode(
         if Path(path).is_dir():
             raise DataError(f"{path}: is a folder, not a file; vocode takes recordings (e.g. {Path(path) / '*.wav'})")
     writable_folder(out)
-    interrupts.note(kept_note(0, len(inputs), out))
+    note_kept(kept_note(0, len(inputs), out))
     model, payload, config = ckpt.load_model(checkpoint, map_location="cpu")
     check_unedited(checkpoint, config)  # edited analysis settings could not take effect: refuse them
     settings = mel_settings(model.config, config.data, checkpoint)
@@ -133,7 +133,7 @@ def _write(
         target = inside(out, f"{stems[i]}-vocoded.wav")
         distance = mel_distance(log_mel(decode(encode(audios[i])).numpy(), settings), log_mel(audio, settings))
         copy = target.with_suffix(".input.wav")  # first: the output's JSON names complete files only
-        with interrupts.held(), all_or_none():  # the copy and the output's set: all five files or none
+        with signals_held(), all_or_none():  # the copy and the output's set: all five files or none
             copy_png = write_audio(copy, audios[i], settings.sample_rate)
             extra = {
                 "mel_distance_db": round(float(distance), 3),
@@ -142,7 +142,7 @@ def _write(
             label = names[i] if names else None
             replace(record, seed=record.seed + i, label=label, extra=extra).write(target, audio, settings.sample_rate)
             files.append(target)
-            interrupts.note(kept_note(len(files), len(inputs), out))
+            note_kept(kept_note(len(files), len(inputs), out))
         distances.append(distance)
         log(f"wrote {target}: log-mel distance to {path} {distance:.2f} dB")
     return files, distances

@@ -7,7 +7,7 @@ import signal
 import threading
 from typing import Iterator
 
-from .. import interrupts
+from ..interrupts import interruption, record_signal
 
 
 @contextlib.contextmanager
@@ -21,9 +21,9 @@ def stop_requests() -> Iterator[threading.Event]:
     stop = threading.Event()
 
     def on_signal(signum, frame):
-        interrupts.record(signum)  # the exit status: 130 for SIGINT, 143 for SIGTERM
+        record_signal(signum)  # the exit status: 130 for SIGINT, 143 for SIGTERM
         if stop.is_set():
-            raise interrupts.interruption(signum)
+            raise interruption(signum)
         stop.set()
 
     in_main_thread = threading.current_thread() is threading.main_thread()

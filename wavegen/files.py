@@ -59,7 +59,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     existed = path.exists()
-    clear_leftovers(path.parent)
+    sweep_leftovers(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
@@ -124,7 +124,7 @@ def all_or_none() -> Iterator[None]:
         _fsync_dir(folder)
 
 
-def clear_leftovers(folder: Path) -> list[Path]:
+def sweep_leftovers(folder: Path) -> list[Path]:
     """Remove from ``folder`` the temporary files of writes a kill interrupted (``LEFTOVER``'s
     names, which no live write holds locked), once per folder and process; return them."""
     key = os.path.realpath(folder)

@@ -153,7 +153,7 @@ def test_a_live_write_is_not_taken_for_a_leftover(tmp_path):
         handle.write(b"first half")
         [live] = tmp_path.glob(".a.wav.*.tmp")
         files._swept.clear()  # (as another process would: it has not swept this folder yet)
-        assert files.clear_leftovers(tmp_path) == [] and live.exists()
+        assert files.sweep_leftovers(tmp_path) == [] and live.exists()
         handle.write(b", second half")
     assert (tmp_path / "a.wav").read_bytes() == b"first half, second half"
 

@@ -53,7 +53,9 @@ def record_signal(signum: int) -> None:
     _state.received = signum
 
 
-def _on_signal(signum: int, frame: object) -> None:
+def on_signal(signum: int, frame: object = None) -> None:
+    """The handler of SIGINT and SIGTERM under ``signals_handled`` (``train`` calls it for a second
+    signal): raise the interruption, or inside ``signals_held``, keep it for the block's end."""
     record_signal(signum)
     if _state.holding:
         _state.pending = signum
@@ -80,7 +82,7 @@ def signals_handled() -> Iterator[None]:
         yield
         return
     _state = _State()
-    previous = {sig: signal.signal(sig, _on_signal) for sig in SIGNALS}
+    previous = {sig: signal.signal(sig, on_signal) for sig in SIGNALS}
     hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         yield

@@ -12,7 +12,7 @@ import wavegen
 
 PACKAGE = Path(wavegen.__file__).parent
 
-# Which rooms a room may import from. Foundations (the root modules: config, recipe, errors, files,
+# Which rooms a room may import from. Foundations (the root modules: config, recipe, errors, files, interrupts,
 # runs, devices, cache, outputs, limits, progress, noise, run_config, config_ranges, config_reference)
 # import foundations only.
 FOUNDATIONS = {
@@ -21,6 +21,7 @@ FOUNDATIONS = {
     "recipe",
     "errors",
     "files",
+    "interrupts",
     "runs",
     "devices",
     "outputs",

@@ -35,7 +35,9 @@ The keys, one sample each:
 took_s and created are the only keys that change when the same sample is made again on the same
 machine: ``timings=False`` (``wavegen demo``, whose samples are committed) leaves them out.
 
-All three are written atomically, the JSON last: a JSON names only files already complete.
+All three are written atomically and put in place together (``files.all_or_none``), the JSON
+last: a sample is there whole or not at all, even when Ctrl-C or SIGTERM comes while it is
+written (a signal then waits for the set to be in place, ``signals_held``).
 ``read_samples`` lists a folder's samples, newest first: what ``wavegen report`` shows.
 """
 
@@ -50,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_open, atomic_write_text
+from ..files import all_or_none, atomic_open, atomic_write_text
+from ..interrupts import signals_held
 from .io import write_wav
 
 N_FFT, HOP = 1024, 256  # 64 ms windows at 16 kHz: resolves harmonics ~16 Hz apart
@@ -156,19 +159,21 @@ def write_sample(
     path: Path, audio: np.ndarray, sample_rate: int, meta: dict[str, Any], timings: bool = True
 ) -> dict[str, Any]:
     """Write ``path`` (a .wav) with its spectrogram and metadata beside it; return the metadata.
-    ``timings=False``: no "created" stamp, so the same sample makes the same bytes."""
+    ``timings=False``: no "created" stamp, so the same sample makes the same bytes. The three
+    files appear together, or (on an error) none of them: the previous ones stay."""
     path = Path(path)
-    png = write_audio(path, audio, sample_rate)
-    record = {
-        **meta,
-        "wav": path.name,
-        "spectrogram": png.name,
-        "seconds": round(len(audio) / sample_rate, 4),
-        "sample_rate": sample_rate,
-    }
-    if timings:
-        record["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1, ensure_ascii=False))
+    with signals_held(), all_or_none():  # (no signal lands inside matplotlib's callbacks either)
+        png = write_audio(path, audio, sample_rate)
+        record = {
+            **meta,
+            "wav": path.name,
+            "spectrogram": png.name,
+            "seconds": round(len(audio) / sample_rate, 4),
+            "sample_rate": sample_rate,
+        }
+        if timings:
+            record["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1, ensure_ascii=False))
     return record
 
 

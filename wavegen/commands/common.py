@@ -11,6 +11,7 @@ from click.core import ParameterSource
 
 from ..errors import OutOfRange, TrainingInterrupted, WavegenError
 from ..generate.request import ENGINES, PRECISIONS
+from ..interrupts import exit_status, raise_swallowed, signals_handled, stop_line
 
 # What --quiet promises in every command that has it: the bars go, the one-line messages stay.
 # No library's warnings or notices show either way (noise.py; tests/test_any_script.py).
@@ -79,28 +80,32 @@ def one_line(message: str) -> str:
 
 
 def friendly_errors(fn):
-    """Turn expected failures into one-line messages instead of tracebacks."""
+    """Turn expected failures into one-line messages instead of tracebacks, and Ctrl-C (SIGINT)
+    and SIGTERM into one line saying what stays (``interrupts``), with exit status 130 / 143."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except OutOfRange as exc:  # a usage error (status 2) in every command, as click's range checks
-            raise click.UsageError(one_line(str(exc))) from None
-        except TrainingInterrupted as exc:
-            if str(exc):  # in a distributed run only rank 0 has something to say
-                click.echo(str(exc), err=True)
-            sys.exit(130)
-        except WavegenError as exc:
-            if not str(exc):  # another training process's failure: rank 0 has said it
-                sys.exit(1)
-            raise click.ClickException(one_line(str(exc))) from None
-        except OSError as exc:  # permissions, a full disk, a file where a folder should be...
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(one_line(f"{where}{exc.strerror or exc}")) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        with signals_handled():
+            try:
+                result = fn(*args, **kwargs)
+                raise_swallowed()  # a Ctrl-C that a library's callback swallowed still stops it
+                return result
+            except OutOfRange as exc:  # a usage error (status 2) in every command, as click's range checks
+                raise click.UsageError(one_line(str(exc))) from None
+            except TrainingInterrupted as exc:
+                if str(exc):  # in a distributed run only rank 0 has something to say
+                    click.echo(str(exc), err=True)
+                sys.exit(exit_status())
+            except WavegenError as exc:
+                if not str(exc):  # another training process's failure: rank 0 has said it
+                    sys.exit(1)
+                raise click.ClickException(one_line(str(exc))) from None
+            except OSError as exc:  # permissions, a full disk, a file where a folder should be...
+                where = f"{exc.filename}: " if exc.filename else ""
+                raise click.ClickException(one_line(f"{where}{exc.strerror or exc}")) from None
+            except KeyboardInterrupt:
+                click.echo(one_line(stop_line()), err=True)
+                sys.exit(exit_status())
 
     return wrapper
 

@@ -25,6 +25,7 @@ def show(recipe, overrides):
 
 
 @config.command()
+@friendly_errors
 def reference():
     """Print every setting with its type, default, allowed values and meaning (Markdown: the
     page docs/settings.md)."""

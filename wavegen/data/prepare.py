@@ -17,7 +17,7 @@ from ..audio.mulaw import encode_uint8
 from ..audio.search import find_audio_files
 from ..config import DataConfig
 from ..errors import DataError
-from ..files import atomic_open, atomic_write_text, wrong_kind
+from ..files import all_or_none, atomic_open, atomic_write_text, wrong_kind
 from ..outputs import no_empty_folders_on_failure
 from ..progress import bar
 from .prepared import FORMAT, MANIFEST
@@ -99,7 +99,7 @@ def _prepare(
         if not job.manifest["files"]:
             # each was named above with its reason: naming one again would count it twice
             raise DataError(f"{dataset}: none of the {len(files)} audio files could be used (reasons above)")
-    job.finish()
+        job.finish()
     return job.manifest
 
 
@@ -155,7 +155,8 @@ class _Preparation:
             self.log(f"ignored {_some(names)}: {reason}")
 
     def open(self, stack: contextlib.ExitStack) -> None:
-        """The split files, written atomically: they replace earlier ones only once complete."""
+        """The split files and the manifest, one set: they replace earlier ones together once complete."""
+        stack.enter_context(all_or_none())  # (a kill, Ctrl-C or SIGTERM before that leaves the old set)
         self.codes_out = {split: stack.enter_context(atomic_open(self.out / f"{split}.u8")) for split in SPLITS}
         if self.mel:
             self.mels_out = {split: stack.enter_context(atomic_open(self.out / f"{split}.mel")) for split in SPLITS}

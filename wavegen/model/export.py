@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from ..files import atomic_write_text
+from ..files import all_or_none, atomic_write_text
 from ..outputs import leaves_no_empty_folder
 from ..runs import MODEL_CARD, MODEL_CONFIG, MODEL_WEIGHTS
 from .checkpoint import describe_checkpoint, load_model
@@ -68,8 +68,9 @@ def export_model(source: Path, out: Path, log: Callable[[str], None] = print) ->
     check_out(out)
     loaded = load_model(source)
     facts = describe_checkpoint(source, loaded)
-    write_folder(out, loaded.payload)
-    atomic_write_text(Path(out) / MODEL_CARD, model_card(facts, Path(out).resolve().name or "model"))
+    with all_or_none():  # weights, config and card replace an earlier export together, or not at all
+        write_folder(out, loaded.payload)
+        atomic_write_text(Path(out) / MODEL_CARD, model_card(facts, Path(out).resolve().name or "model"))
     files = [Path(out) / name for name in EXPORTED]
     size = sum(path.stat().st_size for path in files)
     source_size = _size(Path(source))

@@ -22,6 +22,7 @@ name says. A sample without a spectrogram PNG gets one, drawn into OUT.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ class _Folder:
         target = self.out / name
         if target.exists() and os.path.samefile(target, source):
             return name
-        tmp = self.out / f".{name}.{os.getpid()}.tmp"
+        tmp = self.out / f".{name}.{secrets.token_hex(4)}.tmp"  # (files.LEFTOVER: a kill's is swept)
         tmp.unlink(missing_ok=True)
         try:
             try:

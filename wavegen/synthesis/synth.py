@@ -13,6 +13,7 @@ from ..config import Config
 from ..errors import CheckpointError
 from ..generate.request import GenerationRequest, as_request
 from ..generate.streams import generate_streams
+from ..interrupts import note_kept, signals_held
 from ..model import checkpoint as ckpt
 from ..model.network import WaveNet
 from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
@@ -63,6 +64,7 @@ def synthesize(
     speed is still logged). A refused request leaves earlier samples as they were."""
     request = as_request(request, asked)  # refused here, before the (long) generation
     writable_folder(out)
+    note_kept(kept_note(0, request.n or 1, out))
     model, payload, config, step = load_checkpoint(checkpoint)
     run_name = safe_name(model_name(checkpoint))
     made = generate_streams(model, config.data.sample_rate, str(checkpoint), request, log, progress, step)
@@ -91,8 +93,10 @@ def synthesize(
             streams=n,
             took_s=made.seconds_taken,
         )
-        record.write(path, decode(made.codes[i]).numpy(), rate, timings)  # one stream at a time
-        files.append(path)
+        with signals_held():  # a stop while it is written comes once it is in place, and counted
+            record.write(path, decode(made.codes[i]).numpy(), rate, timings)  # one stream at a time, whole
+            files.append(path)
+            note_kept(kept_note(len(files), n, out))
     sps = made.samples_per_s
     result = SynthResult(files, sps, sps / rate, made.engine, names, made.precision)
     log(
@@ -101,6 +105,13 @@ def synthesize(
         f"{result.real_time_factor:.3f}× real time"
     )
     return result
+
+
+def kept_note(written: int, total: int, out: Path) -> str:
+    """What a stop leaves in ``out`` after ``written`` of ``total`` samples (``note_kept``)."""
+    if not written:
+        return f"no sample was written to {out}"
+    return f"kept {written} of {total} samples in {out}, each whole (.wav, .png, .json)"
 
 
 def _named(source: object) -> str | None:

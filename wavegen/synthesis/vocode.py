@@ -20,16 +20,18 @@ from ..audio.features import MelSettings, log_mel, mel_distance, mel_settings
 from ..audio.io import AudioReadError, cancel_note, duration, read_recording
 from ..audio.mulaw import decode, encode
 from ..errors import ConfigError, DataError
+from ..files import all_or_none
 from ..generate.request import GenerationRequest, as_request
 from ..generate.resynthesis import resynthesize
 from ..generate.streams import stream_labels
+from ..interrupts import note_kept, signals_held
 from ..limits import MAX_SECONDS, MAX_STREAMS, check_samples
 from ..model import checkpoint as ckpt
 from ..model.network import WaveNet
 from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
 from ..run_config import check_unedited
 from ..runs import model_name
-from .synth import step_of
+from .synth import kept_note, step_of
 
 
 @dataclass
@@ -63,6 +65,7 @@ def vocode(
         if Path(path).is_dir():
             raise DataError(f"{path}: is a folder, not a file; vocode takes recordings (e.g. {Path(path) / '*.wav'})")
     writable_folder(out)
+    note_kept(kept_note(0, len(inputs), out))
     model, payload, config = ckpt.load_model(checkpoint, map_location="cpu")
     check_unedited(checkpoint, config)  # edited analysis settings could not take effect: refuse them
     settings = mel_settings(model.config, config.data, checkpoint)
@@ -130,14 +133,16 @@ def _write(
         target = inside(out, f"{stems[i]}-vocoded.wav")
         distance = mel_distance(log_mel(decode(encode(audios[i])).numpy(), settings), log_mel(audio, settings))
         copy = target.with_suffix(".input.wav")  # first: the output's JSON names complete files only
-        copy_png = write_audio(copy, audios[i], settings.sample_rate)
-        extra = {
-            "mel_distance_db": round(float(distance), 3),
-            "input": {"source": str(path), "wav": copy.name, "spectrogram": copy_png.name},
-        }
-        label = names[i] if names else None
-        replace(record, seed=record.seed + i, label=label, extra=extra).write(target, audio, settings.sample_rate)
-        files.append(target)
+        with signals_held(), all_or_none():  # the copy and the output's set: all five files or none
+            copy_png = write_audio(copy, audios[i], settings.sample_rate)
+            extra = {
+                "mel_distance_db": round(float(distance), 3),
+                "input": {"source": str(path), "wav": copy.name, "spectrogram": copy_png.name},
+            }
+            label = names[i] if names else None
+            replace(record, seed=record.seed + i, label=label, extra=extra).write(target, audio, settings.sample_rate)
+            files.append(target)
+            note_kept(kept_note(len(files), len(inputs), out))
         distances.append(distance)
         log(f"wrote {target}: log-mel distance to {path} {distance:.2f} dB")
     return files, distances

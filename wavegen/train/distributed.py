@@ -168,8 +168,8 @@ def start(device: torch.device, environ: Mapping[str, str] = os.environ) -> Worl
 
 def launch(nproc: int, device: torch.device, args: list[str]) -> int:
     """Run ``torchrun --standalone --nproc-per-node NPROC ARGS`` (one machine, a free port) and
-    return the exit status for this command: 0, 130 when stopped by a signal, or a failed
-    process's own status (it has printed why).
+    return the exit status for this command: 0, 128 + the signal's number when stopped by one
+    (130, 143), or a failed process's own status (it has printed why).
 
     torchrun runs here, in this process, as ``python -m torch.distributed.run`` would: it
     starts the processes in sessions of their own and passes Ctrl-C or SIGTERM on to them once;
@@ -195,8 +195,8 @@ def launch(nproc: int, device: torch.device, args: list[str]) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         run(parse_args(["--standalone", "--nproc-per-node", str(nproc), *args]))
-    except SignalException:
-        return 130
+    except SignalException as exc:
+        return 128 + int(exc.sigval)  # 130 for Ctrl-C, 143 for SIGTERM, as every command
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         if failure.exitcode > 0:

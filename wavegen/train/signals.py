@@ -7,6 +7,8 @@ import signal
 import threading
 from typing import Iterator
 
+from ..interrupts import on_signal, record_signal
+
 
 @contextlib.contextmanager
 def stop_requests() -> Iterator[threading.Event]:
@@ -14,17 +16,20 @@ def stop_requests() -> Iterator[threading.Event]:
     processes (torchrun passes on the signal it gets) agree on that step, rank 0 saves there,
     and all stop together. An interrupt raised inside a step could land anywhere, between the
     windows drawn and the step counted or halfway through Adam's update, and save a state that
-    no uninterrupted run ever had. A second signal stops at once (``KeyboardInterrupt``, saving
-    in one process when it lands between steps)."""
+    no uninterrupted run ever had. A second signal stops at once (``KeyboardInterrupt``, or
+    ``Terminated`` for SIGTERM; saving in one process when it lands between steps)."""
     stop = threading.Event()
 
-    def on_signal(signum, frame):
+    def ask_to_stop(signum, frame):
+        record_signal(signum)  # the exit status: 130 for SIGINT, 143 for SIGTERM
         if stop.is_set():
-            raise KeyboardInterrupt
+            on_signal(signum)  # raises (once a set of files being put in place is: a sample's)
         stop.set()
 
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
+    previous = (
+        {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
+    )
     try:
         yield stop
     finally:

@@ -125,7 +125,7 @@ CASES = [
     case("train", "--set", "model.mel_channels=80", phrase="prepare the data with --labels folders or --mels N"),
     case("train", "--set", "train.lr=nan", phrase="'train.lr' must be a finite number, got nan"),
     case("train", "--set", "train.batch_size=-8", phrase="'train.batch_size' must be in (0, 65536], got -8"),
-    case("train", "--set", "train.threads=-1", phrase="'train.threads' must be >= 0"),
+    case("train", "--set", "train.threads=-1", phrase="'train.threads' must be in [0, 4096]"),
     case("train", "--steps", "0", phrase="Invalid value for '--steps': 0 is not in the range", status=2),
     case("train", "--steps", "-5", phrase="Invalid value for '--steps'", status=2),
     case("train", "--nproc", "0", phrase="Invalid value for '--nproc'", status=2),

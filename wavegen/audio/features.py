@@ -125,7 +125,7 @@ def empty_bands(s: MelSettings, bands: int | None = None) -> int:
     return int((weights.max(dim=0).values == 0).sum())
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     """The Slaney mel scale torchaudio's filterbanks use: linear below 1 kHz, logarithmic above."""
     hz = np.asarray(hz, np.float64)
     logarithmic = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (math.log(6.4) / 27.0)

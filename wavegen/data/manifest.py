@@ -94,7 +94,7 @@ def _check_spans(files: list[dict], key: str, total_key: str, total: Any) -> Non
     _need(_whole(total), total_key, "a whole number >= 0")
     at = 0
     for i, entry in enumerate(files):
-        span = entry.get(key)
+        span: Any = entry.get(key)
         ok = isinstance(span, list) and len(span) == 2 and _whole(span[1]) and span[0] == at
         _need(ok, f"files[{i}].{key}", f"[{at}, length]: the span after the one before it")
         at += span[1]

@@ -60,7 +60,7 @@ def test_overrides_are_typed():
         ("train.lr=fast", "expected float"),
         ("data.trim_silence=maybe", "expected bool"),
         ("train.steps", "expected section.key=value"),
-        ("train.batch_size=0", "must be > 0"),
+        ("train.batch_size=0", "must be in \\(0, 65536\\]"),
         ("data.label_source=speakers", "'data.label_source' must be 'none' or 'folders'"),
         ("data.labels=speakers", "'data.label_source' must be 'none' or 'folders'"),  # the old name
         ("data.channel=left", "'data.channel' must be 'mix' or a channel number"),

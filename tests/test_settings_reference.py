@@ -4,6 +4,7 @@ definitions give, with ranges that are the ones ``validate`` enforces."""
 
 import dataclasses
 import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -60,12 +61,14 @@ def _validate_with(dotted: str, value) -> str:
 def _ends(spec: str, integer: bool) -> tuple[list[float], list[float]]:
     """Values inside and just outside the range ``spec``."""
     step = 1 if integer else 1e-6
+    read = int if integer else float  # (exactly: an integer end such as 2**64 - 1 is no float)
     if spec.startswith(">"):
-        low = float(spec.split()[1])
+        low = read(spec.split()[1])
         inside, outside = ([low, low + step], [low - step]) if spec.startswith(">=") else ([low + step], [low])
     else:
-        low, high = (float(x) for x in spec[4:-1].split(","))  # "in [a, b)": intervals carry no note
-        inside, outside = [(low + high) / 2], [low - step, high + step]
+        spec = re.sub(r"(?<=[\])]) \(.*\)$", "", spec)  # "in [a, b) (a note)": the interval alone
+        low, high = (read(x) for x in spec[4:-1].split(","))
+        inside, outside = [(low + high) / 2 if not integer else (low + high) // 2], [low - step, high + step]
         (inside if spec[3] == "[" else outside).append(low)
         (inside if spec[-1] == "]" else outside).append(high)
     cast = int if integer else float

@@ -119,11 +119,11 @@ def train(
     ``OutOfMemory``, ``TrainingDiverged``; Ctrl-C saves the run and raises ``TrainingInterrupted``.
     """
     from .outputs import writable_folder
-    from .run_config import check_train_overrides
+    from .run_config import check_train_call
 
     if config is not None and recipe is not None:
         raise ConfigError("give config or recipe, not both")
-    check_train_overrides(list(overrides))
+    check_train_call(steps, overrides, device)
     if run is None:
         run = Path("runs") / ("custom" if config is not None else Path(recipe or "default").stem)
     run = Path(run)
@@ -182,10 +182,10 @@ class Model:
         folder (``wavegen export``), or a run folder, whose best checkpoint (lowest validation loss)
         is used, else its latest, as ``wavegen synth`` picks; None: the newest run. Raises
         ``CheckpointError`` when there is no readable checkpoint there."""
-        from .runs import pick_checkpoint
+        from .runs import given_path, pick_checkpoint
         from .synthesis.synth import load_checkpoint
 
-        given = None if source is None else Path(source)
+        given = given_path(source)
         path = pick_checkpoint(checkpoint=given) if given and given.is_file() else pick_checkpoint(run=given)
         network, _, config, step = load_checkpoint(path)
         return cls(network, config, path, step)

@@ -241,6 +241,8 @@ def _parse(text: str, want: type, dotted: str) -> Any:
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """Apply ``section.key=value`` strings to ``config`` in place (and return it)."""
     for item in overrides:
+        if not isinstance(item, str):
+            raise ConfigError(f"--set {item!r}: expected a 'section.key=value' string, e.g. 'train.lr=3e-4'")
         dotted, sep, text = item.partition("=")
         dotted = dotted.strip()
         if not sep:

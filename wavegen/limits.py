@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 from typing import Iterator
 
 from .errors import OutOfMemory, OutOfRange
@@ -18,6 +19,29 @@ from .errors import OutOfMemory, OutOfRange
 MAX_SECONDS = 3600.0  # one stream: an hour
 MAX_STREAMS = 4096  # generated together (a GPU's batching stops paying well before this)
 MAX_SAMPLES = 2**28  # all streams of one call: 256 MiB of codes, 4.7 h of audio at 16 kHz
+MAX_SEED = 2**64 - 1  # seeds are unsigned 64-bit numbers (torch's and the sampling engines')
+
+
+def check_seed(seed: object, streams: int = 1, option: str = "--seed") -> int:
+    """A seed: an integer with every stream's seed (``seed + i`` for stream i) in 0..2**64 - 1.
+    Beyond that range two seeds would give the same audio under different names."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise OutOfRange(f"{option} must be a whole number, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed <= MAX_SEED - max(streams - 1, 0):
+        top = "2**64 - 1" if streams <= 1 else f"2**64 - {streams} for {streams} streams (stream i uses seed + i)"
+        raise OutOfRange(f"{option} must be in 0..{top}, got {seed}")
+    return seed
+
+
+def available_memory() -> int | None:
+    """The system's available memory in bytes (``MemAvailable``), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def check_seconds(

@@ -104,7 +104,10 @@ def _resolve(path: Traversable, chain: tuple[str, ...] = ()) -> Config:
 
 
 def load_recipe(recipe: str) -> Config:
-    """Read a recipe (name or path) on top of the recipe it extends, else the dataclass defaults."""
-    config = _resolve(recipe_path(recipe))
+    """Read a recipe (name or path) on top of the recipe it extends, else the dataclass defaults.
+    Raises ``ConfigError`` for an unknown or broken recipe."""
+    if not isinstance(recipe, (str, Path)):
+        raise ConfigError(f"recipe must be a name or a path, got {type(recipe).__name__} {recipe!r}")
+    config = _resolve(recipe_path(str(recipe)))
     validate(config)
     return config

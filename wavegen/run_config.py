@@ -187,3 +187,17 @@ def check_train_overrides(overrides: list[str]) -> None:
                 f"--set {item}: data settings are prepare's (a run takes them from its prepared data); "
                 f"give it to `wavegen prepare DATASET --set {item.strip()}`"
             )
+
+
+def check_train_call(steps: object, overrides: object, device: object) -> None:
+    """``wavegen.fit``'s own arguments, of the types and values it takes, and its overrides as
+    ``check_train_overrides`` takes them; ``ConfigError`` for the first that is not."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"steps must be a whole number >= 1 or None, got {steps!r}")
+    if isinstance(overrides, str) or not isinstance(overrides, (list, tuple)):
+        raise ConfigError(f"overrides must be a list of 'section.key=value' strings, got {overrides!r}")
+    if not all(isinstance(item, str) for item in overrides):
+        raise ConfigError(f"overrides must be a list of 'section.key=value' strings, got {overrides!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device {device!r}: choose auto, cpu or cuda")
+    check_train_overrides(list(overrides))

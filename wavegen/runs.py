@@ -163,3 +163,11 @@ def pick_checkpoint(run: Path | None = None, checkpoint: Path | None = None) -> 
         if paths[which].is_file():
             return paths[which]
     raise CheckpointError(f"{run}: no checkpoints in {run / 'checkpoints'} (train it first: wavegen train --run {run})")
+
+
+def given_path(source: object, what: str = "source") -> Path | None:
+    """``source`` (a path given from a program: str, Path or None) as a Path; anything else is a
+    ``ConfigError`` naming ``what``, not a TypeError from deep inside."""
+    if source is not None and not isinstance(source, (str, Path)):
+        raise ConfigError(f"{what} must be a path or None, got {type(source).__name__} {source!r}")
+    return None if source is None else Path(source)

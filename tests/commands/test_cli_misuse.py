@@ -104,7 +104,9 @@ CASES = [
         "prepare", "dataset", "--set", "data.labels=speakers", phrase="'data.label_source' must be 'none' or 'folders'"
     ),
     case("prepare", "dataset", "--channel", "left", phrase="'data.channel' must be 'mix' or a channel number"),
-    case("prepare", "dataset", "--set", "data.sample_rate=-16000", phrase="'data.sample_rate' must be > 0"),
+    case(
+        "prepare", "dataset", "--set", "data.sample_rate=-16000", phrase="'data.sample_rate' must be in [1000, 192000]"
+    ),
     case("prepare", "dataset", "--set", "data.trim_db=nan", phrase="'data.trim_db' must be a finite number"),
     case("prepare", "dataset", "--sample-rate", "10", phrase="Invalid value for '--sample-rate'", status=2),
     case("prepare", "dataset", "--val-fraction", "1", phrase="Invalid value for '--val-fraction'", status=2),
@@ -122,8 +124,8 @@ CASES = [
     case("train", "--set", "model.labels=a,b", phrase="--set model.labels=a,b: a model conditions on what its data"),
     case("train", "--set", "model.mel_channels=80", phrase="prepare the data with --labels folders or --mels N"),
     case("train", "--set", "train.lr=nan", phrase="'train.lr' must be a finite number, got nan"),
-    case("train", "--set", "train.batch_size=-8", phrase="'train.batch_size' must be > 0, got -8"),
-    case("train", "--set", "train.threads=-1", phrase="'train.threads' must be >= 0"),
+    case("train", "--set", "train.batch_size=-8", phrase="'train.batch_size' must be in (0, 65536], got -8"),
+    case("train", "--set", "train.threads=-1", phrase="'train.threads' must be in [0, 4096]"),
     case("train", "--steps", "0", phrase="Invalid value for '--steps': 0 is not in the range", status=2),
     case("train", "--steps", "-5", phrase="Invalid value for '--steps'", status=2),
     case("train", "--nproc", "0", phrase="Invalid value for '--nproc'", status=2),

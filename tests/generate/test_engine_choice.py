@@ -174,7 +174,7 @@ def test_the_decision_table_row_by_row(asked, gpu, expected):
         (("auto", "cuda", "bf16"), ConfigError, r"runs in the native engine on the CPU \(use --device cpu\)"),
         (("native", "cuda", "fp32"), ConfigError, "--engine native runs on the CPU"),
         (("auto", "cpu", "fp16"), ConfigError, "unknown precision 'fp16'"),
-        (("warp", "cpu", "fp32"), ValueError, "unknown engine 'warp'"),
+        (("warp", "cpu", "fp32"), ConfigError, "unknown engine 'warp'"),
     ],
 )
 def test_the_decision_table_refuses_what_cannot_run(asked, error, message):

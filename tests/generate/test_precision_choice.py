@@ -73,7 +73,7 @@ def test_a_lower_precision_on_a_gpu_or_an_unknown_one_is_refused():
             make_engine(name, model, "cuda", precision="bf16")  # (refused before any GPU is touched)
     with pytest.raises(ConfigError, match=r"^unknown precision 'fp16' \(choose from auto, fp32, bf16, int8\)$"):
         make_engine("auto", model, precision="fp16")
-    with pytest.raises(ValueError, match="unknown engine 'warp'"):
+    with pytest.raises(ConfigError, match="unknown engine 'warp'"):
         make_engine("warp", model, precision="bf16")
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from wavegen.config import ModelConfig
+from wavegen.errors import ConfigError
 from wavegen.generate.choice import make_engine
 from wavegen.generate.engine import GOLDEN, StreamRandom, sample_codes, stream_uniforms
 from wavegen.generate.engines import generate
@@ -188,7 +189,7 @@ def test_make_engine_names():
     assert make_engine("auto", model).name == fastest
     assert make_engine("torch", model).name == "torch"
     assert make_engine("reference", model).name == "reference"
-    with pytest.raises(ValueError, match="unknown engine"):
+    with pytest.raises(ConfigError, match="unknown engine"):
         make_engine("warp", model)
 
 

@@ -125,13 +125,40 @@ def empty_bands(s: MelSettings, bands: int | None = None) -> int:
     return int((weights.max(dim=0).values == 0).sum())
 
 
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """The Slaney mel scale torchaudio's filterbanks use: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, np.float64)
+    logarithmic = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (math.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, logarithmic, 3.0 * hz / 200.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return np.where(mel >= 15.0, 1000.0 * np.exp((math.log(6.4) / 27.0) * (mel - 15.0)), 200.0 * mel / 3.0)
+
+
+def counted_empty_bands(s: MelSettings, bands: int) -> int:
+    """``empty_bands`` counted without building the filterbank: band i's triangle spans the
+    open interval between mel points i and i + 2, and holds a bin when a bin lies inside it.
+    O(bands) memory instead of a (bins, bands) matrix, so searching many counts stays quick."""
+    bins = np.linspace(0, s.sample_rate // 2, s.n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(s.fmin), _hz_to_mel(s.fmax), bands + 2))
+    inside = np.searchsorted(bins, edges[2:], "left") - np.searchsorted(bins, edges[:-2], "right")
+    return int((inside <= 0).sum())
+
+
 def check_bands(s: MelSettings) -> None:
     """Refuse settings under which some bands would hold no FFT bin (``empty_bands``), naming
     the most bands that fit, before any file is read."""
     empty = empty_bands(s)
     if not empty:
         return
-    fits = next((n for n in range(s.bands - 1, 0, -1) if not empty_bands(s, n)), 0)
+    # the most that fit: a bisection over the counted filterbanks (emptiness grows with the
+    # count), then confirmed with torchaudio's own, stepping down where rounding differs
+    low, high = 0, s.bands  # low fits (0 bands trivially), high does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if not counted_empty_bands(s, middle) else (low, middle)
+    fits = next((n for n in range(low, max(low - 8, 0), -1) if not empty_bands(s, n)), 0)
     raise ConfigError(
         f"data.mel_bands = {s.bands}: {empty} of the bands would hold no frequency bin (data.mel_n_fft = "
         f"{s.n_fft} gives bins every {s.sample_rate / s.n_fft:g} Hz, and the bands share "

@@ -155,7 +155,7 @@ class Recording:
     """A file as ``prepare`` uses it: mono float32 at the asked rate, and what its channels were
     before they became one (so that a reason for skipping it can name the true cause)."""
 
-    audio: np.ndarray  # mono float32 at the asked rate, clipped to [-1, 1]
+    audio: np.ndarray  # mono float32 at the asked rate, in [-1, 1] (scaled down when beyond, see ``over``)
     channels: int  # in the file
     channel_peaks: list[float]  # each channel's peak (absolute), as decoded
     picked: int | None = None  # the channel kept (data.channel); None: every channel averaged
@@ -163,6 +163,9 @@ class Recording:
     # sample's mean magnitude), in dB (<= 0): 0 for one channel or channels in phase, -3 or so for
     # unrelated ones, very negative for channels in opposite phase.
     mix_db: float = 0.0
+    # A file beyond full scale (a float WAV with peaks above 1.0): its peak and the share of its
+    # samples beyond 1.0, before it was scaled down to peak at full scale; (0, 0) for the rest.
+    over: tuple[float, float] = (0.0, 0.0)
 
 
 def read_recording(path: Path, sample_rate: int, channel: str = "mix") -> Recording:
@@ -191,11 +194,16 @@ def read_recording(path: Path, sample_rate: int, channel: str = "mix") -> Record
         mono = data.mean(axis=1, dtype=np.float32)
         if channels > 1:
             mix_db = _mix_db(mono, data)
+    peak, over = float(np.abs(mono).max()), (0.0, 0.0)
+    if peak > 1.0:  # beyond full scale: scaled down, not clipped (clipping would flatten every peak)
+        over = (peak, float(np.mean(np.abs(mono) > 1.0)))
+        mono = mono / np.float32(peak)
     if rate != sample_rate:
         import librosa
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
-    return Recording(np.clip(mono, -1.0, 1.0).astype(np.float32), channels, peaks, picked, mix_db)
+    # (resampling can overshoot full scale by a little: those few samples are clipped)
+    return Recording(np.clip(mono, -1.0, 1.0).astype(np.float32), channels, peaks, picked, mix_db, over)
 
 
 # A mix this much quieter than its channels (dB) is named: unrelated channels lose about 3 dB,
@@ -210,6 +218,17 @@ def cancel_note(recording: Recording) -> str | None:
     return (
         f"its {recording.channels} channels {'cancel' if recording.mix_db < -60 else 'partly cancel'} when mixed "
         f"to mono (the mix is {-recording.mix_db:.0f} dB quieter than they are)"
+    )
+
+
+def over_note(recording: Recording) -> str | None:
+    """Words for a recording beyond full scale, scaled down (None for one within it)."""
+    peak, share = recording.over
+    if not peak:
+        return None
+    return (
+        f"peaks at {peak:.3g}, beyond full scale (+{20 * np.log10(peak):.1f} dBFS; {100 * share:.2g} % of its "
+        f"samples beyond 1.0); scaled down by {20 * np.log10(peak):.1f} dB to peak at full scale instead of clipping them"
     )
 
 

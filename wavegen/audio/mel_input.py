@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..errors import DataError
-from .features import MelSettings, frame_count, padded_sides, windows_log_mel
+from .features import SILENCE, MelSettings, frame_count, padded_sides, windows_log_mel
 from .io import AudioReadError, read_recording
 from .wav_stream import WavPipeReader
 
@@ -39,6 +39,45 @@ def check_mels(mels: np.ndarray, bands: int, source: str = "mel") -> np.ndarray:
     if len(mels) == 0:
         raise DataError(f"{source}: no frames")
     return np.ascontiguousarray(mels, np.float32)
+
+
+# ln of a mel magnitude of 5e8: no audio in [-1, 1] comes near it (a full-scale sine reaches
+# about ln 10 with the default analysis), so a larger value is another scale
+CEILING = 20.0
+
+
+def scale_note(mels: np.ndarray) -> str | None:
+    """Words for features (frames, bands) whose range shows they are not natural-log mel
+    magnitudes (``features.log_mel``: ln(max(magnitude, 1e-5)), so never below ``SILENCE``),
+    None for features that could be. Judged from the range alone: decibels go far below the
+    floor, linear magnitudes or power are never negative. A note, not a refusal: features of
+    another analysis are the caller's to try, but they are said before they are heard."""
+    if not mels.size:
+        return None
+    low, high = float(mels.min()), float(mels.max())
+    if low < SILENCE - 0.01:
+        guess = "decibels, or the logarithm of power"
+    elif high > CEILING:
+        guess = "linear magnitudes or power, or decibels"
+    elif low >= 0:
+        guess = "linear magnitudes or power (not their logarithm)"
+    else:
+        return None
+    return (
+        f"mel values from {low:.4g} to {high:.4g} are not natural-log mel magnitudes as the model was "
+        f"trained on (those lie in [{SILENCE:.2f}, about 5]); they look like {guess}, and the audio will be "
+        "noise: compute them as wavegen.audio.features.log_mel does, or give the recording to wavegen vocode"
+    )
+
+
+def noted_frames(frames: Iterable[np.ndarray], say: Callable[[str], None], source: str) -> Iterator[np.ndarray]:
+    """``frames`` as they come, saying ``scale_note`` of the first batch that has one (once)."""
+    said = False
+    for batch in frames:
+        if not said and (note := scale_note(np.asarray(batch, np.float32))):
+            say(f"note: {source}: {note}")
+            said = True
+        yield batch
 
 
 def read_mel_file(path: str | Path, bands: int) -> np.ndarray:

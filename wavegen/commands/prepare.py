@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..config_ranges import MAX_MEL_BANDS, MAX_SAMPLE_RATE
 from ..interrupts import note_kept
 from .common import EXIT_SKIPPED, QUIET, friendly_errors, log
 
@@ -22,7 +23,9 @@ from .common import EXIT_SKIPPED, QUIET, friendly_errors, log
     help="Folder for the prepared codes and manifest.",
 )
 @click.option("--recipe", default="default", show_default=True, help="Recipe whose [data] settings apply.")
-@click.option("--sample-rate", type=click.IntRange(min=1000), help="Resample to this rate (default: the recipe's).")
+@click.option(
+    "--sample-rate", type=click.IntRange(1000, MAX_SAMPLE_RATE), help="Resample to this rate (default: the recipe's)."
+)
 @click.option(
     "--val-fraction",
     type=click.FloatRange(0.0, 1.0, max_open=True),
@@ -42,7 +45,7 @@ from .common import EXIT_SKIPPED, QUIET, friendly_errors, log
 )
 @click.option(
     "--mels",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_MEL_BANDS),
     default=None,
     help="Store this many log-mel bands per frame for a vocoder (sets data.mel_bands; 0: none; default: the recipe's).",
 )

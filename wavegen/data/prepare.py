@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from ..audio.features import MelSettings, check_bands, frame_count, log_mel
-from ..audio.io import AudioReadError, cancel_note, display_name, duration, os_error_reason, read_recording
+from ..audio.io import AudioReadError, cancel_note, display_name, duration, os_error_reason, over_note, read_recording
 from ..audio.mulaw import encode_uint8
 from ..audio.search import find_audio_files
 from ..config import DataConfig
@@ -20,6 +20,7 @@ from ..errors import DataError
 from ..files import all_or_none, atomic_open, atomic_write_text, wrong_kind
 from ..outputs import no_empty_folders_on_failure
 from ..progress import bar
+from .notes import mono_note, plural, some
 from .prepared import FORMAT, MANIFEST
 from .reasons import loudest_channel, silence, too_short
 
@@ -88,7 +89,7 @@ def _prepare(
         named = len(job.manifest["skipped"])
         raise DataError(
             f"{dataset}: no audio files found"
-            + (f" among its {_plural(named, 'entry', 'entries')} (named above)" if named else " (the folder is empty)")
+            + (f" among its {plural(named, 'entry', 'entries')} (named above)" if named else " (the folder is empty)")
         )
     with contextlib.ExitStack() as stack:
         job.open(stack)
@@ -129,6 +130,7 @@ class _Preparation:
         }
         self.offsets = {"train": 0, "val": 0, "train_frames": 0, "val_frames": 0}
         self.ignored: dict[str, list[str]] = {}  # reason -> names, said in one line per reason
+        self.mono: list[str] = []  # mono files that --channel N (N >= 1) could not apply to
         self.codes_out: dict = {}
         self.mels_out: dict = {}
 
@@ -152,7 +154,7 @@ class _Preparation:
 
     def say_ignored(self) -> None:
         for reason, names in self.ignored.items():
-            self.log(f"ignored {_some(names)}: {reason}")
+            self.log(f"ignored {some(names)}: {reason}")
 
     def open(self, stack: contextlib.ExitStack) -> None:
         """The split files and the manifest, one set: they replace earlier ones together once complete."""
@@ -185,6 +187,10 @@ class _Preparation:
                 f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
                 f"--channel {loudest_channel(recording)} would keep one channel"
             )
+        if over_note(recording):
+            self.log(f"note: {display_name(path)}: {over_note(recording)}")
+        if recording.channels == 1 and config.channel not in ("mix", "0"):
+            self.mono.append(display_name(path))
         audio, trimmed = recording.audio, 0
         if config.trim_silence:
             audio, trimmed = _trim(audio, config.trim_db)
@@ -234,15 +240,17 @@ class _Preparation:
         if self.config.label_source == "folders":
             counts = Counter(entry["label"] for entry in manifest["files"])
             manifest["labels"] = sorted(counts)
-            self.log("labels: " + ", ".join(f"{name} ({_plural(counts[name], 'file')})" for name in manifest["labels"]))
+            self.log("labels: " + ", ".join(f"{name} ({plural(counts[name], 'file')})" for name in manifest["labels"]))
         atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
+        if self.mono:
+            self.log(mono_note(self.config.channel, self.mono))
         self.log(self.summary())
 
     def summary(self) -> str:
         config, offsets, skipped = self.config, self.offsets, self.manifest["skipped"]
         seconds = (offsets["train"] + offsets["val"]) / config.sample_rate
         text = (
-            f"prepared {_plural(len(self.manifest['files']), 'file')} ({duration(seconds)} at "
+            f"prepared {plural(len(self.manifest['files']), 'file')} ({duration(seconds)} at "
             f"{config.sample_rate} Hz: {offsets['train']} train + {offsets['val']} validation samples) into "
             f"{display_name(self.out)}"
         )
@@ -277,19 +285,8 @@ def _not_searched(out: Path) -> Callable[[Path], str | None]:
     return reason
 
 
-def _some(names: list[str], shown: int = 5) -> str:
-    """'a', 'a and b', 'a, b, c, d, e and 7 more'."""
-    if len(names) <= shown:
-        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    return ", ".join(names[:shown]) + f" and {len(names) - shown} more"
-
-
 def _count_skipped(skipped: list[dict]) -> str:
     """'3 files', '1 file and 1 folder': folders' sources end in /."""
     folders = sum(entry["source"].endswith("/") for entry in skipped)
     counts = [(len(skipped) - folders, "file"), (folders, "folder")]
-    return " and ".join(_plural(n, word) for n, word in counts if n)
-
-
-def _plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{n} {word if n == 1 else words or word + 's'}"
+    return " and ".join(plural(n, word) for n, word in counts if n)

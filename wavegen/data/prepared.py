@@ -42,6 +42,7 @@ import numpy as np
 
 from ..audio.io import duration
 from ..errors import DataError
+from .manifest import check_manifest
 
 MANIFEST = "manifest.json"
 
@@ -79,9 +80,10 @@ class PreparedData:
             raise DataError(f"{folder}: no prepared data here (run `wavegen prepare DATASET --out {folder}`)")
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            assert manifest.get("format") == FORMAT
+            assert isinstance(manifest, dict) and manifest.get("format") == FORMAT
         except (OSError, ValueError, AssertionError):
             raise DataError(f"{manifest_path}: not a wavegen manifest; run `wavegen prepare` again") from None
+        check_manifest(manifest, manifest_path)  # hand-edited fields are refused, not trusted
         self.folder, self.manifest = folder, manifest
         self.sample_rate = int(manifest["sample_rate"])
         self.labels: list[str] = list(manifest.get("labels") or [])  # names, index = label id
@@ -91,6 +93,8 @@ class PreparedData:
     def _map(self, path: Path, dtype: type, count: int, width: int = 1) -> np.ndarray:
         expected = count * width * np.dtype(dtype).itemsize
         size = path.stat().st_size if path.is_file() else -1
+        if size < 0:
+            raise DataError(f"{path}: missing (its manifest names it); run `wavegen prepare` again")
         if size != expected:
             raise DataError(f"{path}: expected {expected} bytes, found {max(size, 0)}; run `wavegen prepare` again")
         if not count:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from ..audio.mel_input import noted_frames
 from ..audio.mulaw import decode
 from ..errors import ConfigError
 from ..model.conditioning import CONTEXT_FRAMES, Conditioning
@@ -245,7 +246,7 @@ def stream_audio(
     ``request.mel``. Engines that need a length in advance (the GPU's loops) are not chosen
     for a stream without one: ``--device auto`` then runs on the CPU. Raises as
     ``generate_streams`` does, and ``ConfigError`` for a ``block`` below 1."""
-    if block < 1:
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
         raise ConfigError(f"block of {block} samples: expected 1 or more")
     if mel_frames is not None and request.mel is not None:
         raise ConfigError("give the mel features as a whole (mel) or as they arrive (mel frames), not both")
@@ -261,7 +262,8 @@ def stream_audio(
     feed = None
     if mel_frames is not None:
         assert ready.conditioning is not None  # (a mel model is conditioned)
-        feed = MelFeed(ready.conditioning, mel_frames, model.config.mel_hop, model.config.mel_channels)
+        frames = noted_frames(mel_frames, log, "mel frames")  # features of another scale: said once
+        feed = MelFeed(ready.conditioning, frames, model.config.mel_hop, model.config.mel_channels)
     codes = generate_blocks(
         ready.engine,
         ready.samples,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from ..errors import ConfigError
-from ..limits import check_seconds, check_streams, check_temperature
+from ..limits import check_seconds, check_seed, check_streams, check_temperature
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,10 +38,34 @@ def check_precision(precision: str, allow_auto: bool = True) -> str:
 
 
 def check_engine(engine: str) -> str:
-    """``engine`` if it is ``auto`` or one of ``ENGINES``; else ``ValueError`` naming them."""
+    """``engine`` if it is ``auto`` or one of ``ENGINES``; else ``ConfigError`` naming them."""
     if engine != "auto" and engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r} (choose from auto, {', '.join(ENGINES)})")
+        raise ConfigError(f"unknown engine {engine!r} (choose from auto, {', '.join(ENGINES)})")
     return engine
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_types(request: GenerationRequest) -> None:
+    """Values of the wrong type (from a program: the command line parses its own) as one line."""
+    wrong = [
+        (name, value, want)
+        for name, value, want, ok in (
+            ("seconds", request.seconds, "a number of seconds", request.seconds is None or _real(request.seconds)),
+            ("n", request.n, "a whole number", request.n is None or (_real(request.n) and isinstance(request.n, int))),
+            ("temperature", request.temperature, "a number", _real(request.temperature)),
+            ("engine", request.engine, "a name", isinstance(request.engine, str)),
+            ("device", request.device, "a name", isinstance(request.device, str)),
+            ("precision", request.precision, "a name", isinstance(request.precision, str)),
+            ("labels", request.labels, "label names", all(isinstance(x, str) for x in request.labels)),
+        )
+        if not ok
+    ]
+    if wrong:
+        name, value, want = wrong[0]
+        raise ConfigError(f"{name} must be {want}, got {type(value).__name__} {value!r}")
 
 
 @dataclass(frozen=True)
@@ -57,8 +81,8 @@ class GenerationRequest:
     prime:       a recording (path, or mono float audio at the model's rate) to continue
     mel:         log-mel features (frames, bands) for a vocoder model, or a .npy path
 
-    Raises ``ConfigError`` for a length, stream count, temperature, device or precision out of
-    range, ``ValueError`` for an unknown engine.
+    Raises ``ConfigError`` for a value of the wrong type, a length, stream count, temperature,
+    seed (every stream's in 0..2**64 - 1), device, precision or engine out of range.
     """
 
     seconds: float | None = None
@@ -75,7 +99,12 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         if isinstance(self.labels, str):  # one label, not its letters
             object.__setattr__(self, "labels", (self.labels,))
-        object.__setattr__(self, "labels", tuple(self.labels))
+        try:
+            object.__setattr__(self, "labels", tuple(self.labels))
+        except TypeError:
+            raise ConfigError(f"labels must be a label name or a list of them, got {self.labels!r}") from None
+        _check_types(self)
+        check_seed(self.seed, self.n or 1)
         if self.seconds is not None:
             check_seconds(self.seconds)
         if self.n is not None:

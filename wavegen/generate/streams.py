@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from ..audio.io import AudioReadError, cancel_note, read_recording
-from ..audio.mel_input import check_mels, read_mel_file
+from ..audio.mel_input import check_mels, read_mel_file, scale_note
 from ..audio.mulaw import encode
 from ..errors import ConfigError, DataError
-from ..limits import MAX_STREAMS, check_samples, check_streams, generation_memory
+from ..limits import MAX_STREAMS, check_samples, check_seed, check_streams, generation_memory
 from ..model.conditioning import Conditioning
 from ..model.network import WaveNet
 from ..progress import bar as progress_bar
@@ -117,12 +117,15 @@ def prepare_streams(
         )
     if request.n is None:  # a stream per label asked for (the request checked a number it was given)
         check_streams(n)
+        check_seed(request.seed, n)  # stream i's seed is seed + i
     arriving = frames_arrive and bool(model.config.mel_channels)
     mels: np.ndarray | None
     if arriving:
         mels, seconds = np.zeros((n, 0, model.config.mel_channels), np.float32), request.seconds
     else:
         mels, seconds = _stream_mels(model, request.mel, request.seconds, rate, n, where)
+        if mels is not None and (note := scale_note(mels[0])):  # features of another scale: said first
+            log(f"note: {request.mel if isinstance(request.mel, (str, Path)) else 'mel'}: {note}")
     num = None if live and seconds is None else max(1, round((2.0 if seconds is None else seconds) * rate))
     if num is not None:
         check_samples(n, num, rate)

@@ -9,6 +9,7 @@ too (``read``, ``load_model``), its weights checked against its config.json.
 
 from __future__ import annotations
 
+import math
 import pickle
 import re
 from pathlib import Path
@@ -18,11 +19,11 @@ import torch
 
 from ..audio.search import what_file
 from ..config import LEGACY_MODEL, LEGACY_TRAIN, Config, validate
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, OutOfMemory
 from ..files import atomic_open
 from ..runs import MODEL_CONFIG, MODEL_WEIGHTS
 from .exported import check_shapes, read_folder
-from .network import WaveNet
+from .network import WaveNet, check_size
 
 FORMAT = "wavegen-checkpoint"
 
@@ -82,9 +83,82 @@ def config_of(payload: dict[str, Any], path: Path | str = "checkpoint") -> Confi
             }
         config = Config.from_dict(raw, source=str(path))
         validate(config)
+        check_size(config.model)  # before any tensor of that shape is made
         return config
-    except (KeyError, TypeError, AttributeError, ConfigError) as exc:
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: bad config in checkpoint (no {exc} in it)") from None
+    except (TypeError, AttributeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: bad config in checkpoint ({exc})") from None
+    except OutOfMemory as exc:
+        raise OutOfMemory(f"{path}: {exc}") from None
+
+
+def in_words(error: Exception) -> str:
+    """An error's first line as a reason: a missing key (whose words are the key alone) is said as such."""
+    if isinstance(error, KeyError):
+        return f"no {error} in it"
+    return (str(error).strip().splitlines() or ["damaged"])[0]
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _pair(value: Any) -> bool:  # a validation: [step, bits] (bits may be NaN: a validation that diverged)
+    return isinstance(value, (list, tuple)) and len(value) == 2 and _whole(value[0]) and _number(value[1])
+
+
+def _tensors(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in value.items())
+
+
+# Every plain field a checkpoint may hold besides its config: what it must be, in words, and the
+# test. A crafted or damaged file is refused in one line naming the field, never a traceback later.
+FIELDS: dict[str, tuple[str, Any]] = {
+    "step": ("a whole number >= 0", _whole),
+    "best_val_bits": (
+        "none or a finite number of bits >= 0",
+        lambda v: v is None or (_number(v) and 0 <= v < math.inf),
+    ),
+    "val_history": ("a list of [step, bits] pairs", lambda v: isinstance(v, list) and all(_pair(p) for p in v)),
+    "init_from": ("none or a path", lambda v: v is None or isinstance(v, str)),
+    "skipped_steps": ("a whole number >= 0", _whole),
+    "ema_updates": ("a whole number >= 0", _whole),
+    "schedule": (
+        "none or [step, learning rate]",
+        lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) == 2 and _whole(v[0]) and _number(v[1])),
+    ),
+    "model": ("named tensors", _tensors),
+    "ema": ("named tensors", _tensors),
+    "optimizer": ("an optimizer state (a table)", lambda v: isinstance(v, dict)),
+    "rng": (
+        "random states (a table with 'torch', 'noise' and 'sampler')",
+        lambda v: (
+            isinstance(v, dict)
+            and torch.is_tensor(v.get("torch"))
+            and torch.is_tensor(v.get("noise"))
+            and isinstance(v.get("sampler"), dict)
+            and isinstance(v.get("ranks", []), list)
+        ),
+    ),
+}
+
+
+def check_fields(payload: dict[str, Any], path: Path | str) -> None:
+    """Refuse a payload whose fields (those it has of ``FIELDS``) are not what wavegen writes: one
+    ``CheckpointError`` naming the file and the first bad field."""
+    for name, (expected, ok) in FIELDS.items():
+        if name in payload and not ok(payload[name]):
+            value = payload[name]
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise CheckpointError(
+                f"{path}: bad '{name}' in checkpoint: expected {expected}, got {type(value).__name__} {shown} "
+                "(a damaged or edited file: use another checkpoint of the run)"
+            )
 
 
 class Checkpoint(NamedTuple):
@@ -110,8 +184,10 @@ def read(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     an unreadable file or a bad config."""
     if Path(path).is_dir():
         payload = read_folder(path)
+        check_fields(payload, Path(path) / MODEL_WEIGHTS)
         return Checkpoint(payload, config_of(payload, Path(path) / MODEL_CONFIG))
     payload = load(path, map_location)
+    check_fields(payload, path)
     return Checkpoint(payload, config_of(payload, path))
 
 
@@ -129,17 +205,16 @@ def load_model(path: Path, map_location: str | torch.device = "cpu") -> Loaded:
         check_shapes(state, model.state_dict(), where)
         model.load_state_dict(state)
     except (KeyError, RuntimeError, AttributeError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the model shape in its config ({reason})") from None
+        raise CheckpointError(f"{path}: weights do not fit the model shape in its config ({in_words(exc)})") from None
     return Loaded(model.eval(), payload, config)
 
 
 def describe_checkpoint(path: Path, loaded: Loaded | None = None) -> dict:
     """What ``wavegen info`` shows: config, size, receptive field, training state (``loaded``:
     the checkpoint at ``path``, when the caller read it already)."""
-    model, payload, _ = loaded if loaded is not None else load_model(path)
-    config = payload["config"]  # as saved: what `info` shows
-    rate = config["data"]["sample_rate"]
+    model, payload, parsed = loaded if loaded is not None else load_model(path)
+    config = parsed.to_dict()  # as parsed and checked (a crafted file's raw table may lack any key)
+    rate = parsed.data.sample_rate
     rf = model.receptive_field
     return {
         "checkpoint": str(path),
@@ -150,7 +225,7 @@ def describe_checkpoint(path: Path, loaded: Loaded | None = None) -> dict:
         "receptive_field_ms": round(1000 * rf / rate, 2),
         "dilations": model.dilations,
         "labels": list(model.config.labels),
-        "weights": f"moving average (train.ema = {config['train'].get('ema')})" if "ema" in payload else "trained",
+        "weights": f"moving average (train.ema = {parsed.train.ema})" if "ema" in payload else "trained",
         "mel_context_frames": list(model.mel_context),
         **({"init_from": payload["init_from"]} if payload.get("init_from") else {}),
         "recipe": payload.get("recipe"),  # None: a run from before runs recorded it

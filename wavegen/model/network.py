@@ -40,6 +40,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
+from ..errors import ConfigError, OutOfMemory
+from ..limits import available_memory
 from .conditioning import CONTEXT_FRAMES, Conditioner, LayerTerms
 from .layers import CausalConv1d, ResidualBlock, Weights
 from .parameterize import layer_weights, parameterize
@@ -52,10 +54,57 @@ def receptive_field(config: ModelConfig) -> int:
     return config.input_kernel_size + sum((config.kernel_size - 1) * d for d in dilations)
 
 
+def parameter_count(config: ModelConfig) -> int:
+    """How many parameters ``WaveNet(config)`` holds (``WaveNet.parameter_count``), counted from
+    the shape alone: nothing is allocated, so a shape too large to build can be refused first."""
+    c, layers = config, config.cycles * config.layers_per_cycle
+    r, g, s = c.residual_channels, c.gate_channels, c.skip_channels
+    convs = [(c.classes, r, c.input_kernel_size)] + [(r, 2 * g, c.kernel_size), (g, r, 1), (g, s, 1)] * layers
+    convs += [(s, s, 1), (s, c.classes, 1)]  # the head
+    # weights and biases; weight normalisation adds a magnitude per output channel
+    count = sum(out * (cin * k + 1 + int(c.weight_norm)) for cin, out, k in convs)
+    width = layers * 2 * g  # the conditioning terms of every layer
+    count += len(c.labels) * width
+    if c.mel_channels:
+        h = c.cond_channels
+        count += c.mel_channels * h * 3 + h + h * h * 3 + h + h * width + width + 3 * c.mel_hop
+    return count
+
+
+MAX_PARAMETERS = 2**30  # 4 GiB of float32 weights, 16 GiB to train: far beyond any recipe (the default: 4.6 M)
+# Building a model holds about this many bytes per parameter (the weights, and weight
+# normalisation's directions and initial weights while it is set up).
+BUILD_BYTES_PER_PARAMETER = 12
+
+
+def check_size(config: ModelConfig) -> int:
+    """The parameter count of a model of this shape, refused before anything is allocated when
+    it is beyond ``MAX_PARAMETERS`` (``ConfigError``) or building it would not fit in the
+    memory available now (``OutOfMemory``)."""
+    count, c = parameter_count(config), config
+    shape = (
+        f"model.residual_channels = {c.residual_channels}, gate_channels = {c.gate_channels}, "
+        f"skip_channels = {c.skip_channels}, {c.cycles} cycles of {c.layers_per_cycle} layers"
+    )
+    if count > MAX_PARAMETERS:
+        raise ConfigError(
+            f"a model of {count:,} parameters ({shape}) is beyond the {MAX_PARAMETERS:,} wavegen builds; "
+            "use fewer channels or layers"
+        )
+    free, need = available_memory(), count * BUILD_BYTES_PER_PARAMETER
+    if free is not None and need > free:
+        raise OutOfMemory(
+            f"a model of {count:,} parameters ({shape}) needs about {need / 2**30:.1f} GiB to build, but "
+            f"{free / 2**30:.1f} GiB of memory is available; use fewer channels or layers"
+        )
+    return count
+
+
 class WaveNet(nn.Module):
     """Autoregressive model of µ-law codes: ``forward(codes)`` gives logits for every position."""
 
     def __init__(self, config: ModelConfig) -> None:
+        check_size(config)  # before any tensor: a crafted or mistyped shape is one line, not gigabytes
         super().__init__()
         self.config = config
         c = config

@@ -8,7 +8,10 @@ The page lives in one folder (default ``RUN/report``)::
                         shows its input recording and its output side by side)
     OUT/curves/*.png    bits per sample (training and validation) and learning rate against step
     OUT/NAME.wav, .png  the samples shown: hard links to the originals (copies where links
-                        cannot be made); a sample already in OUT is shown where it is
+                        cannot be made); a sample already in OUT is shown where it is. Only
+                        regular files of their own are taken (a WAV that is a symbolic link,
+                        or not a WAV, is skipped with a line): a link is never followed, so
+                        the page never carries a file from outside the sample folders
 
 Every link is relative and nothing is fetched from the network; no JavaScript is needed to view
 or play. A small inline script only marks a player or image whose file failed to load.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +38,11 @@ from ..errors import ConfigError
 from ..files import atomic_open, atomic_write_text, wrong_kind
 from ..outputs import no_empty_folders_on_failure
 from .html import CURVES, render
-from .sources import find_run, find_samples, input_of, plain_name, read_log, run_facts
+from .sources import find_run, find_samples, input_of, own_file, plain_name, read_log, run_facts
+
+
+class ReportSkip(Exception):
+    """A sample left out of the page; the message says why."""
 
 
 @dataclass
@@ -79,10 +87,12 @@ class _Folder:
         tmp = self.out / f".{name}.{secrets.token_hex(4)}.tmp"  # (files.LEFTOVER: a kill's is swept)
         tmp.unlink(missing_ok=True)
         try:
-            try:
-                os.link(source, tmp)
+            try:  # (the caller checked that source is no link; a link made since is linked as one, refused below)
+                os.link(source, tmp, follow_symlinks=False)
             except OSError:  # another filesystem, or links not allowed: a copy
-                shutil.copyfile(source, tmp)
+                shutil.copyfile(source, tmp, follow_symlinks=False)
+            if not stat.S_ISREG(os.lstat(tmp).st_mode):
+                raise ReportSkip(f"{source}: became a link while the report was written")
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -100,7 +110,7 @@ def _spectrogram(folder: Path, wav: str, png: Any, page: _Folder) -> str:
     """The page's name for the spectrogram of ``folder/wav``: the PNG its metadata names, or the
     one beside it (NAME.png), or one drawn now into the page's folder."""
     for name in (plain_name(png, ".png"), Path(wav).with_suffix(".png").name):
-        if name and (folder / name).is_file():
+        if name and own_file(folder / name, "png"):
             return page.put(folder / name)
     import soundfile as sf
 
@@ -189,17 +199,23 @@ def _build_report(
     samples = []
     for record in find_samples(facts["name"], folders):
         folder = Path(record["folder"])
+        if not own_file(folder / record["wav"], "wav"):  # a link to any file the user can read: never published
+            log(f"skipped {folder / record['wav']}: not a WAV file of its own (a link, or not audio)")
+            continue
         try:
             png = _spectrogram(folder, record["wav"], record.get("spectrogram"), page)
             shown: dict[str, Any] = {"record": record, "png": png}
             source, source_png = input_of(record)
-            if source and (folder / source).is_file():
+            if source and own_file(folder / source, "wav"):
                 shown["input_png"] = _spectrogram(folder, source, source_png, page)
                 shown["input_wav"] = page.put(folder / source)
+            shown["wav"] = page.put(folder / record["wav"])
         except (AudioReadError, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors
             log(f"skipped {folder / record['wav']}: cannot read it ({exc})")
             continue
-        shown["wav"] = page.put(folder / record["wav"])
+        except ReportSkip as exc:
+            log(f"skipped {exc}")
+            continue
         samples.append(shown)
     index = out / "index.html"
     atomic_write_text(index, render(facts, rows, curves, samples, timings))  # last: the page appears complete

@@ -4,7 +4,9 @@ written from it, with their metadata."""
 from __future__ import annotations
 
 import csv
+import os
 import re
+import stat
 import time
 import tomllib
 from datetime import datetime
@@ -13,9 +15,10 @@ from typing import Any
 
 from ..audio.artifacts import plain_name as is_plain
 from ..audio.artifacts import read_samples
-from ..config import Config
+from ..config import Config, validate
+from ..errors import ConfigError
 from ..model.checkpoint import describe_checkpoint
-from ..model.network import WaveNet
+from ..model.network import check_size, receptive_field
 from ..outputs import safe_name
 from ..runs import checkpoint_paths, newest_run, run_folder
 
@@ -24,6 +27,25 @@ def plain_name(name: Any, suffix: str) -> str | None:
     """``name`` when it is a plain file name ending in ``suffix`` (never a path, never ../), else
     None: a name read from metadata anyone can edit (the rule is ``artifacts.plain_name``)."""
     return name if is_plain(name, suffix) else None
+
+
+def own_file(path: Path, kind: str) -> bool:
+    """Whether ``path`` is a regular file of its own (a link is never followed: a sample folder
+    anyone can write to must not publish another file) whose content is ``kind``: "wav"
+    (RIFF/RF64 … WAVE) or "png"."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # a link (ELOOP), gone, unreadable
+        return False
+    try:
+        head = os.read(fd, 12) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        head = b""
+    finally:
+        os.close(fd)
+    if kind == "png":
+        return head.startswith(b"\x89PNG\r\n\x1a\n")
+    return head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE"
 
 
 def find_run(run: Path | None) -> Path:
@@ -82,9 +104,14 @@ def run_facts(run: Path, rows: list[dict]) -> dict[str, Any]:
             facts["config"] = described["config"]
     elif facts["config"] is not None:
         config = Config.from_dict(facts["config"], source=str(config_path))
-        rf = WaveNet(config.model).receptive_field
+        try:
+            validate(config)
+            count = check_size(config.model)  # counted, not built: nothing to allocate for a page
+        except ConfigError as exc:
+            raise ConfigError(f"{config_path}: {exc}") from None
+        rf = receptive_field(config.model)
         facts.update(
-            parameters=WaveNet(config.model).parameter_count(),
+            parameters=count,
             receptive_field=(rf, round(1000 * rf / config.data.sample_rate, 2)),
         )
     if facts["step"] is None and rows:

@@ -9,11 +9,10 @@ will not fit, says so before the first step, with the largest batch that would.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from ..errors import OutOfMemory
+from ..limits import available_memory
 from ..model.network import WaveNet
 
 GIB = 2**30
@@ -88,13 +87,7 @@ def free_bytes(device: torch.device) -> int | None:
     memory on a CPU (None where it cannot be read)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return available_memory()
 
 
 def largest_batch(

@@ -41,7 +41,7 @@ def rank_seeds(seed: int, rank: int, step: int | None = None) -> tuple[int | np.
     (seed, rank, step), so it does not replay windows it would have drawn at the start.
     """
     if rank == 0 and step is None:
-        return seed, seed + 1
+        return seed, (seed + 1) % 2**64  # (train.seed goes up to 2**64 - 1, as torch's seeds do)
     sampler, noise = np.random.SeedSequence([seed, rank] + ([] if step is None else [step])).spawn(2)
     return sampler, int(noise.generate_state(1, np.uint64)[0] >> 1)  # torch takes < 2**63 here
 
@@ -182,7 +182,7 @@ class Trainer:
                 self.noise.set_state(mine["noise"])
                 self.sampler.set_state(mine["sampler"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{self.run}: checkpoint cannot be resumed ({exc})") from None
+            raise CheckpointError(f"{self.run}: checkpoint cannot be resumed ({ckpt.in_words(exc)})") from None
 
     @property
     def skipped(self) -> int:

@@ -75,7 +75,8 @@ def test_the_first_validation_shows_a_bar(project, monkeypatch):
         "train", "--recipe", "tiny", "--run", "runs/bar", "--steps", "1", "--set", "train.val_batches=3", cwd=project
     )
     assert status == 0, err
-    assert "validation: 100%" in err and "3/3" in err
+    assert "\rvalidation:   0%|" in err and "| 0/3 [" in err  # a bar of the 3 batches, drawn before they run
+    assert err.index("validation:") < err.index("train:")
 
 
 @pytest.mark.parametrize(

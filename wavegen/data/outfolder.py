@@ -52,28 +52,30 @@ def previous_set(out: Path) -> dict | None:
     return read_json(manifest)
 
 
-def replace_set(out: Path, previous: dict | None, written: set[str], log: Callable[[str], None]) -> None:
-    """After the new set is complete: remove the files of the ``previous`` set (wavegen's: it
-    was checked) that this one did not write, and say when the set replaced was another
-    dataset's."""
+def replace_set(out: Path, previous: dict | None, log: Callable[[str], None]) -> None:
+    """After the new set is complete (its manifest written): remove the files of the
+    ``previous`` set (wavegen's: it was checked) that the new one does not have, and say when
+    the set replaced was another dataset's."""
     if previous is None:
         return
-    for name in SET_FILES:
-        if name not in written and os.path.lexists(Path(out) / name):
-            Path(out / name).unlink(missing_ok=True)
     now = read_json(Path(out) / MANIFEST) or {}
+    kept = {MANIFEST, "train.u8", "val.u8"} | ({"train.mel", "val.mel"} if now.get("mel") else set())
+    for name in set(SET_FILES) - kept:
+        (Path(out) / name).unlink(missing_ok=True)
     if previous.get("dataset") != now.get("dataset"):
         log(f"note: replaced the prepared data of {previous.get('dataset')} that was in {display_name(out)}")
 
 
 def not_searched(out: Path) -> Callable[[Path], str | None]:
     """For ``find_audio_files``: why a folder is not searched for recordings: this call's own
-    output folder, or a folder wavegen wrote (a dataset may hold a whole project)."""
-    target = os.path.realpath(out)
+    output folder, or a folder wavegen wrote (a dataset may hold a whole project). Made before
+    the output folder is: a new one is searched and named by nobody (it holds only the lock,
+    which ``prepare`` leaves out)."""
+    target, existed = os.path.realpath(out), os.path.isdir(out)
 
     def reason(folder: Path) -> str | None:
         if os.path.realpath(folder) == target:
-            return "the --out folder of this prepare: not searched"
+            return "the --out folder of this prepare: not searched" if existed else None
         kind = output_folder(folder)
         return OUTPUT_REASONS[kind] if kind else None
 

@@ -66,9 +66,10 @@ def prepare(
         raise DataError(f"{dataset}: {problem}; give the folder that holds the recordings")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: --out is a file, not a folder")
+    prune = not_searched(out)  # (before the lock makes the folder: a new --out holds nothing to name)
     with no_empty_folders_on_failure(out), folder_lock(out, "prepares data"):
         previous = previous_set(out)  # (under the lock: what another prepare leaves counts)
-        return _prepare(dataset, out, config, log, progress, (min_samples, min_reason), previous)
+        return _prepare(dataset, out, config, log, progress, (min_samples, min_reason), previous, prune)
 
 
 def has_problems(manifest: dict) -> bool:
@@ -85,12 +86,13 @@ def _prepare(
     progress: bool,
     shortest: tuple[int, str],
     previous: dict | None,
+    prune: Callable[[Path], str | None],
 ) -> dict:
     mel = MelSettings.from_data(config) if config.mel_bands else None
     if mel:
         check_bands(mel)
     job = _Preparation(dataset, out, config, mel, log, shortest)
-    files = find_audio_files(dataset, job.skip, job.ignore, prune=not_searched(out))
+    files = find_audio_files(dataset, job.skip, job.ignore, prune=prune)
     job.say_ignored()
     if not files:
         named = len(job.manifest["skipped"])
@@ -246,11 +248,8 @@ class _Preparation:
             manifest["labels"] = sorted(counts)
             self.log("labels: " + ", ".join(f"{name} ({_plural(counts[name], 'file')})" for name in manifest["labels"]))
         atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
-        replace_set(self.out, previous, {MANIFEST, *(f"{split}.u8" for split in SPLITS), *self.mels_names()}, self.log)
+        replace_set(self.out, previous, self.log)
         self.log(self.summary())
-
-    def mels_names(self) -> list[str]:
-        return [f"{split}.mel" for split in SPLITS] if self.mel else []
 
     def summary(self) -> str:
         config, offsets, skipped = self.config, self.offsets, self.manifest["skipped"]

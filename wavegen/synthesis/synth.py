@@ -15,7 +15,7 @@ from ..generate.request import GenerationRequest, as_request
 from ..generate.streams import generate_streams
 from ..model import checkpoint as ckpt
 from ..model.network import WaveNet
-from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
+from ..outputs import distinct_names, leaves_no_empty_folder, safe_name, sample_path, writable_folder
 from ..run_config import check_unedited
 from ..runs import model_name
 
@@ -70,10 +70,10 @@ def synthesize(
     # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
     # list, so a label's file name does not depend on which others were asked for.
     tags = dict(zip(model.config.labels, distinct_names(list(model.config.labels))))
-    files = []
+    files: list[Path] = []
+    taken: set[str] = set()
     for i, s in enumerate(made.seeds):
         tag = f"-{tags[names[i]]}" if names else ""
-        path = inside(out, f"{run_name}-step{step}{tag}-seed{s}.wav")
         record = SampleRecord(
             kind="synth",
             run=run_name,
@@ -91,7 +91,11 @@ def synthesize(
             streams=n,
             took_s=made.seconds_taken,
         )
-        record.write(path, decode(made.codes[i]).numpy(), rate, timings)  # one stream at a time
+        audio = decode(made.codes[i]).numpy()
+        # an earlier sample of this request is replaced; another's, or a user's file, never is
+        meta = {**record.meta(), "seconds": round(len(audio) / rate, 4)}
+        path = sample_path(out, run_name, f"-step{step}{tag}-seed{s}.wav", meta, taken, log)
+        record.write(path, audio, rate, timings)  # one stream at a time
         files.append(path)
     sps = made.samples_per_s
     result = SynthResult(files, sps, sps / rate, made.engine, names, made.precision)

@@ -202,9 +202,7 @@ def sample_path(out: Path, part: str, suffix: str, record: dict, taken: set[str]
     if number > 1 and first.name.casefold() not in taken:  # (not a name this call gave another sample)
         old = sample_record(first.with_suffix(".json"))
         what = (
-            f"a sample made with another {', '.join(differences(old, record))}"
-            if old
-            else "a file wavegen did not write"
+            f"a sample that differs in {', '.join(differences(old, record))}" if old else "a file wavegen did not write"
         )
         log(f"note: {first} holds {what}; this sample is {path.name}")
     taken.add(path.name.casefold())

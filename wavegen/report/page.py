@@ -21,7 +21,9 @@ name says. A sample without a spectrogram PNG gets one, drawn into OUT.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from ..audio.io import AudioReadError, load_audio
 from ..errors import ConfigError
 from ..files import atomic_open, atomic_write_text, wrong_kind
 from ..outputs import no_empty_folders_on_failure
+from ..owned import is_report_page
 from .html import CURVES, render
 from .sources import find_run, find_samples, input_of, plain_name, read_log, run_facts
 
@@ -53,11 +56,12 @@ class _Folder:
         self.root = out.resolve()
         self.names: dict[str, Path] = {}  # name in OUT -> the file it shows
         self.reserved = {"index.html", CURVES}
+        self.foreign = _not_the_pages(out)  # never replaced: the new page's copies take other names
 
     def _claim(self, wanted: str, source: Path) -> str:
         stem, suffix = os.path.splitext(wanted)
         name, i = wanted, 1
-        while name in self.reserved or (name in self.names and self.names[name] != source):
+        while name in self.reserved | self.foreign or (name in self.names and self.names[name] != source):
             i += 1
             name = f"{stem}-{i}{suffix}"
         self.names[name] = source
@@ -93,6 +97,22 @@ class _Folder:
         with atomic_open(self.out / name, "wb") as handle:
             handle.write(data)
         return name
+
+
+def _not_the_pages(out: Path) -> set[str]:
+    """The files in ``out`` that no earlier page of wavegen's there shows (a user's own, or
+    samples a new page may show where they are): a copy never replaces one."""
+    index = out / "index.html"
+    if not out.is_dir():
+        return set()
+    if index.exists() and not is_report_page(index):
+        raise ConfigError(f"{index}: not a page that wavegen report wrote, so it is left as it is; give another --out")
+    shown = (
+        set(map(html.unescape, re.findall(r'(?:src|href)="([^"/]+)"', index.read_text(errors="replace"))))
+        if index.exists()
+        else set()
+    )
+    return {entry.name for entry in out.iterdir() if entry.name not in shown and not entry.name.startswith(".")}
 
 
 def _spectrogram(folder: Path, wav: str, png: Any, page: _Folder) -> str:

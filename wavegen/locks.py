@@ -63,10 +63,7 @@ def _acquire(path: Path, folder: Path, what: str) -> int:
         except OSError:
             holder = _holder(fd)
             os.close(fd)
-            raise FolderBusy(
-                f"{folder}: another wavegen process {what} here ({holder}); wait for it to finish, "
-                "or stop it, then run this again"
-            ) from None
+            raise _busy(folder, what, holder) from None
         try:
             current = os.stat(path)
         except FileNotFoundError:
@@ -74,6 +71,31 @@ def _acquire(path: Path, folder: Path, what: str) -> int:
         if current is not None and current.st_ino == os.fstat(fd).st_ino:
             return fd
         os.close(fd)
+
+
+def check_free(folder: Path, what: str) -> None:
+    """Raise ``FolderBusy`` now when another process holds ``folder``'s lock, before any other
+    check or message (the lock itself is taken where the writing starts). Under torchrun only
+    rank 0 asks: the others' rank 0 may hold it already."""
+    if fcntl is None or os.environ.get("RANK", "0") != "0":
+        return
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDWR)
+    except OSError:  # no lock file: nobody holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        raise _busy(Path(folder), what, _holder(fd)) from None
+    finally:
+        os.close(fd)
+
+
+def _busy(folder: Path, what: str, holder: str) -> FolderBusy:
+    return FolderBusy(
+        f"{folder}: another wavegen process {what} here ({holder}); wait for it to finish, or stop it, then run this again"
+    )
 
 
 def _holder(fd: int) -> str:

@@ -21,7 +21,9 @@ from wavegen.errors import ConfigError
 from helpers import ENV, one_line_error, tone
 from helpers import wavegen as run_wavegen
 
-TINY = wavegen.load_recipe("tiny")
+
+def tiny():
+    return wavegen.load_recipe("tiny")  # (a fresh one: override changes a config in place)
 
 
 def dataset(folder: Path, pitches=(440, 330)) -> Path:
@@ -51,7 +53,7 @@ def test_a_users_file_where_prepare_writes_is_refused_and_kept(tmp_path, name, c
     path.write_text(content)
     before = sorted(p.name for p in out.iterdir())
     with pytest.raises(ConfigError, match=f"{path.name}: not .* that wavegen wrote, so it is left as it is"):
-        wavegen.prepare(data, out, TINY)
+        wavegen.prepare(data, out, tiny())
     assert path.read_text() == content
     assert sorted(p.name for p in out.iterdir()) == before  # nothing written, nothing left
 
@@ -78,14 +80,14 @@ def test_a_new_set_replaces_the_whole_previous_one(tmp_path, first, second):
         assert (out / "train.mel").stat().st_size == frames  # the new features, not the old
     else:
         assert names == ["manifest.json", "train.u8", "val.u8"]  # no stale log-mels beside the new set
-    wavegen.fit(out, tmp_path / "run", TINY.override("train.steps=1"))  # and the set trains
+    wavegen.fit(out, tmp_path / "run", tiny().override("train.steps=1"))  # and the set trains
 
 
 def test_a_set_of_another_dataset_is_replaced_with_a_word(tmp_path):
     out = tmp_path / "prepared"
-    wavegen.prepare(dataset(tmp_path / "a"), out, TINY)
+    wavegen.prepare(dataset(tmp_path / "a"), out, tiny())
     said = []
-    wavegen.prepare(dataset(tmp_path / "b", (220,)), out, TINY, log=said.append)
+    wavegen.prepare(dataset(tmp_path / "b", (220,)), out, tiny(), log=said.append)
     assert any(line.startswith("note: replaced the prepared data of ") and "/a" in line for line in said), said
 
 
@@ -130,7 +132,7 @@ def project(root: Path, kinds: list[str]) -> dict[str, str]:
 def test_the_projects_own_outputs_are_not_taken_for_recordings(tmp_path, kinds):
     expected = project(tmp_path, kinds)
     said = []
-    manifest = wavegen.prepare(tmp_path, tmp_path / "prepared", TINY, log=said.append)
+    manifest = wavegen.prepare(tmp_path, tmp_path / "prepared", tiny(), log=said.append)
     assert sorted(entry["source"] for entry in manifest["files"]) == ["dataset/tone330.wav", "dataset/tone440.wav"]
     left_out = {e["source"]: e["reason"] for e in manifest["skipped"] if "wavegen" in e["reason"]}
     assert left_out == expected
@@ -149,7 +151,7 @@ def test_a_wav_beside_a_json_that_is_not_a_sample_record_is_still_a_recording(tm
     data = dataset(tmp_path / "ds")
     for text in ('{"kind": "synth"}', '{"wav": "tone440.wav"}', '{"kind": "podcast", "wav": "tone440.wav"}'):
         (data / "tone440.json").write_text(text)
-        manifest = wavegen.prepare(data, tmp_path / "out", TINY)
+        manifest = wavegen.prepare(data, tmp_path / "out", tiny())
         assert len(manifest["files"]) == 2, text
 
 
@@ -177,7 +179,7 @@ def test_a_second_prepare_into_the_same_out_is_refused_while_the_first_writes(tm
         holder.kill()
         holder.wait()
     time.sleep(0.1)
-    manifest = wavegen.prepare(data, tmp_path / "out", TINY)  # a killed holder's lock does not block
+    manifest = wavegen.prepare(data, tmp_path / "out", tiny())  # a killed holder's lock does not block
     assert len(manifest["files"]) == 2 and not (tmp_path / "out" / ".wavegen.lock").exists()
     assert np.fromfile(tmp_path / "out" / "train.u8", np.uint8).size == manifest["train_samples"]
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["format"] == "wavegen-prepared"

@@ -119,14 +119,17 @@ def output_folder(folder: Path) -> str | None:
     """What wavegen output ``folder`` is ("prepared data", "a run", "an exported model", "a
     report page"), or None when it is none of them."""
     folder = Path(folder)
-    if is_prepared_manifest(folder / "manifest.json"):
-        return "prepared data"
-    if is_run_folder(folder):
-        return "a run"
-    if is_exported_model(folder):
-        return "an exported model"
-    if is_report_page(folder / "index.html"):
-        return "a report page"
+    try:
+        if is_prepared_manifest(folder / "manifest.json"):
+            return "prepared data"
+        if is_run_folder(folder):
+            return "a run"
+        if is_exported_model(folder):
+            return "an exported model"
+        if is_report_page(folder / "index.html"):
+            return "a report page"
+    except OSError:  # a folder that cannot be read: the search names it as such
+        pass
     return None
 
 
@@ -163,9 +166,12 @@ def refuse_foreign(path: Path, what: str, option: str) -> None:
 
 def check_run_folder(run: Path) -> None:
     """Refuse, before anything is touched, a run folder whose log.csv or config.toml wavegen
-    did not write (``train`` rewrites both): one ``ConfigError`` line naming the file."""
+    did not write (``train`` rewrites both): one ``ConfigError`` line naming the file. Beside a
+    checkpoint (which ``train`` reads as wavegen's, or refuses) config.toml is the run's own,
+    however the user edited it: its errors are said as such."""
     run = Path(run)
     if (run / "log.csv").exists() and not is_run_log(run / "log.csv"):
         refuse_foreign(run / "log.csv", "a training log", "--run")
-    if (run / "config.toml").exists() and not is_run_config(run / "config.toml"):
+    resumes = (run / "checkpoints" / "latest.pt").is_file()
+    if (run / "config.toml").exists() and not resumes and not is_run_config(run / "config.toml"):
         refuse_foreign(run / "config.toml", "a run's settings file", "--run")

@@ -58,10 +58,11 @@ class _Folder:
         self.reserved = {"index.html", CURVES}
         self.foreign = _not_the_pages(out)  # never replaced: the new page's copies take other names
 
-    def _claim(self, wanted: str, source: Path) -> str:
+    def _claim(self, wanted: str, source: Path, in_place: bool = False) -> str:
         stem, suffix = os.path.splitext(wanted)
         name, i = wanted, 1
-        while name in self.reserved | self.foreign or (name in self.names and self.names[name] != source):
+        avoid = self.reserved if in_place else self.reserved | self.foreign  # (a file shown in place is not replaced)
+        while name in avoid or (name in self.names and self.names[name] != source):
             i += 1
             name = f"{stem}-{i}{suffix}"
         self.names[name] = source
@@ -71,7 +72,7 @@ class _Folder:
         """Show ``source`` in the page: its name in OUT (in place when it is already there)."""
         source = source.resolve()
         if source.parent == self.root and source.name not in self.reserved:
-            return self._claim(source.name, source)
+            return self._claim(source.name, source, in_place=True)
         for name, shown in self.names.items():
             if shown == source:
                 return name

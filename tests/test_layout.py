@@ -13,10 +13,12 @@ import wavegen
 PACKAGE = Path(wavegen.__file__).parent
 
 # Which rooms a room may import from. Foundations (the root modules: config, recipe, errors, files, interrupts,
-# runs, devices, cache, outputs, limits, progress, noise, run_config, config_ranges, config_reference)
+# runs, devices, cache, outputs, owned, locks, limits, progress, noise, run_config, config_ranges, config_reference)
 # import foundations only.
 FOUNDATIONS = {
     "cache",
+    "locks",
+    "owned",
     "config",
     "recipe",
     "errors",

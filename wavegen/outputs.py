@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ConfigError
+from .owned import sample_record
 
 # Most file systems allow 255 bytes per name; a name part this long leaves room for the rest of
 # the name (run, step, seed, suffix) even in 4-byte UTF-8 characters.
@@ -170,3 +171,55 @@ def inside(folder: Path, name: str) -> Path:
     if target == root or not target.is_relative_to(root):
         raise ConfigError(f"{name!r}: refusing to write outside the output folder {folder}")
     return path
+
+
+# What makes two samples the same request (``artifacts.SampleRecord``'s keys): a rerun of it
+# replaces its files; anything else gets a name of its own. (Engine, device and timings are how
+# a sample was made, not what was asked for.)
+SAME_KEYS = ("kind", "run", "step", "weights", "seed", "temperature", "precision", "label", "seconds")
+SAME_PATHS = ("checkpoint", "prime", "mel")
+COMPANIONS = (".wav", ".json", ".png", ".input.wav", ".input.png")  # a sample's files: artifacts
+
+
+def sample_path(out: Path, part: str, suffix: str, record: dict, taken: set[str], log: Callable[[str], None]) -> Path:
+    """Where a new sample goes in ``out``: ``part + suffix`` (the WAV's name: ``part`` is what
+    gets numbered, the run's name or an input's stem) when no file of that sample's
+    (``COMPANIONS``) is there, or when they are an earlier sample of the same request
+    (``record``: the new sample's metadata, its seconds included), which it replaces; else
+    ``part-2 + suffix``, ``part-3 + suffix``...: a file wavegen did not write, or another request's
+    sample, is never replaced. ``taken``: names this call has claimed (updated). Says in one
+    line when the plain name was taken."""
+    number, first = 1, None
+    while True:
+        path = inside(out, (part if number == 1 else f"{part}-{number}") + suffix)
+        first = first or path
+        if path.name.casefold() not in taken:
+            found = [p for p in (path.with_name(path.stem + s) for s in COMPANIONS) if os.path.lexists(p)]
+            old = sample_record(path.with_suffix(".json"))
+            if not found or (old is not None and old["wav"] == path.name and not differences(old, record)):
+                break
+        number += 1
+    if number > 1 and first.name.casefold() not in taken:  # (not a name this call gave another sample)
+        old = sample_record(first.with_suffix(".json"))
+        what = (
+            f"a sample that differs in {', '.join(differences(old, record))}" if old else "a file wavegen did not write"
+        )
+        log(f"note: {first} holds {what}; this sample is {path.name}")
+    taken.add(path.name.casefold())
+    return path
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """The keys of ``SAME_KEYS``/``SAME_PATHS`` (and a vocode input's source) in which two
+    sample records differ: none for two samples of the same request."""
+    keys = [key for key in SAME_KEYS if old.get(key) != new.get(key)]
+    keys += [key for key in SAME_PATHS if not _same_path(old.get(key), new.get(key))]
+    sources = [(r.get("input") or {}) if isinstance(r.get("input") or {}, dict) else {} for r in (old, new)]
+    if not _same_path(sources[0].get("source"), sources[1].get("source")):
+        keys.append("input")
+    return keys
+
+
+def _same_path(a: object, b: object) -> bool:
+    """Equal, or two paths (as given, from any folder) of the same file."""
+    return a == b or (isinstance(a, str) and isinstance(b, str) and os.path.realpath(a) == os.path.realpath(b))

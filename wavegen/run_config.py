@@ -27,6 +27,8 @@ from .config import Config, differences, validate
 from .errors import ConfigError
 
 CONFIG_FILE = "config.toml"
+# The first line of every config.toml that ``train`` writes: how wavegen knows the file for its own.
+CONFIG_MARKER = "# wavegen run settings: written by `wavegen train`; edit them to change how this run goes on"
 
 
 class Change(NamedTuple):

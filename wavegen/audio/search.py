@@ -9,6 +9,7 @@ from typing import Callable
 
 import soundfile as sf
 
+from ..owned import generated_audio
 from .io import (
     AudioReadError,
     display_name,
@@ -139,6 +140,10 @@ def _is_audio(path: Path, skip: Callable[[Path, str], None], ignore: Callable[[P
     suffix = path.suffix.lower()
     if is_hidden(path.name):
         ignore(path, "hidden: not searched")
+        return False
+    made = generated_audio(path)  # a sample beside its record: wavegen's output, never a recording
+    if made:
+        ignore(path, f"made by wavegen {made}: not a recording")
         return False
     if suffix in AUDIO_EXTENSIONS:
         return True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -18,9 +17,11 @@ from ..audio.search import find_audio_files
 from ..config import DataConfig
 from ..errors import DataError
 from ..files import all_or_none, atomic_open, atomic_write_text, wrong_kind
+from ..locks import LOCK_NAME, folder_lock
 from ..outputs import no_empty_folders_on_failure
 from ..progress import bar
 from .notes import mono_note, plural, some
+from .outfolder import not_searched, previous_set, replace_set
 from .prepared import FORMAT, MANIFEST
 from .reasons import loudest_channel, silence, too_short
 
@@ -66,8 +67,10 @@ def prepare(
         raise DataError(f"{dataset}: {problem}; give the folder that holds the recordings")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: --out is a file, not a folder")
-    with no_empty_folders_on_failure(out):
-        return _prepare(dataset, out, config, log, progress, (min_samples, min_reason))
+    prune = not_searched(out)  # (before the lock makes the folder: a new --out holds nothing to name)
+    with no_empty_folders_on_failure(out), folder_lock(out, "prepares data"):
+        previous = previous_set(out)  # (under the lock: what another prepare leaves counts)
+        return _prepare(dataset, out, config, log, progress, (min_samples, min_reason), previous, prune)
 
 
 def has_problems(manifest: dict) -> bool:
@@ -77,13 +80,20 @@ def has_problems(manifest: dict) -> bool:
 
 
 def _prepare(
-    dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool, shortest: tuple[int, str]
+    dataset: Path,
+    out: Path,
+    config: DataConfig,
+    log: Callable[[str], None],
+    progress: bool,
+    shortest: tuple[int, str],
+    previous: dict | None,
+    prune: Callable[[Path], str | None],
 ) -> dict:
     mel = MelSettings.from_data(config) if config.mel_bands else None
     if mel:
         check_bands(mel)
     job = _Preparation(dataset, out, config, mel, log, shortest)
-    files = find_audio_files(dataset, job.skip, job.ignore, prune=_not_searched(out))
+    files = find_audio_files(dataset, job.skip, job.ignore, prune=prune)
     job.say_ignored()
     if not files:
         named = len(job.manifest["skipped"])
@@ -101,6 +111,8 @@ def _prepare(
             # each was named above with its reason: naming one again would count it twice
             raise DataError(f"{dataset}: none of the {len(files)} audio files could be used (reasons above)")
         job.finish()
+    replace_set(out, previous, log)  # (the new set in place: what is left of the old one goes)
+    log(job.summary())
     return job.manifest
 
 
@@ -149,6 +161,8 @@ class _Preparation:
 
     def ignore(self, path: Path, reason: str) -> None:
         """An entry with no audio to prepare (a README, a hidden file): named with its kind."""
+        if path.name == LOCK_NAME and path.parent == self.out:  # this call's own lock (--out is the dataset)
+            return
         self._entry(path, reason, ignored=True)
         self.ignored.setdefault(reason, []).append(display_name(path) + ("/" if path.is_dir() else ""))
 
@@ -232,7 +246,8 @@ class _Preparation:
         self.manifest["files"].append(entry)
 
     def finish(self) -> None:
-        """The totals and labels into the manifest, the manifest written last, the summary said."""
+        """The totals and labels into the manifest, the manifest written last (in the set: it
+        goes into place with the splits)."""
         manifest, offsets = self.manifest, self.offsets
         manifest["train_samples"], manifest["val_samples"] = offsets["train"], offsets["val"]
         if self.mel:
@@ -244,7 +259,6 @@ class _Preparation:
         atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
         if self.mono:
             self.log(mono_note(self.config.channel, self.mono))
-        self.log(self.summary())
 
     def summary(self) -> str:
         config, offsets, skipped = self.config, self.offsets, self.manifest["skipped"]
@@ -261,28 +275,18 @@ class _Preparation:
         problems = [entry for entry in skipped if not entry.get("ignored")]
         if problems:
             text += f"; skipped {_count_skipped(problems)} (named above)"
-        if len(problems) < len(skipped):
-            text += f"; ignored {_count_skipped([e for e in skipped if e.get('ignored')])} (no audio to prepare; named above)"
+        own = [e for e in skipped if e.get("ignored") and _wavegens(e["reason"])]
+        other = [e for e in skipped if e.get("ignored") and not _wavegens(e["reason"])]
+        if other:
+            text += f"; ignored {_count_skipped(other)} (no audio to prepare; named above)"
+        if own:
+            text += f"; left out {_count_skipped(own)} that wavegen wrote (its outputs, not recordings; named above)"
         return text
 
 
-def _not_searched(out: Path) -> Callable[[Path], str | None]:
-    """For ``find_audio_files``: this call's own output folder and other prepared data (a
-    dataset folder may hold them) are never read as recordings."""
-    target = os.path.realpath(out)
-
-    def reason(folder: Path) -> str | None:
-        if os.path.realpath(folder) == target:
-            return "the --out folder of this prepare: not searched"
-        manifest = folder / MANIFEST
-        try:
-            if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT:
-                return "prepared data (wavegen): not searched"
-        except (OSError, ValueError, AttributeError):
-            pass
-        return None
-
-    return reason
+def _wavegens(reason: str) -> bool:
+    """Whether an ignored entry's reason says it is wavegen's own output."""
+    return "wavegen" in reason or reason.startswith("the --out folder")
 
 
 def _count_skipped(skipped: list[dict]) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from ..errors import ConfigError
 from ..files import all_or_none, atomic_write_text
 from ..outputs import leaves_no_empty_folder
+from ..owned import is_exported_model
 from ..runs import MODEL_CARD, MODEL_CONFIG, MODEL_WEIGHTS
 from .checkpoint import describe_checkpoint, load_model
 from .exported import write_folder
@@ -40,12 +41,15 @@ class ExportResult:
 
 def check_out(out: Path) -> None:
     """Refuse an output that is a file, or a folder holding anything but an earlier export's
-    files (those are replaced), before any work is done. Raises ``ConfigError``."""
+    files (those are replaced; an earlier export is known by its weights' header, not by its
+    file names), before any work is done. Raises ``ConfigError``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; give a new or empty folder to export to")
     if out.is_dir():
         other = sorted(p.name for p in out.iterdir() if p.name not in EXPORTED and not _leftover(p.name))
+        if not other and not is_exported_model(out):  # a README.md and config.json of the user's own
+            other = sorted(p.name for p in out.iterdir() if p.name in EXPORTED)
         if other:
             more = f" and {len(other) - 1} more" if len(other) > 1 else ""
             raise ConfigError(

@@ -24,7 +24,9 @@ name says. A sample without a spectrogram PNG gets one, drawn into OUT.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -37,6 +39,7 @@ from ..audio.io import AudioReadError, load_audio
 from ..errors import ConfigError
 from ..files import atomic_open, atomic_write_text, wrong_kind
 from ..outputs import no_empty_folders_on_failure
+from ..owned import is_report_page
 from .html import CURVES, render
 from .sources import find_run, find_samples, input_of, own_file, plain_name, read_log, run_facts
 
@@ -62,11 +65,13 @@ class _Folder:
         self.root = out.resolve()
         self.names: dict[str, Path] = {}  # name in OUT -> the file it shows
         self.reserved = {"index.html", CURVES}
+        self.foreign = _not_the_pages(out)  # never replaced: the new page's copies take other names
 
-    def _claim(self, wanted: str, source: Path) -> str:
+    def _claim(self, wanted: str, source: Path, in_place: bool = False) -> str:
         stem, suffix = os.path.splitext(wanted)
         name, i = wanted, 1
-        while name in self.reserved or (name in self.names and self.names[name] != source):
+        avoid = self.reserved if in_place else self.reserved | self.foreign  # (a file shown in place is not replaced)
+        while name in avoid or (name in self.names and self.names[name] != source):
             i += 1
             name = f"{stem}-{i}{suffix}"
         self.names[name] = source
@@ -76,7 +81,7 @@ class _Folder:
         """Show ``source`` in the page: its name in OUT (in place when it is already there)."""
         source = source.resolve()
         if source.parent == self.root and source.name not in self.reserved:
-            return self._claim(source.name, source)
+            return self._claim(source.name, source, in_place=True)
         for name, shown in self.names.items():
             if shown == source:
                 return name
@@ -104,6 +109,22 @@ class _Folder:
         with atomic_open(self.out / name, "wb") as handle:
             handle.write(data)
         return name
+
+
+def _not_the_pages(out: Path) -> set[str]:
+    """The files in ``out`` that no earlier page of wavegen's there shows (a user's own, or
+    samples a new page may show where they are): a copy never replaces one."""
+    index = out / "index.html"
+    if not out.is_dir():
+        return set()
+    if index.exists() and not is_report_page(index):
+        raise ConfigError(f"{index}: not a page that wavegen report wrote, so it is left as it is; give another --out")
+    shown = (
+        set(map(html.unescape, re.findall(r'(?:src|href)="([^"/]+)"', index.read_text(errors="replace"))))
+        if index.exists()
+        else set()
+    )
+    return {entry.name for entry in out.iterdir() if entry.name not in shown and not entry.name.startswith(".")}
 
 
 def _spectrogram(folder: Path, wav: str, png: Any, page: _Folder) -> str:

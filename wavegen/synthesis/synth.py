@@ -16,7 +16,7 @@ from ..generate.streams import generate_streams
 from ..interrupts import note_kept, signals_held
 from ..model import checkpoint as ckpt
 from ..model.network import WaveNet
-from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
+from ..outputs import distinct_names, leaves_no_empty_folder, safe_name, sample_path, writable_folder
 from ..run_config import check_unedited
 from ..runs import model_name
 
@@ -72,10 +72,10 @@ def synthesize(
     # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
     # list, so a label's file name does not depend on which others were asked for.
     tags = dict(zip(model.config.labels, distinct_names(list(model.config.labels))))
-    files = []
+    files: list[Path] = []
+    taken: set[str] = set()
     for i, s in enumerate(made.seeds):
         tag = f"-{tags[names[i]]}" if names else ""
-        path = inside(out, f"{run_name}-step{step}{tag}-seed{s}.wav")
         record = SampleRecord(
             kind="synth",
             run=run_name,
@@ -93,8 +93,12 @@ def synthesize(
             streams=n,
             took_s=made.seconds_taken,
         )
+        audio = decode(made.codes[i]).numpy()
+        # an earlier sample of this request is replaced; another's, or a user's file, never is
+        meta = {**record.meta(), "seconds": round(len(audio) / rate, 4)}
+        path = sample_path(out, run_name, f"-step{step}{tag}-seed{s}.wav", meta, taken, log)
         with signals_held():  # a stop while it is written comes once it is in place, and counted
-            record.write(path, decode(made.codes[i]).numpy(), rate, timings)  # one stream at a time, whole
+            record.write(path, audio, rate, timings)  # one stream at a time, whole
             files.append(path)
             note_kept(kept_note(len(files), n, out))
     sps = made.samples_per_s

@@ -28,7 +28,7 @@ from ..interrupts import note_kept, signals_held
 from ..limits import MAX_SECONDS, MAX_STREAMS, check_samples
 from ..model import checkpoint as ckpt
 from ..model.network import WaveNet
-from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
+from ..outputs import leaves_no_empty_folder, safe_name, sample_path, writable_folder
 from ..run_config import check_unedited
 from ..runs import model_name
 from .synth import kept_note, step_of
@@ -126,11 +126,15 @@ def _write(
 ) -> tuple[list[Path], list[float]]:
     """Each output with its record, the input's copy beside it; returns the files and distances."""
     files, distances = [], []
+    taken: set[str] = set()
     # Named after the inputs, kept inside ``out`` and distinct: inputs with the same name (from
-    # different folders, or given twice) each get their own file.
-    stems = distinct_names([Path(path).stem for path in inputs], share_equal=False)
+    # different folders, or given twice) each get their own file, and so does an input whose
+    # name an earlier call's output of another recording has (``sample_path``).
     for i, (path, audio) in enumerate(zip(inputs, outputs)):
-        target = inside(out, f"{stems[i]}-vocoded.wav")
+        label = names[i] if names else None
+        mine = replace(record, seed=record.seed + i, label=label, extra={"input": {"source": str(path)}})
+        meta = {**mine.meta(), "seconds": round(len(audio) / settings.sample_rate, 4)}
+        target = sample_path(out, safe_name(Path(path).stem), "-vocoded.wav", meta, taken, log)
         distance = mel_distance(log_mel(decode(encode(audios[i])).numpy(), settings), log_mel(audio, settings))
         copy = target.with_suffix(".input.wav")  # first: the output's JSON names complete files only
         with signals_held(), all_or_none():  # the copy and the output's set: all five files or none
@@ -139,8 +143,7 @@ def _write(
                 "mel_distance_db": round(float(distance), 3),
                 "input": {"source": str(path), "wav": copy.name, "spectrogram": copy_png.name},
             }
-            label = names[i] if names else None
-            replace(record, seed=record.seed + i, label=label, extra=extra).write(target, audio, settings.sample_rate)
+            replace(mine, extra=extra).write(target, audio, settings.sample_rate)
             files.append(target)
             note_kept(kept_note(len(files), len(inputs), out))
         distances.append(distance)

@@ -43,10 +43,10 @@ from ..data.prepared import PreparedData
 from ..devices import resolve_device
 from ..errors import TrainingDiverged, TrainingInterrupted, WriteError
 from ..files import atomic_write_text
+from ..locks import holds_run
 from ..model import checkpoint as ckpt
-from ..outputs import leaves_no_empty_folder
 from ..progress import bar as progress_bar
-from ..run_config import CONFIG_FILE, Change, read_run_file, says
+from ..run_config import CONFIG_FILE, CONFIG_MARKER, Change, read_run_file, says
 from ..runs import append_row, checkpoint_paths, clear_leftovers, resume_log
 from . import monitor
 from .distributed import World
@@ -63,7 +63,7 @@ def _quiet(message: str) -> None:
     """The log of every process but rank 0."""
 
 
-@leaves_no_empty_folder("run")
+@holds_run("run")
 def train(
     config: Config,
     data_dir: Path,
@@ -207,7 +207,7 @@ def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None]
     if current is None:
         current = says(read_run_file(run), run, config)
     if not current:
-        atomic_write_text(run / CONFIG_FILE, to_toml(config))
+        atomic_write_text(run / CONFIG_FILE, f"{CONFIG_MARKER}\n{to_toml(config)}")
 
 
 def _say_start(trainer: Trainer, log: Callable[[str], None]) -> None:

@@ -17,7 +17,9 @@ from ..config import (
     validate,
 )
 from ..data.prepared import PreparedData
+from ..locks import check_free
 from ..model import checkpoint as ckpt
+from ..owned import check_run_folder
 from ..recipe import load_recipe
 from ..run_config import (
     CONFIG_FILE,
@@ -106,6 +108,8 @@ def resolve_config(
     data in ``data_dir`` (``fit_to_data``); ``init_from``: a new run's model (``init_from``).
     Raises ``ConfigError`` (and ``DataError`` for data that is missing or unreadable) with one line.
     """
+    check_free(run, "trains")  # another train there: said first (loop.train takes the lock)
+    check_run_folder(run)  # a user's log.csv or config.toml there: refused before anything is read or written
     latest = checkpoint_paths(run)["latest"]
     saved_file = Path(run) / CONFIG_FILE
     resuming = latest.is_file()

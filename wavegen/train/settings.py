@@ -148,8 +148,7 @@ def resolve_config(
     if raw is None and saved_file.is_file():  # a new run's recipe: the old file is kept if it says the same
         raw = read_run_file(run)
     origin = None if resuming else _origin(recipe, init_from, saved_file if saved_file.is_file() else None)
-    current = says(raw, run, config)
-    return Resolved(config, resuming, found if resuming else [], checkpoint, current, data, init, origin)
+    return Resolved(config, resuming, found if resuming else [], checkpoint, says(raw, run, config), data, init, origin)
 
 
 def _origin(recipe: str | Config | None, init_from: str | Path | None, attempt: Path | None) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import EXIT_SKIPPED, QUIET, friendly_errors, log
+from .common import EXIT_SKIPPED, QUIET, friendly_errors
 
 
 @click.command()
@@ -99,6 +99,6 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     # a file shorter than the model's context would give it nothing but padding to learn from
     shortest = receptive_field(full.model)
     why = short_reason(recipe, shortest)
-    manifest = run_prepare(dataset, out, config, log=log, progress=not quiet, min_samples=shortest, min_reason=why)
+    manifest = run_prepare(dataset, out, config, progress=not quiet, min_samples=shortest, min_reason=why)
     if has_problems(manifest):  # files that are not audio (a README beside the recordings) are normal
         sys.exit(EXIT_SKIPPED)

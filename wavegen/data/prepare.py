@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections import Counter
 from pathlib import Path
@@ -23,6 +24,8 @@ from ..progress import bar
 from .prepared import FORMAT, MANIFEST
 from .reasons import loudest_channel, silence, too_short
 
+logger = logging.getLogger(__name__)
+
 
 def _trim(audio: np.ndarray, top_db: float) -> tuple[np.ndarray, int]:
     """Drop leading and trailing silence; return the audio and how many samples went."""
@@ -38,7 +41,6 @@ def prepare(
     dataset: Path,
     out: Path,
     config: DataConfig,
-    log: Callable[[str], None] = print,
     progress: bool = True,
     min_samples: int = 0,
     min_reason: str = "the model's receptive field",
@@ -66,7 +68,7 @@ def prepare(
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: --out is a file, not a folder")
     with no_empty_folders_on_failure(out):
-        return _prepare(dataset, out, config, log, progress, (min_samples, min_reason))
+        return _prepare(dataset, out, config, progress, (min_samples, min_reason))
 
 
 def has_problems(manifest: dict) -> bool:
@@ -75,13 +77,11 @@ def has_problems(manifest: dict) -> bool:
     return any(not entry.get("ignored") for entry in manifest["skipped"])
 
 
-def _prepare(
-    dataset: Path, out: Path, config: DataConfig, log: Callable[[str], None], progress: bool, shortest: tuple[int, str]
-) -> dict:
+def _prepare(dataset: Path, out: Path, config: DataConfig, progress: bool, shortest: tuple[int, str]) -> dict:
     mel = MelSettings.from_data(config) if config.mel_bands else None
     if mel:
         check_bands(mel)
-    job = _Preparation(dataset, out, config, mel, log, shortest)
+    job = _Preparation(dataset, out, config, mel, shortest)
     files = find_audio_files(dataset, job.skip, job.ignore, prune=_not_searched(out))
     job.say_ignored()
     if not files:
@@ -110,10 +110,8 @@ class _Preparation:
     """One ``prepare`` call under way: the manifest it builds, the files its splits' codes and
     mel frames go to (and where the next ones start), and what it names as skipped or ignored."""
 
-    def __init__(
-        self, dataset: Path, out: Path, config: DataConfig, mel, log: Callable[[str], None], shortest: tuple[int, str]
-    ) -> None:
-        self.dataset, self.out, self.config, self.mel, self.log = dataset, out, config, mel, log
+    def __init__(self, dataset: Path, out: Path, config: DataConfig, mel, shortest: tuple[int, str]) -> None:
+        self.dataset, self.out, self.config, self.mel = dataset, out, config, mel
         (self.min_samples, self.min_reason), self.trimmed_total = shortest, 0
         self.manifest: dict = {
             "format": FORMAT,
@@ -143,7 +141,7 @@ class _Preparation:
     def skip(self, path: Path, reason: str) -> None:
         """A file that looked like audio but cannot be used: named now, with its reason."""
         self._entry(path, reason)
-        self.log(f"skipped {display_name(path)}{'/' if path.is_dir() else ''}: {reason}")
+        logger.warning(f"skipped {display_name(path)}{'/' if path.is_dir() else ''}: {reason}")
 
     def ignore(self, path: Path, reason: str) -> None:
         """An entry with no audio to prepare (a README, a hidden file): named with its kind."""
@@ -152,7 +150,7 @@ class _Preparation:
 
     def say_ignored(self) -> None:
         for reason, names in self.ignored.items():
-            self.log(f"ignored {_some(names)}: {reason}")
+            logger.info(f"ignored {_some(names)}: {reason}")
 
     def open(self, stack: contextlib.ExitStack) -> None:
         """The split files, written atomically: they replace earlier ones only once complete."""
@@ -180,7 +178,7 @@ class _Preparation:
             self.skip(path, reason)
             return None
         if cancel_note(recording):
-            self.log(
+            logger.warning(
                 f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
                 f"--channel {loudest_channel(recording)} would keep one channel"
             )
@@ -223,6 +221,7 @@ class _Preparation:
                 entry[f"{split}_frames"] = [self.offsets[f"{split}_frames"], len(features)]
                 self.offsets[f"{split}_frames"] += len(features)
         self.manifest["files"].append(entry)
+        logger.debug(f"{display_name(path)}: {len(codes) - cut} of {len(codes)} samples held out for validation")
 
     def finish(self) -> None:
         """The totals and labels into the manifest, the manifest written last, the summary said."""
@@ -233,9 +232,11 @@ class _Preparation:
         if self.config.label_source == "folders":
             counts = Counter(entry["label"] for entry in manifest["files"])
             manifest["labels"] = sorted(counts)
-            self.log("labels: " + ", ".join(f"{name} ({_plural(counts[name], 'file')})" for name in manifest["labels"]))
+            logger.info(
+                "labels: " + ", ".join(f"{name} ({_plural(counts[name], 'file')})" for name in manifest["labels"])
+            )
         atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
-        self.log(self.summary())
+        logger.info(self.summary())
 
     def summary(self) -> str:
         config, offsets, skipped = self.config, self.offsets, self.manifest["skipped"]

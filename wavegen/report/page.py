@@ -21,11 +21,12 @@ name says. A sample without a spectrogram PNG gets one, drawn into OUT.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..audio.artifacts import spectrogram_png
 from ..audio.io import AudioReadError, load_audio
@@ -34,6 +35,8 @@ from ..files import atomic_open, atomic_write_text, wrong_kind
 from ..outputs import no_empty_folders_on_failure
 from .html import CURVES, render
 from .sources import find_run, find_samples, input_of, plain_name, read_log, run_facts
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,7 +158,6 @@ def build_report(
     run: Path | None = None,
     sample_dirs: list[Path] | None = None,
     out: Path | None = None,
-    log: Callable[[str], None] = print,
     timings: bool = True,
 ) -> Page:
     """Write the page about ``run`` (default: the newest) into ``out`` (default RUN/report).
@@ -166,12 +168,10 @@ def build_report(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: --out is a file, not a folder; give --out a folder for the page")
     with no_empty_folders_on_failure(out):
-        return _build_report(run, sample_dirs, out, log, timings)
+        return _build_report(run, sample_dirs, out, timings)
 
 
-def _build_report(
-    run: Path, sample_dirs: list[Path] | None, out: Path, log: Callable[[str], None], timings: bool = True
-) -> Page:
+def _build_report(run: Path, sample_dirs: list[Path] | None, out: Path, timings: bool = True) -> Page:
     if sample_dirs:
         for folder in sample_dirs:
             problem = wrong_kind(folder, "folder")
@@ -180,6 +180,7 @@ def _build_report(
         folders = [Path(f) for f in sample_dirs]
     else:
         folders = [run / "samples", Path("samples")]
+    logger.debug(f"report of {run}: samples looked for in {', '.join(map(str, folders))}")
     rows = read_log(run / "log.csv")
     facts = run_facts(run, rows)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,13 +197,13 @@ def _build_report(
                 shown["input_png"] = _spectrogram(folder, source, source_png, page)
                 shown["input_wav"] = page.put(folder / source)
         except (AudioReadError, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors
-            log(f"skipped {folder / record['wav']}: cannot read it ({exc})")
+            logger.warning(f"skipped {folder / record['wav']}: cannot read it ({exc})")
             continue
         shown["wav"] = page.put(folder / record["wav"])
         samples.append(shown)
     index = out / "index.html"
     atomic_write_text(index, render(facts, rows, curves, samples, timings))  # last: the page appears complete
-    log(
+    logger.info(
         f"wrote {index}: {len(samples)} sample{'s' * (len(samples) != 1)}, "
         f"{'curves of ' + str(len(rows)) + ' log rows' if rows else 'no training log yet'}"
     )

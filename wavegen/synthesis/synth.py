@@ -3,9 +3,10 @@ sample record per stream."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..audio.artifacts import SampleRecord
 from ..audio.mulaw import decode
@@ -18,6 +19,8 @@ from ..model.network import WaveNet
 from ..outputs import distinct_names, inside, leaves_no_empty_folder, safe_name, writable_folder
 from ..run_config import check_unedited
 from ..runs import model_name
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,7 +55,6 @@ def synthesize(
     checkpoint: Path,
     out: Path = Path("samples"),
     request: GenerationRequest | None = None,
-    log: Callable[[str], None] = print,
     progress: bool = True,
     timings: bool = True,
     **asked: Any,
@@ -65,7 +67,7 @@ def synthesize(
     writable_folder(out)
     model, payload, config, step = load_checkpoint(checkpoint)
     run_name = safe_name(model_name(checkpoint))
-    made = generate_streams(model, config.data.sample_rate, str(checkpoint), request, log, progress, step)
+    made = generate_streams(model, config.data.sample_rate, str(checkpoint), request, progress, step)
     names, rate, n = made.labels, made.sample_rate, len(made.seeds)
     # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
     # list, so a label's file name does not depend on which others were asked for.
@@ -93,9 +95,10 @@ def synthesize(
         )
         record.write(path, decode(made.codes[i]).numpy(), rate, timings)  # one stream at a time
         files.append(path)
+        logger.debug(f"wrote {path} with its .png and .json")
     sps = made.samples_per_s
     result = SynthResult(files, sps, sps / rate, made.engine, names, made.precision)
-    log(
+    logger.info(
         f"wrote {len(files)} file{'s' * (len(files) != 1)} to {out}: {sps:,.0f} samples/s over {n} "
         f"stream{'s' * (n != 1)}, "
         f"{result.real_time_factor:.3f}× real time"

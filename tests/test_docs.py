@@ -229,3 +229,23 @@ def command_lines_of(page: Path) -> list[str]:
     return [
         line for block in re.findall(r"^```sh\n(.*?)^```", page.read_text(), re.S | re.M) for line in block.splitlines()
     ]
+
+
+def test_receptive_fields_stated_for_recipes_are_the_models():
+    """A recipe's own comment and the commands page's table of recipes give each recipe's receptive
+    field: each must be what the recipe's network has (2 cycles of 1..512 and a kernel-2 input
+    layer make 2048, not 2047)."""
+    from wavegen.model.network import WaveNet
+    from wavegen.recipe import load_recipe
+
+    table = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+    wrong, checked = [], 0
+    for path in sorted((ROOT / "recipes").glob("*.toml")):
+        rf = WaveNet(load_recipe(path.stem).model).receptive_field
+        stated = re.findall(r"receptive field:? (\d+) samples", path.read_text(encoding="utf-8").replace("\n# ", " "))
+        row = re.search(rf"^\| `{path.stem}` \|[^|]*\| (\d+) samples", table, re.M)
+        stated += [row.group(1)] if row else []
+        wrong += [f"{path.stem}: {n} stated, {rf} built" for n in stated if int(n) != rf]
+        checked += len(stated)
+    assert not wrong, wrong
+    assert checked >= 2 * 4  # (every shipped recipe says it in its comment and in the table)

@@ -133,11 +133,7 @@ def train(
         run,
         device=device,
         progress=progress,
-        changes=resolved.changes,
-        checkpoint=resolved.checkpoint,
-        config_file_current=resolved.config_file_current,
-        data=resolved.data,
-        init=resolved.init,
+        **resolved.found(),
     )
 
 

@@ -13,7 +13,7 @@ from wavegen.audio.io import write_wav
 from wavegen.errors import ConfigError
 from wavegen.model import checkpoint as ckpt
 from wavegen.model.export import export_model
-from wavegen.train import loop
+from wavegen.train import monitor
 
 from helpers import tone
 
@@ -37,14 +37,14 @@ def source(tmp_path_factory) -> Path:
 def first_weights(monkeypatch) -> list:
     """Records the weights (trained and averaged) a run has before its first step."""
     seen: list = []
-    original = loop._first_validation
+    original = monitor.first_validation
 
-    def spy(trainer, board):
+    def spy(trainer, board, progress):
         copies = [{k: v.clone() for k, v in m.state_dict().items()} for m in (trainer.model, trainer.ema.module)]
         seen.append((trainer.step, *copies))  # (copies: training goes on in place)
-        return original(trainer, board)
+        return original(trainer, board, progress)
 
-    monkeypatch.setattr(loop, "_first_validation", spy)
+    monkeypatch.setattr(monitor, "first_validation", spy)
     return seen
 
 

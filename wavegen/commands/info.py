@@ -28,6 +28,7 @@ def info(run, checkpoint, as_json):
         f"checkpoint       {facts['checkpoint']} (step {facts['step']}"
         + (f", best validation {best:.3f} bits/sample)" if best is not None else ")")
     )
+    click.echo(f"recipe           {facts['recipe'] or 'unknown (an older run)'}")
     click.echo(f"parameters       {facts['parameters']:,} ({facts['weights']} weights)")
     click.echo(
         f"receptive field  {facts['receptive_field_samples']} samples "

@@ -82,11 +82,7 @@ def train(data, run, recipe, overrides, steps, init_from, device, nproc, quiet):
             device=device,
             progress=not quiet,
             world=world,
-            changes=resolved.changes,
-            checkpoint=resolved.checkpoint,
-            config_file_current=resolved.config_file_current,
-            data=resolved.data,
-            init=resolved.init,
+            **resolved.found(),
         )
     finally:
         world.close()

@@ -153,5 +153,6 @@ def describe_checkpoint(path: Path, loaded: Loaded | None = None) -> dict:
         "weights": f"moving average (train.ema = {config['train'].get('ema')})" if "ema" in payload else "trained",
         "mel_context_frames": list(model.mel_context),
         **({"init_from": payload["init_from"]} if payload.get("init_from") else {}),
+        "recipe": payload.get("recipe"),  # None: a run from before runs recorded it
         "config": config,
     }

@@ -116,6 +116,8 @@ def model_card(facts: dict[str, Any], name: str) -> str:
         ),
         ("data", _data(data)),
     ]
+    if facts.get("recipe"):
+        rows.append(("recipe", f"`{facts['recipe']}`"))
     if facts.get("init_from"):
         rows.append(("started from", f"`{facts['init_from']}`"))
     rows.append(("exported with", f"wavegen {_version()}"))

@@ -25,6 +25,7 @@ from ..runs import MODEL_CONFIG, MODEL_WEIGHTS
 
 FORMAT = "wavegen-model"
 VERSION = "1"
+ORIGIN = ("init_from", "recipe")  # where the model came from, when its run recorded it (text)
 
 
 def write_folder(out: Path, payload: dict[str, Any]) -> None:
@@ -37,8 +38,7 @@ def write_folder(out: Path, payload: dict[str, Any]) -> None:
     best = payload.get("best_val_bits")
     if isinstance(best, (int, float)) and math.isfinite(best):
         header["best_val_bits"] = repr(float(best))
-    if payload.get("init_from"):
-        header["init_from"] = str(payload["init_from"])
+    header |= {key: str(payload[key]) for key in ORIGIN if payload.get(key)}
     data = safetensors.torch.save(tensors, metadata=header)
     with atomic_open(Path(out) / MODEL_WEIGHTS, "wb") as handle:
         handle.write(data)
@@ -47,7 +47,7 @@ def write_folder(out: Path, payload: dict[str, Any]) -> None:
 
 def read_folder(folder: Path) -> dict[str, Any]:
     """An exported folder as a checkpoint's payload: ``{"config", "ema" or "model", "step",
-    "best_val_bits"[, "init_from"]}`` (tensors on the CPU). Raises ``CheckpointError`` naming the
+    "best_val_bits"[, "init_from", "recipe"]}`` (tensors on the CPU). Raises ``CheckpointError`` naming the
     file for a missing, unreadable or foreign one; shapes are the caller's to check against the
     config (``checkpoint.load_model``)."""
     folder = Path(folder)
@@ -78,8 +78,7 @@ def read_folder(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{weights}: bad step or score in its header") from None
     which = "ema" if header.get("weights") == "ema" else "model"
     payload: dict[str, Any] = {"config": config, which: tensors, "step": step, "best_val_bits": best}
-    if header.get("init_from"):
-        payload["init_from"] = header["init_from"]
+    payload |= {key: header[key] for key in ORIGIN if header.get(key)}
     return payload
 
 

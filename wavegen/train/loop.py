@@ -19,7 +19,7 @@ half-written temporary files.
 
 ``train`` reads as its phases: open the data and the run (``_open``), say what resuming changes
 (``_say_resumed``), tidy the run folder (``_tidy_run_folder``), score the untrained model
-(``_first_validation``), then the steps (``_steps``: each step, then ``_after_step``'s
+(``monitor.first_validation``), then the steps (``_steps``: each step, then ``_after_step``'s
 validation, log row, checkpoint and sample), and the summary (``_summary``).
 
 Under torchrun the same loop runs in every process (``distributed.World``): the model is wrapped
@@ -56,7 +56,7 @@ from .init_from import Source, start_from
 from .schedule import VALIDATION_KEYS, describe_schedule
 from .settings import fit_to_data
 from .signals import stop_requests
-from .slow import SlowStepNote
+from .slow import SlowStepNote, gpu_sized_note
 from .step import Figures
 from .trainer import Trainer, TrainResult
 
@@ -77,6 +77,7 @@ def train(
     config_file_current: bool | None = None,
     data: PreparedData | None = None,
     init: Source | None = None,
+    recipe: str | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in ``run`` on the prepared data in ``data_dir``.
 
@@ -94,6 +95,8 @@ def train(
     trainer, payload = _open(config, data or PreparedData(Path(data_dir)), run, world, checkpoint)
     if init is not None and payload is None:  # a new run from a model's weights (--init-from)
         start_from(trainer, init)
+    if payload is None:
+        trainer.recipe = recipe
     if payload is not None:
         _say_resumed(trainer, payload, changes)
         if trainer.step >= trainer.config.train.steps:
@@ -102,8 +105,10 @@ def train(
         _tidy_run_folder(trainer, resumed=payload is not None, current=config_file_current)
     board = monitor.open_tensorboard(run, trainer.step + 1 if payload is not None else None) if world.is_main else None
     _say_start(trainer)
+    if payload is None and world.is_main and (note := gpu_sized_note(trainer.config, trainer.device)):
+        logger.warning(note)  # before the first validation, which alone can take minutes with such a recipe
     try:
-        _first_validation(trainer, board)
+        monitor.first_validation(trainer, board, progress)
         result = _steps(trainer, board, progress)
     finally:
         if board is not None:
@@ -221,21 +226,6 @@ def _say_start(trainer: Trainer) -> None:
             else ""
         )
     )
-
-
-def _first_validation(trainer: Trainer, board) -> None:
-    """A new run's validation before any step: the curve's starting point (row 0 of log.csv)."""
-    if trainer.step or trainer.val_history or not trainer.world.is_main:
-        return
-    first = trainer.validate()
-    if first is None:
-        return
-    trainer.val_history.append((0, first))
-    try:
-        append_row(trainer.run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
-    except WriteError as exc:
-        raise trainer.write_failed(exc) from None
-    monitor.log_scalars(board, 0, {"val_bits": first})
 
 
 @dataclass

@@ -41,6 +41,8 @@ from ..generate.choice import choose
 from ..generate.engines import generate
 from ..generate.request import GenerationRequest
 from ..generate.streams import make_conditioning
+from ..progress import bar as progress_bar
+from ..runs import append_row
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +143,20 @@ def training_sample(trainer, step: int, writer=None) -> Path | None:
     if writer is not None:
         writer.add_audio("sample", torch.from_numpy(audio)[None], step, sample_rate=rate)
     return path
+
+
+def first_validation(trainer, board, progress: bool) -> None:
+    """A new run's validation before any step: the curve's starting point (row 0 of log.csv), with
+    a bar (``progress``): on a CPU it can take minutes before the first step."""
+    if trainer.step or trainer.val_history or not trainer.world.is_main:
+        return
+    batches = progress_bar(trainer.val_batches, desc="validation", unit="batch", enabled=progress, leave=False)
+    first = trainer.validate(batches)
+    if first is None:
+        return
+    trainer.val_history.append((0, first))
+    try:
+        append_row(trainer.run / "log.csv", {"step": 0, "val_bits": round(first, 4), "elapsed_s": 0})
+    except WriteError as exc:
+        raise trainer.write_failed(exc) from None
+    log_scalars(board, 0, {"val_bits": first})

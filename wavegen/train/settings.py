@@ -62,6 +62,18 @@ class Resolved(NamedTuple):
     config_file_current: bool
     data: PreparedData | None = None
     init: start.Source | None = None  # the model a new run starts from (--init-from)
+    recipe: str | None = None  # where a new run's settings came from, as info names it (None: resumed)
+
+    def found(self) -> dict:
+        """What ``loop.train`` takes from here besides the config, as its keyword arguments."""
+        return {
+            "changes": self.changes,
+            "checkpoint": self.checkpoint,
+            "config_file_current": self.config_file_current,
+            "data": self.data,
+            "init": self.init,
+            "recipe": self.recipe,
+        }
 
 
 def _recipe(recipe: str | Config | None) -> Config:
@@ -129,7 +141,22 @@ def resolve_config(
     config = fit_to_data(config, data, Path(data_dir), run, resuming)
     if raw is None and saved_file.is_file():  # a new run's recipe: the old file is kept if it says the same
         raw = read_run_file(run)
-    return Resolved(config, resuming, found if resuming else [], checkpoint, says(raw, run, config), data, init)
+    origin = None if resuming else _origin(recipe, init_from, saved_file if saved_file.is_file() else None)
+    current = says(raw, run, config)
+    return Resolved(config, resuming, found if resuming else [], checkpoint, current, data, init, origin)
+
+
+def _origin(recipe: str | Config | None, init_from: str | Path | None, attempt: Path | None) -> str:
+    """Where a new run's settings came from, in words: the recipe's name (or path) as given, a
+    config given in Python, the settings of an ``--init-from`` model's run, or an earlier attempt's
+    config.toml."""
+    if isinstance(recipe, Config):
+        return "a config given in Python"
+    if recipe is not None:
+        return recipe
+    if init_from is not None:
+        return f"the run of --init-from {init_from}"
+    return f"{attempt} (an earlier attempt's)" if attempt is not None else "default"
 
 
 def _check_resumed(run: Path, checkpoint: ckpt.Checkpoint, found: list[Change], config: Config) -> None:

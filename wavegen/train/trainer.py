@@ -7,6 +7,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -118,6 +119,7 @@ class Trainer:
         # rank 0 runs and writes).
         self.ema = MovingAverage(self.model, t.ema) if t.ema > 0 and self.world.is_main else None
         self.init_from: str | None = None  # the model a new run started from (--init-from), kept in its checkpoints
+        self.recipe: str | None = None  # where a new run's settings came from (a recipe's name), kept likewise
 
     def _validation_batches(self) -> list[Batch]:
         """A fixed set of validation windows, so successive validations are comparable."""
@@ -145,7 +147,7 @@ class Trainer:
             "skipped_steps": self.skipped,
             "schedule": list(self.schedule) if self.schedule is not None else None,
             **({"ema": self.ema.module.state_dict(), "ema_updates": self.ema.count} if self.ema is not None else {}),
-            **({"init_from": self.init_from} if self.init_from else {}),
+            **{key: value for key, value in (("init_from", self.init_from), ("recipe", self.recipe)) if value},
             "rng": {
                 "torch": torch.get_rng_state(),
                 "noise": self.noise.get_state(),
@@ -161,7 +163,7 @@ class Trainer:
             keep_fused(self.optimizer)
             self.step = int(payload["step"])
             self.best_val = payload["best_val_bits"]
-            self.init_from = payload.get("init_from")
+            self.init_from, self.recipe = payload.get("init_from"), payload.get("recipe")
             self.val_history = [tuple(v) for v in payload["val_history"]]
             self.stats.set_counts(int(payload.get("skipped_steps", 0)))
             self._continue_schedule(payload, saved)
@@ -289,12 +291,12 @@ class Trainer:
         return bits(logits, targets)
 
     @torch.no_grad()
-    def validate(self) -> float | None:
+    def validate(self, batches: Iterable | None = None) -> float | None:  # (batches: the val_batches, in a bar)
         if not self.val_batches:
             return None
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
-        first, *rest = [self._bits(batch, model=model) for batch in self.val_batches]
+        first, *rest = [self._bits(batch, model=model) for batch in (batches or self.val_batches)]
         model.train()
         return sum(rest, first).item() / len(self.val_batches)  # (one read of the device)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +33,40 @@ def _own_trials(tmp_path_factory, monkeypatch):
 
     where = tmp_path_factory.mktemp("cache") / trials.FILE
     monkeypatch.setattr(trials, "path", lambda: where)
+
+
+class Said(Sequence):
+    """The one-line messages wavegen logged while the test ran (its ``wavegen`` loggers, INFO and
+    above: what the command line prints), read from pytest's caplog as they come: a sequence of
+    strings, equal to a list of them; ``clear()`` forgets those so far."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self.caplog = caplog
+
+    def _lines(self) -> list[str]:
+        return [r.getMessage() for r in self.caplog.records if r.name.split(".")[0] == "wavegen"]
+
+    def __getitem__(self, index):
+        return self._lines()[index]
+
+    def __len__(self) -> int:
+        return len(self._lines())
+
+    def __eq__(self, other) -> bool:
+        return self._lines() == list(other)
+
+    def __repr__(self) -> str:
+        return repr(self._lines())
+
+    def clear(self) -> None:
+        self.caplog.clear()
+
+
+@pytest.fixture
+def said(caplog) -> Said:
+    """What wavegen says during the test (``Said``), at INFO and above as the command line shows it."""
+    caplog.set_level(logging.INFO, logger="wavegen")
+    return Said(caplog)
 
 
 @pytest.fixture
@@ -100,9 +136,9 @@ def recorded_native(monkeypatch):
     built = []
 
     class Recorded(native.NativeEngine):
-        def __init__(self, model, device="cpu", threads=None, log=None, precision="fp32"):
+        def __init__(self, model, device="cpu", threads=None, precision="fp32"):
             built.append((torch.device(device).type, precision))
-            super().__init__(model, device, threads, log, precision)
+            super().__init__(model, device, threads, precision)
 
     monkeypatch.setattr(native, "NativeEngine", Recorded)
     return built

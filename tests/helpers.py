@@ -3,14 +3,35 @@ stay in conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
+from typing import Iterator
 
 import numpy as np
 import pytest
 
 from wavegen.generate.native.check import random_model  # noqa: F401  (the native check's, shared)
+
+
+@contextlib.contextmanager
+def messages_said() -> Iterator[list[str]]:
+    """The one-line messages wavegen logs inside (INFO and above, what the command line prints),
+    gathered in a list by a handler on the ``wavegen`` logger: for helpers that have no caplog."""
+    said: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("wavegen")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def tone(freq: float, seconds: float, rate: int = 16000, amplitude: float = 0.5) -> np.ndarray:

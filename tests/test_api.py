@@ -83,7 +83,6 @@ def test_generate_returns_what_synth_writes(run):
         seed=3,
         engine="torch",
         device="cpu",
-        log=lambda _: None,
         progress=False,
     ).files
     for stream, path in zip(audio, files):
@@ -91,12 +90,10 @@ def test_generate_returns_what_synth_writes(run):
         np.testing.assert_allclose(written, stream, atol=1 / 32767)  # 16-bit WAV
 
 
-def test_generate_from_a_prime_array_and_refusals(run):
+def test_generate_from_a_prime_array_and_refusals(run, said):
     model = wavegen.load(run / "run")
-    said = []
-    primed = model.generate(
-        seconds=0.01, prime=np.zeros(1000, np.float32), engine="torch", device="cpu", log=said.append
-    )
+    said.clear()
+    primed = model.generate(seconds=0.01, prime=np.zeros(1000, np.float32), engine="torch", device="cpu")
     assert primed.audio.shape == (1, 160) and any("continuing the last" in line for line in said)
     with pytest.raises(ConfigError, match="trained without labels"):
         model.generate(seconds=0.01, labels="cat")

@@ -13,7 +13,8 @@ import wavegen
 PACKAGE = Path(wavegen.__file__).parent
 
 # Which rooms a room may import from. Foundations (the root modules: config, recipe, errors, files, interrupts,
-# runs, devices, cache, outputs, owned, locks, limits, progress, noise, run_config, config_ranges, config_reference)
+# runs, devices, cache, outputs, owned, locks, limits, progress, noise, run_config, config_ranges, config_reference,
+# messages)
 # import foundations only.
 FOUNDATIONS = {
     "cache",
@@ -34,6 +35,7 @@ FOUNDATIONS = {
     "run_config",
     "config_ranges",
     "config_reference",
+    "messages",
 }
 MAY_IMPORT = {
     "audio": set(),
@@ -60,8 +62,8 @@ MAY_IMPORT = {
 # Modules over the budgets below, each at most its size today: they may shrink, never grow.
 MODULE_LINES, FUNCTION_LINES = 300, 60
 OVER_MODULE = {
-    "wavegen.train.loop": 417,
-    "wavegen.train.trainer": 388,
+    "wavegen.train.loop": 416,
+    "wavegen.train.trainer": 387,
 }
 OVER_FUNCTION = {
     "wavegen.generate.persistent.kernel._layer": 72,  # one Triton program's layer, inlined as a whole

@@ -2,8 +2,11 @@
 
 Each function is the library code the command of the same name runs (``wavegen prepare``,
 ``wavegen train``, ``wavegen synth``), without the files ``synth`` writes and without printing:
-every function takes ``log``, a callable given each one-line message (default ``None``: silent;
-pass ``print`` to see them), and ``progress`` (default False) for tqdm bars on stderr.
+the one-line messages go to the ``wavegen`` logger (``logging``: INFO for what the command line
+prints, WARNING for what is wrong while the work goes on, DEBUG for detail), so that
+``logging.basicConfig(level=logging.INFO)`` shows them and a program routes them as it likes;
+unconfigured, Python shows the warnings alone, on stderr. Every function takes ``progress``
+(default False) for tqdm bars on stderr.
 Failures raise ``wavegen.errors.WavegenError`` subclasses with the one-line messages the
 command line prints (``ConfigError``, ``DataError``, ``CheckpointError``...).
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from .config import Config, unknown_setting, validate
 from .errors import ConfigError
@@ -28,12 +31,6 @@ if TYPE_CHECKING:
     from .generate.live import LiveStream
     from .generate.reuse import EngineCache
     from .train.trainer import TrainResult
-
-Log = Callable[[str], None]
-
-
-def _silent(message: str) -> None:
-    """The default ``log``: says nothing."""
 
 
 def checked(config: Config) -> Config:
@@ -59,7 +56,6 @@ def prepare(
     config: Config | None = None,
     recipe: str = "default",
     *,
-    log: Log | None = None,
     progress: bool = False,
 ) -> dict:
     """Encode every audio file under ``dataset`` (recursively) into ``out`` for training.
@@ -85,7 +81,6 @@ def prepare(
         Path(dataset),
         Path(out),
         config.data,
-        log=log or _silent,
         progress=progress,
         min_samples=shortest,
         min_reason=why,
@@ -102,7 +97,6 @@ def train(
     *,
     init_from: str | Path | None = None,
     device: str = "auto",
-    log: Log | None = None,
     progress: bool = False,
 ) -> TrainResult:
     """Train a new run in ``run`` on the prepared data in ``data``, or resume it if it has a
@@ -131,15 +125,13 @@ def train(
     from .train.loop import train as run_train
     from .train.settings import resolve_config
 
-    log = log or _silent
     base = checked(config) if config is not None else recipe
-    resolved = resolve_config(run, Path(data), base, list(overrides), steps, log=log, init_from=init_from)
+    resolved = resolve_config(run, Path(data), base, list(overrides), steps, init_from=init_from)
     return run_train(
         resolved.config,
         Path(data),
         run,
         device=device,
-        log=log,
         progress=progress,
         **resolved.found(),
     )
@@ -221,7 +213,6 @@ class Model:
         engine: str = "auto",
         device: str = "auto",
         precision: str = "auto",
-        log: Log | None = None,
         progress: bool = False,
     ) -> Generation:
         """Generate ``n`` streams of ``seconds`` each, together; stream i uses seed ``seed + i``
@@ -248,9 +239,7 @@ class Model:
         # (labels: a str or a sequence, made a tuple by the request)
         request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, mel)  # type: ignore[arg-type]
         where, self.kept = str(self.checkpoint), self.kept or EngineCache()
-        made = generate_streams(
-            self.network, self.sample_rate, where, request, log or _silent, progress, self.step, self.kept
-        )
+        made = generate_streams(self.network, self.sample_rate, where, request, progress, self.step, self.kept)
         audio = decode(made.codes).numpy().astype("float32", copy=False)
         return Generation(
             audio, made.sample_rate, made.labels, made.seeds, made.engine, made.samples_per_s, made.precision
@@ -270,7 +259,6 @@ class Model:
         engine: str = "auto",
         device: str = "auto",
         precision: str = "auto",
-        log: Log | None = None,
     ) -> LiveStream:
         """``generate``'s audio as it is made: a ``LiveStream`` of float32 blocks (n, chunk), exactly
         ``generate``'s samples. ``seconds`` None: no end (leave the loop, or ``close()``). ``mel``:
@@ -283,8 +271,8 @@ class Model:
         whole, frames = split_mel(mel)  # (labels: a str or a sequence, made a tuple by the request)
         request = GenerationRequest(seconds, n, seed, temperature, engine, device, precision, labels, prime, whole)  # type: ignore[arg-type]
         self.kept = self.kept or EngineCache()
-        where, log = str(self.checkpoint), log or _silent
-        return stream_audio(self.network, self.sample_rate, where, request, log, chunk, frames, self.step, self.kept)
+        where = str(self.checkpoint)
+        return stream_audio(self.network, self.sample_rate, where, request, chunk, frames, self.step, self.kept)
 
 
 def load(source: str | Path | None = None) -> Model:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from .commands.bench import bench
-from .commands.common import one_line
+from .commands.common import VERBOSE, VERBOSITY_HELP, one_line
 from .commands.config import config
 from .commands.demo import demo
 from .commands.eval import evaluate_command
@@ -73,7 +73,8 @@ def _one_line_usage(exc: click.UsageError) -> click.UsageError:
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wavegen")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help=VERBOSITY_HELP)
+def main(verbose: int) -> None:
     """wavegen: train WaveNet models on your recordings and listen to what they generate.
 
     \b
@@ -86,9 +87,11 @@ def main() -> None:
       wavegen export RUN OUT/       a model folder to share or start from
       wavegen synth --model melodies  hear a model that ships with wavegen (wavegen models)
     """
+    from .messages import setup
     from .noise import quiet_libraries
 
     quiet_libraries()  # here, not on import: a program using wavegen as a library keeps its logging
+    setup(verbose)  # wavegen's messages on stderr, one line each, as the commands always wrote them
 
 
 main.add_command(prepare)
@@ -103,6 +106,17 @@ main.add_command(models)
 main.add_command(demo)
 main.add_command(bench)
 main.add_command(config)
+
+
+def _verbose_everywhere(group: click.Group) -> None:
+    """``-v`` after any command's name too (wavegen train -v), as before it (wavegen -v train)."""
+    for command in group.commands.values():
+        VERBOSE(command)
+        if isinstance(command, click.Group):
+            _verbose_everywhere(command)
+
+
+_verbose_everywhere(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

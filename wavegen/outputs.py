@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import os
 import re
 import tempfile
@@ -21,6 +22,8 @@ from typing import Callable, Iterator
 
 from .errors import ConfigError
 from .owned import sample_record
+
+logger = logging.getLogger(__name__)
 
 # Most file systems allow 255 bytes per name; a name part this long leaves room for the rest of
 # the name (run, step, seed, suffix) even in 4-byte UTF-8 characters.
@@ -181,7 +184,7 @@ SAME_PATHS = ("checkpoint", "prime", "mel")
 COMPANIONS = (".wav", ".json", ".png", ".input.wav", ".input.png")  # a sample's files: artifacts
 
 
-def sample_path(out: Path, part: str, suffix: str, record: dict, taken: set[str], log: Callable[[str], None]) -> Path:
+def sample_path(out: Path, part: str, suffix: str, record: dict, taken: set[str]) -> Path:
     """Where a new sample goes in ``out``: ``part + suffix`` (the WAV's name: ``part`` is what
     gets numbered, the run's name or an input's stem) when no file of that sample's
     (``COMPANIONS``) is there, or when they are an earlier sample of the same request
@@ -204,7 +207,7 @@ def sample_path(out: Path, part: str, suffix: str, record: dict, taken: set[str]
         what = (
             f"a sample that differs in {', '.join(differences(old, record))}" if old else "a file wavegen did not write"
         )
-        log(f"note: {first} holds {what}; this sample is {path.name}")
+        logger.warning(f"note: {first} holds {what}; this sample is {path.name}")
     taken.add(path.name.casefold())
     return path
 

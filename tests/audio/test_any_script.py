@@ -204,7 +204,7 @@ def test_bench_learn_closes_its_run_and_keeps_its_bar_within_the_total(tmp_path)
 
     write_wav(tmp_path / "dataset" / "a.wav", tone(330, 2.0), 16000)
     config = apply_overrides(load_recipe("tiny"), ["train.batch_size=2", "train.segment_length=200"])
-    prepare(tmp_path / "dataset", tmp_path / "prepared", config.data, log=lambda _: None, progress=False)
+    prepare(tmp_path / "dataset", tmp_path / "prepared", config.data, progress=False)
     bar = tqdm(disable=False, file=io.StringIO())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

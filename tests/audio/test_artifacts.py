@@ -37,10 +37,6 @@ MELS = ["data.mel_bands=16", "data.mel_hop=128", "data.mel_n_fft=512", "data.mel
 PNG_SHAPE = (300, 800)  # spectrogram_png's figure: 8 × 3 inches at 100 dpi
 
 
-def quiet(_message):
-    pass
-
-
 def image(path):
     from matplotlib.image import imread
 
@@ -120,7 +116,7 @@ def test_synth_writes_a_spectrogram_and_metadata_beside_every_wav(tiny_run):
 def mel_data(tmp_path):
     write_wav(tmp_path / "dataset" / "a.wav", tone(440, 3.0), 16000)
     config = apply_overrides(load_recipe("tiny"), MELS)
-    prepare(tmp_path / "dataset", tmp_path / "prepared", config.data, log=quiet, progress=False)
+    prepare(tmp_path / "dataset", tmp_path / "prepared", config.data, progress=False)
     return tmp_path / "prepared"
 
 
@@ -128,7 +124,7 @@ def test_vocode_keeps_the_input_as_heard_beside_the_output(mel_data, tmp_path):
     from wavegen.synthesis.vocode import vocode
 
     config = apply_overrides(load_recipe("tiny"), MELS + SMALL + ["train.steps=2", "train.sample_every=2"])
-    train(config, mel_data, tmp_path / "run", device="cpu", log=quiet, progress=False)
+    train(config, mel_data, tmp_path / "run", device="cpu", progress=False)
     # A training sample of a mel model: the first validation file's log-mels (0.15 s of a.wav's
     # 3 s: 2400 samples, 19 frames of 128), shorter than train.sample_seconds.
     meta = json.loads((tmp_path / "run" / "samples" / "step2.json").read_text())
@@ -141,7 +137,6 @@ def test_vocode_keeps_the_input_as_heard_beside_the_output(mel_data, tmp_path):
         [tmp_path / "up.wav"],
         tmp_path / "out",
         seed=3,
-        log=quiet,
         progress=False,
     )
     out = tmp_path / "out"
@@ -171,22 +166,22 @@ def test_vocode_keeps_the_input_as_heard_beside_the_output(mel_data, tmp_path):
 @pytest.fixture
 def prepared(tmp_path):
     write_wav(tmp_path / "dataset" / "a.wav", tone(440, 3.0), 16000)
-    prepare(tmp_path / "dataset", tmp_path / "prepared", load_recipe("tiny").data, log=quiet, progress=False)
+    prepare(tmp_path / "dataset", tmp_path / "prepared", load_recipe("tiny").data, progress=False)
     return tmp_path / "prepared"
 
 
-def test_training_writes_samples_and_tensorboard_events_and_sampling_changes_no_weight(prepared, tmp_path):
+def test_training_writes_samples_and_tensorboard_events_and_sampling_changes_no_weight(prepared, tmp_path, said):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     overrides = SMALL + ["train.steps=4", "train.ema=0.5", "train.sample_seconds=0.25"]
-    messages = []
+    said.clear()
+    messages = said
     train(
         apply_overrides(load_recipe("tiny"), overrides + ["train.sample_every=2"]),
         prepared,
         tmp_path / "run",
         device="cpu",
-        log=messages.append,
         progress=False,
     )
     assert not any("TensorBoard" in m for m in messages)
@@ -233,23 +228,23 @@ def test_training_writes_samples_and_tensorboard_events_and_sampling_changes_no_
         prepared,
         tmp_path / "plain",
         device="cpu",
-        log=quiet,
         progress=False,
     )
     a, b = (ckpt.load(tmp_path / r / "checkpoints" / "latest.pt") for r in ("run", "plain"))
     assert all(torch.equal(a[part][k], b[part][k]) for part in ("model", "ema") for k in a[part])
 
 
-def test_without_tensorboard_training_runs_as_before_and_says_so_once(prepared, tmp_path, monkeypatch):
+def test_without_tensorboard_training_runs_as_before_and_says_so_once(prepared, tmp_path, monkeypatch, said):
     # As if tensorboard were not installed: torch.utils.tensorboard is imported afresh and fails.
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     for name in [m for m in sys.modules if m.startswith("torch.utils.tensorboard")]:
         monkeypatch.delitem(sys.modules, name)
-    messages = []
+    said.clear()
+    messages = said
     config = apply_overrides(
         load_recipe("tiny"), SMALL + ["train.steps=2", "train.sample_every=2", "train.sample_seconds=0.1"]
     )
-    result = train(config, prepared, tmp_path / "run", device="cpu", log=messages.append, progress=False)
+    result = train(config, prepared, tmp_path / "run", device="cpu", progress=False)
     assert result.step == 2
     notes = [i for i, m in enumerate(messages) if "TensorBoard" in m]
     assert len(notes) == 1 and "`pip install tensorboard` turns it on" in messages[notes[0]]

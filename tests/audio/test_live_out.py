@@ -114,9 +114,9 @@ def sounddevice(monkeypatch):
     return module
 
 
-def test_the_player_prefills_then_plays_in_order_and_counts_gaps(sounddevice):
-    clock, said = Clock(), []
-    player = DevicePlayer(16000, 2, frames=None, log=said.append, clock=clock)
+def test_the_player_prefills_then_plays_in_order_and_counts_gaps(sounddevice, said):
+    clock = Clock()
+    player = DevicePlayer(16000, 2, frames=None, clock=clock)
     stream = sounddevice.streams[0]
     assert (stream.rate, stream.channels, stream.dtype) == (16000, 2, "float32")
     given = blocks(2, (1600,) * 12, seed=1)  # 0.1 s each
@@ -143,9 +143,9 @@ def test_the_player_prefills_then_plays_in_order_and_counts_gaps(sounddevice):
     np.testing.assert_array_equal(played[8800:], expected[8000:])  # then the rest, in order
 
 
-def test_a_player_slower_than_real_time_waits_for_enough(sounddevice):
-    clock, said = Clock(), []
-    player = DevicePlayer(16000, 1, frames=16000 * 10, log=said.append, clock=clock)  # 10 s known
+def test_a_player_slower_than_real_time_waits_for_enough(sounddevice, said):
+    clock = Clock()
+    player = DevicePlayer(16000, 1, frames=16000 * 10, clock=clock)  # 10 s known
     stream = sounddevice.streams[0]
     block = np.zeros((1, 1600), np.float32)  # 0.1 s, made in 0.2 s: 0.5x real time
     for i in range(100):

@@ -314,21 +314,20 @@ def project(tmp_path_factory) -> Path:
     (root / "runs" / "empty" / "checkpoints").mkdir(parents=True)
     np.save(root / "mel.npy", np.zeros((10, 8), np.float32))
     tiny = apply_overrides(load_recipe("tiny"), ["train.steps=2"])
-    prepare(root / "dataset", root / "prepared", tiny.data, log=quiet, progress=False)
-    train(tiny, root / "prepared", root / "runs" / "tiny", device="cpu", log=quiet, progress=False)
+    prepare(root / "dataset", root / "prepared", tiny.data, progress=False)
+    train(tiny, root / "prepared", root / "runs" / "tiny", device="cpu", progress=False)
     vocoder = apply_overrides(load_recipe("tiny"), ["train.steps=2", "data.mel_bands=8"])
-    prepare(root / "dataset", root / "prepmel", vocoder.data, log=quiet, progress=False)
-    train(vocoder, root / "prepmel", root / "runs" / "voc", device="cpu", log=quiet, progress=False)
+    prepare(root / "dataset", root / "prepmel", vocoder.data, progress=False)
+    train(vocoder, root / "prepmel", root / "runs" / "voc", device="cpu", progress=False)
     latest = root / "runs" / "tiny" / "checkpoints" / "latest.pt"
     # Earlier outputs, which no refused command may touch.
-    synthesize(latest, root / "samples", seconds=0.01, n=2, engine="torch", log=quiet, progress=False)
+    synthesize(latest, root / "samples", seconds=0.01, n=2, engine="torch", progress=False)
     write_wav(root / "short.wav", tone(440, 0.02), 16000)
     vocode(
         root / "runs" / "voc" / "checkpoints" / "latest.pt",
         [root / "short.wav"],
         root / "samples",
         engine="torch",
-        log=quiet,
         progress=False,
     )
 

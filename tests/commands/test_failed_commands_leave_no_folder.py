@@ -55,7 +55,7 @@ def project(tmp_path_factory) -> Path:
     (root / "silent").mkdir()
     sf.write(root / "silent" / "quiet.wav", np.zeros(16000, np.float32), 16000)
     sf.write(root / "silent" / "cancels.wav", np.stack([tone(440, 1.0), -tone(440, 1.0)], 1), 16000)
-    prepare(root / "dataset", root / "prepared", load_recipe("tiny").data, log=quiet, progress=False)
+    prepare(root / "dataset", root / "prepared", load_recipe("tiny").data, progress=False)
     made_run(root, "tiny")
     # data.mels: the old name of data.mel_bands, still read
     made_run(root, "voc", "data.mels=8", "model.mel_channels=8", "model.mel_hop=256")

@@ -38,10 +38,10 @@ def project(tmp_path_factory):
     write_wav(root / "dataset" / "a.wav", tone(440, 2.0), 16000)
     write_wav(root / "input.wav", tone(330, 0.05), 16000)
     tiny = load_recipe("tiny")
-    prepare(root / "dataset", root / "prepared", tiny.data, log=lambda _: None, progress=False)
+    prepare(root / "dataset", root / "prepared", tiny.data, progress=False)
     ckpt.save(root / "tiny.pt", {"config": tiny.to_dict(), "model": random_model(tiny.model).state_dict(), "step": 3})
     voc = apply_overrides(load_recipe("tiny"), MELS)
-    prepare(root / "dataset", root / "prepmel", voc.data, log=lambda _: None, progress=False)
+    prepare(root / "dataset", root / "prepmel", voc.data, progress=False)
     ckpt.save(root / "voc.pt", {"config": voc.to_dict(), "model": random_model(voc.model).state_dict(), "step": 3})
     return root
 

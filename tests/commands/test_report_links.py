@@ -64,11 +64,10 @@ LEAKS = {
 
 
 @pytest.mark.parametrize("kind", sorted(LEAKS))
-def test_no_file_outside_the_samples_reaches_the_page(run_and_samples, kind):
+def test_no_file_outside_the_samples_reaches_the_page(run_and_samples, kind, said):
     run, samples, outside = run_and_samples
     LEAKS[kind](samples, outside)
-    said = []
-    page = build_report(run, [samples], run / "page", log=said.append, timings=False)
+    page = build_report(run, [samples], run / "page", timings=False)
     private = {(os.stat(p).st_ino, os.stat(p).st_dev) for p in outside.iterdir()}
     secrets = {p.read_bytes() for p in outside.iterdir()}
     for shown in (run / "page").rglob("*"):
@@ -79,12 +78,11 @@ def test_no_file_outside_the_samples_reaches_the_page(run_and_samples, kind):
     assert "tiny-step10-seed0.wav" in [r["wav"] for r in page.samples]  # the real sample is still shown
 
 
-def test_each_linked_sample_is_named_in_one_line(run_and_samples):
+def test_each_linked_sample_is_named_in_one_line(run_and_samples, said):
     run, samples, outside = run_and_samples
     for kind in ("a WAV its record names, linked to a WAV elsewhere", "a WAV linked to a text file"):
         LEAKS[kind](samples, outside)
-    said = []
-    build_report(run, [samples], run / "page", log=said.append, timings=False)
+    build_report(run, [samples], run / "page", timings=False)
     skipped = sorted(line for line in said if line.startswith("skipped "))
     assert skipped == [
         f"skipped {samples / name}: not a WAV file of its own (a link, or not audio)"

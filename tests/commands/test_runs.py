@@ -38,16 +38,12 @@ SETTINGS = [
 ]
 
 
-def quiet(_message):
-    pass
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """A folder with prepared data (a 3 s tone) for the runs of this module."""
     root = tmp_path_factory.mktemp("runs")
     write_wav(root / "dataset" / "a.wav", tone(440, 3.0), 16000)
-    prepare(root / "dataset", root / "prepared", load_recipe("tiny").data, log=quiet, progress=False)
+    prepare(root / "dataset", root / "prepared", load_recipe("tiny").data, progress=False)
     return root
 
 
@@ -94,7 +90,7 @@ def uninterrupted(root):
             config = apply_overrides(
                 load_recipe("tiny"), SETTINGS + [f"train.precision={precision}", f"train.steps={STEPS}"]
             )
-            train(config, root / "prepared", runs[precision], device="cpu", log=quiet, progress=False)
+            train(config, root / "prepared", runs[precision], device="cpu", progress=False)
         return runs[precision]
 
     return run
@@ -217,9 +213,9 @@ def test_a_full_disk_while_writing_a_wav_keeps_the_previous_one(root, tmp_path, 
     from wavegen.train.loop import train
 
     config = apply_overrides(load_recipe("tiny"), ["train.steps=2", "train.batch_size=2", "train.segment_length=200"])
-    train(config, root / "prepared", tmp_path / "run", device="cpu", log=quiet, progress=False)
+    train(config, root / "prepared", tmp_path / "run", device="cpu", progress=False)
     latest = tmp_path / "run" / "checkpoints" / "latest.pt"
-    args = dict(seconds=0.05, n=1, engine="torch", device="cpu", log=quiet, progress=False)
+    args = dict(seconds=0.05, n=1, engine="torch", device="cpu", progress=False)
     [wav] = synthesize(latest, tmp_path / "samples", **args).files
     before = wav.read_bytes()
     full_disk.room = 1000  # (a 0.05 s WAV is 1644 bytes)
@@ -287,11 +283,10 @@ def test_a_full_tmpfs_is_a_one_line_error_and_keeps_the_checkpoint_and_the_wav(r
         root / "prepared",
         run,
         device="cpu",
-        log=quiet,
         progress=False,
     )
     latest = run / "checkpoints" / "latest.pt"
-    [wav] = synthesize(latest, samples, seconds=0.3, engine="torch", device="cpu", log=quiet, progress=False).files
+    [wav] = synthesize(latest, samples, seconds=0.3, engine="torch", device="cpu", progress=False).files
     before = {path: path.read_bytes() for path in (latest, wav)}  # ~580 kB and ~10 kB
     fill(small_disk, leave=8192)  # room for config.toml, not for a checkpoint or a WAV
 

@@ -37,10 +37,6 @@ def prepared(tmp_path_factory) -> Path:
     return root / "prepared"
 
 
-def quiet(_):
-    pass
-
-
 FOREIGN_RUN_FILES = [
     ("log.csv", "a,b,c\n1,2,3\n"),
     ("log.csv", "step;loss\n1;0.5\n"),
@@ -139,23 +135,23 @@ def files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_synth_never_replaces_another_requests_sample(tmp_path):
+def test_synth_never_replaces_another_requests_sample(tmp_path, said):
     """Two models whose run folders share a name, two lengths, a user's file: each its own
     name; the same request again replaces its own sample."""
     a, b = model(tmp_path / "a" / "tiny"), model(tmp_path / "b" / "tiny")
-    out, said = tmp_path / "samples", []
-    first = synthesize(a, out, seconds=0.02, log=said.append, progress=False).files
+    out = tmp_path / "samples"
+    first = synthesize(a, out, seconds=0.02, progress=False).files
     assert [p.name for p in first] == ["tiny-step0-seed0.wav"]
     wav = first[0].read_bytes()
-    second = synthesize(b, out, seconds=0.02, log=said.append, progress=False).files
+    second = synthesize(b, out, seconds=0.02, progress=False).files
     assert [p.name for p in second] == ["tiny-2-step0-seed0.wav"] and first[0].read_bytes() == wav
     assert "note: " in said[-2] and "holds a sample that differs in checkpoint" in said[-2]
-    longer = synthesize(a, out, seconds=0.04, log=quiet, progress=False).files
+    longer = synthesize(a, out, seconds=0.04, progress=False).files
     assert [p.name for p in longer] == ["tiny-3-step0-seed0.wav"]
-    again = synthesize(b, out, seconds=0.02, log=quiet, progress=False).files  # a rerun: its own file
+    again = synthesize(b, out, seconds=0.02, progress=False).files  # a rerun: its own file
     assert again == second and len(files(out)) == 9
     (out / "tiny-step0-seed1.wav").write_text("mine")
-    mine = synthesize(a, out, seconds=0.02, n=2, log=quiet, progress=False).files
+    mine = synthesize(a, out, seconds=0.02, n=2, progress=False).files
     assert [p.name for p in mine] == ["tiny-step0-seed0.wav", "tiny-2-step0-seed1.wav"]
     assert (out / "tiny-step0-seed1.wav").read_text() == "mine"
 
@@ -168,10 +164,7 @@ def test_vocode_never_replaces_the_output_of_another_recording(tmp_path):
 
     def run(*names):
         return [
-            p.name
-            for p in vocode(
-                checkpoint, [tmp_path / n / "take.wav" for n in names], out, log=quiet, progress=False
-            ).files
+            p.name for p in vocode(checkpoint, [tmp_path / n / "take.wav" for n in names], out, progress=False).files
         ]
 
     assert run("a") == ["take-vocoded.wav"]
@@ -185,7 +178,7 @@ def test_vocode_never_replaces_the_output_of_another_recording(tmp_path):
 
 def test_a_report_leaves_a_users_page_and_files_be(tmp_path):
     checkpoint = model(tmp_path / "runs" / "tiny")
-    synthesize(checkpoint, tmp_path / "samples", seconds=0.02, log=quiet, progress=False)
+    synthesize(checkpoint, tmp_path / "samples", seconds=0.02, progress=False)
     run = tmp_path / "runs" / "tiny"
     page = tmp_path / "page"
     page.mkdir()

@@ -33,7 +33,7 @@ def prepared(tmp_path_factory):
         (root / "ds" / label).mkdir(parents=True, exist_ok=True)
         sf.write(root / "ds" / label / f"{hz}.wav", tone(hz, 0.05), RATE)
     config = DataConfig(label_source="folders", mel_bands=8, mel_hop=64, mel_n_fft=256, val_fraction=0.25)
-    prepare(root / "ds", root / "prepared", config, log=lambda _: None, progress=False)
+    prepare(root / "ds", root / "prepared", config, progress=False)
     return root / "prepared"
 
 
@@ -88,36 +88,33 @@ def test_the_manifest_prepare_writes_passes_and_a_missing_code_file_is_named(pre
 
 
 @pytest.mark.parametrize("peak", [1.001, 1.5, 2.5, 40.0])
-def test_audio_beyond_full_scale_is_scaled_down_and_said_not_clipped(tmp_path, peak):
+def test_audio_beyond_full_scale_is_scaled_down_and_said_not_clipped(tmp_path, peak, said):
     wave = tone(330, 0.2, amplitude=1.0) * peak
     (tmp_path / "ds").mkdir()
     sf.write(tmp_path / "ds" / "hot.wav", wave.astype(np.float32), RATE, subtype="FLOAT")
     recording = read_recording(tmp_path / "ds" / "hot.wav", RATE)
     assert np.abs(recording.audio).max() == pytest.approx(1.0, abs=1e-3)
     assert np.allclose(recording.audio, wave / peak, atol=1e-4)  # the waveform's shape is kept
-    said = []
-    prepare(tmp_path / "ds", tmp_path / "out", DataConfig(), log=said.append, progress=False)
+    prepare(tmp_path / "ds", tmp_path / "out", DataConfig(), progress=False)
     notes = [line for line in said if line.startswith("note: ")]
     assert len(notes) == 1 and f"{tmp_path / 'ds' / 'hot.wav'}: peaks at {peak:.3g}, beyond full scale" in notes[0]
     assert f"scaled down by {20 * np.log10(peak):.1f} dB" in notes[0]
 
 
-def test_audio_within_full_scale_gets_no_note(tmp_path):
+def test_audio_within_full_scale_gets_no_note(tmp_path, said):
     (tmp_path / "ds").mkdir()
     sf.write(tmp_path / "ds" / "ok.wav", tone(330, 0.2, amplitude=1.0).astype(np.float32), RATE, subtype="FLOAT")
-    said = []
-    prepare(tmp_path / "ds", tmp_path / "out", DataConfig(), log=said.append, progress=False)
+    prepare(tmp_path / "ds", tmp_path / "out", DataConfig(), progress=False)
     assert not [line for line in said if line.startswith("note: ")]
 
 
 @pytest.mark.parametrize("channel, noted", [("1", True), ("3", True), ("0", False), ("mix", False)])
-def test_a_channel_on_mono_files_is_said_in_one_line(tmp_path, channel, noted):
+def test_a_channel_on_mono_files_is_said_in_one_line(tmp_path, channel, noted, said):
     (tmp_path / "ds").mkdir()
     for i in range(7):
         sf.write(tmp_path / "ds" / f"m{i}.wav", tone(220 + 20 * i, 0.1), RATE)
     sf.write(tmp_path / "ds" / "stereo.wav", np.stack([tone(300, 0.1)] * 4, axis=1), RATE)
-    said = []
-    prepare(tmp_path / "ds", tmp_path / "out", DataConfig(channel=channel), log=said.append, progress=False)
+    prepare(tmp_path / "ds", tmp_path / "out", DataConfig(channel=channel), progress=False)
     lines = [line for line in said if "does not apply" in line]
     assert len(lines) == int(noted)
     if noted:

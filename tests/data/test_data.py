@@ -14,10 +14,6 @@ from wavegen.errors import DataError
 from helpers import tone
 
 
-def quiet(_message):
-    pass
-
-
 @pytest.fixture
 def mixed_dataset(tmp_path):
     """Stereo 24-bit 44.1 kHz WAV, 8 kHz FLAC, OGG in a subfolder, a fake WAV and a silent file."""
@@ -34,10 +30,10 @@ def mixed_dataset(tmp_path):
     return root
 
 
-def test_prepare_reads_formats_skips_bad_files_and_writes_consistent_output(mixed_dataset, tmp_path):
-    messages = []
+def test_prepare_reads_formats_skips_bad_files_and_writes_consistent_output(mixed_dataset, tmp_path, said):
+    messages = said
     out = tmp_path / "prepared"
-    manifest = prepare(mixed_dataset, out, DataConfig(val_fraction=0.1), log=messages.append, progress=False)
+    manifest = prepare(mixed_dataset, out, DataConfig(val_fraction=0.1), progress=False)
     sources = [f["source"] for f in manifest["files"]]
     assert sources == ["stereo.wav", "sub/deeper/clip.ogg", "sub/low.flac"]
     skipped = {s["source"]: s["reason"] for s in manifest["skipped"] if not s.get("ignored")}
@@ -62,13 +58,11 @@ def test_prepare_reads_formats_skips_bad_files_and_writes_consistent_output(mixe
         assert entry["val"][1] == int(total * 0.1)
 
 
-def test_trimming_reports_what_it_removed_and_names_files_it_empties(mixed_dataset, tmp_path):
-    messages = []
+def test_trimming_reports_what_it_removed_and_names_files_it_empties(mixed_dataset, tmp_path, said):
+    messages = said
     padded = np.concatenate([np.zeros(8000), tone(440, 1.0), np.zeros(4000)]).astype(np.float32)
     sf.write(mixed_dataset / "padded.wav", padded, 16000)
-    manifest = prepare(
-        mixed_dataset, tmp_path / "p", DataConfig(trim_silence=True), log=messages.append, progress=False
-    )
+    manifest = prepare(mixed_dataset, tmp_path / "p", DataConfig(trim_silence=True), progress=False)
     trimmed = {f["source"]: f["trimmed_s"] for f in manifest["files"]}
     assert 0.5 < trimmed["padded.wav"] <= 0.75  # librosa trims whole frames: a margin stays
     assert "silent.wav" not in trimmed
@@ -78,29 +72,29 @@ def test_trimming_reports_what_it_removed_and_names_files_it_empties(mixed_datas
 
 def test_rerunning_prepare_replaces_the_output_consistently(tone_dataset, tmp_path):
     out = tmp_path / "prepared"
-    first = prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
-    second = prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    first = prepare(tone_dataset, out, DataConfig(), progress=False)
+    second = prepare(tone_dataset, out, DataConfig(), progress=False)
     assert first == second
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train.u8", "val.u8"]
 
 
 def test_missing_empty_or_unusable_folders_are_clear_errors(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
-        prepare(tmp_path / "nope", tmp_path / "out", DataConfig(), log=quiet, progress=False)
+        prepare(tmp_path / "nope", tmp_path / "out", DataConfig(), progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no audio files found"):
-        prepare(tmp_path / "empty", tmp_path / "out", DataConfig(), log=quiet, progress=False)
+        prepare(tmp_path / "empty", tmp_path / "out", DataConfig(), progress=False)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.wav").write_text("nope")
     with pytest.raises(DataError, match="none of the 1 audio files could be used"):
-        prepare(tmp_path / "bad", tmp_path / "out", DataConfig(), log=quiet, progress=False)
+        prepare(tmp_path / "bad", tmp_path / "out", DataConfig(), progress=False)
     with pytest.raises(DataError, match="no prepared data here"):
         PreparedData(tmp_path / "out")
 
 
 def test_truncated_code_file_is_detected(tone_dataset, tmp_path):
     out = tmp_path / "prepared"
-    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    prepare(tone_dataset, out, DataConfig(), progress=False)
     with open(out / "train.u8", "r+b") as handle:
         handle.truncate(100)
     with pytest.raises(DataError, match="expected .* bytes"):
@@ -109,7 +103,7 @@ def test_truncated_code_file_is_detected(tone_dataset, tmp_path):
 
 def test_windows_pad_the_start_with_silence_and_mask_past_the_end(tone_dataset, tmp_path):
     out = tmp_path / "prepared"
-    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    prepare(tone_dataset, out, DataConfig(), progress=False)
     split = PreparedData(out).train
     offset, length = split.spans[0]
     sampler = WindowSampler(split, context=50, segment=100, seed=0)
@@ -123,7 +117,7 @@ def test_windows_pad_the_start_with_silence_and_mask_past_the_end(tone_dataset, 
 
 def test_start_fraction_draws_windows_from_the_start_of_files(tone_dataset, tmp_path):
     out = tmp_path / "prepared"
-    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    prepare(tone_dataset, out, DataConfig(), progress=False)
     split = PreparedData(out).train
     padded = lambda inputs: (inputs[:, 0] == SILENCE_CODE).mean()  # noqa: E731
     never = WindowSampler(split, context=100, segment=200, seed=0, start_fraction=0.0)
@@ -134,7 +128,7 @@ def test_start_fraction_draws_windows_from_the_start_of_files(tone_dataset, tmp_
 
 def test_sampler_state_restores_the_same_windows(tone_dataset, tmp_path):
     out = tmp_path / "prepared"
-    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    prepare(tone_dataset, out, DataConfig(), progress=False)
     sampler = WindowSampler(PreparedData(out).train, 10, 20, seed=3, start_fraction=0.5)
     state = json.loads(json.dumps(sampler.state()))
     first = sampler.batch(4)
@@ -142,7 +136,7 @@ def test_sampler_state_restores_the_same_windows(tone_dataset, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(first, sampler.batch(4)))
 
 
-def test_labels_from_folders_and_mels_aligned_with_the_codes(tmp_path):
+def test_labels_from_folders_and_mels_aligned_with_the_codes(tmp_path, said):
     from wavegen.audio.features import SILENCE, MelSettings, log_mel
     from wavegen.audio.io import load_audio
     from wavegen.model.conditioning import mel_window
@@ -153,9 +147,10 @@ def test_labels_from_folders_and_mels_aligned_with_the_codes(tmp_path):
         for f in freqs:
             sf.write(root / label / f"{f}.wav", tone(f, 1.0), 16000)
     sf.write(root / "loose.wav", tone(300, 1.0), 16000)  # not in a label folder
-    messages = []
+    said.clear()
+    messages = said
     config = DataConfig(label_source="folders", mel_bands=16, mel_hop=100, mel_n_fft=400, val_fraction=0.25)
-    manifest = prepare(root, tmp_path / "prepared", config, log=messages.append, progress=False)
+    manifest = prepare(root, tmp_path / "prepared", config, progress=False)
     assert manifest["labels"] == ["high", "low"]
     assert "labels: high (1 file), low (2 files)" in messages
     assert any("loose.wav" in m and "not inside a label folder" in m for m in messages)
@@ -183,7 +178,7 @@ def test_labels_from_folders_and_mels_aligned_with_the_codes(tmp_path):
 
 def test_windows_without_context_from_a_file_start_lead_with_silence_that_is_not_a_target(tone_dataset, tmp_path):
     out = tmp_path / "prepared"
-    prepare(tone_dataset, out, DataConfig(), log=quiet, progress=False)
+    prepare(tone_dataset, out, DataConfig(), progress=False)
     split = PreparedData(out).train
     offset, _ = split.spans[0]
     always = WindowSampler(split, context=0, segment=300, seed=0, start_fraction=1.0, start_silence=129)

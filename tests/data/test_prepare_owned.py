@@ -83,11 +83,10 @@ def test_a_new_set_replaces_the_whole_previous_one(tmp_path, first, second):
     wavegen.fit(out, tmp_path / "run", tiny().override("train.steps=1"))  # and the set trains
 
 
-def test_a_set_of_another_dataset_is_replaced_with_a_word(tmp_path):
+def test_a_set_of_another_dataset_is_replaced_with_a_word(tmp_path, said):
     out = tmp_path / "prepared"
     wavegen.prepare(dataset(tmp_path / "a"), out, tiny())
-    said = []
-    wavegen.prepare(dataset(tmp_path / "b", (220,)), out, tiny(), log=said.append)
+    wavegen.prepare(dataset(tmp_path / "b", (220,)), out, tiny())
     assert any(line.startswith("note: replaced the prepared data of ") and "/a" in line for line in said), said
 
 
@@ -129,10 +128,9 @@ def project(root: Path, kinds: list[str]) -> dict[str, str]:
 @pytest.mark.parametrize(
     "kinds", [["samples"], ["vocode"], ["run"], ["report"], ["samples", "vocode", "run", "report"]]
 )
-def test_the_projects_own_outputs_are_not_taken_for_recordings(tmp_path, kinds):
+def test_the_projects_own_outputs_are_not_taken_for_recordings(tmp_path, kinds, said):
     expected = project(tmp_path, kinds)
-    said = []
-    manifest = wavegen.prepare(tmp_path, tmp_path / "prepared", tiny(), log=said.append)
+    manifest = wavegen.prepare(tmp_path, tmp_path / "prepared", tiny())
     assert sorted(entry["source"] for entry in manifest["files"]) == ["dataset/tone330.wav", "dataset/tone440.wav"]
     left_out = {e["source"]: e["reason"] for e in manifest["skipped"] if "wavegen" in e["reason"]}
     assert left_out == expected

@@ -28,22 +28,22 @@ class Stand:
 
 
 @pytest.fixture
-def gpu(monkeypatch):
-    """A machine with a GPU whose engines are stand-ins; returns the trial rates to set and the
-    log of what ``choose`` said."""
-    rates, said, built = {}, [], []
+def gpu(monkeypatch, said):
+    """A machine with a GPU whose engines are stand-ins; returns the trial rates to set and
+    what ``choose`` said (``said``)."""
+    rates, built = {}, []
     rates["built"] = built  # the engines built, in order
     monkeypatch.setattr(choice, "resolve_device", lambda name: torch.device("cpu" if name == "cpu" else "cuda"))
-    monkeypatch.setattr(choice, "native_available", lambda log: rates.get("native available", True))
+    monkeypatch.setattr(choice, "native_available", lambda: rates.get("native available", True))
     monkeypatch.setattr(choice, "native_ready", lambda: rates.get("native built", True))
 
-    def persistent(model, device, streams, log):
+    def persistent(model, device, streams):
         built.append("persistent")
         return Stand("persistent", "cuda") if rates.get("gpu", 1) else None
 
     monkeypatch.setattr(choice, "_persistent", persistent)
 
-    def build(name, model, device, log=None, precision="fp32"):
+    def build(name, model, device, precision="fp32"):
         built.append(name)
         return Stand(name, torch.device(device).type, precision)
 
@@ -53,9 +53,7 @@ def gpu(monkeypatch):
 
 
 def picked(said, engine="auto", device="auto", streams=1, precision="auto"):
-    made, dev = choice.choose(
-        GenerationRequest(engine=engine, device=device, precision=precision), streams, MODEL, said.append
-    )
+    made, dev = choice.choose(GenerationRequest(engine=engine, device=device, precision=precision), streams, MODEL)
     assert made.device == dev.type
     return made.name, made.precision
 
@@ -110,7 +108,7 @@ def test_the_trial_generates_and_rates_an_engine(conditioned):
     assert 100 < rate < 1e8
 
 
-def test_a_persistent_engine_that_fails_to_compile_or_run_is_left_for_the_others(monkeypatch):
+def test_a_persistent_engine_that_fails_to_compile_or_run_is_left_for_the_others(monkeypatch, said):
     pytest.importorskip("triton")
     from wavegen.generate import persistent
 
@@ -119,8 +117,8 @@ def test_a_persistent_engine_that_fails_to_compile_or_run_is_left_for_the_others
             raise RuntimeError("PTX assembly failed:\nptxas error: Entry function uses too much shared data")
 
     monkeypatch.setattr(persistent, "PersistentEngine", Failing)
-    said = []
-    assert choice._persistent(random_model(SHAPES["k2"]), torch.device("cuda"), 1, said.append) is None
+    said.clear()
+    assert choice._persistent(random_model(SHAPES["k2"]), torch.device("cuda"), 1) is None
     assert said == [
         "compiling the persistent engine's kernel for this GPU and model (once: it is cached)",
         "persistent engine unavailable: ptxas error: Entry function uses too much shared data",
@@ -202,7 +200,7 @@ def test_a_trial_is_remembered_per_machine_model_and_streams_and_its_winner_alon
     assert built == ["persistent", "native"]
     other = random_model(dataclasses.replace(SHAPES["k2"], residual_channels=12))
     said.clear()
-    choice.choose(GenerationRequest(), 1, other, said.append)  # another model shape: timed too
+    choice.choose(GenerationRequest(), 1, other)  # another model shape: timed too
     assert said[-1].startswith("engine trial, 1 stream:") and said[-1].endswith("using native")
 
 
@@ -242,7 +240,7 @@ def test_a_damaged_or_unwritable_trial_file_costs_only_a_trial(gpu, damage, tmp_
     assert len(timed) == (2 if damage == "unwritable" else 1)  # remembered once the file is rewritten
 
 
-def test_the_first_compile_of_a_persistent_kernel_is_announced_once(monkeypatch):
+def test_the_first_compile_of_a_persistent_kernel_is_announced_once(monkeypatch, said):
     pytest.importorskip("triton")
 
     class Compiles:
@@ -251,9 +249,9 @@ def test_the_first_compile_of_a_persistent_kernel_is_announced_once(monkeypatch)
 
     monkeypatch.setattr(choice, "build_engine", lambda name, model, device: Compiles(model, device))
     monkeypatch.setattr(choice, "generate", lambda *args, **kwargs: None)
-    said = []
+    said.clear()
     for _ in range(2):
-        assert isinstance(choice._persistent(MODEL, torch.device("cuda"), 1, said.append), Compiles)
+        assert isinstance(choice._persistent(MODEL, torch.device("cuda"), 1), Compiles)
     assert said == ["compiling the persistent engine's kernel for this GPU and model (once: it is cached)"]
-    choice._persistent(random_model(SHAPES["odd"]), torch.device("cuda"), 1, said.append)
+    choice._persistent(random_model(SHAPES["odd"]), torch.device("cuda"), 1)
     assert len(said) == 2  # another model: another kernel

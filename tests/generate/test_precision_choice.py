@@ -77,19 +77,22 @@ def test_a_lower_precision_on_a_gpu_or_an_unknown_one_is_refused():
         make_engine("warp", model, precision="bf16")
 
 
-def test_a_lower_precision_without_the_native_engine_says_why_and_falls_back_to_nothing(monkeypatch, tmp_path):
+def test_a_lower_precision_without_the_native_engine_says_why_and_falls_back_to_nothing(monkeypatch, tmp_path, said):
     from wavegen.generate import native
 
     monkeypatch.setattr(native.abi, "_loaded", {})
     monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CXX", "no-such-compiler")
-    notices = []
+    said.clear()
+    notices = said
     with pytest.raises(native.NativeUnavailable, match=r"^--precision int8: native engine unavailable: \S"):
-        make_engine("auto", random_model(TINY.model), log=notices.append, precision="int8")
+        make_engine("auto", random_model(TINY.model), precision="int8")
     assert notices == []  # no fallback to the torch engine: it would compute something else
 
 
-def test_auto_precision_is_int8_in_the_native_engine_and_fp32_in_the_others(recorded_native, monkeypatch, tmp_path):
+def test_auto_precision_is_int8_in_the_native_engine_and_fp32_in_the_others(
+    recorded_native, monkeypatch, tmp_path, said
+):
     model = random_model(TINY.model)
     assert make_engine("auto", model, "cpu", precision="auto").precision == "int8"
     assert make_engine("native", model, "cpu", precision="auto").precision == "int8"
@@ -104,8 +107,9 @@ def test_auto_precision_is_int8_in_the_native_engine_and_fp32_in_the_others(reco
     monkeypatch.setattr(choice, "_reported", set())  # the notice is given once per process
     monkeypatch.setenv("WAVEGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CXX", "no-such-compiler")
-    notices = []
-    made = make_engine("auto", model, "cpu", log=notices.append, precision="auto")
+    said.clear()
+    notices = said
+    made = make_engine("auto", model, "cpu", precision="auto")
     assert (made.name, made.precision) == ("torch", "fp32")
     assert notices == ["native engine unavailable: CXX=no-such-compiler not found; using the 'torch' engine"]
     with pytest.raises(native.NativeUnavailable, match="native engine unavailable: CXX=no-such-compiler"):
@@ -116,13 +120,13 @@ def test_choose_runs_a_lower_precision_on_the_cpu_even_with_a_gpu(recorded_nativ
     monkeypatch.setattr(choice, "resolve_device", lambda name: torch.device("cuda" if name != "cpu" else "cpu"))
     model = random_model(TINY.model)
     engine, device = choose(
-        GenerationRequest(engine="auto", device="auto", precision="int8"), 64, model, print
+        GenerationRequest(engine="auto", device="auto", precision="int8"), 64, model
     )  # many streams: a GPU's, at fp32
     assert (engine.name, engine.precision, device.type) == ("native", "int8", "cpu")
-    engine, device = choose(GenerationRequest(engine="native", device="auto", precision="bf16"), 1, model, print)
+    engine, device = choose(GenerationRequest(engine="native", device="auto", precision="bf16"), 1, model)
     assert (engine.precision, device.type) == ("bf16", "cpu")
     with pytest.raises(ConfigError, match="use --device cpu"):
-        choose(GenerationRequest(engine="auto", device="cuda", precision="bf16"), 1, model, print)
+        choose(GenerationRequest(engine="auto", device="cuda", precision="bf16"), 1, model)
     assert recorded_native == [("cpu", "int8"), ("cpu", "bf16")]
 
 
@@ -133,16 +137,16 @@ def checkpoint(tmp_path):
     return path
 
 
-def test_synth_records_the_precision_in_its_message_and_metadata(recorded_native, checkpoint, tmp_path):
+def test_synth_records_the_precision_in_its_message_and_metadata(recorded_native, checkpoint, tmp_path, said):
     from wavegen.synthesis.synth import synthesize
 
-    said = []
-    result = synthesize(checkpoint, tmp_path / "out", seconds=0.01, precision="bf16", log=said.append, progress=False)
+    said.clear()
+    result = synthesize(checkpoint, tmp_path / "out", seconds=0.01, precision="bf16", progress=False)
     assert result.precision == "bf16" and recorded_native == [("cpu", "bf16")]
     assert any("with the 'native' engine (bf16) on cpu" in line for line in said), said
     meta = json.loads(result.files[0].with_suffix(".json").read_text())
     assert (meta["engine"], meta["precision"], meta["device"]) == ("native", "bf16", "cpu")
-    plain = synthesize(checkpoint, tmp_path / "out32", seconds=0.01, engine="torch", log=said.append, progress=False)
+    plain = synthesize(checkpoint, tmp_path / "out32", seconds=0.01, engine="torch", progress=False)
     assert json.loads(plain.files[0].with_suffix(".json").read_text())["precision"] == "fp32"
     assert any("with the 'torch' engine on cpu" in line for line in said), said  # fp32 says nothing more
     with pytest.raises(ConfigError, match="runs in the native engine only"):
@@ -167,7 +171,7 @@ def test_resynthesis_at_a_precision(recorded_native):
     config = apply_overrides(load_recipe("tiny"), ["data.mel_bands=8", "model.mel_channels=8", "model.mel_hop=256"])
     model = random_model(config.model)
     features = [np.full((3, 8), -4.0, np.float32)]
-    result = resynthesize(model, features, [700], engine="auto", precision="int8", log=lambda _: None, progress=False)
+    result = resynthesize(model, features, [700], engine="auto", precision="int8", progress=False)
     assert (result.engine, result.precision, result.device) == ("native", "int8", "cpu")
     assert result.audio[0].shape == (700,)
     with pytest.raises(ConfigError, match="runs in the native engine only"):

@@ -19,10 +19,6 @@ from wavegen.runs import pick_checkpoint
 from helpers import tone
 
 
-def quiet(_message):
-    pass
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A tiny run trained for a few steps (with a moving average, as the tiny recipe keeps)."""
@@ -38,7 +34,7 @@ def trained(tmp_path_factory) -> Path:
 
 def test_an_export_generates_exactly_what_its_checkpoint_generates(trained, tmp_path):
     best = trained / "run" / "checkpoints" / "best.pt"
-    result = export_model(best, tmp_path / "model", log=quiet)
+    result = export_model(best, tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     for engine, seed in (("torch", 3), ("reference", 11)):
         ours = wavegen.load(tmp_path / "model").generate(seconds=0.05, n=2, seed=seed, engine=engine, device="cpu")
@@ -57,7 +53,7 @@ def test_an_export_generates_exactly_what_its_checkpoint_generates(trained, tmp_
 
 def test_the_folder_reads_as_the_checkpoint_it_came_from(trained, tmp_path):
     best = trained / "run" / "checkpoints" / "best.pt"
-    export_model(best, tmp_path / "model", log=quiet)
+    export_model(best, tmp_path / "model")
     folder, saved = ckpt.describe_checkpoint(tmp_path / "model"), ckpt.describe_checkpoint(best)
     for key in ("step", "best_val_bits", "parameters", "receptive_field_samples", "weights", "labels", "config"):
         assert folder[key] == saved[key], key
@@ -65,13 +61,13 @@ def test_the_folder_reads_as_the_checkpoint_it_came_from(trained, tmp_path):
     model = wavegen.load(tmp_path / "model")  # as a run folder would be given
     assert model.checkpoint == tmp_path / "model" and model.step == saved["step"]
     assert pick_checkpoint(checkpoint=tmp_path / "model") == tmp_path / "model"
-    again = export_model(tmp_path / "model", tmp_path / "model", log=quiet)  # an earlier export is replaced
+    again = export_model(tmp_path / "model", tmp_path / "model")  # an earlier export is replaced
     assert again.bytes == again.source_bytes
 
 
 def test_the_model_card_says_what_the_model_is_and_how_to_use_it(trained, tmp_path):
     best = pick_checkpoint(run=trained / "run")
-    export_model(best, tmp_path / "tones-model", log=quiet)
+    export_model(best, tmp_path / "tones-model")
     card = (tmp_path / "tones-model" / "README.md").read_text()
     facts = ckpt.describe_checkpoint(best)
     for said in (
@@ -96,7 +92,7 @@ def test_the_model_card_says_what_the_model_is_and_how_to_use_it(trained, tmp_pa
     [("residual_channels", 32), ("layers_per_cycle", 6), ("cycles", 2), ("skip_channels", 8)],
 )
 def test_a_config_that_does_not_fit_the_weights_is_one_line_naming_both(trained, tmp_path, key, value):
-    export_model(trained / "run" / "checkpoints" / "best.pt", tmp_path / "model", log=quiet)
+    export_model(trained / "run" / "checkpoints" / "best.pt", tmp_path / "model")
     path = tmp_path / "model" / "config.json"
     config = json.loads(path.read_text())
     config["model"][key] = value
@@ -110,7 +106,7 @@ def test_a_config_that_does_not_fit_the_weights_is_one_line_naming_both(trained,
 
 def test_broken_or_foreign_folders_are_one_line_errors(trained, tmp_path):
     model = tmp_path / "model"
-    export_model(trained / "run" / "checkpoints" / "best.pt", model, log=quiet)
+    export_model(trained / "run" / "checkpoints" / "best.pt", model)
     weights = (model / "model.safetensors").read_bytes()
     (model / "model.safetensors").write_bytes(weights[: len(weights) // 2])
     with pytest.raises(CheckpointError, match="model.safetensors: not a readable safetensors file"):
@@ -132,11 +128,11 @@ def test_export_refuses_a_folder_that_is_not_an_earlier_export(trained, tmp_path
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="busy: not empty and not an earlier export .it holds notes.txt"):
-        export_model(best, tmp_path / "busy", log=quiet)
+        export_model(best, tmp_path / "busy")
     assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="exists and is not a folder"):
-        export_model(best, tmp_path / "file", log=quiet)
+        export_model(best, tmp_path / "file")
     with pytest.raises(CheckpointError):  # nothing to export: no folder left behind
-        export_model(tmp_path / "missing.pt", tmp_path / "new", log=quiet)
+        export_model(tmp_path / "missing.pt", tmp_path / "new")
     assert not (tmp_path / "new").exists()

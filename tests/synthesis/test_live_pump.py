@@ -1,10 +1,13 @@
 """The live pump: blocks from a stream into a sink, the speed watched (a stand-in clock, stream
 and sink: nothing is generated)."""
 
+import logging
+
 import numpy as np
 import pytest
 
 from wavegen.generate.live import LiveStream
+from wavegen.synthesis import live
 from wavegen.synthesis.live import play_stream
 
 
@@ -44,9 +47,9 @@ class Made:
             self.stopped = True
 
 
-def test_blocks_reach_the_sink_in_order_and_a_fast_stream_says_nothing():
-    made, sink, said = Made(10, takes=0.1), Sink(), []
-    result = play_stream(made.stream, sink, said.append, made.clock)
+def test_blocks_reach_the_sink_in_order_and_a_fast_stream_says_nothing(said):
+    made, sink = Made(10, takes=0.1), Sink()
+    result = play_stream(made.stream, sink, made.clock)
     assert [b[0, 0] for b in sink.blocks] == [i / 10 for i in range(10)] and sink.closed == [False]
     assert not said and made.stopped
     assert result.samples == 40960 and result.gaps == 0 and not result.closed
@@ -54,9 +57,9 @@ def test_blocks_reach_the_sink_in_order_and_a_fast_stream_says_nothing():
     assert result.seconds == pytest.approx(1.0)
 
 
-def test_a_slow_stream_is_named_once_with_what_would_keep_up():
-    made, said = Made(20, takes=0.5, n=2), []
-    result = play_stream(made.stream, Sink(), said.append, made.clock)
+def test_a_slow_stream_is_named_once_with_what_would_keep_up(said):
+    made = Made(20, takes=0.5, n=2)
+    result = play_stream(made.stream, Sink(), made.clock)
     assert result.rtf == pytest.approx(0.512)
     assert len(said) == 1, said
     line = said[0]
@@ -66,16 +69,23 @@ def test_a_slow_stream_is_named_once_with_what_would_keep_up():
     # said once about 1 s of audio in (after block 4 of 0.256 s), not at the first block
     said_at = []
     made = Made(20, takes=0.5)
-    play_stream(made.stream, Sink(), lambda line: said_at.append(made.made), made.clock)
+    when = logging.Handler()
+    when.emit = lambda record: said_at.append(made.made)  # how many blocks were made when it was said
+    live.logger.addHandler(when)
+    try:
+        play_stream(made.stream, Sink(), made.clock)
+    finally:
+        live.logger.removeHandler(when)
     assert said_at == [4]
-    made, said = Made(20, takes=0.5, precision="int8"), []  # int8 already, one stream: a smaller model
-    play_stream(made.stream, Sink(), said.append, made.clock)
+    said.clear()
+    made = Made(20, takes=0.5, precision="int8")  # int8 already, one stream: a smaller model
+    play_stream(made.stream, Sink(), made.clock)
     assert "--precision" not in said[0] and "-n)" not in said[0] and "smaller model" in said[0]
 
 
 def test_a_closed_pipe_stops_generation_quietly():
     made, sink = Made(100, takes=0.1), Sink(broken_at=3)
-    result = play_stream(made.stream, sink, print, made.clock)
+    result = play_stream(made.stream, sink, made.clock)
     assert result.closed and result.samples == 3 * 4096
     assert made.stopped and made.made == 4  # no block generated after the one that found the pipe closed
     assert sink.closed == []  # nothing more is written to a pipe nobody reads
@@ -84,5 +94,5 @@ def test_a_closed_pipe_stops_generation_quietly():
 def test_ctrl_c_aborts_the_sink_and_is_raised():
     made, sink = Made(100, takes=0.1, fail_at=5), Sink()
     with pytest.raises(KeyboardInterrupt):
-        play_stream(made.stream, sink, print, made.clock)
+        play_stream(made.stream, sink, made.clock)
     assert sink.closed == [True] and len(sink.blocks) == 5 and made.stopped

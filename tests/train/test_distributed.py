@@ -57,10 +57,6 @@ LOCKSTEP = [
 STEPS, POISONED_STEP = 4, 2  # rank 1's loss is NaN in the last micro-batch of step 2 (0-based)
 
 
-def quiet(_message):
-    pass
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -196,7 +192,7 @@ def tones(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tones")
     for freq in (220, 330, 440, 660):
         write_wav(root / "dataset" / f"t{freq}.wav", tone(freq, 2.0), 16000)
-    prepare(root / "dataset", root / "prepared", load_recipe("tiny").data, log=quiet, progress=False)
+    prepare(root / "dataset", root / "prepared", load_recipe("tiny").data, progress=False)
     return root / "prepared"
 
 
@@ -315,7 +311,7 @@ def runs(tones, tmp_path_factory):
     val = {}
     for batch in (2, 1):
         config = apply_overrides(load_recipe("tiny"), RUN + [f"train.batch_size={batch}"])
-        val[batch] = train(config, tones, root / f"one-batch{batch}", device="cpu", log=quiet, progress=False).val_bits
+        val[batch] = train(config, tones, root / f"one-batch{batch}", device="cpu", progress=False).val_bits
     return root, two.stderr, val
 
 

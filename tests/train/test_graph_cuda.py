@@ -11,7 +11,7 @@ from wavegen.train.graph import WARMUP
 from wavegen.train.settings import fit_to_data
 from wavegen.train.trainer import Trainer
 
-from test_graph_step import FAST, data, flat, quiet  # noqa: F401 (data: the fixture)
+from test_graph_step import FAST, data, flat  # noqa: F401 (data: the fixture)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -25,17 +25,13 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
         ("conditioned", []),
     ],
 )
-def test_the_captured_step_trains_as_the_eager_one(data, tmp_path, folder, overrides):  # noqa: F811
+def test_the_captured_step_trains_as_the_eager_one(data, tmp_path, folder, overrides, said):  # noqa: F811
     trainers = []
     for graph in (False, True):
         config = apply_overrides(load_recipe("tiny"), FAST + overrides + [f"train.cuda_graph={graph}"])
-        config = fit_to_data(
-            config, PreparedData(data / folder), data / folder, tmp_path / str(graph), resuming=False, log=quiet
-        )
+        config = fit_to_data(config, PreparedData(data / folder), data / folder, tmp_path / str(graph), resuming=False)
         trainers.append(Trainer(config, PreparedData(data / folder), tmp_path / str(graph), torch.device("cuda")))
     eager, graphed = trainers
-    said = []
-    graphed.log = said.append
     assert eager.graphed is None and graphed.graphed is not None
     for step in range(WARMUP + 6):
         a, b = eager.train_step(), graphed.train_step()

@@ -24,10 +24,6 @@ from helpers import tone
 FAST = ["train.batch_size=2", "train.segment_length=300", "train.warmup_steps=2", "train.precision=fp32"]
 
 
-def quiet(_message):
-    pass
-
-
 class Replayed(GraphedStep):
     """The runner with CPU stand-ins for CUDA's stream and graph."""
 
@@ -63,22 +59,20 @@ def data(tmp_path_factory):
         write_wav(root / "set" / label / f"{hz}.wav", tone(hz, 1.5), 16000)
     plain, conditioned = load_recipe("tiny").data, load_recipe("tiny").data
     conditioned.label_source, conditioned.mel_bands, conditioned.mel_hop, conditioned.mel_n_fft = "folders", 8, 64, 256
-    prepare(root / "set", root / "plain", plain, log=quiet, progress=False)
-    prepare(root / "set", root / "conditioned", conditioned, log=quiet, progress=False)
+    prepare(root / "set", root / "plain", plain, progress=False)
+    prepare(root / "set", root / "conditioned", conditioned, progress=False)
     return root
 
 
-def pair(data, tmp_path, folder, overrides, runner=Replayed, said=None):
+def pair(data, tmp_path, folder, overrides, runner=Replayed):
     """Two trainers of the same run: eager, and through ``runner``."""
     made = []
     for name in ("eager", "graphed"):
         config = apply_overrides(load_recipe("tiny"), FAST + overrides)
-        config = fit_to_data(
-            config, PreparedData(data / folder), data / folder, tmp_path / name, resuming=False, log=quiet
-        )
+        config = fit_to_data(config, PreparedData(data / folder), data / folder, tmp_path / name, resuming=False)
         made.append(Trainer(config, PreparedData(data / folder), tmp_path / name, torch.device("cpu")))
     eager, graphed = made
-    graphed.graphed = runner(graphed, quiet if said is None else said.append)
+    graphed.graphed = runner(graphed)
     return eager, graphed
 
 
@@ -122,9 +116,8 @@ def test_a_new_batch_shape_is_captured_anew(data, tmp_path):
     assert graphed.graphed.captures == 2
 
 
-def test_a_capture_that_fails_says_why_in_one_line_and_trains_on_eagerly(data, tmp_path):
-    said = []
-    eager, graphed = pair(data, tmp_path, "plain", [], runner=FailingCapture, said=said)
+def test_a_capture_that_fails_says_why_in_one_line_and_trains_on_eagerly(data, tmp_path, said):
+    eager, graphed = pair(data, tmp_path, "plain", [], runner=FailingCapture)
     step_both(eager, graphed, WARMUP + 4)
     assert said == [
         "the training step could not be captured as a CUDA graph (operation not permitted when stream is "

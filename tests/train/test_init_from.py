@@ -20,10 +20,6 @@ from helpers import tone
 FAST = ("train.val_every=3", "train.checkpoint_every=3", "train.log_every=1")
 
 
-def quiet(_message):
-    pass
-
-
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
     """A tiny run trained for a few steps on a tone, its best checkpoint exported to ``model/``."""
@@ -34,7 +30,7 @@ def source(tmp_path_factory) -> Path:
     wavegen.prepare(folder / "tones", folder / "prepared", config)
     wavegen.prepare(folder / "other", folder / "other-prepared", config)
     wavegen.fit(folder / "prepared", folder / "run", config, steps=6)
-    export_model(folder / "run" / "checkpoints" / "best.pt", folder / "model", log=quiet)
+    export_model(folder / "run" / "checkpoints" / "best.pt", folder / "model")
     return folder
 
 
@@ -57,9 +53,9 @@ def same(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.parametrize("given", ["run", "run/checkpoints/best.pt", "model"])
-def test_a_new_run_starts_at_step_0_from_the_sources_weights(source, tmp_path, monkeypatch, given):
-    seen, said = first_weights(monkeypatch), []
-    result = wavegen.fit(source / "prepared", tmp_path / "new", steps=4, init_from=source / given, log=said.append)
+def test_a_new_run_starts_at_step_0_from_the_sources_weights(source, tmp_path, monkeypatch, given, said):
+    seen = first_weights(monkeypatch)
+    result = wavegen.fit(source / "prepared", tmp_path / "new", steps=4, init_from=source / given)
     step, weights, average = seen[0]
     best = ckpt.load(source / "run" / "checkpoints" / "best.pt")
     assert step == 0 and same(weights, best["ema"]) and same(average, best["ema"])  # what the source generates with

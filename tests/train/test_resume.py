@@ -19,7 +19,7 @@ from wavegen.train.schedule import continue_schedule, lr_at
 from wavegen.train.settings import resolve_config
 from wavegen.train.trainer import Trainer
 
-from helpers import tone
+from helpers import messages_said, tone
 
 FAST = [
     "train.steps=12",
@@ -33,13 +33,9 @@ FAST = [
 ]
 
 
-def quiet(_message):
-    pass
-
-
 @pytest.fixture
 def prepared(tone_dataset, tmp_path):
-    prepare(tone_dataset, tmp_path / "prepared", load_recipe("tiny").data, log=quiet, progress=False)
+    prepare(tone_dataset, tmp_path / "prepared", load_recipe("tiny").data, progress=False)
     return tmp_path / "prepared"
 
 
@@ -50,7 +46,6 @@ def trained(prepared, run, *settings):
         prepared,
         run,
         device="cpu",
-        log=quiet,
         progress=False,
     )
     return run
@@ -58,19 +53,18 @@ def trained(prepared, run, *settings):
 
 def resume(prepared, run, overrides=(), steps=None):
     """``wavegen train --run RUN`` as the command runs it: returns the result and every line said."""
-    said = []
-    resolved = resolve_config(run, prepared, None, list(overrides), steps, log=said.append)
-    result = train(
-        resolved.config,
-        prepared,
-        run,
-        device="cpu",
-        log=said.append,
-        progress=False,
-        changes=resolved.changes,
-        checkpoint=resolved.checkpoint,
-        config_file_current=resolved.config_file_current,
-    )
+    with messages_said() as said:
+        resolved = resolve_config(run, prepared, None, list(overrides), steps)
+        result = train(
+            resolved.config,
+            prepared,
+            run,
+            device="cpu",
+            progress=False,
+            changes=resolved.changes,
+            checkpoint=resolved.checkpoint,
+            config_file_current=resolved.config_file_current,
+        )
     return result, said
 
 
@@ -229,11 +223,10 @@ def test_a_finished_run_says_so_and_how_to_go_on(prepared, tmp_path):
     assert (run / "checkpoints" / "latest.pt").read_bytes() == before
 
 
-def test_a_run_whose_steps_were_all_skipped_prints_no_made_up_number(prepared, tmp_path, monkeypatch):
+def test_a_run_whose_steps_were_all_skipped_prints_no_made_up_number(prepared, tmp_path, monkeypatch, said):
     poison_from(monkeypatch, 1)
-    said = []
     config = apply_overrides(load_recipe("tiny"), FAST + ["train.steps=2", "train.max_bad_steps=5"])
-    result = train(config, prepared, tmp_path / "run", device="cpu", log=said.append, progress=False)
+    result = train(config, prepared, tmp_path / "run", device="cpu", progress=False)
     assert result.train_bits is None and result.skipped_steps == 2
     assert said[-1].startswith("done: step 2, validation ") and "nan" not in said[-1].lower()
 
@@ -304,7 +297,7 @@ def test_an_edit_to_a_fixed_setting_is_refused_and_the_file_left_alone(prepared,
         resume(prepared, run, [f"{section}.{key}={str(value).strip(chr(34))}"])
 
 
-def test_synth_vocode_and_eval_refuse_a_run_whose_data_settings_were_edited(prepared, tmp_path):
+def test_synth_vocode_and_eval_refuse_a_run_whose_data_settings_were_edited(prepared, tmp_path, said):
     from wavegen.synthesis.synth import synthesize
     from wavegen.synthesis.vocode import vocode
     from wavegen.train.evaluate import evaluate
@@ -312,28 +305,24 @@ def test_synth_vocode_and_eval_refuse_a_run_whose_data_settings_were_edited(prep
     run = trained(prepared, tmp_path / "run")
     latest = run / "checkpoints" / "latest.pt"
     edit(run / "config.toml", steps=40)  # for the next `train`: synth goes on
-    assert synthesize(
-        latest, tmp_path / "ok", seconds=0.02, engine="torch", device="cpu", log=quiet, progress=False
-    ).files
+    assert synthesize(latest, tmp_path / "ok", seconds=0.02, engine="torch", device="cpu", progress=False).files
     for rate in (8000, 22050, 44100):
         edit(run / "config.toml", sample_rate=rate)
         phrase = (
             f"{run}/config.toml: data.sample_rate is {rate} there, but run {run} was trained with "
             "data.sample_rate = 16000"
         )
-        said = []
+        said.clear()
         with pytest.raises(ConfigError, match=re.escape(phrase)):
-            synthesize(
-                latest, tmp_path / "s", seconds=0.02, engine="torch", device="cpu", log=said.append, progress=False
-            )
+            synthesize(latest, tmp_path / "s", seconds=0.02, engine="torch", device="cpu", progress=False)
         with pytest.raises(ConfigError, match=re.escape(phrase)):
-            vocode(latest, [tmp_path / "dataset" / "a440.wav"], tmp_path / "v", log=said.append, progress=False)
+            vocode(latest, [tmp_path / "dataset" / "a440.wav"], tmp_path / "v", progress=False)
         with pytest.raises(ConfigError, match=re.escape(phrase)):
-            evaluate(latest, prepared, log=said.append, progress=False)
+            evaluate(latest, prepared, progress=False)
         assert not said and not (tmp_path / "s").exists() and not (tmp_path / "v").exists()
 
 
-def test_train_refuses_data_settings_and_keeps_a_checkpointless_runs_edits(prepared, tmp_path):
+def test_train_refuses_data_settings_and_keeps_a_checkpointless_runs_edits(prepared, tmp_path, said):
     from click.testing import CliRunner
 
     from wavegen.cli import main
@@ -349,8 +338,8 @@ def test_train_refuses_data_settings_and_keeps_a_checkpointless_runs_edits(prepa
 
     (run / "config.toml").write_text(to_toml(apply_overrides(load_recipe("tiny"), FAST)))
     edit(run / "config.toml", steps=3)
-    said = []
-    config, resuming, *_ = resolve_config(run, prepared, None, [], None, log=said.append)
+    said.clear()
+    config, resuming, *_ = resolve_config(run, prepared, None, [], None)
     assert not resuming and config.train.steps == 3
     assert said == [f"using the settings in {run}/config.toml (this run has no checkpoint yet)"]
 
@@ -375,7 +364,6 @@ def test_a_broken_config_toml_is_one_line_naming_it(prepared, tmp_path):
                 seconds=0.02,
                 engine="torch",
                 device="cpu",
-                log=quiet,
                 progress=False,
             )
 
@@ -394,7 +382,7 @@ MEL = {"data.mel_bands": 8, "data.mel_hop": 64, "data.mel_n_fft": 256, "data.mel
         {"data.mel_n_fft": 128, "data.mel_fmax": 6000.0},
     ],
 )
-def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed):
+def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed, said):
     from wavegen.train.evaluate import evaluate
 
     folder = tmp_path / "dataset"
@@ -403,7 +391,7 @@ def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed):
     datas = {}
     for name, settings in (("same", MEL), ("other", {**MEL, **changed})):
         config = apply_overrides(load_recipe("tiny"), [f"{k}={v}" for k, v in settings.items()])
-        prepare(folder, tmp_path / name, config.data, log=quiet, progress=False)
+        prepare(folder, tmp_path / name, config.data, progress=False)
         datas[name] = tmp_path / name
     run = trained(datas["same"], tmp_path / "run", "train.steps=4")
     with pytest.raises(ConfigError) as refused:
@@ -412,9 +400,9 @@ def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed):
     for key, value in changed.items():
         assert f"{key} = {value:g}" in message and f"--set {key}={MEL[key]:g}" in message, message
     assert ckpt.load(run / "checkpoints" / "latest.pt")["step"] == 4
-    said = []
+    said.clear()
     with pytest.raises(ConfigError, match="its log-mel features were computed with"):
-        evaluate(run / "checkpoints" / "latest.pt", datas["other"], log=said.append, progress=False)
+        evaluate(run / "checkpoints" / "latest.pt", datas["other"], progress=False)
     assert said == []  # refused before any score
 
 

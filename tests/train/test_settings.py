@@ -30,10 +30,6 @@ FAST = [
 ]
 
 
-def quiet(_message):
-    pass
-
-
 @pytest.fixture
 def conditioned(tmp_path) -> Path:
     """Two label folders at 8 kHz with 8-band log-mels: a rate and conditioning that the tiny
@@ -43,17 +39,16 @@ def conditioned(tmp_path) -> Path:
     write_wav(dataset / "high" / "b.wav", tone(660, 2.0, rate=8000), 8000)
     data = load_recipe("tiny").data
     data.sample_rate, data.label_source, data.mel_bands, data.mel_hop, data.mel_n_fft = 8000, "folders", 8, 64, 256
-    prepare(dataset, tmp_path / "prepared", data, log=quiet, progress=False)
+    prepare(dataset, tmp_path / "prepared", data, progress=False)
     return tmp_path / "prepared"
 
 
-def run_train(resolved, data, run, log):
+def run_train(resolved, data, run):
     return train(
         resolved.config,
         data,
         run,
         device="cpu",
-        log=log,
         progress=False,
         changes=resolved.changes,
         checkpoint=resolved.checkpoint,
@@ -61,9 +56,8 @@ def run_train(resolved, data, run, log):
     )
 
 
-def test_the_resolved_config_is_fitted_to_the_data_and_train_leaves_it_as_it_is(conditioned, tmp_path):
-    said = []
-    resolved = resolve_config(tmp_path / "run", conditioned, "tiny", FAST, None, log=said.append)
+def test_the_resolved_config_is_fitted_to_the_data_and_train_leaves_it_as_it_is(conditioned, tmp_path, said):
+    resolved = resolve_config(tmp_path / "run", conditioned, "tiny", FAST, None)
     config = resolved.config
     assert config.data.sample_rate == 8000 and config.data.label_source == "folders"
     assert config.model.labels == ["high", "low"] and (config.model.mel_channels, config.model.mel_hop) == (8, 64)
@@ -73,27 +67,27 @@ def test_the_resolved_config_is_fitted_to_the_data_and_train_leaves_it_as_it_is(
         "conditioning on 2 labels (high, low) and 8-band log-mels every 64 samples",
     ]
     before = copy.deepcopy(config)
-    run_train(resolved, conditioned, tmp_path / "run", said.append)
+    run_train(resolved, conditioned, tmp_path / "run")
     assert config == before  # nothing assigned to it after resolve_config
     assert sum("conditioning on" in line or "prepared data's rate" in line for line in said) == 2  # said once
     assert ckpt.read(tmp_path / "run" / "checkpoints" / "latest.pt").config == config
     assert load_toml(tmp_path / "run" / "config.toml") == config
 
 
-def test_a_recipe_config_given_to_train_is_fitted_there_without_changing_it(conditioned, tmp_path):
+def test_a_recipe_config_given_to_train_is_fitted_there_without_changing_it(conditioned, tmp_path, said):
     config = load_recipe("tiny").override(*FAST)
     before = copy.deepcopy(config)
-    said = []
-    train(config, conditioned, tmp_path / "run", device="cpu", log=said.append, progress=False)
+    said.clear()
+    train(config, conditioned, tmp_path / "run", device="cpu", progress=False)
     assert config == before
     assert "conditioning on 2 labels (high, low) and 8-band log-mels every 64 samples" in said
     fitted = ckpt.read(tmp_path / "run" / "checkpoints" / "latest.pt").config
     assert fitted == resolve_config(tmp_path / "other", conditioned, config, [], None).config
 
 
-def test_resuming_reads_the_checkpoint_and_config_toml_once(conditioned, tmp_path, monkeypatch):
+def test_resuming_reads_the_checkpoint_and_config_toml_once(conditioned, tmp_path, monkeypatch, said):
     run = tmp_path / "run"
-    run_train(resolve_config(run, conditioned, "tiny", FAST, None), conditioned, run, quiet)
+    run_train(resolve_config(run, conditioned, "tiny", FAST, None), conditioned, run)
     reads = {"checkpoint": 0, "config": 0, "config.toml": 0}
     load, config_of, read_text = ckpt.load, ckpt.config_of, Path.read_text
 
@@ -112,17 +106,17 @@ def test_resuming_reads_the_checkpoint_and_config_toml_once(conditioned, tmp_pat
     monkeypatch.setattr(ckpt, "load", counted_load)
     monkeypatch.setattr(ckpt, "config_of", counted_config_of)
     monkeypatch.setattr(Path, "read_text", counted_read_text)
-    said = []
-    resolved = resolve_config(run, conditioned, None, [], 8, log=said.append)
-    run_train(resolved, conditioned, run, said.append)
+    said.clear()
+    resolved = resolve_config(run, conditioned, None, [], 8)
+    run_train(resolved, conditioned, run)
     assert any("resuming" in line and "step 4" in line for line in said)
     assert reads == {"checkpoint": 1, "config": 1, "config.toml": 1}
 
 
 def test_a_resumed_run_refuses_data_at_another_rate_when_resolved(conditioned, tmp_path, tone_dataset):
     run = tmp_path / "run"
-    run_train(resolve_config(run, conditioned, "tiny", FAST, None), conditioned, run, quiet)
-    prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, log=quiet, progress=False)
+    run_train(resolve_config(run, conditioned, "tiny", FAST, None), conditioned, run)
+    prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, progress=False)
     with pytest.raises(ConfigError, match=r"prepared at 16000 Hz but run .* is at 8000 Hz; prepare again with"):
         resolve_config(run, tmp_path / "plain", None, [], 8)
 
@@ -132,7 +126,7 @@ def test_a_run_saved_with_the_old_setting_names_resumes_as_it_was(conditioned, t
     data.mel_bands: its checkpoint and config.toml say the old names, and it resumes unchanged."""
     run = tmp_path / "run"
     first = resolve_config(run, conditioned, "tiny", FAST, None)
-    run_train(first, conditioned, run, quiet)
+    run_train(first, conditioned, run)
     latest = run / "checkpoints" / "latest.pt"
     payload, raw = ckpt.load(latest), read_toml(run / "config.toml")
     for saved in (payload["config"], raw):

@@ -19,10 +19,6 @@ from helpers import tone
 SMALL = ["train.batch_size=2", "train.segment_length=300", "train.ema=0.999", "train.warmup_steps=2"]
 
 
-def quiet(_message):
-    pass
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Two labelled folders of tones of several pitches, prepared plain, with labels, and
@@ -35,15 +31,13 @@ def data(tmp_path_factory):
     labels.label_source = "folders"
     conditioned.label_source, conditioned.mel_bands, conditioned.mel_hop, conditioned.mel_n_fft = "folders", 8, 64, 256
     for folder, settings in (("plain", plain), ("labels", labels), ("conditioned", conditioned)):
-        prepare(root / "set", root / folder, settings, log=quiet, progress=False)
+        prepare(root / "set", root / folder, settings, progress=False)
     return root
 
 
 def trainer(data, tmp_path, recipe, *overrides, folder="plain"):
     config = apply_overrides(load_recipe(recipe), SMALL + list(overrides))
-    config = fit_to_data(
-        config, PreparedData(data / folder), data / folder, tmp_path / "run", resuming=False, log=quiet
-    )
+    config = fit_to_data(config, PreparedData(data / folder), data / folder, tmp_path / "run", resuming=False)
     trainer = Trainer(config, PreparedData(data / folder), tmp_path / "run", torch.device("cpu"))
     trainer.train_step()  # (Adam's state, the stacked factors: made once, by the first step)
     return trainer

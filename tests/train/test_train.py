@@ -25,14 +25,10 @@ FAST = [
 ]
 
 
-def quiet(_message):
-    pass
-
-
 @pytest.fixture
 def prepared(tone_dataset, tmp_path):
     config = load_recipe("tiny")
-    prepare(tone_dataset, tmp_path / "prepared", config.data, log=quiet, progress=False)
+    prepare(tone_dataset, tmp_path / "prepared", config.data, progress=False)
     return tmp_path / "prepared"
 
 
@@ -41,9 +37,9 @@ def weights(run):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path, monkeypatch, precision):
+def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path, monkeypatch, precision, said):
     config = apply_overrides(load_recipe("tiny"), FAST + ["train.ema=0.9", f"train.precision={precision}"])
-    straight = train(config, prepared, tmp_path / "straight", device="cpu", log=quiet, progress=False)
+    straight = train(config, prepared, tmp_path / "straight", device="cpu", progress=False)
     assert straight.step == 12
 
     original = Trainer.train_step
@@ -55,14 +51,15 @@ def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path,
 
     monkeypatch.setattr(Trainer, "train_step", interrupt_at_7)
     with pytest.raises(TrainingInterrupted, match="interrupted at step 7"):
-        train(config, prepared, tmp_path / "resumed", device="cpu", log=quiet, progress=False)
+        train(config, prepared, tmp_path / "resumed", device="cpu", progress=False)
     assert ckpt.load(tmp_path / "resumed" / "checkpoints" / "latest.pt")["step"] == 7
     monkeypatch.setattr(Trainer, "train_step", original)
 
-    messages = []
+    said.clear()
+    messages = said
     config_again, resuming, *_ = resolve_config(tmp_path / "resumed", prepared, None, [], None)
     assert resuming and config_again == config
-    train(config_again, prepared, tmp_path / "resumed", device="cpu", log=messages.append, progress=False)
+    train(config_again, prepared, tmp_path / "resumed", device="cpu", progress=False)
     assert any("resuming" in m and "step 7" in m for m in messages)
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -74,7 +71,7 @@ def test_an_interrupted_run_resumes_to_bit_identical_weights(prepared, tmp_path,
 
 def test_run_folder_has_config_log_and_best_checkpoint(prepared, tmp_path):
     config = apply_overrides(load_recipe("tiny"), FAST)
-    result = train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
+    result = train(config, prepared, tmp_path / "run", device="cpu", progress=False)
     run = tmp_path / "run"
     assert (run / "config.toml").is_file() and (run / "checkpoints" / "best.pt").is_file()
     rows = list(csv.DictReader(open(run / "log.csv")))
@@ -87,7 +84,7 @@ def test_run_folder_has_config_log_and_best_checkpoint(prepared, tmp_path):
 
 def test_resuming_refuses_a_different_model_shape(prepared, tmp_path):
     config = apply_overrides(load_recipe("tiny"), FAST)
-    train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
+    train(config, prepared, tmp_path / "run", device="cpu", progress=False)
     with pytest.raises(ConfigError, match=r"model.residual_channels = 16, and it cannot change \(the network.s shape"):
         resolve_config(tmp_path / "run", prepared, None, ["model.residual_channels=32"], None)
     with pytest.raises(ConfigError, match="differs from recipe 'default'"):
@@ -106,7 +103,7 @@ def test_learning_rate_warms_up_then_decays():
     assert lrs[-1] == pytest.approx(0.1, abs=0.01)
 
 
-def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(tone_dataset, tmp_path):
+def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(tone_dataset, tmp_path, said):
     from wavegen.audio.io import write_wav
 
     from helpers import tone
@@ -116,16 +113,17 @@ def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(ton
     write_wav(labelled / "high" / "b.wav", tone(660, 2.0), 16000)
     data = load_recipe("tiny").data
     data.label_source, data.mel_bands, data.mel_hop, data.mel_n_fft = "folders", 8, 64, 256
-    prepare(labelled, tmp_path / "conditioned", data, log=quiet, progress=False)
+    prepare(labelled, tmp_path / "conditioned", data, progress=False)
     config = apply_overrides(load_recipe("tiny"), FAST[:1] + FAST[1:3])
-    messages = []
-    train(config, tmp_path / "conditioned", tmp_path / "run", device="cpu", log=messages.append, progress=False)
+    said.clear()
+    messages = said
+    train(config, tmp_path / "conditioned", tmp_path / "run", device="cpu", progress=False)
     assert "conditioning on 2 labels (high, low) and 8-band log-mels every 64 samples" in messages
     saved = ckpt.config_of(ckpt.load(tmp_path / "run" / "checkpoints" / "latest.pt"))
     assert saved.model.labels == ["high", "low"] and (saved.model.mel_channels, saved.model.mel_hop) == (8, 64)
     assert (saved.data.mel_bands, saved.data.mel_hop, saved.data.mel_n_fft) == (8, 64, 256)  # vocode needs these
 
-    prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, log=quiet, progress=False)
+    prepare(tone_dataset, tmp_path / "plain", load_recipe("tiny").data, progress=False)
     with pytest.raises(
         ConfigError,
         match="the data has no labels, no mels but the run was trained with "
@@ -134,7 +132,7 @@ def test_a_run_conditions_on_its_data_and_refuses_data_conditioned_otherwise(ton
         resolve_config(tmp_path / "run", tmp_path / "plain", None, [], 20)
     resumed = resolve_config(tmp_path / "run", tmp_path / "conditioned", None, [], 20).config
     with pytest.raises(ConfigError, match="the data has no labels, no mels but the run was trained with labels"):
-        train(resumed, tmp_path / "plain", tmp_path / "run", device="cpu", log=quiet, progress=False)
+        train(resumed, tmp_path / "plain", tmp_path / "run", device="cpu", progress=False)
 
 
 def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(prepared, tmp_path):
@@ -169,7 +167,7 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(prepared, 
 
 def test_synth_uses_the_moving_average_of_the_weights(prepared, tmp_path):
     config = apply_overrides(load_recipe("tiny"), FAST + ["train.ema=0.5"])
-    train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
+    train(config, prepared, tmp_path / "run", device="cpu", progress=False)
     payload = ckpt.load(tmp_path / "run" / "checkpoints" / "latest.pt")
     model, _, _ = ckpt.load_model(tmp_path / "run" / "checkpoints" / "latest.pt")
     loaded = model.state_dict()
@@ -180,11 +178,11 @@ def test_synth_uses_the_moving_average_of_the_weights(prepared, tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_activation_checkpointing_trains_to_identical_weights(prepared, tmp_path, precision):
     config = apply_overrides(load_recipe("tiny"), FAST + [f"train.precision={precision}"])
-    train(config, prepared, tmp_path / "kept", device="cpu", log=quiet, progress=False)
+    train(config, prepared, tmp_path / "kept", device="cpu", progress=False)
     recomputing = apply_overrides(
         load_recipe("tiny"), FAST + [f"train.precision={precision}", "train.activation_checkpointing=true"]
     )
-    train(recomputing, prepared, tmp_path / "recomputed", device="cpu", log=quiet, progress=False)
+    train(recomputing, prepared, tmp_path / "recomputed", device="cpu", progress=False)
     a, b = weights(tmp_path / "kept"), weights(tmp_path / "recomputed")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -207,7 +205,6 @@ def test_compiled_training_matches_eager(prepared, tmp_path):
         prepared,
         tmp_path / "eager",
         device="cpu",
-        log=quiet,
         progress=False,
     )
     counters.clear()
@@ -216,7 +213,6 @@ def test_compiled_training_matches_eager(prepared, tmp_path):
         prepared,
         tmp_path / "compiled",
         device="cpu",
-        log=quiet,
         progress=False,
     )
     assert counters["stats"]["unique_graphs"] >= 1  # it did compile
@@ -233,7 +229,7 @@ def test_a_batch_that_cannot_fit_is_refused_before_the_first_step(prepared, tmp_
 
     config = apply_overrides(load_recipe("default"), ["train.batch_size=100000"])
     with pytest.raises(OutOfMemory, match=r"largest batch that fits is \d+") as caught:
-        train(config, prepared, tmp_path / "huge", device="cpu", log=quiet, progress=False)
+        train(config, prepared, tmp_path / "huge", device="cpu", progress=False)
     fits = int(str(caught.value).split("largest batch that fits is ")[1].split()[0])
     assert 0 < fits < 100000
     assert not (tmp_path / "huge" / "checkpoints").exists()
@@ -309,11 +305,12 @@ def test_a_bad_step_changes_nothing_and_is_counted(prepared, tmp_path, monkeypat
     assert {int(state["step"]) for state in trainer.optimizer.state.values()} == {3}
 
 
-def test_a_sporadic_nan_is_skipped_counted_and_logged(prepared, tmp_path, monkeypatch):
+def test_a_sporadic_nan_is_skipped_counted_and_logged(prepared, tmp_path, monkeypatch, said):
     poison(monkeypatch, {5})
     config = apply_overrides(load_recipe("tiny"), FAST)
-    messages = []
-    result = train(config, prepared, tmp_path / "run", device="cpu", log=messages.append, progress=False)
+    said.clear()
+    messages = said
+    result = train(config, prepared, tmp_path / "run", device="cpu", progress=False)
     assert result.step == 12 and result.skipped_steps == 1
     assert "skipped 1 steps with a non-finite loss or gradient" in messages[-1]
     rows = {r["step"]: r for r in csv.DictReader(open(tmp_path / "run" / "log.csv"))}
@@ -329,7 +326,7 @@ def test_a_persistent_nan_stops_the_run_keeping_the_last_good_checkpoint(prepare
     config = apply_overrides(load_recipe("tiny"), FAST + ["train.max_bad_steps=4", "train.steps=30"])
     run = tmp_path / "run"
     with pytest.raises(TrainingDiverged) as stopped:
-        train(config, prepared, run, device="cpu", log=quiet, progress=False)
+        train(config, prepared, run, device="cpu", progress=False)
     assert str(stopped.value) == (
         f"step 10: 4 steps in a row had a non-finite loss or gradient (train.max_bad_steps = 4), so training "
         f"stopped. Kept {run}/checkpoints/latest.pt (step 5) and {run}/checkpoints/best.pt (step 8); running the "
@@ -343,7 +340,7 @@ def test_weights_that_are_no_longer_finite_are_never_saved(prepared, tmp_path, m
     from wavegen.errors import TrainingDiverged
 
     config = apply_overrides(load_recipe("tiny"), FAST + ["train.val_batches=0"])
-    train(config, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)  # latest.pt at 12
+    train(config, prepared, tmp_path / "run", device="cpu", progress=False)  # latest.pt at 12
     before = (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes()
     original = Trainer.train_step
 
@@ -361,7 +358,7 @@ def test_weights_that_are_no_longer_finite_are_never_saved(prepared, tmp_path, m
         r"without saving them. Kept .*latest.pt \(step 12\); running the same "
         r"command resumes from the latest. Lower train.lr",
     ):
-        train(resumed, prepared, tmp_path / "run", device="cpu", log=quiet, progress=False)
+        train(resumed, prepared, tmp_path / "run", device="cpu", progress=False)
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes() == before
 
 
@@ -370,12 +367,12 @@ def test_a_full_disk_stops_training_and_keeps_the_previous_checkpoint(prepared, 
 
     config = apply_overrides(load_recipe("tiny"), FAST + ["train.val_batches=0", "train.steps=5"])
     run = tmp_path / "run"
-    train(config, prepared, run, device="cpu", log=quiet, progress=False)
+    train(config, prepared, run, device="cpu", progress=False)
     before = (run / "checkpoints" / "latest.pt").read_bytes()
     full_disk.room = 10_000  # config.toml fits, a checkpoint (~0.5 MB) does not
     resumed = resolve_config(run, prepared, None, [], 12).config
     with pytest.raises(CheckpointError) as stopped:
-        train(resumed, prepared, run, device="cpu", log=quiet, progress=False)
+        train(resumed, prepared, run, device="cpu", progress=False)
     assert str(stopped.value) == (
         f"{run}/checkpoints/latest.pt: no space left on device, so training stopped at "
         f"step 10. Kept {run}/checkpoints/latest.pt (step 5); running the same command "
@@ -413,7 +410,7 @@ def test_an_interrupt_inside_a_step_saves_nothing_half_done(prepared, tmp_path, 
     config = apply_overrides(load_recipe("tiny"), FAST)
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as stopped:
-        train(config, prepared, run, device="cpu", log=quiet, progress=False)
+        train(config, prepared, run, device="cpu", progress=False)
     assert str(stopped.value) == (
         f"stopped during step 7 without saving it. Kept {run}/checkpoints/latest.pt "
         f"(step 5) and {run}/checkpoints/best.pt (step 4); running the same command "
@@ -475,40 +472,40 @@ def test_the_moving_average_copies_then_follows_a_young_run_then_settles_at_its_
     assert ema.module.weight[0, 0].item() == pytest.approx(2 / 11 + 0.001 * (1 - 2 / 11)) and ema.count == 100_001
 
 
-def test_slow_cpu_steps_are_named_once_with_the_hours_and_a_smaller_recipe(prepared, tmp_path, monkeypatch):
+def test_slow_cpu_steps_are_named_once_with_the_hours_and_a_smaller_recipe(prepared, tmp_path, monkeypatch, said):
     """A GPU-sized recipe on a CPU: one line after the first steps, then training goes on. The
     steps are made to look slow by lowering the threshold (a slow recipe would take minutes)."""
     from wavegen.train import slow
 
     config = apply_overrides(load_recipe("tiny"), ["train.steps=8", "train.val_every=100"])
-    said = []
-    train(config, prepared, tmp_path / "fast", device="cpu", log=said.append, progress=False)
+    said.clear()
+    train(config, prepared, tmp_path / "fast", device="cpu", progress=False)
     assert not [line for line in said if "a training step takes" in line]  # tiny steps are fast
 
     monkeypatch.setattr(slow, "SLOW_CPU_STEP_S", 1e-9)
-    said = []
-    result = train(config, prepared, tmp_path / "slow", device="cpu", log=said.append, progress=False)
+    said.clear()
+    result = train(config, prepared, tmp_path / "slow", device="cpu", progress=False)
     notes = [line for line in said if "a training step takes" in line]
     assert len(notes) == 1 and result.step == 8
     assert "s on this CPU: the 4 steps left to train.steps = 8 would take about" in notes[0]
     assert "hours" in notes[0] and "--recipe tiny" in notes[0] and "\n" not in notes[0]
 
 
-def test_the_slow_step_note_uses_the_median_after_the_first_step_and_only_on_a_cpu():
+def test_the_slow_step_note_uses_the_median_after_the_first_step_and_only_on_a_cpu(said):
     from wavegen.train.slow import SlowStepNote
 
-    said = []
-    note = SlowStepNote(torch.device("cpu"), 0, 3604, said.append)
+    said.clear()
+    note = SlowStepNote(torch.device("cpu"), 0, 3604)
     for step, seconds in [(1, 60.0), (2, 3.0), (3, 100.0), (4, 2.5)]:  # the first step's 60 s does not count
         note.after(step, seconds)
     assert len(said) == 1 and said[0].startswith("a training step takes 3.0 s on this CPU: the 3,600 steps left")
     assert "about 3.0 hours" in said[0]
     note.after(5, 10.0)
     assert len(said) == 1  # once
-    quick = SlowStepNote(torch.device("cpu"), 10, 100, said.append)  # resumed at step 10: steps 12..14 timed
+    quick = SlowStepNote(torch.device("cpu"), 10, 100)  # resumed at step 10: steps 12..14 timed
     for step in range(11, 20):
         quick.after(step, 1.0)
-    gpu = SlowStepNote(torch.device("cuda"), 0, 100, said.append)
+    gpu = SlowStepNote(torch.device("cuda"), 0, 100)
     for step in range(1, 10):
         gpu.after(step, 10.0)
     assert len(said) == 1

@@ -9,6 +9,7 @@ closed once. A pipe whose reader has gone (the player quit) shows as ``BrokenPip
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import struct
 import threading
@@ -19,6 +20,8 @@ import numpy as np
 
 from ..errors import PlayerUnavailable
 from .io import pcm16
+
+logger = logging.getLogger(__name__)
 
 # The RIFF and data sizes of a WAV whose length is not known when its header is written: what
 # ffmpeg's WAV muxer leaves in its placeholders when it cannot seek back (libavformat/wavenc.c),
@@ -178,11 +181,10 @@ class DevicePlayer:
         rate: int,
         channels: int,
         frames: int | None = None,
-        log: Callable[[str], None] = print,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.sd = load_sounddevice()
-        self.rate, self.channels, self.frames, self.log, self.clock = rate, channels, frames, log, clock
+        self.rate, self.channels, self.frames, self.clock = rate, channels, frames, clock
         self.queue: collections.deque[np.ndarray] = collections.deque()  # (n, channels) frames each
         self.offset = 0  # frames of the queue's first block already played
         self.lock = threading.Lock()
@@ -225,7 +227,9 @@ class DevicePlayer:
 
     def _start(self) -> None:
         if self.rtf is not None and self.rtf < 1.0:
-            self.log(f"playing after buffering {self.buffered / self.rate:.1f} s (generation is slower than playback)")
+            logger.warning(
+                f"playing after buffering {self.buffered / self.rate:.1f} s (generation is slower than playback)"
+            )
         try:
             self.stream.start()
         except (self.sd.PortAudioError, OSError) as exc:

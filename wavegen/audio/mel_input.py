@@ -10,6 +10,7 @@ frames are padded with zeros as the whole-file analysis pads them, so the frames
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -22,6 +23,8 @@ from ..errors import DataError
 from .features import SILENCE, MelSettings, frame_count, padded_sides, windows_log_mel
 from .io import AudioReadError, read_recording
 from .wav_stream import WavPipeReader
+
+logger = logging.getLogger(__name__)
 
 PIECE = 1 << 16  # bytes asked of a pipe at a time (it gives what it has)
 
@@ -70,12 +73,12 @@ def scale_note(mels: np.ndarray) -> str | None:
     )
 
 
-def noted_frames(frames: Iterable[np.ndarray], say: Callable[[str], None], source: str) -> Iterator[np.ndarray]:
+def noted_frames(frames: Iterable[np.ndarray], source: str) -> Iterator[np.ndarray]:
     """``frames`` as they come, saying ``scale_note`` of the first batch that has one (once)."""
     said = False
     for batch in frames:
         if not said and (note := scale_note(np.asarray(batch, np.float32))):
-            say(f"note: {source}: {note}")
+            logger.warning(f"note: {source}: {note}")
             said = True
         yield batch
 

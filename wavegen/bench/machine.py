@@ -10,6 +10,7 @@ work, bound by memory and latency, so a fraction well below 1 is expected).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Callable
 
@@ -17,6 +18,8 @@ import torch
 
 from ..model.network import WaveNet
 from ..train import precision as precisions
+
+logger = logging.getLogger(__name__)
 
 
 def cpu_name() -> str:
@@ -67,14 +70,14 @@ def flops_per_sample(model: WaveNet) -> int:
     return 2 * (len(model.blocks) * layer + head)
 
 
-def announce_peak(threads: int | None, log: Callable[[str], None], say: Callable[[str], None] | None = None) -> float:
-    """Measure the CPU's fp32 matmul peak with the bench's threads and say it first: a line to
-    ``log``, and to ``say`` (``bench --json``'s output) a JSON line before the results. Returns
+def announce_peak(threads: int | None, say: Callable[[str], None] | None = None) -> float:
+    """Measure the CPU's fp32 matmul peak with the bench's threads and say it first: a message,
+    and to ``say`` (``bench --json``'s output) a JSON line before the results. Returns
     it in GFLOP/s."""
     size, used = 2048, threads or torch.get_num_threads()
     peak = sgemm_gflops(size, threads=used)
     threads_used = f"{used} thread{'s' if used != 1 else ''}"
-    log(f"cpu: {cpu_name()}; fp32 matmul peak {peak:,.1f} GFLOP/s (torch.mm {size}², {threads_used})")
+    logger.info(f"cpu: {cpu_name()}; fp32 matmul peak {peak:,.1f} GFLOP/s (torch.mm {size}², {threads_used})")
     if say is not None:
         say(json.dumps({"cpu": cpu_name(), "sgemm_gflops": round(peak, 1), "sgemm_size": size, "threads": used}))
     return peak

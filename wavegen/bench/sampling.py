@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import time
 from typing import Iterator, Sequence
 
@@ -37,6 +38,8 @@ from ..model.conditioning import Conditioning
 from ..model.network import WaveNet
 from .machine import announce_peak, flops_per_sample
 from .peer import PeerSampler, PeerUnavailable
+
+logger = logging.getLogger(__name__)
 
 COND_KINDS = ("none", "labels", "mels", "both")
 
@@ -236,19 +239,19 @@ def _measure(
 
 
 def run_asked(
-    config: Config, dev: torch.device, engines, precisions, batches, seconds, repeats, threads, cond, *, log, say, bar
+    config: Config, dev: torch.device, engines, precisions, batches, seconds, repeats, threads, cond, *, say, bar
 ) -> Iterator[dict]:
     """``bench sample``'s results (``run``) for the options as given (empty: the defaults), after
-    the machine's line (``machine.announce_peak``; ``say``: its JSON line too) and a note to
-    ``log`` when a lower precision is asked of engines that have none."""
+    the machine's line (``machine.announce_peak``; ``say``: its JSON line too) and a note
+    when a lower precision is asked of engines that have none."""
     gpu = ["persistent", "cuda-graph"] if dev.type == "cuda" else ["native"]
     engines = list(engines) or [*gpu, "peer", "torch", "reference"]
-    peak = announce_peak(threads, log, say)
+    peak = announce_peak(threads, say)
     precisions = list(dict.fromkeys(precisions)) or ["fp32"]
     lower, others = [p for p in precisions if p != "fp32"], [e for e in engines if e != "native"]
     if lower and others:  # said once, not as a row per engine
         verb = "runs" if len(others) == 1 else "run"
-        log(f"--precision {', '.join(lower)}: the native engine's alone; {', '.join(others)} {verb} at fp32")
+        logger.info(f"--precision {', '.join(lower)}: the native engine's alone; {', '.join(others)} {verb} at fp32")
     batches, rate = list(batches) or [1, 32], config.data.sample_rate
     measure = functools.partial(run, bar=bar, precisions=precisions, peak_gflops=peak)
     return measure(config.model, engines, batches, seconds, rate, dev, repeats, threads, cond)

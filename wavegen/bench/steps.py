@@ -113,7 +113,7 @@ class TrainStep(Contender):
         self.parameters = list(model.parameters())
         self.optimizer = fused_adam(self.parameters, 1e-4)
         self.ema, self.stats, self.start = MovingAverage(model, 0.999), StepStats(device), 0
-        self.graphed = GraphedStep(self, print) if graph else None
+        self.graphed = GraphedStep(self) if graph else None
 
     def eager_step(self, batches: list[Batch], lr: float) -> StepResult:
         start_step(self.optimizer, lr)

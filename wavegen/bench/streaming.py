@@ -26,7 +26,7 @@ import contextlib
 import math
 import os
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from ..generate.live import stream_audio
 from ..generate.native.check import random_model
 from ..generate.request import GenerationRequest
 from ..generate.reuse import EngineCache
+from ..messages import silenced
 from ..model.conditioning import CONTEXT_FRAMES
 from ..model.network import WaveNet
 from .startup import as_trained
@@ -56,12 +57,11 @@ def run(
     device: str = "cpu",
     threads: int | None = None,
     bar=None,
-    log: Callable[[str], None] = print,
 ) -> Iterator[dict]:
     """Yield the rows above for ``config``'s model shape: ``seconds`` of audio for the sustained
     and live rows, blocks of ``chunk`` samples (None: 4096, and one hop for ``mel-live``).
-    ``threads`` sets the CPU threads (``$WAVEGEN_THREADS`` and torch's) while it runs; ``log``
-    gets the first stream's "synthesising ..." line; ``bar`` (a tqdm) counts the rows."""
+    ``threads`` sets the CPU threads (``$WAVEGEN_THREADS`` and torch's) while it runs; the first
+    stream alone says its "synthesising ..." line; ``bar`` (a tqdm) counts the rows."""
     config = as_trained(config)
     model, rate = random_model(config.model), config.data.sample_rate
     hop = config.model.mel_hop if config.model.mel_channels else 0
@@ -72,8 +72,8 @@ def run(
     def stream(block: int, mels: Iterable[np.ndarray] | None):
         quiet = said[0]
         said[0] = True
-        say = (lambda _: None) if quiet else log
-        return stream_audio(model, rate, "bench stream", request, say, block, mels, engines=engines)
+        with silenced(quiet):
+            return stream_audio(model, rate, "bench stream", request, block, mels, engines=engines)
 
     if bar is not None:
         bar.reset(total=4 if hop else 3)

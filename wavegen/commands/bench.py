@@ -5,13 +5,16 @@ with only its own options."""
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from pathlib import Path
 
 import click
 
 from ..limits import MAX_SECONDS, check_seconds, check_streams
-from .common import DEVICE, PRECISION, PRECISIONS, QUIET, friendly_errors, log, options
+from .common import DEVICE, PRECISION, PRECISIONS, QUIET, friendly_errors, options
+
+logger = logging.getLogger(__name__)
 
 MANY = functools.partial(click.option, multiple=True)  # a repeatable option: a tuple of its values
 POSITIVE = click.IntRange(min=1)
@@ -142,7 +145,7 @@ def sample(recipe, overrides, device, threads, as_json, quiet, engines, precisio
 
     say = click.echo if as_json else None  # (the machine's JSON line, before the rows)
     asked = (engines, precisions, batches, seconds, repeats, threads, cond)
-    show(sampling.run_asked(config, dev, *asked, log=log, say=say, bar=bar), tables.SAMPLING_COLUMNS, bar, as_json)
+    show(sampling.run_asked(config, dev, *asked, say=say, bar=bar), tables.SAMPLING_COLUMNS, bar, as_json)
 
 
 @bench.command("train", short_help="Training speed against a plain PyTorch WaveNet.")
@@ -217,7 +220,7 @@ def learn(data, recipe, overrides, device, threads, as_json, quiet, variants, mi
     parsed = [bench_learn.parse_variant(v) for v in variants or (bench_learn.PLAIN, bench_learn.DEFAULT)]
     if len({v.name for v in parsed}) != len(parsed):
         raise ConfigError("bench learn: variant names must differ")
-    click.echo(f"cpu: {machine.cpu_name()}", err=True)
+    logger.info(f"cpu: {machine.cpu_name()}")
     results = bench_learn.run(
         config, data, parsed, minutes=list(minutes), steps=list(steps), device=dev, threads=threads, bar=bar
     )
@@ -238,7 +241,7 @@ def startup(recipe, overrides, device, threads, as_json, quiet, seconds, repeats
     from ..bench import machine, tables
     from ..bench import startup as bench_startup
 
-    log(f"cpu: {machine.cpu_name()}")
+    logger.info(f"cpu: {machine.cpu_name()}")
     # synth gets --device as asked: with auto on a GPU machine it decides as a user's run does
     show(bench_startup.run(config, seconds, device, repeats, threads, bar=bar), tables.STARTUP_COLUMNS, bar, as_json)
 
@@ -259,8 +262,8 @@ def stream(recipe, overrides, device, threads, as_json, quiet, seconds, precisio
     from ..bench import machine, tables
     from ..bench import streaming as bench_stream
 
-    log(f"cpu: {machine.cpu_name()}")
-    rows = bench_stream.run(config, seconds, precision, chunk, dev.type, threads, bar=bar, log=log)
+    logger.info(f"cpu: {machine.cpu_name()}")
+    rows = bench_stream.run(config, seconds, precision, chunk, dev.type, threads, bar=bar)
     show(rows, tables.STREAMING_COLUMNS, bar, as_json)
 
 

@@ -1,8 +1,9 @@
-"""What every command shares: one-line errors, early checks, the log, common options."""
+"""What every command shares: one-line errors, early checks, the messages' verbosity, common options."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from click.core import ParameterSource
 from ..errors import OutOfRange, TrainingInterrupted, WavegenError
 from ..generate.request import ENGINES, PRECISIONS
 from ..interrupts import exit_status, raise_swallowed, signals_handled, stop_line
+from ..messages import NAME, setup
 
 # What --quiet promises in every command that has it: the bars go, the one-line messages stay.
 # No library's warnings or notices show either way (noise.py; tests/test_any_script.py).
@@ -110,8 +112,20 @@ def friendly_errors(fn):
     return wrapper
 
 
-def log(message: str) -> None:
-    click.echo(message, err=True)
+def _more_verbose(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value:  # (the group's -v has set up the messages already; a command's adds to it)
+        setup(value + (ctx.find_root().params.get("verbose") or 0))
+    return value
+
+
+VERBOSITY_HELP = "Say more: the debug messages too (engine details, paths). Messages go to stderr."
+# -v after a command's name as well as before it (wavegen train -v, wavegen -v train)
+VERBOSE = click.option("-v", "--verbose", count=True, expose_value=False, callback=_more_verbose, help=VERBOSITY_HELP)
+
+
+def verbosity() -> int:
+    """The ``-v`` count in force (0: INFO messages; 1: DEBUG too), for a command that runs wavegen again."""
+    return int(logging.getLogger(NAME).getEffectiveLevel() <= logging.DEBUG)
 
 
 ENGINE_CHOICE = click.Choice(["auto", *ENGINES])

@@ -7,9 +7,9 @@ go into ``out``: ``samples/index.html`` beside the WAVs, the page committed in t
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
-from typing import Callable
 
 import click
 
@@ -19,7 +19,9 @@ from ..limits import MAX_SECONDS, MAX_STREAMS, check_samples
 from ..outputs import leaves_no_empty_folder, writable_folder
 from ..recipe import load_recipe
 from ..runs import pick_checkpoint
-from .common import QUIET, friendly_errors, log
+from .common import QUIET, friendly_errors
+
+logger = logging.getLogger(__name__)
 
 
 def demo_request(seconds: float, n: int) -> GenerationRequest:
@@ -38,7 +40,6 @@ def run_demo(
     steps: int = 2000,
     seconds: float = 2.0,
     n: int = 2,
-    log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> list[Path]:
     """The whole pipeline on the built-in dataset; returns the WAV files written. The page about
@@ -57,18 +58,18 @@ def run_demo(
     writable_folder(out)
     dataset = workdir / "dataset"
     make_dataset(dataset, sample_rate=config.data.sample_rate, progress=progress)
-    log(f"[1/4] wrote the built-in dataset (melodies of harmonic tones) to {dataset}")
-    log("[2/4] prepare")
-    prepare(dataset, workdir / "prepared", config.data, log=log, progress=progress)
-    log(f"[3/4] train the tiny recipe for {steps} steps")
+    logger.info(f"[1/4] wrote the built-in dataset (melodies of harmonic tones) to {dataset}")
+    logger.info("[2/4] prepare")
+    prepare(dataset, workdir / "prepared", config.data, progress=progress)
+    logger.info(f"[3/4] train the tiny recipe for {steps} steps")
     run = workdir / "melodies"
-    train(config, workdir / "prepared", run, device="auto", log=log, progress=progress)
-    log("[4/4] synth")
+    train(config, workdir / "prepared", run, device="auto", progress=progress)
+    logger.info("[4/4] synth")
     # The samples and their page are committed in the repository: nothing in them may change
     # when the demo runs again on the same machine (no dates, no timings; the speed is logged).
-    result = synthesize(pick_checkpoint(run), out, request, log=log, progress=progress, timings=False)
-    page = build_report(run, [Path(out)], out, log=log, timings=False)
-    log(
+    result = synthesize(pick_checkpoint(run), out, request, progress=progress, timings=False)
+    page = build_report(run, [Path(out)], out, timings=False)
+    logger.info(
         f"demo finished in {time.perf_counter() - start:.0f} s; listen to: "
         + ", ".join(str(p) for p in result.files)
         + f", or open {page.index} in a browser"
@@ -110,4 +111,4 @@ def run_demo(
 def demo(workdir, out, steps, seconds, n, quiet):
     """Run the whole pipeline on a built-in dataset of generated melodies (no data needed)."""
 
-    run_demo(workdir, out, steps, seconds, n, log=log, progress=not quiet)
+    run_demo(workdir, out, steps, seconds, n, progress=not quiet)

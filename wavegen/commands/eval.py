@@ -16,7 +16,6 @@ from .common import (
     QUIET,
     RUN_OR_CHECKPOINT,
     friendly_errors,
-    log,
     options,
 )
 
@@ -90,7 +89,6 @@ def evaluate_command(run, checkpoint, data, seconds, files, max_seconds, engine,
         max_seconds,
         engine,
         device,
-        log=log,
         progress=not quiet,
         precision=precision,
     )

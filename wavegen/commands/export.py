@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import friendly_errors, log
+from .common import friendly_errors
 
 
 @click.command()
@@ -28,4 +28,4 @@ def export(source, out):
     checkpoint = pick_checkpoint(checkpoint=source) if source.is_file() else pick_checkpoint(run=source)
     from ..model.export import export_model
 
-    export_model(checkpoint, out, log=log)
+    export_model(checkpoint, out)

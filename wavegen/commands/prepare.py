@@ -9,7 +9,7 @@ import click
 
 from ..config_ranges import MAX_MEL_BANDS, MAX_SAMPLE_RATE
 from ..interrupts import note_kept
-from .common import EXIT_SKIPPED, QUIET, friendly_errors, log
+from .common import EXIT_SKIPPED, QUIET, friendly_errors
 
 
 @click.command()
@@ -105,6 +105,6 @@ def prepare(dataset, out, recipe, sample_rate, val_fraction, trim_silence, label
     why = short_reason(recipe, shortest)
     earlier = (out / "manifest.json").exists()  # (a new set replaces it only once complete)
     note_kept(f"{out} is as it was" if earlier else f"nothing was written to {out}")
-    manifest = run_prepare(dataset, out, config, log=log, progress=not quiet, min_samples=shortest, min_reason=why)
+    manifest = run_prepare(dataset, out, config, progress=not quiet, min_samples=shortest, min_reason=why)
     if has_problems(manifest):  # files that are not audio (a README beside the recordings) are normal
         sys.exit(EXIT_SKIPPED)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import friendly_errors, log
+from .common import friendly_errors
 
 
 @click.command()
@@ -28,4 +28,4 @@ def report(run, sample_dirs, out):
     from disk, zip it or commit it."""
     from ..report.page import build_report
 
-    build_report(run, list(sample_dirs), out, log=log)
+    build_report(run, list(sample_dirs), out)

@@ -20,7 +20,6 @@ from .common import (
     RUN_OR_CHECKPOINT,
     friendly_errors,
     live_sink,
-    log,
     options,
 )
 
@@ -107,9 +106,9 @@ def synth(
     if to is not None:
         from ..synthesis.live import synthesize_live
 
-        synthesize_live(pick_checkpoint(run, checkpoint), request, to, None if play else sys.stdout.buffer, log)
+        synthesize_live(pick_checkpoint(run, checkpoint), request, to, None if play else sys.stdout.buffer)
         return
     writable_folder(out)
     from ..synthesis.synth import synthesize
 
-    synthesize(pick_checkpoint(run, checkpoint), out, request, log=log, progress=not quiet)
+    synthesize(pick_checkpoint(run, checkpoint), out, request, progress=not quiet)

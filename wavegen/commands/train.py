@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import DEVICE, QUIET, command_line, friendly_errors, log
+from .common import DEVICE, QUIET, command_line, friendly_errors, verbosity
 
 
 @click.command()
@@ -58,18 +58,20 @@ def train(data, run, recipe, overrides, steps, init_from, device, nproc, quiet):
     run = run or Path("runs") / Path(recipe or "default").stem
     writable_folder(run, "--run")
     from ..devices import resolve_device
+    from ..messages import silenced
     from ..train import distributed
     from ..train.loop import train as run_train
     from ..train.settings import resolve_config
 
     launching = nproc is not None and nproc > 1
     speaks = not launching and distributed.from_env()[1] == 0  # what the config says, once: by rank 0
-    said = log if speaks else lambda _: None
-    resolved = resolve_config(run, data, recipe, list(overrides), steps, log=said, init_from=init_from)
+    with silenced(not speaks):
+        resolved = resolve_config(run, data, recipe, list(overrides), steps, init_from=init_from)
     if launching:  # this command again, in nproc processes under torchrun (each resolves the config)
         # every option as given, from train's own parameters (--run as --run-dir, torchrun's --run
-        # being its --run-path), with the run folder resolved and no --nproc
-        args = ["-m", "wavegen", "train", *command_line(click.get_current_context(), run=run, nproc=None)]
+        # being its --run-path), with the run folder resolved and no --nproc; -v as in force here
+        ctx = click.get_current_context()
+        args = ["-m", "wavegen", "train", *command_line(ctx, run=run, nproc=None, verbose=verbosity())]
         sys.exit(distributed.launch(nproc, resolve_device(device), args))
     world = distributed.start(resolve_device(device))
     try:
@@ -78,7 +80,6 @@ def train(data, run, recipe, overrides, steps, init_from, device, nproc, quiet):
             data,
             run,
             device=device,
-            log=log,
             progress=not quiet,
             world=world,
             **resolved.found(),

@@ -20,7 +20,6 @@ from .common import (
     RUN_OR_CHECKPOINT,
     friendly_errors,
     live_sink,
-    log,
     options,
 )
 
@@ -80,11 +79,11 @@ def vocode(
         from ..synthesis.live import vocode_live
 
         target = None if to == "play" else sys.stdout.buffer
-        vocode_live(pick_checkpoint(run, checkpoint), inputs[0], request, to, target, log, sys.stdin.buffer)
+        vocode_live(pick_checkpoint(run, checkpoint), inputs[0], request, to, target, sys.stdin.buffer)
         return
     if any(str(path) == "-" for path in inputs):
         raise click.UsageError("INPUT '-' (standard input) is read with --stream")
     writable_folder(out)
     from ..synthesis.vocode import vocode as run_vocode
 
-    run_vocode(pick_checkpoint(run, checkpoint), list(inputs), out, request, log, progress=not quiet)
+    run_vocode(pick_checkpoint(run, checkpoint), list(inputs), out, request, progress=not quiet)

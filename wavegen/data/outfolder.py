@@ -16,6 +16,7 @@ wavegen generated (a synth sample, a vocode output and its input copy) are left 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable
@@ -23,6 +24,8 @@ from typing import Callable
 from ..audio.io import display_name
 from ..owned import is_prepared_manifest, output_folder, read_json, refuse_foreign
 from .prepared import MANIFEST
+
+logger = logging.getLogger(__name__)
 
 SET_FILES = ("train.u8", "val.u8", "train.mel", "val.mel", MANIFEST)
 OUTPUT_REASONS = {
@@ -52,7 +55,7 @@ def previous_set(out: Path) -> dict | None:
     return read_json(manifest)
 
 
-def replace_set(out: Path, previous: dict | None, log: Callable[[str], None]) -> None:
+def replace_set(out: Path, previous: dict | None) -> None:
     """After the new set is complete (its manifest written): remove the files of the
     ``previous`` set (wavegen's: it was checked) that the new one does not have, and say when
     the set replaced was another dataset's."""
@@ -63,7 +66,7 @@ def replace_set(out: Path, previous: dict | None, log: Callable[[str], None]) ->
     for name in set(SET_FILES) - kept:
         (Path(out) / name).unlink(missing_ok=True)
     if previous.get("dataset") != now.get("dataset"):
-        log(f"note: replaced the prepared data of {previous.get('dataset')} that was in {display_name(out)}")
+        logger.info(f"note: replaced the prepared data of {previous.get('dataset')} that was in {display_name(out)}")
 
 
 def not_searched(out: Path) -> Callable[[Path], str | None]:

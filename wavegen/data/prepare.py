@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,8 @@ from .outfolder import not_searched, previous_set, replace_set
 from .prepared import FORMAT, MANIFEST
 from .reasons import loudest_channel, silence, too_short
 
+logger = logging.getLogger(__name__)
+
 
 def _trim(audio: np.ndarray, top_db: float) -> tuple[np.ndarray, int]:
     """Drop leading and trailing silence; return the audio and how many samples went."""
@@ -40,7 +43,6 @@ def prepare(
     dataset: Path,
     out: Path,
     config: DataConfig,
-    log: Callable[[str], None] = print,
     progress: bool = True,
     min_samples: int = 0,
     min_reason: str = "the model's receptive field",
@@ -70,7 +72,7 @@ def prepare(
     prune = not_searched(out)  # (before the lock makes the folder: a new --out holds nothing to name)
     with no_empty_folders_on_failure(out), folder_lock(out, "prepares data"):
         previous = previous_set(out)  # (under the lock: what another prepare leaves counts)
-        return _prepare(dataset, out, config, log, progress, (min_samples, min_reason), previous, prune)
+        return _prepare(dataset, out, config, progress, (min_samples, min_reason), previous, prune)
 
 
 def has_problems(manifest: dict) -> bool:
@@ -83,7 +85,6 @@ def _prepare(
     dataset: Path,
     out: Path,
     config: DataConfig,
-    log: Callable[[str], None],
     progress: bool,
     shortest: tuple[int, str],
     previous: dict | None,
@@ -92,7 +93,7 @@ def _prepare(
     mel = MelSettings.from_data(config) if config.mel_bands else None
     if mel:
         check_bands(mel)
-    job = _Preparation(dataset, out, config, mel, log, shortest)
+    job = _Preparation(dataset, out, config, mel, shortest)
     files = find_audio_files(dataset, job.skip, job.ignore, prune=prune)
     job.say_ignored()
     if not files:
@@ -111,8 +112,8 @@ def _prepare(
             # each was named above with its reason: naming one again would count it twice
             raise DataError(f"{dataset}: none of the {len(files)} audio files could be used (reasons above)")
         job.finish()
-    replace_set(out, previous, log)  # (the new set in place: what is left of the old one goes)
-    log(job.summary())
+    replace_set(out, previous)  # (the new set in place: what is left of the old one goes)
+    logger.info(job.summary())
     return job.manifest
 
 
@@ -123,10 +124,8 @@ class _Preparation:
     """One ``prepare`` call under way: the manifest it builds, the files its splits' codes and
     mel frames go to (and where the next ones start), and what it names as skipped or ignored."""
 
-    def __init__(
-        self, dataset: Path, out: Path, config: DataConfig, mel, log: Callable[[str], None], shortest: tuple[int, str]
-    ) -> None:
-        self.dataset, self.out, self.config, self.mel, self.log = dataset, out, config, mel, log
+    def __init__(self, dataset: Path, out: Path, config: DataConfig, mel, shortest: tuple[int, str]) -> None:
+        self.dataset, self.out, self.config, self.mel = dataset, out, config, mel
         (self.min_samples, self.min_reason), self.trimmed_total = shortest, 0
         self.manifest: dict = {
             "format": FORMAT,
@@ -157,7 +156,7 @@ class _Preparation:
     def skip(self, path: Path, reason: str) -> None:
         """A file that looked like audio but cannot be used: named now, with its reason."""
         self._entry(path, reason)
-        self.log(f"skipped {display_name(path)}{'/' if path.is_dir() else ''}: {reason}")
+        logger.warning(f"skipped {display_name(path)}{'/' if path.is_dir() else ''}: {reason}")
 
     def ignore(self, path: Path, reason: str) -> None:
         """An entry with no audio to prepare (a README, a hidden file): named with its kind."""
@@ -168,7 +167,7 @@ class _Preparation:
 
     def say_ignored(self) -> None:
         for reason, names in self.ignored.items():
-            self.log(f"ignored {some(names)}: {reason}")
+            logger.info(f"ignored {some(names)}: {reason}")
 
     def open(self, stack: contextlib.ExitStack) -> None:
         """The split files and the manifest, one set: they replace earlier ones together once complete."""
@@ -197,12 +196,12 @@ class _Preparation:
             self.skip(path, reason)
             return None
         if cancel_note(recording):
-            self.log(
+            logger.warning(
                 f"note: {display_name(path)}: {cancel_note(recording)}; prepared as mixed: "
                 f"--channel {loudest_channel(recording)} would keep one channel"
             )
         if over_note(recording):
-            self.log(f"note: {display_name(path)}: {over_note(recording)}")
+            logger.warning(f"note: {display_name(path)}: {over_note(recording)}")
         if recording.channels == 1 and config.channel not in ("mix", "0"):
             self.mono.append(display_name(path))
         audio, trimmed = recording.audio, 0
@@ -244,6 +243,7 @@ class _Preparation:
                 entry[f"{split}_frames"] = [self.offsets[f"{split}_frames"], len(features)]
                 self.offsets[f"{split}_frames"] += len(features)
         self.manifest["files"].append(entry)
+        logger.debug(f"{display_name(path)}: {len(codes) - cut} of {len(codes)} samples held out for validation")
 
     def finish(self) -> None:
         """The totals and labels into the manifest, the manifest written last (in the set: it
@@ -255,10 +255,12 @@ class _Preparation:
         if self.config.label_source == "folders":
             counts = Counter(entry["label"] for entry in manifest["files"])
             manifest["labels"] = sorted(counts)
-            self.log("labels: " + ", ".join(f"{name} ({plural(counts[name], 'file')})" for name in manifest["labels"]))
+            logger.info(
+                "labels: " + ", ".join(f"{name} ({plural(counts[name], 'file')})" for name in manifest["labels"])
+            )
         atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
         if self.mono:
-            self.log(mono_note(self.config.channel, self.mono))
+            logger.warning(mono_note(self.config.channel, self.mono))
 
     def summary(self) -> str:
         config, offsets, skipped = self.config, self.offsets, self.manifest["skipped"]

@@ -34,9 +34,9 @@ engine is taken without a trial rather than compiling the CPU's only to time it.
 from __future__ import annotations
 
 import copy
-import sys
+import logging
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
@@ -48,13 +48,13 @@ from .engine import Engine
 from .engines import build_engine, generate
 from .request import GenerationRequest
 
+logger = logging.getLogger(__name__)
+
 NATIVE_OVER_GPU_STREAMS = 16
 PERSISTENT_STREAMS = 8
 # What ``precision="auto"`` means in the native engine: int8, whose cost was measured at 0.001
 # bits/sample or less from fp32 on a trained speech model (docs/measurements.md) for 1.4-3.6x the speed.
 AUTO_NATIVE_PRECISION = "int8"
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class Chosen:
         return iter((self.engine, self.device))
 
 
-def choose(request: GenerationRequest, streams: int, model: WaveNet, log: Log, trial: bool = True) -> Chosen:
+def choose(request: GenerationRequest, streams: int, model: WaveNet, trial: bool = True) -> Chosen:
     """Build the engine ``plan`` decides for ``request`` and ``streams`` streams of ``model``
     (on the CPU; the engine copies what it needs to its device). ``trial=False`` (the training
     monitor) takes the plan's preferred candidate that runs instead of timing them. Raises
@@ -143,30 +143,31 @@ def choose(request: GenerationRequest, streams: int, model: WaveNet, log: Log, t
     precision = request.precision
     asked = f"--precision {precision}: " if precision in ("bf16", "int8") else ""
     order = list(decided.candidates)
+    logger.debug(f"engines for {streams} stream(s) at --precision {precision}: {', '.join(map(_named, order))}")
     key = None
     if not trial:
         order.insert(0, order.pop(decided.preferred))
     elif len(order) > 1:
         key = trials.trial_key(model, streams, [_named(c) for c in order])
-        trial = _decided_before_building(order, key, log)
+        trial = _decided_before_building(order, key)
     built: list[Chosen] = []
     failed: list[tuple[str, str]] = []  # (engine, why it cannot run)
     for candidate in order:
-        made = _try(candidate, model, streams, log, failed, None if decided.fallbacks else asked)
+        made = _try(candidate, model, streams, failed, None if decided.fallbacks else asked)
         if made is not None:
             built.append(made)
             if not trial:
                 break
     if len(built) > 1:
-        return _faster(built, model, streams, log, key)
+        return _faster(built, model, streams, key)
     if built:
         return built[0]
     for candidate in decided.fallbacks:
         last = candidate == decided.fallbacks[-1]
-        made = _try(candidate, model, streams, log, failed, "" if last else None)
+        made = _try(candidate, model, streams, failed, "" if last else None)
         if made is not None:
             for name, reason in failed:
-                _notice(f"{name} engine unavailable: {reason}; using the '{candidate.engine}' engine", log)
+                _notice(f"{name} engine unavailable: {reason}; using the '{candidate.engine}' engine")
             return made
     raise AssertionError("the last fallback raises where it cannot run")  # pragma: no cover
 
@@ -175,7 +176,7 @@ def _named(candidate: Candidate) -> str:
     return f"{candidate.engine} on {candidate.device}"
 
 
-def _decided_before_building(order: list[Candidate], key: str, log: Log) -> bool:
+def _decided_before_building(order: list[Candidate], key: str) -> bool:
     """Put first in ``order`` the candidate known to win here, and say whether a trial is still
     needed: this machine's earlier trial for the same key decides (``trials``); without one,
     where the CPU's native engine is not built yet, the rule decides (the GPU's engine first),
@@ -186,38 +187,36 @@ def _decided_before_building(order: list[Candidate], key: str, log: Log) -> bool
         order.insert(0, order.pop(names.index(known["winner"])))
         rates = known.get("rates", {})
         said = ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items() if isinstance(rate, (int, float)))
-        log(f"engine: {known['winner']}, the faster in this machine's trial ({said} samples/s)")
+        logger.info(f"engine: {known['winner']}, the faster in this machine's trial ({said} samples/s)")
         return False
     if any(c.engine == "native" for c in order) and not native_ready():
         order.sort(key=lambda c: c.engine == "native")  # (stable: the GPU's engines first)
-        log(f"engine: {_named(order[0])} by the rule (no trial: the native CPU engine is not built here)")
+        logger.info(f"engine: {_named(order[0])} by the rule (no trial: the native CPU engine is not built here)")
         return False
     return True
 
 
-def make_engine(
-    name: str, model: WaveNet, device: torch.device | str = "cpu", log: Log | None = None, precision: str = "fp32"
-) -> Engine:
+def make_engine(name: str, model: WaveNet, device: torch.device | str = "cpu", precision: str = "fp32") -> Engine:
     """One stream's engine on ``device``, as ``choose`` decides without a trial: ``name`` itself,
     or for ``auto`` the plan's preferred engine that runs. Raises as ``GenerationRequest`` and
     ``choose`` do."""
     request = GenerationRequest(engine=name, device=torch.device(device).type, precision=precision)
-    return choose(request, 1, model, log or _stderr, trial=False).engine
+    return choose(request, 1, model, trial=False).engine
 
 
 def _try(
-    candidate: Candidate, model: WaveNet, streams: int, log: Log, failed: list[tuple[str, str]], alone: str | None
+    candidate: Candidate, model: WaveNet, streams: int, failed: list[tuple[str, str]], alone: str | None
 ) -> Chosen | None:
     """``candidate`` built, or None after noting in ``failed`` (or saying) why it cannot run.
     ``alone`` (a prefix for the message): nothing else could run instead, so raise."""
     device = torch.device(candidate.device)
     if alone is None and candidate.engine == "persistent":  # compiled and run briefly first
-        made = _persistent(model, device, streams, log)
+        made = _persistent(model, device, streams)
         return None if made is None else Chosen(made, device)
-    if alone is None and candidate.engine == "native" and not native_available(log):
+    if alone is None and candidate.engine == "native" and not native_available():
         return None  # (it has said why)
     try:
-        return Chosen(build_engine(candidate.engine, model, device, log, candidate.precision), device)
+        return Chosen(build_engine(candidate.engine, model, device, candidate.precision), device)
     except EngineUnavailable as exc:
         if alone is None:
             failed.append((candidate.engine, str(exc)))
@@ -230,14 +229,10 @@ def _try(
 _reported: set[str] = set()  # fallback notices already given in this process
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def _notice(message: str, log: Log | None) -> None:
+def _notice(message: str) -> None:
     if message not in _reported:  # once per process
         _reported.add(message)
-        (log or _stderr)(message)
+        logger.warning(message)
 
 
 def native_ready() -> bool:
@@ -247,25 +242,25 @@ def native_ready() -> bool:
     return ready()
 
 
-def native_available(log: Log | None = None) -> bool:
+def native_available() -> bool:
     """Whether the native engine builds and loads here (building it if needed); if not, says
-    why once through ``log``."""
+    why once (a warning)."""
     from .native import load
 
     try:
-        load(log)
+        load()
         return True
     except EngineUnavailable as exc:
-        _notice(f"native engine unavailable: {exc}; using the 'torch' engine", log)
+        _notice(f"native engine unavailable: {exc}; using the 'torch' engine")
         return False
 
 
-def _persistent(model: WaveNet, device: torch.device, streams: int, log: Log) -> Engine | None:
+def _persistent(model: WaveNet, device: torch.device, streams: int) -> Engine | None:
     """The persistent engine on a copy of the model (the CPU's engine keeps the model), compiled
     and run for a few samples; or None after saying why it cannot run here."""
     first = trials.compiled_key(model)
     if not trials.recall(first, "compiled"):
-        log("compiling the persistent engine's kernel for this GPU and model (once: it is cached)")
+        logger.info("compiling the persistent engine's kernel for this GPU and model (once: it is cached)")
     try:
         engine = build_engine("persistent", copy.deepcopy(model), device)
         generate(engine, 16, list(range(streams)), conditioning=trials.silent(engine.model, streams))
@@ -273,17 +268,17 @@ def _persistent(model: WaveNet, device: torch.device, streams: int, log: Log) ->
         return engine
     except Exception as exc:  # a first compile or launch that fails here: the other engines still run
         lines = str(exc).strip().splitlines()  # a compiler's message: its last line says what failed
-        log(f"persistent engine unavailable: {lines[-1] if lines else type(exc).__name__}")
+        logger.warning(f"persistent engine unavailable: {lines[-1] if lines else type(exc).__name__}")
         return None
 
 
-def _faster(candidates: list[Chosen], model: WaveNet, streams: int, log: Log, key: str | None) -> Chosen:
+def _faster(candidates: list[Chosen], model: WaveNet, streams: int, key: str | None) -> Chosen:
     """The candidate that generates fastest in a short trial, saying the rates in one line and
     remembering the winner under ``key`` (``trials``)."""
     rates = [trials.trial_rate(c.engine, c.device, model, streams) for c in candidates]
     best = max(range(len(candidates)), key=lambda i: rates[i])
     said = ", ".join(f"{c.engine.name} on {c.device.type} {r:,.0f} samples/s" for c, r in zip(candidates, rates))
-    log(f"engine trial, {streams} stream{'s' * (streams > 1)}: {said}; using {candidates[best].engine.name}")
+    logger.info(f"engine trial, {streams} stream{'s' * (streams > 1)}: {said}; using {candidates[best].engine.name}")
     if key is not None:
         named = [f"{c.engine.name} on {c.device.type}" for c in candidates]
         record = {"winner": named[best], "rates": dict(zip(named, rates)), "when": trials.stamp()}

@@ -50,7 +50,6 @@ def build_engine(
     name: str,
     model: WaveNet,
     device: torch.device | str = "cpu",
-    log: Callable[[str], None] | None = None,
     precision: str = "fp32",
 ) -> Engine:
     """The engine called ``name`` (one of ``request.ENGINES``) for ``model`` on ``device``, with
@@ -60,7 +59,7 @@ def build_engine(
     if name == "native":  # imported on demand: it may build a C++ library
         from .native import NativeEngine
 
-        return NativeEngine(model, device, log=log, precision=precision)
+        return NativeEngine(model, device, precision=precision)
     if precision != "fp32":
         raise ValueError(f"the {name} engine computes at fp32 only, not {precision}")
     if name == "cuda-graph":

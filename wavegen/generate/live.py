@@ -234,7 +234,6 @@ def stream_audio(
     rate: int,
     where: str,
     request: GenerationRequest,
-    log: Callable[[str], None] = print,
     block: int = BLOCK,
     mel_frames: Iterable[np.ndarray] | None = None,
     step: int | None = None,
@@ -258,11 +257,11 @@ def stream_audio(
     if unbounded:
         request = request.replace(device="cpu")
     frames_arrive = mel_frames is not None
-    ready = prepare_streams(model, rate, where, request, log, step, True, frames_arrive, engines)
+    ready = prepare_streams(model, rate, where, request, step, True, frames_arrive, engines)
     feed = None
     if mel_frames is not None:
         assert ready.conditioning is not None  # (a mel model is conditioned)
-        frames = noted_frames(mel_frames, log, "mel frames")  # features of another scale: said once
+        frames = noted_frames(mel_frames, "mel frames")  # features of another scale: said once
         feed = MelFeed(ready.conditioning, frames, model.config.mel_hop, model.config.mel_channels)
     codes = generate_blocks(
         ready.engine,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -37,7 +36,6 @@ def resynthesize(
     lengths: list[int],
     request: GenerationRequest | None = None,
     labels: list[str] | None = None,
-    log: Callable[[str], None] = print,
     progress: bool = True,
     **asked,
 ) -> Resynthesis:
@@ -54,7 +52,7 @@ def resynthesize(
         mels[i, : len(f)] = f
     num = max(lengths)
     assert num <= frames * hop
-    chosen = choose(request, len(features), model, log)
+    chosen = choose(request, len(features), model)
     gen, dev = chosen.engine, chosen.device
     conditioning = make_conditioning(model, labels, mels)
     seeds = [request.seed + i for i in range(len(features))]

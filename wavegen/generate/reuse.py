@@ -10,8 +10,6 @@ must not change while engines are kept (a loaded ``Model``'s do not).
 
 from __future__ import annotations
 
-from typing import Callable
-
 from ..model.network import WaveNet
 from .choice import Chosen, choose
 from .request import GenerationRequest
@@ -25,10 +23,10 @@ class EngineCache:
     def __init__(self) -> None:
         self.kept: dict[Key, Chosen] = {}
 
-    def take(self, request: GenerationRequest, streams: int, model: WaveNet, log: Callable[[str], None]) -> Chosen:
+    def take(self, request: GenerationRequest, streams: int, model: WaveNet) -> Chosen:
         """The kept engine for ``request`` and ``streams``, or one ``choice.choose`` builds."""
         key = _key(request, streams)
-        return self.kept.pop(key, None) or choose(request, streams, model, log)
+        return self.kept.pop(key, None) or choose(request, streams, model)
 
     def give_back(self, request: GenerationRequest, streams: int, chosen: Chosen) -> None:
         """Keep ``chosen`` for the next generation with the same options."""

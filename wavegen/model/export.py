@@ -14,11 +14,12 @@ the folder (``exported``).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ConfigError
 from ..files import all_or_none, atomic_write_text
@@ -27,6 +28,8 @@ from ..owned import is_exported_model
 from ..runs import MODEL_CARD, MODEL_CONFIG, MODEL_WEIGHTS
 from .checkpoint import describe_checkpoint, load_model
 from .exported import write_folder
+
+logger = logging.getLogger(__name__)
 
 EXPORTED = (MODEL_WEIGHTS, MODEL_CONFIG, MODEL_CARD)
 
@@ -64,7 +67,7 @@ def _leftover(name: str) -> bool:
 
 
 @leaves_no_empty_folder("out")
-def export_model(source: Path, out: Path, log: Callable[[str], None] = print) -> ExportResult:
+def export_model(source: Path, out: Path) -> ExportResult:
     """Write the model at ``source`` (a checkpoint file or an exported folder) into ``out``:
     weights, config and model card, each file atomically. Raises ``CheckpointError`` for an
     unreadable source, ``ConfigError`` for an ``out`` that ``check_out`` refuses, ``WriteError``
@@ -78,7 +81,7 @@ def export_model(source: Path, out: Path, log: Callable[[str], None] = print) ->
     files = [Path(out) / name for name in EXPORTED]
     size = sum(path.stat().st_size for path in files)
     source_size = _size(Path(source))
-    log(
+    logger.info(
         f"exported {source} (step {facts['step']}, {facts['weights'].split(' (')[0]} weights) to {out}: "
         f"{_bytes(size)}, {100 * size / max(source_size, 1):.1f} % of the checkpoint's {_bytes(source_size)}"
     )

@@ -25,6 +25,7 @@ name says. A sample without a spectrogram PNG gets one, drawn into OUT.
 from __future__ import annotations
 
 import html
+import logging
 import os
 import re
 import secrets
@@ -32,7 +33,7 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..audio.artifacts import spectrogram_png
 from ..audio.io import AudioReadError, load_audio
@@ -42,6 +43,8 @@ from ..outputs import no_empty_folders_on_failure
 from ..owned import is_report_page
 from .html import CURVES, render
 from .sources import find_run, find_samples, input_of, own_file, plain_name, read_log, run_facts
+
+logger = logging.getLogger(__name__)
 
 
 class ReportSkip(Exception):
@@ -187,7 +190,6 @@ def build_report(
     run: Path | None = None,
     sample_dirs: list[Path] | None = None,
     out: Path | None = None,
-    log: Callable[[str], None] = print,
     timings: bool = True,
 ) -> Page:
     """Write the page about ``run`` (default: the newest) into ``out`` (default RUN/report).
@@ -198,12 +200,10 @@ def build_report(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: --out is a file, not a folder; give --out a folder for the page")
     with no_empty_folders_on_failure(out):
-        return _build_report(run, sample_dirs, out, log, timings)
+        return _build_report(run, sample_dirs, out, timings)
 
 
-def _build_report(
-    run: Path, sample_dirs: list[Path] | None, out: Path, log: Callable[[str], None], timings: bool = True
-) -> Page:
+def _build_report(run: Path, sample_dirs: list[Path] | None, out: Path, timings: bool = True) -> Page:
     if sample_dirs:
         for folder in sample_dirs:
             problem = wrong_kind(folder, "folder")
@@ -212,6 +212,7 @@ def _build_report(
         folders = [Path(f) for f in sample_dirs]
     else:
         folders = [run / "samples", Path("samples")]
+    logger.debug(f"report of {run}: samples looked for in {', '.join(map(str, folders))}")
     rows = read_log(run / "log.csv")
     facts = run_facts(run, rows)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,7 +222,7 @@ def _build_report(
     for record in find_samples(facts["name"], folders):
         folder = Path(record["folder"])
         if not own_file(folder / record["wav"], "wav"):  # a link to any file the user can read: never published
-            log(f"skipped {folder / record['wav']}: not a WAV file of its own (a link, or not audio)")
+            logger.warning(f"skipped {folder / record['wav']}: not a WAV file of its own (a link, or not audio)")
             continue
         try:
             png = _spectrogram(folder, record["wav"], record.get("spectrogram"), page)
@@ -232,15 +233,15 @@ def _build_report(
                 shown["input_wav"] = page.put(folder / source)
             shown["wav"] = page.put(folder / record["wav"])
         except (AudioReadError, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors
-            log(f"skipped {folder / record['wav']}: cannot read it ({exc})")
+            logger.warning(f"skipped {folder / record['wav']}: cannot read it ({exc})")
             continue
         except ReportSkip as exc:
-            log(f"skipped {exc}")
+            logger.warning(f"skipped {exc}")
             continue
         samples.append(shown)
     index = out / "index.html"
     atomic_write_text(index, render(facts, rows, curves, samples, timings))  # last: the page appears complete
-    log(
+    logger.info(
         f"wrote {index}: {len(samples)} sample{'s' * (len(samples) != 1)}, "
         f"{'curves of ' + str(len(rows)) + ' log rows' if rows else 'no training log yet'}"
     )

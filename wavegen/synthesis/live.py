@@ -8,6 +8,7 @@ the time spent generating alone), a device player buffers (``audio.live_out.Devi
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from ..audio.mel_input import frames_from_audio, frames_from_npy, frames_from_ra
 from ..generate.live import LiveStream, stream_audio
 from ..generate.request import GenerationRequest
 from .synth import load_checkpoint
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SECONDS = 2.0  # synth's length when none is asked for (and no mel features give one)
 KEEP_UP_AFTER_S = 1.0  # audio generated before the speed is judged
@@ -36,11 +39,8 @@ class LiveResult:
     closed: bool = False  # the pipe's reader went away before the end (generation stopped)
 
 
-def play_stream(
-    stream: LiveStream, sink: Sink, log: Callable[[str], None], clock: Callable[[], float] = time.perf_counter
-) -> LiveResult:
-    """Move ``stream``'s blocks into ``sink`` as they come, then close both. Says once (through
-    ``log``) when, after ``KEEP_UP_AFTER_S`` of audio, generation is slower than real time, with
+def play_stream(stream: LiveStream, sink: Sink, clock: Callable[[], float] = time.perf_counter) -> LiveResult:
+    """Move ``stream``'s blocks into ``sink`` as they come, then close both. Warns once when, after ``KEEP_UP_AFTER_S`` of audio, generation is slower than real time, with
     what runs and what would keep up. A closed pipe (``BrokenPipeError``) ends it quietly:
     generation stops and ``closed`` is set. Any other exception (Ctrl-C too) aborts the sink and
     is raised."""
@@ -62,7 +62,7 @@ def play_stream(
             sink.write(block)
             written += block.shape[1]
             if not warned and rtf is not None and rtf < 1.0 and written >= KEEP_UP_AFTER_S * rate:
-                log(too_slow(stream, rtf))
+                logger.warning(too_slow(stream, rtf))
                 warned = True
         sink.close()
     except BrokenPipeError:
@@ -92,11 +92,11 @@ def too_slow(stream: LiveStream, rtf: float) -> str:
     )
 
 
-def open_sink(to: str, stream: LiveStream, out: BinaryIO | None, log: Callable[[str], None]) -> Sink:
+def open_sink(to: str, stream: LiveStream, out: BinaryIO | None) -> Sink:
     """The sink ``to`` names for ``stream``: "wav" or "raw" into ``out``, "play" on the device."""
     channels = len(stream.seeds)
     if to == "play":
-        return DevicePlayer(stream.sample_rate, channels, stream.samples, log)
+        return DevicePlayer(stream.sample_rate, channels, stream.samples)
     if out is None:
         raise ValueError(f"a {to} stream needs a file to write to")
     if to == "raw":
@@ -109,7 +109,6 @@ def synthesize_live(
     request: GenerationRequest,
     to: str = "wav",
     out: BinaryIO | None = None,
-    log: Callable[[str], None] = print,
 ) -> LiveResult:
     """``request``'s streams from a checkpoint as they are made: a WAV (channel i = stream i)
     or raw 16-bit PCM into ``out`` (``to`` "wav" or "raw"), or played on the default output
@@ -120,24 +119,24 @@ def synthesize_live(
     if request.seconds is None and request.mel is None:
         request = request.replace(seconds=DEFAULT_SECONDS)
     model, _, config, step = load_checkpoint(checkpoint)
-    with stream_audio(model, config.data.sample_rate, str(checkpoint), request, log, step=step) as stream:
-        result = play_stream(stream, open_sink(to, stream, out, log), log)
-    _said(result, stream, to, log)
+    with stream_audio(model, config.data.sample_rate, str(checkpoint), request, step=step) as stream:
+        result = play_stream(stream, open_sink(to, stream, out))
+    _said(result, stream, to)
     return result
 
 
-def _said(result: LiveResult, stream: LiveStream, to: str, log: Callable[[str], None]) -> None:
+def _said(result: LiveResult, stream: LiveStream, to: str) -> None:
     """The last line: what was heard, how fast, and any gaps."""
     rate, n = stream.sample_rate, len(stream.seeds)
     heard = f"{n} × {result.samples / rate:g} s"
     speed = "" if result.rtf is None else f": {result.rtf:.2f}× real time"
     if result.closed:
-        log(f"stopped: standard output was closed after {heard}")
+        logger.info(f"stopped: standard output was closed after {heard}")
     elif to == "play":
         gaps = f", {result.gaps} gap{'s' if result.gaps != 1 else ''} (generation fell behind)" if result.gaps else ""
-        log(f"played {heard}{speed}{gaps}")
+        logger.info(f"played {heard}{speed}{gaps}")
     else:
-        log(f"streamed {heard} to standard output{speed}")
+        logger.info(f"streamed {heard} to standard output{speed}")
 
 
 def mel_frames_of(source: str | Path, settings: MelSettings, stdin: BinaryIO | None = None) -> Iterator[np.ndarray]:
@@ -161,7 +160,6 @@ def vocode_live(
     request: GenerationRequest,
     to: str = "wav",
     out: BinaryIO | None = None,
-    log: Callable[[str], None] = print,
     stdin: BinaryIO | None = None,
 ) -> LiveResult:
     """A vocoder's audio as its input arrives (``mel_frames_of``): one block per mel frame, each
@@ -171,7 +169,7 @@ def vocode_live(
     model, _, config, step = load_checkpoint(checkpoint)
     frames = mel_frames_of(source, mel_settings(model.config, config.data, checkpoint), stdin)
     hop = model.config.mel_hop
-    with stream_audio(model, config.data.sample_rate, str(checkpoint), request, log, hop, frames, step) as stream:
-        result = play_stream(stream, open_sink(to, stream, out, log), log)
-    _said(result, stream, to, log)
+    with stream_audio(model, config.data.sample_rate, str(checkpoint), request, hop, frames, step) as stream:
+        result = play_stream(stream, open_sink(to, stream, out))
+    _said(result, stream, to)
     return result

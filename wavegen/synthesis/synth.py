@@ -3,9 +3,10 @@ sample record per stream."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..audio.artifacts import SampleRecord
 from ..audio.mulaw import decode
@@ -19,6 +20,8 @@ from ..model.network import WaveNet
 from ..outputs import distinct_names, leaves_no_empty_folder, safe_name, sample_path, writable_folder
 from ..run_config import check_unedited
 from ..runs import model_name
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,7 +56,6 @@ def synthesize(
     checkpoint: Path,
     out: Path = Path("samples"),
     request: GenerationRequest | None = None,
-    log: Callable[[str], None] = print,
     progress: bool = True,
     timings: bool = True,
     **asked: Any,
@@ -67,7 +69,7 @@ def synthesize(
     note_kept(kept_note(0, request.n or 1, out))
     model, payload, config, step = load_checkpoint(checkpoint)
     run_name = safe_name(model_name(checkpoint))
-    made = generate_streams(model, config.data.sample_rate, str(checkpoint), request, log, progress, step)
+    made = generate_streams(model, config.data.sample_rate, str(checkpoint), request, progress, step)
     names, rate, n = made.labels, made.sample_rate, len(made.seeds)
     # Labels come from the data or the checkpoint: made safe and distinct as the model's whole
     # list, so a label's file name does not depend on which others were asked for.
@@ -96,14 +98,15 @@ def synthesize(
         audio = decode(made.codes[i]).numpy()
         # an earlier sample of this request is replaced; another's, or a user's file, never is
         meta = {**record.meta(), "seconds": round(len(audio) / rate, 4)}
-        path = sample_path(out, run_name, f"-step{step}{tag}-seed{s}.wav", meta, taken, log)
+        path = sample_path(out, run_name, f"-step{step}{tag}-seed{s}.wav", meta, taken)
         with signals_held():  # a stop while it is written comes once it is in place, and counted
             record.write(path, audio, rate, timings)  # one stream at a time, whole
             files.append(path)
             note_kept(kept_note(len(files), n, out))
+        logger.debug(f"wrote {path} with its .png and .json")
     sps = made.samples_per_s
     result = SynthResult(files, sps, sps / rate, made.engine, names, made.precision)
-    log(
+    logger.info(
         f"wrote {len(files)} file{'s' * (len(files) != 1)} to {out}: {sps:,.0f} samples/s over {n} "
         f"stream{'s' * (n != 1)}, "
         f"{result.real_time_factor:.3f}× real time"

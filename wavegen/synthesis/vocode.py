@@ -9,9 +9,10 @@ noise alone scores ~9 dB on speech and ~20 dB on pure tones, whose quiet bands i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,8 @@ from ..run_config import check_unedited
 from ..runs import model_name
 from .synth import kept_note, step_of
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class VocodeResult:
@@ -47,7 +50,6 @@ def vocode(
     inputs: list[Path],
     out: Path = Path("samples"),
     request: GenerationRequest | None = None,
-    log: Callable[[str], None] = print,
     progress: bool = True,
     **asked: Any,
 ) -> VocodeResult:
@@ -70,15 +72,15 @@ def vocode(
     check_unedited(checkpoint, config)  # edited analysis settings could not take effect: refuse them
     settings = mel_settings(model.config, config.data, checkpoint)
     names = _input_labels(model, list(request.labels), len(inputs), checkpoint)
-    audios = _read_inputs(inputs, settings, log)
+    audios = _read_inputs(inputs, settings)
     check_samples(len(audios), max(len(a) for a in audios), settings.sample_rate, "inputs")
     features = [log_mel(audio, settings) for audio in audios]
     seconds = sum(len(a) for a in audios) / settings.sample_rate
     step = step_of(payload, checkpoint)
-    log(
+    logger.info(
         f"vocoding {len(inputs)} file{'s' if len(inputs) != 1 else ''} ({duration(seconds)}) with {checkpoint}, step {step}"
     )
-    result = resynthesize(model, features, [len(a) for a in audios], request, names, log, progress)
+    result = resynthesize(model, features, [len(a) for a in audios], request, names, progress)
     record = SampleRecord(
         kind="vocode",
         run=safe_name(model_name(checkpoint)),
@@ -93,9 +95,9 @@ def vocode(
         streams=len(inputs),
         took_s=result.took_s,
     )
-    files, distances = _write(inputs, audios, result.audio, names, record, settings, out, log)
+    files, distances = _write(inputs, audios, result.audio, names, record, settings, out)
     how = f"'{result.engine}' engine" + ("" if result.precision == "fp32" else f" ({result.precision})")
-    log(
+    logger.info(
         f"{result.samples_per_s:,.0f} samples/s with the {how}, "
         f"{result.samples_per_s / settings.sample_rate:.3f}× real time"
     )
@@ -122,7 +124,6 @@ def _write(
     record: SampleRecord,
     settings: MelSettings,
     out: Path,
-    log: Callable[[str], None],
 ) -> tuple[list[Path], list[float]]:
     """Each output with its record, the input's copy beside it; returns the files and distances."""
     files, distances = [], []
@@ -134,7 +135,7 @@ def _write(
         label = names[i] if names else None
         mine = replace(record, seed=record.seed + i, label=label, extra={"input": {"source": str(path)}})
         meta = {**mine.meta(), "seconds": round(len(audio) / settings.sample_rate, 4)}
-        target = sample_path(out, safe_name(Path(path).stem), "-vocoded.wav", meta, taken, log)
+        target = sample_path(out, safe_name(Path(path).stem), "-vocoded.wav", meta, taken)
         distance = mel_distance(log_mel(decode(encode(audios[i])).numpy(), settings), log_mel(audio, settings))
         copy = target.with_suffix(".input.wav")  # first: the output's JSON names complete files only
         with signals_held(), all_or_none():  # the copy and the output's set: all five files or none
@@ -147,11 +148,11 @@ def _write(
             files.append(target)
             note_kept(kept_note(len(files), len(inputs), out))
         distances.append(distance)
-        log(f"wrote {target}: log-mel distance to {path} {distance:.2f} dB")
+        logger.info(f"wrote {target}: log-mel distance to {path} {distance:.2f} dB")
     return files, distances
 
 
-def _read_inputs(inputs: list[Path], settings: MelSettings, log: Callable[[str], None]) -> list[np.ndarray]:
+def _read_inputs(inputs: list[Path], settings: MelSettings) -> list[np.ndarray]:
     """Each recording as mono float audio at the model's rate; ``DataError`` for one that cannot
     be read or is longer than ``MAX_SECONDS``."""
     audios = []
@@ -162,7 +163,7 @@ def _read_inputs(inputs: list[Path], settings: MelSettings, log: Callable[[str],
             raise DataError(f"{path}: cannot vocode ({exc})") from None
         audio = recording.audio
         if cancel_note(recording):  # a near-silent input would otherwise puzzle: say why
-            log(f"note: {path}: {cancel_note(recording)}")
+            logger.warning(f"note: {path}: {cancel_note(recording)}")
         if len(audio) > MAX_SECONDS * settings.sample_rate:
             raise DataError(
                 f"{path}: {len(audio) / settings.sample_rate:.0f} s long; vocode takes recordings of "

@@ -12,17 +12,20 @@ it did before there were several.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError, DistributedError
+from ..messages import silenced
 
 ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+T = TypeVar("T")
 
 
 @dataclass
@@ -107,6 +110,18 @@ class World:
         if self.joined and dist.is_initialized():
             dist.destroy_process_group()
         self.joined = False
+
+
+def rank_zero_speaks(train: Callable[..., T]) -> Callable[..., T]:
+    """``train`` (called with ``world=``) says nothing in the processes of a distributed run
+    but rank 0, which says it once for all: the other ranks' loggers are silenced while it runs."""
+
+    @functools.wraps(train)
+    def silent_unless_main(*args, world: World | None = None, **kwargs) -> T:
+        with silenced(world is not None and not world.is_main):
+            return train(*args, world=world, **kwargs)
+
+    return silent_unless_main
 
 
 def from_env(environ: Mapping[str, str] = os.environ) -> tuple[int, int, int]:

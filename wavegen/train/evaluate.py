@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from ..model import checkpoint as ckpt
 from ..run_config import check_unedited
 from .validation import check_compatible, validation_bits
 
+logger = logging.getLogger(__name__)
+
 
 def evaluate(
     checkpoint: Path,
@@ -39,7 +41,6 @@ def evaluate(
     max_seconds: float | None = 600.0,
     engine: str = "auto",
     device: str = "auto",
-    log: Callable[[str], None] = print,
     progress: bool = True,
     precision: str = "fp32",
 ) -> dict:
@@ -67,10 +68,12 @@ def evaluate(
         "val_bits": round(bits, 4),
         "val_seconds": round(count / data.sample_rate, 2),
     }
-    log(f"validation: {bits:.3f} bits/sample ({precision}) over {duration(count / data.sample_rate)} of held-out audio")
+    logger.info(
+        f"validation: {bits:.3f} bits/sample ({precision}) over {duration(count / data.sample_rate)} of held-out audio"
+    )
     if model.config.mel_channels:
         settings = mel_settings(model.config, config.data, checkpoint)  # (the data's, as check_compatible made sure)
-        report.update(resynthesis_report(model, data, settings, seconds, files, request, log, progress))
+        report.update(resynthesis_report(model, data, settings, seconds, files, request, progress))
     return report
 
 
@@ -81,7 +84,6 @@ def resynthesis_report(
     seconds: float,
     files: int,
     request: GenerationRequest,
-    log: Callable[[str], None],
     progress: bool,
 ) -> dict:
     """A vocoder's copy-synthesis of the first ``seconds`` of the ``files`` longest validation
@@ -101,13 +103,13 @@ def resynthesis_report(
         features.append(np.asarray(split.mels[offset : offset + -(-n // hop)]))
     labels = [model.config.labels[split.labels[i]] for i in chosen] if split.labels is not None else None
     sources = [f["source"] for f in data.manifest["files"] if f["val"][1] > 0]
-    result = resynthesize(model, features, lengths, request, labels, log, progress)
+    result = resynthesize(model, features, lengths, request, labels, progress)
     distances = []
     for i, n, audio in zip(chosen, lengths, result.audio):
         offset, _ = split.spans[i]
         held_out = decode(torch.from_numpy(np.asarray(split.codes[offset : offset + n], np.int64))).numpy()
         distances.append(mel_distance(log_mel(held_out, settings), log_mel(audio, settings)))
-        log(f"  {sources[i]}: log-mel distance {distances[-1]:.2f} dB")
+        logger.info(f"  {sources[i]}: log-mel distance {distances[-1]:.2f} dB")
     report = {
         "mel_distance_db": round(float(np.mean(distances)), 3),
         "resynthesised": [
@@ -115,7 +117,7 @@ def resynthesis_report(
             for i, n, d in zip(chosen, lengths, distances)
         ],
     }
-    log(
+    logger.info(
         f"resynthesis of {len(chosen)} validation excerpts ({duration(sum(lengths) / data.sample_rate)}): "
         f"log-mel distance {report['mel_distance_db']:.2f} dB"
     )

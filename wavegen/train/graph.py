@@ -20,6 +20,7 @@ on eagerly.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Protocol
 
 import torch
@@ -27,6 +28,8 @@ import torch
 from ..config import Config
 from ..data.windows import Batch
 from .step import StepResult
+
+logger = logging.getLogger(__name__)
 
 WARMUP = 3  # eager steps on a side stream before capture
 
@@ -59,8 +62,8 @@ class GraphedStep:
     """Runs a ``Stepper``'s step eagerly for ``WARMUP`` steps, then captures its body and
     replays it. A batch of another shape is captured anew."""
 
-    def __init__(self, stepper: Stepper, log: Callable[[str], None]) -> None:
-        self.optimizer, self.log = stepper.optimizer, log
+    def __init__(self, stepper: Stepper) -> None:
+        self.optimizer = stepper.optimizer
         self.body, self._eager = stepper.step_body, stepper.eager_step
         self.replay: Callable[[], None] | None = None  # the captured step (None: not captured)
         self.static: list[Batch] = []  # the batches it reads, each step's copied in
@@ -136,4 +139,4 @@ class GraphedStep:
         if self.lr is not None:
             self._release()
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        self.log(f"the training step could not be captured as a CUDA graph ({reason}); it runs eagerly")
+        logger.warning(f"the training step could not be captured as a CUDA graph ({reason}); it runs eagerly")

@@ -13,8 +13,9 @@ conditions on (its rate, labels and mel analysis). The data and training setting
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -25,6 +26,8 @@ from ..errors import ConfigError
 from ..model import checkpoint as ckpt
 from ..runs import pick_checkpoint
 from .trainer import Trainer
+
+logger = logging.getLogger(__name__)
 
 FITTED = ("labels", "mel_channels", "mel_hop")  # model settings that come from the data (checked there)
 
@@ -54,12 +57,14 @@ def read_source(given: Path, run: Path, resuming: bool) -> Source:
     return Source(given, path, model.state_dict(), config, int(payload.get("step") or 0))
 
 
-def base_config(source: Source, recipe: Config | None, what: str, log: Callable[[str], None]) -> Config:
+def base_config(source: Source, recipe: Config | None, what: str) -> Config:
     """The new run's settings before ``--set``: ``recipe``'s data and training settings (the
     source's own when None) with the source's model. A recipe of another model shape is
     refused (``what`` names it)."""
     if recipe is None:
-        log(f"using the data and training settings {source.checkpoint} was trained with (--recipe R for others)")
+        logger.info(
+            f"using the data and training settings {source.checkpoint} was trained with (--recipe R for others)"
+        )
         return Config.from_dict(source.config.to_dict())
     differ = _differences(source.config, recipe)
     if differ:
@@ -71,12 +76,12 @@ def base_config(source: Source, recipe: Config | None, what: str, log: Callable[
     return Config(model=dataclasses.replace(source.config.model), data=recipe.data, train=recipe.train)
 
 
-def check(source: Source, config: Config, data: PreparedData, data_dir: Path, log: Callable[[str], None]) -> None:
+def check(source: Source, config: Config, data: PreparedData, data_dir: Path) -> None:
     """Refuse a ``--set`` that changed the model's settings from the source's, and data the model
     cannot train on (``check_data``); then say where the run starts from."""
     check_model(source, config)
     check_data(source, data, data_dir)
-    log(describe(source))
+    logger.info(describe(source))
 
 
 def check_model(source: Source, config: Config) -> None:

@@ -29,12 +29,13 @@ and only rank 0 logs, validates and writes the run folder.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -44,12 +45,13 @@ from ..devices import resolve_device
 from ..errors import TrainingDiverged, TrainingInterrupted, WriteError
 from ..files import atomic_write_text
 from ..locks import holds_run
+from ..messages import silenced
 from ..model import checkpoint as ckpt
 from ..progress import bar as progress_bar
 from ..run_config import CONFIG_FILE, CONFIG_MARKER, Change, read_run_file, says
 from ..runs import append_row, checkpoint_paths, clear_leftovers, resume_log
 from . import monitor
-from .distributed import World
+from .distributed import World, rank_zero_speaks
 from .init_from import Source, start_from
 from .schedule import VALIDATION_KEYS, describe_schedule
 from .settings import fit_to_data
@@ -58,18 +60,16 @@ from .slow import SlowStepNote, gpu_sized_note
 from .step import Figures
 from .trainer import Trainer, TrainResult
 
-
-def _quiet(message: str) -> None:
-    """The log of every process but rank 0."""
+logger = logging.getLogger(__name__)
 
 
+@rank_zero_speaks
 @holds_run("run")
 def train(
     config: Config,
     data_dir: Path,
     run: Path,
     device: str = "auto",
-    log: Callable[[str], None] = print,
     progress: bool = True,
     world: World | None = None,
     changes: Sequence[Change] = (),
@@ -90,29 +90,26 @@ def train(
     new run starts from (``--init-from``). A run already at ``train.steps`` trains nothing and says how to go on.
     """
     world = world or World(device=resolve_device(device))
-    if not world.is_main:
-        log, progress = _quiet, False
+    progress = progress and world.is_main  # (rank 0 alone speaks: rank_zero_speaks)
     run = Path(run)
-    trainer, payload = _open(config, data or PreparedData(Path(data_dir)), run, world, log, checkpoint)
+    trainer, payload = _open(config, data or PreparedData(Path(data_dir)), run, world, checkpoint)
     if init is not None and payload is None:  # a new run from a model's weights (--init-from)
         start_from(trainer, init)
     if payload is None:
         trainer.recipe = recipe
     if payload is not None:
-        _say_resumed(trainer, payload, changes, log)
+        _say_resumed(trainer, payload, changes)
         if trainer.step >= trainer.config.train.steps:
-            return _already_done(trainer, log)
+            return _already_done(trainer)
     if world.is_main:
-        _tidy_run_folder(trainer, resumed=payload is not None, log=log, current=config_file_current)
-    board = (
-        monitor.open_tensorboard(run, trainer.step + 1 if payload is not None else None, log) if world.is_main else None
-    )
-    _say_start(trainer, log)
+        _tidy_run_folder(trainer, resumed=payload is not None, current=config_file_current)
+    board = monitor.open_tensorboard(run, trainer.step + 1 if payload is not None else None) if world.is_main else None
+    _say_start(trainer)
     if payload is None and world.is_main and (note := gpu_sized_note(trainer.config, trainer.device)):
-        log(note)  # before the first validation, which alone can take minutes with such a recipe
+        logger.warning(note)  # before the first validation, which alone can take minutes with such a recipe
     try:
         monitor.first_validation(trainer, board, progress)
-        result = _steps(trainer, board, progress, log)
+        result = _steps(trainer, board, progress)
     finally:
         if board is not None:
             board.close()
@@ -120,20 +117,21 @@ def train(
         # exception's traceback keeps ``trainer`` alive through the caller's World.close, and
         # the group must be freed there (see World.close).
         trainer.net = trainer.forward = trainer.model
-    log(_summary(result, run))
+    logger.info(_summary(result, run))
     return result
 
 
 def _open(
-    config: Config, data: PreparedData, run: Path, world: World, log: Callable[[str], None], got: ckpt.Checkpoint | None
+    config: Config, data: PreparedData, run: Path, world: World, got: ckpt.Checkpoint | None
 ) -> tuple[Trainer, dict | None]:
     """The trainer with the final config on ``data``, and the run's checkpoint loaded into it
     when there is one (``got``, when the caller read it already; its payload is returned too:
     None for a new run)."""
     latest = checkpoint_paths(run)["latest"]
-    fitted = fit_to_data(config, data, data.folder, run, latest.is_file(), _quiet, check=False)
+    with silenced():
+        fitted = fit_to_data(config, data, data.folder, run, latest.is_file(), check=False)
     if fitted != config:  # not resolve_config's: fitted here, saying what resolve_config would
-        fitted = fit_to_data(config, data, data.folder, run, latest.is_file(), log)
+        fitted = fit_to_data(config, data, data.folder, run, latest.is_file())
     trainer = Trainer(fitted, data, run, world.device, world)
     if not latest.is_file():
         return trainer, None
@@ -143,15 +141,17 @@ def _open(
     return trainer, payload
 
 
-def _say_resumed(trainer: Trainer, payload: dict, changes: Sequence[Change], log: Callable[[str], None]) -> None:
+def _say_resumed(trainer: Trainer, payload: dict, changes: Sequence[Change]) -> None:
     """What resuming changes: settings, the schedule, the validation windows, new ranks' seeds."""
     config, world = trainer.config, trainer.world
-    log(f"resuming {trainer.run} at step {trainer.step}" + (f" with {', '.join(map(str, changes))}" if changes else ""))
+    logger.info(
+        f"resuming {trainer.run} at step {trainer.step}" + (f" with {', '.join(map(str, changes))}" if changes else "")
+    )
     if trainer.schedule_before is not None:
-        log(describe_schedule(trainer.step, config, trainer.schedule, trainer.schedule_before))
+        logger.info(describe_schedule(trainer.step, config, trainer.schedule, trainer.schedule_before))
     measure = [c.key for c in changes if c.key in VALIDATION_KEYS]
     if measure and trainer.best_val is not None:
-        log(
+        logger.info(
             f"validation scores other windows from here on ({', '.join(measure)} changed): its figures are not "
             f"comparable with those before step {trainer.step}, and best.pt is kept only when one beats "
             f"{trainer.best_val:.3f}"
@@ -159,16 +159,16 @@ def _say_resumed(trainer: Trainer, payload: dict, changes: Sequence[Change], log
     saved = len(payload["rng"].get("ranks") or [None])
     if world.size > saved and trainer.step < config.train.steps:
         which = f"rank {saved}" if saved == world.size - 1 else f"ranks {saved}..{world.size - 1}"
-        log(
+        logger.info(
             f"{which} draw{'s' if saved == world.size - 1 else ''} windows from new seeds "
             f"(the checkpoint holds the sampling state of {saved} process{'es' if saved > 1 else ''})"
         )
 
 
-def _already_done(trainer: Trainer, log: Callable[[str], None]) -> TrainResult:
+def _already_done(trainer: Trainer) -> TrainResult:
     """A run already at its last step: nothing is trained or written; say how to go on."""
     run, steps = trainer.run, trainer.config.train.steps
-    log(
+    logger.info(
         f"{run} is already at its last step ({trainer.step} of train.steps = {steps}); nothing to train. To train "
         f"on, give a larger --steps: wavegen train --run {run} --steps {2 * trainer.step}"
     )
@@ -182,7 +182,7 @@ def _already_done(trainer: Trainer, log: Callable[[str], None]) -> TrainResult:
     )
 
 
-def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None], current: bool | None) -> None:
+def _tidy_run_folder(trainer: Trainer, resumed: bool, current: bool | None) -> None:
     """Clear what a killed run left (temporary files, log rows past its checkpoint) and write
     config.toml unless it already says what the run is (``current``: whether it does, None: read
     it here; a user's file is left as written)."""
@@ -190,7 +190,7 @@ def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None]
     run.mkdir(parents=True, exist_ok=True)
     strays = clear_leftovers(run)
     if strays:
-        log(
+        logger.info(
             f"removed {len(strays)} unfinished temporary file{'s' if len(strays) > 1 else ''} of an interrupted "
             f"write ({', '.join(p.name for p in strays)})"
         )
@@ -198,7 +198,7 @@ def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None]
     dropped = resume_log(run / "log.csv", trainer.step if resumed else -1)
     if dropped:
         rows = f"{dropped} log row{'s' if dropped > 1 else ''}"
-        log(
+        logger.info(
             f"dropped {rows} that an interrupted run wrote after step {trainer.step} (its last checkpoint); "
             "they are trained again"
             if resumed
@@ -210,13 +210,12 @@ def _tidy_run_folder(trainer: Trainer, resumed: bool, log: Callable[[str], None]
         atomic_write_text(run / CONFIG_FILE, f"{CONFIG_MARKER}\n{to_toml(config)}")
 
 
-def _say_start(trainer: Trainer, log: Callable[[str], None]) -> None:
+def _say_start(trainer: Trainer) -> None:
     t, world = trainer.config.train, trainer.world
     per_step = world.size * t.accumulate * t.batch_size
-    trainer.log = log  # (a CUDA graph that cannot be captured says so when it is tried)
     graphed = "; the step is captured as a CUDA graph after its first steps" if trainer.graphed is not None else ""
     eager = f"; the step runs eagerly: {trainer.eager_reason}" if trainer.eager_reason else ""
-    log(
+    logger.info(
         f"training {trainer.model.parameter_count():,} parameters on {trainer.device} in {trainer.precision}, "
         f"receptive field {trainer.rf} samples ({1000 * trainer.rf / trainer.data.sample_rate:.0f} ms), "
         f"steps {trainer.step}..{t.steps}{graphed}{eager}"
@@ -242,20 +241,20 @@ class _Progress:
     read_at: tuple[float, int] | None = None  # (time, step) of the last read
 
 
-def _steps(trainer: Trainer, board, progress: bool, log: Callable[[str], None]) -> TrainResult:
+def _steps(trainer: Trainer, board, progress: bool) -> TrainResult:
     """Train from ``trainer.step`` to ``train.steps``; a stop request, a second signal or a
     failed write ends it with the message that says what is kept."""
     t, world = trainer.config.train, trainer.world
     latest = checkpoint_paths(trainer.run)["latest"]
     state = _Progress(
         progress_bar(total=t.steps, initial=trainer.step, desc="train", unit="step", enabled=progress),
-        SlowStepNote(trainer.device, trainer.step, t.steps, log),
+        SlowStepNote(trainer.device, trainer.step, t.steps),
     )
     try:
         with stop_requests() as stop:
             while trainer.step < t.steps:
                 _one_step(trainer, state)
-                stopping = _after_step(trainer, stop, state, board, log)
+                stopping = _after_step(trainer, stop, state, board)
                 if stopping:
                     state.bar.close()
                     world.barrier()  # nobody exits before rank 0 has written latest.pt (torchrun would kill it)
@@ -323,7 +322,7 @@ def _read(trainer: Trainer, state: _Progress) -> tuple[Figures, float]:
     return figures, rate
 
 
-def _after_step(trainer: Trainer, stop: threading.Event, state: _Progress, board, log: Callable[[str], None]) -> bool:
+def _after_step(trainer: Trainer, stop: threading.Event, state: _Progress, board) -> bool:
     """Read the step figures, validate, log, save and sample as the step's number asks;
     returns whether to stop (a stop request in any process: every process agrees, at the next
     step that logs, validates or saves when there are several, and rank 0 has saved this
@@ -348,7 +347,7 @@ def _after_step(trainer: Trainer, stop: threading.Event, state: _Progress, board
     if saving:
         trainer.save("latest", ranks)
     if t.sample_every and step % t.sample_every == 0 and not stopping:
-        monitor.training_sample(trainer, step, log, board)
+        monitor.training_sample(trainer, step, board)
     return stopping
 
 

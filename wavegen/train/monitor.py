@@ -26,9 +26,10 @@ would), shortened to that file's length.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +44,8 @@ from ..generate.streams import make_conditioning
 from ..progress import bar as progress_bar
 from ..runs import append_row
 
+logger = logging.getLogger(__name__)
+
 TENSORBOARD_HINT = "pip install tensorboard"  # the tensorboard extra holds just this, whatever the install
 
 
@@ -56,18 +59,19 @@ SCALARS = {  # log.csv column → TensorBoard tag
 }
 
 
-def open_tensorboard(run: Path, purge_step: int | None, log: Callable[[str], None]):
+def open_tensorboard(run: Path, purge_step: int | None):
     """A ``SummaryWriter`` on ``RUN/tensorboard`` or, when tensorboard is not installed, None
     (saying so, and how to turn it on). ``purge_step``: the first step a resumed run trains;
     events a killed run wrote from there on are dropped, as its log.csv rows are."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        log(
+        logger.info(
             f"TensorBoard logging is off (tensorboard is not installed; `{TENSORBOARD_HINT}` turns it on); "
             f"{Path(run) / 'log.csv'} has every logged step"
         )
         return None
+    logger.debug(f"TensorBoard events in {Path(run) / 'tensorboard'}")
     return SummaryWriter(str(Path(run) / "tensorboard"), purge_step=purge_step)
 
 
@@ -94,7 +98,7 @@ def sample_conditioning(model, data) -> tuple[str | None, np.ndarray | None, str
     return label, np.asarray(split.mels[offset : offset + count], np.float32), source, count * model.config.mel_hop
 
 
-def training_sample(trainer, step: int, log: Callable[[str], None], writer=None) -> Path | None:
+def training_sample(trainer, step: int, writer=None) -> Path | None:
     """Generate and write ``RUN/samples/step{step}.wav`` (+ .png, .json) from the weights validation
     uses, and hand its audio to TensorBoard. A failed write is reported and training goes on."""
     config = trainer.config
@@ -103,7 +107,7 @@ def training_sample(trainer, step: int, log: Callable[[str], None], writer=None)
     model = copy.deepcopy(source).to("cpu").eval()  # the engine packs these; training goes on with its own
     # One stream, no trial: the CPU's native engine where it builds (it leaves the GPU to training).
     request = GenerationRequest(device="auto" if trainer.device.type != "cpu" else "cpu", precision="fp32")
-    chosen = choose(request, 1, model, log, trial=False)
+    chosen = choose(request, 1, model, trial=False)
     label, mels, mel_source, most = sample_conditioning(model, trainer.data)
     num = max(1, round(seconds * rate))
     if most is not None:
@@ -132,8 +136,10 @@ def training_sample(trainer, step: int, log: Callable[[str], None], writer=None)
     try:
         record.write(path, audio, rate)
     except WriteError as exc:
-        log(f"{exc}; no sample at step {step}, training goes on")
+        logger.warning(f"{exc}; no sample at step {step}, training goes on")
         path = None
+    else:
+        logger.debug(f"wrote {path} ({took:.1f} s with the '{chosen.engine.name}' engine)")
     if writer is not None:
         writer.add_audio("sample", torch.from_numpy(audio)[None], step, sample_rate=rate)
     return path

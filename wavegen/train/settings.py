@@ -5,8 +5,9 @@ the model condition on). ``resolve_config`` returns the final config: nothing ch
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from ..audio.features import MelSettings, check_same_analysis
 from ..config import (
@@ -35,9 +36,7 @@ from ..run_config import (
 from ..runs import checkpoint_paths
 from . import init_from as start
 
-
-def _quiet(message: str) -> None:
-    """A log that says nothing."""
+logger = logging.getLogger(__name__)
 
 
 SHAPE_KEYS = (
@@ -95,7 +94,6 @@ def resolve_config(
     recipe: str | Config | None,
     overrides: list[str],
     steps: int | None,
-    log: Callable[[str], None] = _quiet,
     init_from: str | Path | None = None,
 ) -> Resolved:
     """The config a ``train`` call will use, whether it resumes an existing run, and what it
@@ -117,11 +115,11 @@ def resolve_config(
     checkpoint, raw, init = None, None, None  # raw: RUN/config.toml as read (once)
     if init_from is not None:  # a new run from a model's weights and settings
         init = start.read_source(Path(init_from), run, resuming)
-        config = start.base_config(init, None if recipe is None else _recipe(recipe), _what(recipe), log)
+        config = start.base_config(init, None if recipe is None else _recipe(recipe), _what(recipe))
     elif resuming:
         checkpoint = ckpt.read(latest)
         if recipe is not None:
-            _check_recipe(run, recipe, checkpoint.config, log)
+            _check_recipe(run, recipe, checkpoint.config)
         raw = read_run_file(run)
         config = with_edits(raw, run, checkpoint.config)
         stages.append(changes(checkpoint.config, config, str(saved_file)))
@@ -129,11 +127,11 @@ def resolve_config(
         raw = read_toml(saved_file)
         config = Config.from_dict(raw, source=str(saved_file))
         validate(config)
-        log(f"using the settings in {saved_file} (this run has no checkpoint yet)")
+        logger.info(f"using the settings in {saved_file} (this run has no checkpoint yet)")
     else:
         config = _recipe(recipe)
         if saved_file.is_file():
-            log(f"replacing {saved_file} (of an attempt that saved no checkpoint) with {_what(recipe)}")
+            logger.info(f"replacing {saved_file} (of an attempt that saved no checkpoint) with {_what(recipe)}")
     for source, items in (("--set", overrides), ("--steps", [] if steps is None else [f"train.steps={steps}"])):
         before = Config.from_dict(config.to_dict())
         apply_overrides(config, items)
@@ -143,8 +141,8 @@ def resolve_config(
         _check_resumed(run, checkpoint, found, config)
     data = PreparedData(data_dir)
     if init is not None:
-        start.check(init, config, data, Path(data_dir), log)
-    config = fit_to_data(config, data, Path(data_dir), run, resuming, log)
+        start.check(init, config, data, Path(data_dir))
+    config = fit_to_data(config, data, Path(data_dir), run, resuming)
     if raw is None and saved_file.is_file():  # a new run's recipe: the old file is kept if it says the same
         raw = read_run_file(run)
     origin = None if resuming else _origin(recipe, init_from, saved_file if saved_file.is_file() else None)
@@ -178,7 +176,7 @@ def _what(recipe: str | Config | None) -> str:
     return "the given config" if isinstance(recipe, Config) else f"recipe '{recipe}'"
 
 
-def _check_recipe(run: Path, recipe: str | Config, saved: Config, log: Callable[[str], None]) -> None:
+def _check_recipe(run: Path, recipe: str | Config, saved: Config) -> None:
     """``--recipe`` given for an existing run: its model shape must be the run's; its other
     settings do not apply (the run's own do), which is said rather than done silently."""
     wanted, what = _recipe(recipe), _what(recipe)
@@ -190,7 +188,7 @@ def _check_recipe(run: Path, recipe: str | Config, saved: Config, log: Callable[
         )
     other = [key for key, _, _ in differences(saved, wanted) if key.startswith("train.")]
     if other:
-        log(
+        logger.warning(
             f"{what} differs from run {run} in {', '.join(other)}: the run's own settings apply "
             "(change them with --set or in its config.toml)"
         )
@@ -202,7 +200,6 @@ def fit_to_data(
     data_dir: Path,
     run: Path,
     resuming: bool,
-    log: Callable[[str], None] = print,
     check: bool = True,
 ) -> Config:
     """``config`` fitted to the prepared ``data`` (read from ``data_dir``), as a new validated
@@ -212,7 +209,7 @@ def fit_to_data(
     ``config`` itself is not changed; a config fitted already comes back equal. ``check=False``:
     not validated (to compare it with one that was)."""
     m, d = config.model, config.data
-    rate = _sample_rate(d.sample_rate, data, data_dir, run, resuming, log)
+    rate = _sample_rate(d.sample_rate, data, data_dir, run, resuming)
     mel = data.mel or {}
     labels, bands, hop = list(data.labels), int(mel.get("bands", 0)), int(mel.get("hop", 0))
     wanted = {"labels": labels, "mel_channels": bands, "mel_hop": hop}
@@ -242,13 +239,11 @@ def fit_to_data(
     if not resuming and (labels or bands):
         parts = [f"{len(labels)} labels ({', '.join(labels)})"] if labels else []
         parts += [f"{bands}-band log-mels every {hop} samples"] if bands else []
-        log("conditioning on " + " and ".join(parts))
+        logger.info("conditioning on " + " and ".join(parts))
     return fitted
 
 
-def _sample_rate(
-    rate: int, data: PreparedData, data_dir: Path, run: Path, resuming: bool, log: Callable[[str], None]
-) -> int:
+def _sample_rate(rate: int, data: PreparedData, data_dir: Path, run: Path, resuming: bool) -> int:
     """The rate a run trains at: the prepared data's. A resumed run's must be its own."""
     if data.sample_rate == rate:
         return rate
@@ -257,7 +252,7 @@ def _sample_rate(
             f"{data_dir}: prepared at {data.sample_rate} Hz but run {run} is at "
             f"{rate} Hz; prepare again with --sample-rate {rate}"
         )
-    log(f"using the prepared data's rate, {data.sample_rate} Hz (recipe said {rate})")
+    logger.info(f"using the prepared data's rate, {data.sample_rate} Hz (recipe said {rate})")
     return data.sample_rate
 
 

@@ -4,13 +4,15 @@ the whole run would take."""
 
 from __future__ import annotations
 
-from typing import Callable
+import logging
 
 import numpy as np
 import torch
 
 from ..config import Config
 from ..model.network import WaveNet
+
+logger = logging.getLogger(__name__)
 
 # A step slower than this on a CPU is a recipe sized for a GPU (the default takes ~10 s a step on
 # a laptop CPU, the tiny one ~0.05 s): say once what the whole run would take, and train on.
@@ -52,9 +54,9 @@ class SlowStepNote:
     more than ``SLOW_CPU_STEP_S`` seconds, logs once how long a step takes, what the rest of
     ``train.steps`` would take in hours, and how to train something smaller."""
 
-    def __init__(self, device: torch.device, step: int, steps: int, log: Callable[[str], None]) -> None:
+    def __init__(self, device: torch.device, step: int, steps: int) -> None:
         self.watching = device.type == "cpu"
-        self.start, self.steps, self.log = step, steps, log
+        self.start, self.steps = step, steps
         self.times: list[float] = []
 
     def after(self, step: int, seconds: float) -> None:
@@ -68,7 +70,7 @@ class SlowStepNote:
         each = float(np.median(self.times))
         if each > SLOW_CPU_STEP_S:
             hours = each * (self.steps - step) / 3600
-            self.log(
+            logger.warning(
                 f"a training step takes {each:.1f} s on this CPU: the {self.steps - step:,} steps left to "
                 f"train.steps = {self.steps:,} would take about {hours:,.1f} hours. Train "
                 f"--recipe {CPU_RECIPE} for speech or music on a CPU, --recipe tiny for tones, or a smaller "

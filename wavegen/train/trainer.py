@@ -7,7 +7,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -102,10 +102,9 @@ class Trainer:
             )
         # The training forward: compiled on request (self.model keeps the weights and state dict).
         self.forward = torch.compile(self.net) if t.compile else self.net
-        self.log: Callable[[str], None] = lambda message: None  # (the loop's, once it runs)
         # On a GPU the step is captured as a CUDA graph where it can be; else why not ("" on a CPU).
         self.eager_reason = graph.plan(config, device, self.world.distributed)
-        self.graphed = None if self.eager_reason is not None else GraphedStep(self, lambda m: self.log(m))
+        self.graphed = None if self.eager_reason is not None else GraphedStep(self)
         self.val_batches = self._validation_batches() if self.world.is_main else []  # only rank 0 validates
         self.step, self.best_val = 0, None
         # The loss, norm, skipped steps and those in a row (too many stop the run:

@@ -4,10 +4,12 @@ loading the built library (once per process)."""
 from __future__ import annotations
 
 import ctypes
+import logging
 from pathlib import Path
-from typing import Callable
 
 from .toolchain import NativeUnavailable, build, built
+
+logger = logging.getLogger(__name__)
 
 ABI_VERSION = 3
 PRECISION_CODES = {"fp32": 0, "bf16": 1, "int8": 2}  # wavenet.cpp: enum Precision
@@ -66,11 +68,13 @@ def open_library(path: Path) -> ctypes.CDLL:
 _loaded: dict[str, ctypes.CDLL | NativeUnavailable] = {}
 
 
-def load(log: Callable[[str], None] | None = None) -> ctypes.CDLL:
+def load() -> ctypes.CDLL:
     """Build if needed and load the library (once per process); raises ``NativeUnavailable``."""
     if "lib" not in _loaded:
         try:
-            _loaded["lib"] = open_library(build(log))
+            path = build()
+            logger.debug(f"native engine: loading {path}")
+            _loaded["lib"] = open_library(path)
         except NativeUnavailable as exc:
             _loaded["lib"] = exc
     found = _loaded["lib"]

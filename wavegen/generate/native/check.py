@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from ...config import ModelConfig
+from ...messages import setup
 from ...model.conditioning import Conditioning
 from ...model.network import WaveNet
 from ..engine import sample_codes, stream_uniforms
@@ -43,6 +45,8 @@ from ..state import silence
 from .abi import load, open_library
 from .engine import NativeEngine
 from .toolchain import NativeUnavailable, build, find_compiler
+
+logger = logging.getLogger(__name__)
 
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 COND: dict[str, Any] = dict(labels=["a", "b", "c"], mel_channels=5, mel_hop=16, cond_channels=12)
@@ -202,7 +206,7 @@ def _sanitized_child(path: Path) -> int:
     runtime = subprocess.run([find_compiler(), "-print-file-name=libasan.so"], capture_output=True, text=True)
     libasan = runtime.stdout.strip()
     if runtime.returncode or not os.path.isabs(libasan):  # the compiler prints the bare name when it has none
-        print("native check: the compiler has no libasan.so for --sanitize", file=sys.stderr)
+        logger.error("native check: the compiler has no libasan.so for --sanitize")
         return 1
     preload = " ".join(filter(None, [libasan, os.environ.get("LD_PRELOAD", "")]))
     options = ":".join(filter(None, ["detect_leaks=0", os.environ.get("ASAN_OPTIONS", "")]))
@@ -217,17 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sanitize", action="store_true", help="build with ASan + UBSan and check that build")
     parser.add_argument("--library", type=Path, help="check this built library (no build)")
     args = parser.parse_args(argv)
+    setup()  # its messages (a build, every mismatch) on stderr, as the commands' are
     tick = time.perf_counter()
     try:
         if args.sanitize:
-            return _sanitized_child(build(print, extra=SANITIZE_FLAGS, variant="sanitize"))
-        lib = open_library(args.library) if args.library else load(print)
+            return _sanitized_child(build(extra=SANITIZE_FLAGS, variant="sanitize"))
+        lib = open_library(args.library) if args.library else load()
     except NativeUnavailable as exc:
-        print(f"native check: {exc}", file=sys.stderr)
+        logger.error(f"native check: {exc}")
         return 1
     mismatches = run(lib)
     for line in mismatches:
-        print(f"native check: {line}", file=sys.stderr)
+        logger.error(f"native check: {line}")
     if not mismatches:
         kind = lib.wg_dot_kind().decode()
         print(f"native check: {len(cases())} cases agree ({kind} integer kernel, {time.perf_counter() - tick:.1f} s)")

@@ -13,9 +13,9 @@ the frame rate, a block of frames at a time, which the kernel upsamples itself.
 from __future__ import annotations
 
 import ctypes
+import logging
 import time
 import weakref
-from typing import Callable
 
 import numpy as np
 import torch
@@ -29,6 +29,8 @@ from .abi import PRECISION_CODES, Cond, load
 from .packing import pack, pack_int8, pack_terms, term_width
 from .toolchain import NativeUnavailable
 from .tuning import LayoutTuner, default_threads
+
+logger = logging.getLogger(__name__)
 
 MAX_TERM_FRAMES = 256  # frames of frame-rate terms per block (and at most terms.TERM_BYTES)
 
@@ -47,7 +49,6 @@ class NativeEngine:
         model: WaveNet,
         device: torch.device | str = "cpu",
         threads: int | None = None,
-        log: Callable[[str], None] | None = None,
         precision: str = "fp32",
         *,
         lib: ctypes.CDLL | None = None,
@@ -57,7 +58,7 @@ class NativeEngine:
         self.precision = check_precision(precision)
         if torch.device(device).type != "cpu":
             raise NativeUnavailable("the native engine runs on the CPU only (use --device cpu)")
-        self.lib = lib or load(log)
+        self.lib = lib or load()
         self.model = model.cpu().eval()
         self.int8 = None
         if precision == "bf16":  # the fp32 engine on rounded weights, read as bf16
@@ -81,6 +82,7 @@ class NativeEngine:
         if not handle:
             raise NativeUnavailable(f"engine setup failed: {error.value.decode()}")
         self.handle = handle
+        logger.debug(f"native engine: {precision} weights, up to {self.threads} threads")
         self._close = weakref.finalize(self, self.lib.wg_destroy, handle)
         self._silence: tuple[np.ndarray, np.ndarray, int] | None = None
         self.batch = 0

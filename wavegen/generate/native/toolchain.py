@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import platform
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from ...cache import cache_dir
 from ...errors import EngineUnavailable
+
+logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).resolve().parent / "wavenet.cpp"
 FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-pthread"]
@@ -89,7 +92,7 @@ def fingerprint(compiler: str, extra: Sequence[str] = ()) -> str:
     return digest.hexdigest()[:20]
 
 
-def build(log: Callable[[str], None] | None = None, extra: Sequence[str] = (), variant: str = "") -> Path:
+def build(extra: Sequence[str] = (), variant: str = "") -> Path:
     """Compile the library unless a matching one is cached; return its path. ``extra`` flags
     build a variant into the subfolder ``variant`` of the cache (which it then needs)."""
     if not SOURCE.is_file():
@@ -108,7 +111,7 @@ def build(log: Callable[[str], None] | None = None, extra: Sequence[str] = (), v
     with _build_lock(folder):
         if target.is_file():  # built by another process while this one waited for the lock
             return target
-        _compile(compiler, target, log, extra)
+        _compile(compiler, target, extra)
     return target
 
 
@@ -143,11 +146,11 @@ def _build_lock(folder: Path) -> Iterator[None]:
         yield
 
 
-def _compile(compiler: str, target: Path, log: Callable[[str], None] | None, extra: Sequence[str] = ()) -> None:
+def _compile(compiler: str, target: Path, extra: Sequence[str] = ()) -> None:
     """Compile SOURCE into ``target`` through a temporary file beside it."""
     folder = target.parent
-    if log:
-        log(f"building the native engine with {Path(compiler).name} (once per machine, a few seconds)")
+    logger.info(f"building the native engine with {Path(compiler).name} (once per machine, a few seconds)")
+    logger.debug(f"native engine: {compiler} {' '.join(flags(extra))} -o {target}")
     temporary = folder / f".wavenet-{os.getpid()}-{uuid.uuid4().hex[:8]}.so"
     try:
         done = subprocess.run(

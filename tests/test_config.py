@@ -181,6 +181,17 @@ SHIPPED = {
         "train.sample_every": 0,
         "train.threads": 1,
     },
+    "small": {
+        "model.cycles": 2,
+        "train.batch_size": 4,
+        "train.segment_length": 4000,
+        "train.steps": 20000,
+        "train.checkpoint_every": 250,
+        "train.val_every": 250,
+        "train.val_batches": 8,
+        "train.log_every": 10,
+        "train.sample_every": 1000,
+    },
     "speakers": {"data.label_source": "folders"},
     "vocoder": {"model.cycles": 2, "data.mel_bands": 80, "data.mel_fmax": 8000.0},
 }

@@ -410,6 +410,7 @@ def test_resume_and_eval_refuse_features_analysed_otherwise(tmp_path, changed, s
 def test_a_log_that_cannot_be_written_stops_the_run_saying_what_is_kept(prepared, tmp_path, monkeypatch, failing_row):
     from wavegen.errors import WavegenError, WriteError
     from wavegen.train import loop as training
+    from wavegen.train import monitor
 
     original = training.append_row
 
@@ -419,6 +420,7 @@ def test_a_log_that_cannot_be_written_stops_the_run_saying_what_is_kept(prepared
         return original(path, row)
 
     monkeypatch.setattr(training, "append_row", append_row)
+    monkeypatch.setattr(monitor, "append_row", append_row)  # (row 0: the first validation's)
     run = tmp_path / "run"
     with pytest.raises(WavegenError) as stopped:
         trained(prepared, run)

@@ -61,9 +61,7 @@ def resume(prepared, run, overrides=(), steps=None):
             run,
             device="cpu",
             progress=False,
-            changes=resolved.changes,
-            checkpoint=resolved.checkpoint,
-            config_file_current=resolved.config_file_current,
+            **resolved.found(),  # as the command passes them
         )
     return result, said
 

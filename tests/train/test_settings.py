@@ -50,9 +50,7 @@ def run_train(resolved, data, run):
         run,
         device="cpu",
         progress=False,
-        changes=resolved.changes,
-        checkpoint=resolved.checkpoint,
-        config_file_current=resolved.config_file_current,
+        **resolved.found(),  # as the command passes them
     )
 
 

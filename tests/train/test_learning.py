@@ -78,8 +78,8 @@ def learns_and_plays_back(folder, pitch: float, seed: int, precision: str) -> No
     config = apply_overrides(
         load_recipe("tiny"), [f"train.steps={STEPS}", f"train.precision={precision}", f"train.seed={seed}"]
     )
-    prepare(folder / "dataset", folder / "prepared", config.data, log=lambda m: None, progress=False)
-    result = train(config, folder / "prepared", folder / "run", device="cpu", log=lambda m: None, progress=False)
+    prepare(folder / "dataset", folder / "prepared", config.data, progress=False)
+    result = train(config, folder / "prepared", folder / "run", device="cpu", progress=False)
 
     first_bits, last_bits = result.val_history[0][1], result.val_history[-1][1]
     assert first_bits > 7.5, "an untrained model should start near 8 bits/sample"

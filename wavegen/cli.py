@@ -78,14 +78,15 @@ def main(verbose: int) -> None:
     """wavegen: train WaveNet models on your recordings and listen to what they generate.
 
     \b
-      wavegen prepare dataset/      encode a folder of audio files
-      wavegen train                 train (or resume) runs/default on it
-      wavegen synth --seconds 2     write WAVs to samples/ from the newest run
-      wavegen vocode speech.wav     resynthesise a recording with a vocoder (mel) model
-      wavegen eval                  validation bits/sample (and resynthesis distance)
-      wavegen report                an HTML page of the newest run and its samples
-      wavegen export RUN OUT/       a model folder to share or start from
       wavegen synth --model melodies  hear a model that ships with wavegen (wavegen models)
+      wavegen prepare dataset/        encode a folder of audio files
+      wavegen train --recipe small    train (or resume) runs/small on it, on a CPU
+      wavegen train                   the same with the default recipe, sized for a GPU
+      wavegen synth --seconds 2       write WAVs to samples/ from the newest run
+      wavegen vocode speech.wav       resynthesise a recording with a vocoder (mel) model
+      wavegen eval                    validation bits/sample (and resynthesis distance)
+      wavegen report                  an HTML page of the newest run and its samples
+      wavegen export RUN OUT/         a model folder to share or start from
     """
     from .messages import setup
     from .noise import quiet_libraries

@@ -199,7 +199,14 @@ CASES = [
     case("synth", *TINY, "--mel", "mel.npy", phrase="--mel: this model was trained without mel features"),
     case("synth", *VOC, phrase="conditioned on log-mel features: give --mel FILE.npy"),
     case("synth", *TINY, "--prime", "nothing.wav", phrase="nothing.wav: cannot use as a prime"),
-    case("synth", *TINY, "--bogus", phrase="No such option '--bogus'. Did you mean", status=2),
+    case(
+        "synth",
+        *TINY,
+        "--temprature",
+        "1",
+        phrase="No such option '--temprature'. Did you mean '--temperature'?",
+        status=2,
+    ),
     # -- vocode
     case("vocode", phrase="Missing argument 'INPUTS...'", status=2),
     case("vocode", "dataset/a.wav", phrase="no trained runs found", cwd="empty"),

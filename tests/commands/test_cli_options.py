@@ -10,7 +10,7 @@ from wavegen.cli import main
 pytestmark = pytest.mark.slow  # (make test-fast leaves these out; make test runs them)
 
 UNSET = getattr(click.core, "UNSET", None)  # click >= 8.3: an option given no default
-SHORT = {"--quiet": "-q", "--out": "-o", "--n": "-n"}  # every short option there is (besides -h)
+SHORT = {"--quiet": "-q", "--out": "-o", "--n": "-n", "--verbose": "-v"}  # every short option there is (besides -h)
 
 
 def options():
@@ -51,7 +51,7 @@ def test_defaults_are_shown_one_way():
     depends on something is said in words as '(default: ...)', never 'default 2'."""
     for name, option in options():
         text = option.help or ""
-        fixed = not option.is_flag and not option.multiple and option.default not in (None, UNSET)
+        fixed = not (option.is_flag or option.count or option.multiple) and option.default not in (None, UNSET)
         if fixed:
             assert option.show_default is True, f"{name} {option.opts} hides its default"
             assert "(default:" not in text, f"{name} {option.opts} says its default twice"

@@ -90,7 +90,7 @@ def uninterrupted(root):
             config = apply_overrides(
                 load_recipe("tiny"), SETTINGS + [f"train.precision={precision}", f"train.steps={STEPS}"]
             )
-            train(config, root / "prepared", runs[precision], device="cpu", progress=False)
+            train(config, root / "prepared", runs[precision], device="cpu", progress=False, recipe="tiny")
         return runs[precision]
 
     return run

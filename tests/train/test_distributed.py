@@ -145,7 +145,7 @@ def every_option(command) -> list[str]:
     args = []
     for param in command.params:
         name = param.opts[-1]
-        if param.is_flag:
+        if param.is_flag or param.count:  # (a count, as -v: given once)
             args.append(name)
         elif isinstance(param.type, click.Choice):
             args += [name, param.type.choices[-1]]

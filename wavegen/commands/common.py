@@ -128,6 +128,13 @@ def verbosity() -> int:
     return int(logging.getLogger(NAME).getEffectiveLevel() <= logging.DEBUG)
 
 
+def SAMPLES_OUT(help: str):  # noqa: N802 (an option, as DEVICE)
+    """``-o/--out``, the folder generated WAVs go to (default ``samples``), as synth, vocode and demo take it."""
+    return click.option(
+        "-o", "--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True, help=help
+    )
+
+
 ENGINE_CHOICE = click.Choice(["auto", *ENGINES])
 PRECISION = click.option(
     "--precision",

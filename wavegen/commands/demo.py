@@ -19,7 +19,7 @@ from ..limits import MAX_SECONDS, MAX_STREAMS, check_samples
 from ..outputs import leaves_no_empty_folder, writable_folder
 from ..recipe import load_recipe
 from ..runs import pick_checkpoint
-from .common import QUIET, friendly_errors
+from .common import QUIET, SAMPLES_OUT, friendly_errors
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +85,7 @@ def run_demo(
     show_default=True,
     help="Where the built-in dataset, prepared data and run go.",
 )
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("samples"),
-    show_default=True,
-    help="Folder for the WAVs and the page about them (index.html).",
-)
+@SAMPLES_OUT("Folder for the WAVs and the page about them (index.html).")
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="Training steps.")
 @click.option(
     "--seconds", type=float, default=2.0, show_default=True, help=f"Length of each sample, at most {MAX_SECONDS:g} s."

@@ -18,6 +18,7 @@ from .common import (
     PRECISION,
     QUIET,
     RUN_OR_CHECKPOINT,
+    SAMPLES_OUT,
     friendly_errors,
     live_sink,
     options,
@@ -41,14 +42,9 @@ from .common import (
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Stream i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("samples"),
-    show_default=True,
-    help="Folder for the WAVs; '-': one WAV on standard output as it is made (channel i = stream i), "
-    "for a player: --out - | aplay.",
+@SAMPLES_OUT(
+    "Folder for the WAVs; '-': one WAV on standard output as it is made (channel i = stream i), "
+    "for a player: --out - | aplay."
 )
 @options(LIVE)
 @click.option(

@@ -18,6 +18,7 @@ from .common import (
     PRECISION,
     QUIET,
     RUN_OR_CHECKPOINT,
+    SAMPLES_OUT,
     friendly_errors,
     live_sink,
     options,
@@ -27,14 +28,7 @@ from .common import (
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @options(RUN_OR_CHECKPOINT)
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("samples"),
-    show_default=True,
-    help="Folder for the WAVs (one per INPUT); '-': a WAV on standard output, with --stream.",
-)
+@SAMPLES_OUT("Folder for the WAVs (one per INPUT); '-': a WAV on standard output, with --stream.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Input i uses seed + i.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature (> 0).")
 @click.option(
